@@ -1,0 +1,60 @@
+import { z } from "zod";
+import { XrpcError, invalidRequest } from "../errors.js";
+import * as schemas from "../schemas.js";
+import { createConvo as create } from "../services/conversations.js";
+import { procedure } from "../xrpc.js";
+
+export const MAX_MEMBERS_PER_CALL = 100;
+
+export const createConvoInput = z.object({
+  groupId: schemas.groupId,
+  cipherSuite: schemas.cipherSuite,
+  initialMembers: z.array(schemas.did).max(10_000).optional(),
+  welcomeMessage: schemas.bytes.optional(),
+  keyPackageHashes: z
+    .array(z.object({ did: schemas.did, hash: z.string().regex(/^[0-9a-f]{64}$/, "must be SHA-256 hex") }))
+    .max(10_000)
+    .optional(),
+  metadata: z.object({ name: z.string().max(256).optional(), description: z.string().max(2048).optional() }).optional(),
+  idempotencyKey: schemas.idempotencyKey.optional(),
+});
+
+export const tooManyMembers = (message: string) => new XrpcError(400, "TooManyMembers", message);
+export const invalidCipherSuite = (suite: string) =>
+  new XrpcError(400, "InvalidCipherSuite", `cipher suite ${suite} is not accepted by this server`);
+
+export default procedure({
+  name: "createConvo",
+  input: createConvoInput,
+  async handler(input, { app, caller, db, now }) {
+    const { config } = app;
+    if (!config.CIPHER_SUITES.includes(input.cipherSuite)) throw invalidCipherSuite(input.cipherSuite);
+    const requested = input.initialMembers ?? [];
+    if (requested.length > MAX_MEMBERS_PER_CALL) {
+      throw tooManyMembers(`at most ${MAX_MEMBERS_PER_CALL} initial members per call`);
+    }
+    const members = [...new Set(requested)].filter((did) => did !== caller);
+    if (members.length + 1 > config.MAX_MEMBERS_PER_CONVO) {
+      throw tooManyMembers(`a conversation holds at most ${config.MAX_MEMBERS_PER_CONVO} members`);
+    }
+    const hashes = new Map((input.keyPackageHashes ?? []).map((entry) => [entry.did, entry.hash]));
+    for (const did of hashes.keys()) {
+      if (!members.includes(did)) throw invalidRequest(`keyPackageHashes names ${did}, who is not an initial member`);
+    }
+    if (input.welcomeMessage && members.length === 0) {
+      throw invalidRequest("welcomeMessage needs at least one initial member");
+    }
+    return create(db, {
+      id: crypto.randomUUID(),
+      groupId: input.groupId,
+      creator: caller,
+      cipherSuite: input.cipherSuite,
+      members,
+      welcome: input.welcomeMessage,
+      keyPackageHashes: hashes,
+      name: input.metadata?.name,
+      description: input.metadata?.description,
+      now,
+    });
+  },
+});

@@ -1,0 +1,65 @@
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { requestId } from "hono/request-id";
+import { secureHeaders } from "hono/secure-headers";
+import { timeout } from "hono/timeout";
+import { methods } from "./api/index.js";
+import type { AppContext } from "./context.js";
+import { notReady, XrpcError } from "./errors.js";
+import { auth } from "./middleware/auth.js";
+import { onError } from "./middleware/errors.js";
+import { handle, NSID_PREFIX } from "./xrpc.js";
+
+/**
+ * The whole HTTP surface, built from an application context. Entry points only construct the
+ * context and hand requests to `app.fetch`.
+ *
+ * request → request id → secure headers → body limit → timeout → auth → handler → service → driver
+ */
+export function createApp(ctx: AppContext): Hono {
+  const app = new Hono();
+  const { config } = ctx;
+
+  app.onError(onError);
+  app.notFound((c) => {
+    const error = c.req.path.startsWith("/xrpc/") ? "MethodNotImplemented" : "NotFound";
+    return c.json({ error, message: `no such route: ${c.req.method} ${c.req.path}` }, 404);
+  });
+
+  app.use(requestId({ headerName: "X-Request-Id" }));
+  app.use(secureHeaders());
+  app.use(async function provideContext(c, next) {
+    c.set("app", ctx);
+    c.set("db", ctx.db);
+    await next();
+  });
+  app.use(
+    bodyLimit({
+      maxSize: config.BODY_LIMIT_BYTES,
+      onError: () => {
+        throw new XrpcError(413, "PayloadTooLarge", `request body exceeds ${config.BODY_LIMIT_BYTES} bytes`);
+      },
+    }),
+  );
+  app.use("/xrpc/*", timeout(config.REQUEST_TIMEOUT_MS));
+
+  app.get("/health", (c) => c.json({ status: "ok" }));
+  app.get("/health/ready", async (c) => {
+    try {
+      await ctx.db.query("SELECT 1");
+    } catch {
+      throw notReady();
+    }
+    return c.json({ status: "ready", driver: ctx.db.kind });
+  });
+
+  const authenticate = auth({ devSecret: config.DEV_JWT_SECRET });
+  for (const method of methods) {
+    const path = `/xrpc/${NSID_PREFIX}${method.name}`;
+    const verb = method.type === "query" ? "GET" : "POST";
+    app.on(verb, path, authenticate, handle(method));
+    app.all(path, (c) => c.json({ error: "InvalidRequest", message: `${method.name} takes ${verb}` }, 405, { Allow: verb }));
+  }
+
+  return app;
+}

@@ -1,0 +1,71 @@
+import { z } from "zod";
+
+/** The seven cipher suites of RFC 9420, section 17.1. */
+export const RFC9420_CIPHER_SUITES = [
+  "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519",
+  "MLS_128_DHKEMP256_AES128GCM_SHA256_P256",
+  "MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519",
+  "MLS_256_DHKEMX448_AES256GCM_SHA512_Ed448",
+  "MLS_256_DHKEMP521_AES256GCM_SHA512_P521",
+  "MLS_256_DHKEMX448_CHACHA20POLY1305_SHA512_Ed448",
+  "MLS_256_DHKEMP384_AES256GCM_SHA384_P384",
+] as const;
+
+const bool = z
+  .enum(["true", "false", "1", "0", "on", "off", "yes", "no"])
+  .transform((value) => ["true", "1", "on", "yes"].includes(value));
+const list = z
+  .string()
+  .transform((value) => value.split(",").map((item) => item.trim()).filter(Boolean));
+const int = (min: number) => z.coerce.number().int().min(min);
+const did = z.string().regex(/^did:[a-z]+:[a-zA-Z0-9._:%-]+$/, "must be a DID");
+
+/** Every environment variable the server reads, with its default. `.env.example` mirrors this. */
+const configSchema = z.object({
+  PORT: int(0).max(65535).default(3000),
+  HOST: z.string().min(1).default("127.0.0.1"),
+  LOG_LEVEL: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
+
+  DATABASE_URL: z.string().url().optional(),
+  DATABASE_DRIVER: z.enum(["postgres", "neon"]).default("postgres"),
+  DATABASE_POOL_MAX: int(1).default(10),
+  DATABASE_PREPARE: bool.default(true),
+  PGLITE_DIR: z.string().min(1).default("./data"),
+  MIGRATE_ON_START: bool.default(true),
+
+  DEV_JWT_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
+  SERVICE_DID: did.optional(),
+  ADMIN_DIDS: list.pipe(z.array(did)).default([]),
+
+  BODY_LIMIT_BYTES: int(1024).default(2 * 1024 * 1024),
+  REQUEST_TIMEOUT_MS: int(100).default(30_000),
+  MAX_CIPHERTEXT_BYTES: int(1).default(1024 * 1024),
+  MAX_KEY_PACKAGE_BYTES: int(1).default(64 * 1024),
+  MAX_MEMBERS_PER_CONVO: int(2).default(1000),
+  CIPHER_SUITES: list.default([...RFC9420_CIPHER_SUITES]),
+  KEY_PACKAGE_THRESHOLD: int(0).default(10),
+
+  IDEMPOTENCY_TTL_SECONDS: int(1).default(86_400),
+  IDEMPOTENCY_WAIT_MS: int(1).default(10_000),
+  WELCOME_GRACE_SECONDS: int(1).default(300),
+  RETENTION_DAYS: int(1).default(30),
+  CLEANUP_INTERVAL_SECONDS: int(0).default(300),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type Env = Record<string, string | undefined>;
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Parses the environment; empty strings count as unset. Throws one readable line per bad value. */
+export function loadConfig(env: Env): Config {
+  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ""));
+  const parsed = configSchema.safeParse(present);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`);
+    throw new ConfigError(`invalid configuration: ${problems.join("; ")}`);
+  }
+  return parsed.data;
+}

@@ -1,0 +1,12 @@
+import type { Clock } from "./clock.js";
+import type { Config } from "./config.js";
+import type { Database } from "./db/driver.js";
+import type { Logger } from "./logger.js";
+
+/** Everything a request needs, built once per process (or per Worker request) and passed in. */
+export interface AppContext {
+  config: Config;
+  db: Database;
+  clock: Clock;
+  logger: Logger;
+}

@@ -1,0 +1,117 @@
+/**
+ * The one interface the app speaks to Postgres through. Three adapters implement it
+ * (postgres.js, Neon's Pool, PGlite); services never see which one is underneath.
+ */
+export type Row = Record<string, unknown>;
+
+export interface Queryable {
+  /** Runs one parameterised statement ($1, $2, ...) and returns its rows. */
+  query<T extends object = Row>(text: string, params?: readonly unknown[]): Promise<T[]>;
+  /** Runs a script of several statements without parameters (migrations). */
+  exec(script: string): Promise<void>;
+  /**
+   * Runs `fn` in a transaction that commits when it resolves and rolls back when it throws.
+   * Called on a transaction handle it opens a savepoint, so a nested failure undoes only its own writes.
+   */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+}
+
+export type DriverKind = "postgres" | "neon" | "pglite";
+
+export interface Database extends Queryable {
+  readonly kind: DriverKind;
+  /** True when the database can run transactions concurrently (false for single-connection PGlite). */
+  readonly concurrent: boolean;
+  close(): Promise<void>;
+}
+
+/** A database error with its SQLSTATE code, whatever the adapter. */
+export class DatabaseError extends Error {
+  constructor(
+    message: string,
+    readonly code: string | undefined,
+    readonly constraint: string | undefined,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = "DatabaseError";
+  }
+}
+
+/** SQLSTATE 23505: the backstop for everything that must exist once. */
+export class UniqueViolationError extends DatabaseError {
+  constructor(message: string, constraint: string | undefined, options?: { cause?: unknown }) {
+    super(message, "23505", constraint, options);
+    this.name = "UniqueViolationError";
+  }
+}
+
+/** The database could not be reached or dropped the connection: callers should answer 503. */
+export class DatabaseUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "DatabaseUnavailableError";
+  }
+}
+
+const CONNECTION_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "ENOTFOUND",
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+  "CONNECT_TIMEOUT",
+  "57P01", // admin_shutdown (pg_terminate_backend)
+  "57P02",
+  "57P03", // cannot_connect_now
+  "08000",
+  "08003",
+  "08006",
+  "08001",
+  "08004",
+]);
+
+/** Turns whatever a driver threw into the typed errors above. */
+export function normalizeError(error: unknown): Error {
+  if (error instanceof DatabaseError || error instanceof DatabaseUnavailableError) return error;
+  const e = error as { code?: unknown; message?: unknown; constraint?: unknown; constraint_name?: unknown };
+  const code = typeof e?.code === "string" ? e.code : undefined;
+  const message = typeof e?.message === "string" ? e.message : String(error);
+  if (code && CONNECTION_CODES.has(code)) return new DatabaseUnavailableError(message, { cause: error });
+  if (/connection (terminated|closed|ended)|socket hang up|Client has encountered a connection error/i.test(message)) {
+    return new DatabaseUnavailableError(message, { cause: error });
+  }
+  const constraint =
+    typeof e?.constraint === "string" ? e.constraint : typeof e?.constraint_name === "string" ? e.constraint_name : undefined;
+  if (code === "23505") return new UniqueViolationError(message, constraint, { cause: error });
+  if (code) return new DatabaseError(message, code, constraint, { cause: error });
+  return error instanceof Error ? error : new Error(message);
+}
+
+/** Runs a driver call and rethrows its failure as a typed error. */
+export async function normalized<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    throw normalizeError(error);
+  }
+}
+
+let savepointCounter = 0;
+
+/** Nested transaction by SAVEPOINT, for adapters whose client has no savepoint helper. */
+export async function withSavepoint<T>(tx: Queryable, fn: (tx: Queryable) => Promise<T>): Promise<T> {
+  const name = `sp_${++savepointCounter}`;
+  await tx.query(`SAVEPOINT ${name}`);
+  try {
+    const result = await fn(tx);
+    await tx.query(`RELEASE SAVEPOINT ${name}`);
+    return result;
+  } catch (error) {
+    await tx.query(`ROLLBACK TO SAVEPOINT ${name}`);
+    throw error;
+  }
+}

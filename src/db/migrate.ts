@@ -1,0 +1,52 @@
+import { sha256Hex } from "../bytes.js";
+import type { Database } from "./driver.js";
+
+export interface Migration {
+  /** File name, e.g. `0001_schema.sql`; applied in name order. */
+  name: string;
+  sql: string;
+}
+
+export class MigrationChecksumError extends Error {
+  override name = "MigrationChecksumError";
+}
+
+/** Any constant works; it only has to be the same for every runner. */
+const MIGRATION_LOCK_KEY = 7_146_021_901;
+
+/**
+ * Applies the migrations not yet recorded, in order, in one transaction under an advisory lock,
+ * so two processes starting at once apply each file exactly once. Refuses to run when a file
+ * that was already applied has changed since. Returns the names it applied.
+ */
+export async function migrate(db: Database, migrations: readonly Migration[]): Promise<string[]> {
+  const ordered = [...migrations].sort((a, b) => a.name.localeCompare(b.name));
+  const checksums = await Promise.all(ordered.map((migration) => sha256Hex(migration.sql)));
+  return db.transaction(async (tx) => {
+    await tx.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK_KEY]);
+    await tx.exec(
+      `CREATE TABLE IF NOT EXISTS schema_migrations (
+         name text PRIMARY KEY,
+         checksum text NOT NULL,
+         applied_at timestamptz NOT NULL DEFAULT now()
+       )`,
+    );
+    const rows = await tx.query<{ name: string; checksum: string }>("SELECT name, checksum FROM schema_migrations");
+    const applied = new Map(rows.map((row) => [row.name, row.checksum]));
+    const done: string[] = [];
+    for (const [index, migration] of ordered.entries()) {
+      const checksum = checksums[index]!;
+      const recorded = applied.get(migration.name);
+      if (recorded !== undefined) {
+        if (recorded !== checksum) {
+          throw new MigrationChecksumError(`migration ${migration.name} was edited after it was applied`);
+        }
+        continue;
+      }
+      await tx.exec(migration.sql);
+      await tx.query("INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)", [migration.name, checksum]);
+      done.push(migration.name);
+    }
+    return done;
+  });
+}

@@ -1,0 +1,31 @@
+import { PGlite, type Transaction } from "@electric-sql/pglite";
+import { normalized, withSavepoint, type Database, type Queryable, type Row } from "./driver.js";
+
+function transactionQueryable(tx: Transaction): Queryable {
+  const self: Queryable = {
+    query: async <T extends object>(text: string, params: readonly unknown[] = []) =>
+      normalized(async () => (await tx.query<T>(text, params as unknown[])).rows),
+    exec: (script) => normalized(async () => void (await tx.exec(script))),
+    transaction: (fn) => withSavepoint(self, fn),
+  };
+  return self;
+}
+
+/**
+ * Embedded Postgres in WASM: the zero-setup default. One connection, so transactions run one
+ * after another; correct, but never evidence of behaviour under concurrency.
+ * `dataDir` undefined keeps everything in memory (tests).
+ */
+export async function createPgliteDatabase(dataDir?: string): Promise<Database> {
+  const db = await PGlite.create(dataDir, { parsers: { 20: (value: string) => Number(value) } });
+  return {
+    kind: "pglite",
+    concurrent: false,
+    query: async <T extends object>(text: string, params: readonly unknown[] = []) =>
+      normalized(async () => (await db.query<T>(text, params as unknown[])).rows),
+    exec: (script) => normalized(async () => void (await db.exec(script))),
+    transaction: <T>(fn: (tx: Queryable) => Promise<T>) =>
+      normalized(() => db.transaction((tx) => fn(transactionQueryable(tx)))),
+    close: () => db.close(),
+  };
+}

@@ -1,0 +1,45 @@
+import { serve } from "@hono/node-server";
+import { createApp } from "../app.js";
+import { systemClock } from "../clock.js";
+import { ConfigError, loadConfig } from "../config.js";
+import { connectDatabase } from "../db/connect.js";
+import { migrate } from "../db/migrate.js";
+import { readMigrations } from "../db/migrations-fs.js";
+import { createLogger } from "../logger.js";
+import { devSecret } from "./dev-secret.js";
+
+/** Node entry: configuration from the environment, migrations, then serve. */
+async function main(): Promise<void> {
+  const config = loadConfig({ ...process.env, DEV_JWT_SECRET: await devSecret(process.env) });
+  const logger = createLogger(config.LOG_LEVEL);
+  const db = await connectDatabase(config);
+  if (config.MIGRATE_ON_START) {
+    const applied = await migrate(db, await readMigrations());
+    if (applied.length) logger.info("migrations applied", { applied });
+  }
+  const app = createApp({ config, db, clock: systemClock, logger });
+  const server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, (info) => {
+    logger.info("listening", { url: `http://${config.HOST}:${info.port}`, driver: db.kind });
+  });
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info("shutting down", { signal });
+    const force = setTimeout(() => process.exit(1), 10_000);
+    force.unref();
+    server.close(async () => {
+      await db.close();
+      process.exit(0);
+    });
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+}
+
+main().catch((error: unknown) => {
+  const message = error instanceof ConfigError ? error.message : error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  console.error(message);
+  process.exit(1);
+});

@@ -1,0 +1,26 @@
+/**
+ * The XRPC error model: every failure a client can see is one of these, rendered once in
+ * `app.onError` as `{"error": name, "message": message}`.
+ */
+export class XrpcError extends Error {
+  constructor(
+    readonly status: 400 | 401 | 403 | 404 | 405 | 409 | 410 | 413 | 422 | 429 | 500 | 503,
+    readonly error: string,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+    this.name = "XrpcError";
+  }
+}
+
+export const invalidRequest = (message: string, name = "InvalidRequest") => new XrpcError(400, name, message);
+export const authRequired = (message: string, name = "AuthenticationRequired") => new XrpcError(401, name, message);
+export const forbidden = (message: string, name = "Forbidden") => new XrpcError(403, name, message);
+export const notMember = () => new XrpcError(403, "NotMember", "caller is not an active member of this conversation");
+export const notCreator = () => new XrpcError(403, "NotCreator", "only the conversation's creator or an admin may do this");
+export const convoNotFound = () => new XrpcError(404, "ConvoNotFound", "conversation not found");
+export const epochMismatch = (current: number) =>
+  new XrpcError(409, "EpochMismatch", `epoch mismatch: the conversation is at epoch ${current}`);
+export const notReady = (retryAfterSeconds = 1) =>
+  new XrpcError(503, "NotReady", "the database is unreachable; retry shortly", { "Retry-After": String(retryAfterSeconds) });

@@ -1,0 +1,35 @@
+import { z } from "zod";
+import { decodeBase64 } from "./bytes.js";
+
+/** Field schemas shared by the methods; each method's own input schema lives in its `src/api/` file. */
+
+/** AT Protocol DID syntax: `did:<method>:<id>`. */
+export const did = z
+  .string()
+  .max(2048)
+  .regex(/^did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]$/, "must be a DID (did:<method>:<id>)");
+
+/** Bytes as a standard base64 string or the AT Protocol `{"$bytes": "..."}` form. */
+export const bytes = z
+  .union([z.string(), z.object({ $bytes: z.string() }).strict()])
+  .transform((value, ctx) => {
+    const decoded = decodeBase64(typeof value === "string" ? value : value.$bytes);
+    if (!decoded) {
+      ctx.addIssue({ code: "custom", message: "must be standard base64" });
+      return z.NEVER;
+    }
+    return decoded;
+  });
+
+export const groupId = z
+  .string()
+  .regex(/^([0-9a-f]{2}){1,64}$/, "must be lowercase hex, 1 to 64 bytes");
+
+export const convoId = z.string().min(1).max(128);
+export const cipherSuite = z.string().min(1).max(128);
+export const epoch = z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+export const limit = z.coerce.number().int().min(1).max(100).default(50);
+export const cursor = z.string().min(1).max(512);
+export const idempotencyKey = z
+  .string()
+  .regex(/^[\x20-\x7e]{1,255}$/, "must be 1 to 255 printable ASCII characters");

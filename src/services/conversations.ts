@@ -1,0 +1,160 @@
+import type { Queryable } from "../db/driver.js";
+import { invalidRequest } from "../errors.js";
+import { ACTIVE_MEMBERS_JSON, iso } from "./sql.js";
+
+export interface ConvoView {
+  id: string;
+  groupId: string;
+  creator: string;
+  members: { did: string; joinedAt: string }[];
+  epoch: number;
+  cipherSuite: string;
+  createdAt: string;
+  metadata?: { name?: string; description?: string };
+}
+
+interface ConvoRow {
+  id: string;
+  group_id: string;
+  creator_did: string;
+  cipher_suite: string;
+  epoch: number;
+  name: string | null;
+  description: string | null;
+  created_at: string;
+  members: { did: string; joinedAt: string }[];
+}
+
+const CONVO_COLUMNS = `c.id, c.group_id, c.creator_did, c.cipher_suite, c.epoch, c.name, c.description,
+  ${iso("c.created_at")} AS created_at, ${ACTIVE_MEMBERS_JSON} AS members`;
+
+function toView(row: ConvoRow): ConvoView {
+  const view: ConvoView = {
+    id: row.id,
+    groupId: row.group_id,
+    creator: row.creator_did,
+    members: row.members,
+    epoch: row.epoch,
+    cipherSuite: row.cipher_suite,
+    createdAt: row.created_at,
+  };
+  if (row.name !== null || row.description !== null) {
+    view.metadata = {
+      ...(row.name !== null && { name: row.name }),
+      ...(row.description !== null && { description: row.description }),
+    };
+  }
+  return view;
+}
+
+export async function getConvoView(db: Queryable, convoId: string): Promise<ConvoView | undefined> {
+  const [row] = await db.query<ConvoRow>(`SELECT ${CONVO_COLUMNS} FROM conversations c WHERE c.id = $1`, [convoId]);
+  return row && toView(row);
+}
+
+export interface NewConvo {
+  id: string;
+  groupId: string;
+  creator: string;
+  cipherSuite: string;
+  /** Initial members besides the creator, without duplicates. */
+  members: string[];
+  welcome?: Uint8Array;
+  /** Key package hash per initial member, for the welcome rows. */
+  keyPackageHashes: Map<string, string>;
+  name?: string;
+  description?: string;
+  now: Date;
+}
+
+/**
+ * Creates the conversation, its members, one welcome row per initial member and a `joined`
+ * event per member in one statement. A repeat by the same creator for the same groupId answers
+ * the existing conversation (natural idempotency); another creator's groupId is refused.
+ */
+export async function createConvo(db: Queryable, convo: NewConvo): Promise<ConvoView> {
+  const everyone = [convo.creator, ...convo.members];
+  const welcomes = convo.welcome
+    ? convo.members.map((did) => ({ did, hash: convo.keyPackageHashes.get(did) ?? null }))
+    : [];
+  const [row] = await db.query<{ created: number }>(
+    `WITH convo AS (
+       INSERT INTO conversations (id, group_id, creator_did, cipher_suite, name, description, created_at, next_event_seq)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+       ON CONFLICT (group_id) DO NOTHING
+       RETURNING id
+     ), joined AS (
+       SELECT d.did, d.ordinality AS n FROM jsonb_array_elements_text($9::jsonb) WITH ORDINALITY AS d(did, ordinality)
+     ), member_rows AS (
+       INSERT INTO members (convo_id, did, joined_at) SELECT convo.id, joined.did, $7 FROM convo, joined
+     ), welcome_rows AS (
+       INSERT INTO welcome_messages (id, convo_id, recipient_did, welcome, key_package_hash, created_at)
+       SELECT gen_random_uuid()::text, convo.id, w.did, $10, w.hash, $7
+         FROM convo, jsonb_to_recordset($11::jsonb) AS w(did text, hash text)
+     ), event_rows AS (
+       INSERT INTO events (convo_id, seq, kind, payload, created_at)
+       SELECT convo.id, joined.n, 'membership', jsonb_build_object('type', 'joined', 'did', joined.did, 'epoch', 0), $7
+         FROM convo, joined
+     )
+     SELECT (SELECT count(*) FROM convo) AS created`,
+    [
+      convo.id,
+      convo.groupId,
+      convo.creator,
+      convo.cipherSuite,
+      convo.name ?? null,
+      convo.description ?? null,
+      convo.now,
+      everyone.length + 1,
+      JSON.stringify(everyone),
+      convo.welcome ?? null,
+      JSON.stringify(welcomes),
+    ],
+  );
+  const created = Number(row?.created) === 1;
+  if (created) return (await getConvoView(db, convo.id))!;
+  const [existing] = await db.query<ConvoRow>(`SELECT ${CONVO_COLUMNS} FROM conversations c WHERE c.group_id = $1`, [
+    convo.groupId,
+  ]);
+  if (!existing || existing.creator_did !== convo.creator) {
+    throw invalidRequest("a conversation with this groupId already exists");
+  }
+  return toView(existing);
+}
+
+export interface ConvoPage {
+  conversations: ConvoView[];
+  cursor?: string;
+}
+
+/** The caller's active conversations, newest first, keyset-paginated on (createdAt, id). */
+export async function listConvos(db: Queryable, did: string, limit: number, cursor?: string): Promise<ConvoPage> {
+  const after = cursor ? decodeConvoCursor(cursor) : undefined;
+  const rows = await db.query<ConvoRow & { created_at_raw: Date }>(
+    `SELECT ${CONVO_COLUMNS}, c.created_at AS created_at_raw
+       FROM members me JOIN conversations c ON c.id = me.convo_id
+      WHERE me.did = $1 AND me.left_at IS NULL
+        AND ($2::timestamptz IS NULL OR (c.created_at, c.id) < ($2::timestamptz, $3::text))
+      ORDER BY c.created_at DESC, c.id DESC
+      LIMIT $4`,
+    [did, after?.createdAt ?? null, after?.id ?? null, limit + 1],
+  );
+  const page = rows.slice(0, limit);
+  const last = page[page.length - 1];
+  return {
+    conversations: page.map(toView),
+    ...(rows.length > limit && last && { cursor: encodeConvoCursor(last.created_at_raw, last.id) }),
+  };
+}
+
+function encodeConvoCursor(createdAt: Date, id: string): string {
+  return `${createdAt.toISOString()}_${id}`;
+}
+
+function decodeConvoCursor(cursor: string): { createdAt: Date; id: string } {
+  const separator = cursor.indexOf("_");
+  const createdAt = new Date(cursor.slice(0, separator));
+  const id = cursor.slice(separator + 1);
+  if (separator < 0 || Number.isNaN(createdAt.getTime()) || !id) throw invalidRequest("cursor is invalid");
+  return { createdAt, id };
+}

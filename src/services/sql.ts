@@ -1,0 +1,10 @@
+/** SQL fragments shared by the services. */
+
+/** A timestamptz as the RFC 3339 UTC string the API returns (millisecond precision, like Date#toISOString). */
+export const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+
+/** The active members of conversation `c` as a JSON array of {did, joinedAt}. */
+export const ACTIVE_MEMBERS_JSON = `(
+  SELECT coalesce(json_agg(json_build_object('did', m.did, 'joinedAt', ${iso("m.joined_at")}) ORDER BY m.joined_at, m.did), '[]'::json)
+  FROM members m WHERE m.convo_id = c.id AND m.left_at IS NULL
+)`;

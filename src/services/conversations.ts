@@ -84,13 +84,13 @@ export async function createConvo(db: Queryable, convo: NewConvo): Promise<Convo
        ON CONFLICT (group_id) DO NOTHING
        RETURNING id
      ), joined AS (
-       SELECT d.did, d.ordinality AS n FROM jsonb_array_elements_text($9::jsonb) WITH ORDINALITY AS d(did, ordinality)
+       SELECT d.did, d.ordinality AS n FROM jsonb_array_elements_text($9::text::jsonb) WITH ORDINALITY AS d(did, ordinality)
      ), member_rows AS (
        INSERT INTO members (convo_id, did, joined_at) SELECT convo.id, joined.did, $7 FROM convo, joined
      ), welcome_rows AS (
        INSERT INTO welcome_messages (id, convo_id, recipient_did, welcome, key_package_hash, created_at)
        SELECT gen_random_uuid()::text, convo.id, w.did, $10, w.hash, $7
-         FROM convo, jsonb_to_recordset($11::jsonb) AS w(did text, hash text)
+         FROM convo, jsonb_to_recordset($11::text::jsonb) AS w(did text, hash text)
      ), event_rows AS (
        INSERT INTO events (convo_id, seq, kind, payload, created_at)
        SELECT convo.id, joined.n, 'membership', jsonb_build_object('type', 'joined', 'did', joined.did, 'epoch', 0), $7

@@ -8,3 +8,8 @@ export const ACTIVE_MEMBERS_JSON = `(
   SELECT coalesce(json_agg(json_build_object('did', m.did, 'joinedAt', ${iso("m.joined_at")}) ORDER BY m.joined_at, m.did), '[]'::json)
   FROM members m WHERE m.convo_id = c.id AND m.left_at IS NULL
 )`;
+
+/*
+ * JSON parameters are sent as text and cast (`$1::text::jsonb`): postgres.js would encode a
+ * string again if the parameter's type were jsonb, and the text form means the same on every driver.
+ */

@@ -1,0 +1,38 @@
+import { SignJWT } from "jose";
+import { inject } from "vitest";
+import { createApp } from "../../src/app.js";
+import { ManualClock, type Clock } from "../../src/clock.js";
+import { loadConfig, type Env } from "../../src/config.js";
+import type { AppContext } from "../../src/context.js";
+import type { Database } from "../../src/db/driver.js";
+import { createPostgresDatabase } from "../../src/db/postgres.js";
+import { createLogger } from "../../src/logger.js";
+
+export const TEST_SECRET = "test-secret-0123456789abcdef";
+
+/** A postgres.js database on this run's migrated real PostgreSQL. */
+export function testDatabase(max = 20): Database {
+  return createPostgresDatabase(inject("databaseUrl"), { max });
+}
+
+/** An app over `db` with test configuration; `env` overrides any variable. */
+export function testApp(db: Database, env: Env = {}, clock: Clock = new ManualClock()) {
+  const config = loadConfig({ DEV_JWT_SECRET: TEST_SECRET, LOG_LEVEL: "silent", ...env });
+  const ctx: AppContext = { config, db, clock, logger: createLogger(config.LOG_LEVEL) };
+  return { app: createApp(ctx), ctx };
+}
+
+export async function tokenFor(did: string, { secret = TEST_SECRET, ttlSeconds = 3600 } = {}): Promise<string> {
+  return new SignJWT({})
+    .setProtectedHeader({ alg: "HS256" })
+    .setIssuer(did)
+    .setIssuedAt()
+    .setExpirationTime(Math.floor(Date.now() / 1000) + ttlSeconds)
+    .sign(new TextEncoder().encode(secret));
+}
+
+/** A unique suffix so tests sharing one database never touch each other's rows. */
+export const unique = (prefix: string) => `${prefix}${crypto.randomUUID().replace(/-/g, "").slice(0, 8)}`;
+
+/** Random lowercase-hex MLS group id. */
+export const randomGroupId = () => crypto.randomUUID().replace(/-/g, "");

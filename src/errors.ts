@@ -24,3 +24,6 @@ export const epochMismatch = (current: number) =>
   new XrpcError(409, "EpochMismatch", `epoch mismatch: the conversation is at epoch ${current}`);
 export const notReady = (retryAfterSeconds = 1) =>
   new XrpcError(503, "NotReady", "the database is unreachable; retry shortly", { "Retry-After": String(retryAfterSeconds) });
+export const tooManyMembers = (message: string) => new XrpcError(400, "TooManyMembers", message);
+export const invalidCipherSuite = (suite: string) =>
+  new XrpcError(400, "InvalidCipherSuite", `cipher suite ${suite} is not accepted by this server`);

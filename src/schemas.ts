@@ -33,3 +33,8 @@ export const cursor = z.string().min(1).max(512);
 export const idempotencyKey = z
   .string()
   .regex(/^[\x20-\x7e]{1,255}$/, "must be 1 to 255 printable ASCII characters");
+export const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "must be SHA-256 hex");
+/** Which key package each new member's welcome was built from. */
+export const keyPackageHashes = z.array(z.object({ did, hash: sha256Hex })).max(10_000);
+/** Members named in one call; the per-call limit (100) answers TooManyMembers, this only bounds parsing. */
+export const didList = z.array(did).max(10_000);

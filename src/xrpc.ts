@@ -12,6 +12,8 @@ declare module "hono" {
     caller: string;
     /** Where the handler runs its SQL: the pool, or the transaction the idempotency middleware opened. */
     db: Queryable;
+    /** The request's idempotency key, when it has one (set by the idempotency middleware). */
+    idempotencyKey: string | undefined;
   }
 }
 
@@ -22,6 +24,8 @@ export interface HandlerContext {
   app: AppContext;
   caller: string;
   db: Queryable;
+  /** The request's idempotency key, if any: handlers may store it as a backstop unique key. */
+  idempotencyKey: string | undefined;
   /** The request's time, from the app's clock. */
   now: Date;
   /** Request headers, for the few handlers that read one (streams). */
@@ -98,6 +102,7 @@ export function handle(method: XrpcMethod): MiddlewareHandler {
       app,
       caller: c.get("caller"),
       db: c.get("db"),
+      idempotencyKey: c.get("idempotencyKey"),
       now: app.clock.now(),
       header: (name) => c.req.header(name),
       c,

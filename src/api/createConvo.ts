@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { XrpcError, invalidRequest } from "../errors.js";
+import { invalidCipherSuite, invalidRequest, tooManyMembers } from "../errors.js";
 import * as schemas from "../schemas.js";
 import { createConvo as create } from "../services/conversations.js";
 import { procedure } from "../xrpc.js";
@@ -9,19 +9,13 @@ export const MAX_MEMBERS_PER_CALL = 100;
 export const createConvoInput = z.object({
   groupId: schemas.groupId,
   cipherSuite: schemas.cipherSuite,
-  initialMembers: z.array(schemas.did).max(10_000).optional(),
+  initialMembers: schemas.didList.optional(),
   welcomeMessage: schemas.bytes.optional(),
-  keyPackageHashes: z
-    .array(z.object({ did: schemas.did, hash: z.string().regex(/^[0-9a-f]{64}$/, "must be SHA-256 hex") }))
-    .max(10_000)
-    .optional(),
+  keyPackageHashes: schemas.keyPackageHashes.optional(),
   metadata: z.object({ name: z.string().max(256).optional(), description: z.string().max(2048).optional() }).optional(),
   idempotencyKey: schemas.idempotencyKey.optional(),
 });
 
-export const tooManyMembers = (message: string) => new XrpcError(400, "TooManyMembers", message);
-export const invalidCipherSuite = (suite: string) =>
-  new XrpcError(400, "InvalidCipherSuite", `cipher suite ${suite} is not accepted by this server`);
 
 export default procedure({
   name: "createConvo",

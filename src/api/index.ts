@@ -1,7 +1,31 @@
 import type { XrpcMethod } from "../xrpc.js";
+import addMembers from "./addMembers.js";
 import createConvo from "./createConvo.js";
+import getCommits from "./getCommits.js";
 import getConvos from "./getConvos.js";
 import getEpoch from "./getEpoch.js";
+import getKeyPackages from "./getKeyPackages.js";
+import getMessages from "./getMessages.js";
+import getKeyPackageStats from "./getKeyPackageStats.js";
+import publishKeyPackage from "./publishKeyPackage.js";
+import publishKeyPackages from "./publishKeyPackages.js";
+import leaveConvo from "./leaveConvo.js";
+import sendMessage from "./sendMessage.js";
+import updateCursor from "./updateCursor.js";
 
 /** Every XRPC method the server implements. */
-export const methods: XrpcMethod[] = [createConvo, getConvos, getEpoch] as XrpcMethod[];
+export const methods: XrpcMethod[] = [
+  createConvo,
+  getConvos,
+  getEpoch,
+  addMembers,
+  leaveConvo,
+  sendMessage,
+  getMessages,
+  getCommits,
+  updateCursor,
+  publishKeyPackage,
+  publishKeyPackages,
+  getKeyPackages,
+  getKeyPackageStats,
+] as XrpcMethod[];

@@ -151,10 +151,12 @@ function encodeConvoCursor(createdAt: Date, id: string): string {
   return `${createdAt.toISOString()}_${id}`;
 }
 
+/** Exactly what encodeConvoCursor writes; the year range keeps the time inside what Postgres accepts. */
+const CONVO_CURSOR = /^([1-9]\d{3}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)_(.+)$/s;
+
 function decodeConvoCursor(cursor: string): { createdAt: Date; id: string } {
-  const separator = cursor.indexOf("_");
-  const createdAt = new Date(cursor.slice(0, separator));
-  const id = cursor.slice(separator + 1);
-  if (separator < 0 || Number.isNaN(createdAt.getTime()) || !id) throw invalidRequest("cursor is invalid");
-  return { createdAt, id };
+  const match = CONVO_CURSOR.exec(cursor);
+  const createdAt = new Date(match?.[1] ?? Number.NaN);
+  if (!match || Number.isNaN(createdAt.getTime())) throw invalidRequest("cursor is invalid");
+  return { createdAt, id: match[2]! };
 }

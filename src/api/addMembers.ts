@@ -1,0 +1,40 @@
+import { z } from "zod";
+import { invalidRequest, tooManyMembers } from "../errors.js";
+import * as schemas from "../schemas.js";
+import { addMembers } from "../services/members.js";
+import { procedure } from "../xrpc.js";
+import { MAX_MEMBERS_PER_CALL } from "./createConvo.js";
+import { commitInput } from "./membershipInput.js";
+
+export default procedure({
+  name: "addMembers",
+  input: z.object({
+    convoId: schemas.convoId,
+    didList: schemas.didList.min(1),
+    commit: schemas.bytes.optional(),
+    welcomeMessage: schemas.bytes.optional(),
+    keyPackageHashes: schemas.keyPackageHashes.optional(),
+    epoch: schemas.epoch.optional(),
+    idempotencyKey: schemas.idempotencyKey.optional(),
+  }),
+  async handler(input, { app, caller, db, now }) {
+    if (input.didList.length > MAX_MEMBERS_PER_CALL) {
+      throw tooManyMembers(`at most ${MAX_MEMBERS_PER_CALL} members per call`);
+    }
+    const dids = [...new Set(input.didList)];
+    const hashes = new Map((input.keyPackageHashes ?? []).map((entry) => [entry.did, entry.hash]));
+    for (const did of hashes.keys()) {
+      if (!dids.includes(did)) throw invalidRequest(`keyPackageHashes names ${did}, who is not in didList`);
+    }
+    return addMembers(db, {
+      convoId: input.convoId,
+      caller,
+      dids,
+      commit: commitInput(input.commit, input.epoch, app.config.MAX_CIPHERTEXT_BYTES),
+      welcome: input.welcomeMessage,
+      keyPackageHashes: hashes,
+      maxMembers: app.config.MAX_MEMBERS_PER_CONVO,
+      now,
+    });
+  },
+});

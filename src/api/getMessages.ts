@@ -1,0 +1,30 @@
+import { z } from "zod";
+import { invalidRequest } from "../errors.js";
+import * as schemas from "../schemas.js";
+import { requireActiveMember } from "../services/membership.js";
+import { listMessages, seqOfMessage } from "../services/messages.js";
+import { query } from "../xrpc.js";
+
+const seq = z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+export default query({
+  name: "getMessages",
+  input: z.object({
+    convoId: schemas.convoId,
+    sinceSeq: seq.optional(),
+    sinceMessage: z.string().min(1).max(128).optional(),
+    /** The `cursor` of the previous page (the last seq it held). */
+    cursor: z.string().regex(/^\d{1,15}$/, "cursor is invalid").optional(),
+    limit: schemas.limit,
+  }),
+  async handler(input, { caller, db }) {
+    const starts = [input.sinceSeq, input.sinceMessage, input.cursor].filter((value) => value !== undefined);
+    if (starts.length > 1) throw invalidRequest("give at most one of sinceSeq, sinceMessage and cursor");
+    await requireActiveMember(db, input.convoId, caller);
+    const afterSeq =
+      input.sinceMessage !== undefined
+        ? await seqOfMessage(db, input.convoId, input.sinceMessage)
+        : Number(input.cursor ?? input.sinceSeq ?? 0);
+    return listMessages(db, input.convoId, afterSeq, input.limit);
+  },
+});

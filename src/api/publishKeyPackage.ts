@@ -1,0 +1,51 @@
+import { z } from "zod";
+import { sha256Hex } from "../bytes.js";
+import type { Config } from "../config.js";
+import { invalidCipherSuite, invalidRequest, XrpcError } from "../errors.js";
+import * as schemas from "../schemas.js";
+import { publishKeyPackages, type NewKeyPackage } from "../services/keyPackages.js";
+import { procedure } from "../xrpc.js";
+
+/** Expiries further out are capped to this: a key package nobody fetches for 90 days is stale anyway. */
+export const MAX_KEY_PACKAGE_LIFETIME_MS = 90 * 24 * 60 * 60 * 1000;
+
+export const keyPackageInput = z.object({
+  keyPackage: schemas.bytes,
+  cipherSuite: schemas.cipherSuite,
+  expires: z.iso.datetime({ offset: true }),
+});
+
+export const keyPackageExpired = (message: string) => new XrpcError(400, "KeyPackageExpired", message);
+
+/** Checks one published key package against the configuration and the clock; hashes it and caps its expiry. */
+export async function prepareKeyPackage(
+  input: z.output<typeof keyPackageInput>,
+  config: Config,
+  now: Date,
+): Promise<NewKeyPackage> {
+  const bytes = input.keyPackage;
+  if (bytes.length === 0) throw invalidRequest("keyPackage is empty");
+  if (bytes.length > config.MAX_KEY_PACKAGE_BYTES) {
+    throw invalidRequest(`keyPackage exceeds ${config.MAX_KEY_PACKAGE_BYTES} bytes`);
+  }
+  if (!config.CIPHER_SUITES.includes(input.cipherSuite)) throw invalidCipherSuite(input.cipherSuite);
+  const expires = new Date(input.expires);
+  if (expires <= now) throw keyPackageExpired(`expires (${input.expires}) is not in the future`);
+  const latest = new Date(now.getTime() + MAX_KEY_PACKAGE_LIFETIME_MS);
+  return {
+    bytes,
+    hash: await sha256Hex(bytes),
+    cipherSuite: input.cipherSuite,
+    expiresAt: expires < latest ? expires : latest,
+  };
+}
+
+export default procedure({
+  name: "publishKeyPackage",
+  input: keyPackageInput.extend({ idempotencyKey: schemas.idempotencyKey.optional() }),
+  async handler(input, { app, caller, db, now }) {
+    const pkg = await prepareKeyPackage(input, app.config, now);
+    await publishKeyPackages(db, caller, [pkg], now);
+    return { success: true };
+  },
+});

@@ -1,0 +1,63 @@
+import type { Queryable } from "../db/driver.js";
+import type { LockedConvo } from "./convoLock.js";
+
+export interface MembershipEvent {
+  type: "joined" | "left" | "removed";
+  did: string;
+  actor: string;
+}
+
+export interface ConvoChange {
+  sender: string;
+  /** An accepted commit: stored as the next message and advances the epoch by one. */
+  commit?: { bytes: Uint8Array; epoch: number };
+  membership: MembershipEvent[];
+  now: Date;
+}
+
+/**
+ * Writes what a membership change does to the locked conversation in one statement: advance
+ * epoch and seq for an accepted commit, store the commit as a message, and append the events
+ * (the commit's `message` event first, then one `membership` event per member). Returns the new epoch.
+ */
+export async function recordConvoChange(tx: Queryable, convo: LockedConvo, change: ConvoChange): Promise<number> {
+  const commits = change.commit ? 1 : 0;
+  const newEpoch = convo.epoch + commits;
+  const events = [
+    ...(change.commit ? [{ kind: "message", payload: null }] : []),
+    ...change.membership.map((event) => ({ kind: "membership", payload: { ...event, epoch: newEpoch } })),
+  ];
+  if (events.length === 0) return newEpoch;
+  await tx.query(
+    `WITH conv AS (
+       UPDATE conversations c
+          SET epoch = c.epoch + $2,
+              next_seq = c.next_seq + $2,
+              next_event_seq = c.next_event_seq + $3,
+              last_message_at = CASE WHEN $2 = 1 THEN greatest(c.last_message_at, $4) ELSE c.last_message_at END
+        WHERE c.id = $1
+       RETURNING c.next_seq - 1 AS seq, c.next_event_seq - $3 AS first_event_seq, c.last_message_at
+     ), commit_row AS (
+       INSERT INTO messages (id, convo_id, seq, sender_did, message_type, epoch, ciphertext, created_at)
+       SELECT $5, $1, conv.seq, $6, 'commit', $7, $8, conv.last_message_at FROM conv WHERE $2 = 1
+     )
+     INSERT INTO events (convo_id, seq, kind, message_seq, payload, created_at)
+     SELECT $1, conv.first_event_seq + e.n - 1, e.value->>'kind',
+            CASE WHEN e.value->>'kind' = 'message' THEN conv.seq END,
+            CASE WHEN e.value->>'kind' = 'membership' THEN e.value->'payload' END,
+            $4
+       FROM conv, jsonb_array_elements($9::text::jsonb) WITH ORDINALITY AS e(value, n)`,
+    [
+      convo.id,
+      commits,
+      events.length,
+      change.now,
+      crypto.randomUUID(),
+      change.sender,
+      change.commit?.epoch ?? null,
+      change.commit?.bytes ?? null,
+      JSON.stringify(events),
+    ],
+  );
+  return newEpoch;
+}

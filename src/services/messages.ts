@@ -1,0 +1,191 @@
+import type { Queryable } from "../db/driver.js";
+import { convoNotFound, epochMismatch, invalidRequest, notMember } from "../errors.js";
+import { bytesOut } from "../bytes.js";
+import { iso } from "./sql.js";
+
+export interface SendMessage {
+  convoId: string;
+  sender: string;
+  epoch: number;
+  ciphertext: Uint8Array;
+  idempotencyKey?: string;
+  /** The MLS group id read from the ciphertext, when it is an MLS message: must be the conversation's. */
+  groupId?: string;
+  now: Date;
+}
+
+export interface SentMessage {
+  messageId: string;
+  seq: number;
+  epoch: number;
+  receivedAt: string;
+}
+
+/**
+ * Stores an application message in one statement: lock the conversation row (UPDATE), take
+ * its next seq and event seq, insert the message and its event. `createdAt` is the later of the
+ * clock and the previous message's, so it never decreases as seq grows. When nothing was
+ * written, a second query says why (or finds the message this idempotency key already stored).
+ */
+export async function sendMessage(db: Queryable, message: SendMessage): Promise<SentMessage> {
+  const [sent] = await db.query<{ id: string; seq: number; created_at: string }>(
+    `WITH conv AS (
+       UPDATE conversations c
+          SET next_seq = c.next_seq + 1,
+              next_event_seq = c.next_event_seq + 1,
+              last_message_at = greatest(c.last_message_at, $6)
+        WHERE c.id = $1 AND c.epoch >= $3 AND ($8::text IS NULL OR c.group_id = $8)
+          AND EXISTS (SELECT 1 FROM members m WHERE m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL)
+          AND ($5::text IS NULL OR NOT EXISTS (
+                SELECT 1 FROM messages x WHERE x.sender_did = $2 AND x.idempotency_key = $5))
+       RETURNING c.id, c.next_seq - 1 AS seq, c.next_event_seq - 1 AS event_seq, c.last_message_at
+     ), message AS (
+       INSERT INTO messages (id, convo_id, seq, sender_did, message_type, epoch, ciphertext, idempotency_key, created_at)
+       SELECT $7, conv.id, conv.seq, $2, 'app', $3, $4, $5, conv.last_message_at FROM conv
+       RETURNING id, seq, created_at
+     ), event AS (
+       INSERT INTO events (convo_id, seq, kind, message_seq, created_at)
+       SELECT conv.id, conv.event_seq, 'message', conv.seq, conv.last_message_at FROM conv
+     )
+     SELECT id, seq, ${iso("created_at")} AS created_at FROM message`,
+    [
+      message.convoId,
+      message.sender,
+      message.epoch,
+      message.ciphertext,
+      message.idempotencyKey ?? null,
+      message.now,
+      crypto.randomUUID(),
+      message.groupId ?? null,
+    ],
+  );
+  if (sent) return { messageId: sent.id, seq: sent.seq, epoch: message.epoch, receivedAt: sent.created_at };
+  return explainUnsent(db, message);
+}
+
+async function explainUnsent(db: Queryable, message: SendMessage): Promise<SentMessage> {
+  const [row] = await db.query<{
+    epoch: number;
+    group_id: string;
+    is_member: boolean;
+    previous: { id: string; seq: number; epoch: number; created_at: string } | null;
+  }>(
+    `SELECT c.epoch, c.group_id,
+            EXISTS (SELECT 1 FROM members m WHERE m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL) AS is_member,
+            (SELECT json_build_object('id', x.id, 'seq', x.seq, 'epoch', x.epoch, 'created_at', ${iso("x.created_at")})
+               FROM messages x WHERE x.sender_did = $2 AND x.idempotency_key = $3) AS previous
+       FROM conversations c WHERE c.id = $1`,
+    [message.convoId, message.sender, message.idempotencyKey ?? null],
+  );
+  if (!row) throw convoNotFound();
+  if (!row.is_member) throw notMember();
+  if (row.previous) {
+    const { id, seq, epoch, created_at } = row.previous;
+    return { messageId: id, seq, epoch, receivedAt: created_at };
+  }
+  if (message.groupId !== undefined && message.groupId !== row.group_id) {
+    throw invalidRequest("ciphertext belongs to another MLS group");
+  }
+  if (message.epoch > row.epoch) throw epochMismatch(row.epoch);
+  throw new Error("message was not stored and no reason was found");
+}
+
+export interface MessageView {
+  id: string;
+  convoId: string;
+  sender: string;
+  ciphertext: { $bytes: string };
+  epoch: number;
+  seq: number;
+  messageType: "app" | "commit";
+  createdAt: string;
+}
+
+interface MessageRow {
+  id: string;
+  sender_did: string;
+  ciphertext: Uint8Array;
+  epoch: number;
+  seq: number;
+  message_type: "app" | "commit";
+  created_at: string;
+}
+
+/** Messages after `afterSeq` in ascending seq, keyset on the (convo_id, seq) index: no offset scans. */
+export async function listMessages(
+  db: Queryable,
+  convoId: string,
+  afterSeq: number,
+  limit: number,
+): Promise<{ messages: MessageView[]; cursor?: string }> {
+  const rows = await db.query<MessageRow>(
+    `SELECT id, sender_did, ciphertext, epoch, seq, message_type, ${iso("created_at")} AS created_at
+       FROM messages WHERE convo_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
+    [convoId, afterSeq, limit + 1],
+  );
+  const page = rows.slice(0, limit);
+  const last = page[page.length - 1];
+  return {
+    messages: page.map((row) => ({
+      id: row.id,
+      convoId,
+      sender: row.sender_did,
+      ciphertext: bytesOut(row.ciphertext),
+      epoch: row.epoch,
+      seq: row.seq,
+      messageType: row.message_type,
+      createdAt: row.created_at,
+    })),
+    ...(rows.length > limit && last && { cursor: String(last.seq) }),
+  };
+}
+
+/** The seq of a message of this conversation, for the older `sinceMessage` parameter. */
+export async function seqOfMessage(db: Queryable, convoId: string, messageId: string): Promise<number> {
+  const [row] = await db.query<{ seq: number }>(`SELECT seq FROM messages WHERE convo_id = $1 AND id = $2`, [
+    convoId,
+    messageId,
+  ]);
+  if (!row) throw invalidRequest("sinceMessage names no message of this conversation");
+  return row.seq;
+}
+
+export interface CommitView {
+  id: string;
+  epoch: number;
+  ciphertext: { $bytes: string };
+  sender: string;
+  createdAt: string;
+}
+
+/** Accepted commits with epochs in [fromEpoch, toEpoch], oldest first (one per epoch). */
+export async function listCommits(
+  db: Queryable,
+  convoId: string,
+  fromEpoch: number,
+  toEpoch: number | undefined,
+  limit: number,
+): Promise<CommitView[]> {
+  const rows = await db.query<MessageRow>(
+    `SELECT id, sender_did, ciphertext, epoch, ${iso("created_at")} AS created_at
+       FROM messages
+      WHERE convo_id = $1 AND message_type = 'commit' AND epoch >= $2 AND ($3::bigint IS NULL OR epoch <= $3)
+      ORDER BY epoch LIMIT $4`,
+    [convoId, fromEpoch, toEpoch ?? null, limit],
+  );
+  return rows.map((row) => ({
+    id: row.id,
+    epoch: row.epoch,
+    ciphertext: bytesOut(row.ciphertext),
+    sender: row.sender_did,
+    createdAt: row.created_at,
+  }));
+}
+
+export async function updateCursor(db: Queryable, convoId: string, did: string, cursor: string, now: Date) {
+  await db.query(
+    `INSERT INTO read_cursors (convo_id, did, cursor, updated_at) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (convo_id, did) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at`,
+    [convoId, did, cursor, now],
+  );
+}

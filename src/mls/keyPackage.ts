@@ -1,0 +1,46 @@
+import { ciphersuites, type CiphersuiteName } from "ts-mls/crypto/ciphersuite.js";
+import { decodeKeyPackage, type KeyPackage } from "ts-mls/keyPackage.js";
+import { decodeMlsMessage } from "ts-mls/message.js";
+import { RFC9420_CIPHER_SUITES } from "../config.js";
+import { decodeExactly } from "./decode.js";
+
+export interface KeyPackageInfo {
+  /** The RFC 9420 §17.1 name for ids 1–7; any other id as four hex digits, e.g. `0x004d`. */
+  cipherSuite: string;
+  /** The leaf node's lifetime; each bound is left out when it lies beyond what a Date can hold (ts-mls's default notAfter is 2^63 − 1 s). */
+  notBefore?: Date;
+  notAfter?: Date;
+}
+
+/** Seconds after which `new Date(seconds * 1000)` is Invalid Date (ECMAScript's limit is 8.64e15 ms). */
+const MAX_DATE_SECONDS = 8_640_000_000_000n;
+
+/**
+ * Reads the clear-text fields of a KeyPackage (RFC 9420 §10), framed as an MLSMessage with wire format
+ * mls_key_package or bare. Undefined for anything else, including trailing bytes; never throws. It does not verify
+ * the signature.
+ *
+ * @example
+ * readKeyPackage(bytes)?.cipherSuite // "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519"
+ */
+export function readKeyPackage(bytes: Uint8Array): KeyPackageInfo | undefined {
+  const keyPackage = framedKeyPackage(bytes) ?? decodeExactly(decodeKeyPackage, bytes);
+  if (!keyPackage || keyPackage.leafNode.leafNodeSource !== "key_package") return undefined;
+  const { notBefore, notAfter } = keyPackage.leafNode.lifetime;
+  return {
+    cipherSuite: cipherSuiteName(keyPackage.cipherSuite),
+    ...(notBefore <= MAX_DATE_SECONDS && { notBefore: new Date(Number(notBefore) * 1000) }),
+    ...(notAfter <= MAX_DATE_SECONDS && { notAfter: new Date(Number(notAfter) * 1000) }),
+  };
+}
+
+function framedKeyPackage(bytes: Uint8Array): KeyPackage | undefined {
+  const message = decodeExactly(decodeMlsMessage, bytes);
+  return message?.wireformat === "mls_key_package" ? message.keyPackage : undefined;
+}
+
+/** ts-mls names the suites it knows and gives any other id as a decimal string. */
+function cipherSuiteName(name: CiphersuiteName): string {
+  const id = ciphersuites[name] ?? Number(name);
+  return RFC9420_CIPHER_SUITES[id - 1] ?? `0x${id.toString(16).padStart(4, "0")}`;
+}

@@ -1,4 +1,4 @@
-import { Hono } from "hono";
+import { Hono, type MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { requestId } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
@@ -9,6 +9,7 @@ import { notReady, XrpcError } from "./errors.js";
 import { auth } from "./middleware/auth.js";
 import { onError } from "./middleware/errors.js";
 import { idempotency } from "./middleware/idempotency.js";
+import { welcomeGrace } from "./middleware/welcomeGrace.js";
 import { handle, NSID_PREFIX } from "./xrpc.js";
 
 /**
@@ -57,10 +58,13 @@ export function createApp(ctx: AppContext): Hono {
 
   const authenticate = auth({ devSecret: config.DEV_JWT_SECRET });
   const exactlyOnce = idempotency({ ttlSeconds: config.IDEMPOTENCY_TTL_SECONDS, waitMs: config.IDEMPOTENCY_WAIT_MS });
+  const grace = welcomeGrace({ graceSeconds: config.WELCOME_GRACE_SECONDS });
+  const before: Record<string, MiddlewareHandler[]> = { getWelcome: [grace], confirmWelcome: [grace] };
   for (const method of methods) {
     const path = `/xrpc/${NSID_PREFIX}${method.name}`;
-    if (method.type === "query") app.get(path, authenticate, handle(method));
-    else app.post(path, authenticate, exactlyOnce, handle(method));
+    const extra = before[method.name] ?? [];
+    if (method.type === "query") app.get(path, authenticate, ...extra, handle(method));
+    else app.post(path, authenticate, exactlyOnce, ...extra, handle(method));
     const verb = method.type === "query" ? "GET" : "POST";
     app.all(path, (c) => c.json({ error: "InvalidRequest", message: `${method.name} takes ${verb}` }, 405, { Allow: verb }));
   }

@@ -1,11 +1,13 @@
 import type { XrpcMethod } from "../xrpc.js";
 import addMembers from "./addMembers.js";
+import confirmWelcome from "./confirmWelcome.js";
 import createConvo from "./createConvo.js";
 import getCommits from "./getCommits.js";
 import getConvos from "./getConvos.js";
 import getEpoch from "./getEpoch.js";
 import getKeyPackages from "./getKeyPackages.js";
 import getMessages from "./getMessages.js";
+import getWelcome from "./getWelcome.js";
 import getKeyPackageStats from "./getKeyPackageStats.js";
 import publishKeyPackage from "./publishKeyPackage.js";
 import publishKeyPackages from "./publishKeyPackages.js";
@@ -24,6 +26,8 @@ export const methods: XrpcMethod[] = [
   getMessages,
   getCommits,
   updateCursor,
+  getWelcome,
+  confirmWelcome,
   publishKeyPackage,
   publishKeyPackages,
   getKeyPackages,

@@ -5,6 +5,7 @@ import { ConfigError, loadConfig } from "../config.js";
 import { connectDatabase } from "../db/connect.js";
 import { migrate } from "../db/migrate.js";
 import { readMigrations } from "../db/migrations-fs.js";
+import { startCleanupTimer } from "../jobs/cleanupTimer.js";
 import { createLogger } from "../logger.js";
 import { devSecret } from "./dev-secret.js";
 
@@ -17,7 +18,9 @@ async function main(): Promise<void> {
     const applied = await migrate(db, await readMigrations());
     if (applied.length) logger.info("migrations applied", { applied });
   }
-  const app = createApp({ config, db, clock: systemClock, logger });
+  const ctx = { config, db, clock: systemClock, logger };
+  const app = createApp(ctx);
+  const stopCleanup = startCleanupTimer(ctx);
   const server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, (info) => {
     logger.info("listening", { url: `http://${config.HOST}:${info.port}`, driver: db.kind });
   });
@@ -27,6 +30,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info("shutting down", { signal });
+    stopCleanup();
     const force = setTimeout(() => process.exit(1), 10_000);
     force.unref();
     server.close(async () => {

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { sha256Hex } from "../bytes.js";
 import type { Config } from "../config.js";
 import { invalidCipherSuite, invalidRequest, XrpcError } from "../errors.js";
+import { readKeyPackage } from "../mls/keyPackage.js";
 import * as schemas from "../schemas.js";
 import { publishKeyPackages, type NewKeyPackage } from "../services/keyPackages.js";
 import { procedure } from "../xrpc.js";
@@ -17,7 +18,10 @@ export const keyPackageInput = z.object({
 
 export const keyPackageExpired = (message: string) => new XrpcError(400, "KeyPackageExpired", message);
 
-/** Checks one published key package against the configuration and the clock; hashes it and caps its expiry. */
+/**
+ * Checks one published key package against the configuration and the clock; hashes it and caps its expiry
+ * (at 90 days, and at the KeyPackage's own notAfter when the bytes are MLS). Opaque bytes are accepted as they are.
+ */
 export async function prepareKeyPackage(
   input: z.output<typeof keyPackageInput>,
   config: Config,
@@ -31,13 +35,27 @@ export async function prepareKeyPackage(
   if (!config.CIPHER_SUITES.includes(input.cipherSuite)) throw invalidCipherSuite(input.cipherSuite);
   const expires = new Date(input.expires);
   if (expires <= now) throw keyPackageExpired(`expires (${input.expires}) is not in the future`);
-  const latest = new Date(now.getTime() + MAX_KEY_PACKAGE_LIFETIME_MS);
+  const notAfter = checkMlsFields(bytes, input.cipherSuite, now);
+  const latest = Math.min(now.getTime() + MAX_KEY_PACKAGE_LIFETIME_MS, notAfter?.getTime() ?? Infinity);
   return {
     bytes,
     hash: await sha256Hex(bytes),
     cipherSuite: input.cipherSuite,
-    expiresAt: expires < latest ? expires : latest,
+    expiresAt: new Date(Math.min(expires.getTime(), latest)),
   };
+}
+
+/** When the bytes are an MLS KeyPackage: its cipher suite must be the declared one and its lifetime not over. */
+function checkMlsFields(bytes: Uint8Array, cipherSuite: string, now: Date): Date | undefined {
+  const mls = readKeyPackage(bytes);
+  if (!mls) return undefined;
+  if (mls.cipherSuite !== cipherSuite) {
+    throw invalidRequest(`cipherSuite ${cipherSuite} disagrees with the key package's ${mls.cipherSuite}`);
+  }
+  if (mls.notAfter && mls.notAfter <= now) {
+    throw keyPackageExpired(`the key package's lifetime ended at ${mls.notAfter.toISOString()}`);
+  }
+  return mls.notAfter;
 }
 
 export default procedure({

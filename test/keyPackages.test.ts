@@ -1,0 +1,384 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { MAX_KEY_PACKAGE_LIFETIME_MS } from "../src/api/publishKeyPackage.js";
+import { encodeBase64, sha256Hex } from "../src/bytes.js";
+import type { Clock } from "../src/clock.js";
+import type { Env } from "../src/config.js";
+import { testApp, testDatabase, tokenFor, unique } from "./helpers/context.js";
+import { lifetime, makeKeyPackage } from "./helpers/mls.js";
+
+const db = testDatabase();
+afterAll(() => db.close());
+
+const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
+const OTHER_SUITE = "MLS_128_DHKEMP256_AES128GCM_SHA256_P256";
+const HOUR = 60 * 60 * 1000;
+
+/** Unique opaque key package bytes; the 0xffff prefix is no MLS version, so they never parse as MLS. */
+function opaqueKeyPackage(size = 64): Uint8Array {
+  const bytes = new Uint8Array(size);
+  crypto.getRandomValues(bytes.subarray(0, 64));
+  bytes[0] = 0xff;
+  bytes[1] = 0xff;
+  return bytes;
+}
+
+/** A clock that stands still unless advanced, so expected expiries are exact. */
+class FrozenClock implements Clock {
+  private time = Date.now();
+  now = () => new Date(this.time);
+  advance = (ms: number) => void (this.time += ms);
+}
+
+const inHours = (clock: Clock, hours: number) => new Date(clock.now().getTime() + hours * HOUR).toISOString();
+
+interface HandedOut {
+  keyPackages: { did: string; keyPackage: { $bytes: string }; cipherSuite: string; keyPackageHash: string }[];
+  missing: string[];
+}
+
+/** An app plus small helpers that call it as `did`. */
+function client(env: Env = {}) {
+  const clock = new FrozenClock();
+  const { app } = testApp(db, env, clock);
+  const post = async (did: string, method: string, body: unknown) =>
+    app.request(`/xrpc/blue.catbird.mls.${method}`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${await tokenFor(did)}`, "Content-Type": "application/json" },
+      body: typeof body === "string" ? body : JSON.stringify(body),
+    });
+  const get = async (did: string, method: string, params: [string, string][]) =>
+    app.request(`/xrpc/blue.catbird.mls.${method}?${new URLSearchParams(params)}`, {
+      headers: { Authorization: `Bearer ${await tokenFor(did)}` },
+    });
+  const publish = async (did: string, bytes: Uint8Array, { suite = SUITE, hours = 24 } = {}) => {
+    const res = await post(did, "publishKeyPackage", {
+      keyPackage: encodeBase64(bytes),
+      cipherSuite: suite,
+      expires: inHours(clock, hours),
+    });
+    expect(res.status).toBe(200);
+  };
+  const fetchFor = async (caller: string, dids: string[], suite?: string) => {
+    const params: [string, string][] = dids.map((did) => ["dids", did]);
+    if (suite) params.push(["cipherSuite", suite]);
+    const res = await get(caller, "getKeyPackages", params);
+    expect(res.status).toBe(200);
+    return (await res.json()) as HandedOut;
+  };
+  const stats = async (did: string, suite?: string) => {
+    const res = await get(did, "getKeyPackageStats", suite ? [["cipherSuite", suite]] : []);
+    expect(res.status).toBe(200);
+    return (await res.json()) as { available: number; threshold: number; needsReplenish: boolean };
+  };
+  return { app, clock, post, get, publish, fetchFor, stats };
+}
+
+const storedRows = (owner: string) =>
+  db.query<{ hash: string; expires_at: Date; handed_out_to: string | null }>(
+    "SELECT hash, expires_at, handed_out_to FROM key_packages WHERE owner_did = $1 ORDER BY id",
+    [owner],
+  );
+
+describe("publishing and fetching key packages", () => {
+  it("hands out a published key package with the server-computed SHA-256 hash", async () => {
+    const { post, fetchFor, clock } = client();
+    const alice = unique("did:plc:alice");
+    const bob = unique("did:plc:bob");
+    const bytes = opaqueKeyPackage();
+    const res = await post(alice, "publishKeyPackage", {
+      keyPackage: { $bytes: encodeBase64(bytes) },
+      cipherSuite: SUITE,
+      expires: inHours(clock, 24),
+    });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ success: true });
+
+    const handed = await fetchFor(bob, [alice]);
+    expect(handed).toEqual({
+      keyPackages: [
+        {
+          did: alice,
+          keyPackage: { $bytes: encodeBase64(bytes) },
+          cipherSuite: SUITE,
+          keyPackageHash: await sha256Hex(bytes),
+        },
+      ],
+      missing: [],
+    });
+    const [row] = await storedRows(alice);
+    expect(row?.handed_out_to).toBe(bob);
+    expect(await fetchFor(bob, [alice])).toEqual({ keyPackages: [], missing: [alice] });
+  });
+
+  it("stores the same bytes once, refreshes their expiry and counts repeats as duplicates", async () => {
+    const { post, publish, clock } = client();
+    const alice = unique("did:plc:alice");
+    const bytes = opaqueKeyPackage();
+    await publish(alice, bytes, { hours: 1 });
+    await publish(alice, bytes, { hours: 48 });
+    let rows = await storedRows(alice);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]!.expires_at.getTime()).toBe(new Date(inHours(clock, 48)).getTime());
+
+    const fresh = [opaqueKeyPackage(), opaqueKeyPackage()];
+    const entry = (b: Uint8Array, hours: number) => ({
+      keyPackage: encodeBase64(b),
+      cipherSuite: SUITE,
+      expires: inHours(clock, hours),
+    });
+    // One already stored, two new, one new one repeated within the batch.
+    const res = await post(alice, "publishKeyPackages", {
+      keyPackages: [entry(bytes, 72), entry(fresh[0]!, 24), entry(fresh[1]!, 24), entry(fresh[1]!, 96)],
+    });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ published: 2, duplicates: 2 });
+    rows = await storedRows(alice);
+    expect(rows).toHaveLength(3);
+    const expiry = new Map(rows.map((row) => [row.hash, row.expires_at.getTime()]));
+    expect(expiry.get(await sha256Hex(bytes))).toBe(new Date(inHours(clock, 72)).getTime());
+    expect(expiry.get(await sha256Hex(fresh[1]!))).toBe(new Date(inHours(clock, 96)).getTime());
+  });
+
+  it("never hands out a key package twice, even when it is published again", async () => {
+    const { publish, fetchFor } = client();
+    const alice = unique("did:plc:alice");
+    const bytes = opaqueKeyPackage();
+    await publish(alice, bytes);
+    expect((await fetchFor(unique("did:plc:bob"), [alice])).keyPackages).toHaveLength(1);
+    await publish(alice, bytes, { hours: 48 });
+    expect(await fetchFor(unique("did:plc:carol"), [alice])).toEqual({ keyPackages: [], missing: [alice] });
+  });
+
+  it("checks a real MLS KeyPackage's cipher suite and lifetime and caps its expiry at notAfter", async () => {
+    const { post, fetchFor, clock } = client();
+    const alice = unique("did:plc:alice");
+    const publish = (bytes: Uint8Array, cipherSuite: string) =>
+      post(alice, "publishKeyPackage", { keyPackage: encodeBase64(bytes), cipherSuite, expires: inHours(clock, 48) });
+    const now = clock.now();
+    const ended = await makeKeyPackage(
+      alice,
+      lifetime(new Date(now.getTime() - 2 * HOUR), new Date(now.getTime() - HOUR)),
+    );
+    const shortLived = await makeKeyPackage(alice, lifetime(now, new Date(now.getTime() + 2 * HOUR)));
+
+    const mismatch = await publish(shortLived, OTHER_SUITE);
+    expect(mismatch.status).toBe(400);
+    expect(await mismatch.json()).toEqual({ error: "InvalidRequest", message: expect.stringContaining(SUITE) });
+    const expired = await publish(ended, SUITE);
+    expect(expired.status).toBe(400);
+    expect(await expired.json()).toEqual({ error: "KeyPackageExpired", message: expect.any(String) });
+
+    expect((await publish(shortLived, SUITE)).status).toBe(200);
+    const [row] = await storedRows(alice);
+    expect(row!.expires_at.getTime()).toBe(Math.floor(now.getTime() / 1000) * 1000 + 2 * HOUR);
+    const answer = await fetchFor(unique("did:plc:bob"), [alice]);
+    expect(answer.keyPackages).toEqual([
+      {
+        did: alice,
+        keyPackage: { $bytes: encodeBase64(shortLived) },
+        cipherSuite: SUITE,
+        keyPackageHash: await sha256Hex(shortLived),
+      },
+    ]);
+  });
+
+  it("caps an expiry beyond 90 days", async () => {
+    const { publish, clock } = client();
+    const alice = unique("did:plc:alice");
+    await publish(alice, opaqueKeyPackage(), { hours: 24 * 365 });
+    const [row] = await storedRows(alice);
+    expect(row!.expires_at.getTime()).toBe(clock.now().getTime() + MAX_KEY_PACKAGE_LIFETIME_MS);
+  });
+});
+
+describe("getKeyPackages", () => {
+  it("gives 10 concurrent callers 5 distinct key packages and 5 answers of missing", async () => {
+    const { publish, fetchFor } = client();
+    const alice = unique("did:plc:alice");
+    const published = await Promise.all(
+      Array.from({ length: 5 }, async () => {
+        const bytes = opaqueKeyPackage();
+        await publish(alice, bytes);
+        return sha256Hex(bytes);
+      }),
+    );
+    const answers = await Promise.all(Array.from({ length: 10 }, () => fetchFor(unique("did:plc:caller"), [alice])));
+    const handed = answers.flatMap((answer) => answer.keyPackages.map((pkg) => pkg.keyPackageHash));
+    expect(handed).toHaveLength(5);
+    expect(new Set(handed)).toEqual(new Set(published));
+    expect(answers.filter((answer) => answer.missing.includes(alice))).toHaveLength(5);
+    expect((await storedRows(alice)).every((row) => row.handed_out_to !== null)).toBe(true);
+  });
+
+  it("answers one key package per DID, oldest first, and lists DIDs without one as missing", async () => {
+    const { publish, fetchFor, clock } = client();
+    const alice = unique("did:plc:alice");
+    const bob = unique("did:plc:bob");
+    const nobody = unique("did:plc:nobody");
+    const oldest = opaqueKeyPackage();
+    await publish(alice, oldest);
+    clock.advance(1000);
+    await publish(alice, opaqueKeyPackage());
+    await publish(bob, opaqueKeyPackage());
+
+    const answer = await fetchFor(unique("did:plc:carol"), [nobody, alice, bob, alice]);
+    expect(answer.keyPackages.map((pkg) => pkg.did)).toEqual([alice, bob]);
+    expect(answer.keyPackages[0]!.keyPackageHash).toBe(await sha256Hex(oldest));
+    expect(answer.missing).toEqual([nobody]);
+  });
+
+  it("never hands out an expired key package", async () => {
+    const { publish, fetchFor, clock } = client();
+    const alice = unique("did:plc:alice");
+    await publish(alice, opaqueKeyPackage(), { hours: 1 });
+    clock.advance(2 * HOUR);
+    expect(await fetchFor(unique("did:plc:bob"), [alice])).toEqual({ keyPackages: [], missing: [alice] });
+    expect((await storedRows(alice))[0]!.handed_out_to).toBeNull();
+  });
+
+  it("filters by cipher suite when one is given", async () => {
+    const { publish, fetchFor } = client();
+    const alice = unique("did:plc:alice");
+    const bob = unique("did:plc:bob");
+    const p256 = opaqueKeyPackage();
+    await publish(alice, opaqueKeyPackage(), { suite: SUITE });
+    await publish(alice, p256, { suite: OTHER_SUITE });
+
+    const answer = await fetchFor(bob, [alice], OTHER_SUITE);
+    expect(answer.keyPackages).toEqual([
+      expect.objectContaining({ cipherSuite: OTHER_SUITE, keyPackageHash: await sha256Hex(p256) }),
+    ]);
+    expect(await fetchFor(bob, [alice], OTHER_SUITE)).toEqual({ keyPackages: [], missing: [alice] });
+    expect((await fetchFor(bob, [alice])).keyPackages[0]!.cipherSuite).toBe(SUITE);
+  });
+});
+
+describe("getKeyPackageStats", () => {
+  it("counts only the caller's available, unexpired key packages and flips needsReplenish at the threshold", async () => {
+    const { publish, stats, fetchFor, clock } = client({ KEY_PACKAGE_THRESHOLD: "3" });
+    const alice = unique("did:plc:alice");
+    await publish(unique("did:plc:someoneelse"), opaqueKeyPackage());
+    expect(await stats(alice)).toEqual({ available: 0, threshold: 3, needsReplenish: true });
+
+    await publish(alice, opaqueKeyPackage(), { hours: 1 });
+    await publish(alice, opaqueKeyPackage());
+    expect(await stats(alice)).toEqual({ available: 2, threshold: 3, needsReplenish: true });
+    await publish(alice, opaqueKeyPackage(), { suite: OTHER_SUITE });
+    expect(await stats(alice)).toEqual({ available: 3, threshold: 3, needsReplenish: false });
+    expect((await stats(alice, OTHER_SUITE)).available).toBe(1);
+
+    clock.advance(2 * HOUR);
+    expect(await stats(alice)).toEqual({ available: 2, threshold: 3, needsReplenish: true });
+    await fetchFor(unique("did:plc:bob"), [alice], OTHER_SUITE);
+    expect((await stats(alice)).available).toBe(1);
+  });
+});
+
+describe("bad input", () => {
+  const good = () => ({
+    keyPackage: encodeBase64(opaqueKeyPackage()),
+    cipherSuite: SUITE,
+    expires: new Date(Date.now() + HOUR).toISOString(),
+  });
+  const oversize = encodeBase64(opaqueKeyPackage(64 * 1024 + 1));
+
+  const publishCases: [string, unknown, number, string][] = [
+    ["not JSON", "{", 400, "InvalidRequest"],
+    ["keyPackage missing", { ...good(), keyPackage: undefined }, 400, "InvalidRequest"],
+    ["keyPackage a number", { ...good(), keyPackage: 42 }, 400, "InvalidRequest"],
+    ["bad base64", { ...good(), keyPackage: "not base64!" }, 400, "InvalidRequest"],
+    ["bad $bytes", { ...good(), keyPackage: { $bytes: "@@@@" } }, 400, "InvalidRequest"],
+    ["empty keyPackage", { ...good(), keyPackage: "" }, 400, "InvalidRequest"],
+    ["oversize keyPackage", { ...good(), keyPackage: oversize }, 400, "InvalidRequest"],
+    ["expires not a datetime", { ...good(), expires: "tomorrow" }, 400, "InvalidRequest"],
+    ["expires a number", { ...good(), expires: Date.now() + HOUR }, 400, "InvalidRequest"],
+    ["past expiry", { ...good(), expires: "2020-01-01T00:00:00Z" }, 400, "KeyPackageExpired"],
+    ["unknown suite", { ...good(), cipherSuite: "MLS_1_MADE_UP" }, 400, "InvalidCipherSuite"],
+    ["suite a number", { ...good(), cipherSuite: 1 }, 400, "InvalidRequest"],
+  ];
+  it.each(publishCases)("publishKeyPackage: %s", async (_name, body, status, error) => {
+    const res = await client().post(unique("did:plc:alice"), "publishKeyPackage", body);
+    expect(res.status).toBe(status);
+    expect(await res.json()).toEqual({ error, message: expect.any(String) });
+  });
+
+  const batchCases: [string, unknown, number, string][] = [
+    ["keyPackages missing", {}, 400, "InvalidRequest"],
+    ["keyPackages not an array", { keyPackages: good() }, 400, "InvalidRequest"],
+    ["empty batch", { keyPackages: [] }, 400, "InvalidRequest"],
+    ["101 items", { keyPackages: Array.from({ length: 101 }, good) }, 400, "InvalidRequest"],
+    ["one bad item", { keyPackages: [good(), { ...good(), keyPackage: "!" }] }, 400, "InvalidRequest"],
+    [
+      "one expired item",
+      { keyPackages: [good(), { ...good(), expires: "2020-01-01T00:00:00Z" }] },
+      400,
+      "KeyPackageExpired",
+    ],
+    ["one unknown suite", { keyPackages: [good(), { ...good(), cipherSuite: "X" }] }, 400, "InvalidCipherSuite"],
+  ];
+  it.each(batchCases)("publishKeyPackages: %s", async (_name, body, status, error) => {
+    const alice = unique("did:plc:alice");
+    const res = await client().post(alice, "publishKeyPackages", body);
+    expect(res.status).toBe(status);
+    expect(await res.json()).toEqual({ error, message: expect.any(String) });
+    expect(await storedRows(alice)).toEqual([]);
+  });
+
+  it("refuses a batch over the body limit with 413", async () => {
+    const body = { keyPackages: Array.from({ length: 40 }, () => ({ ...good(), keyPackage: oversize })) };
+    const res = await client().post(unique("did:plc:alice"), "publishKeyPackages", body);
+    expect(res.status).toBe(413);
+    expect(await res.json()).toEqual({ error: "PayloadTooLarge", message: expect.any(String) });
+  });
+
+  const dids = (n: number) => Array.from({ length: n }, (_, i): [string, string] => ["dids", `did:plc:x${i}`]);
+  const getCases: [string, [string, string][], number, string][] = [
+    ["no dids", [], 400, "InvalidRequest"],
+    ["101 dids", dids(101), 400, "InvalidRequest"],
+    [
+      "a bad DID",
+      [
+        ["dids", "did:plc:ok"],
+        ["dids", "not-a-did"],
+      ],
+      400,
+      "InvalidRequest",
+    ],
+    ["an empty DID", [["dids", ""]], 400, "InvalidRequest"],
+    [
+      "unknown suite",
+      [
+        ["dids", "did:plc:ok"],
+        ["cipherSuite", "MLS_1_MADE_UP"],
+      ],
+      400,
+      "InvalidCipherSuite",
+    ],
+  ];
+  it.each(getCases)("getKeyPackages: %s", async (_name, params, status, error) => {
+    const res = await client().get(unique("did:plc:bob"), "getKeyPackages", params);
+    expect(res.status).toBe(status);
+    expect(await res.json()).toEqual({ error, message: expect.any(String) });
+  });
+
+  it("getKeyPackageStats: unknown suite", async () => {
+    const res = await client().get(unique("did:plc:bob"), "getKeyPackageStats", [["cipherSuite", "nope"]]);
+    expect(res.status).toBe(400);
+    expect(await res.json()).toEqual({ error: "InvalidCipherSuite", message: expect.any(String) });
+  });
+
+  it.each([
+    ["POST", "publishKeyPackage"],
+    ["POST", "publishKeyPackages"],
+    ["GET", "getKeyPackages?dids=did:plc:x"],
+    ["GET", "getKeyPackageStats"],
+  ])("%s %s without a token is 401", async (method, path) => {
+    const { app } = client();
+    const res = await app.request(`/xrpc/blue.catbird.mls.${path}`, {
+      method,
+      ...(method === "POST" && { headers: { "Content-Type": "application/json" }, body: JSON.stringify(good()) }),
+    });
+    expect(res.status).toBe(401);
+    expect(await res.json()).toEqual({ error: "AuthenticationRequired", message: expect.any(String) });
+  });
+});

@@ -2,9 +2,11 @@ import type { ErrorHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { DatabaseError, DatabaseUnavailableError } from "../db/driver.js";
-import { notReady, XrpcError } from "../errors.js";
+import { invalidRequest, notReady, XrpcError } from "../errors.js";
 
 const RETRYABLE_SQLSTATES = new Set(["40001", "40P01", "55P03", "57014"]);
+/** NUL in a text value (22021) or in a JSON string stored as jsonb (22P05): the client's text, not our fault. */
+const UNSTORABLE_TEXT_SQLSTATES = new Set(["22021", "22P05"]);
 
 /** Maps anything thrown to the XRPC error body. 5xx never carries details of the failure. */
 export const onError: ErrorHandler = (error, c) => {
@@ -22,6 +24,9 @@ export const onError: ErrorHandler = (error, c) => {
 function toXrpcError(error: unknown): XrpcError {
   if (error instanceof XrpcError) return error;
   if (error instanceof DatabaseUnavailableError) return notReady();
+  if (error instanceof DatabaseError && error.code && UNSTORABLE_TEXT_SQLSTATES.has(error.code)) {
+    return invalidRequest("text must not contain NUL characters");
+  }
   if (error instanceof DatabaseError && error.code && RETRYABLE_SQLSTATES.has(error.code)) {
     return new XrpcError(503, "NotReady", "the database is busy; retry shortly", { "Retry-After": "1" });
   }

@@ -59,9 +59,9 @@ export async function confirmWelcome(
   outcome: { success: boolean; errorDetails?: string },
   now: Date,
 ): Promise<{ confirmed: boolean }> {
-  const [row] = await db.query<{ state: string }>(
-    outcome.success
-      ? `WITH done AS (
+  const [row] = outcome.success
+    ? await db.query<{ state: string }>(
+        `WITH done AS (
            UPDATE welcome_messages
               SET state = 'consumed', confirmed_at = $3, fetched_at = coalesce(fetched_at, $3),
                   error_details = coalesce($4, error_details)
@@ -71,12 +71,15 @@ export async function confirmWelcome(
            UPDATE key_packages k SET consumed_at = $3
              FROM done d WHERE k.owner_did = d.recipient_did AND k.hash = d.key_package_hash AND k.consumed_at IS NULL
          )
-         SELECT state FROM done`
-      : `UPDATE welcome_messages SET error_details = $4
+         SELECT state FROM done`,
+        [convoId, recipient, now, outcome.errorDetails ?? null],
+      )
+    : await db.query<{ state: string }>(
+        `UPDATE welcome_messages SET error_details = $3
           WHERE convo_id = $1 AND recipient_did = $2 AND state IN ('available', 'in_flight')
          RETURNING state`,
-    [convoId, recipient, now, outcome.errorDetails ?? null],
-  );
+        [convoId, recipient, outcome.errorDetails ?? null],
+      );
   if (row) return { confirmed: outcome.success };
   const [last] = await db.query<{ state: string }>(
     `SELECT state FROM welcome_messages WHERE convo_id = $1 AND recipient_did = $2

@@ -1,0 +1,188 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ManualClock } from "../../src/clock.js";
+import { DatabaseUnavailableError, type Database } from "../../src/db/driver.js";
+import { runCleanup } from "../../src/jobs/cleanup.js";
+import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
+import { withStatementHook } from "../helpers/faults.js";
+import { migratedPglite } from "../helpers/pglite.js";
+import { xrpc } from "../helpers/xrpc.js";
+
+const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
+
+const drivers: { name: string; open: () => Promise<Database> }[] = [
+  { name: "postgres.js on real PostgreSQL", open: async () => testDatabase(10) },
+  { name: "PGlite", open: migratedPglite },
+];
+
+describe.each(drivers)("idempotency keys ($name)", ({ open }) => {
+  let db: Database;
+  beforeAll(async () => {
+    db = await open();
+  });
+  afterAll(() => db.close());
+
+  async function conversation(app: ReturnType<typeof testApp>["app"]) {
+    const alice = unique("did:plc:idem");
+    const created = await xrpc(app, alice, "createConvo", { body: { groupId: randomGroupId(), cipherSuite: SUITE } });
+    expect(created.status).toBe(200);
+    return { alice, convoId: created.body.id as string };
+  }
+
+  const send = (app: ReturnType<typeof testApp>["app"], did: string, convoId: string, key: string, text = "AQID") =>
+    xrpc(app, did, "sendMessage", { body: { convoId, ciphertext: text, epoch: 0 }, headers: { "Idempotency-Key": key } });
+
+  async function countRows(convoId: string, caller: string) {
+    const [row] = await db.query<{ messages: number; entries: number }>(
+      `SELECT (SELECT count(*) FROM messages WHERE convo_id = $1) AS messages,
+              (SELECT count(*) FROM idempotency_keys WHERE caller_did = $2 AND method = 'blue.catbird.mls.sendMessage') AS entries`,
+      [convoId, caller],
+    );
+    return row!;
+  }
+
+  it("100 concurrent identical sendMessage requests with one key: one message, one entry, 99 replays", async () => {
+    const { app } = testApp(db);
+    const { alice, convoId } = await conversation(app);
+    const responses = await Promise.all(Array.from({ length: 100 }, () => send(app, alice, convoId, "stress-key")));
+    expect(responses.map((r) => r.status)).toEqual(Array(100).fill(200));
+    expect(new Set(responses.map((r) => r.body.messageId)).size).toBe(1);
+    expect(responses.filter((r) => r.headers.get("Idempotent-Replayed") === "true")).toHaveLength(99);
+    expect(await countRows(convoId, alice)).toEqual({ messages: 1, entries: 1 });
+  });
+
+  it("10 keys x 20 interleaved requests: 10 messages, one answer per key", async () => {
+    const { app } = testApp(db);
+    const { alice, convoId } = await conversation(app);
+    const keys = Array.from({ length: 10 }, (_, i) => `key-${i}`);
+    const requests = Array.from({ length: 200 }, (_, i) => keys[i % 10]!);
+    const responses = await Promise.all(requests.map((key) => send(app, alice, convoId, key)));
+    expect(responses.every((r) => r.status === 200)).toBe(true);
+    for (const key of keys) {
+      const ids = new Set(responses.filter((_, i) => requests[i] === key).map((r) => r.body.messageId));
+      expect(ids.size).toBe(1);
+    }
+    expect(new Set(responses.map((r) => r.body.messageId)).size).toBe(10);
+    expect(await countRows(convoId, alice)).toEqual({ messages: 10, entries: 10 });
+  });
+
+  it("the same key with a different body is 422 and stores nothing more", async () => {
+    const { app } = testApp(db);
+    const { alice, convoId } = await conversation(app);
+    expect((await send(app, alice, convoId, "k", "AQID")).status).toBe(200);
+    const reused = await send(app, alice, convoId, "k", "BAUG");
+    expect(reused.status).toBe(422);
+    expect(reused.body).toEqual({ error: "IdempotencyKeyReused", message: expect.any(String) });
+    expect(await countRows(convoId, alice)).toEqual({ messages: 1, entries: 1 });
+  });
+
+  it("the body's idempotencyKey is the same key as the header's; key order does not change the fingerprint", async () => {
+    const { app } = testApp(db);
+    const { alice, convoId } = await conversation(app);
+    const first = await xrpc(app, alice, "sendMessage", {
+      body: { convoId, ciphertext: "AQID", epoch: 0, idempotencyKey: "body-key" },
+    });
+    const again = await xrpc(app, alice, "sendMessage", {
+      body: JSON.stringify({ epoch: 0, ciphertext: "AQID", convoId }),
+      headers: { "Idempotency-Key": "body-key" },
+    });
+    expect(again.status).toBe(200);
+    expect(again.headers.get("Idempotent-Replayed")).toBe("true");
+    expect(again.body).toEqual(first.body);
+  });
+
+  it("a key is scoped to caller and method", async () => {
+    const { app } = testApp(db);
+    const { alice, convoId } = await conversation(app);
+    const bob = unique("did:plc:idembob");
+    expect((await xrpc(app, alice, "addMembers", { body: { convoId, didList: [bob] } })).status).toBe(200);
+    const fromAlice = await send(app, alice, convoId, "shared");
+    const fromBob = await send(app, bob, convoId, "shared");
+    expect(fromBob.status).toBe(200);
+    expect(fromBob.headers.get("Idempotent-Replayed")).toBeNull();
+    expect(fromBob.body.messageId).not.toBe(fromAlice.body.messageId);
+    const otherMethod = await xrpc(app, alice, "updateCursor", {
+      body: { convoId, cursor: "1" },
+      headers: { "Idempotency-Key": "shared" },
+    });
+    expect(otherMethod.status).toBe(200);
+    expect(otherMethod.headers.get("Idempotent-Replayed")).toBeNull();
+  });
+
+  it("rejects a malformed key and a header that disagrees with the body", async () => {
+    const { app } = testApp(db);
+    const { alice, convoId } = await conversation(app);
+    for (const key of ["", "x".repeat(256), "tab\there", "é"]) {
+      const response = await xrpc(app, alice, "sendMessage", { body: { convoId, ciphertext: "AQID", epoch: 0, idempotencyKey: key } });
+      expect(response.status).toBe(400);
+    }
+    const mismatch = await xrpc(app, alice, "sendMessage", {
+      body: { convoId, ciphertext: "AQID", epoch: 0, idempotencyKey: "a" },
+      headers: { "Idempotency-Key": "b" },
+    });
+    expect(mismatch.status).toBe(400);
+    expect(await countRows(convoId, alice)).toEqual({ messages: 0, entries: 0 });
+  });
+
+  it("a 5xx answer is not stored: the retry runs again and succeeds once", async () => {
+    let failNext = true;
+    const faulty = withStatementHook(db, async (sql) => {
+      if (failNext && sql.includes("INSERT INTO messages")) {
+        failNext = false;
+        throw new DatabaseUnavailableError("injected connection loss");
+      }
+    });
+    const { app } = testApp(faulty);
+    const { alice, convoId } = await conversation(app);
+    const failed = await send(app, alice, convoId, "retry-me");
+    expect(failed.status).toBe(503);
+    expect(failed.body.error).toBe("NotReady");
+    expect(await countRows(convoId, alice)).toEqual({ messages: 0, entries: 0 });
+    const retried = await send(app, alice, convoId, "retry-me");
+    expect(retried.status).toBe(200);
+    expect(retried.headers.get("Idempotent-Replayed")).toBeNull();
+    expect(await countRows(convoId, alice)).toEqual({ messages: 1, entries: 1 });
+  });
+
+  it("an expired entry is ignored by a new request and removed by cleanup; live entries stay", async () => {
+    const clock = new ManualClock();
+    const { app } = testApp(db, { IDEMPOTENCY_TTL_SECONDS: "60" }, clock);
+    const { alice, convoId } = await conversation(app);
+    expect((await send(app, alice, convoId, "old", "AQID")).status).toBe(200);
+    clock.advance(61_000);
+    const after = await send(app, alice, convoId, "old", "BAUG");
+    expect(after.status).toBe(200);
+    expect(after.headers.get("Idempotent-Replayed")).toBeNull();
+    expect((await send(app, alice, convoId, "expiring", "AQID")).status).toBe(200);
+    clock.advance(61_000);
+    expect((await send(app, alice, convoId, "live", "AQID")).status).toBe(200);
+
+    const result = await runCleanup(db, { now: clock.now(), welcomeGraceSeconds: 300, retentionDays: 30 });
+    expect(result.ran && result.idempotencyKeys).toBeGreaterThanOrEqual(2);
+    const left = await db.query<{ key: string }>(`SELECT key FROM idempotency_keys WHERE caller_did = $1 ORDER BY key`, [alice]);
+    expect(left.map((row) => row.key)).toEqual(["live"]);
+  });
+});
+
+describe("idempotency wait limit (real PostgreSQL)", () => {
+  const db = testDatabase(10);
+  afterAll(() => db.close());
+
+  it("a repeat that waits longer than IDEMPOTENCY_WAIT_MS gets 409 IdempotencyKeyInUse with Retry-After", async () => {
+    const stalled = withStatementHook(db, async (sql) => {
+      if (sql.includes("INSERT INTO messages")) await new Promise((resolve) => setTimeout(resolve, 2000));
+    });
+    const { app } = testApp(stalled, { IDEMPOTENCY_WAIT_MS: "200" });
+    const alice = unique("did:plc:idemwait");
+    const created = await xrpc(app, alice, "createConvo", { body: { groupId: randomGroupId(), cipherSuite: SUITE } });
+    const body = { convoId: created.body.id, ciphertext: "AQID", epoch: 0 };
+    const first = xrpc(app, alice, "sendMessage", { body, headers: { "Idempotency-Key": "slow" } });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const repeat = await xrpc(app, alice, "sendMessage", { body, headers: { "Idempotency-Key": "slow" } });
+    expect(repeat.status).toBe(409);
+    expect(repeat.body.error).toBe("IdempotencyKeyInUse");
+    expect(Number(repeat.headers.get("Retry-After"))).toBeGreaterThanOrEqual(1);
+    expect((await first).status).toBe(200);
+    const replay = await xrpc(app, alice, "sendMessage", { body, headers: { "Idempotency-Key": "slow" } });
+    expect(replay.headers.get("Idempotent-Replayed")).toBe("true");
+  });
+});

@@ -74,6 +74,10 @@ const CONNECTION_CODES = new Set([
   "08004",
 ]);
 
+/** Connection failures that carry no code: pg's (inside Neon's driver), and Neon's Pool used after `end()`. */
+const CONNECTION_MESSAGES =
+  /connection (terminated|closed|ended)|socket hang up|Client has encountered a connection error|after calling end on the pool/i;
+
 /** Turns whatever a driver threw into the typed errors above. */
 export function normalizeError(error: unknown): Error {
   if (error instanceof DatabaseError || error instanceof DatabaseUnavailableError) return error;
@@ -81,7 +85,7 @@ export function normalizeError(error: unknown): Error {
   const code = typeof e?.code === "string" ? e.code : undefined;
   const message = typeof e?.message === "string" ? e.message : String(error);
   if (code && CONNECTION_CODES.has(code)) return new DatabaseUnavailableError(message, { cause: error });
-  if (/connection (terminated|closed|ended)|socket hang up|Client has encountered a connection error/i.test(message)) {
+  if (CONNECTION_MESSAGES.test(message)) {
     return new DatabaseUnavailableError(message, { cause: error });
   }
   const constraint =

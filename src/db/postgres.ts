@@ -1,5 +1,5 @@
 import postgres from "postgres";
-import { normalized, type Database, type Queryable, type Row } from "./driver.js";
+import { DatabaseUnavailableError, normalized, type Database, type Queryable, type Row } from "./driver.js";
 
 export interface PostgresOptions {
   max?: number;
@@ -38,17 +38,46 @@ function queryable(sql: Sql | TransactionSql, prepare: boolean): Queryable {
 /** postgres.js: Node, Deno, and Workers through Hyperdrive. */
 export function createPostgresDatabase(url: string, options: PostgresOptions = {}): Database {
   const { max = 10, prepare = true, fetchTypes = true } = options;
-  const sql = postgres(url, {
-    max,
-    prepare,
-    fetch_types: fetchTypes,
-    onnotice: () => {},
-    types: { int8: int8AsNumber },
-  }) as unknown as Sql;
+  const open = () =>
+    postgres(url, {
+      max,
+      prepare,
+      fetch_types: fetchTypes,
+      onnotice: () => {},
+      types: { int8: int8AsNumber },
+    }) as unknown as Sql;
+  let sql = open();
+  let closed = false;
+  const retiring = new Set<Promise<void>>();
+
+  /**
+   * postgres.js 3.4.9 keeps stale state on a connection whose socket failed (porsager/postgres#1130):
+   * a query sent to it before it notices the close never settles, and later queries on it can be handed
+   * another query's result. So after a connection failure new queries go to a fresh client, and the old
+   * one finishes what it can and is destroyed after 5 s (which rejects anything stuck on it).
+   */
+  const onCurrentClient = <T>(run: (client: Queryable) => Promise<T>): Promise<T> => {
+    const used = sql;
+    return run(queryable(used, prepare)).catch((error: unknown) => {
+      if (error instanceof DatabaseUnavailableError && used === sql && !closed) {
+        sql = open();
+        const ending = used.end({ timeout: 5 }).finally(() => retiring.delete(ending));
+        retiring.add(ending);
+      }
+      throw error;
+    });
+  };
+
   return {
     kind: "postgres",
     concurrent: true,
-    ...queryable(sql, prepare),
-    close: () => sql.end({ timeout: 5 }),
+    query: <T extends object = Row>(text: string, params?: readonly unknown[]) =>
+      onCurrentClient((client) => client.query<T>(text, params)),
+    exec: (script) => onCurrentClient((client) => client.exec(script)),
+    transaction: <T>(fn: (tx: Queryable) => Promise<T>) => onCurrentClient((client) => client.transaction(fn)),
+    close: async () => {
+      closed = true;
+      await Promise.all([sql.end({ timeout: 5 }), ...retiring]);
+    },
   };
 }

@@ -21,13 +21,23 @@ export const bytes = z
     return decoded;
   });
 
+/** Bytes stored as they are, where the database refuses an empty value (welcomes). */
+export const nonEmptyBytes = bytes.refine((value) => value.byteLength > 0, "must not be empty");
+
 export const groupId = z
   .string()
   .regex(/^([0-9a-f]{2}){1,64}$/, "must be lowercase hex, 1 to 64 bytes");
 
 export const convoId = z.string().min(1).max(128);
 export const cipherSuite = z.string().min(1).max(128);
-export const epoch = z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+/** An epoch in a JSON body: a number, never coerced (null, true, "" and "1" are wrong types). */
+export const epoch = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+/** An epoch in a query string: decimal digits only. */
+export const queryEpoch = z
+  .string()
+  .regex(/^\d{1,16}$/, "must be a non-negative integer")
+  .transform(Number)
+  .pipe(epoch);
 export const limit = z.coerce.number().int().min(1).max(100).default(50);
 export const cursor = z.string().min(1).max(512);
 export const idempotencyKey = z

@@ -12,7 +12,7 @@ export default procedure({
     convoId: schemas.convoId,
     didList: schemas.didList.min(1),
     commit: schemas.bytes.optional(),
-    welcomeMessage: schemas.bytes.optional(),
+    welcomeMessage: schemas.nonEmptyBytes.optional(),
     keyPackageHashes: schemas.keyPackageHashes.optional(),
     epoch: schemas.epoch.optional(),
     idempotencyKey: schemas.idempotencyKey.optional(),

@@ -10,7 +10,7 @@ export const createConvoInput = z.object({
   groupId: schemas.groupId,
   cipherSuite: schemas.cipherSuite,
   initialMembers: schemas.didList.optional(),
-  welcomeMessage: schemas.bytes.optional(),
+  welcomeMessage: schemas.nonEmptyBytes.optional(),
   keyPackageHashes: schemas.keyPackageHashes.optional(),
   metadata: z.object({ name: z.string().max(256).optional(), description: z.string().max(2048).optional() }).optional(),
   idempotencyKey: schemas.idempotencyKey.optional(),

@@ -9,7 +9,7 @@ const MAX_COMMITS = 1000;
 
 export default query({
   name: "getCommits",
-  input: z.object({ convoId: schemas.convoId, fromEpoch: schemas.epoch, toEpoch: schemas.epoch.optional() }),
+  input: z.object({ convoId: schemas.convoId, fromEpoch: schemas.queryEpoch, toEpoch: schemas.queryEpoch.optional() }),
   async handler(input, { caller, db }) {
     if (input.toEpoch !== undefined && input.toEpoch < input.fromEpoch) throw invalidRequest("toEpoch is before fromEpoch");
     await requireActiveMember(db, input.convoId, caller);

@@ -17,33 +17,30 @@ export interface LockedConvo {
 /**
  * Locks the conversation row (`FOR UPDATE`): every change to members, epoch or seq of one
  * conversation happens under this lock, so they are totally ordered. 404 when it does not exist.
+ *
+ * Members are read by a second statement on purpose: a statement that waited for the lock still
+ * reads other tables as of its own start (READ COMMITTED), so one statement would miss the
+ * members a previous holder of the lock added or removed.
  */
 export async function lockConvo(tx: Queryable, convoId: string, caller: string): Promise<LockedConvo> {
-  const [row] = await tx.query<{
-    group_id: string;
-    creator_did: string;
-    epoch: number;
-    member_count: number;
-    caller_left_at: Date | null;
-    caller_known: boolean;
-  }>(
-    `SELECT c.group_id, c.creator_did, c.epoch,
-            (SELECT count(*) FROM members m WHERE m.convo_id = c.id AND m.left_at IS NULL) AS member_count,
+  const [convo] = await tx.query<{ group_id: string; creator_did: string; epoch: number }>(
+    `SELECT group_id, creator_did, epoch FROM conversations WHERE id = $1 FOR UPDATE`,
+    [convoId],
+  );
+  if (!convo) throw convoNotFound();
+  const [members] = await tx.query<{ member_count: number; caller_left_at: Date | null; caller_known: boolean }>(
+    `SELECT (SELECT count(*) FROM members m WHERE m.convo_id = $1 AND m.left_at IS NULL) AS member_count,
             me.left_at AS caller_left_at, me.did IS NOT NULL AS caller_known
-       FROM conversations c
-       LEFT JOIN members me ON me.convo_id = c.id AND me.did = $2
-      WHERE c.id = $1
-        FOR UPDATE OF c`,
+       FROM (SELECT 1) AS one LEFT JOIN members me ON me.convo_id = $1 AND me.did = $2`,
     [convoId, caller],
   );
-  if (!row) throw convoNotFound();
   return {
     id: convoId,
-    groupId: row.group_id,
-    creatorDid: row.creator_did,
-    epoch: row.epoch,
-    memberCount: row.member_count,
-    callerActive: row.caller_known && row.caller_left_at === null,
-    callerKnown: row.caller_known,
+    groupId: convo.group_id,
+    creatorDid: convo.creator_did,
+    epoch: convo.epoch,
+    memberCount: members!.member_count,
+    callerActive: members!.caller_known && members!.caller_left_at === null,
+    callerKnown: members!.caller_known,
   };
 }

@@ -22,12 +22,23 @@ export interface SentMessage {
 }
 
 /**
- * Stores an application message in one statement: lock the conversation row (UPDATE), take
- * its next seq and event seq, insert the message and its event. `createdAt` is the later of the
- * clock and the previous message's, so it never decreases as seq grows. When nothing was
- * written, a second query says why (or finds the message this idempotency key already stored).
+ * Stores an application message: lock the conversation row, then in one statement take its next
+ * seq and event seq, insert the message and its event. `createdAt` is the later of the clock and
+ * the previous message's, so it never decreases as seq grows. When nothing was written, a second
+ * query says why (or finds the message this idempotency key already stored).
+ *
+ * The lock comes first, in its own statement, because a statement that waits for a row lock still
+ * reads other tables as of its own start (READ COMMITTED): it would miss a leave committed while it
+ * waited and store a message from someone who is no longer a member.
  */
-export async function sendMessage(db: Queryable, message: SendMessage): Promise<SentMessage> {
+export function sendMessage(db: Queryable, message: SendMessage): Promise<SentMessage> {
+  return db.transaction(async (tx) => {
+    await tx.query(`SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE`, [message.convoId]);
+    return storeMessage(tx, message);
+  });
+}
+
+async function storeMessage(db: Queryable, message: SendMessage): Promise<SentMessage> {
   const [sent] = await db.query<{ id: string; seq: number; created_at: string }>(
     `WITH conv AS (
        UPDATE conversations c

@@ -1,0 +1,126 @@
+/**
+ * A small XRPC client over `app.request(...)` for the messaging tests. Every reply is checked for what the
+ * contract promises of any answer: never a 5xx, and an error body of exactly {error, message}.
+ */
+import type { Hono } from "hono";
+import { randomBytes as nodeRandomBytes } from "node:crypto";
+import { expect } from "vitest";
+import type { Database } from "../../src/db/driver.js";
+import { randomGroupId, tokenFor } from "../helpers/context.js";
+
+export const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
+const XRPC = "/xrpc/blue.catbird.mls.";
+
+/** Reply bodies are JSON whose shape each test asserts itself. */
+export type Json = any;
+
+export interface Reply {
+  status: number;
+  body: Json;
+  headers: Headers;
+}
+
+/** Who calls: a DID (a valid dev token for it), or null for no Authorization header at all. */
+export type Caller = string | null;
+
+export type Params = Record<string, string | number | (string | number)[] | undefined>;
+
+const tokens = new Map<string, Promise<string>>();
+function bearer(did: string): Promise<string> {
+  let token = tokens.get(did);
+  if (!token) tokens.set(did, (token = tokenFor(did)));
+  return token;
+}
+
+export function expectErrorShape(body: unknown): void {
+  expect(body).toBeTypeOf("object");
+  expect(Object.keys(body as object).sort()).toEqual(["error", "message"]);
+  expect((body as { error: unknown }).error).toBeTypeOf("string");
+  expect((body as { message: unknown }).message).toBeTypeOf("string");
+}
+
+export class Xrpc {
+  constructor(readonly app: Hono) {}
+
+  /** A procedure; `body` is sent as JSON unless it is already a string (raw text, for malformed bodies). */
+  async post(caller: Caller, method: string, body: unknown, headers: Record<string, string> = {}): Promise<Reply> {
+    return this.send(`${XRPC}${method}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", ...(await this.auth(caller)), ...headers },
+      body: typeof body === "string" ? body : JSON.stringify(body),
+    });
+  }
+
+  /** A query; array values repeat the parameter. */
+  async get(caller: Caller, method: string, params: Params = {}): Promise<Reply> {
+    const search = new URLSearchParams();
+    for (const [key, value] of Object.entries(params)) {
+      if (value === undefined) continue;
+      for (const item of Array.isArray(value) ? value : [value]) search.append(key, String(item));
+    }
+    return this.send(`${XRPC}${method}?${search}`, { headers: await this.auth(caller) });
+  }
+
+  private async auth(caller: Caller): Promise<Record<string, string>> {
+    return caller === null ? {} : { Authorization: `Bearer ${await bearer(caller)}` };
+  }
+
+  private async send(path: string, init: RequestInit): Promise<Reply> {
+    const res = await this.app.request(path, init);
+    const text = await res.text();
+    expect(res.status, `${init.method ?? "GET"} ${path.slice(0, 200)} → ${text.slice(0, 300)}`).toBeLessThan(500);
+    const body: Json = JSON.parse(text);
+    if (res.status >= 400) expectErrorShape(body);
+    return { status: res.status, body, headers: res.headers };
+  }
+
+  /** Creates a conversation and returns its id. */
+  async createConvo(creator: string, members: string[] = [], extra: Record<string, unknown> = {}): Promise<string> {
+    const reply = await this.post(creator, "createConvo", {
+      groupId: randomGroupId(),
+      cipherSuite: SUITE,
+      initialMembers: members,
+      ...extra,
+    });
+    expect(reply.status, JSON.stringify(reply.body)).toBe(200);
+    return reply.body.id as string;
+  }
+}
+
+export const base64 = (bytes: Uint8Array | string) =>
+  Buffer.from(typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes).toString("base64");
+
+export const randomBytes = (length: number) => new Uint8Array(nodeRandomBytes(length));
+
+/** Expects exactly this status (and error name, for errors), with the body in the failure message. */
+export function expectReply(reply: Reply, status: number, error?: string): void {
+  expect(reply.status, JSON.stringify(reply.body)).toBe(status);
+  if (error !== undefined) expect(reply.body.error).toBe(error);
+}
+
+export interface MessageRow {
+  id: string;
+  seq: number;
+  sender_did: string;
+  message_type: "app" | "commit";
+  epoch: number;
+  ciphertext: Uint8Array;
+  created_at: Date;
+}
+
+/** The conversation's stored messages (application and commit) in seq order, straight from the table. */
+export function storedMessages(db: Database, convoId: string): Promise<MessageRow[]> {
+  return db.query<MessageRow>(
+    `SELECT id, seq, sender_did, message_type, epoch, ciphertext, created_at FROM messages WHERE convo_id = $1 ORDER BY seq`,
+    [convoId],
+  );
+}
+
+/** Asserts every element is at least the one before it. */
+export function expectNonDecreasing(times: Date[]): void {
+  for (let i = 1; i < times.length; i++) {
+    expect(times[i]!.getTime(), `createdAt at position ${i}`).toBeGreaterThanOrEqual(times[i - 1]!.getTime());
+  }
+}
+
+export const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);

@@ -8,10 +8,11 @@ import { randomGroupId, testApp, tokenFor, unique } from "./helpers/context.js";
 
 let db: Database;
 
+// PGlite compiles its WASM at start: 2–4 s on an idle machine, tens of seconds on a loaded 2-core one.
 beforeAll(async () => {
   db = await createPgliteDatabase();
   await migrate(db, await readMigrations());
-});
+}, 180_000);
 afterAll(() => db.close());
 
 describe("app on in-memory PGlite", () => {

@@ -33,12 +33,13 @@ function describeDriverContract(name: string, open: () => Promise<Database>) {
         ])
       ).map((row) => row.label);
 
+    // PGlite compiles its WASM at start: 2–4 s on an idle machine, tens of seconds on a loaded 2-core one.
     beforeAll(async () => {
       db = await open();
       await db.exec(
         `CREATE TABLE ${table} (id serial PRIMARY KEY, label text NOT NULL, CONSTRAINT ${labelKey} UNIQUE (label))`,
       );
-    });
+    }, 180_000);
     afterAll(async () => {
       await db.exec(`DROP TABLE IF EXISTS ${table}`);
       await db.close();

@@ -114,14 +114,16 @@ describe("migrate on PostgreSQL", () => {
 });
 
 describe("migrate on PGlite", () => {
+  let db: Database;
+  // PGlite compiles its WASM at start: 2–4 s on an idle machine, tens of seconds on a loaded 2-core one.
+  beforeAll(async () => {
+    db = await createPgliteDatabase();
+  }, 180_000);
+  afterAll(() => db.close());
+
   it("applies the real migrations to an in-memory database, then does nothing on a re-run", async () => {
-    const db = await createPgliteDatabase();
-    try {
-      expect(await migrate(db, migrations)).toEqual(migrations.map((migration) => migration.name));
-      expect(await db.query("SELECT count(*) AS n FROM conversations")).toEqual([{ n: 0 }]);
-      expect(await migrate(db, migrations)).toEqual([]);
-    } finally {
-      await db.close();
-    }
+    expect(await migrate(db, migrations)).toEqual(migrations.map((migration) => migration.name));
+    expect(await db.query("SELECT count(*) AS n FROM conversations")).toEqual([{ n: 0 }]);
+    expect(await migrate(db, migrations)).toEqual([]);
   });
 });

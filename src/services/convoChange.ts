@@ -34,6 +34,7 @@ export async function recordConvoChange(tx: Queryable, convo: LockedConvo, chang
           SET epoch = c.epoch + $2,
               next_seq = c.next_seq + $2,
               next_event_seq = c.next_event_seq + $3,
+              membership_version = c.membership_version + $10,
               last_message_at = CASE WHEN $2 = 1 THEN greatest(c.last_message_at, $4) ELSE c.last_message_at END
         WHERE c.id = $1
        RETURNING c.next_seq - 1 AS seq, c.next_event_seq - $3 AS first_event_seq, c.last_message_at
@@ -57,6 +58,7 @@ export async function recordConvoChange(tx: Queryable, convo: LockedConvo, chang
       change.commit?.epoch ?? null,
       change.commit?.bytes ?? null,
       JSON.stringify(events),
+      change.membership.length > 0 ? 1 : 0,
     ],
   );
   return newEpoch;

@@ -22,59 +22,66 @@ export interface SentMessage {
 }
 
 /**
- * Stores an application message: lock the conversation row, then in one statement take its next
- * seq and event seq, insert the message and its event. `createdAt` is the later of the clock and
- * the previous message's, so it never decreases as seq grows. When nothing was written, a second
- * query says why (or finds the message this idempotency key already stored).
- *
- * The lock comes first, in its own statement, because a statement that waits for a row lock still
- * reads other tables as of its own start (READ COMMITTED): it would miss a leave committed while it
- * waited and store a message from someone who is no longer a member.
+ * The send in one statement: lock the conversation row (UPDATE), take its next seq and event
+ * seq, insert the message and its event. `createdAt` is the later of the clock and the previous
+ * message's, so it never decreases as seq grows. The membership check reads the snapshot of the
+ * statement's start; if the statement waited for the lock while a membership change committed,
+ * `membership_version` differs from that snapshot's and nothing is written (the caller retries).
  */
-export function sendMessage(db: Queryable, message: SendMessage): Promise<SentMessage> {
+export const SEND_MESSAGE_SQL = `WITH conv AS (
+  UPDATE conversations c
+     SET next_seq = c.next_seq + 1,
+         next_event_seq = c.next_event_seq + 1,
+         last_message_at = greatest(c.last_message_at, $6)
+   WHERE c.id = $1 AND c.epoch >= $3 AND ($8::text IS NULL OR c.group_id = $8)
+     AND c.membership_version = (SELECT v.membership_version FROM conversations v WHERE v.id = $1)
+     AND EXISTS (SELECT 1 FROM members m WHERE m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL)
+     AND ($5::text IS NULL OR NOT EXISTS (
+           SELECT 1 FROM messages x WHERE x.sender_did = $2 AND x.idempotency_key = $5))
+  RETURNING c.id, c.next_seq - 1 AS seq, c.next_event_seq - 1 AS event_seq, c.last_message_at
+), message AS (
+  INSERT INTO messages (id, convo_id, seq, sender_did, message_type, epoch, ciphertext, idempotency_key, created_at)
+  SELECT $7, conv.id, conv.seq, $2, 'app', $3, $4, $5, conv.last_message_at FROM conv
+  RETURNING id, seq, created_at
+), event AS (
+  INSERT INTO events (convo_id, seq, kind, message_seq, created_at)
+  SELECT conv.id, conv.event_seq, 'message', conv.seq, conv.last_message_at FROM conv
+)
+SELECT id, seq, ${iso("created_at")} AS created_at FROM message`;
+
+/**
+ * Stores an application message in one round trip on the common path. When nothing was written,
+ * a second query says why: not a member, a future epoch, another group, or the message this
+ * idempotency key already stored. If a membership change raced the send, it is sent again with
+ * the conversation locked first, which no membership change can race.
+ */
+export async function sendMessage(db: Queryable, message: SendMessage): Promise<SentMessage> {
+  const sent = (await storeMessage(db, message)) ?? (await explainUnsent(db, message));
+  if (sent) return sent;
   return db.transaction(async (tx) => {
     await tx.query(`SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE`, [message.convoId]);
-    return storeMessage(tx, message);
+    const locked = (await storeMessage(tx, message)) ?? (await explainUnsent(tx, message));
+    if (!locked) throw new Error("send wrote nothing while holding the conversation lock");
+    return locked;
   });
 }
 
-async function storeMessage(db: Queryable, message: SendMessage): Promise<SentMessage> {
-  const [sent] = await db.query<{ id: string; seq: number; created_at: string }>(
-    `WITH conv AS (
-       UPDATE conversations c
-          SET next_seq = c.next_seq + 1,
-              next_event_seq = c.next_event_seq + 1,
-              last_message_at = greatest(c.last_message_at, $6)
-        WHERE c.id = $1 AND c.epoch >= $3 AND ($8::text IS NULL OR c.group_id = $8)
-          AND EXISTS (SELECT 1 FROM members m WHERE m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL)
-          AND ($5::text IS NULL OR NOT EXISTS (
-                SELECT 1 FROM messages x WHERE x.sender_did = $2 AND x.idempotency_key = $5))
-       RETURNING c.id, c.next_seq - 1 AS seq, c.next_event_seq - 1 AS event_seq, c.last_message_at
-     ), message AS (
-       INSERT INTO messages (id, convo_id, seq, sender_did, message_type, epoch, ciphertext, idempotency_key, created_at)
-       SELECT $7, conv.id, conv.seq, $2, 'app', $3, $4, $5, conv.last_message_at FROM conv
-       RETURNING id, seq, created_at
-     ), event AS (
-       INSERT INTO events (convo_id, seq, kind, message_seq, created_at)
-       SELECT conv.id, conv.event_seq, 'message', conv.seq, conv.last_message_at FROM conv
-     )
-     SELECT id, seq, ${iso("created_at")} AS created_at FROM message`,
-    [
-      message.convoId,
-      message.sender,
-      message.epoch,
-      message.ciphertext,
-      message.idempotencyKey ?? null,
-      message.now,
-      crypto.randomUUID(),
-      message.groupId ?? null,
-    ],
-  );
-  if (sent) return { messageId: sent.id, seq: sent.seq, epoch: message.epoch, receivedAt: sent.created_at };
-  return explainUnsent(db, message);
+async function storeMessage(db: Queryable, message: SendMessage): Promise<SentMessage | undefined> {
+  const [sent] = await db.query<{ id: string; seq: number; created_at: string }>(SEND_MESSAGE_SQL, [
+    message.convoId,
+    message.sender,
+    message.epoch,
+    message.ciphertext,
+    message.idempotencyKey ?? null,
+    message.now,
+    crypto.randomUUID(),
+    message.groupId ?? null,
+  ]);
+  return sent && { messageId: sent.id, seq: sent.seq, epoch: message.epoch, receivedAt: sent.created_at };
 }
 
-async function explainUnsent(db: Queryable, message: SendMessage): Promise<SentMessage> {
+/** Why the send wrote nothing: throws the client's error, returns the earlier message for this key, or undefined (a race). */
+async function explainUnsent(db: Queryable, message: SendMessage): Promise<SentMessage | undefined> {
   const [row] = await db.query<{
     epoch: number;
     group_id: string;
@@ -98,7 +105,7 @@ async function explainUnsent(db: Queryable, message: SendMessage): Promise<SentM
     throw invalidRequest("ciphertext belongs to another MLS group");
   }
   if (message.epoch > row.epoch) throw epochMismatch(row.epoch);
-  throw new Error("message was not stored and no reason was found");
+  return undefined;
 }
 
 export interface MessageView {

@@ -1,0 +1,314 @@
+/**
+ * The cleanup job on a PostgreSQL database of its own (created from `adminUrl`), so its counts are
+ * exact and its advisory lock meets no other test file's: what is past its time goes, with a count
+ * per kind; everything live stays; two runs never overlap; `npm run cleanup` prints the counts.
+ */
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import postgres from "postgres";
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
+import type { Database } from "../src/db/driver.js";
+import { migrate } from "../src/db/migrate.js";
+import { readMigrations } from "../src/db/migrations-fs.js";
+import { createPostgresDatabase } from "../src/db/postgres.js";
+import { runCleanup, type CleanupOptions } from "../src/jobs/cleanup.js";
+import { randomGroupId, unique } from "./helpers/context.js";
+import { ROOT } from "./runtimes/server.js";
+
+const SECOND = 1000;
+const DAY = 86_400 * SECOND;
+const GRACE_SECONDS = 300;
+const RETENTION_DAYS = 30;
+
+const admin = postgres(inject("adminUrl"), { max: 1, onnotice: () => {} });
+const name = unique("mls_cleanup_");
+const url = new URL(inject("adminUrl"));
+url.pathname = `/${name}`;
+let db: Database;
+
+beforeAll(async () => {
+  await admin.unsafe(`CREATE DATABASE ${name}`);
+  db = createPostgresDatabase(url.toString(), { max: 5 });
+  await migrate(db, await readMigrations());
+});
+
+afterAll(async () => {
+  await db?.close();
+  await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await admin.end();
+});
+
+beforeEach(async () => {
+  await db.exec("TRUNCATE conversations, idempotency_keys, key_packages, seen_tokens CASCADE");
+});
+
+const ago = (now: Date, ms: number) => new Date(now.getTime() - ms);
+const later = (now: Date, ms: number) => new Date(now.getTime() + ms);
+const options = (now: Date, extra: Partial<CleanupOptions> = {}): CleanupOptions => ({
+  now,
+  welcomeGraceSeconds: GRACE_SECONDS,
+  retentionDays: RETENTION_DAYS,
+  ...extra,
+});
+const hash = (label: string) => label.repeat(64).slice(0, 64);
+
+async function conversation(createdAt: Date): Promise<string> {
+  const id = unique("convo-");
+  await db.query(
+    `INSERT INTO conversations (id, group_id, creator_did, cipher_suite, created_at) VALUES ($1, $2, 'did:plc:creator', 'suite', $3)`,
+    [id, randomGroupId(), createdAt],
+  );
+  return id;
+}
+
+async function idempotencyEntry(key: string, expiresAt: Date): Promise<void> {
+  await db.query(
+    `INSERT INTO idempotency_keys (caller_did, method, key, request_hash, status_code, response, created_at, expires_at)
+     VALUES ('did:plc:caller', 'blue.catbird.mls.sendMessage', $1, $2, 200, '{}', $3, $4)`,
+    [key, hash("a"), ago(expiresAt, DAY), expiresAt],
+  );
+}
+
+async function keyPackage(owner: string, label: string, expiresAt: Date): Promise<void> {
+  await db.query(
+    `INSERT INTO key_packages (owner_did, cipher_suite, key_package, hash, expires_at, created_at) VALUES ($1, 'suite', $2, $3, $4, $5)`,
+    [owner, new Uint8Array([1, 2, 3]), hash(label), expiresAt, ago(expiresAt, DAY)],
+  );
+}
+
+interface WelcomeRow {
+  state: "available" | "in_flight" | "consumed" | "expired";
+  createdAt: Date;
+  fetchedAt?: Date;
+  confirmedAt?: Date;
+  keyPackageHash?: string;
+}
+
+async function welcome(convoId: string, recipient: string, row: WelcomeRow): Promise<string> {
+  const id = unique("welcome-");
+  await db.query(
+    `INSERT INTO welcome_messages (id, convo_id, recipient_did, welcome, key_package_hash, state, created_at, fetched_at, confirmed_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+    [
+      id,
+      convoId,
+      recipient,
+      new Uint8Array([9]),
+      row.keyPackageHash ?? null,
+      row.state,
+      row.createdAt,
+      row.fetchedAt ?? null,
+      row.confirmedAt ?? null,
+    ],
+  );
+  return id;
+}
+
+async function message(convoId: string, seq: number, createdAt: Date): Promise<void> {
+  await db.query(
+    `INSERT INTO messages (id, convo_id, seq, sender_did, message_type, epoch, ciphertext, created_at)
+     VALUES ($1, $2, $3, 'did:plc:creator', 'app', 0, $4, $5)`,
+    [unique("msg-"), convoId, seq, new Uint8Array([7]), createdAt],
+  );
+}
+
+async function event(convoId: string, seq: number, createdAt: Date): Promise<void> {
+  await db.query(`INSERT INTO events (convo_id, seq, kind, created_at) VALUES ($1, $2, 'membership', $3)`, [
+    convoId,
+    seq,
+    createdAt,
+  ]);
+}
+
+async function seenToken(jti: string, expiresAt: Date): Promise<void> {
+  await db.query(`INSERT INTO seen_tokens (issuer_did, jti, expires_at) VALUES ('did:plc:issuer', $1, $2)`, [
+    jti,
+    expiresAt,
+  ]);
+}
+
+const column = async <T>(sql: string, params: unknown[] = []) =>
+  (await db.query<{ value: T }>(sql, params)).map((row) => row.value);
+
+describe("runCleanup", () => {
+  it("removes what is past its time, one count per kind, and leaves everything live", async () => {
+    const now = new Date();
+    const convoId = await conversation(ago(now, 60 * DAY));
+
+    await idempotencyEntry("expired", ago(now, SECOND));
+    await idempotencyEntry("expires-now", now);
+    await idempotencyEntry("live", later(now, 3600 * SECOND));
+
+    await keyPackage("did:plc:kp", "1", ago(now, 60 * SECOND));
+    await keyPackage("did:plc:kp", "2", later(now, DAY));
+    // The key package behind the welcome that expires below: expiry consumes it.
+    await keyPackage("did:plc:stale", "3", later(now, DAY));
+
+    const pastGrace = await welcome(convoId, "did:plc:stale", {
+      state: "in_flight",
+      createdAt: ago(now, DAY),
+      fetchedAt: ago(now, (GRACE_SECONDS + 1) * SECOND),
+      keyPackageHash: hash("3"),
+    });
+    const withinGrace = await welcome(convoId, "did:plc:fetching", {
+      state: "in_flight",
+      createdAt: ago(now, DAY),
+      fetchedAt: ago(now, 10 * SECOND),
+    });
+    const neverFetched = await welcome(convoId, "did:plc:waiting", {
+      state: "available",
+      createdAt: ago(now, 60 * DAY),
+    });
+    const consumedLongAgo = await welcome(convoId, "did:plc:joined-long-ago", {
+      state: "consumed",
+      createdAt: ago(now, 40 * DAY),
+      fetchedAt: ago(now, 40 * DAY),
+      confirmedAt: ago(now, (RETENTION_DAYS + 1) * DAY),
+    });
+    const expiredLongAgo = await welcome(convoId, "did:plc:lapsed", {
+      state: "expired",
+      createdAt: ago(now, 40 * DAY),
+      fetchedAt: ago(now, (RETENTION_DAYS + 2) * DAY),
+    });
+    const consumedRecently = await welcome(convoId, "did:plc:joined", {
+      state: "consumed",
+      createdAt: ago(now, 2 * DAY),
+      fetchedAt: ago(now, 2 * DAY),
+      confirmedAt: ago(now, DAY),
+    });
+
+    await message(convoId, 1, ago(now, (RETENTION_DAYS + 1) * DAY));
+    await message(convoId, 2, ago(now, (RETENTION_DAYS - 1) * DAY));
+    await event(convoId, 1, ago(now, (RETENTION_DAYS + 1) * DAY));
+    await event(convoId, 2, ago(now, DAY));
+
+    await seenToken("expired", ago(now, SECOND));
+    await seenToken("live", later(now, 60 * SECOND));
+
+    expect(await runCleanup(db, options(now))).toEqual({
+      ran: true,
+      idempotencyKeys: 2,
+      keyPackages: 1,
+      welcomesExpired: 1,
+      welcomesDeleted: 2,
+      messages: 1,
+      events: 1,
+      seenTokens: 1,
+    });
+
+    expect(await column("SELECT key AS value FROM idempotency_keys")).toEqual(["live"]);
+    expect(await column("SELECT hash AS value FROM key_packages WHERE consumed_at IS NULL ORDER BY hash")).toEqual([
+      hash("2"),
+    ]);
+    expect(await column("SELECT hash AS value FROM key_packages WHERE consumed_at IS NOT NULL")).toEqual([hash("3")]);
+    const welcomes = await db.query<{ id: string; state: string }>("SELECT id, state FROM welcome_messages");
+    expect(Object.fromEntries(welcomes.map((row) => [row.id, row.state]))).toEqual({
+      [pastGrace]: "expired",
+      [withinGrace]: "in_flight",
+      [neverFetched]: "available",
+      [consumedRecently]: "consumed",
+    });
+    expect(welcomes.map((row) => row.id)).not.toContain(consumedLongAgo);
+    expect(welcomes.map((row) => row.id)).not.toContain(expiredLongAgo);
+    expect(await column("SELECT seq AS value FROM messages")).toEqual([2]);
+    expect(await column("SELECT seq AS value FROM events")).toEqual([2]);
+    expect(await column("SELECT jti AS value FROM seen_tokens")).toEqual(["live"]);
+    expect(await column("SELECT count(*) AS value FROM conversations")).toEqual([1]);
+
+    // Nothing left to do: a second run counts zero everywhere.
+    expect(await runCleanup(db, options(now))).toEqual({
+      ran: true,
+      idempotencyKeys: 0,
+      keyPackages: 0,
+      welcomesExpired: 0,
+      welcomesDeleted: 0,
+      messages: 0,
+      events: 0,
+      seenTokens: 0,
+    });
+  });
+
+  it("deletes in batches until nothing expired is left", async () => {
+    const now = new Date();
+    for (let i = 0; i < 7; i++) await idempotencyEntry(`expired-${i}`, ago(now, SECOND));
+    await idempotencyEntry("live", later(now, 60 * SECOND));
+    const result = await runCleanup(db, options(now, { batchSize: 3 }));
+    expect(result).toMatchObject({ ran: true, idempotencyKeys: 7 });
+    expect(await column("SELECT key AS value FROM idempotency_keys")).toEqual(["live"]);
+  });
+
+  it("a second run while one is working does nothing: the advisory lock keeps them apart", async () => {
+    const now = new Date();
+    await idempotencyEntry("expired", ago(now, SECOND));
+    await seenToken("expired", ago(now, SECOND));
+
+    // Hold the expired entry's row lock so the first run stops, holding its advisory lock, at that delete.
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let locked!: () => void;
+    const rowLocked = new Promise<void>((resolve) => (locked = resolve));
+    const holder = db.transaction(async (tx) => {
+      await tx.query("SELECT 1 FROM idempotency_keys WHERE key = 'expired' FOR UPDATE");
+      locked();
+      await released;
+    });
+    try {
+      await rowLocked;
+      const first = runCleanup(db, options(now));
+      await waitForLockWait();
+      expect(await runCleanup(db, options(now))).toEqual({ ran: false, reason: "another cleanup is running" });
+      release();
+      expect(await first).toMatchObject({ ran: true, idempotencyKeys: 1, seenTokens: 1 });
+    } finally {
+      release();
+      await holder;
+    }
+  });
+
+  it("runs started together remove each row once", async () => {
+    const now = new Date();
+    for (let i = 0; i < 20; i++) await idempotencyEntry(`expired-${i}`, ago(now, SECOND));
+    const results = await Promise.all(Array.from({ length: 4 }, () => runCleanup(db, options(now))));
+    const removed = results.reduce((sum, result) => sum + (result.ran ? result.idempotencyKeys : 0), 0);
+    expect(removed).toBe(20);
+    expect(results.some((result) => result.ran)).toBe(true);
+  });
+});
+
+/** Waits until a statement of this database is blocked on a lock (the first run, at its delete). */
+async function waitForLockWait(): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const [row] = await db.query<{ waiting: number }>(
+      `SELECT count(*) AS waiting FROM pg_stat_activity
+        WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%DELETE FROM idempotency_keys%'`,
+    );
+    if ((row?.waiting ?? 0) > 0) return;
+    if (Date.now() > deadline) throw new Error("the first cleanup run never reached the locked row");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe("npm run cleanup", () => {
+  it("runs once against DATABASE_URL and prints the counts as JSON", async () => {
+    const now = new Date();
+    await idempotencyEntry("expired", ago(now, 60 * SECOND));
+    await idempotencyEntry("live", later(now, 3600 * SECOND));
+    await seenToken("expired", ago(now, 60 * SECOND));
+    const { stdout } = await promisify(execFile)("npm", ["run", "--silent", "cleanup"], {
+      cwd: ROOT,
+      env: { ...process.env, DATABASE_URL: url.toString(), DATABASE_DRIVER: "postgres" },
+    });
+    expect(JSON.parse(stdout)).toEqual({
+      ran: true,
+      idempotencyKeys: 1,
+      keyPackages: 0,
+      welcomesExpired: 0,
+      welcomesDeleted: 0,
+      messages: 0,
+      events: 0,
+      seenTokens: 1,
+    });
+    expect(await column("SELECT key AS value FROM idempotency_keys")).toEqual(["live"]);
+  });
+});

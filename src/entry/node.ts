@@ -1,4 +1,5 @@
 import { serve } from "@hono/node-server";
+import type { Server } from "node:http";
 import { createApp } from "../app.js";
 import { systemClock } from "../clock.js";
 import { ConfigError, loadConfig } from "../config.js";
@@ -21,11 +22,17 @@ async function main(): Promise<void> {
   const ctx = { config, db, clock: systemClock, logger };
   const app = createApp(ctx);
   const stopCleanup = startCleanupTimer(ctx);
+  // Plain HTTP/1.1: `serve` makes an http.Server unless given another createServer.
   const server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, (info) => {
     logger.info("listening", { url: `http://${config.HOST}:${info.port}`, driver: db.kind });
-  });
+  }) as Server;
 
   let stopping = false;
+  // close() ends idle keep-alive connections only; one busy when shutdown began would keep taking
+  // new requests until it idled out. So while stopping, each finished response closes its connection.
+  server.on("request", (_request, response) =>
+    response.once("finish", () => stopping && setImmediate(() => server.closeIdleConnections())),
+  );
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;

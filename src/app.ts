@@ -4,11 +4,13 @@ import { requestId } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
 import { timeout } from "hono/timeout";
 import { methods } from "./api/index.js";
+import { serviceTokenOptions } from "./auth/serviceTokenOptions.js";
 import type { AppContext } from "./context.js";
 import { notReady, XrpcError } from "./errors.js";
 import { auth } from "./middleware/auth.js";
 import { onError } from "./middleware/errors.js";
 import { idempotency } from "./middleware/idempotency.js";
+import { clientAddress, rateLimit } from "./middleware/rateLimit.js";
 import { welcomeGrace } from "./middleware/welcomeGrace.js";
 import { handle, NSID_PREFIX } from "./xrpc.js";
 
@@ -16,7 +18,8 @@ import { handle, NSID_PREFIX } from "./xrpc.js";
  * The whole HTTP surface, built from an application context. Entry points only construct the
  * context and hand requests to `app.fetch`.
  *
- * request → request id → secure headers → body limit → timeout → auth → idempotency (procedures)
+ * request → request id → secure headers → body limit → timeout → rate limit per address (no token) → auth
+ *   → rate limit per caller → idempotency (procedures)
  *   → handler → service → driver
  */
 export function createApp(ctx: AppContext): Hono {
@@ -44,7 +47,15 @@ export function createApp(ctx: AppContext): Hono {
       },
     }),
   );
-  app.use("/xrpc/*", timeout(config.REQUEST_TIMEOUT_MS));
+  app.use(timeout(config.REQUEST_TIMEOUT_MS));
+  // Routes without a token count per client address; XRPC methods count per caller after auth.
+  const perAddress = rateLimit({
+    limit: config.RATE_LIMIT_PER_IP,
+    windowSeconds: config.RATE_LIMIT_WINDOW_SECONDS,
+    key: (c) => clientAddress(c, config.RATE_LIMIT_IP_HEADER),
+    skip: (c) => c.req.path.startsWith("/xrpc/"),
+  });
+  if (perAddress) app.use(perAddress);
 
   app.get("/health", (c) => c.json({ status: "ok" }));
   app.get("/health/ready", async (c) => {
@@ -56,15 +67,21 @@ export function createApp(ctx: AppContext): Hono {
     return c.json({ status: "ready", driver: ctx.db.kind });
   });
 
-  const authenticate = auth({ devSecret: config.DEV_JWT_SECRET });
+  const authenticate = auth({ devSecret: config.DEV_JWT_SECRET, service: serviceTokenOptions(config, ctx.clock) });
+  const perCaller = rateLimit({
+    limit: config.RATE_LIMIT_PER_DID,
+    windowSeconds: config.RATE_LIMIT_WINDOW_SECONDS,
+    key: (c) => c.get("caller"),
+  });
+  const limitCaller = perCaller ? [perCaller] : [];
   const exactlyOnce = idempotency({ ttlSeconds: config.IDEMPOTENCY_TTL_SECONDS, waitMs: config.IDEMPOTENCY_WAIT_MS });
   const grace = welcomeGrace({ graceSeconds: config.WELCOME_GRACE_SECONDS });
   const before: Record<string, MiddlewareHandler[]> = { getWelcome: [grace], confirmWelcome: [grace] };
   for (const method of methods) {
     const path = `/xrpc/${NSID_PREFIX}${method.name}`;
     const extra = before[method.name] ?? [];
-    if (method.type === "query") app.get(path, authenticate, ...extra, handle(method));
-    else app.post(path, authenticate, exactlyOnce, ...extra, handle(method));
+    if (method.type === "query") app.get(path, authenticate, ...limitCaller, ...extra, handle(method));
+    else app.post(path, authenticate, ...limitCaller, exactlyOnce, ...extra, handle(method));
     const verb = method.type === "query" ? "GET" : "POST";
     app.all(path, (c) => c.json({ error: "InvalidRequest", message: `${method.name} takes ${verb}` }, 405, { Allow: verb }));
   }

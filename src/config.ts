@@ -35,10 +35,23 @@ const configSchema = z.object({
 
   DEV_JWT_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
   SERVICE_DID: did.optional(),
+  PLC_DIRECTORY_URL: z.string().url().default("https://plc.directory"),
+  ENFORCE_LXM: bool.default(false),
+  JWT_CLOCK_SKEW_SECONDS: int(0).max(600).default(30),
+  DID_CACHE_TTL_SECONDS: int(1).default(3600),
+  DID_RESOLVE_TIMEOUT_MS: int(100).default(3000),
+  DID_WEB_ALLOW_PRIVATE: bool.default(false),
   ADMIN_DIDS: list.pipe(z.array(did)).default([]),
 
   BODY_LIMIT_BYTES: int(1024).default(2 * 1024 * 1024),
   REQUEST_TIMEOUT_MS: int(100).default(30_000),
+  RATE_LIMIT_WINDOW_SECONDS: int(1).default(60),
+  RATE_LIMIT_PER_DID: int(0).default(0),
+  RATE_LIMIT_PER_IP: int(0).default(0),
+  RATE_LIMIT_IP_HEADER: z
+    .string()
+    .regex(/^[A-Za-z0-9-]+$/, "must be a header name")
+    .optional(),
   MAX_CIPHERTEXT_BYTES: int(1).default(1024 * 1024),
   MAX_KEY_PACKAGE_BYTES: int(1).default(64 * 1024),
   MAX_MEMBERS_PER_CONVO: int(2).default(1000),

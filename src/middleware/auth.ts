@@ -1,40 +1,71 @@
 import type { MiddlewareHandler } from "hono";
-import { errors as joseErrors, jwtVerify } from "jose";
+import { decodeProtectedHeader } from "jose";
+import { recordTokenUse } from "../auth/replay.js";
+import { verifyDevToken } from "../auth/verifyDevToken.js";
+import {
+  SERVICE_TOKEN_ALGORITHMS,
+  verifyServiceToken,
+  type ServiceTokenOptions,
+  type VerifiedToken,
+} from "../auth/verifyServiceToken.js";
 import { authRequired } from "../errors.js";
-import { did } from "../schemas.js";
 
 export interface AuthOptions {
   /** HS256 development secret; when absent, development tokens are refused. */
   devSecret?: string;
+  /** AT Protocol inter-service tokens (ES256K, ES256); when absent, they are refused. */
+  service?: ServiceTokenOptions;
 }
 
 const BEARER = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/;
 
 /**
  * Authenticates the caller from `Authorization: Bearer <JWT>` and sets `caller` to the token's
- * `iss` DID. Every failure is a 401 with a specific error name; nothing here can answer 500.
+ * `iss` DID. The token's `alg` picks the verifier: ES256K/ES256 service tokens (when a service DID
+ * is configured) or HS256 development tokens (when a secret is). A token with a `jti` is recorded
+ * in the database and refused if used again before it expires. Every failure is a 401 with a
+ * specific error name; nothing here can answer 500.
  *
  * @example
- * app.use("/xrpc/*", auth({ devSecret: config.DEV_JWT_SECRET }))
+ * app.use("/xrpc/*", auth({ devSecret: config.DEV_JWT_SECRET, service: { serviceDid, resolver, clockSkewSeconds: 30, enforceLxm: false } }))
  */
-export function auth({ devSecret }: AuthOptions): MiddlewareHandler {
-  const key = devSecret ? new TextEncoder().encode(devSecret) : undefined;
+export function auth({ devSecret, service }: AuthOptions): MiddlewareHandler {
+  const devKey = devSecret ? new TextEncoder().encode(devSecret) : undefined;
   return async function authenticate(c, next) {
     const header = c.req.header("Authorization");
     if (!header) throw authRequired("an Authorization: Bearer token is required");
     const token = BEARER.exec(header)?.[1];
     if (!token) throw authRequired("the Authorization header must be 'Bearer <JWT>'", "InvalidToken");
-    if (!key) throw authRequired("this server accepts no development tokens", "InvalidToken");
-    let issuer: unknown;
-    try {
-      const { payload } = await jwtVerify(token, key, { algorithms: ["HS256"], requiredClaims: ["exp", "iss"] });
-      issuer = payload.iss;
-    } catch (error) {
-      if (error instanceof joseErrors.JWTExpired) throw authRequired("token has expired", "ExpiredToken");
-      throw authRequired("token is invalid", "InvalidToken");
+
+    const { db, clock } = c.get("app");
+    const now = clock.now();
+    const alg = algorithmOf(token);
+    let verified: VerifiedToken;
+    if (alg === "HS256") {
+      if (!devKey) throw authRequired("this server accepts no development tokens", "InvalidToken");
+      verified = await verifyDevToken(token, devKey);
+    } else if (alg !== undefined && SERVICE_TOKEN_ALGORITHMS.has(alg)) {
+      if (!service) throw authRequired("this server accepts no service tokens", "InvalidToken");
+      verified = await verifyServiceToken(token, c.req.path.slice("/xrpc/".length), now, service);
+    } else {
+      throw authRequired("token algorithm is not accepted", "InvalidToken");
     }
-    if (!did.safeParse(issuer).success) throw authRequired("token issuer must be a DID", "InvalidToken");
-    c.set("caller", issuer as string);
+
+    if (verified.jti !== undefined) {
+      if (!(await recordTokenUse(db, verified.iss, verified.jti, verified.acceptedUntil, now))) {
+        throw authRequired("token has already been used", "TokenReplayed");
+      }
+    }
+    c.set("caller", verified.iss);
     await next();
   };
+}
+
+function algorithmOf(token: string): string | undefined {
+  try {
+    const { alg } = decodeProtectedHeader(token);
+    return typeof alg === "string" ? alg : undefined;
+  } catch {
+    return undefined;
+  }
 }

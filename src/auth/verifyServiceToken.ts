@@ -1,0 +1,124 @@
+import { verifySignature } from "@atproto/crypto";
+import { base64url, decodeJwt, decodeProtectedHeader, type JWTPayload } from "jose";
+import { authRequired } from "../errors.js";
+import { did as didSchema } from "../schemas.js";
+import { atprotoSigningKey } from "./didDocument.js";
+import { DidResolutionError, type DidResolver } from "./didResolver.js";
+import { JTI } from "./replay.js";
+
+/** The algorithms of AT Protocol inter-service tokens. */
+export const SERVICE_TOKEN_ALGORITHMS = new Set(["ES256K", "ES256"]);
+
+/** Token types of other AT Protocol flows that must never pass as service tokens. */
+const FOREIGN_TOKEN_TYPES = new Set(["at+jwt", "refresh+jwt", "dpop+jwt"]);
+
+export interface ServiceTokenOptions {
+  /** This service's DID: every token's `aud`. */
+  serviceDid: string;
+  resolver: DidResolver;
+  clockSkewSeconds: number;
+  /** Require `lxm` on every token (otherwise it is checked only when present). */
+  enforceLxm: boolean;
+}
+
+/** What a verified token tells the server. */
+export interface VerifiedToken {
+  iss: string;
+  jti: string | undefined;
+  /** The last moment the token could be accepted (its `exp` plus any leeway): how long to remember its `jti`. */
+  acceptedUntil: Date;
+}
+
+/** Far-future `exp` values are remembered until this date (still a valid timestamp in every database and runtime). */
+const LATEST = Date.UTC(9999, 11, 31);
+export const acceptedUntil = (expSeconds: number) => new Date(Math.min(expSeconds * 1000, LATEST));
+
+const invalid = (message: string) => authRequired(message, "InvalidToken");
+
+/**
+ * Verifies an AT Protocol inter-service JWT (ES256K or ES256) for the method `nsid` at `now`:
+ * claims first (no network for a token that is wrong anyway), then the signature against the
+ * `#atproto` key of the issuer's DID document, refreshing the document once if it fails (the key may
+ * have rotated). Every failure is a 401 `XrpcError`.
+ *
+ * @example
+ * const { iss } = await verifyServiceToken(token, "blue.catbird.mls.sendMessage", new Date(), options)
+ */
+export async function verifyServiceToken(
+  token: string,
+  nsid: string,
+  now: Date,
+  { serviceDid, resolver, clockSkewSeconds, enforceLxm }: ServiceTokenOptions,
+): Promise<VerifiedToken> {
+  const [encodedHeader, encodedPayload, encodedSignature] = token.split(".");
+  let alg: unknown;
+  let typ: unknown;
+  let claims: JWTPayload;
+  let signature: Uint8Array;
+  try {
+    ({ alg, typ } = decodeProtectedHeader(token));
+    claims = decodeJwt(token);
+    signature = base64url.decode(encodedSignature ?? "");
+  } catch {
+    throw invalid("token is not a well-formed JWT");
+  }
+  if (typeof alg !== "string" || !SERVICE_TOKEN_ALGORITHMS.has(alg)) throw invalid("token algorithm is not accepted");
+  if (typeof typ === "string" && FOREIGN_TOKEN_TYPES.has(typ.toLowerCase()))
+    throw invalid("token is not a service token");
+
+  const { iss, aud, exp, iat, nbf, lxm, jti } = claims;
+  const seconds = now.getTime() / 1000;
+  if (typeof iss !== "string" || !didSchema.safeParse(iss).success) throw invalid("token issuer must be a DID");
+  if (aud !== serviceDid) throw invalid("token audience is not this service");
+  if (typeof exp !== "number" || !Number.isFinite(exp)) throw invalid("token must carry a numeric exp");
+  if (seconds > exp + clockSkewSeconds) throw authRequired("token has expired", "ExpiredToken");
+  if (iat !== undefined && (typeof iat !== "number" || !(iat <= seconds + clockSkewSeconds))) {
+    throw invalid("token iat is in the future");
+  }
+  if (nbf !== undefined && (typeof nbf !== "number" || !(nbf <= seconds + clockSkewSeconds))) {
+    throw invalid("token is not valid yet");
+  }
+  if (lxm !== undefined && lxm !== nsid) throw invalid(`token lxm does not allow ${nsid}`);
+  if (lxm === undefined && enforceLxm) throw invalid("token must carry lxm");
+  if (jti !== undefined && (typeof jti !== "string" || !JTI.test(jti))) throw invalid("token jti is malformed");
+  if (signature.byteLength !== 64) throw invalid("token signature must be a 64-byte compact signature");
+
+  const signed = new TextEncoder().encode(`${encodedHeader}.${encodedPayload}`);
+  await verifyWithIssuerKey(iss, alg, signed, signature, resolver);
+  return { iss, jti, acceptedUntil: acceptedUntil(exp + clockSkewSeconds) };
+}
+
+async function verifyWithIssuerKey(
+  iss: string,
+  alg: string,
+  signed: Uint8Array,
+  signature: Uint8Array,
+  resolver: DidResolver,
+): Promise<void> {
+  const first = await signingKey(resolver, iss, false);
+  if (first.key && (await verifies(first.key, alg, signed, signature))) return;
+  // A document fetched just now is as new as it gets; a cached one may predate a key rotation.
+  const second = first.cached ? await signingKey(resolver, iss, true) : first;
+  if (second.key && second.key !== first.key && (await verifies(second.key, alg, signed, signature))) return;
+  if (!second.key) throw invalid(`the DID document of ${iss} has no atproto signing key`);
+  throw invalid("token signature does not match the issuer's signing key");
+}
+
+async function signingKey(resolver: DidResolver, iss: string, refresh: boolean) {
+  try {
+    const { doc, cached } = await resolver.resolve(iss, { refresh });
+    return { key: atprotoSigningKey(doc), cached };
+  } catch (error) {
+    const reason = error instanceof DidResolutionError ? `: ${error.message}` : "";
+    throw invalid(`token issuer could not be resolved${reason}`);
+  }
+}
+
+/** False for a wrong signature, and for a key of another algorithm than the token's `alg`. */
+async function verifies(didKey: string, alg: string, signed: Uint8Array, signature: Uint8Array): Promise<boolean> {
+  try {
+    return await verifySignature(didKey, signed, signature, { jwtAlg: alg });
+  } catch {
+    return false;
+  }
+}

@@ -73,7 +73,14 @@ export async function startServer({
   };
   child.stdout!.on("data", collect);
   child.stderr!.on("data", collect);
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  const exited = new Promise<number | null>((resolve) => {
+    child.once("exit", (code) => resolve(code));
+    // A command that cannot start (missing binary) reports here instead of exiting.
+    child.once("error", (error) => {
+      output += String(error);
+      resolve(null);
+    });
+  });
   let hasExited = false;
   void exited.then(() => (hasExited = true));
 

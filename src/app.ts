@@ -6,11 +6,13 @@ import { timeout } from "hono/timeout";
 import { methods } from "./api/index.js";
 import { serviceTokenOptions } from "./auth/serviceTokenOptions.js";
 import type { AppContext } from "./context.js";
+import { apiReference } from "./docs/reference.js";
 import { notReady, XrpcError } from "./errors.js";
 import { auth } from "./middleware/auth.js";
 import { onError } from "./middleware/errors.js";
 import { idempotency } from "./middleware/idempotency.js";
 import { clientAddress, rateLimit } from "./middleware/rateLimit.js";
+import { requestLog } from "./middleware/requestLog.js";
 import { welcomeGrace } from "./middleware/welcomeGrace.js";
 import { handle, NSID_PREFIX } from "./xrpc.js";
 
@@ -18,11 +20,14 @@ import { handle, NSID_PREFIX } from "./xrpc.js";
  * The whole HTTP surface, built from an application context. Entry points only construct the
  * context and hand requests to `app.fetch`.
  *
- * request → request id → secure headers → body limit → timeout → rate limit per address (no token) → auth
+ * request → request id → request log, metrics → secure headers → body limit → timeout
+ *   → rate limit per address (no token) → auth
  *   → rate limit per caller → idempotency (procedures)
  *   → handler → service → driver
  */
-export function createApp(ctx: AppContext): Hono {
+export function createApp(context: AppContext): Hono {
+  // Every statement the app runs is counted in flight for /metrics (database pool use).
+  const ctx: AppContext = { ...context, db: context.metrics.instrument(context.db) };
   const app = new Hono();
   const { config } = ctx;
 
@@ -33,6 +38,8 @@ export function createApp(ctx: AppContext): Hono {
   });
 
   app.use(requestId({ headerName: "X-Request-Id" }));
+  app.use(requestLog({ logger: ctx.logger }));
+  app.use(ctx.metrics.requests);
   app.use(secureHeaders());
   app.use(async function provideContext(c, next) {
     c.set("app", ctx);
@@ -66,6 +73,13 @@ export function createApp(ctx: AppContext): Hono {
     }
     return c.json({ status: "ready", driver: ctx.db.kind });
   });
+  app.get("/metrics", async (c) => {
+    const { contentType, body } = await ctx.metrics.render();
+    return c.body(body, 200, { "Content-Type": contentType });
+  });
+  const reference = apiReference(methods);
+  app.get("/openapi.json", (c) => c.json(reference.openapi()));
+  app.get("/docs", (c) => c.html(reference.html()));
 
   const authenticate = auth({ devSecret: config.DEV_JWT_SECRET, service: serviceTokenOptions(config, ctx.clock) });
   const perCaller = rateLimit({

@@ -2,6 +2,7 @@ import type { Clock } from "./clock.js";
 import type { Config } from "./config.js";
 import type { Database } from "./db/driver.js";
 import type { Logger } from "./logger.js";
+import type { Metrics } from "./metrics.js";
 
 /** Everything a request needs, built once per process (or per Worker request) and passed in. */
 export interface AppContext {
@@ -9,4 +10,6 @@ export interface AppContext {
   db: Database;
   clock: Clock;
   logger: Logger;
+  /** Prometheus metrics: create one per process (per isolate on Workers) and share it across contexts. */
+  metrics: Metrics;
 }

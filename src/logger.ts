@@ -18,3 +18,22 @@ export function createLogger(level: LogLevel, write: (line: string) => void = (l
   };
   return { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") };
 }
+
+/**
+ * A writer for long-lived Node processes: the lines of one event-loop turn go to stdout in one
+ * write after it, rather than one blocking write per line (stdout to a file or pipe is
+ * synchronous on Linux). Whatever is pending when the process exits is written then.
+ */
+export function batchedStdout(): (line: string) => void {
+  let pending: string[] = [];
+  const flush = () => {
+    if (pending.length === 0) return;
+    const text = `${pending.join("\n")}\n`;
+    pending = [];
+    process.stdout.write(text);
+  };
+  process.on("exit", flush);
+  return (line) => {
+    if (pending.push(line) === 1) setTimeout(flush, 0);
+  };
+}

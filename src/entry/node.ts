@@ -7,19 +7,20 @@ import { connectDatabase } from "../db/connect.js";
 import { migrate } from "../db/migrate.js";
 import { readMigrations } from "../db/migrations-fs.js";
 import { startCleanupTimer } from "../jobs/cleanupTimer.js";
-import { createLogger } from "../logger.js";
+import { batchedStdout, createLogger } from "../logger.js";
+import { createMetrics } from "../metrics.js";
 import { devSecret } from "./dev-secret.js";
 
 /** Node entry: configuration from the environment, migrations, then serve. */
 async function main(): Promise<void> {
   const config = loadConfig({ ...process.env, DEV_JWT_SECRET: await devSecret(process.env) });
-  const logger = createLogger(config.LOG_LEVEL);
+  const logger = createLogger(config.LOG_LEVEL, batchedStdout());
   const db = await connectDatabase(config);
   if (config.MIGRATE_ON_START) {
     const applied = await migrate(db, await readMigrations());
     if (applied.length) logger.info("migrations applied", { applied });
   }
-  const ctx = { config, db, clock: systemClock, logger };
+  const ctx = { config, db, clock: systemClock, logger, metrics: createMetrics() };
   const app = createApp(ctx);
   const stopCleanup = startCleanupTimer(ctx);
   // Plain HTTP/1.1: `serve` makes an http.Server unless given another createServer.

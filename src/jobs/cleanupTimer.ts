@@ -1,25 +1,40 @@
 import type { AppContext } from "../context.js";
-import { runCleanup } from "./cleanup.js";
+import { runCleanup, type CleanupResult } from "./cleanup.js";
+
+/**
+ * One cleanup run with the app's settings, as every runner does it: the counts go to the log and
+ * to the metrics. Failures are logged and counted, never thrown.
+ */
+export async function cleanupOnce({
+  config,
+  db,
+  clock,
+  logger,
+  metrics,
+}: AppContext): Promise<CleanupResult | undefined> {
+  try {
+    const result = await runCleanup(db, {
+      now: clock.now(),
+      welcomeGraceSeconds: config.WELCOME_GRACE_SECONDS,
+      retentionDays: config.RETENTION_DAYS,
+    });
+    metrics.cleanupRan(result);
+    logger.info("cleanup", { ...result });
+    return result;
+  } catch (error) {
+    metrics.cleanupRan("failed");
+    logger.error("cleanup failed", { error: error instanceof Error ? error.message : String(error) });
+    return undefined;
+  }
+}
 
 /**
  * Runs cleanup every `CLEANUP_INTERVAL_SECONDS` in a long-lived process (Node, Deno); 0 turns it
- * off for deployments with an external scheduler. Failures are logged, never thrown. Returns a stop function.
+ * off for deployments with an external scheduler. Returns a stop function.
  */
-export function startCleanupTimer({ config, db, clock, logger }: AppContext): () => void {
-  if (config.CLEANUP_INTERVAL_SECONDS === 0) return () => {};
-  const tick = async () => {
-    try {
-      const result = await runCleanup(db, {
-        now: clock.now(),
-        welcomeGraceSeconds: config.WELCOME_GRACE_SECONDS,
-        retentionDays: config.RETENTION_DAYS,
-      });
-      logger.info("cleanup", { ...result });
-    } catch (error) {
-      logger.error("cleanup failed", { error: error instanceof Error ? error.message : String(error) });
-    }
-  };
-  const timer = setInterval(tick, config.CLEANUP_INTERVAL_SECONDS * 1000);
+export function startCleanupTimer(ctx: AppContext): () => void {
+  if (ctx.config.CLEANUP_INTERVAL_SECONDS === 0) return () => {};
+  const timer = setInterval(() => void cleanupOnce(ctx), ctx.config.CLEANUP_INTERVAL_SECONDS * 1000);
   (timer as { unref?: () => void }).unref?.();
   return () => clearInterval(timer);
 }

@@ -71,7 +71,10 @@ export function idempotency({ ttlSeconds, waitMs }: IdempotencyOptions): Middlew
       if (error instanceof DoNotStore) return;
       throw error;
     }
-    if (replay) c.res = replay;
+    if (replay) {
+      c.get("app").metrics.idempotencyReplay(scope[1]);
+      c.res = replay;
+    }
   };
 }
 

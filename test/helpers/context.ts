@@ -6,7 +6,8 @@ import { loadConfig, type Env } from "../../src/config.js";
 import type { AppContext } from "../../src/context.js";
 import type { Database } from "../../src/db/driver.js";
 import { createPostgresDatabase } from "../../src/db/postgres.js";
-import { createLogger } from "../../src/logger.js";
+import { createLogger, type Logger } from "../../src/logger.js";
+import { createMetrics } from "../../src/metrics.js";
 
 export const TEST_SECRET = "test-secret-0123456789abcdef";
 
@@ -15,10 +16,11 @@ export function testDatabase(max = 20): Database {
   return createPostgresDatabase(inject("databaseUrl"), { max });
 }
 
-/** An app over `db` with test configuration; `env` overrides any variable. */
-export function testApp(db: Database, env: Env = {}, clock: Clock = new ManualClock()) {
+/** An app over `db` with test configuration; `env` overrides any variable; `logger` replaces the silent one. */
+export function testApp(db: Database, env: Env = {}, clock: Clock = new ManualClock(), logger?: Logger) {
   const config = loadConfig({ DEV_JWT_SECRET: TEST_SECRET, LOG_LEVEL: "silent", ...env });
-  const ctx: AppContext = { config, db, clock, logger: createLogger(config.LOG_LEVEL) };
+  logger ??= createLogger(config.LOG_LEVEL);
+  const ctx: AppContext = { config, db, clock, logger, metrics: createMetrics() };
   return { app: createApp(ctx), ctx };
 }
 

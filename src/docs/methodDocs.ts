@@ -1,0 +1,186 @@
+import { z } from "zod";
+import * as schemas from "../schemas.js";
+
+/**
+ * What the input schemas cannot say about each method: a description, the output and the
+ * method's own errors, all as /work/shared/API.md states them. Outputs are zod schemas so the
+ * OpenAPI document, the lexicons' test and the tests that check real responses share one definition.
+ */
+export interface MethodDoc {
+  description: string;
+  /** A JSON output, or another encoding (Server-Sent Events) described in words. */
+  output: z.ZodType | { encoding: string; description: string };
+  /** Error names this method answers besides the ones every method can answer. */
+  errors: readonly ErrorName[];
+}
+
+/** Every error name of the contract, with its HTTP status. */
+export const ERROR_STATUS = {
+  InvalidRequest: 400,
+  InvalidCipherSuite: 400,
+  TooManyMembers: 400,
+  KeyPackageExpired: 400,
+  AuthenticationRequired: 401,
+  InvalidToken: 401,
+  ExpiredToken: 401,
+  TokenReplayed: 401,
+  Forbidden: 403,
+  NotMember: 403,
+  NotCreator: 403,
+  ConvoNotFound: 404,
+  WelcomeNotFound: 404,
+  EpochMismatch: 409,
+  IdempotencyKeyInUse: 409,
+  WelcomeGone: 410,
+  PayloadTooLarge: 413,
+  IdempotencyKeyReused: 422,
+  RateLimitExceeded: 429,
+  NotReady: 503,
+} as const;
+export type ErrorName = keyof typeof ERROR_STATUS;
+
+/** Errors any XRPC method can answer: bad input, authentication, rate limit, database down. */
+export const COMMON_ERRORS: readonly ErrorName[] = [
+  "InvalidRequest",
+  "AuthenticationRequired",
+  "InvalidToken",
+  "ExpiredToken",
+  "TokenReplayed",
+  "RateLimitExceeded",
+  "NotReady",
+];
+/** Errors every procedure can answer besides: body size and idempotency keys. */
+export const PROCEDURE_ERRORS: readonly ErrorName[] = [
+  "PayloadTooLarge",
+  "IdempotencyKeyInUse",
+  "IdempotencyKeyReused",
+];
+
+const datetime = z.iso.datetime({ offset: true });
+const integer = z.number().int().min(0);
+const bytes = z.strictObject({ $bytes: z.string() });
+
+export const memberView = z.strictObject({ did: schemas.did, joinedAt: datetime });
+export const convoView = z.strictObject({
+  id: z.string(),
+  groupId: z.string(),
+  creator: schemas.did,
+  members: z.array(memberView),
+  epoch: integer,
+  cipherSuite: z.string(),
+  createdAt: datetime,
+  metadata: z.strictObject({ name: z.string().optional(), description: z.string().optional() }).optional(),
+});
+export const messageView = z.strictObject({
+  id: z.string(),
+  convoId: z.string(),
+  sender: schemas.did,
+  ciphertext: bytes,
+  epoch: integer,
+  seq: integer,
+  messageType: z.enum(["app", "commit"]),
+  createdAt: datetime,
+});
+export const commitView = z.strictObject({
+  id: z.string(),
+  epoch: integer,
+  ciphertext: bytes,
+  sender: schemas.did,
+  createdAt: datetime,
+});
+export const keyPackageRef = z.strictObject({
+  did: schemas.did,
+  keyPackage: bytes,
+  cipherSuite: z.string(),
+  keyPackageHash: z.string(),
+});
+
+const membershipChange = z.strictObject({ success: z.boolean(), newEpoch: integer });
+const success = z.strictObject({ success: z.boolean() });
+const convoErrors: readonly ErrorName[] = ["ConvoNotFound", "NotMember"];
+
+export const methodDocs: Record<string, MethodDoc> = {
+  createConvo: {
+    description:
+      "Creates a conversation for an MLS group with the caller as creator. Initial members (at most 100 per call) each get the welcome, if one is given.",
+    output: convoView,
+    errors: ["InvalidCipherSuite", "TooManyMembers"],
+  },
+  getConvos: {
+    description: "The caller's conversations, newest first, a page at a time.",
+    output: z.strictObject({ conversations: z.array(convoView), cursor: z.string().optional() }),
+    errors: [],
+  },
+  getEpoch: {
+    description: "The conversation's current MLS epoch.",
+    output: z.strictObject({ convoId: z.string(), currentEpoch: integer }),
+    errors: convoErrors,
+  },
+  addMembers: {
+    description:
+      "Adds members (at most 100 per call), optionally with the commit for the current epoch and a welcome. Adding someone already active adds nothing.",
+    output: membershipChange,
+    errors: [...convoErrors, "TooManyMembers", "EpochMismatch"],
+  },
+  leaveConvo: {
+    description:
+      "Leaves the conversation, or removes `targetDid` (the creator or an admin only), optionally with the commit for the current epoch. Leaving twice leaves once.",
+    output: membershipChange,
+    errors: [...convoErrors, "NotCreator", "EpochMismatch"],
+  },
+  sendMessage: {
+    description:
+      "Stores an MLS message byte for byte and gives it the conversation's next `seq`. Messages for an epoch ahead of the conversation's are refused.",
+    output: z.strictObject({ messageId: z.string(), seq: integer, epoch: integer, receivedAt: datetime }),
+    errors: [...convoErrors, "Forbidden", "EpochMismatch"],
+  },
+  getMessages: {
+    description:
+      "Messages (application and commits) in ascending `seq` after `sinceSeq`, `sinceMessage` or the previous page's `cursor`; `cursor` is returned until the end.",
+    output: z.strictObject({ messages: z.array(messageView), cursor: z.string().optional() }),
+    errors: convoErrors,
+  },
+  getCommits: {
+    description: "The accepted commits with epochs from `fromEpoch` to `toEpoch`, oldest first.",
+    output: z.strictObject({ convoId: z.string(), commits: z.array(commitView) }),
+    errors: convoErrors,
+  },
+  updateCursor: {
+    description: "Records how far the caller has read in the conversation.",
+    output: success,
+    errors: convoErrors,
+  },
+  getWelcome: {
+    description:
+      "The caller's welcome for the conversation. The first fetch marks it in flight; fetches within the grace period return it again, until confirmWelcome.",
+    output: z.strictObject({ convoId: z.string(), welcome: bytes }),
+    errors: [...convoErrors, "WelcomeNotFound", "WelcomeGone"],
+  },
+  confirmWelcome: {
+    description:
+      "Phase two of the welcome: `success: true` consumes it; `false` records `errorDetails` and leaves it fetchable until the grace period ends. Confirming twice is no error.",
+    output: z.strictObject({ confirmed: z.boolean() }),
+    errors: [...convoErrors, "WelcomeNotFound", "WelcomeGone"],
+  },
+  publishKeyPackage: {
+    description: "Publishes one of the caller's key packages; publishing the same bytes again refreshes its expiry.",
+    output: success,
+    errors: ["InvalidCipherSuite", "KeyPackageExpired"],
+  },
+  publishKeyPackages: {
+    description: "Publishes up to 100 of the caller's key packages in one call.",
+    output: z.strictObject({ published: integer, duplicates: integer }),
+    errors: ["InvalidCipherSuite", "KeyPackageExpired"],
+  },
+  getKeyPackages: {
+    description:
+      "Hands out one unexpired key package per DID, each at most once even to concurrent callers; DIDs with none are listed in `missing`.",
+    output: z.strictObject({ keyPackages: z.array(keyPackageRef), missing: z.array(schemas.did) }),
+    errors: ["InvalidCipherSuite"],
+  },
+  getKeyPackageStats: {
+    description: "How many unexpired, unclaimed key packages the caller has left, and whether to publish more.",
+    output: z.strictObject({ available: integer, threshold: integer, needsReplenish: z.boolean() }),
+    errors: ["InvalidCipherSuite"],
+  },
+};

@@ -1,0 +1,112 @@
+import { prometheus } from "@hono/prometheus";
+import type { MiddlewareHandler } from "hono";
+import { Counter, Gauge, Registry } from "prom-client";
+import type { Database, Queryable } from "./db/driver.js";
+import type { CleanupResult } from "./jobs/cleanup.js";
+
+/**
+ * The Prometheus metrics of one running server. Each `createMetrics()` has its own registry, so apps
+ * built side by side (tests) never share counts; a process (or a Worker isolate) creates one and
+ * puts it in every `AppContext` it builds.
+ */
+export interface Metrics {
+  /** Counts and times every request: `http_requests_total` and `http_request_duration_seconds` by method, route, status. */
+  readonly requests: MiddlewareHandler;
+  /** An idempotent procedure answered from its stored response; `method` is the NSID. */
+  idempotencyReplay(method: string): void;
+  /** What one cleanup run did (the counts per kind), or that it failed. */
+  cleanupRan(outcome: CleanupResult | "failed"): void;
+  /** The same database with its in-flight queries and transactions counted (pool use). */
+  instrument(db: Database): Database;
+  /** The text exposition format, and its content type. */
+  render(): Promise<{ contentType: string; body: string }>;
+}
+
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  const { registerMetrics } = prometheus({ registry });
+
+  const replays = new Counter({
+    name: "idempotency_replays_total",
+    help: "Procedures answered from a stored idempotent response",
+    labelNames: ["method"] as const,
+    registers: [registry],
+  });
+  const cleanupRuns = new Counter({
+    name: "cleanup_runs_total",
+    help: "Cleanup runs by outcome: ran, skipped (another runner held the lock) or failed",
+    labelNames: ["outcome"] as const,
+    registers: [registry],
+  });
+  const cleanupRows = new Counter({
+    name: "cleanup_rows_total",
+    help: "Rows removed (or, for welcomesExpired, marked expired) by cleanup, per kind",
+    labelNames: ["kind"] as const,
+    registers: [registry],
+  });
+  const cleanupLastRun = new Gauge({
+    name: "cleanup_last_run_timestamp_seconds",
+    help: "When cleanup last completed a run",
+    registers: [registry],
+  });
+
+  // Plain integers on the hot path; the gauges read them only when scraped.
+  const inFlight = { queries: 0, transactions: 0 };
+  new Gauge({
+    name: "db_queries_in_flight",
+    help: "Statements running on the pool outside a transaction (each holds a connection)",
+    registers: [registry],
+    collect() {
+      this.set(inFlight.queries);
+    },
+  });
+  new Gauge({
+    name: "db_transactions_in_flight",
+    help: "Open transactions (each holds a connection until it ends)",
+    registers: [registry],
+    collect() {
+      this.set(inFlight.transactions);
+    },
+  });
+
+  return {
+    requests: registerMetrics,
+    idempotencyReplay: (method) => replays.inc({ method }),
+    cleanupRan(outcome) {
+      if (outcome === "failed" || !outcome.ran) {
+        cleanupRuns.inc({ outcome: outcome === "failed" ? "failed" : "skipped" });
+        return;
+      }
+      cleanupRuns.inc({ outcome: "ran" });
+      for (const [kind, count] of Object.entries(outcome)) {
+        if (typeof count === "number") cleanupRows.inc({ kind }, count);
+      }
+      cleanupLastRun.set(Date.now() / 1000);
+    },
+    instrument(db) {
+      return {
+        kind: db.kind,
+        concurrent: db.concurrent,
+        close: () => db.close(),
+        exec: (script) => db.exec(script),
+        async query<T extends object>(text: string, params?: readonly unknown[]) {
+          inFlight.queries++;
+          try {
+            return await db.query<T>(text, params);
+          } finally {
+            inFlight.queries--;
+          }
+        },
+        async transaction<T>(fn: (tx: Queryable) => Promise<T>) {
+          inFlight.transactions++;
+          try {
+            return await db.transaction(fn);
+          } finally {
+            inFlight.transactions--;
+          }
+        },
+      };
+    },
+    render: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
+  };
+}

@@ -1,0 +1,38 @@
+import type { MiddlewareHandler } from "hono";
+import type { Logger } from "../logger.js";
+
+export interface RequestLogOptions {
+  logger: Logger;
+  /** Probe paths logged at debug level, so health checks and scrapes do not flood the log. */
+  quietPaths?: readonly string[];
+}
+
+/**
+ * One structured line per request: request id, method, path (never the query string), status,
+ * caller DID when authenticated, and duration. Nothing from headers or bodies is logged, so no
+ * token, ciphertext or key package can reach the log. Place it right after `requestId()`.
+ *
+ * @example
+ * app.use(requestId(), requestLog({ logger }))
+ * // {"time":"…","level":"info","message":"request","requestId":"…","method":"POST",
+ * //  "path":"/xrpc/blue.catbird.mls.sendMessage","status":200,"caller":"did:plc:alice","durationMs":3.2}
+ */
+export function requestLog({
+  logger,
+  quietPaths = ["/health", "/health/ready", "/metrics"],
+}: RequestLogOptions): MiddlewareHandler {
+  const quiet = new Set(quietPaths);
+  return async function requestLog(c, next) {
+    const started = performance.now();
+    await next();
+    const path = c.req.path;
+    (quiet.has(path) ? logger.debug : logger.info)("request", {
+      requestId: c.get("requestId"),
+      method: c.req.method,
+      path,
+      status: c.res.status,
+      caller: c.get("caller"),
+      durationMs: Math.round((performance.now() - started) * 10) / 10,
+    });
+  };
+}

@@ -1,0 +1,137 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { ManualClock } from "../../src/clock.js";
+import { cleanupOnce } from "../../src/jobs/cleanupTimer.js";
+import type { CleanupResult } from "../../src/jobs/cleanup.js";
+import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
+import { xrpc } from "../helpers/xrpc.js";
+import { scrape, valueOf } from "./prometheus.js";
+
+const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
+const NSID = "/xrpc/blue.catbird.mls.";
+
+const db = testDatabase();
+afterAll(() => db.close());
+
+type App = ReturnType<typeof testApp>["app"];
+
+async function createConvo(app: App, did: string): Promise<string> {
+  const created = await xrpc(app, did, "createConvo", { body: { groupId: randomGroupId(), cipherSuite: SUITE } });
+  expect(created.status).toBe(200);
+  return created.body.id;
+}
+
+describe("GET /metrics", () => {
+  it("counts requests by method, route and status, times them in a histogram, and needs no token", async () => {
+    const { app } = testApp(db);
+    const alice = unique("did:plc:metrics");
+    await createConvo(app, alice);
+    expect((await xrpc(app, alice, "getConvos")).status).toBe(200);
+    expect((await xrpc(app, alice, "getConvos")).status).toBe(200);
+    expect((await xrpc(app, alice, "getEpoch", { query: { convoId: "no-such-convo" } })).status).toBe(404);
+    expect((await xrpc(app, undefined, "getConvos")).status).toBe(401);
+    expect((await app.request(`/nowhere/${unique("path")}`)).status).toBe(404);
+
+    const { contentType, text, samples } = await scrape(app);
+    expect(contentType).toMatch(/^text\/plain; version=0\.0\.4/);
+    const count = (method: string, route: string, status: string) =>
+      valueOf(samples, "http_requests_total", { method, route, status });
+    expect(count("POST", `${NSID}createConvo`, "200")).toBe(1);
+    expect(count("GET", `${NSID}getConvos`, "200")).toBe(2);
+    expect(count("GET", `${NSID}getConvos`, "401")).toBe(1);
+    expect(count("GET", `${NSID}getEpoch`, "404")).toBe(1);
+    // Unknown paths share one route label: request paths never become label values.
+    expect(samples.some((sample) => sample.labels.route?.startsWith("/nowhere"))).toBe(false);
+    expect(count("GET", "/*", "404")).toBe(1);
+
+    expect(text).toContain("# TYPE http_request_duration_seconds histogram");
+    const getConvos = { method: "GET", route: `${NSID}getConvos`, status: "200" };
+    expect(valueOf(samples, "http_request_duration_seconds_count", getConvos)).toBe(2);
+    expect(valueOf(samples, "http_request_duration_seconds_bucket", { ...getConvos, le: "+Inf" })).toBe(2);
+    expect(valueOf(samples, "http_request_duration_seconds_sum", getConvos)).toBeGreaterThanOrEqual(0);
+  });
+
+  it("keeps each app's counts to itself (no process-wide registry)", async () => {
+    const first = testApp(db).app;
+    const second = testApp(db).app;
+    expect((await first.request("/health")).status).toBe(200);
+    expect((await first.request("/health")).status).toBe(200);
+    const health = { method: "GET", route: "/health", status: "200" };
+    expect(valueOf((await scrape(first)).samples, "http_requests_total", health)).toBe(2);
+    expect(valueOf((await scrape(second)).samples, "http_requests_total", health)).toBeUndefined();
+  });
+
+  it("counts idempotent replays per method", async () => {
+    const { app } = testApp(db);
+    const alice = unique("did:plc:replay");
+    const convoId = await createConvo(app, alice);
+    const send = () =>
+      xrpc(app, alice, "sendMessage", {
+        body: { convoId, ciphertext: "AQIDBA==", epoch: 0 },
+        headers: { "Idempotency-Key": "metrics-replay" },
+      });
+    expect((await send()).headers.get("Idempotent-Replayed")).toBeNull();
+    const replays = () =>
+      scrape(app).then(({ samples }) =>
+        valueOf(samples, "idempotency_replays_total", { method: "blue.catbird.mls.sendMessage" }),
+      );
+    expect(await replays()).toBeUndefined();
+    expect((await send()).headers.get("Idempotent-Replayed")).toBe("true");
+    expect(await replays()).toBe(1);
+    expect((await send()).headers.get("Idempotent-Replayed")).toBe("true");
+    expect(await replays()).toBe(2);
+  });
+
+  it("shows database pool use: statements and transactions in flight", async () => {
+    const { app, ctx } = testApp(db);
+    const inFlight = async () => {
+      const { samples } = await scrape(app);
+      return [valueOf(samples, "db_queries_in_flight"), valueOf(samples, "db_transactions_in_flight")];
+    };
+    expect((await app.request("/health/ready")).status).toBe(200);
+    expect(await inFlight()).toEqual([0, 0]);
+
+    const counted = ctx.metrics.instrument(ctx.db);
+    const running = counted.query("SELECT pg_sleep(0.05)");
+    expect(await inFlight()).toEqual([1, 0]);
+    await running;
+    await counted.transaction(async (tx) => {
+      await tx.query("SELECT 1");
+      expect(await inFlight()).toEqual([0, 1]);
+    });
+    expect(await inFlight()).toEqual([0, 0]);
+  });
+
+  it("records the counts of each cleanup run, and failed runs", async () => {
+    const clock = new ManualClock();
+    const { app, ctx } = testApp(db, { IDEMPOTENCY_TTL_SECONDS: "60" }, clock);
+    const alice = unique("did:plc:cleanmetrics");
+    const convoId = await createConvo(app, alice);
+    const sent = await xrpc(app, alice, "sendMessage", {
+      body: { convoId, ciphertext: "AQID", epoch: 0 },
+      headers: { "Idempotency-Key": "expires" },
+    });
+    expect(sent.status).toBe(200);
+    clock.advance(61_000);
+
+    // Another test file may hold the cleanup lock for a moment: that run counts as skipped.
+    let result: CleanupResult | undefined;
+    for (let attempt = 0; attempt < 50 && !result?.ran; attempt++) {
+      result = await cleanupOnce(ctx);
+      if (!result?.ran) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    if (!result?.ran) throw new Error("cleanup never got its lock");
+
+    const { samples } = await scrape(app);
+    expect(valueOf(samples, "cleanup_runs_total", { outcome: "ran" })).toBe(1);
+    expect(result.idempotencyKeys).toBeGreaterThanOrEqual(1);
+    for (const [kind, count] of Object.entries(result)) {
+      if (typeof count === "number") expect(valueOf(samples, "cleanup_rows_total", { kind })).toBe(count);
+    }
+    expect(valueOf(samples, "cleanup_last_run_timestamp_seconds")).toBeGreaterThan(0);
+
+    const closed = testDatabase(1);
+    await closed.close();
+    expect(await cleanupOnce({ ...ctx, db: closed })).toBeUndefined();
+    expect(valueOf((await scrape(app)).samples, "cleanup_runs_total", { outcome: "failed" })).toBe(1);
+  });
+});

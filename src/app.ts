@@ -8,6 +8,7 @@ import { serviceTokenOptions } from "./auth/serviceTokenOptions.js";
 import type { AppContext } from "./context.js";
 import { apiReference } from "./docs/reference.js";
 import { notReady, XrpcError } from "./errors.js";
+import { announce } from "./middleware/announce.js";
 import { auth } from "./middleware/auth.js";
 import { onError } from "./middleware/errors.js";
 import { idempotency } from "./middleware/idempotency.js";
@@ -22,7 +23,7 @@ import { handle, NSID_PREFIX } from "./xrpc.js";
  *
  * request → request id → request log, metrics → secure headers → body limit → timeout
  *   → rate limit per address (no token) → auth
- *   → rate limit per caller → idempotency (procedures)
+ *   → rate limit per caller → announce, idempotency (procedures)
  *   → handler → service → driver
  */
 export function createApp(context: AppContext): Hono {
@@ -91,11 +92,15 @@ export function createApp(context: AppContext): Hono {
   const exactlyOnce = idempotency({ ttlSeconds: config.IDEMPOTENCY_TTL_SECONDS, waitMs: config.IDEMPOTENCY_WAIT_MS });
   const grace = welcomeGrace({ graceSeconds: config.WELCOME_GRACE_SECONDS });
   const before: Record<string, MiddlewareHandler[]> = { getWelcome: [grace], confirmWelcome: [grace] };
+  // Procedures that write conversation events wake its streams after their transaction committed.
+  const announcing = new Set(["createConvo", "addMembers", "leaveConvo", "sendMessage"]);
+  const wake = announce();
   for (const method of methods) {
     const path = `/xrpc/${NSID_PREFIX}${method.name}`;
     const extra = before[method.name] ?? [];
+    const afterCommit = announcing.has(method.name) ? [wake] : [];
     if (method.type === "query") app.get(path, authenticate, ...limitCaller, ...extra, handle(method));
-    else app.post(path, authenticate, ...limitCaller, exactlyOnce, ...extra, handle(method));
+    else app.post(path, authenticate, ...limitCaller, ...afterCommit, exactlyOnce, ...extra, handle(method));
     const verb = method.type === "query" ? "GET" : "POST";
     app.all(path, (c) => c.json({ error: "InvalidRequest", message: `${method.name} takes ${verb}` }, 405, { Allow: verb }));
   }

@@ -63,6 +63,12 @@ const configSchema = z.object({
   WELCOME_GRACE_SECONDS: int(1).default(300),
   RETENTION_DAYS: int(1).default(30),
   CLEANUP_INTERVAL_SECONDS: int(0).default(300),
+
+  EVENTS_POLL_MS: int(10).default(1000),
+  EVENTS_SAFETY_POLL_MS: int(100).default(30_000),
+  EVENTS_KEEPALIVE_MS: int(10).default(15_000),
+  EVENTS_MAX_BACKLOG: int(1).default(1000),
+  EVENTS_WRITE_TIMEOUT_MS: int(10).default(10_000),
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -1,6 +1,7 @@
 import type { Clock } from "./clock.js";
 import type { Config } from "./config.js";
 import type { Database } from "./db/driver.js";
+import type { EventBus } from "./events/bus.js";
 import type { Logger } from "./logger.js";
 import type { Metrics } from "./metrics.js";
 
@@ -12,4 +13,6 @@ export interface AppContext {
   logger: Logger;
   /** Prometheus metrics: create one per process (per isolate on Workers) and share it across contexts. */
   metrics: Metrics;
+  /** Wake-ups for conversation event streams. */
+  events: EventBus;
 }

@@ -13,6 +13,7 @@ import publishKeyPackage from "./publishKeyPackage.js";
 import publishKeyPackages from "./publishKeyPackages.js";
 import leaveConvo from "./leaveConvo.js";
 import sendMessage from "./sendMessage.js";
+import streamConvoEvents from "./streamConvoEvents.js";
 import updateCursor from "./updateCursor.js";
 
 /** Every XRPC method the server implements. */
@@ -25,6 +26,7 @@ export const methods: XrpcMethod[] = [
   sendMessage,
   getMessages,
   getCommits,
+  streamConvoEvents,
   updateCursor,
   getWelcome,
   confirmWelcome,

@@ -22,6 +22,12 @@ export interface Database extends Queryable {
   readonly kind: DriverKind;
   /** True when the database can run transactions concurrently (false for single-connection PGlite). */
   readonly concurrent: boolean;
+  /**
+   * Postgres LISTEN, where the adapter keeps a connection for it (postgres.js): `onPayload` gets each
+   * notification on `channel`, `onListen` runs each time listening (re)starts, when some may have been
+   * missed. Resolves once listening, with the function that stops it.
+   */
+  listen?(channel: string, onPayload: (payload: string) => void, onListen?: () => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 

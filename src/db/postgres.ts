@@ -47,6 +47,8 @@ export function createPostgresDatabase(url: string, options: PostgresOptions = {
       types: { int8: int8AsNumber },
     }) as unknown as Sql;
   let sql = open();
+  // LISTEN keeps a connection of its own (opened on first use), apart from the query client.
+  const listener = postgres(url, { max: 1, fetch_types: false, onnotice: () => {} });
   let closed = false;
   const retiring = new Set<Promise<void>>();
 
@@ -75,9 +77,11 @@ export function createPostgresDatabase(url: string, options: PostgresOptions = {
       onCurrentClient((client) => client.query<T>(text, params)),
     exec: (script) => onCurrentClient((client) => client.exec(script)),
     transaction: <T>(fn: (tx: Queryable) => Promise<T>) => onCurrentClient((client) => client.transaction(fn)),
+    listen: async (channel, onPayload, onListen) =>
+      (await normalized(() => listener.listen(channel, onPayload, onListen))).unlisten,
     close: async () => {
       closed = true;
-      await Promise.all([sql.end({ timeout: 5 }), ...retiring]);
+      await Promise.all([sql.end({ timeout: 5 }), ...retiring, listener.end({ timeout: 5 })]);
     },
   };
 }

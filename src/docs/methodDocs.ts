@@ -183,4 +183,10 @@ export const methodDocs: Record<string, MethodDoc> = {
     output: z.strictObject({ available: integer, threshold: integer, needsReplenish: z.boolean() }),
     errors: ["InvalidCipherSuite"],
   },
+  streamConvoEvents: {
+    description:
+      "Server-Sent Events for one conversation: `message`, `membership` and `info` events, each with an `id` that is its cursor. Reconnecting with `cursor` (or `Last-Event-ID`) replays every later event first.",
+    output: { encoding: "text/event-stream", description: "Server-Sent Events: message, membership and info events" },
+    errors: convoErrors,
+  },
 };

@@ -6,6 +6,7 @@ import { ConfigError, loadConfig } from "../config.js";
 import { connectDatabase } from "../db/connect.js";
 import { migrate } from "../db/migrate.js";
 import { readMigrations } from "../db/migrations-fs.js";
+import { EventBus } from "../events/bus.js";
 import { startCleanupTimer } from "../jobs/cleanupTimer.js";
 import { batchedStdout, createLogger } from "../logger.js";
 import { createMetrics } from "../metrics.js";
@@ -20,7 +21,13 @@ async function main(): Promise<void> {
     const applied = await migrate(db, await readMigrations());
     if (applied.length) logger.info("migrations applied", { applied });
   }
-  const ctx = { config, db, clock: systemClock, logger, metrics: createMetrics() };
+  const events = new EventBus({
+    db,
+    logger,
+    pollMs: config.EVENTS_POLL_MS,
+    safetyPollMs: config.EVENTS_SAFETY_POLL_MS,
+  });
+  const ctx = { config, db, clock: systemClock, logger, events, metrics: createMetrics() };
   const app = createApp(ctx);
   const stopCleanup = startCleanupTimer(ctx);
   // Plain HTTP/1.1: `serve` makes an http.Server unless given another createServer.
@@ -39,6 +46,8 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info("shutting down", { signal });
     stopCleanup();
+    // Open event streams end, so the server can close; clients resume from their cursor elsewhere.
+    void events.close();
     const force = setTimeout(() => process.exit(1), 10_000);
     force.unref();
     server.close(async () => {

@@ -6,6 +6,7 @@ import { loadConfig, type Env } from "../../src/config.js";
 import type { AppContext } from "../../src/context.js";
 import type { Database } from "../../src/db/driver.js";
 import { createPostgresDatabase } from "../../src/db/postgres.js";
+import { EventBus } from "../../src/events/bus.js";
 import { createLogger, type Logger } from "../../src/logger.js";
 import { createMetrics } from "../../src/metrics.js";
 
@@ -20,7 +21,8 @@ export function testDatabase(max = 20): Database {
 export function testApp(db: Database, env: Env = {}, clock: Clock = new ManualClock(), logger?: Logger) {
   const config = loadConfig({ DEV_JWT_SECRET: TEST_SECRET, LOG_LEVEL: "silent", ...env });
   logger ??= createLogger(config.LOG_LEVEL);
-  const ctx: AppContext = { config, db, clock, logger, metrics: createMetrics() };
+  const events = new EventBus({ db, logger, pollMs: config.EVENTS_POLL_MS, safetyPollMs: config.EVENTS_SAFETY_POLL_MS });
+  const ctx: AppContext = { config, db, clock, logger, events, metrics: createMetrics() };
   return { app: createApp(ctx), ctx };
 }
 

@@ -1,0 +1,173 @@
+import type { Database } from "../db/driver.js";
+import type { Logger } from "../logger.js";
+
+/** The one Postgres channel every instance listens on; a payload is `<origin> <convoId>`, or `<origin>` for a ping. */
+const CHANNEL = "mls_events";
+
+export interface EventBusOptions {
+  db: Database;
+  logger: Logger;
+  /** How often a stream re-reads its conversation while wake-ups from other instances may not arrive. */
+  pollMs: number;
+  /**
+   * How often it re-reads while LISTEN works (for a wake-up lost between commit and notify), and how
+   * often LISTEN is pinged.
+   */
+  safetyPollMs: number;
+  /** Use the database's LISTEN/NOTIFY when it has one; false where no connection outlives a request (Workers). */
+  listen?: boolean;
+}
+
+/**
+ * Wake-ups for conversation streams. The database is the source of truth: a wake-up only tells a
+ * stream to read its conversation again, so a lost one costs latency, never an event.
+ *
+ * Streams in this process are woken directly. Other instances hear about a change through Postgres
+ * NOTIFY, sent after the change committed (outside the writing transaction, so NOTIFY's commit lock
+ * stays out of it) and coalesced per conversation. Where LISTEN is unavailable or stops answering its
+ * own pings, streams fall back to polling every `pollMs`.
+ *
+ * @example
+ * const events = new EventBus({ db, logger, pollMs: 1000, safetyPollMs: 30_000 });
+ * const stop = events.subscribe(convoId, () => wakeup.wake());
+ * events.publish(convoId); // after the write committed
+ */
+export class EventBus {
+  private readonly subscribers = new Map<string, Set<() => void>>();
+  /** Tells this instance's own notifications apart from everyone else's. */
+  private readonly origin = crypto.randomUUID();
+  private readonly notifying = new Set<string>();
+  private readonly notifyAgain = new Set<string>();
+  private listenStarted = false;
+  /** True while LISTEN is known to deliver: our last ping came back. */
+  private listening = false;
+  private pingOutstanding = false;
+  private pingTimer: ReturnType<typeof setInterval> | undefined;
+  private unlisten: (() => Promise<void>) | undefined;
+  private isClosed = false;
+
+  constructor(private readonly options: EventBusOptions) {}
+
+  /** How long a caught-up stream may sleep before it reads again without a wake-up. */
+  get pollMs(): number {
+    return this.listening ? this.options.safetyPollMs : this.options.pollMs;
+  }
+
+  /** Set by `close()`: streams end so the server can stop. */
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /** After a change to the conversation committed: wake its streams here and on other instances. Never throws. */
+  publish(convoId: string): void {
+    this.wakeLocal(convoId);
+    if (this.crossInstance) this.notify(convoId);
+  }
+
+  /** Calls `wake` whenever the conversation may have new events; returns the unsubscribe. */
+  subscribe(convoId: string, wake: () => void): () => void {
+    void this.startListening();
+    const wakers = this.subscribers.get(convoId) ?? new Set();
+    this.subscribers.set(convoId, wakers);
+    wakers.add(wake);
+    return () => {
+      wakers.delete(wake);
+      if (wakers.size === 0 && this.subscribers.get(convoId) === wakers) this.subscribers.delete(convoId);
+    };
+  }
+
+  /** Ends every stream (they see `closed` when woken) and stops listening. */
+  async close(): Promise<void> {
+    this.isClosed = true;
+    clearInterval(this.pingTimer);
+    this.wakeAll();
+    await this.unlisten?.().catch(() => {});
+  }
+
+  private get crossInstance(): boolean {
+    return this.options.listen !== false && this.options.db.listen !== undefined;
+  }
+
+  private wakeLocal(convoId: string): void {
+    for (const wake of this.subscribers.get(convoId) ?? []) wake();
+  }
+
+  private wakeAll(): void {
+    for (const wakers of this.subscribers.values()) for (const wake of wakers) wake();
+  }
+
+  /** One NOTIFY in flight per conversation; publishes meanwhile become one more after it. */
+  private notify(convoId: string): void {
+    if (this.notifying.has(convoId)) {
+      this.notifyAgain.add(convoId);
+      return;
+    }
+    this.notifying.add(convoId);
+    this.send(`${this.origin} ${convoId}`).finally(() => {
+      this.notifying.delete(convoId);
+      if (this.notifyAgain.delete(convoId) && !this.isClosed) this.notify(convoId);
+    });
+  }
+
+  private async send(payload: string): Promise<void> {
+    try {
+      await this.options.db.query(`SELECT pg_notify($1, $2)`, [CHANNEL, payload]);
+    } catch (error) {
+      this.options.logger.warn("event notification failed", { error: describe(error) });
+    }
+  }
+
+  /** LISTEN starts with the first stream, so processes that never stream hold no extra connection. */
+  private async startListening(): Promise<void> {
+    if (this.listenStarted || !this.crossInstance || this.isClosed) return;
+    this.listenStarted = true;
+    const { db, logger, safetyPollMs } = this.options;
+    const onPayload = (payload: string) => this.received(payload);
+    let unlisten: () => Promise<void>;
+    try {
+      unlisten = await db.listen!(CHANNEL, onPayload, () => this.relistened());
+    } catch (error) {
+      logger.warn("LISTEN unavailable: streams poll the events table", { error: describe(error) });
+      return;
+    }
+    if (this.isClosed) return void unlisten().catch(() => {});
+    this.unlisten = unlisten;
+    this.pingTimer = setInterval(() => this.ping(), safetyPollMs);
+    // Node: the ping timer alone does not keep a process alive (Workers have no unref).
+    (this.pingTimer as { unref?: () => void }).unref?.();
+  }
+
+  /** Listening (re)started: whatever was notified while it was down is read now. */
+  private relistened(): void {
+    this.listening = true;
+    this.pingOutstanding = false;
+    this.wakeAll();
+  }
+
+  private received(payload: string): void {
+    if (payload === this.origin) {
+      this.pingOutstanding = false;
+      if (!this.listening) this.options.logger.info("LISTEN answers again");
+      this.listening = true;
+      return;
+    }
+    const space = payload.indexOf(" ");
+    if (space < 0 || payload.slice(0, space) === this.origin) return;
+    this.wakeLocal(payload.slice(space + 1));
+  }
+
+  /** A ping that did not come back by the next one means LISTEN is not delivering: poll until it does. */
+  private ping(): void {
+    if (this.pingOutstanding && this.listening) {
+      this.listening = false;
+      this.options.logger.warn("LISTEN stopped answering: streams poll the events table");
+      this.wakeAll();
+    }
+    this.pingOutstanding = true;
+    void this.send(this.origin);
+  }
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}

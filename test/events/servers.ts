@@ -1,0 +1,104 @@
+/**
+ * Real server processes (src/entry/node.ts under tsx) on this run's database, for the event stream tests
+ * across instances. Each is detached into its own process group, so stopping it stops tsx's child too.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { fileURLToPath } from "node:url";
+import { inject } from "vitest";
+import { tokenFor } from "../helpers/context.js";
+import { freePort } from "../setup/postgres.js";
+
+export const SERVER_SECRET = "events-test-secret-0123456789";
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const START_TIMEOUT_MS = 30_000;
+
+export interface Server {
+  url: string;
+  port: number;
+  /** SIGTERM to the process group; resolves with the exit code (SIGKILL after 10 s). */
+  stop(): Promise<number | null>;
+  /** What the server printed, for failure messages. */
+  output(): string;
+}
+
+/** Starts a server and resolves once it answers /health. */
+export async function startServer(env: Record<string, string> = {}, port?: number): Promise<Server> {
+  const listenOn = port ?? (await freePort());
+  const child: ChildProcess = spawn("node_modules/.bin/tsx", ["src/entry/node.ts"], {
+    cwd: ROOT,
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: {
+      PATH: process.env.PATH,
+      PORT: String(listenOn),
+      HOST: "127.0.0.1",
+      DATABASE_URL: inject("databaseUrl"),
+      DEV_JWT_SECRET: SERVER_SECRET,
+      MIGRATE_ON_START: "false",
+      CLEANUP_INTERVAL_SECONDS: "0",
+      LOG_LEVEL: "warn",
+      ...env,
+    },
+  });
+  let printed = "";
+  const collect = (chunk: Buffer) => (printed = (printed + chunk.toString()).slice(-4000));
+  child.stdout!.on("data", collect);
+  child.stderr!.on("data", collect);
+  const exited = once(child, "exit").then(([code]) => code as number | null);
+  let running = true;
+  void exited.then(() => (running = false));
+
+  const server: Server = {
+    url: `http://127.0.0.1:${listenOn}`,
+    port: listenOn,
+    output: () => printed,
+    async stop() {
+      if (running) signal(child, "SIGTERM");
+      const force = setTimeout(() => signal(child, "SIGKILL"), 10_000);
+      const code = await exited;
+      clearTimeout(force);
+      return code;
+    },
+  };
+
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  while (!(await answers(server.url))) {
+    if (!running || Date.now() > deadline) {
+      await server.stop();
+      throw new Error(`the server did not start; its output:\n${printed}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return server;
+}
+
+function signal(child: ChildProcess, name: NodeJS.Signals): void {
+  try {
+    process.kill(-child.pid!, name);
+  } catch {
+    // already gone
+  }
+}
+
+async function answers(url: string): Promise<boolean> {
+  try {
+    return (await fetch(`${url}/health`)).ok;
+  } catch {
+    return false;
+  }
+}
+
+/** A procedure over HTTP as `did`, with a token the servers accept. */
+export async function post(server: Server, did: string, method: string, body: unknown) {
+  const response = await fetch(`${server.url}/xrpc/blue.catbird.mls.${method}`, {
+    method: "POST",
+    headers: {
+      Authorization: `Bearer ${await tokenFor(did, { secret: SERVER_SECRET })}`,
+      "Content-Type": "application/json",
+    },
+    body: JSON.stringify(body),
+  });
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  return { status: response.status, body: (await response.json()) as any };
+}

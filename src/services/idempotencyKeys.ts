@@ -1,0 +1,80 @@
+import { DatabaseError, type Queryable } from "../db/driver.js";
+import { XrpcError } from "../errors.js";
+
+/** The idempotency record of one (caller, method, key). */
+export type Scope = readonly [callerDid: string, method: string, key: string];
+
+export interface StoredAnswer {
+  requestHash: string;
+  statusCode: number;
+  response: string;
+}
+
+/**
+ * Claims a key by inserting its row; `set_config` runs first, so an insert that waits on a row
+ * another transaction holds waits at most `$7` (the transaction's lock_timeout). A conflict with a
+ * committed row does nothing and writes nothing, so a replay stays a read-only transaction.
+ */
+export const CLAIM_KEY_SQL = `WITH wait AS (SELECT set_config('lock_timeout', $7, true))
+INSERT INTO idempotency_keys (caller_did, method, key, request_hash, created_at, expires_at)
+SELECT $1, $2, $3, $4, $5, $6 FROM wait
+ON CONFLICT (caller_did, method, key) DO NOTHING
+RETURNING 1`;
+
+/** Stores the handler's answer in the claiming transaction. */
+export const STORE_ANSWER_SQL = `UPDATE idempotency_keys SET status_code = $4, response = $5
+ WHERE caller_did = $1 AND method = $2 AND key = $3`;
+
+const STORED_SQL = `SELECT request_hash, status_code, response, expires_at <= $4 AS expired
+  FROM idempotency_keys WHERE caller_did = $1 AND method = $2 AND key = $3`;
+
+/** An expired entry is taken over by the next request as if it were absent. */
+const TAKE_OVER_SQL = `UPDATE idempotency_keys
+   SET request_hash = $4, status_code = NULL, response = NULL, created_at = $5, expires_at = $6
+ WHERE caller_did = $1 AND method = $2 AND key = $3 AND expires_at <= $5
+RETURNING 1`;
+
+const LOCK_NOT_AVAILABLE = "55P03";
+
+/**
+ * Claims the key for this transaction (undefined) or returns the answer already committed for it.
+ * Waits up to `waitMs` while another transaction holds the key, then answers 409.
+ */
+export async function claimKey(
+  tx: Queryable,
+  scope: Scope,
+  requestHash: string,
+  now: Date,
+  ttlSeconds: number,
+  waitMs: number,
+): Promise<StoredAnswer | undefined> {
+  const expiresAt = new Date(now.getTime() + ttlSeconds * 1000);
+  try {
+    const inserted = await tx.query(CLAIM_KEY_SQL, [...scope, requestHash, now, expiresAt, `${waitMs}ms`]);
+    if (inserted.length) return undefined;
+    const [stored] = await tx.query<{ request_hash: string; status_code: number; response: string; expired: boolean }>(
+      STORED_SQL,
+      [...scope, now],
+    );
+    if (!stored) throw keyInUse(waitMs);
+    if (stored.expired) {
+      const [taken] = await tx.query(TAKE_OVER_SQL, [...scope, requestHash, now, expiresAt]);
+      if (taken) return undefined;
+      return claimKey(tx, scope, requestHash, now, ttlSeconds, waitMs);
+    }
+    return { requestHash: stored.request_hash, statusCode: stored.status_code, response: stored.response };
+  } catch (error) {
+    if (error instanceof DatabaseError && error.code === LOCK_NOT_AVAILABLE) throw keyInUse(waitMs);
+    throw error;
+  }
+}
+
+export async function storeAnswer(tx: Queryable, scope: Scope, statusCode: number, response: string): Promise<void> {
+  await tx.query(STORE_ANSWER_SQL, [...scope, statusCode, response]);
+}
+
+function keyInUse(waitMs: number): XrpcError {
+  return new XrpcError(409, "IdempotencyKeyInUse", "a request with this idempotency key is still running", {
+    "Retry-After": String(Math.max(1, Math.ceil(waitMs / 1000))),
+  });
+}

@@ -7,15 +7,17 @@ export interface ConvoAccess {
   groupId: string;
 }
 
+export const ACTIVE_MEMBER_SQL = `SELECT c.epoch, c.creator_did, c.group_id,
+       EXISTS (SELECT 1 FROM members m WHERE m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL) AS is_member
+  FROM conversations c WHERE c.id = $1`;
+
 /**
  * The conversation as seen by an active member: 404 when it does not exist, 403 when the caller
  * is not (or no longer) a member. One round trip.
  */
 export async function requireActiveMember(db: Queryable, convoId: string, did: string): Promise<ConvoAccess> {
   const [row] = await db.query<{ epoch: number; creator_did: string; group_id: string; is_member: boolean }>(
-    `SELECT c.epoch, c.creator_did, c.group_id,
-            EXISTS (SELECT 1 FROM members m WHERE m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL) AS is_member
-       FROM conversations c WHERE c.id = $1`,
+    ACTIVE_MEMBER_SQL,
     [convoId, did],
   );
   if (!row) throw convoNotFound();

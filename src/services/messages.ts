@@ -129,6 +129,9 @@ interface MessageRow {
   created_at: string;
 }
 
+export const LIST_MESSAGES_SQL = `SELECT id, sender_did, ciphertext, epoch, seq, message_type, ${iso("created_at")} AS created_at
+  FROM messages WHERE convo_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`;
+
 /** Messages after `afterSeq` in ascending seq, keyset on the (convo_id, seq) index: no offset scans. */
 export async function listMessages(
   db: Queryable,
@@ -136,11 +139,7 @@ export async function listMessages(
   afterSeq: number,
   limit: number,
 ): Promise<{ messages: MessageView[]; cursor?: string }> {
-  const rows = await db.query<MessageRow>(
-    `SELECT id, sender_did, ciphertext, epoch, seq, message_type, ${iso("created_at")} AS created_at
-       FROM messages WHERE convo_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
-    [convoId, afterSeq, limit + 1],
-  );
+  const rows = await db.query<MessageRow>(LIST_MESSAGES_SQL, [convoId, afterSeq, limit + 1]);
   const page = rows.slice(0, limit);
   const last = page[page.length - 1];
   return {

@@ -1,0 +1,82 @@
+/**
+ * Graceful shutdown of a long-lived server process (Node, Deno): on the signal it stops accepting
+ * connections, finishes the request in flight, closes its pool and exits 0.
+ *
+ * The request is made slow for real: the test holds the conversation's row lock, so the server's
+ * sendMessage waits in PostgreSQL until the test lets go, after the signal.
+ */
+import { connect } from "node:net";
+import { expect } from "vitest";
+import type { Database } from "../../src/db/driver.js";
+import { unique } from "../helpers/context.js";
+import type { RunningServer } from "./server.js";
+import { client, createConvo, type SmokeTarget } from "./smoke.js";
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls `check` until it is true; fails with `what` after `timeoutMs`. */
+async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await sleep(50);
+  }
+}
+
+/** True when a new TCP connection to the port is refused. */
+function refusesConnections(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, "127.0.0.1");
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once("error", () => resolve(true));
+  });
+}
+
+export async function expectGracefulShutdown(
+  server: RunningServer,
+  target: SmokeTarget,
+  db: Database,
+  signal: NodeJS.Signals,
+): Promise<void> {
+  const api = client(target);
+  const alice = unique("did:plc:shutdown");
+  const convoId = await createConvo(api, alice);
+
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let locked!: () => void;
+  const lockHeld = new Promise<void>((resolve) => (locked = resolve));
+  const holder = db.transaction(async (tx) => {
+    await tx.query("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", [convoId]);
+    locked();
+    await released;
+  });
+  try {
+    await lockHeld;
+    const inFlight = api.post(alice, "sendMessage", { convoId, ciphertext: "AQID", epoch: 0 });
+    await until("the server's sendMessage waits for the row lock", async () => {
+      const [row] = await db.query<{ waiting: number }>(
+        `SELECT count(*) AS waiting FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FROM conversations%'`,
+      );
+      return (row?.waiting ?? 0) > 0;
+    });
+
+    server.signal(signal);
+    const port = Number(new URL(target.baseUrl).port);
+    await until("the server refuses new connections", () => refusesConnections(port));
+    release();
+
+    const reply = await inFlight;
+    expect(reply.status, JSON.stringify(reply.body)).toBe(200);
+    expect(reply.body.seq).toBe(1);
+    expect(await server.exited).toBe(0);
+    expect(server.output()).toContain(`"signal":"${signal}"`);
+  } finally {
+    release();
+    await holder;
+  }
+}

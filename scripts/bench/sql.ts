@@ -9,10 +9,13 @@ import { LIST_MESSAGES_SQL, SEND_MESSAGE_SQL } from "../../src/services/messages
 /** Replaces $1..$n with pgbench expressions (highest first, so $1 never eats the start of $10). */
 function bind(sql: string, values: string[]): string {
   let bound = sql;
-  for (let i = values.length; i >= 1; i--) bound = bound.replaceAll(`$${i}`, values[i - 1]!);
+  for (let i = values.length; i >= 1; i--) bound = bound.replaceAll(`$${i}`, `(${values[i - 1]!})`);
   // pgbench reads one command per line unless it ends with a semicolon
   return `${bound.replace(/\s*\n\s*/g, " ")};`;
 }
+
+/** A SQL text literal; colons become chr(58) because pgbench reads `:name` as one of its variables. */
+const text = (value: string) => value.split(":").map((part) => `'${part}'`).join(" || chr(58) || ");
 
 const CIPHERTEXT = `decode(repeat('07', 160), 'hex')`;
 const HASH = `'${"ab".repeat(32)}'`;
@@ -23,15 +26,15 @@ const ANSWER = `'{"messageId":"00000000-0000-0000-0000-000000000000","seq":1,"ep
  * and its event in one statement, store the answer, all in one transaction.
  */
 export function sendMessageScript(target: { convos: number } | { hot: true }): string {
-  const convo = "hot" in target ? `'bench-hot'` : `'bench-' || :c`;
-  const sender = "hot" in target ? `'did:plc:benchhot'` : `'did:plc:bench' || :c`;
-  const scope = [sender, `'blue.catbird.mls.sendMessage'`, `'k' || :k`];
+  const convo = "hot" in target ? `'bench-hot'` : `'bench-' || CAST(:c AS int)`;
+  const sender = "hot" in target ? text("did:plc:benchhot") : `${text("did:plc:bench")} || CAST(:c AS int)`;
+  const scope = [sender, `'blue.catbird.mls.sendMessage'`, `'k' || CAST(:k AS bigint)`];
   return [
     "hot" in target ? "" : `\\set c random(1, ${target.convos})`,
     `\\set k random(1, 1000000000000000)`,
     "BEGIN;",
     bind(CLAIM_KEY_SQL, [...scope, HASH, "now()", "now() + interval '1 day'", `'10000ms'`]),
-    bind(SEND_MESSAGE_SQL, [convo, sender, "0", CIPHERTEXT, `'k' || :k`, "now()", "gen_random_uuid()::text", "NULL"]),
+    bind(SEND_MESSAGE_SQL, [convo, sender, "0", CIPHERTEXT, `'k' || CAST(:k AS bigint)`, "now()", "gen_random_uuid()::text", "NULL"]),
     bind(STORE_ANSWER_SQL, [...scope, "200", ANSWER]),
     "COMMIT;",
   ]
@@ -43,7 +46,7 @@ export function sendMessageScript(target: { convos: number } | { hot: true }): s
 export function readMessagesScript(convoId: string, did: string, size: number): string {
   return [
     `\\set s random(0, ${Math.max(0, size - 50)})`,
-    bind(ACTIVE_MEMBER_SQL, [`'${convoId}'`, `'${did}'`]),
-    bind(LIST_MESSAGES_SQL, [`'${convoId}'`, ":s", "51"]),
+    bind(ACTIVE_MEMBER_SQL, [text(convoId), text(did)]),
+    bind(LIST_MESSAGES_SQL, [text(convoId), ":s", "51"]),
   ].join("\n");
 }

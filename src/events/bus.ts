@@ -1,8 +1,12 @@
 import type { Database } from "../db/driver.js";
 import type { Logger } from "../logger.js";
 
-/** The one Postgres channel every instance listens on; a payload is `<origin> <convoId>`, or `<origin>` for a ping. */
+/** The one Postgres channel every instance listens on; a payload is `<origin> <convoId>...`, or `<origin>` for a ping. */
 const CHANNEL = "mls_events";
+/** NOTIFY payloads must stay under 8000 bytes. */
+const MAX_PAYLOAD = 7900;
+/** How long publishes gather before a NOTIFY carries them all. */
+const NOTIFY_BATCH_MS = 5;
 
 export interface EventBusOptions {
   db: Database;
@@ -24,8 +28,9 @@ export interface EventBusOptions {
  *
  * Streams in this process are woken directly. Other instances hear about a change through Postgres
  * NOTIFY, sent after the change committed (outside the writing transaction, so NOTIFY's commit lock
- * stays out of it) and coalesced per conversation. Where LISTEN is unavailable or stops answering its
- * own pings, streams fall back to polling every `pollMs`.
+ * stays out of it) and batched: one NOTIFY names every conversation changed in the last few
+ * milliseconds. Where LISTEN is unavailable or stops answering its own pings, streams fall back to
+ * polling every `pollMs`.
  *
  * @example
  * const events = new EventBus({ db, logger, pollMs: 1000, safetyPollMs: 30_000 });
@@ -36,8 +41,9 @@ export class EventBus {
   private readonly subscribers = new Map<string, Set<() => void>>();
   /** Tells this instance's own notifications apart from everyone else's. */
   private readonly origin = crypto.randomUUID();
-  private readonly notifying = new Set<string>();
-  private readonly notifyAgain = new Set<string>();
+  /** Conversations changed since the last NOTIFY went out. */
+  private readonly pending = new Set<string>();
+  private flushing = false;
   private listenStarted = false;
   /** True while LISTEN is known to deliver: our last ping came back. */
   private listening = false;
@@ -96,17 +102,31 @@ export class EventBus {
     for (const wakers of this.subscribers.values()) for (const wake of wakers) wake();
   }
 
-  /** One NOTIFY in flight per conversation; publishes meanwhile become one more after it. */
+  /**
+   * One NOTIFY in flight per instance, naming every conversation changed meanwhile: under load a
+   * NOTIFY (a transaction that takes the cluster-wide notify lock at commit) carries hundreds of
+   * conversations instead of one each.
+   */
   private notify(convoId: string): void {
-    if (this.notifying.has(convoId)) {
-      this.notifyAgain.add(convoId);
-      return;
+    this.pending.add(convoId);
+    if (this.flushing) return;
+    this.flushing = true;
+    setTimeout(() => void this.flush(), NOTIFY_BATCH_MS);
+  }
+
+  private async flush(): Promise<void> {
+    while (this.pending.size > 0 && !this.isClosed) {
+      const batch: string[] = [];
+      let size = this.origin.length;
+      for (const convoId of this.pending) {
+        if (size + 1 + convoId.length > MAX_PAYLOAD && batch.length > 0) break;
+        batch.push(convoId);
+        size += 1 + convoId.length;
+      }
+      for (const convoId of batch) this.pending.delete(convoId);
+      await this.send(`${this.origin} ${batch.join(" ")}`);
     }
-    this.notifying.add(convoId);
-    this.send(`${this.origin} ${convoId}`).finally(() => {
-      this.notifying.delete(convoId);
-      if (this.notifyAgain.delete(convoId) && !this.isClosed) this.notify(convoId);
-    });
+    this.flushing = false;
   }
 
   private async send(payload: string): Promise<void> {
@@ -151,9 +171,9 @@ export class EventBus {
       this.listening = true;
       return;
     }
-    const space = payload.indexOf(" ");
-    if (space < 0 || payload.slice(0, space) === this.origin) return;
-    this.wakeLocal(payload.slice(space + 1));
+    const [origin, ...convoIds] = payload.split(" ");
+    if (origin === this.origin) return;
+    for (const convoId of convoIds) this.wakeLocal(convoId);
   }
 
   /** A ping that did not come back by the next one means LISTEN is not delivering: poll until it does. */

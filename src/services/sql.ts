@@ -1,7 +1,10 @@
 /** SQL fragments shared by the services. */
 
-/** A timestamptz as the RFC 3339 UTC string the API returns (millisecond precision, like Date#toISOString). */
-export const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+/**
+ * A timestamptz as the RFC 3339 UTC string the API returns (millisecond precision, like Date#toISOString).
+ * The colons are quoted (`":"`) so pgbench, which reads `:name` as a variable, can run this SQL as the baseline.
+ */
+export const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24":"MI":"SS.MS"Z"')`;
 
 /** The active members of conversation `c` as a JSON array of {did, joinedAt}. */
 export const ACTIVE_MEMBERS_JSON = `(

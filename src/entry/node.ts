@@ -6,6 +6,7 @@ import { ConfigError, loadConfig } from "../config.js";
 import { connectDatabase } from "../db/connect.js";
 import { migrate } from "../db/migrate.js";
 import { readMigrations } from "../db/migrations-fs.js";
+import { installPostgresCrashGuard } from "../db/postgresCrashGuard.js";
 import { EventBus } from "../events/bus.js";
 import { startCleanupTimer } from "../jobs/cleanupTimer.js";
 import { batchedStdout, createLogger } from "../logger.js";
@@ -16,6 +17,7 @@ import { devSecret } from "./dev-secret.js";
 async function main(): Promise<void> {
   const config = loadConfig({ ...process.env, DEV_JWT_SECRET: await devSecret(process.env) });
   const logger = createLogger(config.LOG_LEVEL, batchedStdout());
+  installPostgresCrashGuard(logger);
   const db = await connectDatabase(config);
   if (config.MIGRATE_ON_START) {
     const applied = await migrate(db, await readMigrations());

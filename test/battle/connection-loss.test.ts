@@ -1,0 +1,127 @@
+/**
+ * Battle test 11: the database drops the server's connections (pg_terminate_backend) again and again under
+ * load. The server must answer 503 NotReady while it cannot use the database (never hang, never a 500 with
+ * details), recover by itself, and lose or duplicate nothing.
+ */
+import { afterAll, describe, expect, inject, it } from "vitest";
+import { testDatabase } from "../helpers/context.js";
+import { base64, BattleClient, sleep, untilAnswered, waitFor } from "./client.js";
+import { createConvo, enterBattle } from "./fixtures.js";
+import { sendLoad, tally, verifyLoad } from "./load.js";
+import { battleReport, guarantee } from "./report.js";
+import { start, stopAll, type BattleServer } from "./server.js";
+
+const SENDERS = 6;
+const PER_SENDER = 20;
+const ROUNDS = 12;
+const ROUND_PAUSE_MS = 120;
+/** No answer within this long counts as a hang. */
+const HANG_MS = 15_000;
+
+const db = testDatabase(4);
+let server: BattleServer | undefined;
+
+afterAll(async () => {
+  await stopAll([server]);
+  await db.close();
+});
+
+/** This run's database URL with an application_name that marks the server's connections. */
+function markedUrl(applicationName: string): string {
+  const url = new URL(inject("databaseUrl"));
+  url.searchParams.set("application_name", applicationName);
+  return url.toString();
+}
+
+describe("battle: database connection loss", () => {
+  it("11. pg_terminate_backend on the server's connections under load: 503 NotReady, recovery, nothing lost", async () => {
+    const report = battleReport("Database Connection Loss (pg_terminate_backend Under Load)");
+    const battle = await enterBattle(db, "connloss");
+    server = await start({ DATABASE_URL: markedUrl(battle.prefix), IDEMPOTENCY_WAIT_MS: "5000" });
+    report.onFailure(() => `server output (last lines):\n${server?.output()}`);
+    const client = new BattleClient(server.url);
+    const senders = Array.from({ length: SENDERS }, (_, i) => battle.did(`sender${i}`));
+    const convo = await createConvo(client, battle, senders[0]!, { initialMembers: senders.slice(1) });
+    report.log(
+      `created conversation ${convo.name} (${convo.id}); server pid ${server.pid}, application_name ${battle.prefix}`,
+    );
+
+    // Every answer must come within HANG_MS; senders retry on 503 until they get their 200.
+    const timed = new BattleClient(server.url, HANG_MS);
+    const load = sendLoad(timed, convo.id, senders, PER_SENDER, battle.prefix);
+    report.log(`launched ${SENDERS} senders x ${PER_SENDER} messages with idempotency keys`);
+
+    await waitFor(() => load.done() >= 10 || load.settled(), 30_000, "the load to get going");
+    let terminated = 0;
+    let rounds = 0;
+    while (rounds < ROUNDS && !load.settled()) {
+      const killed = await db.query(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()`,
+        [battle.prefix],
+      );
+      terminated += killed.length;
+      rounds++;
+      await sleep(ROUND_PAUSE_MS);
+    }
+    report.log(
+      `terminated ${terminated} server connections in ${rounds} rounds, ${load.done()}/${load.keys.length} answered by then`,
+    );
+
+    await load.finished;
+    const attempts = tally(load.attempts);
+    report.log(
+      `attempts ${attempts.total}: no answer ${attempts.noAnswer}, by status ${JSON.stringify(attempts.byStatus)}`,
+    );
+    const failures = load.attempts.flatMap((attempt) =>
+      "reply" in attempt && attempt.reply.status !== 200 ? [attempt.reply] : [],
+    );
+    expect(
+      attempts.noAnswer,
+      guarantee("the server always answers while its connections die (no hang, no crash)"),
+    ).toBe(0);
+    expect(
+      failures.filter((reply) => reply.status >= 500 && reply.status !== 503).map((reply) => reply.body),
+      guarantee("never a 500 while the database connection is lost"),
+    ).toEqual([]);
+    expect(
+      failures.filter((reply) => reply.status !== 503).map((reply) => reply.body),
+      guarantee("a lost database connection answers 503, nothing else"),
+    ).toEqual([]);
+    for (const reply of failures) {
+      expect(reply.body, guarantee("503 is NotReady without details")).toEqual({
+        error: "NotReady",
+        message: expect.any(String),
+      });
+    }
+    expect(terminated, guarantee("the attack terminated the server's connections")).toBeGreaterThan(0);
+
+    let ready = false;
+    const readyBy = Date.now() + 10_000;
+    while (!(ready = await client.ready()) && Date.now() < readyBy) await sleep(100);
+    const afterKey = `${battle.prefix}-after`;
+    const after = await untilAnswered(
+      () =>
+        timed.post(
+          senders[0]!,
+          "sendMessage",
+          { convoId: convo.id, ciphertext: base64(afterKey), epoch: 0 },
+          { idempotencyKey: afterKey },
+        ),
+      [],
+      { deadlineMs: 10_000 },
+    );
+    report.log(
+      `after the attack: /health/ready ${ready ? 200 : "never ready"}, a new send ${after.status}, same pid ${server.pid}`,
+    );
+    expect(ready, guarantee("the server becomes ready again by itself")).toBe(true);
+    expect(after.status, guarantee("the server recovers by itself")).toBe(200);
+
+    load.keys.push(afterKey);
+    load.answers.set(afterKey, after);
+    const { stored, lastSeq } = await verifyLoad(db, convo.id, load);
+    report.log(`results: ${load.answers.size} requests answered 200, messages in db ${stored}, seq 1..${lastSeq}`);
+    report.pass(
+      "connections terminated under load: 503 NotReady only, recovered by itself, nothing lost or duplicated",
+    );
+  });
+});

@@ -9,7 +9,7 @@ const XRPC = "/xrpc/blue.catbird.mls.";
 const DEFAULT_TIMEOUT_MS = 20_000;
 
 /** Reply bodies are JSON whose shape each test asserts itself. */
-export type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any
+export type Json = any;
 
 export interface Reply {
   status: number;
@@ -121,7 +121,7 @@ export async function untilAnswered(
   { pauseMs = 50, deadlineMs = 45_000 } = {},
 ): Promise<Reply> {
   const deadline = Date.now() + deadlineMs;
-  for (;;) {
+  for (let tries = 1; ; tries++) {
     const attempt: Attempt = await call().then(
       (reply) => ({ reply }),
       (error: unknown) => {
@@ -134,7 +134,7 @@ export async function untilAnswered(
     if (Date.now() > deadline) {
       const last =
         "reply" in attempt ? `${attempt.reply.status} ${JSON.stringify(attempt.reply.body)}` : attempt.noAnswer.message;
-      throw new Error(`still no final answer after ${deadlineMs} ms (${attempts.length} attempts; the last: ${last})`);
+      throw new Error(`still no final answer after ${deadlineMs} ms (${tries} tries; the last: ${last})`);
     }
     await sleep(pauseMs);
   }

@@ -67,7 +67,10 @@ describe("battle: database connection loss", () => {
       `terminated ${terminated} server connections in ${rounds} rounds, ${load.done()}/${load.keys.length} answered by then`,
     );
 
-    await load.finished;
+    const died = server.exited.then(() => {
+      throw new Error(guarantee("the server process survives losing its database connections"));
+    });
+    await Promise.race([load.finished, died]);
     const attempts = tally(load.attempts);
     report.log(
       `attempts ${attempts.total}: no answer ${attempts.noAnswer}, by status ${JSON.stringify(attempts.byStatus)}`,

@@ -65,6 +65,10 @@ export async function verifyLoad(
     `SELECT id, seq, idempotency_key, ciphertext FROM messages WHERE convo_id = $1 ORDER BY seq`,
     [convoId],
   );
+  expect(
+    rows.filter((row) => row.idempotency_key === null).length,
+    guarantee("every stored message keeps the idempotency key it was sent with"),
+  ).toBe(0);
   const perKey = new Map<string, number>();
   for (const row of rows) perKey.set(row.idempotency_key, (perKey.get(row.idempotency_key) ?? 0) + 1);
   const duplicated = [...perKey].filter(([, count]) => count > 1).map(([key]) => key);

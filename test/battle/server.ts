@@ -20,6 +20,8 @@ export interface BattleServer {
   kill9(): Promise<void>;
   /** The last lines the server printed, for failure messages. */
   output(): string;
+  /** Settles when the process has exited, however it ended. */
+  exited: Promise<void>;
 }
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -62,7 +64,7 @@ export async function start(env: Record<string, string> = {}): Promise<BattleSer
     },
   });
   running.add(child);
-  const exited = once(child, "exit").then(() => running.delete(child));
+  const exited = once(child, "exit").then(() => void running.delete(child));
 
   const lines: string[] = [];
   let ready: () => void;
@@ -83,6 +85,7 @@ export async function start(env: Record<string, string> = {}): Promise<BattleSer
     port,
     pid: child.pid!,
     output,
+    exited,
     async stop() {
       if (!running.has(child)) return;
       killGroup(child, "SIGTERM");

@@ -1,3 +1,5 @@
+import { sha256 } from "@noble/hashes/sha256";
+import { bytesToHex } from "@noble/hashes/utils";
 /** Base64 for the wire format. Node, Deno and Workers (nodejs_compat) all provide Buffer; atob is the fallback. */
 const NodeBuffer = (globalThis as { Buffer?: typeof import("node:buffer").Buffer }).Buffer;
 
@@ -23,10 +25,10 @@ export function encodeBase64(bytes: Uint8Array): string {
 /** The AT Protocol form used in outputs. */
 export const bytesOut = (bytes: Uint8Array) => ({ $bytes: encodeBase64(bytes) });
 
-export async function sha256Hex(bytes: Uint8Array | string): Promise<string> {
-  const data = typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes;
-  const digest = await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>);
-  let hex = "";
-  for (const byte of new Uint8Array(digest)) hex += byte.toString(16).padStart(2, "0");
-  return hex;
+/**
+ * SHA-256 as lowercase hex, synchronously (pure JS, every runtime): Web Crypto's digest is async
+ * and hops to a worker thread, which under load cost more than the hashing itself.
+ */
+export function sha256Hex(bytes: Uint8Array | string): string {
+  return bytesToHex(sha256(typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes));
 }

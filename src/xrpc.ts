@@ -1,4 +1,5 @@
 import type { Context, MiddlewareHandler } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { z } from "zod";
 import type { AppContext } from "./context.js";
 import type { Queryable } from "./db/driver.js";
@@ -12,6 +13,8 @@ declare module "hono" {
     caller: string;
     /** Where the handler runs its SQL: the pool, or the transaction the idempotency middleware opened. */
     db: Queryable;
+    /** The JSON text of the answer, as sent: what the idempotency middleware stores without re-reading the body. */
+    answer: string | undefined;
     /** The request's idempotency key, when it has one (set by the idempotency middleware). */
     idempotencyKey: string | undefined;
   }
@@ -92,6 +95,18 @@ export async function jsonBody(c: Context): Promise<unknown> {
   }
 }
 
+/** Answers JSON and remembers the text sent (`answer`), so middleware need not clone and re-read the body. */
+export function jsonAnswer(
+  c: Context,
+  body: unknown,
+  status: ContentfulStatusCode = 200,
+  headers?: Record<string, string>,
+) {
+  const text = JSON.stringify(body);
+  c.set("answer", text);
+  return c.body(text, status, { ...headers, "Content-Type": "application/json" });
+}
+
 /** The final handler of an XRPC route: validate, call, answer JSON. */
 export function handle(method: XrpcMethod): MiddlewareHandler {
   return async function xrpcHandler(c) {
@@ -107,6 +122,6 @@ export function handle(method: XrpcMethod): MiddlewareHandler {
       header: (name) => c.req.header(name),
       c,
     });
-    return output instanceof Response ? output : c.json(output as object);
+    return output instanceof Response ? output : jsonAnswer(c, output);
   };
 }

@@ -39,7 +39,7 @@ export async function prepareKeyPackage(
   const latest = Math.min(now.getTime() + MAX_KEY_PACKAGE_LIFETIME_MS, notAfter?.getTime() ?? Infinity);
   return {
     bytes,
-    hash: await sha256Hex(bytes),
+    hash: sha256Hex(bytes),
     cipherSuite: input.cipherSuite,
     expiresAt: new Date(Math.min(expires.getTime(), latest)),
   };

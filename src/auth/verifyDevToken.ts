@@ -4,11 +4,18 @@ import { did } from "../schemas.js";
 import { JTI } from "./replay.js";
 import { acceptedUntil, type VerifiedToken } from "./verifyServiceToken.js";
 
+/** The HMAC key for the development secret, imported once rather than on every verification. */
+export function devTokenKey(secret: string): Promise<CryptoKey> {
+  return crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, [
+    "verify",
+  ]);
+}
+
 /**
  * Verifies an HS256 development token (`npm run token`) against the shared secret: `iss` must be a
  * DID and `exp` is required. Every failure is a 401 `XrpcError`.
  */
-export async function verifyDevToken(token: string, key: Uint8Array): Promise<VerifiedToken> {
+export async function verifyDevToken(token: string, key: CryptoKey): Promise<VerifiedToken> {
   let claims;
   try {
     ({ payload: claims } = await jwtVerify(token, key, { algorithms: ["HS256"], requiredClaims: ["exp", "iss"] }));

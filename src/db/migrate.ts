@@ -21,7 +21,7 @@ const MIGRATION_LOCK_KEY = 7_146_021_901;
  */
 export async function migrate(db: Database, migrations: readonly Migration[]): Promise<string[]> {
   const ordered = [...migrations].sort((a, b) => a.name.localeCompare(b.name));
-  const checksums = await Promise.all(ordered.map((migration) => sha256Hex(migration.sql)));
+  const checksums = ordered.map((migration) => sha256Hex(migration.sql));
   return db.transaction(async (tx) => {
     await tx.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK_KEY]);
     await tx.exec(

@@ -1,7 +1,7 @@
 import type { MiddlewareHandler } from "hono";
 import { decodeProtectedHeader } from "jose";
 import { recordTokenUse } from "../auth/replay.js";
-import { verifyDevToken } from "../auth/verifyDevToken.js";
+import { devTokenKey, verifyDevToken } from "../auth/verifyDevToken.js";
 import {
   SERVICE_TOKEN_ALGORITHMS,
   verifyServiceToken,
@@ -30,7 +30,7 @@ const BEARER = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/;
  * app.use("/xrpc/*", auth({ devSecret: config.DEV_JWT_SECRET, service: { serviceDid, resolver, clockSkewSeconds: 30, enforceLxm: false } }))
  */
 export function auth({ devSecret, service }: AuthOptions): MiddlewareHandler {
-  const devKey = devSecret ? new TextEncoder().encode(devSecret) : undefined;
+  const devKey = devSecret ? devTokenKey(devSecret) : undefined;
   return async function authenticate(c, next) {
     const header = c.req.header("Authorization");
     if (!header) throw authRequired("an Authorization: Bearer token is required");
@@ -43,7 +43,7 @@ export function auth({ devSecret, service }: AuthOptions): MiddlewareHandler {
     let verified: VerifiedToken;
     if (alg === "HS256") {
       if (!devKey) throw authRequired("this server accepts no development tokens", "InvalidToken");
-      verified = await verifyDevToken(token, devKey);
+      verified = await verifyDevToken(token, await devKey);
     } else if (alg !== undefined && SERVICE_TOKEN_ALGORITHMS.has(alg)) {
       if (!service) throw authRequired("this server accepts no service tokens", "InvalidToken");
       verified = await verifyServiceToken(token, c.req.path.slice("/xrpc/".length), now, service);

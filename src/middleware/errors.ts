@@ -3,6 +3,7 @@ import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { DatabaseError, DatabaseUnavailableError } from "../db/driver.js";
 import { invalidRequest, notReady, XrpcError } from "../errors.js";
+import { jsonAnswer } from "../xrpc.js";
 
 const RETRYABLE_SQLSTATES = new Set(["40001", "40P01", "55P03", "57014"]);
 /** NUL in a text value (22021) or in a JSON string stored as jsonb (22P05): the client's text, not our fault. */
@@ -18,7 +19,12 @@ export const onError: ErrorHandler = (error, c) => {
       error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
     });
   }
-  return c.json({ error: failure.error, message: failure.message }, failure.status as ContentfulStatusCode, failure.headers);
+  return jsonAnswer(
+    c,
+    { error: failure.error, message: failure.message },
+    failure.status as ContentfulStatusCode,
+    failure.headers,
+  );
 };
 
 function toXrpcError(error: unknown): XrpcError {

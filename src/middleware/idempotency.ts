@@ -52,7 +52,7 @@ export function idempotency({ ttlSeconds, waitMs }: IdempotencyOptions): Middlew
         c.set("db", tx);
         await next();
         if (c.res.status >= 500) throw new DoNotStore();
-        await storeAnswer(tx, scope, c.res.status, await c.res.clone().text());
+        await storeAnswer(tx, scope, c.res.status, c.get("answer") ?? (await c.res.clone().text()));
       });
     } catch (error) {
       if (error instanceof DoNotStore) return;
@@ -79,5 +79,5 @@ async function requestKey(c: Context): Promise<{ key: string; hash: string } | u
   const parsed = keySchema.safeParse(key);
   if (!parsed.success) throw invalidRequest("idempotency key must be 1 to 255 printable ASCII characters");
   const fingerprinted = Array.isArray(body) || body === null || typeof body !== "object" ? body : rest;
-  return { key: parsed.data, hash: await sha256Hex(canonicalJson(fingerprinted)) };
+  return { key: parsed.data, hash: sha256Hex(canonicalJson(fingerprinted)) };
 }

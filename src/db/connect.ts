@@ -18,10 +18,14 @@ export async function connectDatabase(config: Config): Promise<Database> {
     ]);
     if (typeof WebSocket === "undefined") {
       // Node 20 has no global WebSocket; `ws` fills in.
-      neonConfig.webSocketConstructor = (await import("ws")).WebSocket as unknown as typeof neonConfig.webSocketConstructor;
+      neonConfig.webSocketConstructor = (await import("ws"))
+        .WebSocket as unknown as typeof neonConfig.webSocketConstructor;
     }
     return createNeonDatabase(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX });
   }
   const { createPostgresDatabase } = await import("./postgres.js");
-  return createPostgresDatabase(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, prepare: config.DATABASE_PREPARE });
+  return createPostgresDatabase(config.DATABASE_URL, {
+    max: config.DATABASE_POOL_MAX,
+    prepare: config.DATABASE_PREPARE,
+  });
 }

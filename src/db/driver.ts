@@ -11,6 +11,8 @@ export interface Queryable {
   exec(script: string): Promise<void>;
   /**
    * Runs `fn` in a transaction that commits when it resolves and rolls back when it throws.
+   * A statement `fn` started and did not wait for is settled before the commit (postgres.js sends it
+   * in the same round trip as COMMIT); if it failed, so does the transaction.
    * Called on a transaction handle it opens a savepoint, so a nested failure undoes only its own writes.
    */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
@@ -95,7 +97,11 @@ export function normalizeError(error: unknown): Error {
     return new DatabaseUnavailableError(message, { cause: error });
   }
   const constraint =
-    typeof e?.constraint === "string" ? e.constraint : typeof e?.constraint_name === "string" ? e.constraint_name : undefined;
+    typeof e?.constraint === "string"
+      ? e.constraint
+      : typeof e?.constraint_name === "string"
+        ? e.constraint_name
+        : undefined;
   if (code === "23505") return new UniqueViolationError(message, constraint, { cause: error });
   if (code) return new DatabaseError(message, code, constraint, { cause: error });
   return error instanceof Error ? error : new Error(message);
@@ -124,4 +130,32 @@ export async function withSavepoint<T>(tx: Queryable, fn: (tx: Queryable) => Pro
     await tx.query(`ROLLBACK TO SAVEPOINT ${name}`);
     throw error;
   }
+}
+
+/**
+ * The handle a transaction's `fn` gets: it remembers the statements started on it so the adapter
+ * can settle them at commit. A failed statement aborts the transaction in Postgres, so `settled`
+ * rethrows it even if `fn` caught it: COMMIT would silently roll back otherwise.
+ * Statements inside a nested transaction (savepoint) are the savepoint's business and not tracked.
+ */
+export function trackStatements(tx: Queryable): { tx: Queryable; settled(): Promise<void> } {
+  const started: Promise<unknown>[] = [];
+  const tracked: Queryable = {
+    query: <T extends object = Row>(text: string, params?: readonly unknown[]) => {
+      const statement = tx.query<T>(text, params);
+      statement.catch(() => {});
+      started.push(statement);
+      return statement;
+    },
+    exec: (script) => tx.exec(script),
+    transaction: (fn) => withSavepoint(tx, fn),
+  };
+  return {
+    tx: tracked,
+    settled: async () => {
+      for (const outcome of await Promise.allSettled(started)) {
+        if (outcome.status === "rejected") throw outcome.reason;
+      }
+    },
+  };
 }

@@ -1,5 +1,5 @@
 import { Pool, types, type PoolClient } from "@neondatabase/serverless";
-import { normalized, withSavepoint, type Database, type Queryable, type Row } from "./driver.js";
+import { normalized, trackStatements, withSavepoint, type Database, type Queryable, type Row } from "./driver.js";
 
 export interface NeonOptions {
   max?: number;
@@ -40,7 +40,9 @@ export function createNeonDatabase(url: string, options: NeonOptions = {}): Data
       let broken = false;
       try {
         await normalized(() => client.query("BEGIN"));
-        const result = await fn(clientQueryable(client));
+        const { tx, settled } = trackStatements(clientQueryable(client));
+        const result = await fn(tx);
+        await settled();
         await normalized(() => client.query("COMMIT"));
         return result;
       } catch (error) {

@@ -1,5 +1,5 @@
 import { PGlite, type Transaction } from "@electric-sql/pglite";
-import { normalized, withSavepoint, type Database, type Queryable, type Row } from "./driver.js";
+import { normalized, trackStatements, withSavepoint, type Database, type Queryable, type Row } from "./driver.js";
 
 function transactionQueryable(tx: Transaction): Queryable {
   const self: Queryable = {
@@ -25,7 +25,14 @@ export async function createPgliteDatabase(dataDir?: string): Promise<Database> 
       normalized(async () => (await db.query<T>(text, params as unknown[])).rows),
     exec: (script) => normalized(async () => void (await db.exec(script))),
     transaction: <T>(fn: (tx: Queryable) => Promise<T>) =>
-      normalized(() => db.transaction((tx) => fn(transactionQueryable(tx)))),
+      normalized(() =>
+        db.transaction(async (pgliteTx) => {
+          const { tx, settled } = trackStatements(transactionQueryable(pgliteTx));
+          const result = await fn(tx);
+          await settled();
+          return result;
+        }),
+      ),
     close: () => db.close(),
   };
 }

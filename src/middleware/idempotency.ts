@@ -52,7 +52,8 @@ export function idempotency({ ttlSeconds, waitMs }: IdempotencyOptions): Middlew
         c.set("db", tx);
         await next();
         if (c.res.status >= 500) throw new DoNotStore();
-        await storeAnswer(tx, scope, c.res.status, c.get("answer") ?? (await c.res.clone().text()));
+        // Not awaited: it goes out with COMMIT, one round trip for both.
+        void storeAnswer(tx, scope, c.res.status, c.get("answer") ?? (await c.res.clone().text()));
       });
     } catch (error) {
       if (error instanceof DoNotStore) return;

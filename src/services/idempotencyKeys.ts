@@ -69,8 +69,12 @@ export async function claimKey(
   }
 }
 
-export async function storeAnswer(tx: Queryable, scope: Scope, statusCode: number, response: string): Promise<void> {
-  await tx.query(STORE_ANSWER_SQL, [...scope, statusCode, response]);
+/**
+ * Stores the handler's answer. The caller need not wait: started on a transaction handle, it is
+ * sent together with COMMIT, and the transaction fails if it fails.
+ */
+export function storeAnswer(tx: Queryable, scope: Scope, statusCode: number, response: string): Promise<unknown> {
+  return tx.query(STORE_ANSWER_SQL, [...scope, statusCode, response]);
 }
 
 function keyInUse(waitMs: number): XrpcError {

@@ -108,6 +108,40 @@ function describeDriverContract(name: string, open: () => Promise<Database>) {
       expect(await labels(label)).toEqual([]);
     });
 
+    it("commits a last statement the callback did not wait for", async () => {
+      const label = unique("unawaited-");
+      await db.transaction(async (tx) => {
+        await tx.query(`INSERT INTO ${table} (label) VALUES ($1)`, [`${label}-a`]);
+        void tx.query(`INSERT INTO ${table} (label) VALUES ($1)`, [`${label}-b`]);
+      });
+      expect(await labels(label)).toEqual([`${label}-a`, `${label}-b`]);
+    });
+
+    it("fails and rolls back the transaction when a statement the callback did not wait for fails", async () => {
+      const label = unique("unawaited-fail-");
+      await db.query(`INSERT INTO ${table} (label) VALUES ($1)`, [`${label}-taken`]);
+      const outcome = await settle(
+        db.transaction(async (tx) => {
+          await tx.query(`INSERT INTO ${table} (label) VALUES ($1)`, [`${label}-written`]);
+          void tx.query(`INSERT INTO ${table} (label) VALUES ($1)`, [`${label}-taken`]);
+        }),
+      );
+      expect(outcome).toBeInstanceOf(UniqueViolationError);
+      expect(await labels(label)).toEqual([`${label}-taken`]);
+    });
+
+    it("fails the transaction when the callback swallowed a failed statement (Postgres aborted it)", async () => {
+      const label = unique("swallowed-");
+      await db.query(`INSERT INTO ${table} (label) VALUES ($1)`, [`${label}-taken`]);
+      const outcome = await settle(
+        db.transaction(async (tx) => {
+          await settle(tx.query(`INSERT INTO ${table} (label) VALUES ($1)`, [`${label}-taken`]));
+          return "reported as committed";
+        }),
+      );
+      expect(outcome).toBeInstanceOf(UniqueViolationError);
+    });
+
     it("rolls back a nested transaction (savepoint) and keeps the outer writes", async () => {
       const label = unique("nested-");
       const failure = new Error("inner failed");

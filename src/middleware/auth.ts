@@ -8,6 +8,7 @@ import {
   type ServiceTokenOptions,
   type VerifiedToken,
 } from "../auth/verifyServiceToken.js";
+import { VerifiedTokens } from "../auth/verifiedTokens.js";
 import { authRequired } from "../errors.js";
 
 export interface AuthOptions {
@@ -31,6 +32,22 @@ const BEARER = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/;
  */
 export function auth({ devSecret, service }: AuthOptions): MiddlewareHandler {
   const devKey = devSecret ? devTokenKey(devSecret) : undefined;
+  const verifiedTokens = new VerifiedTokens();
+
+  /** The token's `alg` picks the verifier. */
+  async function verify(token: string, method: string, now: Date): Promise<VerifiedToken> {
+    const alg = algorithmOf(token);
+    if (alg === "HS256") {
+      if (!devKey) throw authRequired("this server accepts no development tokens", "InvalidToken");
+      return verifyDevToken(token, await devKey);
+    }
+    if (alg !== undefined && SERVICE_TOKEN_ALGORITHMS.has(alg)) {
+      if (!service) throw authRequired("this server accepts no service tokens", "InvalidToken");
+      return verifyServiceToken(token, method, now, service);
+    }
+    throw authRequired("token algorithm is not accepted", "InvalidToken");
+  }
+
   return async function authenticate(c, next) {
     const header = c.req.header("Authorization");
     if (!header) throw authRequired("an Authorization: Bearer token is required");
@@ -39,16 +56,11 @@ export function auth({ devSecret, service }: AuthOptions): MiddlewareHandler {
 
     const { db, clock } = c.get("app");
     const now = clock.now();
-    const alg = algorithmOf(token);
-    let verified: VerifiedToken;
-    if (alg === "HS256") {
-      if (!devKey) throw authRequired("this server accepts no development tokens", "InvalidToken");
-      verified = await verifyDevToken(token, await devKey);
-    } else if (alg !== undefined && SERVICE_TOKEN_ALGORITHMS.has(alg)) {
-      if (!service) throw authRequired("this server accepts no service tokens", "InvalidToken");
-      verified = await verifyServiceToken(token, c.req.path.slice("/xrpc/".length), now, service);
-    } else {
-      throw authRequired("token algorithm is not accepted", "InvalidToken");
+    const method = c.req.path.slice("/xrpc/".length);
+    let verified = verifiedTokens.get(method, token, now);
+    if (!verified) {
+      verified = await verify(token, method, now);
+      verifiedTokens.set(method, token, verified);
     }
 
     if (verified.jti !== undefined) {

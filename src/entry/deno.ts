@@ -1,13 +1,6 @@
-import { createApp } from "../app.js";
-import { systemClock } from "../clock.js";
-import { ConfigError, loadConfig } from "../config.js";
-import { connectDatabase } from "../db/connect.js";
-import { migrate } from "../db/migrate.js";
-import { readMigrations } from "../db/migrations-fs.js";
-import { EventBus } from "../events/bus.js";
-import { startCleanupTimer } from "../jobs/cleanupTimer.js";
+import { loadConfig } from "../config.js";
 import { createLogger } from "../logger.js";
-import { createMetrics } from "../metrics.js";
+import { startServerContext, startupFailure } from "./serverContext.js";
 
 /** The few Deno APIs this entry uses, declared here so Node's type-check needs no Deno types. */
 interface DenoRuntime {
@@ -28,20 +21,8 @@ const SHUTDOWN_GRACE_MS = 10_000;
 async function main(): Promise<void> {
   const config = loadConfig(Deno.env.toObject());
   const logger = createLogger(config.LOG_LEVEL);
-  const db = await connectDatabase(config);
-  if (config.MIGRATE_ON_START) {
-    const applied = await migrate(db, await readMigrations());
-    if (applied.length) logger.info("migrations applied", { applied });
-  }
-  const events = new EventBus({
-    db,
-    logger,
-    pollMs: config.EVENTS_POLL_MS,
-    safetyPollMs: config.EVENTS_SAFETY_POLL_MS,
-  });
-  const ctx = { config, db, clock: systemClock, logger, events, metrics: createMetrics() };
-  const app = createApp(ctx);
-  const stopCleanup = startCleanupTimer(ctx);
+  const { ctx, app, stopCleanup } = await startServerContext(config, logger);
+  const { db, events } = ctx;
   const server = Deno.serve(
     {
       port: config.PORT,
@@ -72,12 +53,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  const message =
-    error instanceof ConfigError
-      ? error.message
-      : error instanceof Error
-        ? `${error.name}: ${error.message}`
-        : String(error);
-  console.error(message);
+  console.error(startupFailure(error));
   Deno.exit(1);
 });

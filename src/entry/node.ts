@@ -1,37 +1,18 @@
 import { serve } from "@hono/node-server";
 import type { Server } from "node:http";
-import { createApp } from "../app.js";
-import { systemClock } from "../clock.js";
-import { ConfigError, loadConfig } from "../config.js";
-import { connectDatabase } from "../db/connect.js";
-import { migrate } from "../db/migrate.js";
-import { readMigrations } from "../db/migrations-fs.js";
+import { loadConfig } from "../config.js";
 import { installPostgresCrashGuard } from "../db/postgresCrashGuard.js";
-import { EventBus } from "../events/bus.js";
-import { startCleanupTimer } from "../jobs/cleanupTimer.js";
 import { batchedStdout, createLogger } from "../logger.js";
-import { createMetrics } from "../metrics.js";
 import { devSecret } from "./dev-secret.js";
+import { startServerContext, startupFailure } from "./serverContext.js";
 
 /** Node entry: configuration from the environment, migrations, then serve. */
 async function main(): Promise<void> {
   const config = loadConfig({ ...process.env, DEV_JWT_SECRET: await devSecret(process.env) });
   const logger = createLogger(config.LOG_LEVEL, batchedStdout());
   installPostgresCrashGuard(logger);
-  const db = await connectDatabase(config);
-  if (config.MIGRATE_ON_START) {
-    const applied = await migrate(db, await readMigrations());
-    if (applied.length) logger.info("migrations applied", { applied });
-  }
-  const events = new EventBus({
-    db,
-    logger,
-    pollMs: config.EVENTS_POLL_MS,
-    safetyPollMs: config.EVENTS_SAFETY_POLL_MS,
-  });
-  const ctx = { config, db, clock: systemClock, logger, events, metrics: createMetrics() };
-  const app = createApp(ctx);
-  const stopCleanup = startCleanupTimer(ctx);
+  const { ctx, app, stopCleanup } = await startServerContext(config, logger);
+  const { db, events } = ctx;
   // Plain HTTP/1.1: `serve` makes an http.Server unless given another createServer.
   const server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, (info) => {
     logger.info("listening", { url: `http://${config.HOST}:${info.port}`, driver: db.kind });
@@ -62,7 +43,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  const message = error instanceof ConfigError ? error.message : error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-  console.error(message);
+  console.error(startupFailure(error));
   process.exit(1);
 });

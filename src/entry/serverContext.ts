@@ -1,0 +1,44 @@
+import type { Hono } from "hono";
+import { createApp } from "../app.js";
+import { systemClock } from "../clock.js";
+import { ConfigError, type Config } from "../config.js";
+import type { AppContext } from "../context.js";
+import { connectDatabase } from "../db/connect.js";
+import { migrate } from "../db/migrate.js";
+import { readMigrations } from "../db/migrations-fs.js";
+import { EventBus } from "../events/bus.js";
+import { startCleanupTimer } from "../jobs/cleanupTimer.js";
+import type { Logger } from "../logger.js";
+import { createMetrics } from "../metrics.js";
+
+export interface ServerContext {
+  ctx: AppContext;
+  app: Hono;
+  stopCleanup: () => void;
+}
+
+/**
+ * What a long-lived server process (Node, Deno) builds before it serves: the database (migrated
+ * unless told not to), the event bus, metrics, the app and the cleanup timer.
+ */
+export async function startServerContext(config: Config, logger: Logger): Promise<ServerContext> {
+  const db = await connectDatabase(config);
+  if (config.MIGRATE_ON_START) {
+    const applied = await migrate(db, await readMigrations());
+    if (applied.length) logger.info("migrations applied", { applied });
+  }
+  const events = new EventBus({
+    db,
+    logger,
+    pollMs: config.EVENTS_POLL_MS,
+    safetyPollMs: config.EVENTS_SAFETY_POLL_MS,
+  });
+  const ctx: AppContext = { config, db, clock: systemClock, logger, events, metrics: createMetrics() };
+  return { ctx, app: createApp(ctx), stopCleanup: startCleanupTimer(ctx) };
+}
+
+/** The one line a process prints when it cannot start. */
+export function startupFailure(error: unknown): string {
+  if (error instanceof ConfigError) return error.message;
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}

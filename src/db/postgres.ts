@@ -15,10 +15,17 @@ export interface PostgresOptions {
   prepare?: boolean;
   /** Fetching type OIDs at connect costs a round trip; Workers/Hyperdrive skip it. */
   fetchTypes?: boolean;
+  /**
+   * Pipelined transactions on a reserved connection (BEGIN with the first statement, COMMIT with the
+   * last). Off in Workers: there a transaction on a reserved connection never completed (wrangler 4.86,
+   * workerd), so they go through `begin()`.
+   */
+  pipelined?: boolean;
 }
 
 type Sql = postgres.Sql<Record<string, postgres.PostgresType>>;
 type ReservedSql = postgres.ReservedSql<Record<string, postgres.PostgresType>>;
+type TransactionSql = postgres.TransactionSql<Record<string, postgres.PostgresType>>;
 
 /** int8 comes back as a JS number: seqs, epochs and counts stay far below 2^53. */
 const int8AsNumber = {
@@ -28,18 +35,42 @@ const int8AsNumber = {
   parse: (value: string) => Number(value),
 };
 
-function run<T>(sql: Sql | ReservedSql, text: string, params: readonly unknown[], prepare: boolean): Promise<T[]> {
+function run<T>(
+  sql: Sql | ReservedSql | TransactionSql,
+  text: string,
+  params: readonly unknown[],
+  prepare: boolean,
+): Promise<T[]> {
   return normalized(
     () => sql.unsafe(text, params as postgres.ParameterOrJSON<never>[], { prepare }) as unknown as Promise<T[]>,
   );
 }
 
-function queryable(sql: Sql, prepare: boolean): Queryable {
+function queryable(sql: Sql, prepare: boolean, pipelined: boolean): Queryable {
   return {
     query: <T extends object>(text: string, params: readonly unknown[] = []) => run<T>(sql, text, params, prepare),
     exec: (script: string) => normalized(async () => void (await sql.unsafe(script))),
-    transaction: (fn) => transaction(sql, prepare, fn),
+    transaction: (fn) => (pipelined ? transaction(sql, prepare, fn) : beginTransaction(sql, prepare, fn)),
   };
+}
+
+/** A transaction through postgres.js's own `begin()`: one round trip more for BEGIN and for COMMIT each. */
+function beginTransaction<T>(sql: Sql, prepare: boolean, fn: (tx: Queryable) => Promise<T>): Promise<T> {
+  return normalized(
+    async () =>
+      (await sql.begin(async (begun) => {
+        const inner: Queryable = {
+          query: <R extends object>(text: string, params: readonly unknown[] = []) =>
+            run<R>(begun, text, params, prepare),
+          exec: (script: string) => normalized(async () => void (await begun.unsafe(script))),
+          transaction: (nested) => withSavepoint(inner, nested),
+        };
+        const { tx, settled } = trackStatements(inner);
+        const result = await fn(tx);
+        await settled();
+        return result;
+      })) as T,
+  );
 }
 
 /**
@@ -77,7 +108,7 @@ async function transaction<T>(sql: Sql, prepare: boolean, fn: (tx: Queryable) =>
 
 /** postgres.js: Node, Deno, and Workers through Hyperdrive. */
 export function createPostgresDatabase(url: string, options: PostgresOptions = {}): Database {
-  const { max = 10, prepare = true, fetchTypes = true } = options;
+  const { max = 10, prepare = true, fetchTypes = true, pipelined = true } = options;
   const open = () =>
     postgres(url, {
       max,
@@ -100,7 +131,7 @@ export function createPostgresDatabase(url: string, options: PostgresOptions = {
    */
   const onCurrentClient = <T>(run: (client: Queryable) => Promise<T>): Promise<T> => {
     const used = sql;
-    return run(queryable(used, prepare)).catch((error: unknown) => {
+    return run(queryable(used, prepare, pipelined)).catch((error: unknown) => {
       if (error instanceof DatabaseUnavailableError && used === sql && !closed) {
         sql = open();
         const ending = used.end({ timeout: 5 }).finally(() => retiring.delete(ending));

@@ -148,7 +148,7 @@ export function trackStatements(tx: Queryable): { tx: Queryable; settled(): Prom
       return statement;
     },
     exec: (script) => tx.exec(script),
-    transaction: (fn) => withSavepoint(tx, fn),
+    transaction: (fn) => tx.transaction(fn),
   };
   return {
     tx: tracked,

@@ -59,18 +59,22 @@ function beginTransaction<T>(sql: Sql, prepare: boolean, fn: (tx: Queryable) => 
   return normalized(
     async () =>
       (await sql.begin(async (begun) => {
-        const inner: Queryable = {
-          query: <R extends object>(text: string, params: readonly unknown[] = []) =>
-            run<R>(begun, text, params, prepare),
-          exec: (script: string) => normalized(async () => void (await begun.unsafe(script))),
-          transaction: (nested) => withSavepoint(inner, nested),
-        };
-        const { tx, settled } = trackStatements(inner);
+        const { tx, settled } = trackStatements(begunQueryable(begun, prepare));
         const result = await fn(tx);
         await settled();
         return result;
       })) as T,
   );
+}
+
+/** Inside `begin()`, nested transactions are postgres.js savepoints: it fails a `begin()` whose statement failed unless a savepoint caught it. */
+function begunQueryable(begun: TransactionSql, prepare: boolean): Queryable {
+  return {
+    query: <R extends object>(text: string, params: readonly unknown[] = []) => run<R>(begun, text, params, prepare),
+    exec: (script: string) => normalized(async () => void (await begun.unsafe(script))),
+    transaction: <R>(nested: (tx: Queryable) => Promise<R>) =>
+      normalized(async () => (await begun.savepoint((inner) => nested(begunQueryable(inner, prepare)))) as R),
+  };
 }
 
 /**

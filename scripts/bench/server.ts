@@ -24,7 +24,7 @@ export interface BenchServer {
 /** Starts the Node entry (`tsx src/entry/node.ts`) as a child process and waits until it is ready. */
 export async function startServer(env: Record<string, string>): Promise<BenchServer> {
   const port = await freePort();
-  const child: ChildProcess = spawn("node_modules/.bin/tsx", ["src/entry/node.ts"], {
+  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", "src/entry/node.ts"], {
     env: { ...process.env, ...env, PORT: String(port), HOST: "127.0.0.1" },
     stdio: ["ignore", "ignore", "inherit"],
     detached: true,
@@ -39,8 +39,7 @@ export async function startServer(env: Record<string, string>): Promise<BenchSer
     if (attempt > 200 || child.exitCode !== null) throw new Error("server did not start");
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  // tsx runs the server in a child of its own: measure the process that listens.
-  const serverPid = await listeningPid(child.pid!);
+  const serverPid = child.pid!;
   return {
     url,
     pid: serverPid,
@@ -55,14 +54,4 @@ export async function startServer(env: Record<string, string>): Promise<BenchSer
       if (child.exitCode === null) process.kill(-child.pid!, "SIGKILL");
     },
   };
-}
-
-/** The deepest descendant of `pid` (tsx → node): the process that actually serves. */
-async function listeningPid(pid: number): Promise<number> {
-  for (let current = pid; ;) {
-    const children = await readFile(`/proc/${current}/task/${current}/children`, "utf8").catch(() => "");
-    const next = Number(children.trim().split(/\s+/)[0]);
-    if (!next) return current;
-    current = next;
-  }
 }

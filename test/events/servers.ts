@@ -1,6 +1,7 @@
 /**
  * Real server processes (src/entry/node.ts under tsx) on this run's database, for the event stream tests
- * across instances. Each is detached into its own process group, so stopping it stops tsx's child too.
+ * across instances. Each is detached into its own process group, and runs as one process (`node --import tsx`):
+ * tsx's own wrapper SIGKILLs a child that does not acknowledge a signal within ~60 ms, which a busy server may not.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
@@ -25,7 +26,7 @@ export interface Server {
 /** Starts a server and resolves once it answers /health. */
 export async function startServer(env: Record<string, string> = {}, port?: number): Promise<Server> {
   const listenOn = port ?? (await freePort());
-  const child: ChildProcess = spawn("node_modules/.bin/tsx", ["src/entry/node.ts"], {
+  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", "src/entry/node.ts"], {
     cwd: ROOT,
     detached: true,
     stdio: ["ignore", "pipe", "pipe"],

@@ -45,7 +45,6 @@ function openDatabase(config: Config): Database {
     max: config.DATABASE_POOL_MAX,
     prepare: config.DATABASE_PREPARE,
     fetchTypes: false,
-    pipelined: false,
   });
 }
 

@@ -285,9 +285,6 @@ function describeConnectionLoss(name: string, openSingleConnection: () => Databa
 describeDriverContract("PGlite (in memory)", () => createPgliteDatabase());
 
 describeDriverContract("postgres.js", async () => createPostgresDatabase(inject("databaseUrl"), { max: 4 }));
-describeDriverContract("postgres.js without pipelining (Workers)", async () =>
-  createPostgresDatabase(inject("databaseUrl"), { max: 4, pipelined: false }),
-);
 describeConnectionLoss("postgres.js", () => createPostgresDatabase(inject("databaseUrl"), { max: 1 }));
 
 describe("Neon Pool through a local WebSocket proxy", () => {

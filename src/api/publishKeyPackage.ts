@@ -22,11 +22,7 @@ export const keyPackageExpired = (message: string) => new XrpcError(400, "KeyPac
  * Checks one published key package against the configuration and the clock; hashes it and caps its expiry
  * (at 90 days, and at the KeyPackage's own notAfter when the bytes are MLS). Opaque bytes are accepted as they are.
  */
-export async function prepareKeyPackage(
-  input: z.output<typeof keyPackageInput>,
-  config: Config,
-  now: Date,
-): Promise<NewKeyPackage> {
+export function prepareKeyPackage(input: z.output<typeof keyPackageInput>, config: Config, now: Date): NewKeyPackage {
   const bytes = input.keyPackage;
   if (bytes.length === 0) throw invalidRequest("keyPackage is empty");
   if (bytes.length > config.MAX_KEY_PACKAGE_BYTES) {
@@ -62,7 +58,7 @@ export default procedure({
   name: "publishKeyPackage",
   input: keyPackageInput.extend({ idempotencyKey: schemas.idempotencyKey.optional() }),
   async handler(input, { app, caller, db, now }) {
-    const pkg = await prepareKeyPackage(input, app.config, now);
+    const pkg = prepareKeyPackage(input, app.config, now);
     await publishKeyPackages(db, caller, [pkg], now);
     return { success: true };
   },

@@ -3,7 +3,7 @@ import type { MiddlewareHandler } from "hono";
 /**
  * Wakes the streams of the conversation a procedure changed, once the change has committed: it sits
  * before the idempotency middleware (whose transaction commits inside `next()`) and does nothing until
- * `next()` returned a 2xx. The conversation is the body's `convoId`, or the response's `id` (createConvo).
+ * `next()` returned a 2xx. The conversation is the body's `convoId`, or the answer's `id` (createConvo).
  *
  * @example
  * app.post("/xrpc/blue.catbird.mls.sendMessage", auth(...), announce(), idempotency(...), handler)
@@ -12,12 +12,14 @@ export function announce(): MiddlewareHandler {
   return async function announce(c, next) {
     await next();
     if (c.res.status < 200 || c.res.status >= 300) return;
-    const convoId = field(await parsed(c.req), "convoId") ?? field(await parsed(c.res.clone()), "id");
+    const convoId =
+      field(await c.req.json().catch(() => undefined), "convoId") ?? field(answerOf(c.get("answer")), "id");
     if (convoId !== undefined) c.get("app").events.publish(convoId);
   };
 }
 
-const parsed = (message: { json(): Promise<unknown> }) => message.json().catch(() => undefined);
+/** The JSON answer the handler sent (kept by `jsonAnswer`); a replayed answer has none and announces nothing new. */
+const answerOf = (text: string | undefined): unknown => (text === undefined ? undefined : JSON.parse(text));
 
 function field(body: unknown, name: string): string | undefined {
   const value = body !== null && typeof body === "object" ? (body as Record<string, unknown>)[name] : undefined;

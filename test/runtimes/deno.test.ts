@@ -1,11 +1,9 @@
 /** The Deno entry (`src/entry/deno.ts`, `Deno.serve`) as a real process on postgres.js: the smoke scenario and graceful shutdown. */
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, inject, it } from "vitest";
-import { testDatabase } from "../helpers/context.js";
+import { inject } from "vitest";
 import { freePort } from "../setup/postgres.js";
 import { ROOT, startServer, type RunningServer } from "./server.js";
-import { expectGracefulShutdown } from "./shutdown.js";
-import { smokeScenario } from "./smoke.js";
+import { describeRuntime } from "./runtimeSuite.js";
 
 const secret = crypto.randomUUID();
 
@@ -29,26 +27,4 @@ async function startDeno(): Promise<RunningServer> {
   });
 }
 
-describe("Deno runtime over HTTP", () => {
-  let server: RunningServer;
-  beforeAll(async () => {
-    server = await startDeno();
-  });
-  afterAll(() => server?.stop());
-
-  smokeScenario(() => ({ baseUrl: server.baseUrl, secret }));
-});
-
-describe("Deno graceful shutdown", () => {
-  const db = testDatabase(3);
-  afterAll(() => db.close());
-
-  it("on SIGTERM it finishes the request in flight and exits 0", async () => {
-    const server = await startDeno();
-    try {
-      await expectGracefulShutdown(server, { baseUrl: server.baseUrl, secret }, db, "SIGTERM");
-    } finally {
-      await server.stop();
-    }
-  });
-});
+describeRuntime("Deno", startDeno, secret, ["SIGTERM"]);

@@ -15,7 +15,7 @@ import { idempotency } from "./middleware/idempotency.js";
 import { clientAddress, rateLimit } from "./middleware/rateLimit.js";
 import { requestLog } from "./middleware/requestLog.js";
 import { welcomeGrace } from "./middleware/welcomeGrace.js";
-import { handle, NSID_PREFIX } from "./xrpc.js";
+import { handle, NSID_PREFIX, oncePath, type XrpcMethod } from "./xrpc.js";
 
 /**
  * The whole HTTP surface, built from an application context. Entry points only construct the
@@ -89,7 +89,8 @@ export function createApp(context: AppContext): Hono {
     key: (c) => c.get("caller"),
   });
   const limitCaller = perCaller ? [perCaller] : [];
-  const exactlyOnce = idempotency({ ttlSeconds: config.IDEMPOTENCY_TTL_SECONDS, waitMs: config.IDEMPOTENCY_WAIT_MS });
+  const exactlyOnce = (method: XrpcMethod) =>
+    idempotency({ ttlSeconds: config.IDEMPOTENCY_TTL_SECONDS, waitMs: config.IDEMPOTENCY_WAIT_MS, once: oncePath(method) });
   const grace = welcomeGrace({ graceSeconds: config.WELCOME_GRACE_SECONDS });
   const before: Record<string, MiddlewareHandler[]> = { getWelcome: [grace], confirmWelcome: [grace] };
   // Procedures that write conversation events wake its streams after their transaction committed.
@@ -100,7 +101,7 @@ export function createApp(context: AppContext): Hono {
     const extra = before[method.name] ?? [];
     const afterCommit = announcing.has(method.name) ? [wake] : [];
     if (method.type === "query") app.get(path, authenticate, ...limitCaller, ...extra, handle(method));
-    else app.post(path, authenticate, ...limitCaller, ...afterCommit, exactlyOnce, ...extra, handle(method));
+    else app.post(path, authenticate, ...limitCaller, ...afterCommit, exactlyOnce(method), ...extra, handle(method));
     const verb = method.type === "query" ? "GET" : "POST";
     app.all(path, (c) => c.json({ error: "InvalidRequest", message: `${method.name} takes ${verb}` }, 405, { Allow: verb }));
   }

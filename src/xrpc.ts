@@ -3,7 +3,8 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { z } from "zod";
 import type { AppContext } from "./context.js";
 import type { Queryable } from "./db/driver.js";
-import { invalidRequest } from "./errors.js";
+import { invalidRequest, XrpcError } from "./errors.js";
+import type { KeyClaim, OnceOutcome } from "./services/idempotencyKeys.js";
 
 declare module "hono" {
   interface ContextVariableMap {
@@ -42,6 +43,12 @@ export interface XrpcMethod<Schema extends z.ZodType = z.ZodType> {
   type: "query" | "procedure";
   input: Schema;
   handler(input: z.output<Schema>, hc: HandlerContext): Promise<unknown>;
+  /**
+   * Optional fast path for a request with an idempotency key: the handler's work, the key's claim and
+   * its stored answer in one statement. It answers `undefined` for anything it does not handle
+   * (errors included), and the idempotency middleware then runs `handler` the general way.
+   */
+  once?(input: z.output<Schema>, hc: HandlerContext, claim: KeyClaim): Promise<OnceOutcome>;
 }
 
 export const query = <Schema extends z.ZodType>(method: Omit<XrpcMethod<Schema>, "type">): XrpcMethod<Schema> => ({
@@ -102,7 +109,16 @@ export function jsonAnswer(
   status: ContentfulStatusCode = 200,
   headers?: Record<string, string>,
 ) {
-  const text = JSON.stringify(body);
+  return jsonText(c, JSON.stringify(body), status, headers);
+}
+
+/** Answers JSON text as it is (an answer the database built), remembering it like `jsonAnswer`. */
+export function jsonText(
+  c: Context,
+  text: string,
+  status: ContentfulStatusCode = 200,
+  headers?: Record<string, string>,
+) {
   c.set("answer", text);
   return c.body(text, status, { ...headers, "Content-Type": "application/json" });
 }
@@ -110,18 +126,39 @@ export function jsonAnswer(
 /** The final handler of an XRPC route: validate, call, answer JSON. */
 export function handle(method: XrpcMethod): MiddlewareHandler {
   return async function xrpcHandler(c) {
-    const raw = method.type === "query" ? queryParams(c, method.input) : await jsonBody(c);
-    const input = parseInput(method.input, raw);
-    const app = c.get("app");
-    const output = await method.handler(input, {
-      app,
-      caller: c.get("caller"),
-      db: c.get("db"),
-      idempotencyKey: c.get("idempotencyKey"),
-      now: app.clock.now(),
-      header: (name) => c.req.header(name),
-      c,
-    });
+    const output = await method.handler(await inputOf(c, method), handlerContext(c));
     return output instanceof Response ? output : jsonAnswer(c, output);
+  };
+}
+
+/** The method's one-statement path, as the idempotency middleware calls it; client errors fall back to the general path. */
+export function oncePath(method: XrpcMethod): ((c: Context, claim: KeyClaim) => Promise<OnceOutcome>) | undefined {
+  const once = method.once;
+  if (!once) return undefined;
+  return async (c, claim) => {
+    try {
+      return await once(await inputOf(c, method), handlerContext(c), claim);
+    } catch (error) {
+      if (error instanceof XrpcError && error.status < 500) return undefined;
+      throw error;
+    }
+  };
+}
+
+async function inputOf(c: Context, method: XrpcMethod): Promise<unknown> {
+  const raw = method.type === "query" ? queryParams(c, method.input) : await jsonBody(c);
+  return parseInput(method.input, raw);
+}
+
+function handlerContext(c: Context): HandlerContext {
+  const app = c.get("app");
+  return {
+    app,
+    caller: c.get("caller"),
+    db: c.get("db"),
+    idempotencyKey: c.get("idempotencyKey"),
+    now: app.clock.now(),
+    header: (name) => c.req.header(name),
+    c,
   };
 }

@@ -12,14 +12,18 @@ export interface StoredAnswer {
 
 /**
  * Claims a key by inserting its row; `set_config` runs first, so an insert that waits on a row
- * another transaction holds waits at most `$7` (the transaction's lock_timeout). A conflict with a
- * committed row does nothing and writes nothing, so a replay stays a read-only transaction.
+ * another transaction holds waits at most `$7` (the transaction's lock_timeout). Once claimed, the
+ * lock_timeout goes back to what it was, so the handler's own lock waits are not cut short. A
+ * conflict with a committed row does nothing and writes nothing, so a replay stays a read-only transaction.
  */
-export const CLAIM_KEY_SQL = `WITH wait AS (SELECT set_config('lock_timeout', $7, true))
-INSERT INTO idempotency_keys (caller_did, method, key, request_hash, created_at, expires_at)
-SELECT $1, $2, $3, $4, $5, $6 FROM wait
-ON CONFLICT (caller_did, method, key) DO NOTHING
-RETURNING 1`;
+export const CLAIM_KEY_SQL = `WITH wait AS (SELECT current_setting('lock_timeout') AS before, set_config('lock_timeout', $7, true)),
+claimed AS (
+  INSERT INTO idempotency_keys (caller_did, method, key, request_hash, created_at, expires_at)
+  SELECT $1, $2, $3, $4, $5, $6 FROM wait
+  ON CONFLICT (caller_did, method, key) DO NOTHING
+  RETURNING 1
+)
+SELECT set_config('lock_timeout', wait.before, true) FROM claimed, wait`;
 
 /** Stores the handler's answer in the claiming transaction. */
 export const STORE_ANSWER_SQL = `UPDATE idempotency_keys SET status_code = $4, response = $5
@@ -34,7 +38,39 @@ const TAKE_OVER_SQL = `UPDATE idempotency_keys
  WHERE caller_did = $1 AND method = $2 AND key = $3 AND expires_at <= $5
 RETURNING 1`;
 
-const LOCK_NOT_AVAILABLE = "55P03";
+export const LOCK_NOT_AVAILABLE = "55P03";
+
+/**
+ * What a one-statement write needs to claim the key itself (see `OnceRow`): the middleware builds it,
+ * a handler that has such a statement passes it down to its service.
+ */
+export interface KeyClaim {
+  scope: Scope;
+  requestHash: string;
+  now: Date;
+  expiresAt: Date;
+  /** The longest wait for a concurrent request holding the same key, as a Postgres lock_timeout. */
+  lockTimeout: string;
+}
+
+/** A one-statement write's answer: its own (first request), the committed one (repeat), or undefined (take the general path). */
+export type OnceOutcome = { sent: string } | { stored: StoredAnswer } | undefined;
+
+/** The row a one-statement write returns: `sent` with its answer, or the record it found instead. */
+export interface OnceRow {
+  sent: boolean;
+  response: string | null;
+  request_hash: string | null;
+  status_code: number | null;
+  expired: boolean;
+}
+
+/** An expired or unanswered record is the general path's to take over. */
+export function onceOutcome(row: OnceRow): OnceOutcome {
+  if (row.sent) return row.response === null ? undefined : { sent: row.response };
+  if (row.expired || row.response === null || row.status_code === null || row.request_hash === null) return undefined;
+  return { stored: { requestHash: row.request_hash, statusCode: row.status_code, response: row.response } };
+}
 
 /**
  * Claims the key for this transaction (undefined) or returns the answer already committed for it.

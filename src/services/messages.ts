@@ -1,6 +1,7 @@
-import type { Queryable } from "../db/driver.js";
+import { DatabaseError, UniqueViolationError, type Queryable } from "../db/driver.js";
 import { convoNotFound, epochMismatch, invalidRequest, notMember } from "../errors.js";
 import { bytesOut } from "../bytes.js";
+import { LOCK_NOT_AVAILABLE, onceOutcome, type KeyClaim, type OnceOutcome, type OnceRow } from "./idempotencyKeys.js";
 import { iso } from "./sql.js";
 
 export interface SendMessage {
@@ -27,8 +28,14 @@ export interface SentMessage {
  * message's, so it never decreases as seq grows. The membership check reads the snapshot of the
  * statement's start; if the statement waited for the lock while a membership change committed,
  * `membership_version` differs from that snapshot's and nothing is written (the caller retries).
+ * `once` adds the idempotency record (see SEND_MESSAGE_ONCE_SQL).
  */
-export const SEND_MESSAGE_SQL = `WITH conv AS (
+function sendMessageSql({ once }: { once: boolean }): string {
+  return `WITH ${once ? `wait AS (SELECT set_config('lock_timeout', $12, true) AS lock_timeout),
+existing AS (
+  SELECT k.request_hash, k.status_code, k.response, k.expires_at <= $6 AS expired
+    FROM idempotency_keys k WHERE k.caller_did = $2 AND k.method = $9 AND k.key = $5
+), ` : ""}conv AS (
   UPDATE conversations c
      SET next_seq = c.next_seq + 1,
          next_event_seq = c.next_event_seq + 1,
@@ -37,7 +44,9 @@ export const SEND_MESSAGE_SQL = `WITH conv AS (
      AND c.membership_version = (SELECT v.membership_version FROM conversations v WHERE v.id = $1)
      AND EXISTS (SELECT 1 FROM members m WHERE m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL)
      AND ($5::text IS NULL OR NOT EXISTS (
-           SELECT 1 FROM messages x WHERE x.sender_did = $2 AND x.idempotency_key = $5))
+           SELECT 1 FROM messages x WHERE x.sender_did = $2 AND x.idempotency_key = $5))${
+             once ? `
+     AND NOT EXISTS (SELECT 1 FROM existing) AND (SELECT lock_timeout FROM wait) IS NOT NULL` : ""}
   RETURNING c.id, c.next_seq - 1 AS seq, c.next_event_seq - 1 AS event_seq, c.last_message_at
 ), message AS (
   INSERT INTO messages (id, convo_id, seq, sender_did, message_type, epoch, ciphertext, idempotency_key, created_at)
@@ -46,8 +55,34 @@ export const SEND_MESSAGE_SQL = `WITH conv AS (
 ), event AS (
   INSERT INTO events (convo_id, seq, kind, message_seq, created_at)
   SELECT conv.id, conv.event_seq, 'message', conv.seq, conv.last_message_at FROM conv
+)${
+    once
+      ? `, answer AS (
+  SELECT row_to_json(a)::text AS response FROM (
+    SELECT m.id AS "messageId", m.seq AS "seq", $3::bigint AS "epoch", ${iso("m.created_at")} AS "receivedAt" FROM message m
+  ) a
+), claim AS (
+  INSERT INTO idempotency_keys (caller_did, method, key, request_hash, status_code, response, created_at, expires_at)
+  SELECT $2, $9, $5, $10, 200, answer.response, $6, $11 FROM answer
 )
-SELECT id, seq, ${iso("created_at")} AS created_at FROM message`;
+SELECT true AS sent, response, NULL AS request_hash, 200 AS status_code, false AS expired FROM answer
+UNION ALL
+SELECT false, response, request_hash, status_code, expired FROM existing`
+      : `
+SELECT id, seq, ${iso("created_at")} AS created_at FROM message`
+  }`;
+}
+
+export const SEND_MESSAGE_SQL = sendMessageSql({ once: false });
+
+/**
+ * A keyed send in one statement, idempotency record included: when (caller, method, key) has no
+ * committed record, it sends and inserts the record with its answer (the JSON text the client gets);
+ * when it has one, it writes nothing and returns that record. The record's primary key is the
+ * backstop: a concurrent first request with the same key makes this insert wait (at most `$12`,
+ * the lock_timeout) and then fail, rolling the whole send back.
+ */
+export const SEND_MESSAGE_ONCE_SQL = sendMessageSql({ once: true });
 
 /**
  * Stores an application message in one round trip on the common path. When nothing was written,
@@ -66,8 +101,34 @@ export async function sendMessage(db: Queryable, message: SendMessage): Promise<
   });
 }
 
-async function storeMessage(db: Queryable, message: SendMessage): Promise<SentMessage | undefined> {
-  const [sent] = await db.query<{ id: string; seq: number; created_at: string }>(SEND_MESSAGE_SQL, [
+/**
+ * The keyed send with its idempotency record, in one statement and one implicit transaction (the
+ * hot path of exactly-once sends). Anything but a plain first send or a plain repeat (an error to
+ * explain, a race with a membership change or with a concurrent request holding the same key)
+ * comes back `undefined`, and the caller takes the general path, which handles every case.
+ */
+export async function sendMessageOnce(db: Queryable, message: SendMessage, claim: KeyClaim): Promise<OnceOutcome> {
+  const [scopeCaller, method, key] = claim.scope;
+  if (scopeCaller !== message.sender || key !== message.idempotencyKey) return undefined;
+  try {
+    const [row] = await db.query<OnceRow>(SEND_MESSAGE_ONCE_SQL, [
+      ...sendParams(message),
+      method,
+      claim.requestHash,
+      claim.expiresAt,
+      claim.lockTimeout,
+    ]);
+    return row && onceOutcome(row);
+  } catch (error) {
+    if (error instanceof UniqueViolationError || (error instanceof DatabaseError && error.code === LOCK_NOT_AVAILABLE)) {
+      return undefined;
+    }
+    throw error;
+  }
+}
+
+function sendParams(message: SendMessage): unknown[] {
+  return [
     message.convoId,
     message.sender,
     message.epoch,
@@ -76,7 +137,11 @@ async function storeMessage(db: Queryable, message: SendMessage): Promise<SentMe
     message.now,
     crypto.randomUUID(),
     message.groupId ?? null,
-  ]);
+  ];
+}
+
+async function storeMessage(db: Queryable, message: SendMessage): Promise<SentMessage | undefined> {
+  const [sent] = await db.query<{ id: string; seq: number; created_at: string }>(SEND_MESSAGE_SQL, sendParams(message));
   return sent && { messageId: sent.id, seq: sent.seq, epoch: message.epoch, receivedAt: sent.created_at };
 }
 

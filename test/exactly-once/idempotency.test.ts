@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/clock.js";
 import { DatabaseUnavailableError, type Database } from "../../src/db/driver.js";
 import { runCleanup } from "../../src/jobs/cleanup.js";
-import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
+import { claimKey } from "../../src/services/idempotencyKeys.js";
+import { randomGroupId, testApp, testDatabase, tokenFor, unique } from "../helpers/context.js";
 import { withStatementHook } from "../helpers/faults.js";
 import { migratedPglite } from "../helpers/pglite.js";
 import { xrpc } from "../helpers/xrpc.js";
@@ -73,6 +74,59 @@ describe.each(drivers)("idempotency keys ($name)", ({ open }) => {
     expect(reused.status).toBe(422);
     expect(reused.body).toEqual({ error: "IdempotencyKeyReused", message: expect.any(String) });
     expect(await countRows(convoId, alice)).toEqual({ messages: 1, entries: 1 });
+  });
+
+  it("the stored answer is the very text the first request got, and the repeat gets it byte for byte", async () => {
+    const { app } = testApp(db);
+    const { alice, convoId } = await conversation(app);
+    const request = () =>
+      app.request("/xrpc/blue.catbird.mls.sendMessage", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "Idempotency-Key": "exact" },
+        body: JSON.stringify({ convoId, ciphertext: "AQID", epoch: 0 }),
+      });
+    const authed = async () => {
+      const token = await tokenFor(alice);
+      return app.request("/xrpc/blue.catbird.mls.sendMessage", {
+        method: "POST",
+        headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json", "Idempotency-Key": "exact" },
+        body: JSON.stringify({ convoId, ciphertext: "AQID", epoch: 0 }),
+      });
+    };
+    expect((await request()).status).toBe(401);
+    const first = await authed();
+    const firstText = await first.text();
+    expect(first.status).toBe(200);
+    expect(JSON.parse(firstText)).toEqual({
+      messageId: expect.any(String),
+      seq: 1,
+      epoch: 0,
+      receivedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+    });
+    const [stored] = await db.query<{ response: string; status_code: number }>(
+      `SELECT response, status_code FROM idempotency_keys WHERE caller_did = $1 AND key = 'exact'`,
+      [alice],
+    );
+    expect(stored).toEqual({ response: firstText, status_code: 200 });
+    const repeat = await authed();
+    expect(repeat.headers.get("Idempotent-Replayed")).toBe("true");
+    expect(await repeat.text()).toBe(firstText);
+  });
+
+  it("a 4xx answer is stored with the key and replayed, even after the cause went away", async () => {
+    const { app } = testApp(db);
+    const { alice, convoId } = await conversation(app);
+    const bob = unique("did:plc:idemlate");
+    const early = await send(app, bob, convoId, "too-early");
+    expect(early.status).toBe(403);
+    expect(early.body.error).toBe("NotMember");
+    expect((await xrpc(app, alice, "addMembers", { body: { convoId, didList: [bob] } })).status).toBe(200);
+    const repeat = await send(app, bob, convoId, "too-early");
+    expect(repeat.status).toBe(403);
+    expect(repeat.headers.get("Idempotent-Replayed")).toBe("true");
+    expect(repeat.body).toEqual(early.body);
+    const fresh = await send(app, bob, convoId, "after-joining");
+    expect(fresh.status).toBe(200);
   });
 
   it("the body's idempotencyKey is the same key as the header's; key order does not change the fingerprint", async () => {
@@ -167,22 +221,85 @@ describe("idempotency wait limit (real PostgreSQL)", () => {
   const db = testDatabase(10);
   afterAll(() => db.close());
 
+  async function conversation(app: ReturnType<typeof testApp>["app"], prefix: string) {
+    const alice = unique(prefix);
+    const created = await xrpc(app, alice, "createConvo", { body: { groupId: randomGroupId(), cipherSuite: SUITE } });
+    return { alice, convoId: created.body.id as string };
+  }
+
   it("a repeat that waits longer than IDEMPOTENCY_WAIT_MS gets 409 IdempotencyKeyInUse with Retry-After", async () => {
+    // addMembers has no one-statement path: its handler runs inside the transaction holding the key
     const stalled = withStatementHook(db, async (sql) => {
-      if (sql.includes("INSERT INTO messages")) await new Promise((resolve) => setTimeout(resolve, 2000));
+      if (sql.includes("INSERT INTO members")) await new Promise((resolve) => setTimeout(resolve, 2000));
     });
     const { app } = testApp(stalled, { IDEMPOTENCY_WAIT_MS: "200" });
-    const alice = unique("did:plc:idemwait");
-    const created = await xrpc(app, alice, "createConvo", { body: { groupId: randomGroupId(), cipherSuite: SUITE } });
-    const body = { convoId: created.body.id, ciphertext: "AQID", epoch: 0 };
-    const first = xrpc(app, alice, "sendMessage", { body, headers: { "Idempotency-Key": "slow" } });
+    const { app: plain } = testApp(db);
+    const { alice, convoId } = await conversation(plain, "did:plc:idemwait");
+    const body = { convoId, didList: [unique("did:plc:idemwaitbob")] };
+    const first = xrpc(app, alice, "addMembers", { body, headers: { "Idempotency-Key": "slow" } });
     await new Promise((resolve) => setTimeout(resolve, 300));
-    const repeat = await xrpc(app, alice, "sendMessage", { body, headers: { "Idempotency-Key": "slow" } });
+    const repeat = await xrpc(app, alice, "addMembers", { body, headers: { "Idempotency-Key": "slow" } });
     expect(repeat.status).toBe(409);
     expect(repeat.body.error).toBe("IdempotencyKeyInUse");
     expect(Number(repeat.headers.get("Retry-After"))).toBeGreaterThanOrEqual(1);
     expect((await first).status).toBe(200);
-    const replay = await xrpc(app, alice, "sendMessage", { body, headers: { "Idempotency-Key": "slow" } });
+    const replay = await xrpc(app, alice, "addMembers", { body, headers: { "Idempotency-Key": "slow" } });
     expect(replay.headers.get("Idempotent-Replayed")).toBe("true");
+  });
+
+  it("a keyed send whose key another transaction holds waits IDEMPOTENCY_WAIT_MS, then gets 409 and writes nothing", async () => {
+    const { app } = testApp(db, { IDEMPOTENCY_WAIT_MS: "200" });
+    const { alice, convoId } = await conversation(app, "did:plc:idemheld");
+    const scope = [alice, "blue.catbird.mls.sendMessage", "held"] as const;
+    let release!: () => void;
+    let claimed!: () => void;
+    const isClaimed = new Promise<void>((resolve) => (claimed = resolve));
+    const holder = db
+      .transaction(async (tx) => {
+        await claimKey(tx, scope, "ab".repeat(32), new Date(), 60, 1000);
+        claimed();
+        await new Promise<void>((resolve) => (release = resolve));
+        throw new Error("roll the claim back");
+      })
+      .catch((error: Error) => expect(error.message).toBe("roll the claim back"));
+    await isClaimed;
+    const body = { convoId, ciphertext: "AQID", epoch: 0 };
+    const blocked = await xrpc(app, alice, "sendMessage", { body, headers: { "Idempotency-Key": "held" } });
+    expect(blocked.status).toBe(409);
+    expect(blocked.body.error).toBe("IdempotencyKeyInUse");
+    expect(Number(blocked.headers.get("Retry-After"))).toBeGreaterThanOrEqual(1);
+    release();
+    await holder;
+    const sent = await xrpc(app, alice, "sendMessage", { body, headers: { "Idempotency-Key": "held" } });
+    expect(sent.status).toBe(200);
+    expect(sent.headers.get("Idempotent-Replayed")).toBeNull();
+    const [row] = await db.query<{ messages: number }>(`SELECT count(*) AS messages FROM messages WHERE convo_id = $1`, [convoId]);
+    expect(row!.messages).toBe(1);
+  });
+
+  it("a keyed send that waits on the conversation longer than IDEMPOTENCY_WAIT_MS still sends once", async () => {
+    const { app } = testApp(db, { IDEMPOTENCY_WAIT_MS: "200" });
+    const { alice, convoId } = await conversation(app, "did:plc:idemlocked");
+    let release!: () => void;
+    let locked!: () => void;
+    const isLocked = new Promise<void>((resolve) => (locked = resolve));
+    const holder = db.transaction(async (tx) => {
+      await tx.query(`SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE`, [convoId]);
+      locked();
+      await new Promise<void>((resolve) => (release = resolve));
+    });
+    await isLocked;
+    const body = { convoId, ciphertext: "AQID", epoch: 0 };
+    const sending = xrpc(app, alice, "sendMessage", { body, headers: { "Idempotency-Key": "waits" } });
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    release();
+    await holder;
+    const sent = await sending;
+    expect(sent.status).toBe(200);
+    const replay = await xrpc(app, alice, "sendMessage", { body, headers: { "Idempotency-Key": "waits" } });
+    expect(replay.headers.get("Idempotent-Replayed")).toBe("true");
+    expect(replay.body).toEqual(sent.body);
+    const [row] = await db.query<{ messages: number }>(`SELECT count(*) AS messages FROM messages WHERE convo_id = $1`, [convoId]);
+    expect(row!.messages).toBe(1);
   });
 });

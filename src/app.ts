@@ -1,5 +1,4 @@
 import { Hono, type MiddlewareHandler } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { requestId } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
 import { timeout } from "hono/timeout";
@@ -10,6 +9,7 @@ import { apiReference } from "./docs/reference.js";
 import { notReady, XrpcError } from "./errors.js";
 import { announce } from "./middleware/announce.js";
 import { auth } from "./middleware/auth.js";
+import { limitBody } from "./middleware/bodyLimit.js";
 import { onError } from "./middleware/errors.js";
 import { idempotency } from "./middleware/idempotency.js";
 import { clientAddress, rateLimit } from "./middleware/rateLimit.js";
@@ -48,7 +48,7 @@ export function createApp(context: AppContext): Hono {
     await next();
   });
   app.use(
-    bodyLimit({
+    limitBody({
       maxSize: config.BODY_LIMIT_BYTES,
       onError: () => {
         throw new XrpcError(413, "PayloadTooLarge", `request body exceeds ${config.BODY_LIMIT_BYTES} bytes`);

@@ -23,19 +23,13 @@ export interface SentMessage {
 }
 
 /**
- * The send in one statement: lock the conversation row (UPDATE), take its next seq and event
- * seq, insert the message and its event. `createdAt` is the later of the clock and the previous
- * message's, so it never decreases as seq grows. The membership check reads the snapshot of the
- * statement's start; if the statement waited for the lock while a membership change committed,
- * `membership_version` differs from that snapshot's and nothing is written (the caller retries).
- * `once` adds the idempotency record (see SEND_MESSAGE_ONCE_SQL).
+ * The send as CTEs: lock the conversation row (UPDATE), take its next seq and event seq, insert the
+ * message and its event. `createdAt` is the later of the clock and the previous message's, so it
+ * never decreases as seq grows. The membership check reads the snapshot of the statement's start;
+ * if the statement waited for the lock while a membership change committed, `membership_version`
+ * differs from that snapshot's and nothing is written (the caller retries). `guard` adds conditions.
  */
-function sendMessageSql({ once }: { once: boolean }): string {
-  return `WITH ${once ? `wait AS (SELECT set_config('lock_timeout', $12, true) AS lock_timeout),
-existing AS (
-  SELECT k.request_hash, k.status_code, k.response, k.expires_at <= $6 AS expired
-    FROM idempotency_keys k WHERE k.caller_did = $2 AND k.method = $9 AND k.key = $5
-), ` : ""}conv AS (
+const sendCtes = (guard = "") => `conv AS (
   UPDATE conversations c
      SET next_seq = c.next_seq + 1,
          next_event_seq = c.next_event_seq + 1,
@@ -44,9 +38,7 @@ existing AS (
      AND c.membership_version = (SELECT v.membership_version FROM conversations v WHERE v.id = $1)
      AND EXISTS (SELECT 1 FROM members m WHERE m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL)
      AND ($5::text IS NULL OR NOT EXISTS (
-           SELECT 1 FROM messages x WHERE x.sender_did = $2 AND x.idempotency_key = $5))${
-             once ? `
-     AND NOT EXISTS (SELECT 1 FROM existing) AND (SELECT lock_timeout FROM wait) IS NOT NULL` : ""}
+           SELECT 1 FROM messages x WHERE x.sender_did = $2 AND x.idempotency_key = $5))${guard}
   RETURNING c.id, c.next_seq - 1 AS seq, c.next_event_seq - 1 AS event_seq, c.last_message_at
 ), message AS (
   INSERT INTO messages (id, convo_id, seq, sender_did, message_type, epoch, ciphertext, idempotency_key, created_at)
@@ -55,9 +47,26 @@ existing AS (
 ), event AS (
   INSERT INTO events (convo_id, seq, kind, message_seq, created_at)
   SELECT conv.id, conv.event_seq, 'message', conv.seq, conv.last_message_at FROM conv
-)${
-    once
-      ? `, answer AS (
+)`;
+
+/** The send in one statement. */
+export const SEND_MESSAGE_SQL = `WITH ${sendCtes()}
+SELECT id, seq, ${iso("created_at")} AS created_at FROM message`;
+
+/**
+ * A keyed send in one statement, idempotency record included ($9 method, $10 request hash,
+ * $11 expiry, $12 longest wait). When (caller, method, key) has no committed record, it sends and
+ * inserts the record with its answer, the JSON text the client gets; when it has one, it writes
+ * nothing and returns that record. The record's primary key is the backstop: a concurrent first
+ * request with the same key makes this insert wait (at most $12, the lock_timeout) and then fail,
+ * rolling the whole send back.
+ */
+export const SEND_MESSAGE_ONCE_SQL = `WITH wait AS (SELECT set_config('lock_timeout', $12, true) AS lock_timeout),
+existing AS (
+  SELECT k.request_hash, k.status_code, k.response, k.expires_at <= $6 AS expired
+    FROM idempotency_keys k WHERE k.caller_did = $2 AND k.method = $9 AND k.key = $5
+), ${sendCtes(`
+     AND NOT EXISTS (SELECT 1 FROM existing) AND (SELECT lock_timeout FROM wait) IS NOT NULL`)}, answer AS (
   SELECT row_to_json(a)::text AS response FROM (
     SELECT m.id AS "messageId", m.seq AS "seq", $3::bigint AS "epoch", ${iso("m.created_at")} AS "receivedAt" FROM message m
   ) a
@@ -67,22 +76,7 @@ existing AS (
 )
 SELECT true AS sent, response, NULL AS request_hash, 200 AS status_code, false AS expired FROM answer
 UNION ALL
-SELECT false, response, request_hash, status_code, expired FROM existing`
-      : `
-SELECT id, seq, ${iso("created_at")} AS created_at FROM message`
-  }`;
-}
-
-export const SEND_MESSAGE_SQL = sendMessageSql({ once: false });
-
-/**
- * A keyed send in one statement, idempotency record included: when (caller, method, key) has no
- * committed record, it sends and inserts the record with its answer (the JSON text the client gets);
- * when it has one, it writes nothing and returns that record. The record's primary key is the
- * backstop: a concurrent first request with the same key makes this insert wait (at most `$12`,
- * the lock_timeout) and then fail, rolling the whole send back.
- */
-export const SEND_MESSAGE_ONCE_SQL = sendMessageSql({ once: true });
+SELECT false, response, request_hash, status_code, expired FROM existing`;
 
 /**
  * Stores an application message in one round trip on the common path. When nothing was written,

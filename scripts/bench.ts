@@ -76,7 +76,8 @@ async function main() {
       LOG_LEVEL: "error",
       CLEANUP_INTERVAL_SECONDS: "0",
       MIGRATE_ON_START: "false",
-      DATABASE_POOL_MAX: process.env.BENCH_POOL_MAX ?? "16",
+      // 8: where pgbench does best on a small machine (2 cores here); more connections only add lock contention
+      DATABASE_POOL_MAX: process.env.BENCH_POOL_MAX ?? "8",
     });
     log(`server ${server.url} (pid ${server.pid})`);
     const rows: ScenarioRow[] = [];

@@ -103,6 +103,7 @@ export async function sendMessage(db: Queryable, message: SendMessage): Promise<
  */
 export async function sendMessageOnce(db: Queryable, message: SendMessage, claim: KeyClaim): Promise<OnceOutcome> {
   const [scopeCaller, method, key] = claim.scope;
+  // The statement scopes the record by the sender ($2) and the message's key ($5): it must be the claim's scope.
   if (scopeCaller !== message.sender || key !== message.idempotencyKey) return undefined;
   try {
     const [row] = await db.query<OnceRow>(SEND_MESSAGE_ONCE_SQL, [

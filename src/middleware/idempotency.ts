@@ -48,17 +48,23 @@ export function idempotency({ ttlSeconds, waitMs, once }: IdempotencyOptions): M
     const { db, clock } = c.get("app");
     const scope: Scope = [c.get("caller"), c.req.path.slice("/xrpc/".length), key.key];
     const now = clock.now();
+    const claim: KeyClaim = {
+      scope,
+      requestHash: key.hash,
+      now,
+      expiresAt: new Date(now.getTime() + ttlSeconds * 1000),
+      waitMs,
+    };
     if (once) {
-      const expiresAt = new Date(now.getTime() + ttlSeconds * 1000);
-      const outcome = await once(c, { scope, requestHash: key.hash, now, expiresAt, lockTimeout: `${waitMs}ms` });
+      const outcome = await once(c, claim);
       if (outcome && "sent" in outcome) return jsonText(c, outcome.sent);
-      if (outcome) return replay(c, scope, key.hash, outcome.stored);
+      if (outcome) return replay(c, claim, outcome.stored);
     }
 
     let stored: StoredAnswer | undefined;
     try {
       await db.transaction(async (tx) => {
-        stored = await claimKey(tx, scope, key.hash, now, ttlSeconds, waitMs);
+        stored = await claimKey(tx, claim);
         if (stored) return;
         c.set("db", tx);
         await next();
@@ -70,12 +76,12 @@ export function idempotency({ ttlSeconds, waitMs, once }: IdempotencyOptions): M
       if (error instanceof DoNotStore) return;
       throw error;
     }
-    if (stored) c.res = replay(c, scope, key.hash, stored);
+    if (stored) c.res = replay(c, claim, stored);
   };
 }
 
 /** Answers with the committed answer of the first request, if this request is the same one (else 422). */
-function replay(c: Context, scope: Scope, requestHash: string, stored: StoredAnswer): Response {
+function replay(c: Context, { scope, requestHash }: KeyClaim, stored: StoredAnswer): Response {
   if (stored.requestHash !== requestHash) {
     throw new XrpcError(422, "IdempotencyKeyReused", "this idempotency key was used with a different request");
   }

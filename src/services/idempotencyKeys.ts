@@ -1,4 +1,4 @@
-import { DatabaseError, type Queryable } from "../db/driver.js";
+import { DatabaseError, UniqueViolationError, type Queryable } from "../db/driver.js";
 import { XrpcError } from "../errors.js";
 
 /** The idempotency record of one (caller, method, key). */
@@ -38,26 +38,24 @@ const TAKE_OVER_SQL = `UPDATE idempotency_keys
  WHERE caller_did = $1 AND method = $2 AND key = $3 AND expires_at <= $5
 RETURNING 1`;
 
-export const LOCK_NOT_AVAILABLE = "55P03";
+const LOCK_NOT_AVAILABLE = "55P03";
 
-/**
- * What a one-statement write needs to claim the key itself (see `OnceRow`): the middleware builds it,
- * a handler that has such a statement passes it down to its service.
- */
+/** One request's claim on (caller, method, key): what both the general path and a one-statement write need. */
 export interface KeyClaim {
   scope: Scope;
+  /** The request's fingerprint: a repeat with another body gets 422. */
   requestHash: string;
   now: Date;
   expiresAt: Date;
-  /** The longest wait for a concurrent request holding the same key, as a Postgres lock_timeout. */
-  lockTimeout: string;
+  /** The longest wait for a concurrent request holding the same key; then 409. */
+  waitMs: number;
 }
 
 /** A one-statement write's answer: its own (first request), the committed one (repeat), or undefined (take the general path). */
 export type OnceOutcome = { sent: string } | { stored: StoredAnswer } | undefined;
 
 /** The row a one-statement write returns: `sent` with its answer, or the record it found instead. */
-export interface OnceRow {
+interface OnceRow {
   sent: boolean;
   response: string | null;
   request_hash: string | null;
@@ -65,26 +63,34 @@ export interface OnceRow {
   expired: boolean;
 }
 
-/** An expired or unanswered record is the general path's to take over. */
-export function onceOutcome(row: OnceRow): OnceOutcome {
-  if (row.sent) return row.response === null ? undefined : { sent: row.response };
-  if (row.expired || row.response === null || row.status_code === null || row.request_hash === null) return undefined;
-  return { stored: { requestHash: row.request_hash, statusCode: row.status_code, response: row.response } };
+/**
+ * Runs a write that claims its key itself, in one statement (see SEND_MESSAGE_ONCE_SQL): `params`
+ * are the write's own, and the claim's method, request hash, expiry and wait follow them. A
+ * concurrent holder of the key (the insert failed, or waited past the wait) and an expired or
+ * unanswered record leave the outcome undefined, for the general path.
+ */
+export async function runOnce(db: Queryable, sql: string, params: unknown[], claim: KeyClaim): Promise<OnceOutcome> {
+  const { scope, requestHash, expiresAt, waitMs } = claim;
+  try {
+    const [row] = await db.query<OnceRow>(sql, [...params, scope[1], requestHash, expiresAt, `${waitMs}ms`]);
+    if (!row) return undefined;
+    if (row.sent) return row.response === null ? undefined : { sent: row.response };
+    if (row.expired || row.response === null || row.status_code === null || row.request_hash === null) return undefined;
+    return { stored: { requestHash: row.request_hash, statusCode: row.status_code, response: row.response } };
+  } catch (error) {
+    if (error instanceof UniqueViolationError || (error instanceof DatabaseError && error.code === LOCK_NOT_AVAILABLE)) {
+      return undefined;
+    }
+    throw error;
+  }
 }
 
 /**
  * Claims the key for this transaction (undefined) or returns the answer already committed for it.
  * Waits up to `waitMs` while another transaction holds the key, then answers 409.
  */
-export async function claimKey(
-  tx: Queryable,
-  scope: Scope,
-  requestHash: string,
-  now: Date,
-  ttlSeconds: number,
-  waitMs: number,
-): Promise<StoredAnswer | undefined> {
-  const expiresAt = new Date(now.getTime() + ttlSeconds * 1000);
+export async function claimKey(tx: Queryable, claim: KeyClaim): Promise<StoredAnswer | undefined> {
+  const { scope, requestHash, now, expiresAt, waitMs } = claim;
   try {
     const inserted = await tx.query(CLAIM_KEY_SQL, [...scope, requestHash, now, expiresAt, `${waitMs}ms`]);
     if (inserted.length) return undefined;
@@ -96,7 +102,7 @@ export async function claimKey(
     if (stored.expired) {
       const [taken] = await tx.query(TAKE_OVER_SQL, [...scope, requestHash, now, expiresAt]);
       if (taken) return undefined;
-      return claimKey(tx, scope, requestHash, now, ttlSeconds, waitMs);
+      return claimKey(tx, claim);
     }
     return { requestHash: stored.request_hash, statusCode: stored.status_code, response: stored.response };
   } catch (error) {

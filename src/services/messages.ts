@@ -1,7 +1,7 @@
-import { DatabaseError, UniqueViolationError, type Queryable } from "../db/driver.js";
+import type { Queryable } from "../db/driver.js";
 import { convoNotFound, epochMismatch, invalidRequest, notMember } from "../errors.js";
 import { bytesOut } from "../bytes.js";
-import { LOCK_NOT_AVAILABLE, onceOutcome, type KeyClaim, type OnceOutcome, type OnceRow } from "./idempotencyKeys.js";
+import { runOnce, type KeyClaim, type OnceOutcome } from "./idempotencyKeys.js";
 import { iso } from "./sql.js";
 
 export interface SendMessage {
@@ -55,7 +55,7 @@ SELECT id, seq, ${iso("created_at")} AS created_at FROM message`;
 
 /**
  * A keyed send in one statement, idempotency record included ($9 method, $10 request hash,
- * $11 expiry, $12 longest wait). When (caller, method, key) has no committed record, it sends and
+ * $11 expiry, $12 longest wait: the parameters `runOnce` appends). When (caller, method, key) has no committed record, it sends and
  * inserts the record with its answer, the JSON text the client gets; when it has one, it writes
  * nothing and returns that record. The record's primary key is the backstop: a concurrent first
  * request with the same key makes this insert wait (at most $12, the lock_timeout) and then fail,
@@ -102,24 +102,10 @@ export async function sendMessage(db: Queryable, message: SendMessage): Promise<
  * comes back `undefined`, and the caller takes the general path, which handles every case.
  */
 export async function sendMessageOnce(db: Queryable, message: SendMessage, claim: KeyClaim): Promise<OnceOutcome> {
-  const [scopeCaller, method, key] = claim.scope;
+  const [scopeCaller, , key] = claim.scope;
   // The statement scopes the record by the sender ($2) and the message's key ($5): it must be the claim's scope.
   if (scopeCaller !== message.sender || key !== message.idempotencyKey) return undefined;
-  try {
-    const [row] = await db.query<OnceRow>(SEND_MESSAGE_ONCE_SQL, [
-      ...sendParams(message),
-      method,
-      claim.requestHash,
-      claim.expiresAt,
-      claim.lockTimeout,
-    ]);
-    return row && onceOutcome(row);
-  } catch (error) {
-    if (error instanceof UniqueViolationError || (error instanceof DatabaseError && error.code === LOCK_NOT_AVAILABLE)) {
-      return undefined;
-    }
-    throw error;
-  }
+  return runOnce(db, SEND_MESSAGE_ONCE_SQL, sendParams(message), claim);
 }
 
 function sendParams(message: SendMessage): unknown[] {

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomGroupId, unique } from "../helpers/context.js";
 import { post, SERVER_SECRET, startServer, type Server } from "./servers.js";
-import { openStream, type SseReader, type StreamEvent } from "./sseClient.js";
+import { openStream, type SseReader, type StreamEvent, type StreamRequest } from "./sseClient.js";
 
 const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 // Polls and keep-alive re-reads are pushed past any test's length: only wake-ups can deliver here.
@@ -71,6 +71,28 @@ async function expectNothingMore(events: SseReader, server: Server, convoId: str
   expect(next?.data.id).toBe(sentinel!.messageId);
 }
 
+/**
+ * Reconnects as `reader` to `url` where `before` left off (the request says how), takes the rest of
+ * the `sent` messages and checks the two connections together saw exactly them, in seq order, with
+ * nothing more pending (a sentinel from `sender` comes next).
+ */
+async function expectResumed(
+  url: string,
+  { reader, sender, request }: { reader: string; sender: string; request: StreamRequest },
+  before: StreamEvent[],
+  sent: Sent[],
+): Promise<void> {
+  const second = await openStream(url, reader, request, SERVER_SECRET);
+  expect(second.status).toBe(200);
+  const after = await second.events!.take(sent.length - before.length);
+  await expectNothingMore(second.events!, b!, request.convoId, sender);
+  await second.close();
+
+  const union = [...before, ...after];
+  expectConsecutiveMessages(union);
+  expect(union.map((event) => event.data.id)).toEqual(idsInSeqOrder(sent));
+}
+
 describe("event streams across instances", () => {
   it("a stream held on one instance receives, in seq order, all 200 messages sent concurrently through the other", async () => {
     const { alice, bob, convoId } = await conversation(b!);
@@ -96,15 +118,8 @@ describe("event streams across instances", () => {
     const sent = await sending;
 
     // Resumed on the other instance, the way an EventSource does: the last id in Last-Event-ID.
-    const second = await openStream(b!.url, bob, { convoId, lastEventId: before.at(-1)!.cursor }, SERVER_SECRET);
-    expect(second.status).toBe(200);
-    const after = await second.events!.take(100 - before.length);
-    await expectNothingMore(second.events!, b!, convoId, alice);
-    await second.close();
-
-    const union = [...before, ...after];
-    expectConsecutiveMessages(union);
-    expect(union.map((event) => event.data.id)).toEqual(idsInSeqOrder(sent));
+    const request = { convoId, lastEventId: before.at(-1)!.cursor };
+    await expectResumed(b!.url, { reader: bob, sender: alice, request }, before, sent);
   });
 
   it("a server restart between two connections loses nothing", async () => {
@@ -119,14 +134,7 @@ describe("event streams across instances", () => {
     const sentWhileDown = await burst(b!, convoId, [alice, bob], 50, "r2");
     a = await startServer(WAKE_ONLY);
 
-    const second = await openStream(a.url, bob, { convoId, cursor: before.at(-1)!.cursor }, SERVER_SECRET);
-    expect(second.status).toBe(200);
-    const after = await second.events!.take(100 - before.length);
-    await expectNothingMore(second.events!, b!, convoId, alice);
-    await second.close();
-
-    const union = [...before, ...after];
-    expectConsecutiveMessages(union);
-    expect(union.map((event) => event.data.id)).toEqual(idsInSeqOrder([...sentBefore, ...sentWhileDown]));
+    const request = { convoId, cursor: before.at(-1)!.cursor };
+    await expectResumed(a.url, { reader: bob, sender: alice, request }, before, [...sentBefore, ...sentWhileDown]);
   });
 });

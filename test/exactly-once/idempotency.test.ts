@@ -256,7 +256,7 @@ describe("idempotency wait limit (real PostgreSQL)", () => {
     const isClaimed = new Promise<void>((resolve) => (claimed = resolve));
     const holder = db
       .transaction(async (tx) => {
-        await claimKey(tx, scope, "ab".repeat(32), new Date(), 60, 1000);
+        await claimKey(tx, { scope, requestHash: "ab".repeat(32), now: new Date(), expiresAt: new Date(Date.now() + 60_000), waitMs: 1000 });
         claimed();
         await new Promise<void>((resolve) => (release = resolve));
         throw new Error("roll the claim back");

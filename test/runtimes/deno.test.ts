@@ -1,9 +1,8 @@
 /** The Deno entry (`src/entry/deno.ts`, `Deno.serve`) as a real process on postgres.js: the smoke scenario and graceful shutdown. */
 import { join } from "node:path";
-import { inject } from "vitest";
 import { freePort } from "../setup/postgres.js";
 import { ROOT, startServer, type RunningServer } from "./server.js";
-import { describeRuntime } from "./runtimeSuite.js";
+import { describeRuntime, runtimeEnv } from "./runtimeSuite.js";
 
 const secret = crypto.randomUUID();
 
@@ -14,12 +13,7 @@ async function startDeno(): Promise<RunningServer> {
     command: join(ROOT, "node_modules/.bin/deno"),
     args: ["run", "--allow-net", "--allow-env", "--allow-read", "src/entry/deno.ts"],
     env: {
-      DATABASE_URL: inject("databaseUrl"),
-      PORT: String(port),
-      HOST: "127.0.0.1",
-      DEV_JWT_SECRET: secret,
-      LOG_LEVEL: "info",
-      CLEANUP_INTERVAL_SECONDS: "0",
+      ...runtimeEnv(port, secret),
       DENO_NO_UPDATE_CHECK: "1",
       DENO_NO_PROMPT: "1",
     },

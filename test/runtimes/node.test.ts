@@ -1,8 +1,7 @@
 /** The Node entry (`src/entry/node.ts`) as a real process on postgres.js: the smoke scenario and graceful shutdown. */
-import { inject } from "vitest";
 import { freePort } from "../setup/postgres.js";
 import { startServer, type RunningServer } from "./server.js";
-import { describeRuntime } from "./runtimeSuite.js";
+import { describeRuntime, runtimeEnv } from "./runtimeSuite.js";
 
 const secret = crypto.randomUUID();
 
@@ -11,14 +10,7 @@ async function startNode(): Promise<RunningServer> {
   return startServer({
     command: process.execPath,
     args: ["--import", "tsx", "src/entry/node.ts"],
-    env: {
-      DATABASE_URL: inject("databaseUrl"),
-      PORT: String(port),
-      HOST: "127.0.0.1",
-      DEV_JWT_SECRET: secret,
-      LOG_LEVEL: "info",
-      CLEANUP_INTERVAL_SECONDS: "0",
-    },
+    env: runtimeEnv(port, secret),
     port,
   });
 }

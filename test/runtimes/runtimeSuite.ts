@@ -1,8 +1,20 @@
-import { afterAll, beforeAll, describe, it } from "vitest";
+import { afterAll, beforeAll, describe, inject, it } from "vitest";
 import { testDatabase } from "../helpers/context.js";
 import type { RunningServer } from "./server.js";
 import { expectGracefulShutdown } from "./shutdown.js";
 import { smokeScenario } from "./smoke.js";
+
+/** The environment every runtime's server starts with: the test database, its port, the dev-token secret. */
+export function runtimeEnv(port: number, secret: string): Record<string, string> {
+  return {
+    DATABASE_URL: inject("databaseUrl"),
+    PORT: String(port),
+    HOST: "127.0.0.1",
+    DEV_JWT_SECRET: secret,
+    LOG_LEVEL: "info",
+    CLEANUP_INTERVAL_SECONDS: "0",
+  };
+}
 
 /**
  * The suite every long-lived runtime passes: the smoke scenario over HTTP on one server, then a

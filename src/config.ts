@@ -69,6 +69,20 @@ const configSchema = z.object({
   EVENTS_KEEPALIVE_MS: int(10).default(15_000),
   EVENTS_MAX_BACKLOG: int(1).default(1000),
   EVENTS_WRITE_TIMEOUT_MS: int(10).default(10_000),
+
+  // --- Database time limits (bounded waits); unset: derived from REQUEST_TIMEOUT_MS (src/db/limits.ts)
+  DB_STATEMENT_TIMEOUT_MS: int(1).optional(),
+  DB_ROUND_TRIP_TIMEOUT_MS: int(1).optional(),
+  DB_MAINTENANCE_TIMEOUT_MS: int(0).default(600_000),
+}).superRefine((config, issues) => {
+  const { DB_STATEMENT_TIMEOUT_MS: statement, DB_ROUND_TRIP_TIMEOUT_MS: roundTrip, REQUEST_TIMEOUT_MS: request } = config;
+  // A statement the database may still commit must end before the request answers "retry".
+  if (statement !== undefined && statement >= request) {
+    issues.addIssue({ code: "custom", path: ["DB_STATEMENT_TIMEOUT_MS"], message: "must be below REQUEST_TIMEOUT_MS" });
+  }
+  if (roundTrip !== undefined && roundTrip <= (statement ?? 0)) {
+    issues.addIssue({ code: "custom", path: ["DB_ROUND_TRIP_TIMEOUT_MS"], message: "must be above DB_STATEMENT_TIMEOUT_MS" });
+  }
 });
 
 export type Config = z.infer<typeof configSchema>;

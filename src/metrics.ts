@@ -89,6 +89,7 @@ export function createMetrics(): Metrics {
         concurrent: db.concurrent,
         close: () => db.close(),
         exec: (script) => db.exec(script),
+        maintenance: (fn) => db.maintenance(fn),
         async query<T extends object>(text: string, params?: readonly unknown[]) {
           inFlight.queries++;
           try {

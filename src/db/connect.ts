@@ -1,10 +1,12 @@
 import type { Config } from "../config.js";
 import type { Database } from "./driver.js";
+import { databaseLimits } from "./limits.js";
 
 /**
  * Picks the adapter from configuration: `DATABASE_URL` means postgres.js (or Neon with
  * `DATABASE_DRIVER=neon`); without it, embedded PGlite under `PGLITE_DIR` (":memory:" keeps it in memory).
- * Adapters load lazily so a runtime only pulls in the driver it uses.
+ * Adapters load lazily so a runtime only pulls in the driver it uses. PGlite takes no time limits
+ * (one connection: nothing waits for a lock, and WASM enforces no statement_timeout).
  */
 export async function connectDatabase(config: Config): Promise<Database> {
   if (!config.DATABASE_URL) {
@@ -21,11 +23,12 @@ export async function connectDatabase(config: Config): Promise<Database> {
       neonConfig.webSocketConstructor = (await import("ws"))
         .WebSocket as unknown as typeof neonConfig.webSocketConstructor;
     }
-    return createNeonDatabase(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX });
+    return createNeonDatabase(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, limits: databaseLimits(config) });
   }
   const { createPostgresDatabase } = await import("./postgres.js");
   return createPostgresDatabase(config.DATABASE_URL, {
     max: config.DATABASE_POOL_MAX,
     prepare: config.DATABASE_PREPARE,
+    limits: databaseLimits(config),
   });
 }

@@ -20,10 +20,30 @@ export interface Queryable {
 
 export type DriverKind = "postgres" | "neon" | "pglite";
 
+/**
+ * How long the database may take, so that no wait is unbounded (0 turns a bound off).
+ * Requests' statements get `statementMs` as statement_timeout and lock_timeout, set per connection
+ * (no round trip): a statement cancelled by them has rolled back. `roundTripMs`, longer, bounds each
+ * round trip on the client: past it the connection is presumed dead and discarded (a silent network
+ * failure). Maintenance transactions (migrations, cleanup) get `maintenanceMs` for both instead.
+ */
+export interface DatabaseLimits {
+  statementMs: number;
+  roundTripMs: number;
+  maintenanceMs: number;
+}
+
+export const NO_LIMITS: DatabaseLimits = { statementMs: 0, roundTripMs: 0, maintenanceMs: 0 };
+
 export interface Database extends Queryable {
   readonly kind: DriverKind;
   /** True when the database can run transactions concurrently (false for single-connection PGlite). */
   readonly concurrent: boolean;
+  /**
+   * A transaction for work outside requests (migrations, cleanup): the request-sized limits do not
+   * apply, `maintenanceMs` does; it may set tighter ones itself (SET LOCAL).
+   */
+  maintenance<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   /**
    * Postgres LISTEN, where the adapter keeps a connection for it (postgres.js): `onPayload` gets each
    * notification on `channel`, `onListen` runs each time listening (re)starts, when some may have been
@@ -85,6 +105,34 @@ const CONNECTION_CODES = new Set([
 /** Connection failures that carry no code: pg's (inside Neon's driver), and Neon's Pool used after `end()`. */
 const CONNECTION_MESSAGES =
   /connection (terminated|closed|ended)|socket hang up|Client has encountered a connection error|after calling end on the pool/i;
+
+/** No answer within the round-trip limit: the connection is presumed dead (a silent network failure). */
+export const noAnswer = (ms: number) =>
+  new DatabaseUnavailableError(`no answer from the database within ${ms} ms`);
+
+/**
+ * `work`, or a rejection with `noAnswer` once `ms` have passed (0: no bound); `onTimeout` runs first.
+ * The work's own late outcome is consumed.
+ */
+export function withinRoundTrip<T>(work: Promise<T>, ms: number, onTimeout?: () => void): Promise<T> {
+  if (ms <= 0) return work;
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      onTimeout?.();
+      reject(noAnswer(ms));
+    }, ms);
+    work.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
+}
 
 /** Turns whatever a driver threw into the typed errors above. */
 export function normalizeError(error: unknown): Error {

@@ -22,7 +22,7 @@ const MIGRATION_LOCK_KEY = 7_146_021_901;
 export async function migrate(db: Database, migrations: readonly Migration[]): Promise<string[]> {
   const ordered = [...migrations].sort((a, b) => a.name.localeCompare(b.name));
   const checksums = ordered.map((migration) => sha256Hex(migration.sql));
-  return db.transaction(async (tx) => {
+  return db.maintenance(async (tx) => {
     await tx.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK_KEY]);
     await tx.exec(
       `CREATE TABLE IF NOT EXISTS schema_migrations (

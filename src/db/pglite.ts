@@ -14,25 +14,28 @@ function transactionQueryable(tx: Transaction): Queryable {
 /**
  * Embedded Postgres in WASM: the zero-setup default. One connection, so transactions run one
  * after another; correct, but never evidence of behaviour under concurrency.
- * `dataDir` undefined keeps everything in memory (tests).
+ * `dataDir` undefined keeps everything in memory (tests). No time limits: a statement never waits for
+ * a lock here, and statement_timeout is not enforced in WASM (no timer signals).
  */
 export async function createPgliteDatabase(dataDir?: string): Promise<Database> {
   const db = await PGlite.create(dataDir, { parsers: { 20: (value: string) => Number(value) } });
+  const transaction = <T>(fn: (tx: Queryable) => Promise<T>) =>
+    normalized(() =>
+      db.transaction(async (pgliteTx) => {
+        const { tx, settled } = trackStatements(transactionQueryable(pgliteTx));
+        const result = await fn(tx);
+        await settled();
+        return result;
+      }),
+    );
   return {
     kind: "pglite",
     concurrent: false,
     query: async <T extends object>(text: string, params: readonly unknown[] = []) =>
       normalized(async () => (await db.query<T>(text, params as unknown[])).rows),
     exec: (script) => normalized(async () => void (await db.exec(script))),
-    transaction: <T>(fn: (tx: Queryable) => Promise<T>) =>
-      normalized(() =>
-        db.transaction(async (pgliteTx) => {
-          const { tx, settled } = trackStatements(transactionQueryable(pgliteTx));
-          const result = await fn(tx);
-          await settled();
-          return result;
-        }),
-      ),
+    transaction,
+    maintenance: transaction,
     close: () => db.close(),
   };
 }

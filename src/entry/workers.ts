@@ -3,6 +3,7 @@ import { systemClock } from "../clock.js";
 import { ConfigError, loadConfig, type Config } from "../config.js";
 import type { AppContext } from "../context.js";
 import type { Database } from "../db/driver.js";
+import { databaseLimits } from "../db/limits.js";
 import { createNeonDatabase } from "../db/neon.js";
 import { createPostgresDatabase } from "../db/postgres.js";
 import { EventBus } from "../events/bus.js";
@@ -40,11 +41,13 @@ function workerConfig(env: Env): Config {
  */
 function openDatabase(config: Config): Database {
   const url = config.DATABASE_URL!;
-  if (config.DATABASE_DRIVER === "neon") return createNeonDatabase(url, { max: config.DATABASE_POOL_MAX });
+  const limits = databaseLimits(config);
+  if (config.DATABASE_DRIVER === "neon") return createNeonDatabase(url, { max: config.DATABASE_POOL_MAX, limits });
   return createPostgresDatabase(url, {
     max: config.DATABASE_POOL_MAX,
     prepare: config.DATABASE_PREPARE,
     fetchTypes: false,
+    limits,
   });
 }
 

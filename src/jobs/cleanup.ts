@@ -32,7 +32,7 @@ export async function runCleanup(db: Database, options: CleanupOptions): Promise
   const { now, batchSize = 1000 } = options;
   const retentionCutoff = new Date(now.getTime() - options.retentionDays * DAY_MS);
   const graceCutoff = new Date(now.getTime() - options.welcomeGraceSeconds * 1000);
-  return db.transaction(async (tx): Promise<CleanupResult> => {
+  return db.maintenance(async (tx): Promise<CleanupResult> => {
     const [lock] = await tx.query<{ locked: boolean }>("SELECT pg_try_advisory_xact_lock($1) AS locked", [
       CLEANUP_LOCK_KEY,
     ]);

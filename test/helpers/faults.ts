@@ -13,5 +13,11 @@ export function withStatementHook(db: Database, hook: (sql: string) => Promise<v
     exec: (script) => inner.exec(script),
     transaction: (fn) => inner.transaction((tx) => fn(wrap(tx))),
   });
-  return { kind: db.kind, concurrent: db.concurrent, close: () => db.close(), ...wrap(db) };
+  return {
+    kind: db.kind,
+    concurrent: db.concurrent,
+    close: () => db.close(),
+    maintenance: (fn) => db.maintenance((tx) => fn(wrap(tx))),
+    ...wrap(db),
+  };
 }

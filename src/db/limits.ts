@@ -1,0 +1,14 @@
+import type { Config } from "../config.js";
+import type { DatabaseLimits } from "./driver.js";
+
+/**
+ * The database limits for a configuration. Statements end (cancelled, rolled back) before the
+ * request times out, so a timeout's "retry" is true; the client-side round-trip limit sits between
+ * the two, so a dead connection answers 503 before the request times out too.
+ */
+export function databaseLimits(config: Config): DatabaseLimits {
+  const request = config.REQUEST_TIMEOUT_MS;
+  const statementMs = config.DB_STATEMENT_TIMEOUT_MS ?? request - Math.min(5_000, Math.floor(request / 4));
+  const roundTripMs = config.DB_ROUND_TRIP_TIMEOUT_MS ?? statementMs + Math.max(1, Math.floor((request - statementMs) / 2));
+  return { statementMs, roundTripMs, maintenanceMs: config.DB_MAINTENANCE_TIMEOUT_MS };
+}

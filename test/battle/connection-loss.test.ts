@@ -2,6 +2,9 @@
  * Battle test 11: the database drops the server's connections (pg_terminate_backend) again and again under
  * load. The server must answer 503 NotReady while it cannot use the database (never hang, never a 500 with
  * details), recover by itself, and lose or duplicate nothing.
+ *
+ * Battle test 11b: the network goes silent instead (a TCP proxy stops carrying bytes on every open
+ * connection but accepts new ones): the server must notice by itself, say so on /health/ready, and recover.
  */
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { testDatabase } from "../helpers/context.js";
@@ -10,6 +13,7 @@ import { createConvo, enterBattle } from "./fixtures.js";
 import { sendLoad, tally, verifyLoad } from "./load.js";
 import { battleReport, guarantee } from "./report.js";
 import { start, stopAll, type BattleServer } from "./server.js";
+import { startTcpProxy, type TcpProxy } from "../helpers/tcpProxy.js";
 
 const SENDERS = 6;
 const PER_SENDER = 20;
@@ -20,9 +24,11 @@ const HANG_MS = 15_000;
 
 const db = testDatabase(4);
 let server: BattleServer | undefined;
+let proxy: TcpProxy | undefined;
 
 afterAll(async () => {
   await stopAll([server]);
+  await proxy?.close();
   await db.close();
 });
 
@@ -126,5 +132,69 @@ describe("battle: database connection loss", () => {
     report.pass(
       "connections terminated under load: 503 NotReady only, recovered by itself, nothing lost or duplicated",
     );
+  });
+
+  it("11b. the network to the database goes silent under load: 503 NotReady, readiness notices, recovery, nothing lost", async () => {
+    const report = battleReport("Database Connection Loss (Silent Network: Blackholed Connections Under Load)");
+    const battle = await enterBattle(db, "blackhole");
+    const target = new URL(inject("databaseUrl"));
+    proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 5432) });
+    // A pool smaller than the load, so every connection is open (and busy) when the network goes silent.
+    server = await start({
+      DATABASE_URL: proxy.url(markedUrl(battle.prefix)),
+      DATABASE_POOL_MAX: "3",
+      REQUEST_TIMEOUT_MS: "4000",
+    });
+    report.onFailure(() => `server output (last lines):\n${server?.output()}`);
+    const client = new BattleClient(server.url);
+    const senders = Array.from({ length: SENDERS }, (_, i) => battle.did(`sender${i}`));
+    const convo = await createConvo(client, battle, senders[0]!, { initialMembers: senders.slice(1) });
+
+    const timed = new BattleClient(server.url, HANG_MS);
+    const load = sendLoad(timed, convo.id, senders, PER_SENDER, battle.prefix);
+    await waitFor(() => load.done() >= 10 || load.settled(), 30_000, "the load to get going");
+    const silenced = proxy.blackhole();
+    report.log(`blackholed ${silenced} open connections with ${load.done()}/${load.keys.length} answered`);
+
+    // Readiness, polled from the moment the network went silent until it is ready again.
+    const readiness: (number | "no answer")[] = [];
+    const readyBy = Date.now() + 120_000;
+    for (;;) {
+      const status = await fetch(`${server.url}/health/ready`, { signal: AbortSignal.timeout(HANG_MS) }).then(
+        (response) => response.status,
+        () => "no answer" as const,
+      );
+      readiness.push(status);
+      if (status === 200 && readiness.includes(503)) break;
+      if (Date.now() > readyBy) break;
+      await sleep(100);
+    }
+    report.log(`/health/ready answers in order: ${readiness.join(", ")}`);
+    expect(readiness.includes(503), guarantee("/health/ready says 503 while the database does not answer")).toBe(true);
+    expect(readiness.at(-1), guarantee("/health/ready is 200 again by itself")).toBe(200);
+    expect(readiness, guarantee("/health/ready always answers")).not.toContain("no answer");
+
+    const died = server.exited.then(() => {
+      throw new Error(guarantee("the server process survives a silent network"));
+    });
+    await Promise.race([load.finished, died]);
+    const attempts = tally(load.attempts);
+    report.log(`attempts ${attempts.total}: no answer ${attempts.noAnswer}, by status ${JSON.stringify(attempts.byStatus)}`);
+    expect(attempts.noAnswer, guarantee("the server always answers while the network is silent (no hang)")).toBe(0);
+    const failures = load.attempts.flatMap((attempt) =>
+      "reply" in attempt && attempt.reply.status !== 200 ? [attempt.reply] : [],
+    );
+    expect(
+      failures.filter((reply) => reply.status !== 503 && reply.body?.error !== "IdempotencyKeyInUse").map((r) => r.body),
+      guarantee("a silent database answers 503 NotReady (or 409 while a retry's first try still runs)"),
+    ).toEqual([]);
+    expect(
+      attempts.total,
+      guarantee("every request succeeds within a bounded number of retries with its key"),
+    ).toBeLessThanOrEqual(load.keys.length + SENDERS * 20);
+
+    const { stored, lastSeq } = await verifyLoad(db, convo.id, load);
+    report.log(`results: ${load.answers.size} requests answered 200, messages in db ${stored}, seq 1..${lastSeq}`);
+    report.pass("silent network under load: 503 NotReady, readiness 503 then 200, recovered by itself, nothing lost or duplicated");
   });
 });

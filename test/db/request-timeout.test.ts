@@ -1,0 +1,73 @@
+/**
+ * Issue 13, item 14: a request that times out answers "503, retry" only when nothing it started can
+ * still commit. The database is connected the way the server does it (config → connectDatabase), so
+ * its statements carry limits below REQUEST_TIMEOUT_MS.
+ */
+import postgres from "postgres";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { loadConfig } from "../../src/config.js";
+import { connectDatabase } from "../../src/db/connect.js";
+import type { Database } from "../../src/db/driver.js";
+import { randomGroupId, testApp, TEST_SECRET, unique } from "../helpers/context.js";
+import { xrpc } from "../helpers/xrpc.js";
+
+const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe("request timeout while the conversation row is locked", () => {
+  const applicationName = unique("reqtimeout_");
+  const env = { REQUEST_TIMEOUT_MS: "2000", DEV_JWT_SECRET: TEST_SECRET };
+  let db: Database;
+  const admin = postgres(inject("databaseUrl"), { max: 2, onnotice: () => {} });
+  beforeAll(async () => {
+    const url = new URL(inject("databaseUrl"));
+    url.searchParams.set("application_name", applicationName);
+    db = await connectDatabase(loadConfig({ ...env, DATABASE_URL: url.toString(), DATABASE_POOL_MAX: "4" }));
+  });
+  afterAll(async () => {
+    await db.close();
+    await admin.end();
+  });
+
+  /** Resolves once none of the app's connections is running a statement (waiting on a lock included). */
+  async function appIdle(): Promise<void> {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const active = await admin`SELECT 1 FROM pg_stat_activity WHERE application_name = ${applicationName} AND state <> 'idle'`;
+      if (active.length === 0) return;
+      if (Date.now() > deadline) throw new Error("the app's statements never finished");
+      await sleep(50);
+    }
+  }
+
+  it("sendMessage without a key: 503 with Retry-After, and after the lock is released nothing was stored", async () => {
+    const { app } = testApp(db, env);
+    const alice = unique("did:plc:reqtimeout");
+    const created = await xrpc(app, alice, "createConvo", { body: { groupId: randomGroupId(), cipherSuite: SUITE } });
+    expect(created.status).toBe(200);
+    const convoId = created.body.id as string;
+
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let locked!: () => void;
+    const holding = new Promise<void>((resolve) => (locked = resolve));
+    const lock = admin.begin(async (tx) => {
+      await tx`SELECT 1 FROM conversations WHERE id = ${convoId} FOR UPDATE`;
+      locked();
+      await released;
+    });
+    await holding;
+
+    // Held until the answer is in, which is past REQUEST_TIMEOUT_MS.
+    const sent = await xrpc(app, alice, "sendMessage", { body: { convoId, ciphertext: "AQID", epoch: 0 } });
+    release();
+    await lock;
+    expect(sent.status, JSON.stringify(sent.body)).toBe(503);
+    expect(sent.body.error).toBe("NotReady");
+    expect(sent.headers.get("Retry-After")).toBe("1");
+
+    await appIdle();
+    const [row] = await admin`SELECT count(*)::int AS n FROM messages WHERE convo_id = ${convoId}`;
+    expect(row!.n, "a request answered 'retry' stored nothing: a retry will not store it twice").toBe(0);
+  });
+});

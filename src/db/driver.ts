@@ -107,8 +107,7 @@ const CONNECTION_MESSAGES =
   /connection (terminated|closed|ended)|socket hang up|Client has encountered a connection error|after calling end on the pool/i;
 
 /** No answer within the round-trip limit: the connection is presumed dead (a silent network failure). */
-export const noAnswer = (ms: number) =>
-  new DatabaseUnavailableError(`no answer from the database within ${ms} ms`);
+export const noAnswer = (ms: number) => new DatabaseUnavailableError(`no answer from the database within ${ms} ms`);
 
 /**
  * `work`, or a rejection with `noAnswer` once `ms` have passed (0: no bound); `onTimeout` runs first.

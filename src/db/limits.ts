@@ -9,6 +9,7 @@ import type { DatabaseLimits } from "./driver.js";
 export function databaseLimits(config: Config): DatabaseLimits {
   const request = config.REQUEST_TIMEOUT_MS;
   const statementMs = config.DB_STATEMENT_TIMEOUT_MS ?? request - Math.min(5_000, Math.floor(request / 4));
-  const roundTripMs = config.DB_ROUND_TRIP_TIMEOUT_MS ?? statementMs + Math.max(1, Math.floor((request - statementMs) / 2));
+  const roundTripMs =
+    config.DB_ROUND_TRIP_TIMEOUT_MS ?? statementMs + Math.max(1, Math.floor((request - statementMs) / 2));
   return { statementMs, roundTripMs, maintenanceMs: config.DB_MAINTENANCE_TIMEOUT_MS };
 }

@@ -68,7 +68,11 @@ export function createNeonDatabase(url: string, options: NeonOptions = {}): Data
   ): Promise<T> => {
     const connecting = normalized(() => pool.connect());
     // A connection that arrives after its caller gave up goes back to the pool.
-    const late = () => void connecting.then((client) => client.release(), () => {});
+    const late = () =>
+      void connecting.then(
+        (client) => client.release(),
+        () => {},
+      );
     const client = boundedClient(await withinRoundTrip(connecting, roundTripMs, late), roundTripMs);
     try {
       return await use(client.tx, client.discard);
@@ -77,7 +81,11 @@ export function createNeonDatabase(url: string, options: NeonOptions = {}): Data
     }
   };
 
-  const transaction = <T>(roundTripMs: number, fn: (tx: Queryable) => Promise<T>, setup?: (tx: Queryable) => Promise<unknown>) =>
+  const transaction = <T>(
+    roundTripMs: number,
+    fn: (tx: Queryable) => Promise<T>,
+    setup?: (tx: Queryable) => Promise<unknown>,
+  ) =>
     onClient(roundTripMs, async (client, discard) => {
       await client.query("BEGIN");
       try {

@@ -49,7 +49,10 @@ interface Bounds {
 
 function run<T>(sql: Sql | TransactionSql, text: string, params: readonly unknown[], bounds: Bounds): Promise<T[]> {
   const statement = normalized(
-    () => sql.unsafe(text, params as postgres.ParameterOrJSON<never>[], { prepare: bounds.prepare }) as unknown as Promise<T[]>,
+    () =>
+      sql.unsafe(text, params as postgres.ParameterOrJSON<never>[], { prepare: bounds.prepare }) as unknown as Promise<
+        T[]
+      >,
   );
   return withinRoundTrip(statement, bounds.roundTripMs, bounds.dead);
 }
@@ -57,7 +60,12 @@ function run<T>(sql: Sql | TransactionSql, text: string, params: readonly unknow
 function queryable(sql: Sql, bounds: Bounds): Queryable {
   return {
     query: <T extends object>(text: string, params: readonly unknown[] = []) => run<T>(sql, text, params, bounds),
-    exec: (script: string) => withinRoundTrip(normalized(async () => void (await sql.unsafe(script))), bounds.roundTripMs, bounds.dead),
+    exec: (script: string) =>
+      withinRoundTrip(
+        normalized(async () => void (await sql.unsafe(script))),
+        bounds.roundTripMs,
+        bounds.dead,
+      ),
     transaction: (fn) => transaction(sql, bounds, fn),
   };
 }
@@ -138,7 +146,11 @@ function begunQueryable(begun: TransactionSql, bounds: Bounds, guard: ReturnType
   return {
     query: <R extends object>(text: string, params: readonly unknown[] = []) => run<R>(begun, text, params, bounds),
     exec: (script: string) =>
-      withinRoundTrip(normalized(async () => void (await begun.unsafe(script))), bounds.roundTripMs, bounds.dead),
+      withinRoundTrip(
+        normalized(async () => void (await begun.unsafe(script))),
+        bounds.roundTripMs,
+        bounds.dead,
+      ),
     transaction: async <R>(nested: (tx: Queryable) => Promise<R>) => {
       guard.arm();
       try {
@@ -183,7 +195,13 @@ export function createPostgresDatabase(url: string, options: PostgresOptions = {
     connection: sessionSettings(limits),
   };
   const open = () =>
-    postgres(url, { ...common, max, prepare, fetch_types: fetchTypes, types: { int8: int8AsNumber } }) as unknown as Sql;
+    postgres(url, {
+      ...common,
+      max,
+      prepare,
+      fetch_types: fetchTypes,
+      types: { int8: int8AsNumber },
+    }) as unknown as Sql;
   let sql = open();
   let closed = false;
   const retiring = new Set<Promise<void>>();

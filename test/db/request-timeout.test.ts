@@ -33,7 +33,8 @@ describe("request timeout while the conversation row is locked", () => {
   async function appIdle(): Promise<void> {
     const deadline = Date.now() + 60_000;
     for (;;) {
-      const active = await admin`SELECT 1 FROM pg_stat_activity WHERE application_name = ${applicationName} AND state <> 'idle'`;
+      const active =
+        await admin`SELECT 1 FROM pg_stat_activity WHERE application_name = ${applicationName} AND state <> 'idle'`;
       if (active.length === 0) return;
       if (Date.now() > deadline) throw new Error("the app's statements never finished");
       await sleep(50);

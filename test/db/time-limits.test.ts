@@ -14,7 +14,11 @@ import { createPostgresDatabase } from "../../src/db/postgres.js";
 import { startNeonProxy, type NeonProxy } from "../helpers/neon-proxy.js";
 import { startTcpProxy, type TcpProxy } from "../helpers/tcpProxy.js";
 
-const settle = <T>(promise: Promise<T>): Promise<T | unknown> => promise.then((value) => value, (error) => error);
+const settle = <T>(promise: Promise<T>): Promise<T | unknown> =>
+  promise.then(
+    (value) => value,
+    (error) => error,
+  );
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Polls `check` until it holds; fails after a generous deadline (no timing assertion). */
@@ -67,7 +71,9 @@ function describeTimeLimits(name: string, open: Open) {
         });
         expect(settings).toEqual({ statement: "1min", lock: "0" });
         // Back to the request-sized limits afterwards (SET LOCAL ended with the transaction).
-        const [after] = await db.query<{ statement: string }>("SELECT current_setting('statement_timeout') AS statement");
+        const [after] = await db.query<{ statement: string }>(
+          "SELECT current_setting('statement_timeout') AS statement",
+        );
         expect(after!.statement).toBe("400ms");
       } finally {
         await db.close();
@@ -80,7 +86,10 @@ function describeTimeLimits(name: string, open: Open) {
         expect(await db.query("SELECT 1 AS one")).toEqual([{ one: 1 }]);
         expect(proxy.blackhole()).toBeGreaterThan(0);
         expect(await settle(db.query("SELECT 2 AS two"))).toBeInstanceOf(DatabaseUnavailableError);
-        await eventually(async () => !((await settle(db.query("SELECT 3 AS three"))) instanceof Error), "a new connection answers");
+        await eventually(
+          async () => !((await settle(db.query("SELECT 3 AS three"))) instanceof Error),
+          "a new connection answers",
+        );
 
         // The same inside a transaction: its connection goes silent after BEGIN.
         const stuck = settle(
@@ -129,7 +138,11 @@ describe("postgres.js LISTEN on a connection that stops carrying bytes", () => {
     const received: string[] = [];
     let listens = 0;
     try {
-      const unlisten = await listening.listen!(channel, (payload) => received.push(payload), () => listens++);
+      const unlisten = await listening.listen!(
+        channel,
+        (payload) => received.push(payload),
+        () => listens++,
+      );
       await admin`SELECT pg_notify(${channel}, 'before')`;
       await eventually(() => received.includes("before"), "the first notification");
       const listensBefore = listens;

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { databaseLimits } from "./db/limits.js";
 
 /** The seven cipher suites of RFC 9420, section 17.1. */
 export const RFC9420_CIPHER_SUITES = [
@@ -14,93 +15,78 @@ export const RFC9420_CIPHER_SUITES = [
 const bool = z
   .enum(["true", "false", "1", "0", "on", "off", "yes", "no"])
   .transform((value) => ["true", "1", "on", "yes"].includes(value));
-const list = z.string().transform((value) =>
-  value
-    .split(",")
-    .map((item) => item.trim())
-    .filter(Boolean),
-);
+const list = z
+  .string()
+  .transform((value) => value.split(",").map((item) => item.trim()).filter(Boolean));
 const int = (min: number) => z.coerce.number().int().min(min);
 const did = z.string().regex(/^did:[a-z]+:[a-zA-Z0-9._:%-]+$/, "must be a DID");
 
 /** Every environment variable the server reads, with its default. `.env.example` mirrors this. */
-const configSchema = z
-  .object({
-    PORT: int(0).max(65535).default(3000),
-    HOST: z.string().min(1).default("127.0.0.1"),
-    LOG_LEVEL: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
+const configSchema = z.object({
+  PORT: int(0).max(65535).default(3000),
+  HOST: z.string().min(1).default("127.0.0.1"),
+  LOG_LEVEL: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
 
-    DATABASE_URL: z.string().url().optional(),
-    DATABASE_DRIVER: z.enum(["postgres", "neon"]).default("postgres"),
-    DATABASE_POOL_MAX: int(1).default(10),
-    DATABASE_PREPARE: bool.default(true),
-    PGLITE_DIR: z.string().min(1).default("./data"),
-    MIGRATE_ON_START: bool.default(true),
+  DATABASE_URL: z.string().url().optional(),
+  DATABASE_DRIVER: z.enum(["postgres", "neon"]).default("postgres"),
+  DATABASE_POOL_MAX: int(1).default(10),
+  DATABASE_PREPARE: bool.default(true),
+  PGLITE_DIR: z.string().min(1).default("./data"),
+  MIGRATE_ON_START: bool.default(true),
 
-    DEV_JWT_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
-    SERVICE_DID: did.optional(),
-    PLC_DIRECTORY_URL: z.string().url().default("https://plc.directory"),
-    ENFORCE_LXM: bool.default(false),
-    JWT_CLOCK_SKEW_SECONDS: int(0).max(600).default(30),
-    DID_CACHE_TTL_SECONDS: int(1).default(3600),
-    DID_RESOLVE_TIMEOUT_MS: int(100).default(3000),
-    DID_WEB_ALLOW_PRIVATE: bool.default(false),
-    ADMIN_DIDS: list.pipe(z.array(did)).default([]),
+  DEV_JWT_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
+  SERVICE_DID: did.optional(),
+  PLC_DIRECTORY_URL: z.string().url().default("https://plc.directory"),
+  ENFORCE_LXM: bool.default(false),
+  JWT_CLOCK_SKEW_SECONDS: int(0).max(600).default(30),
+  DID_CACHE_TTL_SECONDS: int(1).default(3600),
+  DID_RESOLVE_TIMEOUT_MS: int(100).default(3000),
+  DID_WEB_ALLOW_PRIVATE: bool.default(false),
+  ADMIN_DIDS: list.pipe(z.array(did)).default([]),
 
-    BODY_LIMIT_BYTES: int(1024).default(2 * 1024 * 1024),
-    REQUEST_TIMEOUT_MS: int(100).default(30_000),
-    RATE_LIMIT_WINDOW_SECONDS: int(1).default(60),
-    RATE_LIMIT_PER_DID: int(0).default(0),
-    RATE_LIMIT_PER_IP: int(0).default(0),
-    RATE_LIMIT_IP_HEADER: z
-      .string()
-      .regex(/^[A-Za-z0-9-]+$/, "must be a header name")
-      .optional(),
-    MAX_CIPHERTEXT_BYTES: int(1).default(1024 * 1024),
-    MAX_KEY_PACKAGE_BYTES: int(1).default(64 * 1024),
-    MAX_MEMBERS_PER_CONVO: int(2).default(1000),
-    CIPHER_SUITES: list.default([...RFC9420_CIPHER_SUITES]),
-    KEY_PACKAGE_THRESHOLD: int(0).default(10),
+  BODY_LIMIT_BYTES: int(1024).default(2 * 1024 * 1024),
+  REQUEST_TIMEOUT_MS: int(100).default(30_000),
+  RATE_LIMIT_WINDOW_SECONDS: int(1).default(60),
+  RATE_LIMIT_PER_DID: int(0).default(0),
+  RATE_LIMIT_PER_IP: int(0).default(0),
+  RATE_LIMIT_IP_HEADER: z
+    .string()
+    .regex(/^[A-Za-z0-9-]+$/, "must be a header name")
+    .optional(),
+  MAX_CIPHERTEXT_BYTES: int(1).default(1024 * 1024),
+  MAX_KEY_PACKAGE_BYTES: int(1).default(64 * 1024),
+  MAX_MEMBERS_PER_CONVO: int(2).default(1000),
+  CIPHER_SUITES: list.default([...RFC9420_CIPHER_SUITES]),
+  KEY_PACKAGE_THRESHOLD: int(0).default(10),
 
-    IDEMPOTENCY_TTL_SECONDS: int(1).default(86_400),
-    IDEMPOTENCY_WAIT_MS: int(1).default(10_000),
-    WELCOME_GRACE_SECONDS: int(1).default(300),
-    RETENTION_DAYS: int(1).default(30),
-    CLEANUP_INTERVAL_SECONDS: int(0).default(300),
+  IDEMPOTENCY_TTL_SECONDS: int(1).default(86_400),
+  IDEMPOTENCY_WAIT_MS: int(1).default(10_000),
+  WELCOME_GRACE_SECONDS: int(1).default(300),
+  RETENTION_DAYS: int(1).default(30),
+  CLEANUP_INTERVAL_SECONDS: int(0).default(300),
 
-    EVENTS_POLL_MS: int(10).default(1000),
-    EVENTS_SAFETY_POLL_MS: int(100).default(30_000),
-    EVENTS_KEEPALIVE_MS: int(10).default(15_000),
-    EVENTS_MAX_BACKLOG: int(1).default(1000),
-    EVENTS_WRITE_TIMEOUT_MS: int(10).default(10_000),
+  EVENTS_POLL_MS: int(10).default(1000),
+  EVENTS_SAFETY_POLL_MS: int(100).default(30_000),
+  EVENTS_KEEPALIVE_MS: int(10).default(15_000),
+  EVENTS_MAX_BACKLOG: int(1).default(1000),
+  EVENTS_WRITE_TIMEOUT_MS: int(10).default(10_000),
 
-    // --- Database time limits (bounded waits); unset: derived from REQUEST_TIMEOUT_MS (src/db/limits.ts)
-    DB_STATEMENT_TIMEOUT_MS: int(1).optional(),
-    DB_ROUND_TRIP_TIMEOUT_MS: int(1).optional(),
-    DB_MAINTENANCE_TIMEOUT_MS: int(0).default(600_000),
-  })
-  .superRefine((config, issues) => {
-    const {
-      DB_STATEMENT_TIMEOUT_MS: statement,
-      DB_ROUND_TRIP_TIMEOUT_MS: roundTrip,
-      REQUEST_TIMEOUT_MS: request,
-    } = config;
-    // A statement the database may still commit must end before the request answers "retry".
-    if (statement !== undefined && statement >= request) {
-      issues.addIssue({
-        code: "custom",
-        path: ["DB_STATEMENT_TIMEOUT_MS"],
-        message: "must be below REQUEST_TIMEOUT_MS",
-      });
-    }
-    if (roundTrip !== undefined && roundTrip <= (statement ?? 0)) {
-      issues.addIssue({
-        code: "custom",
-        path: ["DB_ROUND_TRIP_TIMEOUT_MS"],
-        message: "must be above DB_STATEMENT_TIMEOUT_MS",
-      });
-    }
-  });
+  // --- Database time limits (bounded waits); unset: derived from REQUEST_TIMEOUT_MS (src/db/limits.ts)
+  DB_STATEMENT_TIMEOUT_MS: int(1).optional(),
+  DB_ROUND_TRIP_TIMEOUT_MS: int(1).optional(),
+  DB_MAINTENANCE_TIMEOUT_MS: int(0).default(600_000),
+});
+
+/** A statement the database may still commit must end before the request answers "retry". */
+const databaseLimitsInOrder = (config: z.infer<typeof configSchema>, issues: z.RefinementCtx) => {
+  const { statementMs, roundTripMs } = databaseLimits(config);
+  if (statementMs >= config.REQUEST_TIMEOUT_MS) {
+    issues.addIssue({ code: "custom", path: ["DB_STATEMENT_TIMEOUT_MS"], message: "must be below REQUEST_TIMEOUT_MS" });
+  }
+  if (roundTripMs <= statementMs) {
+    issues.addIssue({ code: "custom", path: ["DB_ROUND_TRIP_TIMEOUT_MS"], message: "must be above the statement timeout" });
+  }
+};
 
 export type Config = z.infer<typeof configSchema>;
 export type Env = Record<string, string | undefined>;
@@ -112,7 +98,7 @@ export class ConfigError extends Error {
 /** Parses the environment; empty strings count as unset. Throws one readable line per bad value. */
 export function loadConfig(env: Env): Config {
   const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ""));
-  const parsed = configSchema.safeParse(present);
+  const parsed = configSchema.superRefine(databaseLimitsInOrder).safeParse(present);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`);
     throw new ConfigError(`invalid configuration: ${problems.join("; ")}`);

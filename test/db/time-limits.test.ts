@@ -9,6 +9,8 @@ import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { WebSocket } from "ws";
 import { DatabaseError, DatabaseUnavailableError, type Database, type DatabaseLimits } from "../../src/db/driver.js";
+import { loadConfig } from "../../src/config.js";
+import { databaseLimits } from "../../src/db/limits.js";
 import { createNeonDatabase } from "../../src/db/neon.js";
 import { createPostgresDatabase } from "../../src/db/postgres.js";
 import { startNeonProxy, type NeonProxy } from "../helpers/neon-proxy.js";
@@ -29,6 +31,20 @@ async function eventually(check: () => boolean | Promise<boolean>, what: string,
     await sleep(50);
   }
 }
+
+describe("database limits from the configuration", () => {
+  it("derives them below REQUEST_TIMEOUT_MS and refuses limits that are not", () => {
+    const limits = databaseLimits(loadConfig({ REQUEST_TIMEOUT_MS: "2000" }));
+    expect(limits.statementMs).toBeLessThan(limits.roundTripMs);
+    expect(limits.roundTripMs).toBeLessThan(2000);
+    expect(() => loadConfig({ REQUEST_TIMEOUT_MS: "2000", DB_STATEMENT_TIMEOUT_MS: "2000" })).toThrow(
+      /DB_STATEMENT_TIMEOUT_MS: must be below REQUEST_TIMEOUT_MS/,
+    );
+    expect(() => loadConfig({ DB_STATEMENT_TIMEOUT_MS: "1000", DB_ROUND_TRIP_TIMEOUT_MS: "1000" })).toThrow(
+      /DB_ROUND_TRIP_TIMEOUT_MS/,
+    );
+  });
+});
 
 const LIMITS: DatabaseLimits = { statementMs: 400, roundTripMs: 1_500, maintenanceMs: 60_000 };
 

@@ -205,6 +205,7 @@ export function createPostgresDatabase(url: string, options: PostgresOptions = {
   let sql = open();
   let closed = false;
   const retiring = new Set<Promise<void>>();
+  const listeners = new Set<() => Promise<void>>();
 
   /**
    * postgres.js 3.4.9 keeps stale state on a connection whose socket failed (porsager/postgres#1130):
@@ -246,18 +247,28 @@ export function createPostgresDatabase(url: string, options: PostgresOptions = {
       onCurrentClient(limits.roundTripMs, (client, bounds) => transaction(client, bounds, fn)),
     maintenance: <T>(fn: (tx: Queryable) => Promise<T>) =>
       onCurrentClient(maintenanceRoundTripMs, (client, bounds) => transaction(client, bounds, fn, maintenanceLimits)),
-    listen: (channel, onPayload, onListen) =>
-      listenBounded(() => postgres(url, { ...common, max: 1, fetch_types: false }) as unknown as Sql, {
-        channel,
-        onPayload,
-        onListen,
-        probe: (probeChannel, nonce) => db.query("SELECT pg_notify($1, $2)", [probeChannel, nonce]),
-        probeMs: LISTEN_PROBE_MS,
-        roundTripMs: limits.roundTripMs,
-      }),
+    listen: async (channel, onPayload, onListen) => {
+      const unlisten = await listenBounded(
+        () => postgres(url, { ...common, max: 1, fetch_types: false }) as unknown as Sql,
+        {
+          channel,
+          onPayload,
+          onListen,
+          probe: (probeChannel, nonce) => db.query("SELECT pg_notify($1, $2)", [probeChannel, nonce]),
+          probeMs: LISTEN_PROBE_MS,
+          roundTripMs: limits.roundTripMs,
+        },
+      );
+      const stop = () => {
+        listeners.delete(stop);
+        return unlisten();
+      };
+      listeners.add(stop);
+      return stop;
+    },
     close: async () => {
       closed = true;
-      await Promise.all([sql.end({ timeout: 5 }), ...retiring]);
+      await Promise.all([sql.end({ timeout: 5 }), ...retiring, ...[...listeners].map((stop) => stop())]);
     },
   };
   return db;

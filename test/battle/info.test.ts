@@ -55,6 +55,11 @@ const SUITE: { attack: string; file: string; proves: string }[] = [
     file: "connection-loss.test.ts",
     proves: "pg_terminate_backend under load: 503 NotReady only, recovery without restart, nothing lost",
   },
+  {
+    attack: "11b. Silent network to the database",
+    file: "connection-loss.test.ts",
+    proves: "blackholed connections under load: readiness 503 then 200, recovery by itself, nothing lost",
+  },
 ];
 
 describe("battle: suite info", () => {

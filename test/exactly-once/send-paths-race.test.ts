@@ -68,4 +68,20 @@ describe("same-key sends on the two paths (real PostgreSQL)", () => {
     const [row] = await db.query<{ messages: number }>(`SELECT count(*) AS messages FROM messages WHERE convo_id = $1`, [convoId]);
     expect(row!.messages).toBe(1);
   });
+
+  it("a one-statement send rolled back by a deadlock takes the general path instead of answering 503", async () => {
+    const deadlocked = withStatementHook(db, async (sql) => {
+      if (sql.includes("existing AS")) throw new DatabaseError("injected deadlock", "40P01", undefined);
+    });
+    const { app } = testApp(deadlocked);
+    const alice = unique("did:plc:idemdeadlock");
+    const created = await xrpc(app, alice, "createConvo", { body: { groupId: randomGroupId(), cipherSuite: SUITE } });
+    const convoId = created.body.id as string;
+    const request = { body: { convoId, ciphertext: "AQID", epoch: 0 }, headers: { "Idempotency-Key": "victim" } };
+    const sent = await xrpc(app, alice, "sendMessage", request);
+    expect(sent.status).toBe(200);
+    const replay = await xrpc(app, alice, "sendMessage", request);
+    expect(replay.headers.get("Idempotent-Replayed")).toBe("true");
+    expect(replay.body).toEqual(sent.body);
+  });
 });

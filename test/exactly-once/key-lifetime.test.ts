@@ -96,6 +96,22 @@ describe("lock waits around a key (real PostgreSQL)", () => {
   const db = testDatabase(10);
   afterAll(() => db.close());
 
+  /** Resolves once a transaction waits for the lock on the conversation row at `ctid`. */
+  async function waitingOn(ctid: string) {
+    const [page, tuple] = ctid.slice(1, -1).split(",").map(Number);
+    for (let tries = 0; tries < 1000; tries++) {
+      const [row] = await db.query<{ n: number }>(
+        `SELECT count(*) AS n FROM pg_locks
+          WHERE locktype = 'tuple' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND relation = 'conversations'::regclass AND page = $1 AND tuple = $2`,
+        [page, tuple],
+      );
+      if (row!.n >= 1) return;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    throw new Error("the send never waited on the conversation");
+  }
+
   it("a send that took over an expired key and then waits on the conversation longer than the wait limit still sends once", async () => {
     const clock = new ManualClock();
     const { app } = testApp(db, { IDEMPOTENCY_WAIT_MS: "200", IDEMPOTENCY_TTL_SECONDS: "60" }, clock);
@@ -107,16 +123,17 @@ describe("lock waits around a key (real PostgreSQL)", () => {
     clock.advance(61_000);
 
     let release!: () => void;
-    let locked!: () => void;
-    const isLocked = new Promise<void>((resolve) => (locked = resolve));
+    let locked!: (ctid: string) => void;
+    const isLocked = new Promise<string>((resolve) => (locked = resolve));
     const holder = db.transaction(async (tx) => {
-      await tx.query(`SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE`, [convoId]);
-      locked();
+      const [row] = await tx.query<{ ctid: string }>(`SELECT ctid::text FROM conversations WHERE id = $1 FOR UPDATE`, [convoId]);
+      locked(row!.ctid);
       await new Promise<void>((resolve) => (release = resolve));
     });
-    await isLocked;
+    const ctid = await isLocked;
     const sending = xrpc(app, alice, "sendMessage", { body, headers: { "Idempotency-Key": "taken" } });
-    await new Promise((resolve) => setTimeout(resolve, 800));
+    await waitingOn(ctid);
+    await new Promise((resolve) => setTimeout(resolve, 600)); // past the 200 ms wait limit
     release();
     await holder;
     const sent = await sending;

@@ -102,7 +102,11 @@ export function claimKey(tx: Queryable, claim: KeyClaim): Promise<StoredAnswer |
   return claimOrTakeOver(tx, claim, null);
 }
 
-async function claimOrTakeOver(tx: Queryable, claim: KeyClaim, before: string | null): Promise<StoredAnswer | undefined> {
+async function claimOrTakeOver(
+  tx: Queryable,
+  claim: KeyClaim,
+  before: string | null,
+): Promise<StoredAnswer | undefined> {
   const { scope, requestHash, now, expiresAt, waitMs } = claim;
   try {
     const [inserted] = await tx.query<{ before: string; claimed: boolean }>(CLAIM_KEY_SQL, [

@@ -51,7 +51,12 @@ it("0003 keeps every message and record and lets an expired key store a new mess
     { id: "m1", seq: 1, idempotency_key: "k1" },
     { id: "m2", seq: 2, idempotency_key: null },
   ]);
-  expect(await db.query(`SELECT key, response FROM idempotency_keys`)).toEqual([{ key: "k1", response: '{"messageId":"m1"}' }]);
+  expect(await db.query(`SELECT key, response FROM idempotency_keys`)).toEqual([
+    { key: "k1", response: '{"messageId":"m1"}' },
+  ]);
   await db.query(duplicateKey);
-  expect(await db.query(`SELECT id FROM messages WHERE idempotency_key = 'k1' ORDER BY seq`)).toEqual([{ id: "m1" }, { id: "m3" }]);
+  expect(await db.query(`SELECT id FROM messages WHERE idempotency_key = 'k1' ORDER BY seq`)).toEqual([
+    { id: "m1" },
+    { id: "m3" },
+  ]);
 });

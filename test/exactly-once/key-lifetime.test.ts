@@ -126,7 +126,9 @@ describe("lock waits around a key (real PostgreSQL)", () => {
     let locked!: (ctid: string) => void;
     const isLocked = new Promise<string>((resolve) => (locked = resolve));
     const holder = db.transaction(async (tx) => {
-      const [row] = await tx.query<{ ctid: string }>(`SELECT ctid::text FROM conversations WHERE id = $1 FOR UPDATE`, [convoId]);
+      const [row] = await tx.query<{ ctid: string }>(`SELECT ctid::text FROM conversations WHERE id = $1 FOR UPDATE`, [
+        convoId,
+      ]);
       locked(row!.ctid);
       await new Promise<void>((resolve) => (release = resolve));
     });
@@ -142,7 +144,10 @@ describe("lock waits around a key (real PostgreSQL)", () => {
     const replay = await xrpc(app, alice, "sendMessage", { body, headers: { "Idempotency-Key": "taken" } });
     expect(replay.headers.get("Idempotent-Replayed")).toBe("true");
     expect(replay.body).toEqual(sent.body);
-    const [row] = await db.query<{ messages: number }>(`SELECT count(*) AS messages FROM messages WHERE convo_id = $1`, [convoId]);
+    const [row] = await db.query<{ messages: number }>(
+      `SELECT count(*) AS messages FROM messages WHERE convo_id = $1`,
+      [convoId],
+    );
     expect(row!.messages).toBe(2);
   });
 });

@@ -47,7 +47,9 @@ describe("same-key sends on the two paths (real PostgreSQL)", () => {
     let locked!: (ctid: string) => void;
     const isLocked = new Promise<string>((resolve) => (locked = resolve));
     const holder = db.transaction(async (tx) => {
-      const [row] = await tx.query<{ ctid: string }>(`SELECT ctid::text FROM conversations WHERE id = $1 FOR UPDATE`, [convoId]);
+      const [row] = await tx.query<{ ctid: string }>(`SELECT ctid::text FROM conversations WHERE id = $1 FOR UPDATE`, [
+        convoId,
+      ]);
       locked(row!.ctid);
       await new Promise<void>((resolve) => (release = resolve));
     });
@@ -65,7 +67,10 @@ describe("same-key sends on the two paths (real PostgreSQL)", () => {
     expect(answers.map((r) => r.status)).toEqual([200, 200]);
     expect(answers[0]!.body).toEqual(answers[1]!.body);
     expect(answers.filter((r) => r.headers.get("Idempotent-Replayed") === "true")).toHaveLength(1);
-    const [row] = await db.query<{ messages: number }>(`SELECT count(*) AS messages FROM messages WHERE convo_id = $1`, [convoId]);
+    const [row] = await db.query<{ messages: number }>(
+      `SELECT count(*) AS messages FROM messages WHERE convo_id = $1`,
+      [convoId],
+    );
     expect(row!.messages).toBe(1);
   });
 

@@ -28,7 +28,7 @@ export interface HandlerContext {
   app: AppContext;
   caller: string;
   db: Queryable;
-  /** The request's idempotency key, if any: handlers may store it as a backstop unique key. */
+  /** The request's idempotency key, if any: a label for the writes; its record, which expires, is what makes them happen once. */
   idempotencyKey: string | undefined;
   /** The request's time, from the app's clock. */
   now: Date;

@@ -3,6 +3,8 @@ import { sha256Hex } from "../bytes.js";
 import { invalidRequest, XrpcError } from "../errors.js";
 import {
   claimKey,
+  committedAnswer,
+  isTransactionConflict,
   storeAnswer,
   type KeyClaim,
   type OnceOutcome,
@@ -35,6 +37,11 @@ class DoNotStore extends Error {}
  * A route with a `once` path first tries it: one statement that does all of the above for the plain
  * cases (sendMessage's hot path: one round trip instead of four). Whatever it leaves undecided
  * takes the general path.
+ *
+ * A deadlock or serialization failure is contention like any other: the one rolled back may have
+ * lost to the same key's other request (the one-statement path locks the conversation before the
+ * key, the general path the key before the conversation), so it waits for the key and replays the
+ * committed answer; with none committed, its 503 stands and nothing was written.
  *
  * @example
  * app.post("/xrpc/blue.catbird.mls.sendMessage", auth(...), idempotency({ ttlSeconds: 86400, waitMs: 10000 }), handler)
@@ -73,8 +80,10 @@ export function idempotency({ ttlSeconds, waitMs, once }: IdempotencyOptions): M
         void storeAnswer(tx, scope, c.res.status, c.get("answer") ?? (await c.res.clone().text()));
       });
     } catch (error) {
-      if (error instanceof DoNotStore) return;
-      throw error;
+      const failure = error instanceof DoNotStore ? c.error : error;
+      if (isTransactionConflict(failure)) stored = await committedAnswer(db, claim);
+      if (!stored && error instanceof DoNotStore) return;
+      if (!stored) throw error;
     }
     if (stored) c.res = replay(c, claim, stored);
   };

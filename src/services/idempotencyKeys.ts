@@ -13,17 +13,21 @@ export interface StoredAnswer {
 /**
  * Claims a key by inserting its row; `set_config` runs first, so an insert that waits on a row
  * another transaction holds waits at most `$7` (the transaction's lock_timeout). Once claimed, the
- * lock_timeout goes back to what it was, so the handler's own lock waits are not cut short. A
- * conflict with a committed row does nothing and writes nothing, so a replay stays a read-only transaction.
+ * lock_timeout goes back to what it was (`before`: `$8` when given, else the setting found), so the
+ * handler's own lock waits are not cut short. A conflict with a committed row does nothing and
+ * writes nothing, so a replay stays a read-only transaction; `before` is returned for a take-over.
  */
-export const CLAIM_KEY_SQL = `WITH wait AS (SELECT current_setting('lock_timeout') AS before, set_config('lock_timeout', $7, true)),
-claimed AS (
+export const CLAIM_KEY_SQL = `WITH wait AS (
+  SELECT coalesce($8::text, current_setting('lock_timeout')) AS before, set_config('lock_timeout', $7, true)
+), claimed AS (
   INSERT INTO idempotency_keys (caller_did, method, key, request_hash, created_at, expires_at)
   SELECT $1, $2, $3, $4, $5, $6 FROM wait
   ON CONFLICT (caller_did, method, key) DO NOTHING
-  RETURNING 1
+  RETURNING 1 AS one
 )
-SELECT set_config('lock_timeout', wait.before, true) FROM claimed, wait`;
+SELECT wait.before, claimed.one IS NOT NULL AS claimed,
+       CASE WHEN claimed.one IS NOT NULL THEN set_config('lock_timeout', wait.before, true) END AS restored
+  FROM wait LEFT JOIN claimed ON true`;
 
 /** Stores the handler's answer in the claiming transaction. */
 export const STORE_ANSWER_SQL = `UPDATE idempotency_keys SET status_code = $4, response = $5
@@ -32,13 +36,17 @@ export const STORE_ANSWER_SQL = `UPDATE idempotency_keys SET status_code = $4, r
 const STORED_SQL = `SELECT request_hash, status_code, response, expires_at <= $4 AS expired
   FROM idempotency_keys WHERE caller_did = $1 AND method = $2 AND key = $3`;
 
-/** An expired entry is taken over by the next request as if it were absent. */
+/** An expired entry is taken over by the next request as if it were absent; the lock_timeout goes back to `$7`. */
 const TAKE_OVER_SQL = `UPDATE idempotency_keys
    SET request_hash = $4, status_code = NULL, response = NULL, created_at = $5, expires_at = $6
  WHERE caller_did = $1 AND method = $2 AND key = $3 AND expires_at <= $5
-RETURNING 1`;
+RETURNING set_config('lock_timeout', $7, true)`;
 
 const LOCK_NOT_AVAILABLE = "55P03";
+
+/** Deadlock (40P01) or serialization failure (40001): this transaction was rolled back so that another could go on. */
+export const isTransactionConflict = (error: unknown) =>
+  error instanceof DatabaseError && (error.code === "40P01" || error.code === "40001");
 
 /** One request's claim on (caller, method, key): what both the general path and a one-statement write need. */
 export interface KeyClaim {
@@ -66,8 +74,9 @@ interface OnceRow {
 /**
  * Runs a write that claims its key itself, in one statement (see SEND_MESSAGE_ONCE_SQL): `params`
  * are the write's own, and the claim's method, request hash, expiry and wait follow them. A
- * concurrent holder of the key (the insert failed, or waited past the wait) and an expired or
- * unanswered record leave the outcome undefined, for the general path.
+ * concurrent holder of the key (the insert failed, waited past the wait, or deadlocked with the
+ * holder's own wait) and an expired or unanswered record leave the outcome undefined, for the
+ * general path, which waits for the holder and replays its answer.
  */
 export async function runOnce(db: Queryable, sql: string, params: unknown[], claim: KeyClaim): Promise<OnceOutcome> {
   const { scope, requestHash, expiresAt, waitMs } = claim;
@@ -78,35 +87,70 @@ export async function runOnce(db: Queryable, sql: string, params: unknown[], cla
     if (row.expired || row.response === null || row.status_code === null || row.request_hash === null) return undefined;
     return { stored: { requestHash: row.request_hash, statusCode: row.status_code, response: row.response } };
   } catch (error) {
-    if (error instanceof UniqueViolationError || (error instanceof DatabaseError && error.code === LOCK_NOT_AVAILABLE)) {
-      return undefined;
-    }
+    const held = error instanceof DatabaseError && error.code === LOCK_NOT_AVAILABLE;
+    if (error instanceof UniqueViolationError || held || isTransactionConflict(error)) return undefined;
     throw error;
   }
 }
 
 /**
  * Claims the key for this transaction (undefined) or returns the answer already committed for it.
- * Waits up to `waitMs` while another transaction holds the key, then answers 409.
+ * Waits up to `waitMs` while another transaction holds the key, then answers 409. Whichever way the
+ * key is claimed (inserted or taken over), the transaction's lock_timeout is back to what it was.
  */
-export async function claimKey(tx: Queryable, claim: KeyClaim): Promise<StoredAnswer | undefined> {
+export function claimKey(tx: Queryable, claim: KeyClaim): Promise<StoredAnswer | undefined> {
+  return claimOrTakeOver(tx, claim, null);
+}
+
+async function claimOrTakeOver(
+  tx: Queryable,
+  claim: KeyClaim,
+  before: string | null,
+): Promise<StoredAnswer | undefined> {
   const { scope, requestHash, now, expiresAt, waitMs } = claim;
   try {
-    const inserted = await tx.query(CLAIM_KEY_SQL, [...scope, requestHash, now, expiresAt, `${waitMs}ms`]);
-    if (inserted.length) return undefined;
+    const [inserted] = await tx.query<{ before: string; claimed: boolean }>(CLAIM_KEY_SQL, [
+      ...scope,
+      requestHash,
+      now,
+      expiresAt,
+      `${waitMs}ms`,
+      before,
+    ]);
+    if (inserted!.claimed) return undefined;
     const [stored] = await tx.query<{ request_hash: string; status_code: number; response: string; expired: boolean }>(
       STORED_SQL,
       [...scope, now],
     );
     if (!stored) throw keyInUse(waitMs);
     if (stored.expired) {
-      const [taken] = await tx.query(TAKE_OVER_SQL, [...scope, requestHash, now, expiresAt]);
+      const [taken] = await tx.query(TAKE_OVER_SQL, [...scope, requestHash, now, expiresAt, inserted!.before]);
       if (taken) return undefined;
-      return claimKey(tx, claim);
+      return claimOrTakeOver(tx, claim, inserted!.before);
     }
     return { requestHash: stored.request_hash, statusCode: stored.status_code, response: stored.response };
   } catch (error) {
     if (error instanceof DatabaseError && error.code === LOCK_NOT_AVAILABLE) throw keyInUse(waitMs);
+    throw error;
+  }
+}
+
+/** Thrown to roll back a claim that found nothing committed. */
+class NothingCommitted extends Error {}
+
+/**
+ * The answer committed for the key, waiting (like a repeat, at most `waitMs`) for a transaction
+ * that holds it; undefined, with nothing written, when no answer was committed.
+ */
+export async function committedAnswer(db: Queryable, claim: KeyClaim): Promise<StoredAnswer | undefined> {
+  try {
+    return await db.transaction(async (tx) => {
+      const stored = await claimKey(tx, claim);
+      if (!stored) throw new NothingCommitted();
+      return stored;
+    });
+  } catch (error) {
+    if (error instanceof NothingCommitted) return undefined;
     throw error;
   }
 }

@@ -28,6 +28,8 @@ export interface SentMessage {
  * never decreases as seq grows. The membership check reads the snapshot of the statement's start;
  * if the statement waited for the lock while a membership change committed, `membership_version`
  * differs from that snapshot's and nothing is written (the caller retries). `guard` adds conditions.
+ * The idempotency key ($5) is stored with the message but never looked up: a key's one message is
+ * guaranteed by its idempotency record, which lives exactly as long as the key does.
  */
 const sendCtes = (guard = "") => `conv AS (
   UPDATE conversations c
@@ -36,9 +38,7 @@ const sendCtes = (guard = "") => `conv AS (
          last_message_at = greatest(c.last_message_at, $6)
    WHERE c.id = $1 AND c.epoch >= $3 AND ($8::text IS NULL OR c.group_id = $8)
      AND c.membership_version = (SELECT v.membership_version FROM conversations v WHERE v.id = $1)
-     AND EXISTS (SELECT 1 FROM members m WHERE m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL)
-     AND ($5::text IS NULL OR NOT EXISTS (
-           SELECT 1 FROM messages x WHERE x.sender_did = $2 AND x.idempotency_key = $5))${guard}
+     AND EXISTS (SELECT 1 FROM members m WHERE m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL)${guard}
   RETURNING c.id, c.next_seq - 1 AS seq, c.next_event_seq - 1 AS event_seq, c.last_message_at
 ), message AS (
   INSERT INTO messages (id, convo_id, seq, sender_did, message_type, epoch, ciphertext, idempotency_key, created_at)
@@ -55,11 +55,11 @@ SELECT id, seq, ${iso("created_at")} AS created_at FROM message`;
 
 /**
  * A keyed send in one statement, idempotency record included ($9 method, $10 request hash,
- * $11 expiry, $12 longest wait: the parameters `runOnce` appends). When (caller, method, key) has no committed record, it sends and
- * inserts the record with its answer, the JSON text the client gets; when it has one, it writes
- * nothing and returns that record. The record's primary key is the backstop: a concurrent first
- * request with the same key makes this insert wait (at most $12, the lock_timeout) and then fail,
- * rolling the whole send back.
+ * $11 expiry, $12 longest wait: the parameters `runOnce` appends). When (caller, method, key) has no
+ * record, it sends and inserts the record with its answer, the JSON text the client gets; when it
+ * has one (expired or not), it writes nothing and returns that record. The record's primary key is
+ * the backstop: a concurrent first request with the same key makes this insert wait (at most $12,
+ * the lock_timeout) and then fail, rolling the whole send back.
  */
 export const SEND_MESSAGE_ONCE_SQL = `WITH wait AS (SELECT set_config('lock_timeout', $12, true) AS lock_timeout),
 existing AS (
@@ -80,9 +80,9 @@ SELECT false, response, request_hash, status_code, expired FROM existing`;
 
 /**
  * Stores an application message in one round trip on the common path. When nothing was written,
- * a second query says why: not a member, a future epoch, another group, or the message this
- * idempotency key already stored. If a membership change raced the send, it is sent again with
- * the conversation locked first, which no membership change can race.
+ * a second query says why: not a member, a future epoch, another group. If a membership change
+ * raced the send, it is sent again with the conversation locked first, which no membership change
+ * can race.
  */
 export async function sendMessage(db: Queryable, message: SendMessage): Promise<SentMessage> {
   const sent = (await storeMessage(db, message)) ?? (await explainUnsent(db, message));
@@ -126,27 +126,16 @@ async function storeMessage(db: Queryable, message: SendMessage): Promise<SentMe
   return sent && { messageId: sent.id, seq: sent.seq, epoch: message.epoch, receivedAt: sent.created_at };
 }
 
-/** Why the send wrote nothing: throws the client's error, returns the earlier message for this key, or undefined (a race). */
-async function explainUnsent(db: Queryable, message: SendMessage): Promise<SentMessage | undefined> {
-  const [row] = await db.query<{
-    epoch: number;
-    group_id: string;
-    is_member: boolean;
-    previous: { id: string; seq: number; epoch: number; created_at: string } | null;
-  }>(
+/** Why the send wrote nothing: throws the client's error, or returns undefined (a race). */
+async function explainUnsent(db: Queryable, message: SendMessage): Promise<undefined> {
+  const [row] = await db.query<{ epoch: number; group_id: string; is_member: boolean }>(
     `SELECT c.epoch, c.group_id,
-            EXISTS (SELECT 1 FROM members m WHERE m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL) AS is_member,
-            (SELECT json_build_object('id', x.id, 'seq', x.seq, 'epoch', x.epoch, 'created_at', ${iso("x.created_at")})
-               FROM messages x WHERE x.sender_did = $2 AND x.idempotency_key = $3) AS previous
+            EXISTS (SELECT 1 FROM members m WHERE m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL) AS is_member
        FROM conversations c WHERE c.id = $1`,
-    [message.convoId, message.sender, message.idempotencyKey ?? null],
+    [message.convoId, message.sender],
   );
   if (!row) throw convoNotFound();
   if (!row.is_member) throw notMember();
-  if (row.previous) {
-    const { id, seq, epoch, created_at } = row.previous;
-    return { messageId: id, seq, epoch, receivedAt: created_at };
-  }
   if (message.groupId !== undefined && message.groupId !== row.group_id) {
     throw invalidRequest("ciphertext belongs to another MLS group");
   }

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { UniqueViolationError } from "../../src/db/driver.js";
-import { randomGroupId, testDatabase } from "../helpers/context.js";
+import { testDatabase } from "../helpers/context.js";
 import { base64, BattleClient, SUITE, type Reply } from "./client.js";
 import { createConvo, enterBattle, scalar } from "./fixtures.js";
 import { battleReport, guarantee } from "./report.js";
@@ -190,40 +190,35 @@ describe("battle: concurrency against real server processes", () => {
     report.pass("leaving 50 times at once leaves once, and every caller hears success");
   });
 
-  it("7. database constraints: a second message with the same sender and idempotency key is refused", async () => {
+  it("7. database constraints: a second record for the same caller, method and idempotency key is refused", async () => {
     const report = battleReport("Database Constraints (Duplicate Idempotency Key, Straight to SQL)");
     const battle = await enterBattle(db, "constraint");
     const alice = battle.did("alice");
-    const convoId = `${battle.prefix}-convo`;
-    await db.query(
-      `INSERT INTO conversations (id, group_id, creator_did, cipher_suite, created_at) VALUES ($1, $2, $3, $4, now())`,
-      [convoId, randomGroupId(), alice, SUITE],
-    );
-    report.log(`created conversation ${convoId} directly in SQL`);
-    const insert = (seq: number) =>
+    // The record is what makes a key's action happen once: it commits with the action, and its key refuses a second claim.
+    const insert = (hash: string) =>
       db.query(
-        `INSERT INTO messages (id, convo_id, seq, sender_did, message_type, epoch, ciphertext, idempotency_key, created_at)
-         VALUES ($1, $2, $3, $4, 'app', 0, $5, $6, now())`,
-        [crypto.randomUUID(), convoId, seq, alice, new Uint8Array([seq]), `${battle.prefix}-key`],
+        `INSERT INTO idempotency_keys (caller_did, method, key, request_hash, status_code, response, created_at, expires_at)
+         VALUES ($1, 'blue.catbird.mls.sendMessage', $2, $3, 200, '{}', now(), now() + interval '1 day')`,
+        [alice, `${battle.prefix}-key`, hash],
       );
-    await insert(1);
-    report.log("inserted message seq 1 with the key");
-    const second = await insert(2).then(
+    await insert("ab".repeat(32));
+    report.log("inserted the record of the key");
+    const second = await insert("cd".repeat(32)).then(
       () => undefined,
       (error: unknown) => error,
     );
     report.log(
-      `second insert with the same key: ${second instanceof Error ? `${second.name} (${(second as UniqueViolationError).constraint})` : "accepted"}`,
+      `second record with the same key: ${second instanceof Error ? `${second.name} (${(second as UniqueViolationError).constraint})` : "accepted"}`,
     );
-    const stored = await scalar(db, `SELECT count(*) AS n FROM messages WHERE convo_id = $1`, [convoId]);
-    report.log(`messages in db ${stored}`);
+    const stored = await scalar(db, `SELECT count(*) AS n FROM idempotency_keys WHERE caller_did = $1`, [alice]);
+    report.log(`records in db ${stored}`);
     expect(
       second,
-      guarantee("the database refuses a second message with the same (sender, idempotency key)"),
+      guarantee("the database refuses a second record with the same (caller, method, idempotency key)"),
     ).toBeInstanceOf(UniqueViolationError);
-    expect((second as UniqueViolationError).constraint).toBe("messages_sender_idempotency_key");
-    expect(stored, guarantee("exactly 1 message exists")).toBe(1);
-    report.pass("the schema itself keeps one message per (sender, idempotency key)");
+    expect((second as UniqueViolationError).constraint).toBe("idempotency_keys_pkey");
+    expect(stored, guarantee("exactly 1 record exists")).toBe(1);
+    report.pass("the schema itself keeps one record, so one action, per (caller, method, idempotency key)");
   });
 
   it("10. two server processes on one database: 100 identical requests split between them", async () => {

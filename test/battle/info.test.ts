@@ -37,7 +37,7 @@ const SUITE: { attack: string; file: string; proves: string }[] = [
   {
     attack: "7. Database constraints",
     file: "concurrency.test.ts",
-    proves: "a second message with the same (sender, idempotency key) is refused by the schema",
+    proves: "a second idempotency record for the same (caller, method, key) is refused by the schema",
   },
   { attack: "8. Suite info", file: "info.test.ts", proves: "nothing: prints this list" },
   {

@@ -229,15 +229,19 @@ describe("idempotency wait limit (real PostgreSQL)", () => {
 
   it("a repeat that waits longer than IDEMPOTENCY_WAIT_MS gets 409 IdempotencyKeyInUse with Retry-After", async () => {
     // addMembers has no one-statement path: its handler runs inside the transaction holding the key
+    let stalling!: () => void;
+    const isStalling = new Promise<void>((resolve) => (stalling = resolve));
     const stalled = withStatementHook(db, async (sql) => {
-      if (sql.includes("INSERT INTO members")) await new Promise((resolve) => setTimeout(resolve, 2000));
+      if (!sql.includes("INSERT INTO members")) return;
+      stalling();
+      await new Promise((resolve) => setTimeout(resolve, 2000));
     });
     const { app } = testApp(stalled, { IDEMPOTENCY_WAIT_MS: "200" });
     const { app: plain } = testApp(db);
     const { alice, convoId } = await conversation(plain, "did:plc:idemwait");
     const body = { convoId, didList: [unique("did:plc:idemwaitbob")] };
     const first = xrpc(app, alice, "addMembers", { body, headers: { "Idempotency-Key": "slow" } });
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await isStalling; // the first request holds the key
     const repeat = await xrpc(app, alice, "addMembers", { body, headers: { "Idempotency-Key": "slow" } });
     expect(repeat.status).toBe(409);
     expect(repeat.body.error).toBe("IdempotencyKeyInUse");

@@ -1,0 +1,153 @@
+/**
+ * A key's effect lives exactly as long as its entry (rule 6): once the entry has expired, the same
+ * key is a new action that stores a new message and answers with it, never with an earlier one.
+ */
+import { afterAll, describe, expect, it } from "vitest";
+import { ManualClock } from "../../src/clock.js";
+import { runCleanup } from "../../src/jobs/cleanup.js";
+import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
+import { xrpc } from "../helpers/xrpc.js";
+
+const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
+const TTL_MS = 86_400_000;
+
+describe("an expired idempotency key is a new action (real PostgreSQL)", () => {
+  const db = testDatabase(10);
+  afterAll(() => db.close());
+
+  type App = ReturnType<typeof testApp>["app"];
+  const createConvo = async (app: App, did: string) => {
+    const created = await xrpc(app, did, "createConvo", { body: { groupId: randomGroupId(), cipherSuite: SUITE } });
+    expect(created.status).toBe(200);
+    return created.body.id as string;
+  };
+  const send = (app: App, did: string, convoId: string, key: string, ciphertext: string) =>
+    xrpc(app, did, "sendMessage", { body: { convoId, ciphertext, epoch: 0 }, headers: { "Idempotency-Key": key } });
+  const log = async (app: App, did: string, convoId: string) => {
+    const page = await xrpc(app, did, "getMessages", { query: { convoId } });
+    expect(page.status).toBe(200);
+    return (page.body.messages as { id: string; seq: number; ciphertext: { $bytes: string } }[]).map((m) => ({
+      id: m.id,
+      seq: m.seq,
+      ciphertext: m.ciphertext.$bytes,
+    }));
+  };
+
+  it("the key reused after expiry, to another conversation and to the same one with another body, stores new messages", async () => {
+    const clock = new ManualClock();
+    const { app } = testApp(db, {}, clock);
+    const alice = unique("did:plc:idemreuse");
+    const first = await createConvo(app, alice);
+    const second = await createConvo(app, alice);
+
+    const original = await send(app, alice, first, "reused", "AQID");
+    expect(original.status).toBe(200);
+    expect(original.body.seq).toBe(1);
+
+    clock.advance(TTL_MS + 1000);
+    const elsewhere = await send(app, alice, second, "reused", "AQID");
+    expect(elsewhere.status).toBe(200);
+    expect(elsewhere.headers.get("Idempotent-Replayed")).toBeNull();
+    expect(elsewhere.body).toMatchObject({ seq: 1, epoch: 0 });
+    expect(elsewhere.body.messageId).not.toBe(original.body.messageId);
+    expect(await log(app, alice, second)).toEqual([{ id: elsewhere.body.messageId, seq: 1, ciphertext: "AQID" }]);
+
+    clock.advance(TTL_MS + 1000);
+    const changed = await send(app, alice, first, "reused", "BAUG");
+    expect(changed.status).toBe(200);
+    expect(changed.headers.get("Idempotent-Replayed")).toBeNull();
+    expect(changed.body).toMatchObject({ seq: 2, epoch: 0 });
+    expect(await log(app, alice, first)).toEqual([
+      { id: original.body.messageId, seq: 1, ciphertext: "AQID" },
+      { id: changed.body.messageId, seq: 2, ciphertext: "BAUG" },
+    ]);
+
+    // The stored answer is the new message's, so a repeat within the new entry's life replays it.
+    const repeat = await send(app, alice, first, "reused", "BAUG");
+    expect(repeat.headers.get("Idempotent-Replayed")).toBe("true");
+    expect(repeat.body).toEqual(changed.body);
+  });
+
+  it("the same request repeated after its entry expired, and after cleanup removed it, is sent again", async () => {
+    const clock = new ManualClock();
+    const { app } = testApp(db, {}, clock);
+    const alice = unique("did:plc:idemagain");
+    const convoId = await createConvo(app, alice);
+    const sent = [await send(app, alice, convoId, "again", "AQID")];
+
+    clock.advance(TTL_MS + 1000);
+    sent.push(await send(app, alice, convoId, "again", "AQID"));
+
+    clock.advance(TTL_MS + 1000);
+    const cleaned = await runCleanup(db, { now: clock.now(), welcomeGraceSeconds: 300, retentionDays: 30 });
+    expect(cleaned.ran && cleaned.idempotencyKeys).toBeGreaterThanOrEqual(1);
+    sent.push(await send(app, alice, convoId, "again", "AQID"));
+
+    expect(sent.map((r) => [r.status, r.body.seq, r.headers.get("Idempotent-Replayed")])).toEqual([
+      [200, 1, null],
+      [200, 2, null],
+      [200, 3, null],
+    ]);
+    expect((await log(app, alice, convoId)).map((m) => m.id)).toEqual(sent.map((r) => r.body.messageId));
+  });
+});
+
+describe("lock waits around a key (real PostgreSQL)", () => {
+  const db = testDatabase(10);
+  afterAll(() => db.close());
+
+  /** Resolves once a transaction waits for the lock on the conversation row at `ctid`. */
+  async function waitingOn(ctid: string) {
+    const [page, tuple] = ctid.slice(1, -1).split(",").map(Number);
+    for (let tries = 0; tries < 1000; tries++) {
+      const [row] = await db.query<{ n: number }>(
+        `SELECT count(*) AS n FROM pg_locks
+          WHERE locktype = 'tuple' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND relation = 'conversations'::regclass AND page = $1 AND tuple = $2`,
+        [page, tuple],
+      );
+      if (row!.n >= 1) return;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    throw new Error("the send never waited on the conversation");
+  }
+
+  it("a send that took over an expired key and then waits on the conversation longer than the wait limit still sends once", async () => {
+    const clock = new ManualClock();
+    const { app } = testApp(db, { IDEMPOTENCY_WAIT_MS: "200", IDEMPOTENCY_TTL_SECONDS: "60" }, clock);
+    const alice = unique("did:plc:idemtakeover");
+    const created = await xrpc(app, alice, "createConvo", { body: { groupId: randomGroupId(), cipherSuite: SUITE } });
+    const convoId = created.body.id as string;
+    const body = { convoId, ciphertext: "AQID", epoch: 0 };
+    expect((await xrpc(app, alice, "sendMessage", { body, headers: { "Idempotency-Key": "taken" } })).status).toBe(200);
+    clock.advance(61_000);
+
+    let release!: () => void;
+    let locked!: (ctid: string) => void;
+    const isLocked = new Promise<string>((resolve) => (locked = resolve));
+    const holder = db.transaction(async (tx) => {
+      const [row] = await tx.query<{ ctid: string }>(`SELECT ctid::text FROM conversations WHERE id = $1 FOR UPDATE`, [
+        convoId,
+      ]);
+      locked(row!.ctid);
+      await new Promise<void>((resolve) => (release = resolve));
+    });
+    const ctid = await isLocked;
+    const sending = xrpc(app, alice, "sendMessage", { body, headers: { "Idempotency-Key": "taken" } });
+    await waitingOn(ctid);
+    await new Promise((resolve) => setTimeout(resolve, 600)); // past the 200 ms wait limit
+    release();
+    await holder;
+    const sent = await sending;
+    expect(sent.status).toBe(200);
+    expect(sent.body.seq).toBe(2);
+    const replay = await xrpc(app, alice, "sendMessage", { body, headers: { "Idempotency-Key": "taken" } });
+    expect(replay.headers.get("Idempotent-Replayed")).toBe("true");
+    expect(replay.body).toEqual(sent.body);
+    const [row] = await db.query<{ messages: number }>(
+      `SELECT count(*) AS messages FROM messages WHERE convo_id = $1`,
+      [convoId],
+    );
+    expect(row!.messages).toBe(2);
+  });
+});

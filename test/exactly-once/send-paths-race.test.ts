@@ -1,0 +1,92 @@
+/**
+ * The one-statement keyed send and the general path racing on one key while the conversation is
+ * locked: whatever order the database grants the locks in, both requests get the one answer.
+ */
+import { afterAll, describe, expect, it } from "vitest";
+import { DatabaseError } from "../../src/db/driver.js";
+import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
+import { withStatementHook } from "../helpers/faults.js";
+import { xrpc } from "../helpers/xrpc.js";
+
+const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
+
+describe("same-key sends on the two paths (real PostgreSQL)", () => {
+  const db = testDatabase(10);
+  afterAll(() => db.close());
+
+  /** Resolves once `count` transactions wait for the lock on the conversation row at `ctid`. */
+  async function waiters(ctid: string, count: number) {
+    const [page, tuple] = ctid.slice(1, -1).split(",").map(Number);
+    for (let tries = 0; tries < 1000; tries++) {
+      const [row] = await db.query<{ n: number }>(
+        `SELECT count(*) AS n FROM pg_locks
+          WHERE locktype = 'tuple' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND relation = 'conversations'::regclass AND page = $1 AND tuple = $2`,
+        [page, tuple],
+      );
+      if (row!.n >= count) return;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    throw new Error(`never saw ${count} waiters on the conversation`);
+  }
+
+  it("a one-statement send holding the conversation and a general-path send holding the key: one message, one answer", async () => {
+    const env = { IDEMPOTENCY_WAIT_MS: "30000" };
+    const { app } = testApp(db, env);
+    // The general path, as taken when the one-statement send waited on the conversation past the wait limit.
+    const general = withStatementHook(db, async (sql) => {
+      if (sql.includes("existing AS")) throw new DatabaseError("injected lock timeout", "55P03", undefined);
+    });
+    const { app: generalApp } = testApp(general, env);
+    const alice = unique("did:plc:idemrace");
+    const created = await xrpc(app, alice, "createConvo", { body: { groupId: randomGroupId(), cipherSuite: SUITE } });
+    const convoId = created.body.id as string;
+    const request = { body: { convoId, ciphertext: "AQID", epoch: 0 }, headers: { "Idempotency-Key": "race" } };
+
+    let release!: () => void;
+    let locked!: (ctid: string) => void;
+    const isLocked = new Promise<string>((resolve) => (locked = resolve));
+    const holder = db.transaction(async (tx) => {
+      const [row] = await tx.query<{ ctid: string }>(`SELECT ctid::text FROM conversations WHERE id = $1 FOR UPDATE`, [
+        convoId,
+      ]);
+      locked(row!.ctid);
+      await new Promise<void>((resolve) => (release = resolve));
+    });
+    const ctid = await isLocked;
+    // First in line for the conversation: the one-statement send, which claims the key after locking it.
+    const once = xrpc(app, alice, "sendMessage", request);
+    await waiters(ctid, 1);
+    // Second in line: the general path, which holds the key while it waits for the conversation.
+    const claimed = xrpc(generalApp, alice, "sendMessage", request);
+    await waiters(ctid, 2);
+    release();
+    await holder;
+
+    const answers = await Promise.all([once, claimed]);
+    expect(answers.map((r) => r.status)).toEqual([200, 200]);
+    expect(answers[0]!.body).toEqual(answers[1]!.body);
+    expect(answers.filter((r) => r.headers.get("Idempotent-Replayed") === "true")).toHaveLength(1);
+    const [row] = await db.query<{ messages: number }>(
+      `SELECT count(*) AS messages FROM messages WHERE convo_id = $1`,
+      [convoId],
+    );
+    expect(row!.messages).toBe(1);
+  });
+
+  it("a one-statement send rolled back by a deadlock takes the general path instead of answering 503", async () => {
+    const deadlocked = withStatementHook(db, async (sql) => {
+      if (sql.includes("existing AS")) throw new DatabaseError("injected deadlock", "40P01", undefined);
+    });
+    const { app } = testApp(deadlocked);
+    const alice = unique("did:plc:idemdeadlock");
+    const created = await xrpc(app, alice, "createConvo", { body: { groupId: randomGroupId(), cipherSuite: SUITE } });
+    const convoId = created.body.id as string;
+    const request = { body: { convoId, ciphertext: "AQID", epoch: 0 }, headers: { "Idempotency-Key": "victim" } };
+    const sent = await xrpc(app, alice, "sendMessage", request);
+    expect(sent.status).toBe(200);
+    const replay = await xrpc(app, alice, "sendMessage", request);
+    expect(replay.headers.get("Idempotent-Replayed")).toBe("true");
+    expect(replay.body).toEqual(sent.body);
+  });
+});

@@ -69,6 +69,9 @@ const configSchema = z.object({
   EVENTS_KEEPALIVE_MS: int(10).default(15_000),
   EVENTS_MAX_BACKLOG: int(1).default(1000),
   EVENTS_WRITE_TIMEOUT_MS: int(10).default(10_000),
+  // Event stream caps (per instance): more streams answer 429 RateLimitExceeded.
+  EVENTS_MAX_STREAMS_PER_CALLER: int(1).default(5),
+  EVENTS_MAX_STREAMS: int(1).default(10_000),
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -80,6 +80,8 @@ export async function followConvo(stream: SSEStreamingApi, options: ConvoStreamO
   };
   /** Sends a page; why the stream ends, or undefined to go on. */
   const deliver = async (page: EventPage): Promise<StreamEnd | undefined> => {
+    // No longer a member, and the page does not reach the end of the membership: nothing in it is theirs.
+    if (!page.active && !page.more && !page.events.some((event) => endsMembership(event, reader))) return "removed";
     for (const event of page.events) {
       const ended = stopped();
       if (ended) return ended;
@@ -88,8 +90,6 @@ export async function followConvo(stream: SSEStreamingApi, options: ConvoStreamO
       if (endsMembership(event, reader)) return "removed";
     }
     cursor = page.cursor;
-    // Removed without its event in sight (it came before the cursor): stop all the same.
-    if (!page.active && cursor >= page.head) return "removed";
   };
   /** Until something new may have arrived, with keep-alives meanwhile; why the stream ends, if it does. */
   const idle = async (): Promise<StreamEnd | undefined> => {

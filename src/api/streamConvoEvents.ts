@@ -67,6 +67,7 @@ export default query({
 interface NodeResponse {
   destroyed: boolean;
   writableFinished: boolean;
+  socket: { resetAndDestroy(): void } | null;
   once(event: "close" | "finish", listener: () => void): unknown;
   destroy(): void;
 }
@@ -80,7 +81,9 @@ function nodeConnection(c: Context): StreamConnection | undefined {
     outgoing.once("finish", resolve);
     outgoing.once("close", resolve);
   });
-  return { finished, cut: () => outgoing.destroy() };
+  // A reset drops what the kernel still holds for the client at once; a close would keep sending it.
+  const cut = () => (outgoing.socket ? outgoing.socket.resetAndDestroy() : outgoing.destroy());
+  return { finished, cut };
 }
 
 /** Elsewhere the runtime owns the socket: aborting the stream ends the response body. */

@@ -59,7 +59,7 @@ async function metric(server: Server, line: RegExp): Promise<number> {
   return found === undefined ? 0 : Number(found.split(" ").at(-1));
 }
 
-describe("event streams and clients that do not read", () => {
+describe("event streams and clients that do not read", { timeout: 120_000 }, () => {
   it("refuses HEAD with 405 and leaves no stream running", async () => {
     const server = await startServer();
     try {
@@ -90,7 +90,7 @@ describe("event streams and clients that do not read", () => {
       await sendBig(server, alice, convoId);
 
       // The server's socket is gone (reset, its buffers dropped), not kept ESTABLISHED behind the stuck write.
-      await vi.waitFor(() => expect(serverSendQueue(server, socket)).toBeUndefined(), { timeout: 30_000, interval: 100 });
+      await vi.waitFor(() => expect(serverSendQueue(server, socket)).toBeUndefined(), { timeout: 20_000, interval: 100 });
       expect(await metric(server, /^event_streams_open /)).toBe(0);
       expect(await metric(server, /^event_streams_ended_total\{reason="slow_consumer"\}/)).toBe(1);
       socket.on("error", () => {}).resume();
@@ -116,7 +116,7 @@ describe("event streams and clients that do not read", () => {
         () => {
           for (const socket of stalled) expect(serverSendQueue(server, socket)).toBeGreaterThan(0);
         },
-        { timeout: 30_000, interval: 100 },
+        { timeout: 20_000, interval: 100 },
       );
 
       stopped = server.stop();

@@ -6,6 +6,7 @@
 import { afterAll, describe, expect, it, vi } from "vitest";
 import type { Database } from "../../src/db/driver.js";
 import { createLogger } from "../../src/logger.js";
+import { readSharedEvents } from "../../src/services/sharedEvents.js";
 import { testApp, testDatabase } from "../helpers/context.js";
 import { xrpc } from "../helpers/xrpc.js";
 import { conversation, send, stream } from "./convo.js";
@@ -109,6 +110,20 @@ describe("event stream limits and cost", () => {
     expect((await carols.events!.nextParsed())?.data.id).toBe(sent.messageId);
     expect(await bobs.events!.nextParsed()).toBeUndefined();
     await Promise.all([bobs.close(), carols.close()]);
+  });
+
+  it("a shared page stops at its byte bound (never before one event), says more follow, and names the active readers", async () => {
+    const { app } = testApp(db);
+    const { alice, bob, convoId } = await conversation(app);
+    for (let i = 0; i < 3; i++) await send(app, alice, convoId, "x".repeat(700)); // events 4, 5, 6
+    const page = await readSharedEvents(db, convoId, [bob, "did:plc:nobody"], 3, 100, 1000);
+    expect(page!.events.map((event) => event.seq)).toEqual([4, 5]);
+    expect(page!.more).toBe(true);
+    expect(page!.active).toEqual(new Set([bob]));
+    expect((await readSharedEvents(db, convoId, [bob], 3, 100, 1))!.events.map((event) => event.seq)).toEqual([4]);
+    const rest = await readSharedEvents(db, convoId, [bob], 5, 100, 1000);
+    expect(rest).toMatchObject({ head: 6, cursor: 6, more: false });
+    expect(rest!.events.map((event) => event.seq)).toEqual([6]);
   });
 
   it("counts open streams in a gauge, and each end by reason in a counter and a log line", async () => {

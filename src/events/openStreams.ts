@@ -76,7 +76,12 @@ export class OpenStreams {
   feed(db: Queryable, convoId: string): ConvoFeed {
     let feed = this.feeds.get(convoId);
     if (!feed) {
-      const created = new ConvoFeed(db, this.bus, convoId, () => this.feeds.get(convoId) === created && this.feeds.delete(convoId));
+      const created = new ConvoFeed(
+        db,
+        this.bus,
+        convoId,
+        () => this.feeds.get(convoId) === created && this.feeds.delete(convoId),
+      );
       this.feeds.set(convoId, created);
       feed = created;
     }

@@ -79,7 +79,8 @@ describe("event stream limits and cost", () => {
     const { app } = testApp(counted, { EVENTS_MAX_STREAMS_PER_CALLER: "20" });
     const { alice, bob, carol, convoId } = await conversation(app);
     const streams: OpenStream[] = [];
-    for (let i = 0; i < 6; i++) streams.push(await stream(app, bob, { convoId }), await stream(app, carol, { convoId }));
+    for (let i = 0; i < 6; i++)
+      streams.push(await stream(app, bob, { convoId }), await stream(app, carol, { convoId }));
     const N = streams.length;
     const M = 10;
     // Every stream has done its first (own) read and waits.
@@ -128,7 +129,12 @@ describe("event stream limits and cost", () => {
 
   it("counts open streams in a gauge, and each end by reason in a counter and a log line", async () => {
     const lines: string[] = [];
-    const { app } = testApp(db, {}, undefined, createLogger("info", (line) => lines.push(line)));
+    const { app } = testApp(
+      db,
+      {},
+      undefined,
+      createLogger("info", (line) => lines.push(line)),
+    );
     const { alice, bob, carol, convoId } = await conversation(app);
     const bobs = await stream(app, bob, { convoId });
     const carols = await stream(app, carol, { convoId });

@@ -21,7 +21,11 @@ const QUIET = { EVENTS_KEEPALIVE_MS: "600000", EVENTS_MAX_BACKLOG: "100000" };
 async function conversation(server: Server) {
   const alice = unique("did:plc:alice");
   const bob = unique("did:plc:bob");
-  const created = await post(server, alice, "createConvo", { groupId: randomGroupId(), cipherSuite: SUITE, initialMembers: [bob] });
+  const created = await post(server, alice, "createConvo", {
+    groupId: randomGroupId(),
+    cipherSuite: SUITE,
+    initialMembers: [bob],
+  });
   expect(created.status, JSON.stringify(created.body)).toBe(200);
   return { alice, bob, convoId: created.body.id as string };
 }
@@ -90,7 +94,10 @@ describe("event streams and clients that do not read", { timeout: 120_000 }, () 
       await sendBig(server, alice, convoId);
 
       // The server's socket is gone (reset, its buffers dropped), not kept ESTABLISHED behind the stuck write.
-      await vi.waitFor(() => expect(serverSendQueue(server, socket)).toBeUndefined(), { timeout: 20_000, interval: 100 });
+      await vi.waitFor(() => expect(serverSendQueue(server, socket)).toBeUndefined(), {
+        timeout: 20_000,
+        interval: 100,
+      });
       expect(await metric(server, /^event_streams_open /)).toBe(0);
       expect(await metric(server, /^event_streams_ended_total\{reason="slow_consumer"\}/)).toBe(1);
       socket.on("error", () => {}).resume();

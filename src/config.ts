@@ -75,6 +75,9 @@ const configSchema = z.object({
   DB_STATEMENT_TIMEOUT_MS: int(1).optional(),
   DB_ROUND_TRIP_TIMEOUT_MS: int(1).optional(),
   DB_MAINTENANCE_TIMEOUT_MS: int(0).default(600_000),
+  // Event stream caps (per instance): more streams answer 429 RateLimitExceeded.
+  EVENTS_MAX_STREAMS_PER_CALLER: int(1).default(5),
+  EVENTS_MAX_STREAMS: int(1).default(10_000),
 });
 
 /** A statement the database may still commit must end before the request answers "retry". */

@@ -2,6 +2,7 @@ import { prometheus } from "@hono/prometheus";
 import type { MiddlewareHandler } from "hono";
 import { Counter, Gauge, Registry } from "prom-client";
 import type { Database, Queryable } from "./db/driver.js";
+import type { StreamEnd } from "./events/convoStream.js";
 import type { CleanupResult } from "./jobs/cleanup.js";
 
 /**
@@ -16,6 +17,10 @@ export interface Metrics {
   idempotencyReplay(method: string): void;
   /** What one cleanup run did (the counts per kind), or that it failed. */
   cleanupRan(outcome: CleanupResult | "failed"): void;
+  /** An event stream was admitted: `event_streams_open` counts it until `streamEnded`. */
+  streamOpened(): void;
+  /** An event stream ended, and why (`event_streams_ended_total` by reason). */
+  streamEnded(reason: StreamEnd): void;
   /** The same database with its in-flight queries and transactions counted (pool use). */
   instrument(db: Database): Database;
   /** The text exposition format, and its content type. */
@@ -47,6 +52,18 @@ export function createMetrics(): Metrics {
   const cleanupLastRun = new Gauge({
     name: "cleanup_last_run_timestamp_seconds",
     help: "When cleanup last completed a run",
+    registers: [registry],
+  });
+
+  const streamsOpen = new Gauge({
+    name: "event_streams_open",
+    help: "Event streams open on this instance (admitted and not yet ended)",
+    registers: [registry],
+  });
+  const streamsEnded = new Counter({
+    name: "event_streams_ended_total",
+    help: "Event streams ended, by reason: client_closed, slow_consumer, removed, shutdown or error",
+    labelNames: ["reason"] as const,
     registers: [registry],
   });
 
@@ -82,6 +99,11 @@ export function createMetrics(): Metrics {
         if (typeof count === "number") cleanupRows.inc({ kind }, count);
       }
       cleanupLastRun.set(Date.now() / 1000);
+    },
+    streamOpened: () => streamsOpen.inc(),
+    streamEnded(reason) {
+      streamsOpen.dec();
+      streamsEnded.inc({ reason });
     },
     instrument(db) {
       return {

@@ -1,7 +1,8 @@
-import { streamSSE } from "hono/streaming";
+import type { Context } from "hono";
+import { streamSSE, type SSEStreamingApi } from "hono/streaming";
 import { z } from "zod";
-import { followConvo } from "../events/convoStream.js";
-import { invalidRequest } from "../errors.js";
+import { followConvo, type StreamConnection } from "../events/convoStream.js";
+import { invalidRequest, XrpcError } from "../errors.js";
 import * as schemas from "../schemas.js";
 import { eventHead } from "../services/events.js";
 import { query } from "../xrpc.js";
@@ -16,30 +17,76 @@ const cursor = z
  * cursor the stream starts at the newest event (everything committed after the response head is
  * sent); with one it replays every later event from the database first. `Last-Event-ID` wins over
  * `cursor`: an EventSource reconnects to the same URL with the newer position in that header.
+ * A caller holds at most `EVENTS_MAX_STREAMS_PER_CALLER` streams per instance (then 429).
  */
 export default query({
   name: "streamConvoEvents",
   input: z.object({ convoId: schemas.convoId, cursor: cursor.optional() }),
   async handler(input, { app, caller, header, c }) {
+    // Hono answers HEAD by running GET and dropping the body: a stream would run with nobody reading.
+    if (c.req.method === "HEAD") {
+      throw new XrpcError(405, "InvalidRequest", "streamConvoEvents takes GET", { Allow: "GET" });
+    }
     const lastEventId = header("Last-Event-ID") || undefined;
     const resume = lastEventId === undefined ? input.cursor : cursor.safeParse(lastEventId).data;
     if (lastEventId !== undefined && resume === undefined) throw invalidRequest("Last-Event-ID must be an event id");
     const head = await eventHead(app.db, input.convoId, caller);
     if (resume !== undefined && resume > head) throw invalidRequest("cursor is ahead of this conversation's events");
-    const { config, events, logger } = app;
+    const { config, events, logger, metrics } = app;
+    const slot = events.streams.admit(caller, {
+      perCaller: config.EVENTS_MAX_STREAMS_PER_CALLER,
+      total: config.EVENTS_MAX_STREAMS,
+    });
+    metrics.streamOpened();
     c.header("X-Accel-Buffering", "no");
-    return streamSSE(c, (stream) =>
-      followConvo(stream, {
-        db: app.db,
-        bus: events,
-        logger,
-        convoId: input.convoId,
-        reader: caller,
-        cursor: resume ?? head,
-        keepAliveMs: config.EVENTS_KEEPALIVE_MS,
-        maxBacklog: config.EVENTS_MAX_BACKLOG,
-        writeTimeoutMs: config.EVENTS_WRITE_TIMEOUT_MS,
-      }),
-    );
+    return streamSSE(c, async (stream) => {
+      const connection = nodeConnection(c) ?? webConnection(stream);
+      slot.onCut(connection.cut);
+      try {
+        await followConvo(stream, {
+          db: app.db,
+          bus: events,
+          logger,
+          metrics,
+          connection,
+          convoId: input.convoId,
+          reader: caller,
+          cursor: resume ?? head,
+          keepAliveMs: config.EVENTS_KEEPALIVE_MS,
+          maxBacklog: config.EVENTS_MAX_BACKLOG,
+          writeTimeoutMs: config.EVENTS_WRITE_TIMEOUT_MS,
+        });
+      } finally {
+        slot.release();
+      }
+    });
   },
 });
+
+/** The parts of Node's http.ServerResponse a stream uses (typed here: Workers have no Node types). */
+interface NodeResponse {
+  destroyed: boolean;
+  writableFinished: boolean;
+  socket: { resetAndDestroy(): void } | null;
+  once(event: "close" | "finish", listener: () => void): unknown;
+  destroy(): void;
+}
+
+/** On Node (@hono/node-server puts the ServerResponse in `c.env.outgoing`): the socket itself. */
+function nodeConnection(c: Context): StreamConnection | undefined {
+  const outgoing = (c.env as { outgoing?: NodeResponse } | undefined)?.outgoing;
+  if (typeof outgoing?.destroy !== "function" || typeof outgoing.once !== "function") return undefined;
+  const finished = new Promise<void>((resolve) => {
+    if (outgoing.destroyed || outgoing.writableFinished) return resolve();
+    outgoing.once("finish", resolve);
+    outgoing.once("close", resolve);
+  });
+  // A reset drops what the kernel still holds for the client at once; a close would keep sending it.
+  const cut = () => (outgoing.socket ? outgoing.socket.resetAndDestroy() : outgoing.destroy());
+  return { finished, cut };
+}
+
+/** Elsewhere the runtime owns the socket: aborting the stream ends the response body. */
+function webConnection(stream: SSEStreamingApi): StreamConnection {
+  return { finished: Promise.resolve(), cut: () => stream.abort() };
+}

@@ -35,6 +35,7 @@ async function main(): Promise<void> {
     force.unref();
     server.close(async () => {
       await db.close();
+      logger.info("stopped");
       process.exit(0);
     });
   };

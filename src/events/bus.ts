@@ -1,5 +1,6 @@
 import type { Database } from "../db/driver.js";
 import type { Logger } from "../logger.js";
+import { OpenStreams } from "./openStreams.js";
 
 /** The one Postgres channel every instance listens on; a payload is `<origin> <convoId>...`, or `<origin>` for a ping. */
 const CHANNEL = "mls_events";
@@ -38,6 +39,8 @@ export interface EventBusOptions {
  * events.publish(convoId); // after the write committed
  */
 export class EventBus {
+  /** This instance's open streams: admission caps, shared reads, and cutting them at shutdown. */
+  readonly streams = new OpenStreams(this);
   private readonly subscribers = new Map<string, Set<() => void>>();
   /** Tells this instance's own notifications apart from everyone else's. */
   private readonly origin = crypto.randomUUID();
@@ -49,6 +52,7 @@ export class EventBus {
   private listening = false;
   private pingOutstanding = false;
   private pingTimer: ReturnType<typeof setInterval> | undefined;
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private unlisten: (() => Promise<void>) | undefined;
   private isClosed = false;
 
@@ -82,12 +86,13 @@ export class EventBus {
     };
   }
 
-  /** Ends every stream (they see `closed` when woken) and stops listening. */
+  /** Ends every stream (they see `closed` when woken; those that do not end in time are cut) and stops listening. */
   async close(): Promise<void> {
     this.isClosed = true;
     clearInterval(this.pingTimer);
+    clearTimeout(this.retryTimer);
     this.wakeAll();
-    await this.unlisten?.().catch(() => {});
+    await Promise.all([this.streams.close(), this.unlisten?.().catch(() => {})]);
   }
 
   private get crossInstance(): boolean {
@@ -147,7 +152,11 @@ export class EventBus {
     try {
       unlisten = await db.listen!(CHANNEL, onPayload, () => this.relistened());
     } catch (error) {
+      // Streams poll meanwhile; without a retry they would poll for the life of the process.
       logger.warn("LISTEN unavailable: streams poll the events table", { error: describe(error) });
+      this.listenStarted = false;
+      this.retryTimer = setTimeout(() => void this.startListening(), safetyPollMs);
+      (this.retryTimer as { unref?: () => void }).unref?.();
       return;
     }
     if (this.isClosed) return void unlisten().catch(() => {});

@@ -1,14 +1,29 @@
 import type { SSEMessage, SSEStreamingApi } from "hono/streaming";
 import type { Queryable } from "../db/driver.js";
 import type { Logger } from "../logger.js";
-import { readEvents, type ConvoEvent } from "../services/events.js";
+import type { Metrics } from "../metrics.js";
+import { readEvents, type ConvoEvent, type EventPage } from "../services/events.js";
 import type { EventBus } from "./bus.js";
 import { Wakeup } from "./wakeup.js";
+import { within } from "./within.js";
+
+/** Why a stream ended (the label of `event_streams_ended_total`). */
+export type StreamEnd = "client_closed" | "slow_consumer" | "removed" | "shutdown" | "error";
+
+/** The connection a stream's response goes out on. */
+export interface StreamConnection {
+  /** Settles once the response was handed to the operating system in full, or the connection closed. */
+  finished: Promise<void>;
+  /** Drops the connection and whatever it still buffers: for a client that stopped reading. */
+  cut(): void;
+}
 
 export interface ConvoStreamOptions {
   db: Queryable;
   bus: EventBus;
   logger: Logger;
+  metrics: Metrics;
+  connection: StreamConnection;
   convoId: string;
   /** The member following the conversation. */
   reader: string;
@@ -25,23 +40,27 @@ export interface ConvoStreamOptions {
 const PAGE_SIZE = 100;
 
 /**
- * Sends a conversation's events to one member until the client leaves, the member is removed, or the
- * client falls behind. Every read is "events after the cursor" from the database, in pages, so replay
- * and live delivery are the same loop and there is no seam to lose or repeat an event at. When caught
- * up it sleeps until a wake-up from the bus (or the poll interval) and reads again.
+ * Sends a conversation's events to one member until the client leaves, the member is removed, the
+ * client falls behind, or the server stops; logs and counts why it ended. Every read is "events after
+ * the cursor" from the database, in pages, so replay and live delivery are the same loop and there is
+ * no seam to lose or repeat an event at. The replay reads as this member (`readEvents`); once caught
+ * up it sleeps until the conversation's feed wakes it and reads through the feed, one read shared by
+ * every stream of the conversation on this instance.
  *
- * A slow consumer gets an `info` event {type: "slow-consumer", skipped} and the stream ends; the
- * client resumes from its last event id. The member's own `left`/`removed` event is the last one sent.
+ * A client that falls behind by more than `maxBacklog` gets an `info` event {type: "slow-consumer",
+ * skipped} and the stream ends; one that does not take a write within `writeTimeoutMs` has its
+ * connection cut (a notice would only queue behind the write it is not taking). Either way it resumes
+ * from its last event id. The member's own `left`/`removed` event is the last one sent.
  */
 export async function followConvo(stream: SSEStreamingApi, options: ConvoStreamOptions): Promise<void> {
-  const { db, bus, logger, convoId, reader, keepAliveMs, maxBacklog, writeTimeoutMs } = options;
+  const { db, bus, logger, metrics, connection, convoId, reader, keepAliveMs, maxBacklog, writeTimeoutMs } = options;
   const wakeup = new Wakeup();
-  const unsubscribe = bus.subscribe(convoId, () => wakeup.wake());
+  const feed = bus.streams.feed(db, convoId);
+  const unfollow = feed.follow(reader, wakeup);
   stream.onAbort(() => wakeup.wake());
   let cursor = options.cursor;
-  // Replay may be long; once caught up, a backlog means the client is not keeping up.
-  let caughtUp = false;
   let lastWrite = Date.now();
+  const stopped = (): StreamEnd | undefined => (bus.closed ? "shutdown" : stream.aborted ? "client_closed" : undefined);
 
   /** False when the client did not take the write in time (it stays queued). */
   const write = async (sending: Promise<unknown>) => {
@@ -49,43 +68,78 @@ export async function followConvo(stream: SSEStreamingApi, options: ConvoStreamO
     lastWrite = Date.now();
     return taken;
   };
-  const slowConsumer = async (skipped: number) => {
+  const slowConsumer = (skipped: number, stalled: boolean): StreamEnd => {
+    logger.warn("event stream: slow consumer", { convoId, reader, skipped, stalled });
+    if (stalled) connection.cut();
+    return "slow_consumer";
+  };
+  const backlog = async (skipped: number): Promise<StreamEnd> => {
     const data = JSON.stringify({ type: "slow-consumer", skipped });
-    if (!(await write(stream.writeSSE({ event: "info", id: String(cursor), data })))) stream.abort();
+    const taken = await write(stream.writeSSE({ event: "info", id: String(cursor), data }));
+    return slowConsumer(skipped, !taken);
+  };
+  /** Sends a page; why the stream ends, or undefined to go on. */
+  const deliver = async (page: EventPage): Promise<StreamEnd | undefined> => {
+    // No longer a member, and the page does not reach the end of the membership: nothing in it is theirs.
+    if (!page.active && !page.more && !page.events.some((event) => endsMembership(event, reader))) return "removed";
+    for (const event of page.events) {
+      const ended = stopped();
+      if (ended) return ended;
+      if (!(await write(stream.writeSSE(toSse(event))))) return slowConsumer(page.head - cursor, true);
+      cursor = event.seq;
+      if (endsMembership(event, reader)) return "removed";
+    }
+    cursor = page.cursor;
+  };
+  /** Until something new may have arrived, with keep-alives meanwhile; why the stream ends, if it does. */
+  const idle = async (): Promise<StreamEnd | undefined> => {
+    while (!stopped()) {
+      const quiet = Date.now() - lastWrite;
+      if (quiet < keepAliveMs) {
+        if (await wakeup.wait(keepAliveMs - quiet)) return;
+      } else if (!(await write(stream.write(": keep-alive\n\n")))) {
+        return slowConsumer(0, true);
+      }
+    }
+  };
+  const run = async (): Promise<StreamEnd> => {
+    // Sends the response head and tells the client the stream is open.
+    if (!(await write(stream.write(": open\n\n")))) return slowConsumer(0, true);
+    let live = false;
+    for (;;) {
+      const ended = stopped();
+      if (ended) return ended;
+      const page = live ? await feed.read(cursor, reader) : await readEvents(db, convoId, reader, cursor, PAGE_SIZE);
+      if (!page) return "removed";
+      // Replay may be long; once caught up, a backlog means the client is not keeping up.
+      if (live && page.head - cursor > maxBacklog) return backlog(page.head - cursor);
+      const delivered = await deliver(page);
+      if (delivered) return delivered;
+      if (page.more) continue;
+      live = true;
+      const idled = await idle();
+      if (idled) return idled;
+    }
   };
 
+  let end: StreamEnd;
   try {
-    // Sends the response head and tells the client the stream is open.
-    if (!(await write(stream.write(": open\n\n")))) return stream.abort();
-    while (!stream.aborted && !bus.closed) {
-      const page = await readEvents(db, convoId, reader, cursor, PAGE_SIZE);
-      if (!page) return;
-      if (caughtUp && page.head - cursor > maxBacklog) return await slowConsumer(page.head - cursor);
-      for (const event of page.events) {
-        const taken = await write(stream.writeSSE(toSse(event)));
-        cursor = event.seq;
-        if (!taken) return await slowConsumer(page.head - cursor);
-        if (endsMembership(event, reader)) return;
-      }
-      cursor = page.cursor;
-      // Removed without its event in sight (it came before the cursor): stop all the same.
-      if (!page.active && cursor >= page.head) return;
-      if (page.more) continue;
-      caughtUp = true;
-      if (Date.now() - lastWrite >= keepAliveMs && !(await write(stream.write(": keep-alive\n\n")))) {
-        return stream.abort();
-      }
-      await wakeup.wait(Math.min(bus.pollMs, keepAliveMs - (Date.now() - lastWrite)));
-    }
+    end = await run();
   } catch (error) {
     // The client resumes from its last event id on a new connection.
     logger.warn("event stream ended by an error", {
       convoId,
       error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
     });
+    end = "error";
   } finally {
-    unsubscribe();
+    unfollow();
   }
+  // The response ends here; a client that does not take its last bytes loses the connection.
+  void stream.close();
+  if (!(await within(connection.finished, writeTimeoutMs))) connection.cut();
+  logger.info("event stream ended", { convoId, reader, reason: end, cursor });
+  metrics.streamEnded(end);
 }
 
 function toSse(event: ConvoEvent): SSEMessage {
@@ -99,14 +153,4 @@ function endsMembership(event: ConvoEvent, reader: string): boolean {
     event.membership.did === reader &&
     (event.membership.type === "left" || event.membership.type === "removed")
   );
-}
-
-async function within(sending: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
-  try {
-    return await Promise.race([sending.then(() => true), late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

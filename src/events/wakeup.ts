@@ -11,20 +11,20 @@ export class Wakeup {
     else this.pending = true;
   }
 
-  /** Resolves at the next wake (at once if one is pending) or after `ms`, whichever comes first. */
-  wait(ms: number): Promise<void> {
+  /** Resolves true at the next wake (at once if one is pending), or false after `ms`, whichever comes first. */
+  wait(ms: number): Promise<boolean> {
     if (this.pending) {
       this.pending = false;
-      return Promise.resolve();
+      return Promise.resolve(true);
     }
     return new Promise((resolve) => {
-      const done = () => {
+      const done = (woken: boolean) => {
         clearTimeout(timer);
         this.release = undefined;
-        resolve();
+        resolve(woken);
       };
-      const timer = setTimeout(done, ms);
-      this.release = done;
+      const timer = setTimeout(() => done(false), ms);
+      this.release = () => done(true);
     });
   }
 }

@@ -20,6 +20,9 @@ const list = z
 const int = (min: number) => z.coerce.number().int().min(min);
 const did = z.string().regex(/^did:[a-z]+:[a-zA-Z0-9._:%-]+$/, "must be a DID");
 
+/** The default bound of one page of a list answer or of an event stream, in bytes of JSON. */
+export const DEFAULT_MAX_PAGE_BYTES = 8 * 1024 * 1024;
+
 /** Every environment variable the server reads, with its default. `.env.example` mirrors this. */
 const configSchema = z.object({
   PORT: int(0).max(65535).default(3000),
@@ -69,6 +72,9 @@ const configSchema = z.object({
   EVENTS_KEEPALIVE_MS: int(10).default(15_000),
   EVENTS_MAX_BACKLOG: int(1).default(1000),
   EVENTS_WRITE_TIMEOUT_MS: int(10).default(10_000),
+
+  // List answers and stream pages (getMessages, getCommits, getConvos, events)
+  MAX_PAGE_BYTES: int(1024).default(DEFAULT_MAX_PAGE_BYTES),
 });
 
 export type Config = z.infer<typeof configSchema>;

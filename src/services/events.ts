@@ -95,8 +95,8 @@ export async function readEvents(
        SELECT e.seq, row_number() OVER w AS n,
               sum(CASE WHEN m.seq IS NULL THEN coalesce(octet_length(e.payload::text), 0) + 128
                        ELSE ${messageViewBytes("m")} END) OVER w AS bytes
-         FROM s, events e LEFT JOIN messages m ON m.convo_id = e.convo_id AND m.seq = e.message_seq
-        WHERE e.convo_id = $1 AND e.seq > greatest($3, s.joined - 1)
+         FROM events e LEFT JOIN messages m ON m.convo_id = e.convo_id AND m.seq = e.message_seq
+        WHERE e.convo_id = $1 AND e.seq > (SELECT greatest($3, s.joined - 1) FROM s)
        WINDOW w AS (ORDER BY e.seq)
         ORDER BY e.seq LIMIT $4 + 1
      ), page AS (

@@ -190,17 +190,20 @@ const READER_CTE = `reader AS (
  */
 export const LIST_MESSAGES_SQL = `WITH ${READER_CTE}, candidates AS (
   SELECT x.seq, row_number() OVER w AS n, sum(${messageViewBytes("x")}) OVER w AS bytes
-    FROM reader, messages x
-   WHERE x.convo_id = $1 AND x.seq > greatest($3, reader.joined_seq - 1)
+    FROM messages x
+   WHERE x.convo_id = $1 AND x.seq > (SELECT greatest($3, joined_seq - 1) FROM reader)
   WINDOW w AS (ORDER BY x.seq)
    ORDER BY x.seq LIMIT $4 + 1
 ), page AS (
   SELECT seq FROM candidates WHERE n <= $4 AND ${fitsPage("$5")}
+), state AS MATERIALIZED (
+  SELECT greatest($3, r.joined_seq - 1) + 1 < coalesce(r.first_kept, r.next_seq) AS expired,
+         (SELECT count(*) FROM candidates) > (SELECT count(*) FROM page) AS more
+    FROM reader r
 )
-SELECT greatest($3, r.joined_seq - 1) + 1 < coalesce(r.first_kept, r.next_seq) AS expired,
-       (SELECT count(*) FROM candidates) > (SELECT count(*) FROM page) AS more,
+SELECT state.expired, state.more,
        x.id, x.sender_did, x.ciphertext, x.epoch, x.seq, x.message_type, ${iso("x.created_at")} AS created_at
-  FROM reader r
+  FROM state
   LEFT JOIN (page JOIN messages x ON x.convo_id = $1 AND x.seq = page.seq) ON true
  ORDER BY x.seq`;
 
@@ -257,14 +260,21 @@ export async function listMessages(
   };
 }
 
-/** The seq of a message of this conversation, for the older `sinceMessage` parameter. */
+/**
+ * The seq of a message of this conversation, for the older `sinceMessage` parameter. A message
+ * that is not there is 400 CursorExpired once retention removed messages of the conversation
+ * (it may have been one of them), else 400 InvalidRequest.
+ */
 export async function seqOfMessage(db: Queryable, convoId: string, messageId: string): Promise<number> {
-  const [row] = await db.query<{ seq: number }>(`SELECT seq FROM messages WHERE convo_id = $1 AND id = $2`, [
-    convoId,
-    messageId,
-  ]);
-  if (!row) throw invalidRequest("sinceMessage names no message of this conversation");
-  return row.seq;
+  const [row] = await db.query<{ seq: number | null; pruned: boolean }>(
+    `SELECT (SELECT x.seq FROM messages x WHERE x.convo_id = c.id AND x.id = $2) AS seq,
+            coalesce((SELECT min(x.seq) FROM messages x WHERE x.convo_id = c.id), c.next_seq) > 1 AS pruned
+       FROM conversations c WHERE c.id = $1`,
+    [convoId, messageId],
+  );
+  if (row?.seq != null) return row.seq;
+  if (row?.pruned) throw cursorExpired("sinceMessage names no message kept in this conversation");
+  throw invalidRequest("sinceMessage names no message of this conversation");
 }
 
 export interface CommitView {
@@ -283,20 +293,22 @@ export interface CommitView {
  */
 export const LIST_COMMITS_SQL = `WITH ${READER_CTE}, candidates AS (
   SELECT x.seq, row_number() OVER w AS n, sum(${messageViewBytes("x")}) OVER w AS bytes
-    FROM reader, messages x
-   WHERE x.convo_id = $1 AND x.message_type = 'commit' AND x.epoch >= greatest($3, reader.joined_epoch)
+    FROM messages x
+   WHERE x.convo_id = $1 AND x.message_type = 'commit' AND x.epoch >= (SELECT greatest($3, joined_epoch) FROM reader)
      AND ($6::bigint IS NULL OR x.epoch <= $6)
   WINDOW w AS (ORDER BY x.epoch)
    ORDER BY x.epoch LIMIT $4 + 1
 ), page AS (
   SELECT seq FROM candidates WHERE n <= $4 AND ${fitsPage("$5")}
+), state AS MATERIALIZED (
+  SELECT greatest($3, r.joined_epoch) < coalesce(
+           (SELECT min(k.epoch) FROM messages k
+             WHERE k.convo_id = $1 AND k.message_type = 'commit' AND k.epoch >= r.joined_epoch), r.epoch) AS expired,
+         (SELECT count(*) FROM candidates) > (SELECT count(*) FROM page) AS more
+    FROM reader r
 )
-SELECT greatest($3, r.joined_epoch) < coalesce(
-         (SELECT min(k.epoch) FROM messages k
-           WHERE k.convo_id = $1 AND k.message_type = 'commit' AND k.epoch >= r.joined_epoch), r.epoch) AS expired,
-       (SELECT count(*) FROM candidates) > (SELECT count(*) FROM page) AS more,
-       x.id, x.sender_did, x.ciphertext, x.epoch, ${iso("x.created_at")} AS created_at
-  FROM reader r
+SELECT state.expired, state.more, x.id, x.sender_did, x.ciphertext, x.epoch, ${iso("x.created_at")} AS created_at
+  FROM state
   LEFT JOIN (page JOIN messages x ON x.convo_id = $1 AND x.seq = page.seq) ON true
  ORDER BY x.epoch`;
 

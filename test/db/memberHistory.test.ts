@@ -30,7 +30,10 @@ describe(MIGRATION, () => {
     db = createPostgresDatabase(url.toString(), { max: 2 });
     const all = await readMigrations();
     expect(all.map((m) => m.name)).toContain(MIGRATION);
-    await migrate(db, all.filter((m) => m.name < MIGRATION));
+    await migrate(
+      db,
+      all.filter((m) => m.name < MIGRATION),
+    );
 
     await db.exec(`
       INSERT INTO conversations (id, group_id, creator_did, cipher_suite, epoch, next_seq, next_event_seq, created_at)

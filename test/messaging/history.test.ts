@@ -15,7 +15,11 @@ const { app } = testApp(db);
 const api = new Xrpc(app);
 
 async function send(did: string, convoId: string, text: string): Promise<number> {
-  const reply = await api.post(did, "sendMessage", { convoId, ciphertext: base64(text), epoch: await epochOf(convoId) });
+  const reply = await api.post(did, "sendMessage", {
+    convoId,
+    ciphertext: base64(text),
+    epoch: await epochOf(convoId),
+  });
   expectReply(reply, 200);
   return reply.body.seq;
 }
@@ -114,8 +118,12 @@ describe("a position older than retention is 400 CursorExpired", () => {
     const alice = unique("did:plc:alice");
     const convoId = await api.createConvo(alice);
     for (const n of range(1, 10)) await send(alice, convoId, `m${n}`);
+    const [pruned] = await db.query<{ id: string }>(`SELECT id FROM messages WHERE convo_id = $1 AND seq = 2`, [
+      convoId,
+    ]);
     await prune(convoId, 5, 3);
 
+    expectReply(await api.get(alice, "getMessages", { convoId, sinceMessage: pruned!.id }), 400, "CursorExpired");
     for (const start of [{ cursor: "3" }, { sinceSeq: 1 }, { sinceSeq: 4 }]) {
       expectReply(await api.get(alice, "getMessages", { convoId, ...start }), 400, "CursorExpired");
     }
@@ -138,7 +146,12 @@ describe("a position older than retention is 400 CursorExpired", () => {
   it("getCommits: asking for epochs whose commits retention removed", async () => {
     const alice = unique("did:plc:alice");
     const convoId = await api.createConvo(alice);
-    await storeCommits(db, convoId, alice, range(0, 5).map((n) => new Uint8Array([n + 1])));
+    await storeCommits(
+      db,
+      convoId,
+      alice,
+      range(0, 5).map((n) => new Uint8Array([n + 1])),
+    );
     await prune(convoId, 3, 0);
 
     expectReply(await api.get(alice, "getCommits", { convoId, fromEpoch: 0 }), 400, "CursorExpired");

@@ -77,7 +77,12 @@ describe("getCommits", () => {
 
   beforeAll(async () => {
     convoId = await api.createConvo(alice);
-    await storeCommits(db, convoId, alice, range(0, 29).map(() => randomBytes(ITEM_BYTES)));
+    await storeCommits(
+      db,
+      convoId,
+      alice,
+      range(0, 29).map(() => randomBytes(ITEM_BYTES)),
+    );
   });
 
   it("pages with a cursor (the last epoch) within MAX_PAGE_BYTES; the walk returns every commit once, in order", async () => {

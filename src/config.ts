@@ -21,6 +21,9 @@ const list = z
 const int = (min: number) => z.coerce.number().int().min(min);
 const did = z.string().regex(/^did:[a-z]+:[a-zA-Z0-9._:%-]+$/, "must be a DID");
 
+/** The default bound of one page of a list answer or of an event stream, in bytes of JSON. */
+export const DEFAULT_MAX_PAGE_BYTES = 8 * 1024 * 1024;
+
 /** Every environment variable the server reads, with its default. `.env.example` mirrors this. */
 const configSchema = z.object({
   PORT: int(0).max(65535).default(3000),
@@ -78,6 +81,8 @@ const configSchema = z.object({
   // Event stream caps (per instance): more streams answer 429 RateLimitExceeded.
   EVENTS_MAX_STREAMS_PER_CALLER: int(1).default(5),
   EVENTS_MAX_STREAMS: int(1).default(10_000),
+  // List answers and stream pages (getMessages, getCommits, getConvos, events)
+  MAX_PAGE_BYTES: int(1024).default(DEFAULT_MAX_PAGE_BYTES),
 });
 
 /** A statement the database may still commit must end before the request answers "retry". */

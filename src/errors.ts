@@ -27,3 +27,5 @@ export const notReady = (retryAfterSeconds = 1) =>
 export const tooManyMembers = (message: string) => new XrpcError(400, "TooManyMembers", message);
 export const invalidCipherSuite = (suite: string) =>
   new XrpcError(400, "InvalidCipherSuite", `cipher suite ${suite} is not accepted by this server`);
+export const cursorExpired = (message: string) => new XrpcError(400, "CursorExpired", message);
+export const convoExists = () => new XrpcError(409, "ConvoExists", "a conversation with this groupId already exists");

@@ -5,15 +5,32 @@ import { requireActiveMember } from "../services/membership.js";
 import { listCommits } from "../services/messages.js";
 import { query } from "../xrpc.js";
 
-const MAX_COMMITS = 1000;
-
 export default query({
   name: "getCommits",
-  input: z.object({ convoId: schemas.convoId, fromEpoch: schemas.queryEpoch, toEpoch: schemas.queryEpoch.optional() }),
-  async handler(input, { caller, db }) {
-    if (input.toEpoch !== undefined && input.toEpoch < input.fromEpoch) throw invalidRequest("toEpoch is before fromEpoch");
+  input: z.object({
+    convoId: schemas.convoId,
+    fromEpoch: schemas.queryEpoch,
+    toEpoch: schemas.queryEpoch.optional(),
+    /** The `cursor` of the previous page (the last epoch it held). */
+    cursor: z
+      .string()
+      .regex(/^\d{1,15}$/, "cursor is invalid")
+      .optional(),
+    limit: z.coerce.number().int().min(1).max(1000).default(1000),
+  }),
+  async handler(input, { app, caller, db }) {
+    if (input.toEpoch !== undefined && input.toEpoch < input.fromEpoch)
+      throw invalidRequest("toEpoch is before fromEpoch");
     await requireActiveMember(db, input.convoId, caller);
-    const commits = await listCommits(db, input.convoId, input.fromEpoch, input.toEpoch, MAX_COMMITS);
-    return { convoId: input.convoId, commits };
+    const afterCursor = input.cursor === undefined ? 0 : Number(input.cursor) + 1;
+    const page = await listCommits(db, {
+      convoId: input.convoId,
+      reader: caller,
+      fromEpoch: Math.max(input.fromEpoch, afterCursor),
+      toEpoch: input.toEpoch,
+      limit: input.limit,
+      maxBytes: app.config.MAX_PAGE_BYTES,
+    });
+    return { convoId: input.convoId, ...page };
   },
 });

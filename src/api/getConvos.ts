@@ -6,5 +6,6 @@ import { query } from "../xrpc.js";
 export default query({
   name: "getConvos",
   input: z.object({ limit: schemas.limit, cursor: schemas.cursor.optional() }),
-  handler: (input, { caller, db }) => listConvos(db, caller, input.limit, input.cursor),
+  handler: (input, { app, caller, db }) =>
+    listConvos(db, caller, { limit: input.limit, cursor: input.cursor, maxBytes: app.config.MAX_PAGE_BYTES }),
 });

@@ -14,17 +14,28 @@ export default query({
     sinceSeq: seq.optional(),
     sinceMessage: z.string().min(1).max(128).optional(),
     /** The `cursor` of the previous page (the last seq it held). */
-    cursor: z.string().regex(/^\d{1,15}$/, "cursor is invalid").optional(),
+    cursor: z
+      .string()
+      .regex(/^\d{1,15}$/, "cursor is invalid")
+      .optional(),
     limit: schemas.limit,
   }),
-  async handler(input, { caller, db }) {
+  async handler(input, { app, caller, db }) {
     const starts = [input.sinceSeq, input.sinceMessage, input.cursor].filter((value) => value !== undefined);
     if (starts.length > 1) throw invalidRequest("give at most one of sinceSeq, sinceMessage and cursor");
     await requireActiveMember(db, input.convoId, caller);
-    const afterSeq =
+    const after =
       input.sinceMessage !== undefined
         ? await seqOfMessage(db, input.convoId, input.sinceMessage)
         : Number(input.cursor ?? input.sinceSeq ?? 0);
-    return listMessages(db, input.convoId, afterSeq, input.limit);
+    return listMessages(db, {
+      convoId: input.convoId,
+      reader: caller,
+      after,
+      // Seq 0 (or no position) means "from the oldest message kept"; a later position is the client's own.
+      checkRetention: after > 0,
+      limit: input.limit,
+      maxBytes: app.config.MAX_PAGE_BYTES,
+    });
   },
 });

@@ -30,7 +30,7 @@ export default query({
     const lastEventId = header("Last-Event-ID") || undefined;
     const resume = lastEventId === undefined ? input.cursor : cursor.safeParse(lastEventId).data;
     if (lastEventId !== undefined && resume === undefined) throw invalidRequest("Last-Event-ID must be an event id");
-    const head = await eventHead(app.db, input.convoId, caller);
+    const head = await eventHead(app.db, input.convoId, caller, resume);
     if (resume !== undefined && resume > head) throw invalidRequest("cursor is ahead of this conversation's events");
     const { config, events, logger, metrics } = app;
     const slot = events.streams.admit(caller, {

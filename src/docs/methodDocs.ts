@@ -20,6 +20,7 @@ export const ERROR_STATUS = {
   InvalidCipherSuite: 400,
   TooManyMembers: 400,
   KeyPackageExpired: 400,
+  CursorExpired: 400,
   AuthenticationRequired: 401,
   InvalidToken: 401,
   ExpiredToken: 401,
@@ -31,6 +32,7 @@ export const ERROR_STATUS = {
   WelcomeNotFound: 404,
   EpochMismatch: 409,
   IdempotencyKeyInUse: 409,
+  ConvoExists: 409,
   WelcomeGone: 410,
   PayloadTooLarge: 413,
   IdempotencyKeyReused: 422,
@@ -104,10 +106,10 @@ export const methodDocs: Record<string, MethodDoc> = {
     description:
       "Creates a conversation for an MLS group with the caller as creator. Initial members (at most 100 per call) each get the welcome, if one is given.",
     output: convoView,
-    errors: ["InvalidCipherSuite", "TooManyMembers"],
+    errors: ["InvalidCipherSuite", "TooManyMembers", "ConvoExists"],
   },
   getConvos: {
-    description: "The caller's conversations, newest first, a page at a time.",
+    description: "The caller's conversations, newest first, a page at a time (bounded in items and bytes).",
     output: z.strictObject({ conversations: z.array(convoView), cursor: z.string().optional() }),
     errors: [],
   },
@@ -136,14 +138,15 @@ export const methodDocs: Record<string, MethodDoc> = {
   },
   getMessages: {
     description:
-      "Messages (application and commits) in ascending `seq` after `sinceSeq`, `sinceMessage` or the previous page's `cursor`; `cursor` is returned until the end.",
+      "Messages (application and commits) in ascending `seq` after `sinceSeq`, `sinceMessage` or the previous page's `cursor`, from the caller's latest joining on; a page is bounded in items and bytes and `cursor` is returned until the end. A position whose following messages retention removed is CursorExpired.",
     output: z.strictObject({ messages: z.array(messageView), cursor: z.string().optional() }),
-    errors: convoErrors,
+    errors: [...convoErrors, "CursorExpired"],
   },
   getCommits: {
-    description: "The accepted commits with epochs from `fromEpoch` to `toEpoch`, oldest first.",
-    output: z.strictObject({ convoId: z.string(), commits: z.array(commitView) }),
-    errors: convoErrors,
+    description:
+      "The accepted commits with epochs from `fromEpoch` to `toEpoch`, oldest first, none before the epoch the caller last joined at; a page is bounded in items and bytes and `cursor` (the last epoch returned) is returned until the end. Asking for commits retention removed is CursorExpired.",
+    output: z.strictObject({ convoId: z.string(), commits: z.array(commitView), cursor: z.string().optional() }),
+    errors: [...convoErrors, "CursorExpired"],
   },
   updateCursor: {
     description: "Records how far the caller has read in the conversation.",
@@ -185,8 +188,8 @@ export const methodDocs: Record<string, MethodDoc> = {
   },
   streamConvoEvents: {
     description:
-      "Server-Sent Events for one conversation: `message`, `membership` and `info` events, each with an `id` that is its cursor. Reconnecting with `cursor` (or `Last-Event-ID`) replays every later event first.",
+      "Server-Sent Events for one conversation: `message`, `membership` and `info` events, each with an `id` that is its cursor. Reconnecting with `cursor` (or `Last-Event-ID`) replays every later event first (from the caller's latest joining on); a cursor whose following events retention removed is CursorExpired.",
     output: { encoding: "text/event-stream", description: "Server-Sent Events: message, membership and info events" },
-    errors: convoErrors,
+    errors: [...convoErrors, "CursorExpired"],
   },
 };

@@ -1,6 +1,6 @@
 import type { Queryable } from "../db/driver.js";
-import { invalidRequest } from "../errors.js";
-import { ACTIVE_MEMBERS_JSON, iso } from "./sql.js";
+import { convoExists, invalidRequest } from "../errors.js";
+import { ACTIVE_MEMBERS_JSON, convoViewBytes, fitsPage, iso } from "./sql.js";
 
 export interface ConvoView {
   id: string;
@@ -69,8 +69,9 @@ export interface NewConvo {
 
 /**
  * Creates the conversation, its members, one welcome row per initial member and a `joined`
- * event per member in one statement. A repeat by the same creator for the same groupId answers
- * the existing conversation (natural idempotency); another creator's groupId is refused.
+ * event per member in one statement; every member reads it from its start. A repeat by the same
+ * creator for the same groupId answers the existing conversation (natural idempotency) while that
+ * creator is an active member; anyone else gets 409 ConvoExists and learns nothing more.
  */
 export async function createConvo(db: Queryable, convo: NewConvo): Promise<ConvoView> {
   const everyone = [convo.creator, ...convo.members];
@@ -82,11 +83,12 @@ export async function createConvo(db: Queryable, convo: NewConvo): Promise<Convo
        INSERT INTO conversations (id, group_id, creator_did, cipher_suite, name, description, created_at, next_event_seq)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
        ON CONFLICT (group_id) DO NOTHING
-       RETURNING id
+       RETURNING id, epoch, next_seq
      ), joined AS (
        SELECT d.did, d.ordinality AS n FROM jsonb_array_elements_text($9::text::jsonb) WITH ORDINALITY AS d(did, ordinality)
      ), member_rows AS (
-       INSERT INTO members (convo_id, did, joined_at) SELECT convo.id, joined.did, $7 FROM convo, joined
+       INSERT INTO members (convo_id, did, joined_at, joined_seq, joined_event_seq, joined_epoch)
+       SELECT convo.id, joined.did, $7, convo.next_seq, 1, convo.epoch FROM convo, joined
      ), welcome_rows AS (
        INSERT INTO welcome_messages (id, convo_id, recipient_did, welcome, key_package_hash, created_at)
        SELECT gen_random_uuid()::text, convo.id, w.did, $10, w.hash, $7
@@ -113,13 +115,14 @@ export async function createConvo(db: Queryable, convo: NewConvo): Promise<Convo
   );
   const created = Number(row?.created) === 1;
   if (created) return (await getConvoView(db, convo.id))!;
-  const [existing] = await db.query<ConvoRow>(`SELECT ${CONVO_COLUMNS} FROM conversations c WHERE c.group_id = $1`, [
-    convo.groupId,
-  ]);
-  if (!existing || existing.creator_did !== convo.creator) {
-    throw invalidRequest("a conversation with this groupId already exists");
-  }
-  return toView(existing);
+  const [existing] = await db.query<{ id: string; caller_active: boolean }>(
+    `SELECT c.id, EXISTS (SELECT 1 FROM members m WHERE m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL) AS caller_active
+       FROM conversations c WHERE c.group_id = $1 AND c.creator_did = $2`,
+    [convo.groupId, convo.creator],
+  );
+  // Only its active creator learns anything about an existing conversation.
+  if (!existing?.caller_active) throw convoExists();
+  return (await getConvoView(db, existing.id))!;
 }
 
 export interface ConvoPage {
@@ -127,23 +130,38 @@ export interface ConvoPage {
   cursor?: string;
 }
 
-/** The caller's active conversations, newest first, keyset-paginated on (createdAt, id). */
-export async function listConvos(db: Queryable, did: string, limit: number, cursor?: string): Promise<ConvoPage> {
+/**
+ * The caller's active conversations, newest first, keyset-paginated on (createdAt, id), at most
+ * `limit` and, past the first, at most `maxBytes` of JSON (a view grows with its members).
+ */
+export async function listConvos(
+  db: Queryable,
+  did: string,
+  { limit, cursor, maxBytes }: { limit: number; cursor?: string; maxBytes: number },
+): Promise<ConvoPage> {
   const after = cursor ? decodeConvoCursor(cursor) : undefined;
-  const rows = await db.query<ConvoRow & { created_at_raw: Date }>(
-    `SELECT ${CONVO_COLUMNS}, c.created_at AS created_at_raw
-       FROM members me JOIN conversations c ON c.id = me.convo_id
-      WHERE me.did = $1 AND me.left_at IS NULL
-        AND ($2::timestamptz IS NULL OR (c.created_at, c.id) < ($2::timestamptz, $3::text))
-      ORDER BY c.created_at DESC, c.id DESC
-      LIMIT $4`,
-    [did, after?.createdAt ?? null, after?.id ?? null, limit + 1],
+  const rows = await db.query<ConvoRow & { created_at_raw: Date; more: boolean }>(
+    `WITH candidates AS (
+       SELECT k.id, row_number() OVER w AS n, sum(${convoViewBytes("k")}) OVER w AS bytes
+         FROM (SELECT c.* FROM members me JOIN conversations c ON c.id = me.convo_id
+                WHERE me.did = $1 AND me.left_at IS NULL
+                  AND ($2::timestamptz IS NULL OR (c.created_at, c.id) < ($2::timestamptz, $3::text))
+                ORDER BY c.created_at DESC, c.id DESC
+                LIMIT $4 + 1) k
+       WINDOW w AS (ORDER BY k.created_at DESC, k.id DESC)
+     ), page AS (
+       SELECT id FROM candidates WHERE n <= $4 AND ${fitsPage("$5")}
+     )
+     SELECT ${CONVO_COLUMNS}, c.created_at AS created_at_raw,
+            (SELECT count(*) FROM candidates) > (SELECT count(*) FROM page) AS more
+       FROM page JOIN conversations c ON c.id = page.id
+      ORDER BY c.created_at DESC, c.id DESC`,
+    [did, after?.createdAt ?? null, after?.id ?? null, limit, maxBytes],
   );
-  const page = rows.slice(0, limit);
-  const last = page[page.length - 1];
+  const last = rows[rows.length - 1];
   return {
-    conversations: page.map(toView),
-    ...(rows.length > limit && last && { cursor: encodeConvoCursor(last.created_at_raw, last.id) }),
+    conversations: rows.map(toView),
+    ...(last?.more && { cursor: encodeConvoCursor(last.created_at_raw, last.id) }),
   };
 }
 

@@ -1,9 +1,10 @@
 import { bytesOut } from "../bytes.js";
 import type { Queryable } from "../db/driver.js";
-import { convoNotFound, notMember } from "../errors.js";
+import { DEFAULT_MAX_PAGE_BYTES } from "../config.js";
+import { convoNotFound, cursorExpired, notMember } from "../errors.js";
 import type { MembershipEvent } from "./convoChange.js";
 import type { MessageView } from "./messages.js";
-import { iso } from "./sql.js";
+import { fitsPage, iso, messageViewBytes } from "./sql.js";
 
 /** A membership event as stored: `actor` is absent on the creator's and initial members' `joined`. */
 export type MembershipPayload = Omit<MembershipEvent, "actor"> & { actor?: string; epoch: number };
@@ -21,13 +22,14 @@ export interface EventPage {
   events: ConvoEvent[];
   /** The cursor after this page: its last event, even one left out. */
   cursor: number;
-  /** True when the page was full, so more events may follow right away. */
+  /** True when the page stopped at its item or byte bound with more events after it. */
   more: boolean;
 }
 
 interface EventRow {
   head: number;
   active: boolean;
+  more: boolean;
   seq: number | null;
   kind: "message" | "membership" | null;
   payload: MembershipPayload | null;
@@ -43,25 +45,37 @@ interface EventRow {
 /**
  * The last committed event seq of a conversation the caller is an active member of: 404 when it
  * does not exist, 403 when the caller is not (or no longer) a member. One statement, so the
- * membership and the starting point come from the same snapshot.
+ * membership and the starting point come from the same snapshot. With `resume` (a cursor the
+ * client holds, 1 or more), 400 CursorExpired when retention removed events after it that the
+ * caller could have read.
  */
-export async function eventHead(db: Queryable, convoId: string, caller: string): Promise<number> {
-  const [row] = await db.query<{ head: number; active: boolean }>(
-    `SELECT c.next_event_seq - 1 AS head,
-            EXISTS (SELECT 1 FROM members m WHERE m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL) AS active
-       FROM conversations c WHERE c.id = $1`,
-    [convoId, caller],
+export async function eventHead(db: Queryable, convoId: string, caller: string, resume?: number): Promise<number> {
+  const [row] = await db.query<{ head: number; active: boolean; expired: boolean }>(
+    `SELECT c.next_event_seq - 1 AS head, m.did IS NOT NULL AS active,
+            $3::bigint >= 1 AND greatest($3::bigint, m.joined_event_seq - 1) + 1
+              < coalesce((SELECT min(e.seq) FROM events e WHERE e.convo_id = c.id), c.next_event_seq) AS expired
+       FROM conversations c LEFT JOIN members m ON m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL
+      WHERE c.id = $1`,
+    [convoId, caller, resume ?? null],
   );
   if (!row) throw convoNotFound();
   if (!row.active) throw notMember();
+  if (row.expired)
+    throw cursorExpired("events after this cursor were removed by retention; reconnect without a cursor");
   return row.head;
 }
 
+export interface ReadEventsOptions {
+  /** Past its first event, a page stops before its JSON would pass this many bytes. */
+  maxBytes?: number;
+}
+
 /**
- * Up to `limit` events after `afterSeq`, in seq order, with the head and the reader's membership
- * from the same snapshot; undefined when the conversation no longer exists. Event seqs are taken
- * under the conversation lock, so they commit in order: nothing after `afterSeq` can appear later.
- * A message event whose message retention already removed is left out.
+ * Up to `limit` events after `afterSeq`, in seq order, never before the reader's (latest) joining,
+ * with the head and the reader's membership from the same snapshot; undefined when the
+ * conversation no longer exists. Past its first event a page holds at most `maxBytes` of JSON.
+ * Event seqs are taken under the conversation lock, so they commit in order: nothing after
+ * `afterSeq` can appear later. A message event whose message retention already removed is left out.
  */
 export async function readEvents(
   db: Queryable,
@@ -69,21 +83,34 @@ export async function readEvents(
   reader: string,
   afterSeq: number,
   limit: number,
+  { maxBytes = DEFAULT_MAX_PAGE_BYTES }: ReadEventsOptions = {},
 ): Promise<EventPage | undefined> {
   const rows = await db.query<EventRow>(
-    `SELECT s.head, s.active, e.seq, e.kind, e.payload,
+    `WITH s AS (
+       SELECT c.next_event_seq - 1 AS head, coalesce(r.left_at IS NULL, false) AS active,
+              coalesce(r.joined_event_seq, c.next_event_seq) AS joined
+         FROM conversations c LEFT JOIN members r ON r.convo_id = c.id AND r.did = $2
+        WHERE c.id = $1
+     ), candidates AS (
+       SELECT e.seq, row_number() OVER w AS n,
+              sum(CASE WHEN m.seq IS NULL THEN coalesce(octet_length(e.payload::text), 0) + 128
+                       ELSE ${messageViewBytes("m")} END) OVER w AS bytes
+         FROM events e LEFT JOIN messages m ON m.convo_id = e.convo_id AND m.seq = e.message_seq
+        WHERE e.convo_id = $1 AND e.seq > (SELECT greatest($3, s.joined - 1) FROM s)
+       WINDOW w AS (ORDER BY e.seq)
+        ORDER BY e.seq LIMIT $4 + 1
+     ), page AS (
+       SELECT seq FROM candidates WHERE n <= $4 AND ${fitsPage("$5")}
+     )
+     SELECT s.head, s.active, (SELECT count(*) FROM candidates) > (SELECT count(*) FROM page) AS more,
+            e.seq, e.kind, e.payload,
             m.id, m.seq AS message_seq, m.sender_did, m.message_type, m.epoch, m.ciphertext,
             ${iso("m.created_at")} AS created_at
-       FROM (SELECT c.next_event_seq - 1 AS head,
-                    EXISTS (SELECT 1 FROM members r WHERE r.convo_id = c.id AND r.did = $2 AND r.left_at IS NULL) AS active
-               FROM conversations c WHERE c.id = $1) s
-       LEFT JOIN LATERAL (
-         SELECT seq, kind, payload, message_seq FROM events
-          WHERE convo_id = $1 AND seq > $3 ORDER BY seq LIMIT $4
-       ) e ON true
-       LEFT JOIN messages m ON m.convo_id = $1 AND m.seq = e.message_seq
+       FROM s
+       LEFT JOIN (page JOIN events e ON e.convo_id = $1 AND e.seq = page.seq
+                  LEFT JOIN messages m ON m.convo_id = $1 AND m.seq = e.message_seq) ON true
       ORDER BY e.seq`,
-    [convoId, reader, afterSeq, limit],
+    [convoId, reader, afterSeq, limit, maxBytes],
   );
   const [first] = rows;
   if (!first) return undefined;
@@ -115,6 +142,6 @@ export async function readEvents(
     active: first.active,
     events,
     cursor: read[read.length - 1]?.seq ?? afterSeq,
-    more: read.length === limit,
+    more: first.more,
   };
 }

@@ -22,7 +22,8 @@ export interface AddMembers {
 
 /**
  * Adds members under the conversation lock. Existing active members are left alone (no rows, no
- * error); former members rejoin. New members get a welcome row each when a welcome is given.
+ * error); former members rejoin, reading from this change on (the join position is the locked
+ * conversation's next seq, event seq and epoch). New members get a welcome row each when a welcome is given.
  */
 export async function addMembers(db: Queryable, request: AddMembers): Promise<MembershipResult> {
   return db.transaction(async (tx) => {
@@ -48,9 +49,11 @@ export async function addMembers(db: Queryable, request: AddMembers): Promise<Me
         : [];
       await tx.query(
         `WITH joined AS (
-           INSERT INTO members (convo_id, did, joined_at)
-           SELECT $1, d.did, $3 FROM jsonb_array_elements_text($2::text::jsonb) AS d(did)
-           ON CONFLICT (convo_id, did) DO UPDATE SET joined_at = excluded.joined_at, left_at = NULL
+           INSERT INTO members (convo_id, did, joined_at, joined_seq, joined_event_seq, joined_epoch)
+           SELECT $1, d.did, $3, c.next_seq, c.next_event_seq, c.epoch
+             FROM jsonb_array_elements_text($2::text::jsonb) AS d(did), conversations c WHERE c.id = $1
+           ON CONFLICT (convo_id, did) DO UPDATE SET joined_at = excluded.joined_at, left_at = NULL,
+             joined_seq = excluded.joined_seq, joined_event_seq = excluded.joined_event_seq, joined_epoch = excluded.joined_epoch
          )
          INSERT INTO welcome_messages (id, convo_id, recipient_did, welcome, key_package_hash, created_at)
          SELECT gen_random_uuid()::text, $1, w.did, $4, w.hash, $3

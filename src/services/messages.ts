@@ -1,8 +1,8 @@
 import type { Queryable } from "../db/driver.js";
-import { convoNotFound, epochMismatch, invalidRequest, notMember } from "../errors.js";
+import { convoNotFound, cursorExpired, epochMismatch, invalidRequest, notMember } from "../errors.js";
 import { bytesOut } from "../bytes.js";
 import { runOnce, type KeyClaim, type OnceOutcome } from "./idempotencyKeys.js";
-import { iso } from "./sql.js";
+import { fitsPage, iso, messageViewBytes } from "./sql.js";
 
 export interface SendMessage {
   convoId: string;
@@ -164,18 +164,75 @@ interface MessageRow {
   created_at: string;
 }
 
-export const LIST_MESSAGES_SQL = `SELECT id, sender_did, ciphertext, epoch, seq, message_type, ${iso("created_at")} AS created_at
-  FROM messages WHERE convo_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`;
+/** Where a member's reading starts, and how the conversation's message log was pruned, for one list query. */
+const READER_CTE = `reader AS (
+  SELECT m.joined_seq, m.joined_epoch, c.next_seq, c.epoch,
+         (SELECT min(x.seq) FROM messages x WHERE x.convo_id = c.id) AS first_kept
+    FROM members m JOIN conversations c ON c.id = m.convo_id
+   WHERE m.convo_id = $1 AND m.did = $2 AND m.left_at IS NULL
+)`;
 
-/** Messages after `afterSeq` in ascending seq, keyset on the (convo_id, seq) index: no offset scans. */
+/**
+ * One page of messages for an active member: after `$3`, never before the member's (latest)
+ * joining, at most `$4` and, past the first, at most `$5` bytes of JSON. `expired` says whether
+ * retention removed messages after the starting point that the member could have read.
+ */
+export const LIST_MESSAGES_SQL = `WITH ${READER_CTE}, candidates AS (
+  SELECT x.seq, row_number() OVER w AS n, sum(${messageViewBytes("x")}) OVER w AS bytes
+    FROM messages x
+   WHERE x.convo_id = $1 AND x.seq > (SELECT greatest($3, joined_seq - 1) FROM reader)
+  WINDOW w AS (ORDER BY x.seq)
+   ORDER BY x.seq LIMIT $4 + 1
+), page AS (
+  SELECT seq FROM candidates WHERE n <= $4 AND ${fitsPage("$5")}
+), state AS MATERIALIZED (
+  SELECT greatest($3, r.joined_seq - 1) + 1 < coalesce(r.first_kept, r.next_seq) AS expired,
+         (SELECT count(*) FROM candidates) > (SELECT count(*) FROM page) AS more
+    FROM reader r
+)
+SELECT state.expired, state.more,
+       x.id, x.sender_did, x.ciphertext, x.epoch, x.seq, x.message_type, ${iso("x.created_at")} AS created_at
+  FROM state
+  LEFT JOIN (page JOIN messages x ON x.convo_id = $1 AND x.seq = page.seq) ON true
+ ORDER BY x.seq`;
+
+export interface ListMessages {
+  convoId: string;
+  /** The active member reading. */
+  reader: string;
+  /** Messages after this seq; a position the client holds (a cursor) is checked against retention. */
+  after: number;
+  /** False when the client gave no position ("from the start of what is kept"). */
+  checkRetention: boolean;
+  limit: number;
+  maxBytes: number;
+}
+
+type PageRow<T> = { expired: boolean; more: boolean } & { [K in keyof T]: T[K] | null };
+
+/**
+ * Messages after `after` in ascending seq, from the reader's (latest) joining on, bounded in items
+ * and bytes; keyset on the (convo_id, seq) index. 400 CursorExpired when retention removed
+ * messages after a checked position.
+ */
 export async function listMessages(
   db: Queryable,
-  convoId: string,
-  afterSeq: number,
-  limit: number,
+  request: ListMessages,
 ): Promise<{ messages: MessageView[]; cursor?: string }> {
-  const rows = await db.query<MessageRow>(LIST_MESSAGES_SQL, [convoId, afterSeq, limit + 1]);
-  const page = rows.slice(0, limit);
+  const { convoId } = request;
+  const rows = await db.query<PageRow<MessageRow>>(LIST_MESSAGES_SQL, [
+    convoId,
+    request.reader,
+    request.after,
+    request.limit,
+    request.maxBytes,
+  ]);
+  const [first] = rows;
+  if (!first) throw notMember();
+  if (request.checkRetention && first.expired) {
+    throw cursorExpired("messages after this position were removed by retention; read again without a position");
+  }
+  const page = rows.filter((row): row is PageRow<MessageRow> & MessageRow => row.seq !== null);
   const last = page[page.length - 1];
   return {
     messages: page.map((row) => ({
@@ -188,18 +245,25 @@ export async function listMessages(
       messageType: row.message_type,
       createdAt: row.created_at,
     })),
-    ...(rows.length > limit && last && { cursor: String(last.seq) }),
+    ...(first.more && last && { cursor: String(last.seq) }),
   };
 }
 
-/** The seq of a message of this conversation, for the older `sinceMessage` parameter. */
+/**
+ * The seq of a message of this conversation, for the older `sinceMessage` parameter. A message
+ * that is not there is 400 CursorExpired once retention removed messages of the conversation
+ * (it may have been one of them), else 400 InvalidRequest.
+ */
 export async function seqOfMessage(db: Queryable, convoId: string, messageId: string): Promise<number> {
-  const [row] = await db.query<{ seq: number }>(`SELECT seq FROM messages WHERE convo_id = $1 AND id = $2`, [
-    convoId,
-    messageId,
-  ]);
-  if (!row) throw invalidRequest("sinceMessage names no message of this conversation");
-  return row.seq;
+  const [row] = await db.query<{ seq: number | null; pruned: boolean }>(
+    `SELECT (SELECT x.seq FROM messages x WHERE x.convo_id = c.id AND x.id = $2) AS seq,
+            coalesce((SELECT min(x.seq) FROM messages x WHERE x.convo_id = c.id), c.next_seq) > 1 AS pruned
+       FROM conversations c WHERE c.id = $1`,
+    [convoId, messageId],
+  );
+  if (row?.seq != null) return row.seq;
+  if (row?.pruned) throw cursorExpired("sinceMessage names no message kept in this conversation");
+  throw invalidRequest("sinceMessage names no message of this conversation");
 }
 
 export interface CommitView {
@@ -210,28 +274,74 @@ export interface CommitView {
   createdAt: string;
 }
 
-/** Accepted commits with epochs in [fromEpoch, toEpoch], oldest first (one per epoch). */
+/**
+ * One page of commits for an active member: epochs from `$3` to `$6` (or on), none before the epoch
+ * the member (last) joined at, at most `$4` and, past the first, at most `$5` bytes. Every epoch
+ * from there to the current one had its commit stored, so `first_epoch` (the oldest one kept, or
+ * the current epoch when none is) tells whether retention removed commits the member asks for.
+ */
+export const LIST_COMMITS_SQL = `WITH ${READER_CTE}, candidates AS (
+  SELECT x.seq, row_number() OVER w AS n, sum(${messageViewBytes("x")}) OVER w AS bytes
+    FROM messages x
+   WHERE x.convo_id = $1 AND x.message_type = 'commit' AND x.epoch >= (SELECT greatest($3, joined_epoch) FROM reader)
+     AND ($6::bigint IS NULL OR x.epoch <= $6)
+  WINDOW w AS (ORDER BY x.epoch)
+   ORDER BY x.epoch LIMIT $4 + 1
+), page AS (
+  SELECT seq FROM candidates WHERE n <= $4 AND ${fitsPage("$5")}
+), state AS MATERIALIZED (
+  SELECT greatest($3, r.joined_epoch) < coalesce(
+           (SELECT min(k.epoch) FROM messages k
+             WHERE k.convo_id = $1 AND k.message_type = 'commit' AND k.epoch >= r.joined_epoch), r.epoch) AS expired,
+         (SELECT count(*) FROM candidates) > (SELECT count(*) FROM page) AS more
+    FROM reader r
+)
+SELECT state.expired, state.more, x.id, x.sender_did, x.ciphertext, x.epoch, ${iso("x.created_at")} AS created_at
+  FROM state
+  LEFT JOIN (page JOIN messages x ON x.convo_id = $1 AND x.seq = page.seq) ON true
+ ORDER BY x.epoch`;
+
+export interface ListCommits {
+  convoId: string;
+  reader: string;
+  fromEpoch: number;
+  toEpoch?: number;
+  limit: number;
+  maxBytes: number;
+}
+
+/**
+ * Accepted commits with epochs in [fromEpoch, toEpoch], oldest first (one per epoch), from the
+ * reader's (latest) joining on, bounded in items and bytes; `cursor` is the last epoch returned.
+ * 400 CursorExpired when retention removed commits the reader asked for.
+ */
 export async function listCommits(
   db: Queryable,
-  convoId: string,
-  fromEpoch: number,
-  toEpoch: number | undefined,
-  limit: number,
-): Promise<CommitView[]> {
-  const rows = await db.query<MessageRow>(
-    `SELECT id, sender_did, ciphertext, epoch, ${iso("created_at")} AS created_at
-       FROM messages
-      WHERE convo_id = $1 AND message_type = 'commit' AND epoch >= $2 AND ($3::bigint IS NULL OR epoch <= $3)
-      ORDER BY epoch LIMIT $4`,
-    [convoId, fromEpoch, toEpoch ?? null, limit],
-  );
-  return rows.map((row) => ({
-    id: row.id,
-    epoch: row.epoch,
-    ciphertext: bytesOut(row.ciphertext),
-    sender: row.sender_did,
-    createdAt: row.created_at,
-  }));
+  request: ListCommits,
+): Promise<{ commits: CommitView[]; cursor?: string }> {
+  const rows = await db.query<PageRow<MessageRow>>(LIST_COMMITS_SQL, [
+    request.convoId,
+    request.reader,
+    request.fromEpoch,
+    request.limit,
+    request.maxBytes,
+    request.toEpoch ?? null,
+  ]);
+  const [first] = rows;
+  if (!first) throw notMember();
+  if (first.expired) throw cursorExpired("commits from this epoch on were removed by retention");
+  const page = rows.filter((row): row is PageRow<MessageRow> & MessageRow => row.id !== null);
+  const last = page[page.length - 1];
+  return {
+    commits: page.map((row) => ({
+      id: row.id,
+      epoch: row.epoch,
+      ciphertext: bytesOut(row.ciphertext),
+      sender: row.sender_did,
+      createdAt: row.created_at,
+    })),
+    ...(first.more && last && { cursor: String(last.epoch) }),
+  };
 }
 
 export async function updateCursor(db: Queryable, convoId: string, did: string, cursor: string, now: Date) {

@@ -400,12 +400,12 @@ describe("createConvo", () => {
     expect((body as { conversations: ConvoView[] }).conversations.map((c) => c.id)).toEqual([first.id]);
   });
 
-  it("refuses another creator's groupId with 400", async () => {
+  it("refuses another creator's groupId with 409 ConvoExists", async () => {
     const alice = await newCaller();
     const mallory = await newCaller();
     const groupId = randomGroupId();
     await createConvo(alice.token, { groupId });
-    await expectError(post("createConvo", { groupId, cipherSuite: SUITE }, mallory.token), 400, "InvalidRequest");
+    await expectError(post("createConvo", { groupId, cipherSuite: SUITE }, mallory.token), 409, "ConvoExists");
   });
 });
 

@@ -124,3 +124,23 @@ export function expectNonDecreasing(times: Date[]): void {
 }
 
 export const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+/**
+ * Stores commits for the conversation's next epochs the way an accepted commit is stored (next seq,
+ * epoch + 1, a `message` event), straight in SQL, so the read path is tested apart from commit validation.
+ */
+export async function storeCommits(db: Database, convoId: string, sender: string, commits: Uint8Array[]) {
+  for (const bytes of commits) {
+    await db.query(
+      `WITH conv AS (
+         UPDATE conversations SET epoch = epoch + 1, next_seq = next_seq + 1, next_event_seq = next_event_seq + 1
+          WHERE id = $1 RETURNING epoch - 1 AS epoch, next_seq - 1 AS seq, next_event_seq - 1 AS event_seq
+       ), commit_row AS (
+         INSERT INTO messages (id, convo_id, seq, sender_did, message_type, epoch, ciphertext, created_at)
+         SELECT gen_random_uuid()::text, $1, conv.seq, $2, 'commit', conv.epoch, $3, now() FROM conv
+       )
+       INSERT INTO events (convo_id, seq, kind, message_seq, created_at) SELECT $1, conv.event_seq, 'message', conv.seq, now() FROM conv`,
+      [convoId, sender, bytes],
+    );
+  }
+}

@@ -19,6 +19,7 @@ const SECOND = 1000;
 const DAY = 86_400 * SECOND;
 const GRACE_SECONDS = 300;
 const RETENTION_DAYS = 30;
+const TTL_DAYS = 7;
 
 const admin = postgres(inject("adminUrl"), { max: 1, onnotice: () => {} });
 const name = unique("mls_cleanup_");
@@ -47,6 +48,7 @@ const later = (now: Date, ms: number) => new Date(now.getTime() + ms);
 const options = (now: Date, extra: Partial<CleanupOptions> = {}): CleanupOptions => ({
   now,
   welcomeGraceSeconds: GRACE_SECONDS,
+  welcomeTtlSeconds: TTL_DAYS * 86_400,
   retentionDays: RETENTION_DAYS,
   ...extra,
 });

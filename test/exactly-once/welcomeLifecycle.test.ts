@@ -18,6 +18,7 @@ import { processPrivateMessage } from "ts-mls/processMessages.js";
 import { emptyPskIndex } from "ts-mls/pskIndex.js";
 import { decodeBase64, encodeBase64, sha256Hex } from "../../src/bytes.js";
 import { ManualClock } from "../../src/clock.js";
+import { fetchWelcome } from "../../src/services/welcomes.js";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
 import { TEST_CIPHER_SUITE } from "../helpers/mls.js";
 import { xrpc, type XrpcResult } from "../helpers/xrpc.js";
@@ -64,8 +65,11 @@ async function setup(env: Record<string, string> = {}) {
   const created = ok(await xrpc(app, alice, "createConvo", { body: { groupId: hex(groupId), cipherSuite: TEST_CIPHER_SUITE } }));
   const convoId = created.id as string;
 
-  /** Alice asks the server for one of Bob's key packages and adds Bob with a real commit and Welcome. */
-  async function addBob(): Promise<string> {
+  /**
+   * Alice asks the server for one of Bob's key packages and adds Bob with a real commit and Welcome;
+   * `replacingLeaf` removes Bob's old leaf in the same commit (a re-invite of a member who failed to join).
+   */
+  async function addBob(replacingLeaf?: number): Promise<string> {
     const answer = ok(await xrpc(app, alice, "getKeyPackages", { query: { dids: [bob] } }));
     const handed = answer.keyPackages[0] as { keyPackage: { $bytes: string }; keyPackageHash: string };
     const message = decode(fromBase64(handed.keyPackage.$bytes));
@@ -73,7 +77,13 @@ async function setup(env: Record<string, string> = {}) {
     const epoch = Number(state.groupContext.epoch);
     const { commit, welcome, newState } = await createCommit(
       { state, cipherSuite: cs },
-      { ratchetTreeExtension: true, extraProposals: [{ proposalType: "add", add: { keyPackage: message.keyPackage } }] },
+      {
+        ratchetTreeExtension: true,
+        extraProposals: [
+          ...(replacingLeaf === undefined ? [] : [{ proposalType: "remove" as const, remove: { removed: replacingLeaf } }]),
+          { proposalType: "add", add: { keyPackage: message.keyPackage } },
+        ],
+      },
     );
     if (!welcome) throw new Error("ts-mls made no Welcome");
     state = newState;
@@ -175,5 +185,93 @@ describe("a welcome belongs to one membership", () => {
     const keys = t.bobKeys.get(secondHash)!;
     const bobState = await joinGroup(message.welcome, keys.publicPackage, keys.privatePackage, emptyPskIndex, t.cs);
     expect(Number(bobState.groupContext.epoch)).toBe(t.epoch());
+  });
+});
+
+describe("re-invited after success: false", () => {
+  it("the new welcome replaces the live one of an active member, who joins from it", async () => {
+    const t = await setup();
+    await t.addBob();
+    ok(await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: t.convoId } }));
+    ok(await xrpc(t.app, t.bob, "confirmWelcome", { body: { convoId: t.convoId, success: false, errorDetails: "lost state" } }));
+    const secondHash = await t.addBob(1);
+    expect((await welcomeStates(t.convoId)).map((row) => row.state)).toEqual(["expired", "available"]);
+    const fetched = ok(await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: t.convoId } }));
+    const message = decode(fromBase64(fetched.welcome.$bytes));
+    if (message.wireformat !== "mls_welcome") throw new Error("expected a Welcome");
+    const keys = t.bobKeys.get(secondHash)!;
+    const bobState = await joinGroup(message.welcome, keys.publicPackage, keys.privatePackage, emptyPskIndex, t.cs);
+    expect(Number(bobState.groupContext.epoch)).toBe(t.epoch());
+  });
+});
+
+describe("the welcome's time limits hold wherever it is read", () => {
+  const GRACE = 300;
+
+  it("a repeated convoId is 400 (getWelcome after the grace period cannot slip past it)", async () => {
+    const t = await setup({ WELCOME_GRACE_SECONDS: String(GRACE) });
+    await t.addBob();
+    ok(await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: t.convoId } }));
+    t.clock.advance((GRACE + 1) * 1000);
+    const twice = await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: ["nope", t.convoId] } });
+    expect(twice.status).toBe(400);
+    expect(twice.body.error).toBe("InvalidRequest");
+    expect((await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: t.convoId } })).status).toBe(410);
+  });
+
+  it.each([
+    ["getMessages", { convoId: ["a", "b"] }],
+    ["getEpoch", { convoId: ["a", "b"] }],
+    ["getCommits", { convoId: "a", fromEpoch: ["0", "1"] }],
+    ["getConvos", { limit: ["1", "2"] }],
+    ["getKeyPackages", { dids: ["did:plc:a", "did:plc:b"], cipherSuite: [TEST_CIPHER_SUITE, TEST_CIPHER_SUITE] }],
+    ["getKeyPackageStats", { cipherSuite: [TEST_CIPHER_SUITE, TEST_CIPHER_SUITE] }],
+  ])("%s with a single-valued parameter given twice is 400", async (method, query) => {
+    const { app } = testApp(db);
+    const answer = await xrpc(app, unique("did:plc:q"), method, { query });
+    expect(answer.status).toBe(400);
+    expect(answer.body.error).toBe("InvalidRequest");
+  });
+
+  it("fetchWelcome itself refuses a welcome past its grace period (no middleware needed)", async () => {
+    const t = await setup();
+    const hash = await t.addBob();
+    const times = (now: Date) => ({ now, graceSeconds: GRACE, ttlSeconds: 86_400 });
+    const fetchedAt = new Date();
+    await fetchWelcome(db, t.convoId, t.bob, times(fetchedAt));
+    const late = new Date(fetchedAt.getTime() + (GRACE + 1) * 1000);
+    await expect(fetchWelcome(db, t.convoId, t.bob, times(late))).rejects.toMatchObject({ status: 410 });
+    expect(await welcomeStates(t.convoId)).toEqual([{ state: "expired", key_package_hash: hash }]);
+  });
+
+  it("a welcome nobody fetched within WELCOME_TTL_SECONDS expires: 410, its key package consumed", async () => {
+    const t = await setup({ WELCOME_TTL_SECONDS: "3600" });
+    const hash = await t.addBob();
+    t.clock.advance(3601 * 1000);
+    const gone = await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: t.convoId } });
+    expect(gone.status).toBe(410);
+    expect(await welcomeStates(t.convoId)).toEqual([{ state: "expired", key_package_hash: hash }]);
+    const [row] = await db.query<{ consumed: boolean }>(
+      `SELECT consumed_at IS NOT NULL AS consumed FROM key_packages WHERE owner_did = $1 AND hash = $2`,
+      [t.bob, hash],
+    );
+    expect(row?.consumed).toBe(true);
+  });
+
+  it("confirmWelcome after the grace period is 410 too", async () => {
+    const t = await setup({ WELCOME_GRACE_SECONDS: String(GRACE) });
+    await t.addBob();
+    ok(await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: t.convoId } }));
+    t.clock.advance((GRACE + 1) * 1000);
+    const late = await xrpc(t.app, t.bob, "confirmWelcome", { body: { convoId: t.convoId, success: true } });
+    expect(late.status).toBe(410);
+    expect((await welcomeStates(t.convoId)).map((row) => row.state)).toEqual(["expired"]);
+  });
+
+  it("leaving by oneself (no commit) retires one's live welcome too", async () => {
+    const t = await setup();
+    await t.addBob();
+    ok(await xrpc(t.app, t.bob, "leaveConvo", { body: { convoId: t.convoId } }));
+    expect((await welcomeStates(t.convoId)).map((row) => row.state)).toEqual(["expired"]);
   });
 });

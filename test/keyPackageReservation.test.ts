@@ -40,7 +40,9 @@ async function call(did: string, method: string, init: { body?: unknown; query?:
 async function publish(owner: string, count: number) {
   const expires = new Date(Date.now() + 86_400_000).toISOString();
   for (let i = 0; i < count; i++) {
-    const res = await call(owner, "publishKeyPackage", { body: { keyPackage: opaqueKeyPackage(), cipherSuite: SUITE, expires } });
+    const res = await call(owner, "publishKeyPackage", {
+      body: { keyPackage: opaqueKeyPackage(), cipherSuite: SUITE, expires },
+    });
     expect(res.status).toBe(200);
   }
 }
@@ -78,7 +80,9 @@ describe("getKeyPackages reservations", () => {
     // Bob asking ten more times, with the DID repeated, still holds one.
     for (let i = 0; i < 10; i++) {
       const again = await call(bob, "getKeyPackages", { query: `dids=${alice}&dids=${alice}` });
-      expect(again.body.keyPackages.map((pkg) => pkg.keyPackageHash)).toEqual([fromBob.body.keyPackages[0]!.keyPackageHash]);
+      expect(again.body.keyPackages.map((pkg) => pkg.keyPackageHash)).toEqual([
+        fromBob.body.keyPackages[0]!.keyPackageHash,
+      ]);
     }
     expect((await handedOut(alice)).map((row) => row.handed_out_to).sort()).toEqual([bob, carol].sort());
   });

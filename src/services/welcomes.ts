@@ -58,7 +58,12 @@ const cutoffs = ({ now, graceSeconds, ttlSeconds }: WelcomeTimes) => [
  * leave one in-flight row. The grace period and the TTL are enforced here, in the statement
  * that reads the welcome: a welcome past either expires and answers 410.
  */
-export async function fetchWelcome(db: Queryable, convoId: string, recipient: string, times: WelcomeTimes): Promise<Uint8Array> {
+export async function fetchWelcome(
+  db: Queryable,
+  convoId: string,
+  recipient: string,
+  times: WelcomeTimes,
+): Promise<Uint8Array> {
   const [row] = await db.query<{ welcome: Uint8Array | null }>(
     `${onLiveWelcome(`fetched AS (
        UPDATE welcome_messages w SET state = 'in_flight', fetched_at = coalesce(w.fetched_at, $3)
@@ -125,7 +130,12 @@ export async function storeWelcomes(
   now: Date,
 ): Promise<void> {
   if (recipients.length === 0) return;
-  await retireWelcomes(tx, convoId, recipients.map((recipient) => recipient.did), now);
+  await retireWelcomes(
+    tx,
+    convoId,
+    recipients.map((recipient) => recipient.did),
+    now,
+  );
   await tx.query(
     `INSERT INTO welcome_messages (id, convo_id, recipient_did, welcome, key_package_hash, created_at)
      SELECT gen_random_uuid()::text, $1, w.did, $2, w.hash, $3

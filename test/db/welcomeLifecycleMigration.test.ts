@@ -34,7 +34,10 @@ it("upgrades a populated database in place and serves the welcome lookups from a
   db = createPostgresDatabase(url.toString(), { max: 2 });
   const all = await readMigrations();
   expect(all.map((migration) => migration.name)).toContain(MINE);
-  await migrate(db, all.filter((migration) => migration.name < MINE));
+  await migrate(
+    db,
+    all.filter((migration) => migration.name < MINE),
+  );
 
   // 500 conversations with 20 welcomes each, in every state, and handed-out key packages.
   await db.exec(`

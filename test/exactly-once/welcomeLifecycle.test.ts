@@ -56,13 +56,19 @@ async function setup(env: Record<string, string> = {}) {
     const bytes = encodeMlsMessage({ version: "mls10", wireformat: "mls_key_package", keyPackage: pkg.publicPackage });
     bobKeys.set(await sha256Hex(bytes), pkg);
     const expires = new Date(clock.now().getTime() + 86_400_000).toISOString();
-    ok(await xrpc(app, bob, "publishKeyPackage", { body: { keyPackage: encodeBase64(bytes), cipherSuite: TEST_CIPHER_SUITE, expires } }));
+    ok(
+      await xrpc(app, bob, "publishKeyPackage", {
+        body: { keyPackage: encodeBase64(bytes), cipherSuite: TEST_CIPHER_SUITE, expires },
+      }),
+    );
   }
 
   const aliceKeys = await generateKeyPackage(credential(alice), defaultCapabilities(), defaultLifetime, [], cs);
   const groupId = crypto.getRandomValues(new Uint8Array(16));
   let state: ClientState = await createGroup(groupId, aliceKeys.publicPackage, aliceKeys.privatePackage, [], cs);
-  const created = ok(await xrpc(app, alice, "createConvo", { body: { groupId: hex(groupId), cipherSuite: TEST_CIPHER_SUITE } }));
+  const created = ok(
+    await xrpc(app, alice, "createConvo", { body: { groupId: hex(groupId), cipherSuite: TEST_CIPHER_SUITE } }),
+  );
   const convoId = created.id as string;
 
   /**
@@ -80,7 +86,9 @@ async function setup(env: Record<string, string> = {}) {
       {
         ratchetTreeExtension: true,
         extraProposals: [
-          ...(replacingLeaf === undefined ? [] : [{ proposalType: "remove" as const, remove: { removed: replacingLeaf } }]),
+          ...(replacingLeaf === undefined
+            ? []
+            : [{ proposalType: "remove" as const, remove: { removed: replacingLeaf } }]),
           { proposalType: "add", add: { keyPackage: message.keyPackage } },
         ],
       },
@@ -121,11 +129,31 @@ async function setup(env: Record<string, string> = {}) {
   async function aliceSays(text: string) {
     const sent = await createApplicationMessage(state, new TextEncoder().encode(text), cs);
     state = sent.newState;
-    const bytes = encodeMlsMessage({ version: "mls10", wireformat: "mls_private_message", privateMessage: sent.privateMessage });
-    ok(await xrpc(app, alice, "sendMessage", { body: { convoId, ciphertext: encodeBase64(bytes), epoch: Number(state.groupContext.epoch) } }));
+    const bytes = encodeMlsMessage({
+      version: "mls10",
+      wireformat: "mls_private_message",
+      privateMessage: sent.privateMessage,
+    });
+    ok(
+      await xrpc(app, alice, "sendMessage", {
+        body: { convoId, ciphertext: encodeBase64(bytes), epoch: Number(state.groupContext.epoch) },
+      }),
+    );
   }
 
-  return { app, clock, alice, bob, convoId, bobKeys, addBob, removeBob, aliceSays, cs, epoch: () => Number(state.groupContext.epoch) };
+  return {
+    app,
+    clock,
+    alice,
+    bob,
+    convoId,
+    bobKeys,
+    addBob,
+    removeBob,
+    aliceSays,
+    cs,
+    epoch: () => Number(state.groupContext.epoch),
+  };
 }
 
 const welcomeStates = (convoId: string) =>
@@ -175,7 +203,11 @@ describe("a welcome belongs to one membership", () => {
     const t = await setup();
     await t.addBob();
     ok(await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: t.convoId } }));
-    ok(await xrpc(t.app, t.bob, "confirmWelcome", { body: { convoId: t.convoId, success: false, errorDetails: "bad tree" } }));
+    ok(
+      await xrpc(t.app, t.bob, "confirmWelcome", {
+        body: { convoId: t.convoId, success: false, errorDetails: "bad tree" },
+      }),
+    );
     await t.removeBob();
     const secondHash = await t.addBob();
     expect((await welcomeStates(t.convoId)).map((row) => row.state)).toEqual(["expired", "available"]);
@@ -193,7 +225,11 @@ describe("re-invited after success: false", () => {
     const t = await setup();
     await t.addBob();
     ok(await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: t.convoId } }));
-    ok(await xrpc(t.app, t.bob, "confirmWelcome", { body: { convoId: t.convoId, success: false, errorDetails: "lost state" } }));
+    ok(
+      await xrpc(t.app, t.bob, "confirmWelcome", {
+        body: { convoId: t.convoId, success: false, errorDetails: "lost state" },
+      }),
+    );
     const secondHash = await t.addBob(1);
     expect((await welcomeStates(t.convoId)).map((row) => row.state)).toEqual(["expired", "available"]);
     const fetched = ok(await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: t.convoId } }));

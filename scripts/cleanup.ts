@@ -9,6 +9,7 @@ try {
   const result = await runCleanup(db, {
     now: new Date(),
     welcomeGraceSeconds: config.WELCOME_GRACE_SECONDS,
+    welcomeTtlSeconds: config.WELCOME_TTL_SECONDS,
     retentionDays: config.RETENTION_DAYS,
   });
   console.log(JSON.stringify(result));

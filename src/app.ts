@@ -1,4 +1,4 @@
-import { Hono, type MiddlewareHandler } from "hono";
+import { Hono } from "hono";
 import { requestId } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
 import { timeout } from "hono/timeout";
@@ -14,7 +14,6 @@ import { onError } from "./middleware/errors.js";
 import { idempotency } from "./middleware/idempotency.js";
 import { clientAddress, rateLimit } from "./middleware/rateLimit.js";
 import { requestLog } from "./middleware/requestLog.js";
-import { welcomeGrace } from "./middleware/welcomeGrace.js";
 import { handle, NSID_PREFIX, oncePath, type XrpcMethod } from "./xrpc.js";
 
 /**
@@ -91,17 +90,14 @@ export function createApp(context: AppContext): Hono {
   const limitCaller = perCaller ? [perCaller] : [];
   const exactlyOnce = (method: XrpcMethod) =>
     idempotency({ ttlSeconds: config.IDEMPOTENCY_TTL_SECONDS, waitMs: config.IDEMPOTENCY_WAIT_MS, once: oncePath(method) });
-  const grace = welcomeGrace({ graceSeconds: config.WELCOME_GRACE_SECONDS });
-  const before: Record<string, MiddlewareHandler[]> = { getWelcome: [grace], confirmWelcome: [grace] };
   // Procedures that write conversation events wake its streams after their transaction committed.
   const announcing = new Set(["createConvo", "addMembers", "leaveConvo", "sendMessage"]);
   const wake = announce();
   for (const method of methods) {
     const path = `/xrpc/${NSID_PREFIX}${method.name}`;
-    const extra = before[method.name] ?? [];
     const afterCommit = announcing.has(method.name) ? [wake] : [];
-    if (method.type === "query") app.get(path, authenticate, ...limitCaller, ...extra, handle(method));
-    else app.post(path, authenticate, ...limitCaller, ...afterCommit, exactlyOnce(method), ...extra, handle(method));
+    if (method.type === "query") app.get(path, authenticate, ...limitCaller, handle(method));
+    else app.post(path, authenticate, ...limitCaller, ...afterCommit, exactlyOnce(method), handle(method));
     const verb = method.type === "query" ? "GET" : "POST";
     app.all(path, (c) => c.json({ error: "InvalidRequest", message: `${method.name} takes ${verb}` }, 405, { Allow: verb }));
   }

@@ -68,6 +68,10 @@ const configSchema = z.object({
   RETENTION_DAYS: int(1).default(30),
   CLEANUP_INTERVAL_SECONDS: int(0).default(300),
 
+  // Welcome lifecycle and key package reservations (rules 5 and 7)
+  WELCOME_TTL_SECONDS: int(1).default(7 * 86_400),
+  KEY_PACKAGE_RESERVATION_SECONDS: int(1).default(600),
+
   EVENTS_POLL_MS: int(10).default(1000),
   EVENTS_SAFETY_POLL_MS: int(100).default(30_000),
   EVENTS_KEEPALIVE_MS: int(10).default(15_000),

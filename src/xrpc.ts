@@ -73,14 +73,18 @@ export function parseInput<Schema extends z.ZodType>(schema: Schema, raw: unknow
   return parsed.data;
 }
 
-/** Query-string parameters: repeated keys become arrays where the schema wants an array. */
+/**
+ * Query-string parameters: repeated keys become arrays where the schema wants an array; any other
+ * key given twice is 400, so no layer can read one value while another reads a different one.
+ */
 function queryParams(c: Context, schema: z.ZodType): Record<string, unknown> {
   const shape = schema instanceof z.ZodObject ? (schema.shape as Record<string, z.ZodType>) : {};
   const raw: Record<string, unknown> = {};
   for (const [key, values] of Object.entries(c.req.queries())) {
     const field = shape[key];
-    const wantsArray = field !== undefined && unwrap(field) instanceof z.ZodArray;
-    raw[key] = wantsArray ? values : values[values.length - 1];
+    if (field !== undefined && unwrap(field) instanceof z.ZodArray) raw[key] = values;
+    else if (values.length === 1) raw[key] = values[0];
+    else throw invalidRequest(`${key.slice(0, 64)} must be given at most once`);
   }
   return raw;
 }

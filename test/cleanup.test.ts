@@ -12,13 +12,15 @@ import { migrate } from "../src/db/migrate.js";
 import { readMigrations } from "../src/db/migrations-fs.js";
 import { createPostgresDatabase } from "../src/db/postgres.js";
 import { runCleanup, type CleanupOptions } from "../src/jobs/cleanup.js";
-import { randomGroupId, unique } from "./helpers/context.js";
+import { randomGroupId, testApp, unique } from "./helpers/context.js";
+import { xrpc } from "./helpers/xrpc.js";
 import { ROOT } from "./runtimes/server.js";
 
 const SECOND = 1000;
 const DAY = 86_400 * SECOND;
 const GRACE_SECONDS = 300;
 const RETENTION_DAYS = 30;
+const TTL_DAYS = 7;
 
 const admin = postgres(inject("adminUrl"), { max: 1, onnotice: () => {} });
 const name = unique("mls_cleanup_");
@@ -47,6 +49,7 @@ const later = (now: Date, ms: number) => new Date(now.getTime() + ms);
 const options = (now: Date, extra: Partial<CleanupOptions> = {}): CleanupOptions => ({
   now,
   welcomeGraceSeconds: GRACE_SECONDS,
+  welcomeTtlSeconds: TTL_DAYS * 86_400,
   retentionDays: RETENTION_DAYS,
   ...extra,
 });
@@ -157,7 +160,11 @@ describe("runCleanup", () => {
     });
     const neverFetched = await welcome(convoId, "did:plc:waiting", {
       state: "available",
-      createdAt: ago(now, 60 * DAY),
+      createdAt: ago(now, (TTL_DAYS - 1) * DAY),
+    });
+    const pastTtl = await welcome(convoId, "did:plc:away", {
+      state: "available",
+      createdAt: ago(now, (TTL_DAYS + 1) * DAY),
     });
     const consumedLongAgo = await welcome(convoId, "did:plc:joined-long-ago", {
       state: "consumed",
@@ -189,7 +196,7 @@ describe("runCleanup", () => {
       ran: true,
       idempotencyKeys: 2,
       keyPackages: 1,
-      welcomesExpired: 1,
+      welcomesExpired: 2,
       welcomesDeleted: 2,
       messages: 1,
       events: 1,
@@ -206,6 +213,7 @@ describe("runCleanup", () => {
       [pastGrace]: "expired",
       [withinGrace]: "in_flight",
       [neverFetched]: "available",
+      [pastTtl]: "expired",
       [consumedRecently]: "consumed",
     });
     expect(welcomes.map((row) => row.id)).not.toContain(consumedLongAgo);
@@ -237,12 +245,12 @@ describe("runCleanup", () => {
     expect(await column("SELECT key AS value FROM idempotency_keys")).toEqual(["live"]);
   });
 
-  it("a second run while one is working does nothing: the advisory lock keeps them apart", async () => {
+  it("a second run while one is working does nothing: the lease keeps them apart", async () => {
     const now = new Date();
     await idempotencyEntry("expired", ago(now, SECOND));
     await seenToken("expired", ago(now, SECOND));
 
-    // Hold the expired entry's row lock so the first run stops, holding its advisory lock, at that delete.
+    // Hold the expired entry's row lock so the first run stops, holding its lease, at that delete.
     let release!: () => void;
     const released = new Promise<void>((resolve) => (release = resolve));
     let locked!: () => void;
@@ -265,6 +273,70 @@ describe("runCleanup", () => {
     }
   });
 
+  it("works in short transactions: a failure in a late kind keeps the earlier kinds' work", async () => {
+    const now = new Date();
+    const convoId = await conversation(ago(now, DAY));
+    await idempotencyEntry("expired", ago(now, SECOND));
+    const stale = await welcome(convoId, "did:plc:stale", {
+      state: "in_flight",
+      createdAt: ago(now, DAY),
+      fetchedAt: ago(now, (GRACE_SECONDS + 1) * SECOND),
+    });
+    await seenToken("expired", ago(now, SECOND));
+    // The last kind fails: a trigger refuses deletes from seen_tokens.
+    await db.exec(`CREATE FUNCTION refuse_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+                   BEGIN RAISE EXCEPTION 'injected cleanup failure'; END $$;
+                   CREATE TRIGGER refuse_delete BEFORE DELETE ON seen_tokens FOR EACH ROW EXECUTE FUNCTION refuse_delete();`);
+    try {
+      await expect(runCleanup(db, options(now))).rejects.toThrow("injected cleanup failure");
+    } finally {
+      await db.exec("DROP TRIGGER refuse_delete ON seen_tokens; DROP FUNCTION refuse_delete();");
+    }
+    expect(await column("SELECT key AS value FROM idempotency_keys")).toEqual([]);
+    expect(await column("SELECT state AS value FROM welcome_messages WHERE id = $1", [stale])).toEqual(["expired"]);
+    // The failed run gave its lease back: the next one runs and finishes the job.
+    expect(await runCleanup(db, options(now))).toMatchObject({ ran: true, idempotencyKeys: 0, seenTokens: 1 });
+  });
+
+  it("holds no welcome lock for the whole run: getWelcome answers while cleanup waits in a later kind", async () => {
+    const now = new Date();
+    const convoId = await conversation(ago(now, DAY));
+    const recipient = unique("did:plc:late");
+    await db.query(`INSERT INTO members (convo_id, did, joined_at) VALUES ($1, $2, $3)`, [convoId, recipient, ago(now, DAY)]);
+    await welcome(convoId, recipient, {
+      state: "in_flight",
+      createdAt: ago(now, DAY),
+      fetchedAt: ago(now, (GRACE_SECONDS + 1) * SECOND),
+    });
+    await seenToken("expired", ago(now, SECOND));
+
+    // Cleanup expires the welcome, then stops at the seen_tokens delete behind this row lock.
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let locked!: () => void;
+    const rowLocked = new Promise<void>((resolve) => (locked = resolve));
+    const holder = db.transaction(async (tx) => {
+      await tx.query("SELECT 1 FROM seen_tokens WHERE jti = 'expired' FOR UPDATE");
+      locked();
+      await released;
+    });
+    try {
+      await rowLocked;
+      const run = runCleanup(db, options(now));
+      await waitForLockWait("DELETE FROM seen_tokens");
+      const { app } = testApp(db, { WELCOME_GRACE_SECONDS: String(GRACE_SECONDS) });
+      let answered = false;
+      const fetched = xrpc(app, recipient, "getWelcome", { query: { convoId } }).finally(() => (answered = true));
+      const blocked = waitForLockWait("welcome_messages", () => answered).then(() => "getWelcome waited for cleanup's lock");
+      expect(await Promise.race([fetched.then((result) => result.status), blocked])).toBe(410);
+      release();
+      expect(await run).toMatchObject({ ran: true, welcomesExpired: 1, seenTokens: 1 });
+    } finally {
+      release();
+      await holder;
+    }
+  });
+
   it("runs started together remove each row once", async () => {
     const now = new Date();
     for (let i = 0; i < 20; i++) await idempotencyEntry(`expired-${i}`, ago(now, SECOND));
@@ -275,16 +347,18 @@ describe("runCleanup", () => {
   });
 });
 
-/** Waits until a statement of this database is blocked on a lock (the first run, at its delete). */
-async function waitForLockWait(): Promise<void> {
+/** Waits until a statement of this database containing `text` is blocked on a lock (or `stop` says to give up). */
+async function waitForLockWait(text = "DELETE FROM idempotency_keys", stop = () => false): Promise<void> {
   const deadline = Date.now() + 20_000;
   for (;;) {
+    if (stop()) return;
     const [row] = await db.query<{ waiting: number }>(
       `SELECT count(*) AS waiting FROM pg_stat_activity
-        WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%DELETE FROM idempotency_keys%'`,
+        WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%'`,
+      [text],
     );
     if ((row?.waiting ?? 0) > 0) return;
-    if (Date.now() > deadline) throw new Error("the first cleanup run never reached the locked row");
+    if (Date.now() > deadline) throw new Error(`no statement with ${text} ever waited for a lock`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }

@@ -107,7 +107,9 @@ describe("publishing and fetching key packages", () => {
     });
     const [row] = await storedRows(alice);
     expect(row?.handed_out_to).toBe(bob);
-    expect(await fetchFor(bob, [alice])).toEqual({ keyPackages: [], missing: [alice] });
+    // Reserved for Bob: his retry gets the same package, anyone else none.
+    expect(await fetchFor(bob, [alice])).toEqual(handed);
+    expect(await fetchFor(unique("did:plc:carol"), [alice])).toEqual({ keyPackages: [], missing: [alice] });
   });
 
   it("stores the same bytes once, refreshes their expiry and counts repeats as duplicates", async () => {
@@ -248,8 +250,11 @@ describe("getKeyPackages", () => {
     expect(answer.keyPackages).toEqual([
       expect.objectContaining({ cipherSuite: OTHER_SUITE, keyPackageHash: await sha256Hex(p256) }),
     ]);
-    expect(await fetchFor(bob, [alice], OTHER_SUITE)).toEqual({ keyPackages: [], missing: [alice] });
-    expect((await fetchFor(bob, [alice])).keyPackages[0]!.cipherSuite).toBe(SUITE);
+    // Bob's reservation answers his repeats, with or without the suite; others get the other suite's package.
+    expect((await fetchFor(bob, [alice], OTHER_SUITE)).keyPackages[0]!.keyPackageHash).toBe(await sha256Hex(p256));
+    expect((await fetchFor(bob, [alice])).keyPackages[0]!.keyPackageHash).toBe(await sha256Hex(p256));
+    expect((await fetchFor(unique("did:plc:carol"), [alice])).keyPackages[0]!.cipherSuite).toBe(SUITE);
+    expect(await fetchFor(unique("did:plc:dave"), [alice], OTHER_SUITE)).toEqual({ keyPackages: [], missing: [alice] });
   });
 });
 

@@ -3,6 +3,7 @@ import * as schemas from "../schemas.js";
 import { requireActiveMember } from "../services/membership.js";
 import { confirmWelcome } from "../services/welcomes.js";
 import { procedure } from "../xrpc.js";
+import { welcomeTimes } from "./welcomeTimes.js";
 
 export default procedure({
   name: "confirmWelcome",
@@ -12,8 +13,9 @@ export default procedure({
     errorDetails: z.string().max(1024).optional(),
     idempotencyKey: schemas.idempotencyKey.optional(),
   }),
-  async handler(input, { caller, db, now }) {
+  async handler(input, { app, caller, db, now }) {
     await requireActiveMember(db, input.convoId, caller);
-    return confirmWelcome(db, input.convoId, caller, { success: input.success, errorDetails: input.errorDetails }, now);
+    const outcome = { success: input.success, errorDetails: input.errorDetails };
+    return confirmWelcome(db, input.convoId, caller, outcome, welcomeTimes(app.config, now));
   },
 });

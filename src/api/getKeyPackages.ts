@@ -16,6 +16,7 @@ export default query({
     if (input.cipherSuite && !app.config.CIPHER_SUITES.includes(input.cipherSuite)) {
       throw invalidCipherSuite(input.cipherSuite);
     }
-    return claimKeyPackages(db, input.dids, input.cipherSuite, caller, now);
+    const reservation = app.config.KEY_PACKAGE_RESERVATION_SECONDS;
+    return claimKeyPackages(db, input.dids, input.cipherSuite, caller, now, reservation);
   },
 });

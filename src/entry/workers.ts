@@ -121,6 +121,7 @@ export default {
       const result = await runCleanup(db, {
         now: new Date(controller.scheduledTime),
         welcomeGraceSeconds: config.WELCOME_GRACE_SECONDS,
+        welcomeTtlSeconds: config.WELCOME_TTL_SECONDS,
         retentionDays: config.RETENTION_DAYS,
       });
       metrics.cleanupRan(result);

@@ -1,12 +1,16 @@
 import type { Database, Queryable } from "../db/driver.js";
-import { expireWelcomes } from "../services/welcomes.js";
+import { expireStaleWelcomes } from "../services/welcomes.js";
 
 export interface CleanupOptions {
   now: Date;
   welcomeGraceSeconds: number;
+  /** An `available` welcome not fetched within this long expires. */
+  welcomeTtlSeconds: number;
   retentionDays: number;
-  /** Rows per statement, so one run never holds huge locks. */
+  /** Rows per statement; each statement is its own short transaction. */
   batchSize?: number;
+  /** How long the run's lease lasts without renewal (it is renewed after every batch). */
+  leaseSeconds?: number;
 }
 
 export interface CleanupCounts {
@@ -21,51 +25,81 @@ export interface CleanupCounts {
 
 export type CleanupResult = ({ ran: true } & CleanupCounts) | { ran: false; reason: "another cleanup is running" };
 
-const CLEANUP_LOCK_KEY = 7_146_021_902;
+const LEASE = "cleanup";
 const DAY_MS = 86_400_000;
 
 /**
  * The one cleanup run, shared by cron triggers, the Node/Deno timer and `npm run cleanup`.
- * Removes only what is past its time; an advisory lock keeps two runners from overlapping.
+ * Removes only what is past its time, a batch per transaction, so no lock a live request waits
+ * on is held for more than one batch and a late failure keeps the batches before it. A lease row
+ * keeps two runners from overlapping (it works through any pooler, unlike a session lock).
  */
 export async function runCleanup(db: Database, options: CleanupOptions): Promise<CleanupResult> {
-  const { now, batchSize = 1000 } = options;
+  const { now, batchSize = 1000, leaseSeconds = 300 } = options;
   const retentionCutoff = new Date(now.getTime() - options.retentionDays * DAY_MS);
-  const graceCutoff = new Date(now.getTime() - options.welcomeGraceSeconds * 1000);
-  return db.maintenance(async (tx): Promise<CleanupResult> => {
-    const [lock] = await tx.query<{ locked: boolean }>("SELECT pg_try_advisory_xact_lock($1) AS locked", [
-      CLEANUP_LOCK_KEY,
-    ]);
-    if (!lock?.locked) return { ran: false, reason: "another cleanup is running" };
-    const deleteBatched = (table: string, where: string, cutoff: Date) => deleteInBatches(tx, table, where, cutoff, batchSize);
+  const holder = crypto.randomUUID();
+  if (!(await takeLease(db, holder, leaseSeconds))) return { ran: false, reason: "another cleanup is running" };
+  try {
+    const batched = async (batch: () => Promise<number>) => {
+      let total = 0;
+      for (;;) {
+        const done = await batch();
+        total += done;
+        await renewLease(db, holder, leaseSeconds);
+        if (done < batchSize) return total;
+      }
+    };
+    const deleted = (table: string, where: string, cutoff: Date) =>
+      batched(() => deleteBatch(db, table, where, cutoff, batchSize));
+    const times = { now, graceSeconds: options.welcomeGraceSeconds, ttlSeconds: options.welcomeTtlSeconds };
     return {
       ran: true,
-      idempotencyKeys: await deleteBatched("idempotency_keys", "expires_at <= $1", now),
-      keyPackages: await deleteBatched("key_packages", "expires_at <= $1", now),
-      welcomesExpired: await expireWelcomes(tx, graceCutoff, now),
-      welcomesDeleted: await deleteBatched(
+      idempotencyKeys: await deleted("idempotency_keys", "expires_at <= $1", now),
+      keyPackages: await deleted("key_packages", "expires_at <= $1", now),
+      welcomesExpired: await batched(() => expireStaleWelcomes(db, times, batchSize)),
+      // The expression of the index welcome_messages_retired_at.
+      welcomesDeleted: await deleted(
         "welcome_messages",
         "state IN ('consumed', 'expired') AND coalesce(confirmed_at, fetched_at, created_at) <= $1",
         retentionCutoff,
       ),
-      messages: await deleteBatched("messages", "created_at <= $1", retentionCutoff),
-      events: await deleteBatched("events", "created_at <= $1", retentionCutoff),
-      seenTokens: await deleteBatched("seen_tokens", "expires_at <= $1", now),
+      messages: await deleted("messages", "created_at <= $1", retentionCutoff),
+      events: await deleted("events", "created_at <= $1", retentionCutoff),
+      seenTokens: await deleted("seen_tokens", "expires_at <= $1", now),
     };
-  });
+  } finally {
+    await db.query(`DELETE FROM job_leases WHERE name = $1 AND holder = $2`, [LEASE, holder]);
+  }
 }
 
-async function deleteInBatches(tx: Queryable, table: string, where: string, cutoff: Date, batchSize: number) {
-  let total = 0;
-  for (;;) {
-    const [row] = await tx.query<{ deleted: number }>(
-      `WITH gone AS (
-         DELETE FROM ${table} WHERE ctid IN (SELECT ctid FROM ${table} WHERE ${where} LIMIT $2) RETURNING 1
-       ) SELECT count(*) AS deleted FROM gone`,
-      [cutoff, batchSize],
-    );
-    const deleted = row?.deleted ?? 0;
-    total += deleted;
-    if (deleted < batchSize) return total;
-  }
+async function deleteBatch(db: Queryable, table: string, where: string, cutoff: Date, batchSize: number) {
+  const [row] = await db.query<{ deleted: number }>(
+    `WITH gone AS (
+       DELETE FROM ${table} WHERE ctid IN (SELECT ctid FROM ${table} WHERE ${where} LIMIT $2) RETURNING 1
+     ) SELECT count(*) AS deleted FROM gone`,
+    [cutoff, batchSize],
+  );
+  return Number(row?.deleted ?? 0);
+}
+
+/** Takes the lease when nobody holds it or the holder's has lapsed (by the database's clock). */
+async function takeLease(db: Queryable, holder: string, seconds: number): Promise<boolean> {
+  const rows = await db.query(
+    `INSERT INTO job_leases (name, holder, expires_at) VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3))
+     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+      WHERE job_leases.expires_at <= clock_timestamp()
+     RETURNING 1`,
+    [LEASE, holder, seconds],
+  );
+  return rows.length === 1;
+}
+
+async function renewLease(db: Queryable, holder: string, seconds: number): Promise<void> {
+  const rows = await db.query(
+    `UPDATE job_leases SET expires_at = clock_timestamp() + make_interval(secs => $3)
+      WHERE name = $1 AND holder = $2 RETURNING 1`,
+    [LEASE, holder, seconds],
+  );
+  // Only after a stall longer than the lease: another runner has taken over, so this one stops.
+  if (rows.length === 0) throw new Error("cleanup lease lost to another runner");
 }

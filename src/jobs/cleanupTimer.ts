@@ -16,6 +16,7 @@ export async function cleanupOnce({
     const result = await runCleanup(db, {
       now: clock.now(),
       welcomeGraceSeconds: config.WELCOME_GRACE_SECONDS,
+      welcomeTtlSeconds: config.WELCOME_TTL_SECONDS,
       retentionDays: config.RETENTION_DAYS,
     });
     metrics.cleanupRan(result);

@@ -67,9 +67,16 @@ export interface ClaimResult {
   missing: string[];
 }
 
+/** Advisory lock class of getKeyPackages: one claim at a time per (caller, owner). */
+const RESERVATION_LOCK_CLASS = 71_460;
+
 /**
- * Hands out at most one unexpired, never handed-out key package per DID (the oldest first),
- * marking it handed out to `caller` in the same statement. Concurrent callers skip each other's
+ * Hands out at most one unexpired key package per DID, reserved for `caller`: a caller that still
+ * holds one of that owner's packages (handed to it within `reservationSeconds`, not consumed, not
+ * used by a welcome) gets the same package back; otherwise the oldest never handed-out package is
+ * marked handed out to it. So a retried GET burns nothing, and a caller holds at most one package
+ * per owner (per cipher suite) at a time. Claims by one caller for one owner are serialized by a
+ * transaction-scoped advisory lock, taken in DID order; concurrent callers skip each other's
  * locked rows, so no package is ever given to two callers. (DISTINCT ON cannot be combined with
  * FOR UPDATE, hence one LIMIT 1 lateral subquery per DID.)
  */
@@ -79,26 +86,57 @@ export async function claimKeyPackages(
   cipherSuite: string | undefined,
   caller: string,
   now: Date,
+  reservationSeconds: number,
 ): Promise<ClaimResult> {
   const requested = [...new Set(dids)];
-  const rows = await db.query<{ owner_did: string; key_package: Uint8Array; cipher_suite: string; hash: string }>(
-    `WITH picked AS (
-       SELECT p.id
-         FROM jsonb_array_elements_text($1::text::jsonb) AS d(did)
-         CROSS JOIN LATERAL (
-           SELECT k.id FROM key_packages k
-            WHERE k.owner_did = d.did AND k.handed_out_at IS NULL AND k.expires_at > $2
-              AND ($3::text IS NULL OR k.cipher_suite = $3::text)
-            ORDER BY k.created_at, k.id
-            LIMIT 1
-            FOR UPDATE SKIP LOCKED
-         ) p
-     )
-     UPDATE key_packages k SET handed_out_at = $2, handed_out_to = $4
-       FROM picked WHERE k.id = picked.id
-     RETURNING k.owner_did, k.key_package, k.cipher_suite, k.hash`,
-    [JSON.stringify(requested), now, cipherSuite ?? null, caller],
-  );
+  const ordered = [...requested].sort();
+  const reservedSince = new Date(now.getTime() - reservationSeconds * 1000);
+  const rows = await db.transaction(async (tx) => {
+    await tx.query(
+      `SELECT count(pg_advisory_xact_lock($2, hashtext($3 || ' ' || d.did)))
+         FROM jsonb_array_elements_text($1::text::jsonb) AS d(did)`,
+      [JSON.stringify(ordered), RESERVATION_LOCK_CLASS, caller],
+    );
+    return tx.query<{ owner_did: string; key_package: Uint8Array; cipher_suite: string; hash: string }>(
+      `WITH requested AS (
+         SELECT d.did FROM jsonb_array_elements_text($1::text::jsonb) AS d(did)
+       ), held AS (
+         SELECT h.id, r.did
+           FROM requested r
+           CROSS JOIN LATERAL (
+             SELECT k.id FROM key_packages k
+              WHERE k.owner_did = r.did AND k.handed_out_to = $4 AND k.consumed_at IS NULL
+                AND k.handed_out_at > $5 AND k.expires_at > $2
+                AND ($3::text IS NULL OR k.cipher_suite = $3::text)
+                AND NOT EXISTS (
+                  SELECT 1 FROM welcome_messages w WHERE w.recipient_did = k.owner_did AND w.key_package_hash = k.hash
+                )
+              ORDER BY k.handed_out_at DESC, k.id DESC
+              LIMIT 1
+           ) h
+       ), picked AS (
+         SELECT p.id
+           FROM requested r
+           CROSS JOIN LATERAL (
+             SELECT k.id FROM key_packages k
+              WHERE k.owner_did = r.did AND k.handed_out_at IS NULL AND k.expires_at > $2
+                AND ($3::text IS NULL OR k.cipher_suite = $3::text)
+                AND NOT EXISTS (SELECT 1 FROM held WHERE held.did = r.did)
+              ORDER BY k.created_at, k.id
+              LIMIT 1
+              FOR UPDATE SKIP LOCKED
+           ) p
+       ), claimed AS (
+         UPDATE key_packages k SET handed_out_at = $2, handed_out_to = $4
+           FROM picked WHERE k.id = picked.id
+         RETURNING k.owner_did, k.key_package, k.cipher_suite, k.hash
+       )
+       SELECT owner_did, key_package, cipher_suite, hash FROM claimed
+       UNION ALL
+       SELECT k.owner_did, k.key_package, k.cipher_suite, k.hash FROM held JOIN key_packages k ON k.id = held.id`,
+      [JSON.stringify(requested), now, cipherSuite ?? null, caller, reservedSince],
+    );
+  });
   const byOwner = new Map(rows.map((row) => [row.owner_did, row]));
   const keyPackages: HandedOutKeyPackage[] = [];
   const missing: string[] = [];

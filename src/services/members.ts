@@ -3,6 +3,7 @@ import { notCreator, notMember, tooManyMembers } from "../errors.js";
 import { checkCommit, type CommitInput } from "./commits.js";
 import { recordConvoChange } from "./convoChange.js";
 import { lockConvo } from "./convoLock.js";
+import { retireWelcomes, storeWelcomes } from "./welcomes.js";
 
 export interface MembershipResult {
   success: true;
@@ -23,7 +24,8 @@ export interface AddMembers {
 /**
  * Adds members under the conversation lock. Existing active members are left alone (no rows, no
  * error); former members rejoin, reading from this change on (the join position is the locked
- * conversation's next seq, event seq and epoch). New members get a welcome row each when a welcome is given.
+ * conversation's next seq, event seq and epoch). With a welcome, each new member gets a welcome row, and so does
+ * an active member re-invited after a welcome that never led to a joining; it replaces their live one.
  */
 export async function addMembers(db: Queryable, request: AddMembers): Promise<MembershipResult> {
   return db.transaction(async (tx) => {
@@ -33,10 +35,15 @@ export async function addMembers(db: Queryable, request: AddMembers): Promise<Me
     if (check?.kind === "repeat") return { success: true, newEpoch: check.newEpoch };
 
     const candidates = request.dids.filter((did) => did !== request.caller);
-    const [{ added = [] } = {}] = await tx.query<{ added: string[] | null }>(
-      `SELECT coalesce(array_agg(d.did), '{}') AS added
-         FROM jsonb_array_elements_text($2::text::jsonb) AS d(did)
-        WHERE NOT EXISTS (SELECT 1 FROM members m WHERE m.convo_id = $1 AND m.did = d.did AND m.left_at IS NULL)`,
+    // Re-invited: active members whose latest welcome here never became a joining (success: false, expired).
+    const [{ added = [], reinvited = [] } = {}] = await tx.query<{ added: string[] | null; reinvited: string[] | null }>(
+      `SELECT coalesce(array_agg(d.did) FILTER (WHERE NOT d.active), '{}') AS added,
+              coalesce(array_agg(d.did) FILTER (WHERE d.active AND d.last_welcome <> 'consumed'), '{}') AS reinvited
+         FROM (SELECT d.did,
+                      EXISTS (SELECT 1 FROM members m WHERE m.convo_id = $1 AND m.did = d.did AND m.left_at IS NULL) AS active,
+                      (SELECT w.state FROM welcome_messages w WHERE w.convo_id = $1 AND w.recipient_did = d.did
+                        ORDER BY w.created_at DESC, w.id DESC LIMIT 1) AS last_welcome
+                 FROM jsonb_array_elements_text($2::text::jsonb) AS d(did)) d`,
       [convo.id, JSON.stringify(candidates)],
     );
     const newcomers = added ?? [];
@@ -44,23 +51,19 @@ export async function addMembers(db: Queryable, request: AddMembers): Promise<Me
       throw tooManyMembers(`a conversation holds at most ${request.maxMembers} members`);
     }
     if (newcomers.length > 0) {
-      const welcomes = request.welcome
-        ? newcomers.map((did) => ({ did, hash: request.keyPackageHashes.get(did) ?? null }))
-        : [];
       await tx.query(
-        `WITH joined AS (
-           INSERT INTO members (convo_id, did, joined_at, joined_seq, joined_event_seq, joined_epoch)
-           SELECT $1, d.did, $3, c.next_seq, c.next_event_seq, c.epoch
-             FROM jsonb_array_elements_text($2::text::jsonb) AS d(did), conversations c WHERE c.id = $1
-           ON CONFLICT (convo_id, did) DO UPDATE SET joined_at = excluded.joined_at, left_at = NULL,
-             joined_seq = excluded.joined_seq, joined_event_seq = excluded.joined_event_seq, joined_epoch = excluded.joined_epoch
-         )
-         INSERT INTO welcome_messages (id, convo_id, recipient_did, welcome, key_package_hash, created_at)
-         SELECT gen_random_uuid()::text, $1, w.did, $4, w.hash, $3
-           FROM jsonb_to_recordset($5::text::jsonb) AS w(did text, hash text)
-         ON CONFLICT (convo_id, recipient_did) WHERE state IN ('available', 'in_flight') DO NOTHING`,
-        [convo.id, JSON.stringify(newcomers), request.now, request.welcome ?? null, JSON.stringify(welcomes)],
+        `INSERT INTO members (convo_id, did, joined_at, joined_seq, joined_event_seq, joined_epoch)
+         SELECT $1, d.did, $3, c.next_seq, c.next_event_seq, c.epoch
+           FROM jsonb_array_elements_text($2::text::jsonb) AS d(did), conversations c WHERE c.id = $1
+         ON CONFLICT (convo_id, did) DO UPDATE SET joined_at = excluded.joined_at, left_at = NULL,
+           joined_seq = excluded.joined_seq, joined_event_seq = excluded.joined_event_seq, joined_epoch = excluded.joined_epoch`,
+        [convo.id, JSON.stringify(newcomers), request.now],
       );
+    }
+    if (request.welcome) {
+      const recipients = [...newcomers, ...(reinvited ?? [])];
+      const welcomes = recipients.map((did) => ({ did, hash: request.keyPackageHashes.get(did) ?? null }));
+      await storeWelcomes(tx, convo.id, request.welcome, welcomes, request.now);
     }
     const newEpoch = await recordConvoChange(tx, convo, {
       sender: request.caller,
@@ -82,8 +85,8 @@ export interface LeaveConvo {
 }
 
 /**
- * Ends a membership: the caller's own, or (creator and admins only) someone else's. Leaving
- * twice leaves once and answers the same success.
+ * Ends a membership: the caller's own, or (creator and admins only) someone else's, and retires
+ * the target's live welcome. Leaving twice leaves once and answers the same success.
  */
 export async function leaveConvo(db: Queryable, request: LeaveConvo): Promise<MembershipResult> {
   return db.transaction(async (tx) => {
@@ -102,6 +105,7 @@ export async function leaveConvo(db: Queryable, request: LeaveConvo): Promise<Me
       `UPDATE members SET left_at = greatest(joined_at, $3) WHERE convo_id = $1 AND did = $2 AND left_at IS NULL RETURNING did`,
       [convo.id, request.target, request.now],
     );
+    await retireWelcomes(tx, convo.id, [request.target], request.now);
     const newEpoch = await recordConvoChange(tx, convo, {
       sender: request.caller,
       commit: check && { bytes: request.commit!.bytes, epoch: check.epoch },

@@ -5,96 +5,181 @@ export const welcomeNotFound = () => new XrpcError(404, "WelcomeNotFound", "no w
 export const welcomeGone = () =>
   new XrpcError(410, "WelcomeGone", "the welcome was consumed or its grace period has passed");
 
-/**
- * Ends the grace period of the recipient's in-flight welcomes fetched before `cutoff`: they become
- * `expired` and the key package each was built from is consumed. Returns how many expired.
- */
-export async function expireWelcomes(db: Queryable, cutoff: Date, now: Date, scope?: { convoId: string; recipient: string }) {
-  const rows = await db.query(
-    `WITH expired AS (
-       UPDATE welcome_messages SET state = 'expired'
-        WHERE state = 'in_flight' AND fetched_at <= $1
-          AND ($3::text IS NULL OR (convo_id = $3 AND recipient_did = $4))
-       RETURNING recipient_did, key_package_hash
-     ), consumed AS (
-       UPDATE key_packages k SET consumed_at = $2
-         FROM expired e
-        WHERE k.owner_did = e.recipient_did AND k.hash = e.key_package_hash AND k.consumed_at IS NULL
-     )
-     SELECT 1 FROM expired`,
-    [cutoff, now, scope?.convoId ?? null, scope?.recipient ?? null],
-  );
-  return rows.length;
+/** The clock a welcome is judged by: the grace period after its first fetch, its lifetime before one. */
+export interface WelcomeTimes {
+  now: Date;
+  graceSeconds: number;
+  ttlSeconds: number;
 }
+
+const LIVE = `state IN ('available', 'in_flight')`;
+
+/** Past its time: fetched before the grace cutoff, or never fetched and created before the TTL cutoff. */
+const pastTime = (graceCutoff: string, ttlCutoff: string) =>
+  `((state = 'in_flight' AND fetched_at <= ${graceCutoff}) OR (state = 'available' AND created_at <= ${ttlCutoff}))`;
+const STALE = pastTime("$4", "$5");
+
+/**
+ * CTEs `retired` and `retired_packages`: the welcomes whose ids the CTE `stale` lists become
+ * `expired`, and the key package each was built from is consumed at $3 (MLS never reuses one).
+ */
+const RETIRE = `retired AS (
+    UPDATE welcome_messages w SET state = 'expired' FROM stale s WHERE w.id = s.id
+    RETURNING w.recipient_did, w.key_package_hash
+  ), retired_packages AS (
+    UPDATE key_packages k SET consumed_at = $3 FROM retired r
+     WHERE k.owner_did = r.recipient_did AND k.hash = r.key_package_hash AND k.consumed_at IS NULL
+  )`;
+
+/**
+ * The recipient's live welcome, locked, split into `stale` (retired in the same statement) and
+ * `fresh` (what `action`, a CTE over `fresh`, may act on). Parameters: $1 convo, $2 recipient,
+ * $3 now, $4 grace cutoff, $5 TTL cutoff, then the action's own.
+ */
+const onLiveWelcome = (action: string) => `WITH live AS (
+    SELECT id, state, fetched_at, created_at FROM welcome_messages
+     WHERE convo_id = $1 AND recipient_did = $2 AND ${LIVE}
+       FOR UPDATE
+  ), stale AS (
+    SELECT id FROM live WHERE ${STALE}
+  ), fresh AS (
+    SELECT id FROM live WHERE NOT ${STALE}
+  ), ${RETIRE}, ${action}`;
+
+const cutoffs = ({ now, graceSeconds, ttlSeconds }: WelcomeTimes) => [
+  now,
+  new Date(now.getTime() - graceSeconds * 1000),
+  new Date(now.getTime() - ttlSeconds * 1000),
+];
 
 /**
  * Phase one: hands out the recipient's live welcome and marks it in flight. A re-fetch within
  * the grace period returns the same bytes; concurrent fetches serialize on the row lock and
- * leave one in-flight row. Grace expiry happens before this (welcomeGrace middleware).
+ * leave one in-flight row. The grace period and the TTL are enforced here, in the statement
+ * that reads the welcome: a welcome past either expires and answers 410.
  */
-export async function fetchWelcome(db: Queryable, convoId: string, recipient: string, now: Date): Promise<Uint8Array> {
-  const [row] = await db.query<{ welcome: Uint8Array }>(
-    `WITH live AS (
-       SELECT id FROM welcome_messages
-        WHERE convo_id = $1 AND recipient_did = $2 AND state IN ('available', 'in_flight')
-          FOR UPDATE
-     )
-     UPDATE welcome_messages w SET state = 'in_flight', fetched_at = coalesce(w.fetched_at, $3)
-       FROM live WHERE w.id = live.id AND w.state IN ('available', 'in_flight')
-     RETURNING w.welcome`,
-    [convoId, recipient, now],
+export async function fetchWelcome(
+  db: Queryable,
+  convoId: string,
+  recipient: string,
+  times: WelcomeTimes,
+): Promise<Uint8Array> {
+  const [row] = await db.query<{ welcome: Uint8Array | null }>(
+    `${onLiveWelcome(`fetched AS (
+       UPDATE welcome_messages w SET state = 'in_flight', fetched_at = coalesce(w.fetched_at, $3)
+         FROM fresh WHERE w.id = fresh.id
+       RETURNING w.welcome
+     )`)}
+     SELECT (SELECT welcome FROM fetched) AS welcome`,
+    [convoId, recipient, ...cutoffs(times)],
   );
-  if (row) return row.welcome;
-  throw (await hasPastWelcome(db, convoId, recipient)) ? welcomeGone() : welcomeNotFound();
+  if (row?.welcome) return row.welcome;
+  throw (await latestState(db, convoId, recipient)) === undefined ? welcomeNotFound() : welcomeGone();
 }
 
 /**
  * Phase two: `success` consumes the welcome and its key package; a failure records the details
- * and leaves it fetchable until the grace period ends. Confirming a consumed welcome again is fine.
+ * and leaves it fetchable until the grace period ends. Confirming a consumed welcome again is fine;
+ * a welcome past its grace period or TTL is gone (410), here as in `fetchWelcome`.
  */
 export async function confirmWelcome(
   db: Queryable,
   convoId: string,
   recipient: string,
   outcome: { success: boolean; errorDetails?: string },
-  now: Date,
+  times: WelcomeTimes,
 ): Promise<{ confirmed: boolean }> {
-  const [row] = outcome.success
-    ? await db.query<{ state: string }>(
-        `WITH done AS (
-           UPDATE welcome_messages
-              SET state = 'consumed', confirmed_at = $3, fetched_at = coalesce(fetched_at, $3),
-                  error_details = coalesce($4, error_details)
-            WHERE convo_id = $1 AND recipient_did = $2 AND state IN ('available', 'in_flight')
-           RETURNING recipient_did, key_package_hash, state
-         ), consumed AS (
-           UPDATE key_packages k SET consumed_at = $3
-             FROM done d WHERE k.owner_did = d.recipient_did AND k.hash = d.key_package_hash AND k.consumed_at IS NULL
-         )
-         SELECT state FROM done`,
-        [convoId, recipient, now, outcome.errorDetails ?? null],
-      )
-    : await db.query<{ state: string }>(
-        `UPDATE welcome_messages SET error_details = $3
-          WHERE convo_id = $1 AND recipient_did = $2 AND state IN ('available', 'in_flight')
-         RETURNING state`,
-        [convoId, recipient, outcome.errorDetails ?? null],
-      );
-  if (row) return { confirmed: outcome.success };
-  const [last] = await db.query<{ state: string }>(
-    `SELECT state FROM welcome_messages WHERE convo_id = $1 AND recipient_did = $2
-      ORDER BY created_at DESC, id LIMIT 1`,
-    [convoId, recipient],
-  );
-  if (!last) throw welcomeNotFound();
-  if (last.state === "consumed") return { confirmed: true };
+  const action = outcome.success
+    ? `done AS (
+         UPDATE welcome_messages w
+            SET state = 'consumed', confirmed_at = $3, fetched_at = coalesce(w.fetched_at, $3),
+                error_details = coalesce($6, w.error_details)
+           FROM fresh WHERE w.id = fresh.id
+         RETURNING w.recipient_did, w.key_package_hash
+       ), consumed AS (
+         UPDATE key_packages k SET consumed_at = $3
+           FROM done d WHERE k.owner_did = d.recipient_did AND k.hash = d.key_package_hash AND k.consumed_at IS NULL
+       )`
+    : `done AS (
+         UPDATE welcome_messages w SET error_details = $6 FROM fresh WHERE w.id = fresh.id RETURNING 1
+       )`;
+  const [row] = await db.query<{ done: number }>(`${onLiveWelcome(action)} SELECT count(*) AS done FROM done`, [
+    convoId,
+    recipient,
+    ...cutoffs(times),
+    outcome.errorDetails ?? null,
+  ]);
+  if (Number(row?.done) > 0) return { confirmed: outcome.success };
+  // A fresh snapshot: a concurrent confirm may have consumed it while this one waited for the lock.
+  const last = await latestState(db, convoId, recipient);
+  if (last === undefined) throw welcomeNotFound();
+  if (last === "consumed") return { confirmed: true };
   throw welcomeGone();
 }
 
-async function hasPastWelcome(db: Queryable, convoId: string, recipient: string): Promise<boolean> {
-  const [row] = await db.query(`SELECT 1 FROM welcome_messages WHERE convo_id = $1 AND recipient_did = $2 LIMIT 1`, [
+/**
+ * Stores one welcome per recipient (with the key package it was built from), replacing each
+ * recipient's older live welcome: a welcome belongs to one membership. Call it inside the
+ * transaction that holds the conversation lock.
+ */
+export async function storeWelcomes(
+  tx: Queryable,
+  convoId: string,
+  welcome: Uint8Array,
+  recipients: { did: string; hash: string | null }[],
+  now: Date,
+): Promise<void> {
+  if (recipients.length === 0) return;
+  await retireWelcomes(
+    tx,
     convoId,
-    recipient,
-  ]);
-  return row !== undefined;
+    recipients.map((recipient) => recipient.did),
+    now,
+  );
+  await tx.query(
+    `INSERT INTO welcome_messages (id, convo_id, recipient_did, welcome, key_package_hash, created_at)
+     SELECT gen_random_uuid()::text, $1, w.did, $2, w.hash, $3
+       FROM jsonb_to_recordset($4::text::jsonb) AS w(did text, hash text)`,
+    [convoId, welcome, now, JSON.stringify(recipients)],
+  );
+}
+
+/** Retires the recipients' live welcomes in the conversation (they left, were removed, or get a new one). */
+export async function retireWelcomes(db: Queryable, convoId: string, recipients: string[], now: Date): Promise<number> {
+  const rows = await db.query(
+    `WITH stale AS (
+       SELECT id FROM welcome_messages
+        WHERE convo_id = $1 AND recipient_did IN (SELECT jsonb_array_elements_text($2::text::jsonb)) AND ${LIVE}
+          FOR UPDATE
+     ), ${RETIRE}
+     SELECT 1 FROM retired`,
+    [convoId, JSON.stringify(recipients), now],
+  );
+  return rows.length;
+}
+
+/**
+ * Cleanup's share: expires at most `limit` welcomes past their grace period or TTL, skipping rows
+ * a live request holds. One statement, so one short transaction. Returns how many expired.
+ */
+export async function expireStaleWelcomes(db: Queryable, times: WelcomeTimes, limit: number): Promise<number> {
+  const [, graceCutoff, ttlCutoff] = cutoffs(times);
+  const [row] = await db.query<{ expired: number }>(
+    `WITH stale AS (
+       SELECT id FROM welcome_messages WHERE ${pastTime("$1", "$2")}
+        LIMIT $4 FOR UPDATE SKIP LOCKED
+     ), ${RETIRE}
+     SELECT count(*) AS expired FROM retired`,
+    [graceCutoff, ttlCutoff, times.now, limit],
+  );
+  return Number(row?.expired ?? 0);
+}
+
+async function latestState(db: Queryable, convoId: string, recipient: string): Promise<string | undefined> {
+  const [row] = await db.query<{ state: string }>(
+    `SELECT state FROM welcome_messages WHERE convo_id = $1 AND recipient_did = $2
+      ORDER BY created_at DESC, id DESC LIMIT 1`,
+    [convoId, recipient],
+  );
+  return row?.state;
 }

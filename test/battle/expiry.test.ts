@@ -42,7 +42,7 @@ const sleepUntilPast = (moment: Date) => sleep(Math.max(0, moment.getTime() - Da
 /** The cleanup run cron would do now; other test files may hold its lock for a moment, so it tries again. */
 async function cleanupNow(): Promise<CleanupResult & { ran: true }> {
   for (;;) {
-    const result = await runCleanup(db, { now: new Date(), welcomeGraceSeconds: 300, retentionDays: 30 });
+    const result = await runCleanup(db, { now: new Date(), welcomeGraceSeconds: 300, welcomeTtlSeconds: 604_800, retentionDays: 30 });
     if (result.ran) return result;
     await sleep(100);
   }

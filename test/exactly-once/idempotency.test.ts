@@ -210,7 +210,7 @@ describe.each(drivers)("idempotency keys ($name)", ({ open }) => {
     clock.advance(61_000);
     expect((await send(app, alice, convoId, "live", "AQID")).status).toBe(200);
 
-    const result = await runCleanup(db, { now: clock.now(), welcomeGraceSeconds: 300, retentionDays: 30 });
+    const result = await runCleanup(db, { now: clock.now(), welcomeGraceSeconds: 300, welcomeTtlSeconds: 604_800, retentionDays: 30 });
     expect(result.ran && result.idempotencyKeys).toBeGreaterThanOrEqual(2);
     const left = await db.query<{ key: string }>(`SELECT key FROM idempotency_keys WHERE caller_did = $1 ORDER BY key`, [alice]);
     expect(left.map((row) => row.key)).toEqual(["live"]);

@@ -128,7 +128,7 @@ describe.each(drivers)("welcome two-phase commit ($name)", ({ open }) => {
     await xrpc(live.app, live.bob, "getWelcome", { query: { convoId: live.convoId } }); // 410, but it was fetched before: expired now
     const freshLive = await invite();
     await xrpc(freshLive.app, freshLive.bob, "getWelcome", { query: { convoId: freshLive.convoId } });
-    const result = await runCleanup(db, { now, welcomeGraceSeconds: GRACE_SECONDS, retentionDays: 30 });
+    const result = await runCleanup(db, { now, welcomeGraceSeconds: GRACE_SECONDS, welcomeTtlSeconds: 604_800, retentionDays: 30 });
     expect(result.ran && result.welcomesExpired).toBeGreaterThanOrEqual(1);
     expect(await welcomeRows(stale.convoId)).toEqual([{ state: "expired", error_details: null }]);
     expect(await keyPackageConsumed(stale.bob)).toBe(true);

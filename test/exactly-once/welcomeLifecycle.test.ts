@@ -1,0 +1,313 @@
+/**
+ * Rule 7's welcome lifecycle with real ts-mls clients on real PostgreSQL: a welcome belongs to one
+ * membership (leaving retires it, a new one replaces it), an unfetched welcome expires after
+ * WELCOME_TTL_SECONDS, and the grace period holds for every form of the request.
+ */
+import { afterAll, describe, expect, it } from "vitest";
+import type { Credential } from "ts-mls";
+import { createGroup, joinGroup, type ClientState } from "ts-mls/clientState.js";
+import { createCommit } from "ts-mls/createCommit.js";
+import { createApplicationMessage } from "ts-mls/createMessage.js";
+import { getCiphersuiteFromName } from "ts-mls/crypto/ciphersuite.js";
+import { getCiphersuiteImpl } from "ts-mls/crypto/getCiphersuiteImpl.js";
+import { defaultCapabilities } from "ts-mls/defaultCapabilities.js";
+import { generateKeyPackage, type KeyPackage, type PrivateKeyPackage } from "ts-mls/keyPackage.js";
+import { defaultLifetime } from "ts-mls/lifetime.js";
+import { decodeMlsMessage, encodeMlsMessage, type MLSMessage } from "ts-mls/message.js";
+import { processPrivateMessage } from "ts-mls/processMessages.js";
+import { emptyPskIndex } from "ts-mls/pskIndex.js";
+import { decodeBase64, encodeBase64, sha256Hex } from "../../src/bytes.js";
+import { ManualClock } from "../../src/clock.js";
+import { fetchWelcome } from "../../src/services/welcomes.js";
+import { testApp, testDatabase, unique } from "../helpers/context.js";
+import { TEST_CIPHER_SUITE } from "../helpers/mls.js";
+import { xrpc, type XrpcResult } from "../helpers/xrpc.js";
+
+const db = testDatabase(10);
+afterAll(() => db.close());
+
+const cipherSuite = getCiphersuiteImpl(getCiphersuiteFromName(TEST_CIPHER_SUITE));
+const credential = (did: string): Credential => ({ credentialType: "basic", identity: new TextEncoder().encode(did) });
+const fromBase64 = (text: string) => decodeBase64(text)!;
+const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
+const decode = (bytes: Uint8Array): MLSMessage => decodeMlsMessage(bytes, 0)![0];
+const ok = (result: XrpcResult) => {
+  expect(result.status, JSON.stringify(result.body)).toBe(200);
+  return result.body;
+};
+
+interface OwnKeyPackage {
+  publicPackage: KeyPackage;
+  privatePackage: PrivateKeyPackage;
+}
+
+/** Alice's ts-mls group behind a conversation on the server, with Bob's published key packages. */
+async function setup(env: Record<string, string> = {}) {
+  const cs = await cipherSuite;
+  const clock = new ManualClock();
+  const { app } = testApp(db, env, clock);
+  const alice = unique("did:plc:lalice");
+  const bob = unique("did:plc:lbob");
+
+  // Bob publishes two key packages and keeps their private halves by hash.
+  const bobKeys = new Map<string, OwnKeyPackage>();
+  for (let i = 0; i < 2; i++) {
+    const pkg = await generateKeyPackage(credential(bob), defaultCapabilities(), defaultLifetime, [], cs);
+    const bytes = encodeMlsMessage({ version: "mls10", wireformat: "mls_key_package", keyPackage: pkg.publicPackage });
+    bobKeys.set(await sha256Hex(bytes), pkg);
+    const expires = new Date(clock.now().getTime() + 86_400_000).toISOString();
+    ok(
+      await xrpc(app, bob, "publishKeyPackage", {
+        body: { keyPackage: encodeBase64(bytes), cipherSuite: TEST_CIPHER_SUITE, expires },
+      }),
+    );
+  }
+
+  const aliceKeys = await generateKeyPackage(credential(alice), defaultCapabilities(), defaultLifetime, [], cs);
+  const groupId = crypto.getRandomValues(new Uint8Array(16));
+  let state: ClientState = await createGroup(groupId, aliceKeys.publicPackage, aliceKeys.privatePackage, [], cs);
+  const created = ok(
+    await xrpc(app, alice, "createConvo", { body: { groupId: hex(groupId), cipherSuite: TEST_CIPHER_SUITE } }),
+  );
+  const convoId = created.id as string;
+
+  /**
+   * Alice asks the server for one of Bob's key packages and adds Bob with a real commit and Welcome;
+   * `replacingLeaf` removes Bob's old leaf in the same commit (a re-invite of a member who failed to join).
+   */
+  async function addBob(replacingLeaf?: number): Promise<string> {
+    const answer = ok(await xrpc(app, alice, "getKeyPackages", { query: { dids: [bob] } }));
+    const handed = answer.keyPackages[0] as { keyPackage: { $bytes: string }; keyPackageHash: string };
+    const message = decode(fromBase64(handed.keyPackage.$bytes));
+    if (message.wireformat !== "mls_key_package") throw new Error("expected a key package");
+    const epoch = Number(state.groupContext.epoch);
+    const { commit, welcome, newState } = await createCommit(
+      { state, cipherSuite: cs },
+      {
+        ratchetTreeExtension: true,
+        extraProposals: [
+          ...(replacingLeaf === undefined
+            ? []
+            : [{ proposalType: "remove" as const, remove: { removed: replacingLeaf } }]),
+          { proposalType: "add", add: { keyPackage: message.keyPackage } },
+        ],
+      },
+    );
+    if (!welcome) throw new Error("ts-mls made no Welcome");
+    state = newState;
+    ok(
+      await xrpc(app, alice, "addMembers", {
+        body: {
+          convoId,
+          didList: [bob],
+          epoch,
+          commit: encodeBase64(encodeMlsMessage(commit)),
+          welcomeMessage: encodeBase64(encodeMlsMessage({ version: "mls10", wireformat: "mls_welcome", welcome })),
+          keyPackageHashes: [{ did: bob, hash: handed.keyPackageHash }],
+        },
+      }),
+    );
+    return handed.keyPackageHash;
+  }
+
+  /** Alice removes Bob (leaf 1) with a real commit. */
+  async function removeBob() {
+    const epoch = Number(state.groupContext.epoch);
+    const { commit, newState } = await createCommit(
+      { state, cipherSuite: cs },
+      { extraProposals: [{ proposalType: "remove", remove: { removed: 1 } }] },
+    );
+    state = newState;
+    ok(
+      await xrpc(app, alice, "leaveConvo", {
+        body: { convoId, targetDid: bob, epoch, commit: encodeBase64(encodeMlsMessage(commit)) },
+      }),
+    );
+  }
+
+  /** Alice sends an application message in her current epoch. */
+  async function aliceSays(text: string) {
+    const sent = await createApplicationMessage(state, new TextEncoder().encode(text), cs);
+    state = sent.newState;
+    const bytes = encodeMlsMessage({
+      version: "mls10",
+      wireformat: "mls_private_message",
+      privateMessage: sent.privateMessage,
+    });
+    ok(
+      await xrpc(app, alice, "sendMessage", {
+        body: { convoId, ciphertext: encodeBase64(bytes), epoch: Number(state.groupContext.epoch) },
+      }),
+    );
+  }
+
+  return {
+    app,
+    clock,
+    alice,
+    bob,
+    convoId,
+    bobKeys,
+    addBob,
+    removeBob,
+    aliceSays,
+    cs,
+    epoch: () => Number(state.groupContext.epoch),
+  };
+}
+
+const welcomeStates = (convoId: string) =>
+  db.query<{ state: string; key_package_hash: string }>(
+    `SELECT state, key_package_hash FROM welcome_messages WHERE convo_id = $1 ORDER BY created_at, id`,
+    [convoId],
+  );
+
+describe("a welcome belongs to one membership", () => {
+  it("removed before fetching, re-added with a new Welcome: Bob joins from the new one and decrypts", async () => {
+    const t = await setup();
+    const firstHash = await t.addBob();
+    await t.removeBob();
+    // Leaving retired the first welcome: it is no longer live.
+    expect((await welcomeStates(t.convoId)).map((row) => row.state)).toEqual(["expired"]);
+
+    const secondHash = await t.addBob();
+    expect(secondHash).not.toBe(firstHash);
+    expect(await welcomeStates(t.convoId)).toEqual([
+      { state: "expired", key_package_hash: firstHash },
+      { state: "available", key_package_hash: secondHash },
+    ]);
+    await t.aliceSays("welcome back, Bob");
+
+    const fetched = ok(await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: t.convoId } }));
+    const message = decode(fromBase64(fetched.welcome.$bytes));
+    if (message.wireformat !== "mls_welcome") throw new Error("expected a Welcome");
+    const keys = t.bobKeys.get(secondHash)!;
+    let bobState = await joinGroup(message.welcome, keys.publicPackage, keys.privatePackage, emptyPskIndex, t.cs);
+    expect(Number(bobState.groupContext.epoch)).toBe(t.epoch());
+    ok(await xrpc(t.app, t.bob, "confirmWelcome", { body: { convoId: t.convoId, success: true } }));
+
+    const page = ok(await xrpc(t.app, t.bob, "getMessages", { query: { convoId: t.convoId } }));
+    const texts: string[] = [];
+    for (const entry of page.messages as { messageType: string; ciphertext: { $bytes: string } }[]) {
+      if (entry.messageType !== "app") continue;
+      const framed = decode(fromBase64(entry.ciphertext.$bytes));
+      if (framed.wireformat !== "mls_private_message") continue;
+      const result = await processPrivateMessage(bobState, framed.privateMessage, emptyPskIndex, t.cs);
+      bobState = result.newState;
+      if (result.kind === "applicationMessage") texts.push(new TextDecoder().decode(result.message));
+    }
+    expect(texts).toEqual(["welcome back, Bob"]);
+  });
+
+  it("a re-add while the old welcome is in flight replaces it in the same transaction", async () => {
+    const t = await setup();
+    await t.addBob();
+    ok(await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: t.convoId } }));
+    ok(
+      await xrpc(t.app, t.bob, "confirmWelcome", {
+        body: { convoId: t.convoId, success: false, errorDetails: "bad tree" },
+      }),
+    );
+    await t.removeBob();
+    const secondHash = await t.addBob();
+    expect((await welcomeStates(t.convoId)).map((row) => row.state)).toEqual(["expired", "available"]);
+    const fetched = ok(await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: t.convoId } }));
+    const message = decode(fromBase64(fetched.welcome.$bytes));
+    if (message.wireformat !== "mls_welcome") throw new Error("expected a Welcome");
+    const keys = t.bobKeys.get(secondHash)!;
+    const bobState = await joinGroup(message.welcome, keys.publicPackage, keys.privatePackage, emptyPskIndex, t.cs);
+    expect(Number(bobState.groupContext.epoch)).toBe(t.epoch());
+  });
+});
+
+describe("re-invited after success: false", () => {
+  it("the new welcome replaces the live one of an active member, who joins from it", async () => {
+    const t = await setup();
+    await t.addBob();
+    ok(await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: t.convoId } }));
+    ok(
+      await xrpc(t.app, t.bob, "confirmWelcome", {
+        body: { convoId: t.convoId, success: false, errorDetails: "lost state" },
+      }),
+    );
+    const secondHash = await t.addBob(1);
+    expect((await welcomeStates(t.convoId)).map((row) => row.state)).toEqual(["expired", "available"]);
+    const fetched = ok(await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: t.convoId } }));
+    const message = decode(fromBase64(fetched.welcome.$bytes));
+    if (message.wireformat !== "mls_welcome") throw new Error("expected a Welcome");
+    const keys = t.bobKeys.get(secondHash)!;
+    const bobState = await joinGroup(message.welcome, keys.publicPackage, keys.privatePackage, emptyPskIndex, t.cs);
+    expect(Number(bobState.groupContext.epoch)).toBe(t.epoch());
+  });
+});
+
+describe("the welcome's time limits hold wherever it is read", () => {
+  const GRACE = 300;
+
+  it("a repeated convoId is 400 (getWelcome after the grace period cannot slip past it)", async () => {
+    const t = await setup({ WELCOME_GRACE_SECONDS: String(GRACE) });
+    await t.addBob();
+    ok(await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: t.convoId } }));
+    t.clock.advance((GRACE + 1) * 1000);
+    const twice = await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: ["nope", t.convoId] } });
+    expect(twice.status).toBe(400);
+    expect(twice.body.error).toBe("InvalidRequest");
+    expect((await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: t.convoId } })).status).toBe(410);
+  });
+
+  it.each([
+    ["getMessages", { convoId: ["a", "b"] }],
+    ["getEpoch", { convoId: ["a", "b"] }],
+    ["getCommits", { convoId: "a", fromEpoch: ["0", "1"] }],
+    ["getConvos", { limit: ["1", "2"] }],
+    ["getKeyPackages", { dids: ["did:plc:a", "did:plc:b"], cipherSuite: [TEST_CIPHER_SUITE, TEST_CIPHER_SUITE] }],
+    ["getKeyPackageStats", { cipherSuite: [TEST_CIPHER_SUITE, TEST_CIPHER_SUITE] }],
+  ])("%s with a single-valued parameter given twice is 400", async (method, query) => {
+    const { app } = testApp(db);
+    const answer = await xrpc(app, unique("did:plc:q"), method, { query });
+    expect(answer.status).toBe(400);
+    expect(answer.body.error).toBe("InvalidRequest");
+  });
+
+  it("fetchWelcome itself refuses a welcome past its grace period (no middleware needed)", async () => {
+    const t = await setup();
+    const hash = await t.addBob();
+    const times = (now: Date) => ({ now, graceSeconds: GRACE, ttlSeconds: 86_400 });
+    const fetchedAt = new Date();
+    await fetchWelcome(db, t.convoId, t.bob, times(fetchedAt));
+    const late = new Date(fetchedAt.getTime() + (GRACE + 1) * 1000);
+    await expect(fetchWelcome(db, t.convoId, t.bob, times(late))).rejects.toMatchObject({ status: 410 });
+    expect(await welcomeStates(t.convoId)).toEqual([{ state: "expired", key_package_hash: hash }]);
+  });
+
+  it("a welcome nobody fetched within WELCOME_TTL_SECONDS expires: 410, its key package consumed", async () => {
+    const t = await setup({ WELCOME_TTL_SECONDS: "3600" });
+    const hash = await t.addBob();
+    t.clock.advance(3601 * 1000);
+    const gone = await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: t.convoId } });
+    expect(gone.status).toBe(410);
+    expect(await welcomeStates(t.convoId)).toEqual([{ state: "expired", key_package_hash: hash }]);
+    const [row] = await db.query<{ consumed: boolean }>(
+      `SELECT consumed_at IS NOT NULL AS consumed FROM key_packages WHERE owner_did = $1 AND hash = $2`,
+      [t.bob, hash],
+    );
+    expect(row?.consumed).toBe(true);
+  });
+
+  it("confirmWelcome after the grace period is 410 too", async () => {
+    const t = await setup({ WELCOME_GRACE_SECONDS: String(GRACE) });
+    await t.addBob();
+    ok(await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: t.convoId } }));
+    t.clock.advance((GRACE + 1) * 1000);
+    const late = await xrpc(t.app, t.bob, "confirmWelcome", { body: { convoId: t.convoId, success: true } });
+    expect(late.status).toBe(410);
+    expect((await welcomeStates(t.convoId)).map((row) => row.state)).toEqual(["expired"]);
+  });
+
+  it("leaving by oneself (no commit) retires one's live welcome too", async () => {
+    const t = await setup();
+    await t.addBob();
+    ok(await xrpc(t.app, t.bob, "leaveConvo", { body: { convoId: t.convoId } }));
+    expect((await welcomeStates(t.convoId)).map((row) => row.state)).toEqual(["expired"]);
+  });
+});

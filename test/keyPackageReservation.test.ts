@@ -1,0 +1,89 @@
+/**
+ * Rule 5's reservations over real HTTP on real PostgreSQL: a package handed to a caller is that
+ * caller's for KEY_PACKAGE_RESERVATION_SECONDS, so retries (even concurrent ones) burn nothing,
+ * and no caller can drain another user's packages.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { encodeBase64 } from "../src/bytes.js";
+import { start, type BattleServer } from "./battle/server.js";
+import { testDatabase, tokenFor, unique } from "./helpers/context.js";
+
+const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
+const db = testDatabase(5);
+let server: BattleServer;
+
+beforeAll(async () => {
+  server = await start();
+});
+afterAll(async () => {
+  await server?.stop();
+  await db.close();
+});
+
+/** Opaque key package bytes (the 0xffff prefix is no MLS version, so they never parse as MLS). */
+function opaqueKeyPackage(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(64));
+  bytes[0] = 0xff;
+  bytes[1] = 0xff;
+  return encodeBase64(bytes);
+}
+
+async function call(did: string, method: string, init: { body?: unknown; query?: string } = {}) {
+  const response = await fetch(`${server.url}/xrpc/blue.catbird.mls.${method}${init.query ? `?${init.query}` : ""}`, {
+    method: init.body === undefined ? "GET" : "POST",
+    headers: { Authorization: `Bearer ${await tokenFor(did)}`, "Content-Type": "application/json" },
+    ...(init.body !== undefined && { body: JSON.stringify(init.body) }),
+  });
+  return { status: response.status, body: (await response.json()) as { keyPackages: { keyPackageHash: string }[] } };
+}
+
+async function publish(owner: string, count: number) {
+  const expires = new Date(Date.now() + 86_400_000).toISOString();
+  for (let i = 0; i < count; i++) {
+    const res = await call(owner, "publishKeyPackage", {
+      body: { keyPackage: opaqueKeyPackage(), cipherSuite: SUITE, expires },
+    });
+    expect(res.status).toBe(200);
+  }
+}
+
+const handedOut = (owner: string) =>
+  db.query<{ handed_out_to: string }>(
+    `SELECT handed_out_to FROM key_packages WHERE owner_did = $1 AND handed_out_to IS NOT NULL`,
+    [owner],
+  );
+
+describe("getKeyPackages reservations", () => {
+  it("20 concurrent GETs by one caller for one DID consume exactly one package, and all get it", async () => {
+    const alice = unique("did:plc:ralice");
+    const bob = unique("did:plc:rbob");
+    await publish(alice, 5);
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, () => call(bob, "getKeyPackages", { query: `dids=${alice}` })),
+    );
+    expect(answers.map((answer) => answer.status)).toEqual(Array(20).fill(200));
+    const hashes = new Set(answers.map((answer) => answer.body.keyPackages[0]?.keyPackageHash));
+    expect(hashes.size).toBe(1);
+    expect(await handedOut(alice)).toEqual([{ handed_out_to: bob }]);
+  });
+
+  it("two different callers get different packages; a caller cannot drain the owner", async () => {
+    const alice = unique("did:plc:ralice");
+    const bob = unique("did:plc:rbob");
+    const carol = unique("did:plc:rcarol");
+    await publish(alice, 3);
+    const [fromBob, fromCarol] = await Promise.all([
+      call(bob, "getKeyPackages", { query: `dids=${alice}` }),
+      call(carol, "getKeyPackages", { query: `dids=${alice}` }),
+    ]);
+    expect(fromBob.body.keyPackages[0]!.keyPackageHash).not.toBe(fromCarol.body.keyPackages[0]!.keyPackageHash);
+    // Bob asking ten more times, with the DID repeated, still holds one.
+    for (let i = 0; i < 10; i++) {
+      const again = await call(bob, "getKeyPackages", { query: `dids=${alice}&dids=${alice}` });
+      expect(again.body.keyPackages.map((pkg) => pkg.keyPackageHash)).toEqual([
+        fromBob.body.keyPackages[0]!.keyPackageHash,
+      ]);
+    }
+    expect((await handedOut(alice)).map((row) => row.handed_out_to).sort()).toEqual([bob, carol].sort());
+  });
+});

@@ -19,6 +19,7 @@ function flakyListen(inner: Database, failures: number): Database {
     exec: (script) => inner.exec(script),
     query: (text, params) => inner.query(text, params),
     transaction: (fn) => inner.transaction(fn),
+    maintenance: (fn) => inner.maintenance(fn),
     listen: (channel, onPayload, onListen) =>
       failures-- > 0 ? Promise.reject(new Error("LISTEN refused")) : inner.listen!(channel, onPayload, onListen),
   };

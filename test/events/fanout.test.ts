@@ -28,6 +28,7 @@ function countingEventReads(inner: Database) {
       return inner.query(text, params);
     },
     transaction: (fn) => inner.transaction(fn),
+    maintenance: (fn) => inner.maintenance(fn),
     listen: inner.listen?.bind(inner),
   };
   return { counted, counter };

@@ -79,7 +79,7 @@ describe("an expired idempotency key is a new action (real PostgreSQL)", () => {
     sent.push(await send(app, alice, convoId, "again", "AQID"));
 
     clock.advance(TTL_MS + 1000);
-    const cleaned = await runCleanup(db, { now: clock.now(), welcomeGraceSeconds: 300, retentionDays: 30 });
+    const cleaned = await runCleanup(db, { now: clock.now(), welcomeGraceSeconds: 300, welcomeTtlSeconds: 604_800, retentionDays: 30 });
     expect(cleaned.ran && cleaned.idempotencyKeys).toBeGreaterThanOrEqual(1);
     sent.push(await send(app, alice, convoId, "again", "AQID"));
 

@@ -27,3 +27,5 @@ export const notReady = (retryAfterSeconds = 1) =>
 export const tooManyMembers = (message: string) => new XrpcError(400, "TooManyMembers", message);
 export const invalidCipherSuite = (suite: string) =>
   new XrpcError(400, "InvalidCipherSuite", `cipher suite ${suite} is not accepted by this server`);
+export const invalidCommit = (message: string) => new XrpcError(400, "InvalidCommit", message);
+export const notApplicationMessage = (message: string) => new XrpcError(400, "NotApplicationMessage", message);

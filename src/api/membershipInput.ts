@@ -8,7 +8,8 @@ export function commitInput(
   maxBytes: number,
 ): CommitInput | undefined {
   if (!commit) return undefined;
-  if (commit.byteLength < 1 || commit.byteLength > maxBytes)
+  if (commit.byteLength < 1 || commit.byteLength > maxBytes) {
     throw invalidRequest(`commit must be 1 to ${maxBytes} bytes`);
+  }
   return readCommit(commit, epoch);
 }

@@ -39,6 +39,7 @@ export function sendMessageScript(target: { convos: number } | { hot: true }): s
       "now()",
       "gen_random_uuid()::text",
       "NULL",
+      `'app'`,
       `'blue.catbird.mls.sendMessage'`,
       HASH,
       "now() + interval '1 day'",

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { forbidden, invalidRequest } from "../errors.js";
+import { forbidden, invalidRequest, notApplicationMessage } from "../errors.js";
 import { readMlsMessage } from "../mls/message.js";
 import * as schemas from "../schemas.js";
 import { sendMessage, sendMessageOnce, type SendMessage } from "../services/messages.js";
@@ -20,7 +20,11 @@ export default procedure({
   once: async (body, hc, claim) => sendMessageOnce(hc.db, messageOf(body, hc), claim),
 });
 
-/** The message to store, once the request is checked: sender, size, and the MLS framing's epoch and group. */
+/**
+ * The message to store, once the request is checked: sender, size, and what the MLS framing says. Only application
+ * messages and proposals enter the log here (rule 3): any other MLS message, a commit above all, is refused, so a
+ * commit never bypasses the one-per-epoch path. Bytes that are no MLS message at all are opaque application data.
+ */
 function messageOf(body: z.output<typeof input>, { app, caller, idempotencyKey, now }: HandlerContext): SendMessage {
   if (body.senderDid !== undefined && body.senderDid !== caller) throw forbidden("senderDid must be the caller");
   const size = body.ciphertext.byteLength;
@@ -28,17 +32,23 @@ function messageOf(body: z.output<typeof input>, { app, caller, idempotencyKey, 
     throw invalidRequest(`ciphertext must be 1 to ${app.config.MAX_CIPHERTEXT_BYTES} bytes`);
   }
   const mls = readMlsMessage(body.ciphertext);
-  const framed = mls && (mls.wireFormat === "private_message" || mls.wireFormat === "public_message");
-  if (framed && mls.epoch !== undefined && mls.epoch !== body.epoch) {
-    throw invalidRequest(`epoch field ${body.epoch} disagrees with the message's epoch ${mls.epoch}`);
-  }
-  return {
+  const message = {
     convoId: body.convoId,
     sender: caller,
     epoch: body.epoch,
     ciphertext: body.ciphertext,
     idempotencyKey,
-    groupId: framed ? mls.groupId : undefined,
     now,
   };
+  if (!mls) return { ...message, messageType: "app" };
+  if (mls.contentType !== "application" && mls.contentType !== "proposal") {
+    const kind = mls.contentType ?? mls.wireFormat.replace("_", " ");
+    throw notApplicationMessage(`sendMessage takes application messages and proposals, not a ${kind}`);
+  }
+  // readMlsMessage leaves out an epoch beyond Number.MAX_SAFE_INTEGER, which no epoch field can equal.
+  if (mls.epoch !== body.epoch) {
+    const framed = mls.epoch ?? `beyond ${Number.MAX_SAFE_INTEGER}`;
+    throw invalidRequest(`epoch field ${body.epoch} disagrees with the message's epoch ${framed}`);
+  }
+  return { ...message, messageType: mls.contentType === "proposal" ? "proposal" : "app", groupId: mls.groupId };
 }

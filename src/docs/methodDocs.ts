@@ -21,6 +21,8 @@ export const ERROR_STATUS = {
   TooManyMembers: 400,
   KeyPackageExpired: 400,
   CursorExpired: 400,
+  InvalidCommit: 400,
+  NotApplicationMessage: 400,
   AuthenticationRequired: 401,
   InvalidToken: 401,
   ExpiredToken: 401,
@@ -80,7 +82,7 @@ export const messageView = z.strictObject({
   ciphertext: bytes,
   epoch: integer,
   seq: integer,
-  messageType: z.enum(["app", "commit"]),
+  messageType: z.enum(["app", "commit", "proposal"]),
   createdAt: datetime,
 });
 export const commitView = z.strictObject({
@@ -120,25 +122,25 @@ export const methodDocs: Record<string, MethodDoc> = {
   },
   addMembers: {
     description:
-      "Adds members (at most 100 per call), optionally with the commit for the current epoch and a welcome. Adding someone already active adds nothing.",
+      "Adds members (at most 100 per call), optionally with the commit for the current epoch (an MLS PublicMessage or PrivateMessage of content type commit) and a welcome. Adding someone already active adds nothing.",
     output: membershipChange,
-    errors: [...convoErrors, "TooManyMembers", "EpochMismatch"],
+    errors: [...convoErrors, "TooManyMembers", "InvalidCommit", "EpochMismatch"],
   },
   leaveConvo: {
     description:
-      "Leaves the conversation, or removes `targetDid` (the creator or an admin only), optionally with the commit for the current epoch. Leaving twice leaves once.",
+      "Leaves the conversation, or removes `targetDid` (the creator or an admin only), optionally with the commit for the current epoch (an MLS PublicMessage or PrivateMessage of content type commit). Leaving twice leaves once.",
     output: membershipChange,
-    errors: [...convoErrors, "NotCreator", "EpochMismatch"],
+    errors: [...convoErrors, "NotCreator", "InvalidCommit", "EpochMismatch"],
   },
   sendMessage: {
     description:
-      "Stores an MLS message byte for byte and gives it the conversation's next `seq`. Messages for an epoch ahead of the conversation's are refused.",
+      "Stores an MLS application message or proposal byte for byte and gives it the conversation's next `seq`. Any other MLS message (a commit, Welcome, key package or GroupInfo) is refused; bytes that are no MLS message are stored as opaque application data. Messages for an epoch ahead of the conversation's are refused.",
     output: z.strictObject({ messageId: z.string(), seq: integer, epoch: integer, receivedAt: datetime }),
-    errors: [...convoErrors, "Forbidden", "EpochMismatch"],
+    errors: [...convoErrors, "Forbidden", "NotApplicationMessage", "EpochMismatch"],
   },
   getMessages: {
     description:
-      "Messages (application and commits) in ascending `seq` after `sinceSeq`, `sinceMessage` or the previous page's `cursor`, from the caller's latest joining on; a page is bounded in items and bytes and `cursor` is returned until the end. A position whose following messages retention removed is CursorExpired.",
+      "Messages (application, proposals and commits) in ascending `seq` after `sinceSeq`, `sinceMessage` or the previous page's `cursor`, from the caller's latest joining on; a page is bounded in items and bytes and `cursor` is returned until the end. A position whose following messages retention removed is CursorExpired.",
     output: z.strictObject({ messages: z.array(messageView), cursor: z.string().optional() }),
     errors: [...convoErrors, "CursorExpired"],
   },

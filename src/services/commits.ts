@@ -1,52 +1,53 @@
 import type { Queryable } from "../db/driver.js";
-import { epochMismatch, invalidRequest } from "../errors.js";
+import { epochMismatch, invalidCommit } from "../errors.js";
 import { readMlsMessage } from "../mls/message.js";
 import type { LockedConvo } from "./convoLock.js";
 
+/** A commit as read from its MLS framing. */
 export interface CommitInput {
   bytes: Uint8Array;
-  /** The `epoch` field of the request, if any. */
-  epoch?: number;
+  /** The epoch the commit was sent in, from its framing. */
+  epoch: number;
+  /** The MLS group id (lowercase hex), from its framing. */
+  groupId: string;
 }
 
 /**
- * The epoch a commit is for: read from the MLS header when the bytes are an MLS message
- * (then it must agree with the `epoch` field and the conversation's group id), else the field.
+ * Reads a commit (rule 3): an MLS PublicMessage or PrivateMessage whose clear-text content type is
+ * `commit`. Its epoch comes from the framing and must agree with the request's `epoch` field, if
+ * any. Anything else is 400 InvalidCommit, so no client can advance the epoch with bytes that are
+ * not a commit.
  */
-export function commitEpoch(convo: LockedConvo, commit: CommitInput): number {
-  const mls = readMlsMessage(commit.bytes);
-  if (mls && (mls.wireFormat === "public_message" || mls.wireFormat === "private_message")) {
-    if (mls.groupId !== undefined && mls.groupId !== convo.groupId) {
-      throw invalidRequest("commit belongs to another MLS group");
-    }
-    if (mls.epoch !== undefined) {
-      if (commit.epoch !== undefined && commit.epoch !== mls.epoch) {
-        throw invalidRequest(`epoch field ${commit.epoch} disagrees with the commit's epoch ${mls.epoch}`);
-      }
-      return mls.epoch;
-    }
+export function readCommit(bytes: Uint8Array, epochField: number | undefined): CommitInput {
+  const mls = readMlsMessage(bytes);
+  if (mls?.contentType !== "commit" || mls.groupId === undefined) {
+    throw invalidCommit("commit must be an MLS PublicMessage or PrivateMessage with content type commit");
   }
-  if (commit.epoch === undefined) throw invalidRequest("epoch is required with a commit that is not an MLS message");
-  return commit.epoch;
+  // readMlsMessage leaves out an epoch beyond Number.MAX_SAFE_INTEGER: no conversation is there.
+  if (mls.epoch === undefined) throw invalidCommit(`the commit's epoch is beyond ${Number.MAX_SAFE_INTEGER}`);
+  if (epochField !== undefined && epochField !== mls.epoch) {
+    throw invalidCommit(`epoch field ${epochField} disagrees with the commit's epoch ${mls.epoch}`);
+  }
+  return { bytes, epoch: mls.epoch, groupId: mls.groupId };
 }
 
 /** The result of checking a commit against the locked conversation. */
 export type CommitCheck = { kind: "accept"; epoch: number } | { kind: "repeat"; newEpoch: number };
 
 /**
- * One commit wins per epoch: a commit for the current epoch is accepted; the very same bytes
- * already accepted for an earlier epoch are a harmless repeat (natural idempotency);
- * anything else is 409 EpochMismatch.
+ * One commit wins per epoch: a commit of this conversation's group for the current epoch is
+ * accepted; the very same bytes already accepted for an earlier epoch are a harmless repeat
+ * (natural idempotency); a commit of another group is 400 InvalidCommit; anything else is 409 EpochMismatch.
  */
 export async function checkCommit(tx: Queryable, convo: LockedConvo, commit: CommitInput): Promise<CommitCheck> {
-  const epoch = commitEpoch(convo, commit);
-  if (epoch === convo.epoch) return { kind: "accept", epoch };
-  if (epoch < convo.epoch) {
+  if (commit.groupId !== convo.groupId) throw invalidCommit("commit belongs to another MLS group");
+  if (commit.epoch === convo.epoch) return { kind: "accept", epoch: commit.epoch };
+  if (commit.epoch < convo.epoch) {
     const [same] = await tx.query(
       `SELECT 1 FROM messages WHERE convo_id = $1 AND epoch = $2 AND message_type = 'commit' AND ciphertext = $3`,
-      [convo.id, epoch, commit.bytes],
+      [convo.id, commit.epoch, commit.bytes],
     );
-    if (same) return { kind: "repeat", newEpoch: epoch + 1 };
+    if (same) return { kind: "repeat", newEpoch: commit.epoch + 1 };
   }
   throw epochMismatch(convo.epoch);
 }

@@ -36,7 +36,7 @@ interface EventRow {
   id: string | null;
   message_seq: number | null;
   sender_did: string;
-  message_type: "app" | "commit";
+  message_type: "app" | "commit" | "proposal";
   epoch: number;
   ciphertext: Uint8Array;
   created_at: string;

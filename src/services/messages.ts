@@ -9,6 +9,8 @@ export interface SendMessage {
   sender: string;
   epoch: number;
   ciphertext: Uint8Array;
+  /** An MLS proposal is stored as "proposal"; application messages and opaque bytes as "app". */
+  messageType: "app" | "proposal";
   idempotencyKey?: string;
   /** The MLS group id read from the ciphertext, when it is an MLS message: must be the conversation's. */
   groupId?: string;
@@ -42,7 +44,7 @@ const sendCtes = (guard = "") => `conv AS (
   RETURNING c.id, c.next_seq - 1 AS seq, c.next_event_seq - 1 AS event_seq, c.last_message_at
 ), message AS (
   INSERT INTO messages (id, convo_id, seq, sender_did, message_type, epoch, ciphertext, idempotency_key, created_at)
-  SELECT $7, conv.id, conv.seq, $2, 'app', $3, $4, $5, conv.last_message_at FROM conv
+  SELECT $7, conv.id, conv.seq, $2, $9, $3, $4, $5, conv.last_message_at FROM conv
   RETURNING id, seq, created_at
 ), event AS (
   INSERT INTO events (convo_id, seq, kind, message_seq, created_at)
@@ -54,17 +56,17 @@ export const SEND_MESSAGE_SQL = `WITH ${sendCtes()}
 SELECT id, seq, ${iso("created_at")} AS created_at FROM message`;
 
 /**
- * A keyed send in one statement, idempotency record included ($9 method, $10 request hash,
- * $11 expiry, $12 longest wait: the parameters `runOnce` appends). When (caller, method, key) has no
+ * A keyed send in one statement, idempotency record included ($10 method, $11 request hash,
+ * $12 expiry, $13 longest wait: the parameters `runOnce` appends). When (caller, method, key) has no
  * record, it sends and inserts the record with its answer, the JSON text the client gets; when it
  * has one (expired or not), it writes nothing and returns that record. The record's primary key is
- * the backstop: a concurrent first request with the same key makes this insert wait (at most $12,
+ * the backstop: a concurrent first request with the same key makes this insert wait (at most $13,
  * the lock_timeout) and then fail, rolling the whole send back.
  */
-export const SEND_MESSAGE_ONCE_SQL = `WITH wait AS (SELECT set_config('lock_timeout', $12, true) AS lock_timeout),
+export const SEND_MESSAGE_ONCE_SQL = `WITH wait AS (SELECT set_config('lock_timeout', $13, true) AS lock_timeout),
 existing AS (
   SELECT k.request_hash, k.status_code, k.response, k.expires_at <= $6 AS expired
-    FROM idempotency_keys k WHERE k.caller_did = $2 AND k.method = $9 AND k.key = $5
+    FROM idempotency_keys k WHERE k.caller_did = $2 AND k.method = $10 AND k.key = $5
 ), ${sendCtes(`
      AND NOT EXISTS (SELECT 1 FROM existing) AND (SELECT lock_timeout FROM wait) IS NOT NULL`)}, answer AS (
   SELECT row_to_json(a)::text AS response FROM (
@@ -72,7 +74,7 @@ existing AS (
   ) a
 ), claim AS (
   INSERT INTO idempotency_keys (caller_did, method, key, request_hash, status_code, response, created_at, expires_at)
-  SELECT $2, $9, $5, $10, 200, answer.response, $6, $11 FROM answer
+  SELECT $2, $10, $5, $11, 200, answer.response, $6, $12 FROM answer
 )
 SELECT true AS sent, response, NULL AS request_hash, 200 AS status_code, false AS expired FROM answer
 UNION ALL
@@ -118,6 +120,7 @@ function sendParams(message: SendMessage): unknown[] {
     message.now,
     crypto.randomUUID(),
     message.groupId ?? null,
+    message.messageType,
   ];
 }
 
@@ -143,6 +146,8 @@ async function explainUnsent(db: Queryable, message: SendMessage): Promise<undef
   return undefined;
 }
 
+export type MessageType = "app" | "commit" | "proposal";
+
 export interface MessageView {
   id: string;
   convoId: string;
@@ -150,7 +155,7 @@ export interface MessageView {
   ciphertext: { $bytes: string };
   epoch: number;
   seq: number;
-  messageType: "app" | "commit";
+  messageType: MessageType;
   createdAt: string;
 }
 
@@ -160,7 +165,7 @@ interface MessageRow {
   ciphertext: Uint8Array;
   epoch: number;
   seq: number;
-  message_type: "app" | "commit";
+  message_type: MessageType;
   created_at: string;
 }
 

@@ -10,7 +10,7 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { methods } from "../../src/api/index.js";
 import { randomGroupId, testApp, testDatabase, tokenFor } from "../helpers/context.js";
-import { makeKeyPackage } from "../helpers/mls.js";
+import { makeKeyPackage, TestGroup } from "../helpers/mls.js";
 import { DidServer } from "./didServer.js";
 import { b64url, claims, didDocument, newKeypair, NSID, plcDid, SERVICE_DID, signToken } from "./identities.js";
 
@@ -40,23 +40,38 @@ afterAll(async () => {
   await db.close();
 });
 
+/** Real MLS bytes of a conversation's group: commits for epochs 0 and 1 (and a rival for 0), messages in epoch 0. */
+interface GroupBytes {
+  commits: string[];
+  messages: string[];
+}
+
 /** A fresh conversation of Alice's with Bob, so every method starts where Alice is a member. */
-async function newConvo(): Promise<string> {
+async function newConvo(groupId = randomGroupId()): Promise<string> {
   const created = await target.app.request(`/xrpc/${NSID}createConvo`, {
     method: "POST",
     headers: { Authorization: `Bearer ${aliceToken}`, "Content-Type": "application/json" },
-    body: JSON.stringify({ groupId: randomGroupId(), cipherSuite: SUITE, initialMembers: [bob] }),
+    body: JSON.stringify({ groupId, cipherSuite: SUITE, initialMembers: [bob] }),
   });
   expect(created.status).toBe(200);
   return ((await created.json()) as { id: string }).id;
 }
 
+/** A fresh conversation over a real ts-mls group, with bytes of that group for the commit and ciphertext fields. */
+async function newGroupConvo(): Promise<{ convoId: string; bytes: GroupBytes }> {
+  const group = await TestGroup.create({ creatorDid: alice });
+  const convoId = await newConvo(group.groupIdHex);
+  const messages = [await group.application(), await group.proposal()];
+  const commits = [await group.rivalCommit(), ...(await group.commits(2))];
+  return { convoId, bytes: { commits: commits.map(base64), messages: messages.map(base64) } };
+}
+
 type Method = (typeof methods)[number];
 const inAYear = () => new Date(Date.now() + 365 * 86_400_000).toISOString();
-const base64 = (text: string) => Buffer.from(text).toString("base64");
+const base64 = (data: string | Uint8Array) => Buffer.from(data).toString("base64");
 
 /** A valid value for each field name the methods use, so a mutated body gets past the first check. */
-function validValues(convoId: string): Record<string, fc.Arbitrary<unknown>> {
+function validValues(convoId: string, bytes: GroupBytes): Record<string, fc.Arbitrary<unknown>> {
   const keyPackageInput = { keyPackage, cipherSuite: SUITE, expires: inAYear() };
   return {
     convoId: fc.constant(convoId),
@@ -68,8 +83,8 @@ function validValues(convoId: string): Record<string, fc.Arbitrary<unknown>> {
     targetDid: fc.constant(null).map(plcDid),
     senderDid: fc.constant(alice),
     welcomeMessage: fc.constant(base64("welcome")),
-    commit: fc.constant(base64("commit")),
-    ciphertext: fc.constantFrom(base64("hello"), { $bytes: base64("hello") }),
+    commit: fc.constantFrom(...bytes.commits),
+    ciphertext: fc.constantFrom(base64("hello"), { $bytes: base64("hello") }, ...bytes.messages),
     keyPackageHashes: fc.constantFrom([], [{ did: bob, hash: "ab".repeat(32) }]),
     metadata: fc.constant({ name: "fuzz", description: "fuzzed" }),
     idempotencyKey: fc.stringMatching(/^[ -~]{1,40}$/),
@@ -248,8 +263,8 @@ async function renderAuth(auth: Auth, method: string): Promise<string | undefine
 const sometimes = <T>(arbitrary: fc.Arbitrary<T>) =>
   fc.oneof({ arbitrary: fc.constant(undefined), weight: 4 }, { arbitrary, weight: 1 });
 
-function request(method: Method, convoId: string) {
-  const mutated = mutatedInput(method, validValues(convoId));
+function request(method: Method, convoId: string, bytes: GroupBytes) {
+  const mutated = mutatedInput(method, validValues(convoId, bytes));
   const verb = method.type === "query" ? "GET" : "POST";
   return fc.record({
     verb: fc.oneof(
@@ -301,9 +316,9 @@ describe("fuzzing every method", () => {
   const runs = Math.ceil(RUNS / methods.length);
 
   it.each(methods.map((method) => [method.name, method] as const))("%s never answers 5xx", async (_, method) => {
-    const convoId = await newConvo();
+    const { convoId, bytes } = await newGroupConvo();
     await fc.assert(
-      fc.asyncProperty(request(method, convoId), async (spec) => {
+      fc.asyncProperty(request(method, convoId, bytes), async (spec) => {
         const { status, text } = await send(method, spec);
         expect(status, text.slice(0, 300)).toBeLessThan(500);
         if (status >= 400 && spec.verb !== "HEAD") {

@@ -9,13 +9,14 @@
 import type { Credential, Lifetime } from "ts-mls";
 import { createGroup, type ClientState } from "ts-mls/clientState.js";
 import { createCommit, createGroupInfoWithExternalPub } from "ts-mls/createCommit.js";
-import { createApplicationMessage } from "ts-mls/createMessage.js";
+import { createApplicationMessage, createProposal } from "ts-mls/createMessage.js";
 import { getCiphersuiteFromName, type CiphersuiteImpl } from "ts-mls/crypto/ciphersuite.js";
 import { getCiphersuiteImpl } from "ts-mls/crypto/getCiphersuiteImpl.js";
 import { defaultCapabilities } from "ts-mls/defaultCapabilities.js";
 import { generateKeyPackage } from "ts-mls/keyPackage.js";
 import { defaultLifetime } from "ts-mls/lifetime.js";
-import { encodeMlsMessage } from "ts-mls/message.js";
+import { decodeMlsMessage, encodeMlsMessage } from "ts-mls/message.js";
+import type { Proposal } from "ts-mls/proposal.js";
 
 export const TEST_CIPHER_SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 
@@ -114,6 +115,102 @@ export async function makeGroupWithCommit(options: GroupOptions = {}): Promise<G
     groupInfoBytes: encodeMlsMessage({ version: "mls10", wireformat: "mls_group_info", groupInfo }),
     creatorState: message.newState,
   };
+}
+
+export interface TestCommitOptions {
+  /** DIDs to add, each with a fresh KeyPackage (tens of milliseconds each); none makes an empty commit. */
+  add?: string[];
+  /** Frame the commit as a PublicMessage instead of ts-mls's default PrivateMessage. */
+  publicMessage?: boolean;
+}
+
+/**
+ * A real ts-mls group held by its creator, for tests that need real commits for successive epochs of one group
+ * (the server reads only their framing, so the group need not hold the conversation's members).
+ *
+ * @example
+ * const group = await TestGroup.create();
+ * const convoId = await api.createConvo(alice, [bob], { groupId: group.groupIdHex });
+ * await api.post(alice, "addMembers", { convoId, didList: [carol], commit: base64(await group.commit()) });
+ */
+export class TestGroup {
+  private constructor(
+    readonly groupIdHex: string,
+    private state: ClientState,
+    private readonly impl: CiphersuiteImpl,
+  ) {}
+
+  /** A one-member group in epoch 0: an empty commit costs a few milliseconds. */
+  static async create(options: { groupIdHex?: string; creatorDid?: string } = {}): Promise<TestGroup> {
+    const impl = await cipherSuite();
+    const groupId = options.groupIdHex ? hexToBytes(options.groupIdHex) : crypto.getRandomValues(new Uint8Array(16));
+    const creator = await generate(options.creatorDid ?? "did:plc:creator", defaultLifetime);
+    const state = await createGroup(groupId, creator.publicPackage, creator.privatePackage, [], impl);
+    return new TestGroup(bytesToHex(groupId), state, impl);
+  }
+
+  /** The group's current epoch: the one the next commit is sent in. */
+  get epoch(): number {
+    return Number(this.state.groupContext.epoch);
+  }
+
+  /** The commit for the current epoch; the group moves on to the next. */
+  async commit(options: TestCommitOptions = {}): Promise<Uint8Array> {
+    const { commit, newState } = await this.createCommit(options);
+    this.state = newState;
+    return encodeMlsMessage(commit);
+  }
+
+  /** Commits for `count` successive epochs from the current one, in order. */
+  async commits(count: number, options: TestCommitOptions = {}): Promise<Uint8Array[]> {
+    const commits: Uint8Array[] = [];
+    for (let i = 0; i < count; i++) commits.push(await this.commit(options));
+    return commits;
+  }
+
+  /** A commit for the current epoch that the group does not adopt: each call is a different rival for the same epoch. */
+  async rivalCommit(options: TestCommitOptions = {}): Promise<Uint8Array> {
+    return encodeMlsMessage((await this.createCommit(options)).commit);
+  }
+
+  /** An application message (a PrivateMessage) in the current epoch. */
+  async application(text = "hello"): Promise<Uint8Array> {
+    const message = await createApplicationMessage(this.state, new TextEncoder().encode(text), this.impl);
+    this.state = message.newState;
+    return encodeMlsMessage({
+      version: "mls10",
+      wireformat: "mls_private_message",
+      privateMessage: message.privateMessage,
+    });
+  }
+
+  /** A proposal (an empty group_context_extensions one) in the current epoch; the group does not keep it pending. */
+  async proposal(options: { publicMessage?: boolean } = {}): Promise<Uint8Array> {
+    const proposal: Proposal = { proposalType: "group_context_extensions", groupContextExtensions: { extensions: [] } };
+    const { message } = await createProposal(this.state, options.publicMessage ?? false, proposal, this.impl);
+    return encodeMlsMessage(message);
+  }
+
+  private async createCommit({ add = [], publicMessage = false }: TestCommitOptions) {
+    const packages = await Promise.all(add.map((did) => generate(did, defaultLifetime)));
+    return createCommit(
+      { state: this.state, cipherSuite: this.impl },
+      {
+        wireAsPublicMessage: publicMessage,
+        extraProposals: packages.map(({ publicPackage }) => ({
+          proposalType: "add" as const,
+          add: { keyPackage: publicPackage },
+        })),
+      },
+    );
+  }
+}
+
+/** A PrivateMessage re-encoded with another epoch in its header (its ciphertext no longer decrypts; the framing reads). */
+export function withEpoch(privateMessageBytes: Uint8Array, epoch: bigint): Uint8Array {
+  const message = decodeMlsMessage(privateMessageBytes, 0)?.[0];
+  if (message?.wireformat !== "mls_private_message") throw new Error("expected a PrivateMessage");
+  return encodeMlsMessage({ ...message, privateMessage: { ...message.privateMessage, epoch } });
 }
 
 const bytesToHex = (bytes: Uint8Array) => Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");

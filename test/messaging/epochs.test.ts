@@ -5,7 +5,7 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
-import { makeGroupWithCommit } from "../helpers/mls.js";
+import { makeGroupWithCommit, TestGroup } from "../helpers/mls.js";
 import { base64, expectReply, range, storedMessages, Xrpc, type Reply } from "./client.js";
 
 const db = testDatabase();
@@ -34,26 +34,39 @@ function expectOneWinner(replies: Reply[], newEpoch: number): number {
   return winners[0]!;
 }
 
-async function addWithCommit(creator: string, convoId: string, epoch: number, bytes = `commit ${epoch}`) {
+/** A conversation over a real ts-mls group, whose commits the tests send. */
+async function groupConvo(creator: string, members: string[] = []) {
+  const group = await TestGroup.create({ creatorDid: creator });
+  const convoId = await api.createConvo(creator, members, { groupId: group.groupIdHex });
+  return { group, convoId };
+}
+
+/** Adds a newcomer with the group's commit for the current epoch (the epoch field too); returns the commit. */
+async function addWithCommit(creator: string, convoId: string, group: TestGroup): Promise<Uint8Array> {
+  const epoch = group.epoch;
+  const commit = await group.commit();
   const reply = await api.post(creator, "addMembers", {
     convoId,
     didList: [unique("did:plc:new")],
-    commit: base64(bytes),
+    commit: base64(commit),
     epoch,
   });
   expectReply(reply, 200);
-  return reply;
+  return commit;
 }
+
+const sameBytes = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
 
 describe("one commit per epoch", () => {
   it("accepts exactly one of 20 concurrent addMembers commits for the same epoch", async () => {
     const alice = unique("did:plc:alice");
-    const convoId = await api.createConvo(alice, [unique("did:plc:bob")]);
+    const { group, convoId } = await groupConvo(alice, [unique("did:plc:bob")]);
     const newcomers = range(1, 20).map(() => unique("did:plc:new"));
+    const rivals = await Promise.all(newcomers.map(() => group.rivalCommit()));
 
     const replies = await Promise.all(
       newcomers.map((did, i) =>
-        api.post(alice, "addMembers", { convoId, didList: [did], commit: base64(`commit #${i}`), epoch: 0 }),
+        api.post(alice, "addMembers", { convoId, didList: [did], commit: base64(rivals[i]!), epoch: 0 }),
       ),
     );
 
@@ -62,7 +75,7 @@ describe("one commit per epoch", () => {
     const commits = await commitRows(convoId);
     expect(commits).toHaveLength(1);
     expect(commits[0]).toMatchObject({ epoch: 0, sender_did: alice, seq: 1 });
-    expect(Buffer.from(commits[0]!.ciphertext).toString()).toBe(`commit #${winner}`);
+    expect(sameBytes(commits[0]!.ciphertext, rivals[winner]!)).toBe(true);
     // The losers' members were rolled back with their commits.
     const joined = await db.query<{ did: string }>(
       `SELECT did FROM members WHERE convo_id = $1 AND did = ANY($2::text[])`,
@@ -74,20 +87,20 @@ describe("one commit per epoch", () => {
   it("accepts exactly one of 20 concurrent leaveConvo commits for the same epoch", async () => {
     const alice = unique("did:plc:alice");
     const members = range(1, 20).map(() => unique("did:plc:member"));
-    const convoId = await api.createConvo(alice, members);
-    await addWithCommit(alice, convoId, 0);
+    const { group, convoId } = await groupConvo(alice, members);
+    const first = await addWithCommit(alice, convoId, group);
+    const rivals = await Promise.all(members.map(() => group.rivalCommit()));
 
     const replies = await Promise.all(
-      members.map((did, i) => api.post(did, "leaveConvo", { convoId, commit: base64(`leave #${i}`), epoch: 1 })),
+      members.map((did, i) => api.post(did, "leaveConvo", { convoId, commit: base64(rivals[i]!), epoch: 1 })),
     );
 
     const winner = expectOneWinner(replies, 2);
     expect(await currentEpoch(alice, convoId)).toBe(2);
     const commits = await commitRows(convoId);
-    expect(commits.map((row) => [row.epoch, Buffer.from(row.ciphertext).toString()])).toEqual([
-      [0, "commit 0"],
-      [1, `leave #${winner}`],
-    ]);
+    expect(commits.map((row) => row.epoch)).toEqual([0, 1]);
+    expect(sameBytes(commits[0]!.ciphertext, first)).toBe(true);
+    expect(sameBytes(commits[1]!.ciphertext, rivals[winner]!)).toBe(true);
     const left = await db.query<{ did: string }>(
       `SELECT did FROM members WHERE convo_id = $1 AND left_at IS NOT NULL`,
       [convoId],
@@ -98,11 +111,12 @@ describe("one commit per epoch", () => {
   it("accepts exactly one of 20 concurrent removals by the creator with commits for the same epoch", async () => {
     const alice = unique("did:plc:alice");
     const members = range(1, 20).map(() => unique("did:plc:member"));
-    const convoId = await api.createConvo(alice, members);
+    const { group, convoId } = await groupConvo(alice, members);
+    const rivals = await Promise.all(members.map(() => group.rivalCommit()));
 
     const replies = await Promise.all(
       members.map((did, i) =>
-        api.post(alice, "leaveConvo", { convoId, targetDid: did, commit: base64(`remove #${i}`), epoch: 0 }),
+        api.post(alice, "leaveConvo", { convoId, targetDid: did, commit: base64(rivals[i]!), epoch: 0 }),
       ),
     );
 
@@ -112,28 +126,28 @@ describe("one commit per epoch", () => {
     expectReply(active, 403, "NotMember");
   });
 
-  it("refuses commits for a past or future epoch and needs an epoch for non-MLS bytes", async () => {
+  it("refuses other commits for a past or future epoch, with or without the epoch field", async () => {
     const alice = unique("did:plc:alice");
-    const convoId = await api.createConvo(alice);
-    await addWithCommit(alice, convoId, 0);
-    await addWithCommit(alice, convoId, 1);
+    const { group, convoId } = await groupConvo(alice);
+    await addWithCommit(alice, convoId, group);
+    await addWithCommit(alice, convoId, group);
 
-    for (const epoch of [0, 1, 3, 100]) {
-      const reply = await api.post(alice, "addMembers", {
-        convoId,
-        didList: [unique("did:plc:new")],
-        commit: base64(`another commit for ${epoch}`),
-        epoch,
-      });
-      expectReply(reply, 409, "EpochMismatch");
-      expect(reply.body.message).toContain("epoch 2");
+    // A second member of the same group, diverging from epoch 0: a different commit for each epoch 0..4.
+    const rival = await TestGroup.create({ groupIdHex: group.groupIdHex });
+    for (let epoch = 0; epoch <= 4; epoch++) {
+      const commit = await rival.commit();
+      if (epoch === 2) continue;
+      for (const field of [{ epoch }, {}]) {
+        const reply = await api.post(alice, "addMembers", {
+          convoId,
+          didList: [unique("did:plc:new")],
+          commit: base64(commit),
+          ...field,
+        });
+        expectReply(reply, 409, "EpochMismatch");
+        expect(reply.body.message).toContain("epoch 2");
+      }
     }
-    const noEpoch = await api.post(alice, "addMembers", {
-      convoId,
-      didList: [unique("did:plc:new")],
-      commit: base64("opaque"),
-    });
-    expectReply(noEpoch, 400, "InvalidRequest");
     expect(await currentEpoch(alice, convoId)).toBe(2);
     expect((await commitRows(convoId)).map((row) => row.epoch)).toEqual([0, 1]);
   });
@@ -141,8 +155,8 @@ describe("one commit per epoch", () => {
   it("answers the very same commit again with the same success and stores it once", async () => {
     const alice = unique("did:plc:alice");
     const bob = unique("did:plc:bob");
-    const convoId = await api.createConvo(alice);
-    const body = { convoId, didList: [bob], commit: base64("the commit"), epoch: 0 };
+    const { group, convoId } = await groupConvo(alice);
+    const body = { convoId, didList: [bob], commit: base64(await group.commit()), epoch: 0 };
 
     const first = await api.post(alice, "addMembers", body);
     expectReply(first, 200);
@@ -150,14 +164,14 @@ describe("one commit per epoch", () => {
     const again = await api.post(alice, "addMembers", body);
     expect(again.body).toEqual(first.body);
     // Still the same answer after the conversation moved on, and ten concurrent repeats too.
-    await addWithCommit(alice, convoId, 1);
+    await addWithCommit(alice, convoId, group);
     const repeats = await Promise.all(range(1, 10).map(() => api.post(alice, "addMembers", body)));
     for (const reply of repeats) expect(reply.body).toEqual(first.body);
 
     expect(await currentEpoch(alice, convoId)).toBe(2);
     expect((await commitRows(convoId)).map((row) => row.epoch)).toEqual([0, 1]);
     // A repeated leave commit is the same success too.
-    const leave = { convoId, commit: base64("bob leaves"), epoch: 2 };
+    const leave = { convoId, commit: base64(await group.commit()), epoch: 2 };
     const left = await api.post(bob, "leaveConvo", leave);
     expect(left.body).toEqual({ success: true, newEpoch: 3 });
     expect((await api.post(bob, "leaveConvo", leave)).body).toEqual(left.body);
@@ -166,8 +180,8 @@ describe("one commit per epoch", () => {
 
   it("accepts the same commit bytes sent concurrently as one commit", async () => {
     const alice = unique("did:plc:alice");
-    const convoId = await api.createConvo(alice);
-    const body = { convoId, didList: [unique("did:plc:bob")], commit: base64("same bytes"), epoch: 0 };
+    const { group, convoId } = await groupConvo(alice);
+    const body = { convoId, didList: [unique("did:plc:bob")], commit: base64(await group.commit()), epoch: 0 };
 
     const replies = await Promise.all(range(1, 20).map(() => api.post(alice, "addMembers", body)));
 
@@ -181,7 +195,7 @@ describe("application messages and epochs", () => {
   it("refuses a message for a future epoch and accepts the current and past ones", async () => {
     const alice = unique("did:plc:alice");
     const bob = unique("did:plc:bob");
-    const convoId = await api.createConvo(alice, [bob]);
+    const { group, convoId } = await groupConvo(alice, [bob]);
     const send = (epoch: number) => api.post(bob, "sendMessage", { convoId, ciphertext: base64("hi"), epoch });
 
     const ahead = await send(1);
@@ -189,8 +203,8 @@ describe("application messages and epochs", () => {
     expect(ahead.body.message).toContain("epoch 0");
     expectReply(await send(0), 200);
 
-    await addWithCommit(alice, convoId, 0);
-    await addWithCommit(alice, convoId, 1);
+    await addWithCommit(alice, convoId, group);
+    await addWithCommit(alice, convoId, group);
     for (const epoch of [0, 1, 2]) {
       const reply = await send(epoch);
       expectReply(reply, 200);
@@ -206,11 +220,20 @@ describe("application messages and epochs", () => {
   it("lets no message through ahead of an epoch that concurrent commits are still moving", async () => {
     const alice = unique("did:plc:alice");
     const bob = unique("did:plc:bob");
-    const convoId = await api.createConvo(alice, [bob]);
+    const { group, convoId } = await groupConvo(alice, [bob]);
+    const pending = await group.commits(5);
 
     // Messages for epochs 0..5 race five commits; each message is stored only if its epoch was reached.
     const commits = (async () => {
-      for (let epoch = 0; epoch < 5; epoch++) await addWithCommit(alice, convoId, epoch);
+      for (const [epoch, commit] of pending.entries()) {
+        const reply = await api.post(alice, "addMembers", {
+          convoId,
+          didList: [unique("did:plc:new")],
+          commit: base64(commit),
+          epoch,
+        });
+        expectReply(reply, 200);
+      }
     })();
     const sends = Promise.all(
       range(0, 59).map((n) => api.post(bob, "sendMessage", { convoId, ciphertext: base64(`m${n}`), epoch: n % 6 })),
@@ -233,9 +256,9 @@ describe("getCommits", () => {
   it("returns the commits in the epoch range, oldest first", async () => {
     const alice = unique("did:plc:alice");
     const bob = unique("did:plc:bob");
-    const convoId = await api.createConvo(alice, [bob]);
+    const { group, convoId } = await groupConvo(alice, [bob]);
     for (let epoch = 0; epoch < 6; epoch++) {
-      await addWithCommit(alice, convoId, epoch);
+      await addWithCommit(alice, convoId, group);
       expectReply(await api.post(bob, "sendMessage", { convoId, ciphertext: base64("app"), epoch: epoch + 1 }), 200);
     }
     const stored = await commitRows(convoId);
@@ -285,10 +308,10 @@ describe("real MLS commit and message bytes", () => {
       api.post(alice, "addMembers", { convoId, didList: [bob], commit: base64(commit), epoch });
 
     const disagreeing = await add(group.commitBytes, group.commitEpoch + 1);
-    expectReply(disagreeing, 400, "InvalidRequest");
+    expectReply(disagreeing, 400, "InvalidCommit");
     expect(disagreeing.body.message).toContain("epoch");
-    expectReply(await add(other.commitBytes, 0), 400, "InvalidRequest");
-    expectReply(await add(other.commitBytes), 400, "InvalidRequest");
+    expectReply(await add(other.commitBytes, 0), 400, "InvalidCommit");
+    expectReply(await add(other.commitBytes), 400, "InvalidCommit");
     expect(await commitRows(convoId)).toHaveLength(0);
 
     // No epoch field: the commit's own epoch (0) is the one checked.

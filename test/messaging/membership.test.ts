@@ -4,6 +4,7 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
+import { TestGroup } from "../helpers/mls.js";
 import { base64, expectReply, range, Xrpc, type Caller, type Reply } from "./client.js";
 
 const db = testDatabase();
@@ -120,12 +121,14 @@ describe("removing members", () => {
     const alice = unique("did:plc:alice");
     const bob = unique("did:plc:bob");
     const carol = unique("did:plc:carol");
-    const convoId = await api.createConvo(alice, [bob, carol]);
+    const group = await TestGroup.create({ creatorDid: bob });
+    const convoId = await api.createConvo(alice, [bob, carol], { groupId: group.groupIdHex });
 
     expectReply(await api.post(bob, "leaveConvo", { convoId, targetDid: carol }), 403, "NotCreator");
     expectReply(await api.post(bob, "leaveConvo", { convoId, targetDid: alice }), 403, "NotCreator");
+    const commit = await group.commit();
     expectReply(
-      await api.post(bob, "leaveConvo", { convoId, targetDid: carol, commit: base64("c"), epoch: 0 }),
+      await api.post(bob, "leaveConvo", { convoId, targetDid: carol, commit: base64(commit), epoch: 0 }),
       403,
       "NotCreator",
     );

@@ -4,7 +4,8 @@ import { methods } from "../../src/api/index.js";
 import { COMMON_ERRORS, ERROR_STATUS, methodDocs, PROCEDURE_ERRORS } from "../../src/docs/methodDocs.js";
 import type { OpenApiDocument } from "../../src/docs/openapi.js";
 import { NSID_PREFIX } from "../../src/xrpc.js";
-import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
+import { testApp, testDatabase, unique } from "../helpers/context.js";
+import { TestGroup } from "../helpers/mls.js";
 import { xrpc } from "../helpers/xrpc.js";
 
 const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
@@ -105,9 +106,11 @@ describe("documented outputs", () => {
     });
     await call(bob, "getKeyPackageStats", { query: { cipherSuite: SUITE } });
     await call(alice, "getKeyPackages", { query: { dids: [bob, carol] } });
+    const group = await TestGroup.create({ creatorDid: alice });
+    const base64 = (bytes: Uint8Array) => Buffer.from(bytes).toString("base64");
     const convo = await call(alice, "createConvo", {
       body: {
-        groupId: randomGroupId(),
+        groupId: group.groupIdHex,
         cipherSuite: SUITE,
         initialMembers: [bob],
         welcomeMessage: "AQIDBA==",
@@ -117,8 +120,11 @@ describe("documented outputs", () => {
     const convoId = convo.id as string;
     await call(alice, "getConvos", {});
     await call(alice, "getEpoch", { query: { convoId } });
-    await call(alice, "sendMessage", { body: { convoId, ciphertext: "BQYH", epoch: 0 } });
-    await call(alice, "addMembers", { body: { convoId, didList: [carol], commit: "CAkK", epoch: 0 } });
+    // A proposal first, so the one message getMessages returns shows messageType "proposal" is documented.
+    await call(alice, "sendMessage", { body: { convoId, ciphertext: base64(await group.proposal()), epoch: 0 } });
+    await call(alice, "addMembers", {
+      body: { convoId, didList: [carol], commit: base64(await group.commit()), epoch: 0 },
+    });
     await call(alice, "getMessages", { query: { convoId, limit: "1" } });
     await call(alice, "getCommits", { query: { convoId, fromEpoch: "0" } });
     await call(bob, "getWelcome", { query: { convoId } });

@@ -1,7 +1,7 @@
 import type { Hono } from "hono";
 import { createApp } from "../app.js";
 import { systemClock } from "../clock.js";
-import { ConfigError, type Config } from "../config.js";
+import { authMode, ConfigError, type Config } from "../config.js";
 import type { AppContext } from "../context.js";
 import { connectDatabase } from "../db/connect.js";
 import { migrate } from "../db/migrate.js";
@@ -35,6 +35,11 @@ export async function startServerContext(config: Config, logger: Logger): Promis
   });
   const ctx: AppContext = { config, db, clock: systemClock, logger, events, metrics: createMetrics() };
   return { ctx, app: createApp(ctx), stopCleanup: startCleanupTimer(ctx) };
+}
+
+/** What the "listening" line says about how this instance runs: database driver and which tokens it accepts. */
+export function startupFacts({ config, db }: AppContext): Record<string, string> {
+  return { driver: db.kind, auth: authMode(config), environment: config.NODE_ENV ?? "development" };
 }
 
 /** The one line a process prints when it cannot start. */

@@ -1,5 +1,6 @@
 import type { MiddlewareHandler } from "hono";
 import { expireWelcomes } from "../services/welcomes.js";
+import { jsonBody } from "../xrpc.js";
 
 export interface WelcomeGraceOptions {
   graceSeconds: number;
@@ -17,7 +18,7 @@ export interface WelcomeGraceOptions {
 export function welcomeGrace({ graceSeconds }: WelcomeGraceOptions): MiddlewareHandler {
   return async function welcomeGrace(c, next) {
     const convoId =
-      c.req.method === "GET" ? c.req.query("convoId") : convoIdOf(await c.req.json().catch(() => undefined));
+      c.req.method === "GET" ? c.req.query("convoId") : convoIdOf(await jsonBody(c).catch(() => undefined));
     if (typeof convoId === "string" && convoId.length > 0 && convoId.length <= 128) {
       const now = c.get("app").clock.now();
       await expireWelcomes(c.get("db"), new Date(now.getTime() - graceSeconds * 1000), now, {

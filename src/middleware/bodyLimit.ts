@@ -19,7 +19,6 @@ export function limitBody({ maxSize }: { maxSize: number }): MiddlewareHandler {
     const streamed = c.req.header("Transfer-Encoding") !== undefined;
     if (!streamed && length !== undefined && Number(length) > maxSize) throw bodyTooLarge(maxSize);
     await next();
-    const hasBody = streamed || (length !== undefined && length !== "0");
-    if (hasBody && c.get("jsonBody") === undefined) c.res.headers.set("Connection", "close");
+    if (length !== "0" && c.get("jsonBody") === undefined) c.res.headers.set("Connection", "close");
   };
 }

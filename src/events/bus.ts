@@ -49,6 +49,7 @@ export class EventBus {
   private listening = false;
   private pingOutstanding = false;
   private pingTimer: ReturnType<typeof setInterval> | undefined;
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private unlisten: (() => Promise<void>) | undefined;
   private isClosed = false;
 
@@ -86,6 +87,7 @@ export class EventBus {
   async close(): Promise<void> {
     this.isClosed = true;
     clearInterval(this.pingTimer);
+    clearTimeout(this.retryTimer);
     this.wakeAll();
     await this.unlisten?.().catch(() => {});
   }
@@ -148,6 +150,10 @@ export class EventBus {
       unlisten = await db.listen!(CHANNEL, onPayload, () => this.relistened());
     } catch (error) {
       logger.warn("LISTEN unavailable: streams poll the events table", { error: describe(error) });
+      // Tried again later: without it, one failure at the first stream would leave this instance polling for good.
+      this.listenStarted = false;
+      this.retryTimer = setTimeout(() => void this.startListening(), safetyPollMs);
+      (this.retryTimer as { unref?: () => void }).unref?.();
       return;
     }
     if (this.isClosed) return void unlisten().catch(() => {});

@@ -150,7 +150,10 @@ async function runNode(env: Record<string, string>): Promise<{ code: number | nu
   let stderr = "";
   child.stdout.on("data", (chunk: Buffer) => (stdout += chunk));
   child.stderr.on("data", (chunk: Buffer) => (stderr += chunk));
+  // A server that starts instead of exiting is stopped before the test gives up on it.
+  const kill = setTimeout(() => child.kill("SIGKILL"), 45_000);
   const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+  clearTimeout(kill);
   return { code, stdout, stderr };
 }
 

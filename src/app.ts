@@ -22,10 +22,12 @@ import { handle, NSID_PREFIX, oncePath, type XrpcMethod } from "./xrpc.js";
  * The whole HTTP surface, built from an application context. Entry points only construct the
  * context and hand requests to `app.fetch`.
  *
- * request → request id → request log, metrics → secure headers → body limit → timeout
+ * request → request ids → request log, metrics → secure headers → body limit (declared length only) → timeout
  *   → rate limit per address (no token) → auth
- *   → rate limit per caller → announce, idempotency (procedures)
+ *   → rate limit per caller → announce, idempotency (procedures; the body is first read here)
  *   → handler → service → driver
+ *
+ * Nothing before `authenticate` reads the body: `jsonBody` is its only reader (limits in `readJsonBody`).
  */
 export function createApp(context: AppContext): Hono {
   // Every statement the app runs is counted in flight for /metrics (database pool use).

@@ -1,6 +1,8 @@
 import type { MiddlewareHandler } from "hono";
 import type { Logger } from "../logger.js";
 
+const MAX_LOGGED_PATH = 256;
+
 export interface RequestLogOptions {
   logger: Logger;
   /** Probe paths logged at debug level, so health checks and scrapes do not flood the log. */
@@ -31,7 +33,8 @@ export function requestLog({
       requestId: c.get("requestId"),
       clientRequestId: c.get("clientRequestId"),
       method: c.req.method,
-      path,
+      // The client chose it (an unknown path can be kilobytes long): bounded like everything else it sends.
+      path: path.length > MAX_LOGGED_PATH ? `${path.slice(0, MAX_LOGGED_PATH)}…` : path,
       status: c.res.status,
       caller: c.get("caller"),
       durationMs: Math.round((performance.now() - started) * 10) / 10,

@@ -139,6 +139,13 @@ describe("request logs", () => {
     for (const entry of logged.slice(1)) expect(entry).not.toHaveProperty("clientRequestId");
   });
 
+  it("bound the logged path of a long unknown path", async () => {
+    const { app, requestLines } = loggedApp();
+    expect((await app.request(`/${"a".repeat(5000)}`)).status).toBe(404);
+    const [entry] = requestLines();
+    expect((entry!.path as string).length).toBeLessThanOrEqual(257);
+  });
+
   it("log health checks and scrapes at debug level only", async () => {
     const quiet = loggedApp("info");
     await quiet.app.request("/health");

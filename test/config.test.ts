@@ -62,7 +62,15 @@ describe("loadConfig", () => {
     expect(Object.keys(env).sort()).toEqual(Object.keys(defaults).sort());
     expect(loadConfig(env)).toEqual(defaults);
     // The variables without a default appear commented out, with an example value.
-    for (const name of ["DATABASE_URL", "DEV_JWT_SECRET", "SERVICE_DID", "NODE_ENV", "DEV_TOKENS", "METRICS_TOKEN", "METRICS_PORT"]) {
+    for (const name of [
+      "DATABASE_URL",
+      "DEV_JWT_SECRET",
+      "SERVICE_DID",
+      "NODE_ENV",
+      "DEV_TOKENS",
+      "METRICS_TOKEN",
+      "METRICS_PORT",
+    ]) {
       expect(text).toMatch(new RegExp(`^# ${name}=\\S`, "m"));
     }
   });
@@ -127,7 +135,9 @@ describe("loadConfig", () => {
 
     it("runs with a database and either auth mode; elsewhere neither is required", () => {
       expect(loadConfig({ NODE_ENV: "production", DATABASE_URL, SERVICE_DID }).NODE_ENV).toBe("production");
-      expect(loadConfig({ NODE_ENV: "production", DATABASE_URL, DEV_JWT_SECRET: "0123456789abcdef" }).DATABASE_URL).toBe(DATABASE_URL);
+      expect(
+        loadConfig({ NODE_ENV: "production", DATABASE_URL, DEV_JWT_SECRET: "0123456789abcdef" }).DATABASE_URL,
+      ).toBe(DATABASE_URL);
       expect(loadConfig({ NODE_ENV: "development" }).DATABASE_URL).toBeUndefined();
     });
   });
@@ -164,7 +174,12 @@ describe("Node entry in production", () => {
   ])("exits 1 with one line naming %s instead of starting", async (missing, env) => {
     const dataDir = await mkdtemp(join(tmpdir(), "mls-production-"));
     try {
-      const { code, stdout, stderr } = await runNode({ NODE_ENV: "production", PORT: "0", PGLITE_DIR: dataDir, ...env });
+      const { code, stdout, stderr } = await runNode({
+        NODE_ENV: "production",
+        PORT: "0",
+        PGLITE_DIR: dataDir,
+        ...env,
+      });
       expect(code).toBe(1);
       const lines = stderr.trim().split("\n");
       expect(lines).toHaveLength(1);

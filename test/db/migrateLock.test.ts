@@ -75,7 +75,8 @@ describe("migrate behind a long reader", () => {
     await lock.done;
     expect(await migrating).toEqual(["0100_busy_a.sql"]);
     expect(retries.length).toBeGreaterThanOrEqual(2);
-    const columns = await other`SELECT column_name FROM information_schema.columns WHERE table_name = 'busy' ORDER BY column_name`;
+    const columns =
+      await other`SELECT column_name FROM information_schema.columns WHERE table_name = 'busy' ORDER BY column_name`;
     expect(columns.map((row) => row.column_name)).toEqual(["a", "id"]);
     expect((await other`SELECT count(*)::int AS n FROM busy`)[0]!.n).toBe(3);
   });
@@ -83,7 +84,9 @@ describe("migrate behind a long reader", () => {
   it("fails after its last attempt without recording the migration", async () => {
     const lock = await holdReadLock();
     try {
-      await expect(migrate(db, [addColumn("0101_busy_b.sql", "b")], { lockTimeoutMs: 50, attempts: 2 })).rejects.toMatchObject({
+      await expect(
+        migrate(db, [addColumn("0101_busy_b.sql", "b")], { lockTimeoutMs: 50, attempts: 2 }),
+      ).rejects.toMatchObject({
         code: "55P03",
       });
     } finally {

@@ -50,7 +50,9 @@ describe("JSON nesting depth", () => {
   });
 
   it(`accepts a body exactly ${MAX_JSON_DEPTH} levels deep`, async () => {
-    const reply = await xrpc(app, unique("did:plc:deepok"), "createConvo", { body: withExtra(nested(MAX_JSON_DEPTH - 1)) });
+    const reply = await xrpc(app, unique("did:plc:deepok"), "createConvo", {
+      body: withExtra(nested(MAX_JSON_DEPTH - 1)),
+    });
     expect(reply.status).toBe(200);
   });
 
@@ -80,7 +82,10 @@ describe("when the body is read", () => {
     const { app: quick } = testApp(db, { BODY_READ_TIMEOUT_MS: "200" });
     const res = await quick.request(`${XRPC}sendMessage`, {
       method: "POST",
-      headers: { "Content-Type": "application/json", Authorization: `Bearer ${await tokenFor(unique("did:plc:slow"))}` },
+      headers: {
+        "Content-Type": "application/json",
+        Authorization: `Bearer ${await tokenFor(unique("did:plc:slow"))}`,
+      },
       body: stalledBody("{"),
       duplex: "half",
     } as RequestInit);
@@ -93,7 +98,11 @@ describe("when the body is read", () => {
     const { app: small } = testApp(db, { BODY_LIMIT_BYTES: "1024" });
     const body = "x".repeat(2048);
     for (const path of ["/health", `${XRPC}sendMessage`, "/nowhere"]) {
-      const res = await small.request(path, { method: "POST", body, headers: { "Content-Length": String(body.length) } });
+      const res = await small.request(path, {
+        method: "POST",
+        body,
+        headers: { "Content-Length": String(body.length) },
+      });
       expect(res.status, path).toBe(413);
       expect((await res.json()).error).toBe("PayloadTooLarge");
     }

@@ -107,6 +107,17 @@ describe("request bodies on a real Node server", () => {
     expect(received).toContain('"error":"RequestTimeout"');
   });
 
+  it("cuts off a trickled body with a declared Content-Length the same way", async () => {
+    const token = await tokenFor("did:plc:edgetrickledeclared");
+    const head = `POST ${SEND} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\nAuthorization: Bearer ${token}\r\n\r\n{`;
+    const exchange = open(head);
+    const timer = setInterval(() => exchange.socket.writable && exchange.socket.write(" "), 100);
+    const received = await exchange.closed;
+    clearInterval(timer);
+    expect(statusOf(received)).toBe(408);
+    expect(received).toContain('"error":"RequestTimeout"');
+  });
+
   it("answers 413 PayloadTooLarge once a chunked body from a valid caller passes BODY_LIMIT_BYTES", async () => {
     const token = await tokenFor("did:plc:edgebig");
     const exchange = open(chunkedPost(SEND, { Authorization: `Bearer ${token}` }));

@@ -1,18 +1,19 @@
-import { Hono } from "hono";
-import { requestId } from "hono/request-id";
+import { Hono, type MiddlewareHandler } from "hono";
 import { secureHeaders } from "hono/secure-headers";
 import { timeout } from "hono/timeout";
 import { methods } from "./api/index.js";
 import { serviceTokenOptions } from "./auth/serviceTokenOptions.js";
 import type { AppContext } from "./context.js";
 import { apiReference } from "./docs/reference.js";
-import { notReady, XrpcError } from "./errors.js";
+import { notReady } from "./errors.js";
 import { announce } from "./middleware/announce.js";
 import { auth } from "./middleware/auth.js";
 import { limitBody } from "./middleware/bodyLimit.js";
+import { metricsAccess } from "./middleware/metricsAccess.js";
 import { onError } from "./middleware/errors.js";
 import { idempotency } from "./middleware/idempotency.js";
 import { clientAddress, rateLimit } from "./middleware/rateLimit.js";
+import { requestIds } from "./middleware/requestId.js";
 import { requestLog } from "./middleware/requestLog.js";
 import { handle, NSID_PREFIX, oncePath, type XrpcMethod } from "./xrpc.js";
 
@@ -20,10 +21,12 @@ import { handle, NSID_PREFIX, oncePath, type XrpcMethod } from "./xrpc.js";
  * The whole HTTP surface, built from an application context. Entry points only construct the
  * context and hand requests to `app.fetch`.
  *
- * request → request id → request log, metrics → secure headers → body limit → timeout
+ * request → request ids → request log, metrics → secure headers → body limit (declared length only) → timeout
  *   → rate limit per address (no token) → auth
- *   → rate limit per caller → announce, idempotency (procedures)
+ *   → rate limit per caller → announce, idempotency (procedures; the body is first read here)
  *   → handler → service → driver
+ *
+ * Nothing before `authenticate` reads the body: `jsonBody` is its only reader (limits in `readJsonBody`).
  */
 export function createApp(context: AppContext): Hono {
   // Every statement the app runs is counted in flight for /metrics (database pool use).
@@ -37,7 +40,7 @@ export function createApp(context: AppContext): Hono {
     return c.json({ error, message: `no such route: ${c.req.method} ${c.req.path}` }, 404);
   });
 
-  app.use(requestId({ headerName: "X-Request-Id" }));
+  app.use(requestIds());
   app.use(requestLog({ logger: ctx.logger }));
   app.use(ctx.metrics.requests);
   app.use(secureHeaders());
@@ -46,14 +49,7 @@ export function createApp(context: AppContext): Hono {
     c.set("db", ctx.db);
     await next();
   });
-  app.use(
-    limitBody({
-      maxSize: config.BODY_LIMIT_BYTES,
-      onError: () => {
-        throw new XrpcError(413, "PayloadTooLarge", `request body exceeds ${config.BODY_LIMIT_BYTES} bytes`);
-      },
-    }),
-  );
+  app.use(limitBody({ maxSize: config.BODY_LIMIT_BYTES }));
   app.use(timeout(config.REQUEST_TIMEOUT_MS));
   // Routes without a token count per client address; XRPC methods count per caller after auth.
   const perAddress = rateLimit({
@@ -73,10 +69,9 @@ export function createApp(context: AppContext): Hono {
     }
     return c.json({ status: "ready", driver: ctx.db.kind });
   });
-  app.get("/metrics", async (c) => {
-    const { contentType, body } = await ctx.metrics.render();
-    return c.body(body, 200, { "Content-Type": contentType });
-  });
+  // Never public in production: a token, or a separate port (METRICS_PORT, served by `createMetricsApp`).
+  const metricsClosed = config.METRICS_PORT !== undefined || config.NODE_ENV === "production";
+  app.get("/metrics", metricsAccess({ token: config.METRICS_TOKEN, closed: metricsClosed }), renderMetrics(ctx));
   const reference = apiReference(methods);
   app.get("/openapi.json", (c) => c.json(reference.openapi()));
   app.get("/docs", (c) => c.html(reference.html()));
@@ -103,4 +98,18 @@ export function createApp(context: AppContext): Hono {
   }
 
   return app;
+}
+
+/** The metrics listener (METRICS_PORT): `/metrics` and nothing else, for a port that only the scraper reaches. */
+export function createMetricsApp(context: AppContext): Hono {
+  const app = new Hono();
+  app.get("/metrics", renderMetrics(context));
+  return app;
+}
+
+function renderMetrics({ metrics }: AppContext): MiddlewareHandler {
+  return async function renderMetrics(c) {
+    const { contentType, body } = await metrics.render();
+    return c.body(body, 200, { "Content-Type": contentType });
+  };
 }

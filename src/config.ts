@@ -50,7 +50,7 @@ const configSchema = z.object({
   BODY_LIMIT_BYTES: int(1024).default(2 * 1024 * 1024),
   REQUEST_TIMEOUT_MS: int(100).default(30_000),
   RATE_LIMIT_WINDOW_SECONDS: int(1).default(60),
-  RATE_LIMIT_PER_DID: int(0).default(0),
+  RATE_LIMIT_PER_DID: int(0).default(1200),
   RATE_LIMIT_PER_IP: int(0).default(0),
   RATE_LIMIT_IP_HEADER: z
     .string()
@@ -87,6 +87,17 @@ const configSchema = z.object({
   EVENTS_MAX_STREAMS: int(1).default(10_000),
   // List answers and stream pages (getMessages, getCommits, getConvos, events)
   MAX_PAGE_BYTES: int(1024).default(DEFAULT_MAX_PAGE_BYTES),
+  // HTTP edge and operations: body reading, server timeouts and connection cap, metrics access, migrations.
+  NODE_ENV: z.string().optional(),
+  BODY_READ_TIMEOUT_MS: int(100).default(10_000),
+  SERVER_HEADERS_TIMEOUT_MS: int(100).default(10_000),
+  SERVER_REQUEST_TIMEOUT_MS: int(100).default(30_000),
+  SERVER_KEEPALIVE_TIMEOUT_MS: int(100).default(5_000),
+  SERVER_MAX_CONNECTIONS: int(1).default(4096),
+  METRICS_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
+  METRICS_PORT: int(0).max(65535).optional(),
+  MIGRATE_LOCK_TIMEOUT_MS: int(10).default(1000),
+  MIGRATE_ATTEMPTS: int(1).default(30),
 });
 
 /** A statement the database may still commit must end before the request answers "retry". */
@@ -111,9 +122,26 @@ export class ConfigError extends Error {
 export function loadConfig(env: Env): Config {
   const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ""));
   const parsed = configSchema.superRefine(databaseLimitsInOrder).safeParse(present);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`);
-    throw new ConfigError(`invalid configuration: ${problems.join("; ")}`);
+  const problems = parsed.success
+    ? productionProblems(parsed.data)
+    : parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`);
+  if (problems.length) throw new ConfigError(`invalid configuration: ${problems.join("; ")}`);
+  return parsed.data!;
+}
+
+/** Production refuses the development conveniences: embedded PGlite (data local to one instance) and no way to authenticate. */
+function productionProblems(config: Config): string[] {
+  if (config.NODE_ENV !== "production") return [];
+  const problems: string[] = [];
+  if (!config.DATABASE_URL) problems.push("DATABASE_URL: required when NODE_ENV=production (PGlite keeps data on one instance)");
+  if (!config.SERVICE_DID && !config.DEV_JWT_SECRET) {
+    problems.push("SERVICE_DID: required when NODE_ENV=production (or DEV_JWT_SECRET for development tokens): no auth mode is configured");
   }
-  return parsed.data;
+  return problems;
+}
+
+/** Which tokens this server accepts, for the start-up log line. */
+export function authMode(config: Config): string {
+  const modes = [config.SERVICE_DID && `service tokens for ${config.SERVICE_DID}`, config.DEV_JWT_SECRET && "development tokens (HS256)"];
+  return modes.filter(Boolean).join(" and ") || "none: every XRPC call answers 401";
 }

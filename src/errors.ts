@@ -4,7 +4,7 @@
  */
 export class XrpcError extends Error {
   constructor(
-    readonly status: 400 | 401 | 403 | 404 | 405 | 409 | 410 | 413 | 422 | 429 | 500 | 503,
+    readonly status: 400 | 401 | 403 | 404 | 405 | 408 | 409 | 410 | 413 | 422 | 429 | 500 | 503,
     readonly error: string,
     message: string,
     readonly headers: Record<string, string> = {},

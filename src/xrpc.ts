@@ -4,6 +4,7 @@ import { z } from "zod";
 import type { AppContext } from "./context.js";
 import type { Queryable } from "./db/driver.js";
 import { invalidRequest, XrpcError } from "./errors.js";
+import { readJsonBody } from "./requestBody.js";
 import type { KeyClaim, OnceOutcome } from "./services/idempotencyKeys.js";
 
 declare module "hono" {
@@ -16,6 +17,8 @@ declare module "hono" {
     db: Queryable;
     /** The JSON text of the answer, as sent: what the idempotency middleware stores without re-reading the body. */
     answer: string | undefined;
+    /** The request's parsed JSON body, once something read it (`jsonBody`). */
+    jsonBody: Promise<unknown> | undefined;
     /** The request's idempotency key, when it has one (set by the idempotency middleware). */
     idempotencyKey: string | undefined;
   }
@@ -97,13 +100,19 @@ function unwrap(schema: z.ZodType): z.ZodType {
   return current;
 }
 
-/** The procedure's JSON body, parsed once (Hono caches it for the idempotency middleware). */
-export async function jsonBody(c: Context): Promise<unknown> {
-  try {
-    return await c.req.json();
-  } catch {
-    throw invalidRequest("request body must be JSON");
+/**
+ * The procedure's JSON body, read and parsed once per request (within the body limits, see
+ * `readJsonBody`); every later call gets the same answer, or the same error.
+ */
+export function jsonBody(c: Context): Promise<unknown> {
+  let body = c.get("jsonBody");
+  if (!body) {
+    const { config } = c.get("app");
+    body = readJsonBody(c, { maxBytes: config.BODY_LIMIT_BYTES, timeoutMs: config.BODY_READ_TIMEOUT_MS });
+    body.catch(() => {});
+    c.set("jsonBody", body);
   }
+  return body;
 }
 
 /** Answers JSON and remembers the text sent (`answer`), so middleware need not clone and re-read the body. */

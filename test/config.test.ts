@@ -41,6 +41,14 @@ describe("loadConfig", () => {
       WELCOME_GRACE_SECONDS: 300,
       RETENTION_DAYS: 30,
       CLEANUP_INTERVAL_SECONDS: 300,
+      RATE_LIMIT_PER_DID: 1200,
+      BODY_READ_TIMEOUT_MS: 10_000,
+      SERVER_HEADERS_TIMEOUT_MS: 10_000,
+      SERVER_REQUEST_TIMEOUT_MS: 30_000,
+      SERVER_KEEPALIVE_TIMEOUT_MS: 5_000,
+      SERVER_MAX_CONNECTIONS: 4096,
+      MIGRATE_LOCK_TIMEOUT_MS: 1000,
+      MIGRATE_ATTEMPTS: 30,
     });
   });
 
@@ -54,7 +62,15 @@ describe("loadConfig", () => {
     expect(Object.keys(env).sort()).toEqual(Object.keys(defaults).sort());
     expect(loadConfig(env)).toEqual(defaults);
     // The variables without a default appear commented out, with an example value.
-    for (const name of ["DATABASE_URL", "DEV_JWT_SECRET", "SERVICE_DID", "NODE_ENV", "DEV_TOKENS"]) {
+    for (const name of [
+      "DATABASE_URL",
+      "DEV_JWT_SECRET",
+      "SERVICE_DID",
+      "NODE_ENV",
+      "DEV_TOKENS",
+      "METRICS_TOKEN",
+      "METRICS_PORT",
+    ]) {
       expect(text).toMatch(new RegExp(`^# ${name}=\\S`, "m"));
     }
   });
@@ -101,10 +117,78 @@ describe("loadConfig", () => {
     expect(error.message).not.toContain("\n");
   });
 
+  describe("in production (NODE_ENV=production)", () => {
+    const DATABASE_URL = "postgres://postgres@127.0.0.1:5432/mls";
+    const SERVICE_DID = "did:web:mls.example.com";
+
+    it("refuses to run without DATABASE_URL (embedded PGlite keeps data on one instance)", () => {
+      const error = configError({ NODE_ENV: "production", SERVICE_DID });
+      expect(error.message).toContain("DATABASE_URL");
+      expect(error.message).not.toContain("\n");
+    });
+
+    it("refuses to run without an auth mode (SERVICE_DID or DEV_JWT_SECRET)", () => {
+      const error = configError({ NODE_ENV: "production", DATABASE_URL });
+      expect(error.message).toContain("SERVICE_DID");
+      expect(error.message).not.toContain("DATABASE_URL");
+    });
+
+    it("runs with a database and either auth mode; elsewhere neither is required", () => {
+      expect(loadConfig({ NODE_ENV: "production", DATABASE_URL, SERVICE_DID }).NODE_ENV).toBe("production");
+      expect(
+        loadConfig({ NODE_ENV: "production", DATABASE_URL, DEV_JWT_SECRET: "0123456789abcdef" }).DATABASE_URL,
+      ).toBe(DATABASE_URL);
+      expect(loadConfig({ NODE_ENV: "development" }).DATABASE_URL).toBeUndefined();
+    });
+  });
+
   it("names every bad variable on one line", () => {
     const error = configError({ PORT: "x", LOG_LEVEL: "y" });
     expect(error.message).toMatch(/PORT.*LOG_LEVEL|LOG_LEVEL.*PORT/);
     expect(error.message).not.toContain("\n");
+  });
+});
+
+/** Starts the Node entry with `env` only and waits for it to exit; what it printed, and its code. */
+async function runNode(env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn("node_modules/.bin/tsx", ["src/entry/node.ts"], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk: Buffer) => (stdout += chunk));
+  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk));
+  // A server that starts instead of exiting is stopped before the test gives up on it.
+  const kill = setTimeout(() => child.kill("SIGKILL"), 45_000);
+  const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+  clearTimeout(kill);
+  return { code, stdout, stderr };
+}
+
+describe("Node entry in production", () => {
+  it.each([
+    ["DATABASE_URL", { SERVICE_DID: "did:web:mls.example.com" }],
+    ["SERVICE_DID", { DATABASE_URL: "postgres://postgres@127.0.0.1:5432/postgres" }],
+  ])("exits 1 with one line naming %s instead of starting", async (missing, env) => {
+    const dataDir = await mkdtemp(join(tmpdir(), "mls-production-"));
+    try {
+      const { code, stdout, stderr } = await runNode({
+        NODE_ENV: "production",
+        PORT: "0",
+        PGLITE_DIR: dataDir,
+        ...env,
+      });
+      expect(code).toBe(1);
+      const lines = stderr.trim().split("\n");
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toContain(missing);
+      expect(stdout).not.toContain("listening");
+      expect(await readdir(dataDir)).toEqual([]);
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -1,5 +1,5 @@
 import { sha256Hex } from "../bytes.js";
-import type { Database } from "./driver.js";
+import { DatabaseError, type Database } from "./driver.js";
 
 export interface Migration {
   /** File name, e.g. `0001_schema.sql`; applied in name order. */
@@ -13,17 +13,52 @@ export class MigrationChecksumError extends Error {
 
 /** Any constant works; it only has to be the same for every runner. */
 const MIGRATION_LOCK_KEY = 7_146_021_901;
+/** SQLSTATE 55P03: lock_timeout expired. */
+const LOCK_NOT_AVAILABLE = "55P03";
+
+export interface MigrateOptions {
+  /**
+   * How long one attempt may wait for a table lock. A migration waiting for a lock queues every later
+   * statement on that table behind it, so live traffic stalls at most this long per attempt.
+   */
+  lockTimeoutMs?: number;
+  /** Attempts before giving up; between them the lock holders finish and traffic flows. */
+  attempts?: number;
+  /** Called before each retry (for the log). */
+  onRetry?: (attempt: number, error: unknown) => void;
+}
 
 /**
  * Applies the migrations not yet recorded, in order, in one transaction under an advisory lock,
  * so two processes starting at once apply each file exactly once. Refuses to run when a file
  * that was already applied has changed since. Returns the names it applied.
+ *
+ * Statements run under `lock_timeout`: an attempt that cannot get a table lock in time rolls back
+ * and is retried after a pause, instead of holding up every query behind its queued lock.
  */
-export async function migrate(db: Database, migrations: readonly Migration[]): Promise<string[]> {
+export async function migrate(
+  db: Database,
+  migrations: readonly Migration[],
+  { lockTimeoutMs = 1000, attempts = 30, onRetry }: MigrateOptions = {},
+): Promise<string[]> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await migrateOnce(db, migrations, lockTimeoutMs);
+    } catch (error) {
+      if (!(error instanceof DatabaseError && error.code === LOCK_NOT_AVAILABLE) || attempt >= attempts) throw error;
+      onRetry?.(attempt, error);
+      await new Promise((resolve) => setTimeout(resolve, Math.min(250 * attempt, 5000)));
+    }
+  }
+}
+
+async function migrateOnce(db: Database, migrations: readonly Migration[], lockTimeoutMs: number): Promise<string[]> {
   const ordered = [...migrations].sort((a, b) => a.name.localeCompare(b.name));
   const checksums = ordered.map((migration) => sha256Hex(migration.sql));
   return db.maintenance(async (tx) => {
+    // Waiting here for another runner holds no table lock, so it needs no timeout.
     await tx.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK_KEY]);
+    await tx.query("SELECT set_config('lock_timeout', $1, true)", [`${lockTimeoutMs}ms`]);
     await tx.exec(
       `CREATE TABLE IF NOT EXISTS schema_migrations (
          name text PRIMARY KEY,

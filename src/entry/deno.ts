@@ -1,6 +1,7 @@
+import { createMetricsApp } from "../app.js";
 import { loadConfig } from "../config.js";
 import { createLogger } from "../logger.js";
-import { startServerContext, startupFailure } from "./serverContext.js";
+import { startServerContext, startupFacts, startupFailure } from "./serverContext.js";
 
 /** The few Deno APIs this entry uses, declared here so Node's type-check needs no Deno types. */
 interface DenoRuntime {
@@ -27,10 +28,21 @@ async function main(): Promise<void> {
     {
       port: config.PORT,
       hostname: config.HOST,
-      onListen: ({ port }) => logger.info("listening", { url: `http://${config.HOST}:${port}`, driver: db.kind }),
+      onListen: ({ port }) => logger.info("listening", { url: `http://${config.HOST}:${port}`, ...startupFacts(ctx) }),
     },
     (request) => app.fetch(request),
   );
+  const metricsApp = config.METRICS_PORT === undefined ? undefined : createMetricsApp(ctx);
+  const metricsServer =
+    metricsApp &&
+    Deno.serve(
+      {
+        port: config.METRICS_PORT!,
+        hostname: config.HOST,
+        onListen: ({ port }) => logger.info("metrics listening", { url: `http://${config.HOST}:${port}/metrics` }),
+      },
+      (request) => metricsApp.fetch(request),
+    );
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -40,6 +52,7 @@ async function main(): Promise<void> {
     stopCleanup();
     // Open event streams end, so shutdown() is not held up by them; clients resume from their cursor.
     void events.close();
+    void metricsServer?.shutdown();
     // shutdown() stops accepting and resolves once in-flight requests have finished.
     const drained = await Promise.race([
       server.shutdown().then(() => true),

@@ -1,10 +1,11 @@
 import { serve } from "@hono/node-server";
 import type { Server } from "node:http";
+import { createMetricsApp } from "../app.js";
 import { loadConfig } from "../config.js";
 import { installPostgresCrashGuard } from "../db/postgresCrashGuard.js";
 import { batchedStdout, createLogger } from "../logger.js";
 import { devSecret } from "./dev-secret.js";
-import { startServerContext, startupFailure } from "./serverContext.js";
+import { startServerContext, startupFacts, startupFailure } from "./serverContext.js";
 
 /** Node entry: configuration from the environment, migrations, then serve. */
 async function main(): Promise<void> {
@@ -13,10 +14,30 @@ async function main(): Promise<void> {
   installPostgresCrashGuard(logger);
   const { ctx, app, stopCleanup } = await startServerContext(config, logger);
   const { db, events } = ctx;
-  // Plain HTTP/1.1: `serve` makes an http.Server unless given another createServer.
-  const server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, (info) => {
-    logger.info("listening", { url: `http://${config.HOST}:${info.port}`, driver: db.kind });
-  }) as Server;
+  // Plain HTTP/1.1: `serve` makes an http.Server unless given another createServer. Its timeouts are
+  // checked every second (Node's default: every 30 s), so a slow client is cut off close to on time.
+  const server = serve(
+    {
+      fetch: app.fetch,
+      port: config.PORT,
+      hostname: config.HOST,
+      serverOptions: {
+        headersTimeout: config.SERVER_HEADERS_TIMEOUT_MS,
+        requestTimeout: Math.max(config.SERVER_REQUEST_TIMEOUT_MS, config.SERVER_HEADERS_TIMEOUT_MS),
+        connectionsCheckingInterval: 1000,
+      },
+    },
+    (info) => logger.info("listening", { url: `http://${config.HOST}:${info.port}`, ...startupFacts(ctx) }),
+  ) as Server;
+  // Connections past the cap are closed as they arrive: each open one costs memory, even idle.
+  server.maxConnections = config.SERVER_MAX_CONNECTIONS;
+  server.keepAliveTimeout = config.SERVER_KEEPALIVE_TIMEOUT_MS;
+  const metricsServer =
+    config.METRICS_PORT === undefined
+      ? undefined
+      : (serve({ fetch: createMetricsApp(ctx).fetch, port: config.METRICS_PORT, hostname: config.HOST }, (info) =>
+          logger.info("metrics listening", { url: `http://${config.HOST}:${info.port}/metrics` }),
+        ) as Server);
 
   let stopping = false;
   // close() ends idle keep-alive connections only; one busy when shutdown began would keep taking
@@ -31,6 +52,7 @@ async function main(): Promise<void> {
     stopCleanup();
     // Open event streams end, so the server can close; clients resume from their cursor elsewhere.
     void events.close();
+    metricsServer?.close();
     const force = setTimeout(() => process.exit(1), 10_000);
     force.unref();
     server.close(async () => {

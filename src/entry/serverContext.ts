@@ -1,10 +1,10 @@
 import type { Hono } from "hono";
 import { createApp } from "../app.js";
 import { systemClock } from "../clock.js";
-import { ConfigError, type Config } from "../config.js";
+import { authMode, ConfigError, type Config } from "../config.js";
 import type { AppContext } from "../context.js";
 import { connectDatabase } from "../db/connect.js";
-import { migrate } from "../db/migrate.js";
+import { migrate, type MigrateOptions } from "../db/migrate.js";
 import { readMigrations } from "../db/migrations-fs.js";
 import { EventBus } from "../events/bus.js";
 import { startCleanupTimer } from "../jobs/cleanupTimer.js";
@@ -24,7 +24,7 @@ export interface ServerContext {
 export async function startServerContext(config: Config, logger: Logger): Promise<ServerContext> {
   const db = await connectDatabase(config);
   if (config.MIGRATE_ON_START) {
-    const applied = await migrate(db, await readMigrations());
+    const applied = await migrate(db, await readMigrations(), migrateOptions(config, logger));
     if (applied.length) logger.info("migrations applied", { applied });
   }
   const events = new EventBus({
@@ -35,6 +35,20 @@ export async function startServerContext(config: Config, logger: Logger): Promis
   });
   const ctx: AppContext = { config, db, clock: systemClock, logger, events, metrics: createMetrics() };
   return { ctx, app: createApp(ctx), stopCleanup: startCleanupTimer(ctx) };
+}
+
+/** What the "listening" line says about how this instance runs: database driver and which tokens it accepts. */
+export function startupFacts({ config, db }: AppContext): Record<string, string> {
+  return { driver: db.kind, auth: authMode(config), environment: config.NODE_ENV ?? "development" };
+}
+
+/** The migration runner's lock timeout and retries from the configuration, retries logged. */
+export function migrateOptions(config: Config, logger: Logger): MigrateOptions {
+  return {
+    lockTimeoutMs: config.MIGRATE_LOCK_TIMEOUT_MS,
+    attempts: config.MIGRATE_ATTEMPTS,
+    onRetry: (attempt) => logger.warn("migration waited too long for a table lock; retrying", { attempt }),
+  };
 }
 
 /** The one line a process prints when it cannot start. */

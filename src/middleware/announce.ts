@@ -1,4 +1,5 @@
 import type { MiddlewareHandler } from "hono";
+import { jsonBody } from "../xrpc.js";
 
 /**
  * Wakes the streams of the conversation a procedure changed, once the change has committed: it sits
@@ -13,7 +14,7 @@ export function announce(): MiddlewareHandler {
     await next();
     if (c.res.status < 200 || c.res.status >= 300) return;
     const convoId =
-      field(await c.req.json().catch(() => undefined), "convoId") ?? field(answerOf(c.get("answer")), "id");
+      field(await jsonBody(c).catch(() => undefined), "convoId") ?? field(answerOf(c.get("answer")), "id");
     if (convoId !== undefined) c.get("app").events.publish(convoId);
   };
 }

@@ -1,19 +1,24 @@
-import type { Context, MiddlewareHandler } from "hono";
-import { bodyLimit } from "hono/body-limit";
+import type { MiddlewareHandler } from "hono";
+import { bodyTooLarge } from "../requestBody.js";
 
 /**
- * Hono's `bodyLimit`, minus its cost for the common request: it reads `c.req.raw.body`, which on
- * Node makes @hono/node-server build a whole web Request with a body stream (about a sixth of a
- * send's CPU). A body without one (GET, HEAD) or with a declared Content-Length is checked here
- * without it; a streamed (chunked) body still goes through `bodyLimit`, which counts its bytes.
+ * The body limit as far as the headers tell it, without reading the body: a declared Content-Length
+ * over `maxSize` answers 413 at once. A streamed (chunked) body is counted when it is read
+ * (`readJsonBody`), which happens only after the route and the token were checked.
+ *
+ * A response to a request whose body was never read (401, 404, 405, 429, ...) closes the
+ * connection, so a client cannot keep it busy trickling a body nobody wants.
+ *
+ * @example
+ * app.use(limitBody({ maxSize: 2 * 1024 * 1024 }))
  */
-export function limitBody(options: { maxSize: number; onError: (c: Context) => never }): MiddlewareHandler {
-  const counted = bodyLimit(options);
+export function limitBody({ maxSize }: { maxSize: number }): MiddlewareHandler {
   return async function limitBody(c, next) {
     if (c.req.method === "GET" || c.req.method === "HEAD") return next();
     const length = c.req.header("Content-Length");
-    if (length === undefined || c.req.header("Transfer-Encoding") !== undefined) return counted(c, next);
-    if (Number(length) > options.maxSize) options.onError(c);
-    return next();
+    const streamed = c.req.header("Transfer-Encoding") !== undefined;
+    if (!streamed && length !== undefined && Number(length) > maxSize) throw bodyTooLarge(maxSize);
+    await next();
+    if (length !== "0" && c.get("jsonBody") === undefined) c.res.headers.set("Connection", "close");
   };
 }

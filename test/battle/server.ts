@@ -59,6 +59,8 @@ export async function start(env: Record<string, string> = {}): Promise<BattleSer
       MIGRATE_ON_START: "false",
       CLEANUP_INTERVAL_SECONDS: "0",
       LOG_LEVEL: "info",
+      // The battle tests hammer the server as few callers; they test it, not the per-caller limiter.
+      RATE_LIMIT_PER_DID: "0",
       ...env,
       PORT: String(port),
     },

@@ -43,12 +43,14 @@ describe("request logs", () => {
     expect(entry).toMatchObject({
       level: "info",
       message: "request",
-      requestId: "req-create-1",
+      clientRequestId: "req-create-1",
       method: "POST",
       path: `${NSID}createConvo`,
       status: 200,
       caller: alice,
     });
+    expect(entry.requestId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(response.headers.get("X-Request-Id")).toBe("req-create-1");
     expect(typeof entry.time).toBe("string");
     expect(entry.durationMs).toBeGreaterThanOrEqual(0);
     expect(requestLines()).toHaveLength(1);
@@ -118,6 +120,30 @@ describe("request logs", () => {
     for (const secret of [aliceToken, bobToken, ...aliceToken.split("."), keyPackage, welcome, ciphertext]) {
       expect(log).not.toContain(secret);
     }
+  });
+
+  it("carry the server's own request id: a client's id is logged beside it, and only when plausible", async () => {
+    const { app, requestLines } = loggedApp();
+    const chosen = `victim-${crypto.randomUUID()}`;
+    const echoed = await app.request("/nowhere", { headers: { "X-Request-Id": chosen } });
+    expect(echoed.headers.get("X-Request-Id")).toBe(chosen);
+    for (const hostile of ["x".repeat(129), "a b", 'quote"d', "<script>"]) {
+      const res = await app.request("/nowhere", { headers: { "X-Request-Id": hostile } });
+      expect(res.headers.get("X-Request-Id")).toMatch(/^[0-9a-f-]{36}$/);
+    }
+    const logged = requestLines();
+    expect(logged).toHaveLength(5);
+    expect(logged[0]).toMatchObject({ clientRequestId: chosen });
+    expect(logged.map((entry) => entry.requestId)).not.toContain(chosen);
+    for (const entry of logged) expect(entry.requestId).toMatch(/^[0-9a-f-]{36}$/);
+    for (const entry of logged.slice(1)) expect(entry).not.toHaveProperty("clientRequestId");
+  });
+
+  it("bound the logged path of a long unknown path", async () => {
+    const { app, requestLines } = loggedApp();
+    expect((await app.request(`/${"a".repeat(5000)}`)).status).toBe(404);
+    const [entry] = requestLines();
+    expect((entry!.path as string).length).toBeLessThanOrEqual(257);
   });
 
   it("log health checks and scrapes at debug level only", async () => {

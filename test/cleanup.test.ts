@@ -302,7 +302,10 @@ describe("runCleanup", () => {
     const now = new Date();
     const convoId = await conversation(ago(now, DAY));
     const recipient = unique("did:plc:late");
-    await db.query(`INSERT INTO members (convo_id, did, joined_at) VALUES ($1, $2, $3)`, [convoId, recipient, ago(now, DAY)]);
+    await db.query(
+      `INSERT INTO members (convo_id, did, joined_at, joined_seq, joined_event_seq, joined_epoch) VALUES ($1, $2, $3, 1, 1, 0)`,
+      [convoId, recipient, ago(now, DAY)],
+    );
     await welcome(convoId, recipient, {
       state: "in_flight",
       createdAt: ago(now, DAY),

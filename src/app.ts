@@ -1,6 +1,5 @@
 import { Hono, type MiddlewareHandler } from "hono";
 import { secureHeaders } from "hono/secure-headers";
-import { timeout } from "hono/timeout";
 import { methods } from "./api/index.js";
 import { serviceTokenOptions } from "./auth/serviceTokenOptions.js";
 import type { AppContext } from "./context.js";
@@ -13,6 +12,7 @@ import { metricsAccess } from "./middleware/metricsAccess.js";
 import { onError } from "./middleware/errors.js";
 import { idempotency } from "./middleware/idempotency.js";
 import { clientAddress, rateLimit } from "./middleware/rateLimit.js";
+import { requestDeadline } from "./middleware/requestDeadline.js";
 import { requestIds } from "./middleware/requestId.js";
 import { requestLog } from "./middleware/requestLog.js";
 import { handle, NSID_PREFIX, oncePath, type XrpcMethod } from "./xrpc.js";
@@ -21,7 +21,7 @@ import { handle, NSID_PREFIX, oncePath, type XrpcMethod } from "./xrpc.js";
  * The whole HTTP surface, built from an application context. Entry points only construct the
  * context and hand requests to `app.fetch`.
  *
- * request → request ids → request log, metrics → secure headers → body limit (declared length only) → timeout
+ * request → request ids → request log, metrics → secure headers → body limit (declared length only) → request deadline
  *   → rate limit per address (no token) → auth
  *   → rate limit per caller → announce, idempotency (procedures; the body is first read here)
  *   → handler → service → driver
@@ -50,7 +50,7 @@ export function createApp(context: AppContext): Hono {
     await next();
   });
   app.use(limitBody({ maxSize: config.BODY_LIMIT_BYTES }));
-  app.use(timeout(config.REQUEST_TIMEOUT_MS));
+  app.use(requestDeadline({ ms: config.REQUEST_TIMEOUT_MS }));
   // Routes without a token count per client address; XRPC methods count per caller after auth.
   const perAddress = rateLimit({
     limit: config.RATE_LIMIT_PER_IP,

@@ -52,7 +52,9 @@ export function idempotency({ ttlSeconds, waitMs, once }: IdempotencyOptions): M
     c.set("idempotencyKey", key?.key);
     if (!key) return next();
 
-    const { db, clock } = c.get("app");
+    // The request's handle (bounded by its deadline), not the pool.
+    const db = c.get("db");
+    const { clock } = c.get("app");
     const scope: Scope = [c.get("caller"), c.req.path.slice("/xrpc/".length), key.key];
     const now = clock.now();
     const claim: KeyClaim = {

@@ -71,4 +71,47 @@ describe("request timeout while the conversation row is locked", () => {
     const [row] = await admin`SELECT count(*)::int AS n FROM messages WHERE convo_id = ${convoId}`;
     expect(row!.n, "a request answered 'retry' stored nothing: a retry will not store it twice").toBe(0);
   });
+
+  it("addMembers whose statements together outlast the request: a 503 means the member was not added", async () => {
+    const { app } = testApp(db, env);
+    const alice = unique("did:plc:reqtimeout");
+    const bob = unique("did:plc:reqtimeout");
+    const created = await xrpc(app, alice, "createConvo", {
+      body: { groupId: randomGroupId(), cipherSuite: SUITE, initialMembers: [bob] },
+    });
+    expect(created.status).toBe(200);
+    const convoId = created.body.id as string;
+    expect((await xrpc(app, bob, "leaveConvo", { body: { convoId } })).status).toBe(200);
+
+    // Each wait stays under the statement limit (1500 ms); together they pass REQUEST_TIMEOUT_MS (2000 ms).
+    const hold = (lockSql: (tx: postgres.TransactionSql) => Promise<unknown>) => {
+      let release!: () => void;
+      let held!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      const holding = new Promise<void>((resolve) => (held = resolve));
+      const done = admin.begin(async (tx) => {
+        await lockSql(tx);
+        held();
+        await released;
+      });
+      return { holding, release, done };
+    };
+    const convo = hold((tx) => tx`SELECT 1 FROM conversations WHERE id = ${convoId} FOR UPDATE`);
+    const member = hold((tx) => tx`SELECT 1 FROM members WHERE convo_id = ${convoId} AND did = ${bob} FOR UPDATE`);
+    await Promise.all([convo.holding, member.holding]);
+
+    const started = performance.now();
+    const adding = xrpc(app, alice, "addMembers", { body: { convoId, didList: [bob] } });
+    await sleep(800);
+    convo.release();
+    await sleep(Math.max(0, 2150 - (performance.now() - started)));
+    member.release();
+    const added = await adding;
+    await Promise.all([convo.done, member.done]);
+
+    await appIdle();
+    const [row] = await admin`SELECT left_at IS NULL AS active FROM members WHERE convo_id = ${convoId} AND did = ${bob}`;
+    if (added.status === 503) expect(row!.active, "a request answered 'retry' added nobody").toBe(false);
+    else expect([added.status, row!.active]).toEqual([200, true]);
+  });
 });

@@ -69,6 +69,15 @@ const configSchema = z.object({
   EVENTS_KEEPALIVE_MS: int(10).default(15_000),
   EVENTS_MAX_BACKLOG: int(1).default(1000),
   EVENTS_WRITE_TIMEOUT_MS: int(10).default(10_000),
+
+  // Authentication and pre-auth limits (issue 13: DID resolution bounds, token lifetime, dev tokens)
+  MAX_TOKEN_LIFETIME_SECONDS: int(1).default(3600),
+  ALLOW_DEV_TOKENS: bool.default(false),
+  RATE_LIMIT_XRPC_PER_IP: int(0).default(20_000),
+  DID_CACHE_MAX_BYTES: int(64 * 1024).default(8 * 1024 * 1024),
+  DID_FAILURE_TTL_SECONDS: int(1).default(30),
+  DID_RESOLVE_MAX_CONCURRENT: int(1).default(32),
+  DID_RESOLVE_MAX_PER_HOST: int(1).default(4),
 });
 
 export type Config = z.infer<typeof configSchema>;

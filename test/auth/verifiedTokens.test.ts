@@ -23,7 +23,7 @@ describe("VerifiedTokens", () => {
   });
 
   it("drops the oldest entry past its capacity", () => {
-    const cache = new VerifiedTokens(2);
+    const cache = new VerifiedTokens({ maxEntries: 2 });
     for (const token of ["a", "b", "c"]) cache.set("m", token, verified(later(60_000)));
     expect(cache.get("m", "a", now)).toBeUndefined();
     expect(cache.get("m", "b", now)).toBeDefined();

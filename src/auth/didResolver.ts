@@ -153,7 +153,8 @@ export class DidResolver {
     if (running) return withTimeout(running.result, timeoutMs, did);
 
     const url = this.documentUrl(did);
-    const host = PLC_DID.test(did) ? "" : url.host;
+    // Per host name, whatever the port: one machine behind many did:web names on different ports is still one.
+    const host = PLC_DID.test(did) ? "" : url.hostname;
     const atHost = host ? [...this.inFlight.values()].filter((other) => other.host === host).length : 0;
     if (this.inFlight.size >= maxConcurrent || atHost >= maxPerHost) {
       throw new ResolverBusyError(`too many DID resolutions under way${atHost >= maxPerHost ? ` at ${host}` : ""}`);

@@ -31,7 +31,15 @@ beforeAll(async () => {
   await server.start();
   aliceKey = await newKeypair("ES256K");
   server.plc.set(alice, didDocument(alice, aliceKey));
-  target = testApp(db, { SERVICE_DID, PLC_DIRECTORY_URL: server.url, DID_WEB_ALLOW_PRIVATE: "true" });
+  // Development tokens beside service tokens (explicitly allowed), and no per-address limit: every
+  // fuzzed request comes from one (unknown) address.
+  target = testApp(db, {
+    SERVICE_DID,
+    ALLOW_DEV_TOKENS: "true",
+    RATE_LIMIT_XRPC_PER_IP: "0",
+    PLC_DIRECTORY_URL: server.url,
+    DID_WEB_ALLOW_PRIVATE: "true",
+  });
   aliceToken = await tokenFor(alice);
   keyPackage = Buffer.from(await makeKeyPackage(alice)).toString("base64");
 });

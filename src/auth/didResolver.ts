@@ -61,7 +61,7 @@ const PLC_DID = /^did:plc:[a-z2-7]{24}$/;
 /** Hostname-level did:web only (as AT Protocol allows), with an optional percent-encoded port. */
 const WEB_DID = /^did:web:([a-zA-Z0-9.-]{1,253})(%3[aA]([0-9]{1,5}))?$/;
 /** AT Protocol DID documents are about a kilobyte; anything past this is refused unparsed. */
-export const MAX_DOCUMENT_BYTES = 16 * 1024;
+const MAX_DOCUMENT_BYTES = 16 * 1024;
 /** A forced refresh (after a failed signature) happens at most this often per DID, so forged tokens cannot hammer the directory. */
 const REFRESH_COOLDOWN_MS = 30_000;
 /** Map entry, object and string headers: roughly what an entry costs beyond its strings. */

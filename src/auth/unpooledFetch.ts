@@ -28,10 +28,7 @@ function toResponse(res: IncomingMessage): Response {
   }
   const status = res.statusCode ?? 502;
   // A Response cannot carry a body with these statuses; none is read from them anyway.
-  const empty = status === 204 || status === 304 || (status >= 100 && status < 200);
+  const empty = status === 204 || status === 304;
   if (empty) res.resume();
-  return new Response(empty ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>), {
-    status: status < 200 || status > 599 ? 502 : status,
-    headers,
-  });
+  return new Response(empty ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>), { status, headers });
 }

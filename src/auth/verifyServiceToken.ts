@@ -40,9 +40,10 @@ const invalid = (message: string) => authRequired(message, "InvalidToken");
 
 /**
  * Verifies an AT Protocol inter-service JWT (ES256K or ES256) for the method `nsid` at `now`:
- * claims first, the lifetime included (no network for a token that is wrong anyway), then the signature against the
- * `#atproto` key of the issuer's DID document, refreshing the document once if it fails (the key may
- * have rotated). Every failure is a 401 `XrpcError`.
+ * claims first, its lifetime included (no network for a token that is wrong anyway), then the
+ * signature against the `#atproto` key of the issuer's DID document, refreshing the key once if it
+ * fails (it may have rotated). Every failure is a 401 `XrpcError`, but a 429 when too many DID
+ * resolutions are under way to start another.
  *
  * @example
  * const { iss } = await verifyServiceToken(token, "blue.catbird.mls.sendMessage", new Date(), options)

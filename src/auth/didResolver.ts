@@ -99,7 +99,12 @@ export class DidResolver {
 
     try {
       const key = await this.fetchOnce(did, now);
-      this.remember(did, { key, failure: undefined, expiresAt: now + this.options.ttlMs, refreshedAt: entry ? now : undefined });
+      this.remember(did, {
+        key,
+        failure: undefined,
+        expiresAt: now + this.options.ttlMs,
+        refreshedAt: entry ? now : undefined,
+      });
       return { key, cached: false };
     } catch (error) {
       // A forced refresh that fails keeps the key we had; an expired one is not served stale.

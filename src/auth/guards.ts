@@ -35,7 +35,11 @@ export function devTokensOn(config: Config): boolean {
 }
 
 /** `fetch`: how DID documents are fetched (the runtime's `fetch` unless given). */
-export function createGuards(config: Config, clock: Clock, { fetch }: { fetch?: typeof globalThis.fetch } = {}): Guards {
+export function createGuards(
+  config: Config,
+  clock: Clock,
+  { fetch }: { fetch?: typeof globalThis.fetch } = {},
+): Guards {
   const now = () => clock.now().getTime();
   const windowMs = config.RATE_LIMIT_WINDOW_SECONDS * 1000;
   const resolver =

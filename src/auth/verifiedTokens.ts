@@ -29,7 +29,11 @@ export class VerifiedTokens {
   private readonly maxBytes: number;
   private readonly keyIsCurrent: (iss: string, key: string) => boolean;
 
-  constructor({ maxEntries = 10_000, maxBytes = 8 * 1024 * 1024, keyIsCurrent = () => true }: VerifiedTokensOptions = {}) {
+  constructor({
+    maxEntries = 10_000,
+    maxBytes = 8 * 1024 * 1024,
+    keyIsCurrent = () => true,
+  }: VerifiedTokensOptions = {}) {
     this.maxEntries = maxEntries;
     this.maxBytes = maxBytes;
     this.keyIsCurrent = keyIsCurrent;

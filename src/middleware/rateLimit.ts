@@ -111,8 +111,7 @@ export function clientAddress(c: Context, header: string | undefined): string {
 
 function connectionAddress(c: Context): string {
   const env = c.env as
-    | { incoming?: { socket?: { remoteAddress?: string } }; remoteAddr?: { hostname?: string } }
-    | undefined;
+    { incoming?: { socket?: { remoteAddress?: string } }; remoteAddr?: { hostname?: string } } | undefined;
   return env?.incoming?.socket?.remoteAddress ?? env?.remoteAddr?.hostname ?? c.req.header("CF-Connecting-IP") ?? "";
 }
 

@@ -27,9 +27,15 @@ describe("devSecret", () => {
   it("generates none when SERVICE_DID is set, unless ALLOW_DEV_TOKENS is true", async () => {
     const dir = await dataDir();
     expect(await devSecret({ PGLITE_DIR: dir, SERVICE_DID: "did:web:mls.example.com" })).toBeUndefined();
-    expect(await devSecret({ PGLITE_DIR: dir, SERVICE_DID: "did:web:mls.example.com", ALLOW_DEV_TOKENS: "false" })).toBeUndefined();
+    expect(
+      await devSecret({ PGLITE_DIR: dir, SERVICE_DID: "did:web:mls.example.com", ALLOW_DEV_TOKENS: "false" }),
+    ).toBeUndefined();
     expect(await readdir(dir)).toEqual([]);
-    const allowed = await devSecret({ PGLITE_DIR: dir, SERVICE_DID: "did:web:mls.example.com", ALLOW_DEV_TOKENS: "true" });
+    const allowed = await devSecret({
+      PGLITE_DIR: dir,
+      SERVICE_DID: "did:web:mls.example.com",
+      ALLOW_DEV_TOKENS: "true",
+    });
     expect(allowed).toMatch(/^[0-9a-f]{64}$/);
   });
 

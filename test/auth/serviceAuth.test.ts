@@ -330,7 +330,11 @@ describe("token lifetime", () => {
   it("refuses a token living longer than MAX_TOKEN_LIFETIME_SECONDS (exp - iat, or exp - now), before any resolution", async () => {
     const { did, keypair } = await plcIdentity();
     const now = nowSeconds();
-    for (const lifetime of [{ iat: now - 10, exp: now + 3600 }, { iat: undefined, exp: now + 3700 }, { iat: now, exp: now + 10 ** 9 }]) {
+    for (const lifetime of [
+      { iat: now - 10, exp: now + 3600 },
+      { iat: undefined, exp: now + 3700 },
+      { iat: now, exp: now + 10 ** 9 },
+    ]) {
       expectRefused(
         await getConvos(await signToken(keypair, claims(did, "getConvos", lifetime))),
         "InvalidToken",
@@ -338,7 +342,9 @@ describe("token lifetime", () => {
       );
     }
     expect(server.fetchesOf(did)).toBe(0);
-    expect((await getConvos(await signToken(keypair, claims(did, "getConvos", { iat: now, exp: now + 3600 })))).status).toBe(200);
+    expect(
+      (await getConvos(await signToken(keypair, claims(did, "getConvos", { iat: now, exp: now + 3600 })))).status,
+    ).toBe(200);
     const { app: short } = testApp(db, { ...serviceEnv(), MAX_TOKEN_LIFETIME_SECONDS: "60" });
     expectRefused(
       await getConvos(await signToken(keypair, claims(did, "getConvos", { exp: now + 120 })), short),
@@ -517,11 +523,19 @@ describe("resolution bounds", () => {
     const keypair = await newKeypair("ES256K");
     const unknown = plcDid();
     for (let i = 0; i < 3; i++) {
-      expectRefused(await getConvos(await signToken(keypair, claims(unknown, "getConvos")), bounded), "InvalidToken", /resolved/);
+      expectRefused(
+        await getConvos(await signToken(keypair, claims(unknown, "getConvos")), bounded),
+        "InvalidToken",
+        /resolved/,
+      );
     }
     expect(server.fetchesOf(unknown)).toBe(1);
     clock.advance(31_000);
-    expectRefused(await getConvos(await signToken(keypair, claims(unknown, "getConvos")), bounded), "InvalidToken", /resolved/);
+    expectRefused(
+      await getConvos(await signToken(keypair, claims(unknown, "getConvos")), bounded),
+      "InvalidToken",
+      /resolved/,
+    );
     expect(server.fetchesOf(unknown)).toBe(2);
   });
 
@@ -532,12 +546,18 @@ describe("resolution bounds", () => {
   });
 
   it("answers 429 with Retry-After, fetching nothing, past DID_RESOLVE_MAX_CONCURRENT resolutions and past DID_RESOLVE_MAX_PER_HOST at one host", async () => {
-    const { app: capped } = testApp(db, { ...serviceEnv(), DID_RESOLVE_MAX_CONCURRENT: "2", DID_RESOLVE_MAX_PER_HOST: "1" });
+    const { app: capped } = testApp(db, {
+      ...serviceEnv(),
+      DID_RESOLVE_MAX_CONCURRENT: "2",
+      DID_RESOLVE_MAX_PER_HOST: "1",
+    });
     let release!: () => void;
     server.gate = new Promise((resolve) => (release = resolve));
     try {
       const held = await Promise.all([plcIdentity(), plcIdentity()]);
-      const pending = held.map(async ({ did, keypair }) => getConvos(await signToken(keypair, claims(did, "getConvos")), capped));
+      const pending = held.map(async ({ did, keypair }) =>
+        getConvos(await signToken(keypair, claims(did, "getConvos")), capped),
+      );
       await expect.poll(() => held.reduce((sum, { did }) => sum + server.fetchesOf(did), 0)).toBe(2);
 
       const third = await plcIdentity();
@@ -548,7 +568,9 @@ describe("resolution bounds", () => {
       expect(server.fetchesOf(third.did)).toBe(0);
       release();
       expect((await Promise.all(pending)).map((reply) => reply.status)).toEqual([200, 200]);
-      expect((await getConvos(await signToken(third.keypair, claims(third.did, "getConvos")), capped)).status).toBe(200);
+      expect((await getConvos(await signToken(third.keypair, claims(third.did, "getConvos")), capped)).status).toBe(
+        200,
+      );
     } finally {
       release();
       server.gate = undefined;
@@ -581,13 +603,19 @@ describe("resolution bounds", () => {
       RATE_LIMIT_IP_HEADER: "X-Forwarded-For",
     });
     const keypair = await newKeypair("ES256K");
-    const forged = await Promise.all(Array.from({ length: 5 }, () => signToken(keypair, claims(plcDid(), "getConvos"))));
+    const forged = await Promise.all(
+      Array.from({ length: 5 }, () => signToken(keypair, claims(plcDid(), "getConvos"))),
+    );
     const from = (address: string, token: string) =>
-      limited.request(`/xrpc/${NSID}getConvos`, { headers: { Authorization: `Bearer ${token}`, "X-Forwarded-For": address } });
+      limited.request(`/xrpc/${NSID}getConvos`, {
+        headers: { Authorization: `Bearer ${token}`, "X-Forwarded-For": address },
+      });
     const statuses = [];
     for (const token of forged) statuses.push((await from("203.0.113.9", token)).status);
     expect(statuses).toEqual([401, 401, 401, 429, 429]);
-    const dids = forged.map((token) => JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString()).iss as string);
+    const dids = forged.map(
+      (token) => JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString()).iss as string,
+    );
     expect(dids.map((did) => server.fetchesOf(did))).toEqual([1, 1, 1, 0, 0]);
     expect((await from("203.0.113.10", forged[4]!)).status).toBe(401);
   });

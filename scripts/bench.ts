@@ -78,6 +78,8 @@ async function main() {
       MIGRATE_ON_START: "false",
       // One "hot" caller sends as fast as it can: the bench measures the server, not the per-caller limiter.
       RATE_LIMIT_PER_DID: "0",
+      // Every request comes from this one address: the per-address /xrpc limit would throttle the load.
+      RATE_LIMIT_XRPC_PER_IP: "0",
       // 8: where pgbench does best on a small machine (2 cores here); more connections only add lock contention
       DATABASE_POOL_MAX: process.env.BENCH_POOL_MAX ?? "8",
     });

@@ -13,7 +13,9 @@ if (!subject || !did.safeParse(subject).success) {
 }
 const secret = await devSecret(process.env);
 if (!secret) {
-  console.error("development tokens are off (NODE_ENV=production or DEV_TOKENS=off) and DEV_JWT_SECRET is not set");
+  console.error(
+    "development tokens are off (NODE_ENV=production, DEV_TOKENS=off, or SERVICE_DID without ALLOW_DEV_TOKENS) and DEV_JWT_SECRET is not set",
+  );
   process.exit(2);
 }
 const token = await new SignJWT({})

@@ -1,7 +1,7 @@
-import { Hono, type MiddlewareHandler } from "hono";
+import { Hono, type Context, type MiddlewareHandler } from "hono";
 import { secureHeaders } from "hono/secure-headers";
 import { methods } from "./api/index.js";
-import { serviceTokenOptions } from "./auth/serviceTokenOptions.js";
+import { createGuards } from "./auth/guards.js";
 import type { AppContext } from "./context.js";
 import { apiReference } from "./docs/reference.js";
 import { notReady } from "./errors.js";
@@ -22,7 +22,7 @@ import { handle, NSID_PREFIX, oncePath, type XrpcMethod } from "./xrpc.js";
  * context and hand requests to `app.fetch`.
  *
  * request → request ids → request log, metrics → secure headers → body limit (declared length only) → request deadline
- *   → rate limit per address (no token) → auth
+ *   → rate limit per address (no token; XRPC methods on a limit of their own) → auth
  *   → rate limit per caller → announce, idempotency (procedures; the body is first read here)
  *   → handler → service → driver
  *
@@ -33,6 +33,7 @@ export function createApp(context: AppContext): Hono {
   const ctx: AppContext = { ...context, db: context.metrics.instrument(context.db) };
   const app = new Hono();
   const { config } = ctx;
+  const guards = context.guards ?? createGuards(config, ctx.clock);
 
   app.onError(onError);
   app.notFound((c) => {
@@ -51,14 +52,24 @@ export function createApp(context: AppContext): Hono {
   });
   app.use(limitBody({ maxSize: config.BODY_LIMIT_BYTES }));
   app.use(requestDeadline({ ms: config.REQUEST_TIMEOUT_MS }));
-  // Routes without a token count per client address; XRPC methods count per caller after auth.
+  // Routes without a token count per client address. XRPC methods count per address too, on their
+  // own (generous) limit before any token work or DID resolution, and per caller after auth.
+  const address = (c: Context) => clientAddress(c, config.RATE_LIMIT_IP_HEADER);
+  const isXrpc = (c: Context) => c.req.path.startsWith("/xrpc/");
   const perAddress = rateLimit({
     limit: config.RATE_LIMIT_PER_IP,
-    windowSeconds: config.RATE_LIMIT_WINDOW_SECONDS,
-    key: (c) => clientAddress(c, config.RATE_LIMIT_IP_HEADER),
-    skip: (c) => c.req.path.startsWith("/xrpc/"),
+    counter: guards.counters.address,
+    key: address,
+    skip: isXrpc,
   });
   if (perAddress) app.use(perAddress);
+  const xrpcPerAddress = rateLimit({
+    limit: config.RATE_LIMIT_XRPC_PER_IP,
+    counter: guards.counters.xrpcAddress,
+    key: address,
+    skip: (c) => !isXrpc(c),
+  });
+  if (xrpcPerAddress) app.use(xrpcPerAddress);
 
   app.get("/health", (c) => c.json({ status: "ok" }));
   app.get("/health/ready", async (c) => {
@@ -76,10 +87,10 @@ export function createApp(context: AppContext): Hono {
   app.get("/openapi.json", (c) => c.json(reference.openapi()));
   app.get("/docs", (c) => c.html(reference.html()));
 
-  const authenticate = auth({ devSecret: config.DEV_JWT_SECRET, service: serviceTokenOptions(config, ctx.clock) });
+  const authenticate = auth(guards);
   const perCaller = rateLimit({
     limit: config.RATE_LIMIT_PER_DID,
-    windowSeconds: config.RATE_LIMIT_WINDOW_SECONDS,
+    counter: guards.counters.caller,
     key: (c) => c.get("caller"),
   });
   const limitCaller = perCaller ? [perCaller] : [];

@@ -98,6 +98,14 @@ const configSchema = z.object({
   METRICS_PORT: int(0).max(65535).optional(),
   MIGRATE_LOCK_TIMEOUT_MS: int(10).default(1000),
   MIGRATE_ATTEMPTS: int(1).default(30),
+  // Authentication and pre-auth limits (issue 13: DID resolution bounds, token lifetime, dev tokens)
+  MAX_TOKEN_LIFETIME_SECONDS: int(1).default(3600),
+  ALLOW_DEV_TOKENS: bool.default(false),
+  RATE_LIMIT_XRPC_PER_IP: int(0).default(20_000),
+  DID_CACHE_MAX_BYTES: int(64 * 1024).default(8 * 1024 * 1024),
+  DID_FAILURE_TTL_SECONDS: int(1).default(30),
+  DID_RESOLVE_MAX_CONCURRENT: int(1).default(32),
+  DID_RESOLVE_MAX_PER_HOST: int(1).default(4),
 });
 
 /** A statement the database may still commit must end before the request answers "retry". */

@@ -1,3 +1,4 @@
+import type { Guards } from "./auth/guards.js";
 import type { Clock } from "./clock.js";
 import type { Config } from "./config.js";
 import type { Database } from "./db/driver.js";
@@ -15,4 +16,9 @@ export interface AppContext {
   metrics: Metrics;
   /** Wake-ups for conversation event streams. */
   events: EventBus;
+  /**
+   * Authentication and rate-limit state (DID keys, verified tokens, counts) that must outlive a request.
+   * Each app builds its own when absent; Workers, which build an app per request, pass one per isolate.
+   */
+  guards?: Guards;
 }

@@ -1,22 +1,33 @@
-import { didDocument, type DidDocument } from "./didDocument.js";
+import { atprotoSigningKey, didDocument } from "./didDocument.js";
 import { isPublicHost } from "./publicHost.js";
 
 export interface DidResolverOptions {
   /** Base URL of the PLC directory (`https://plc.directory`). */
   plcUrl: string;
-  /** How long a resolved document is served from the cache. */
+  /** How long a resolved signing key is served from the cache. */
   ttlMs: number;
+  /** How long a failed resolution is answered from the cache, without fetching again. */
+  failureTtlMs: number;
   /** How long one resolution may take. */
   timeoutMs: number;
+  /** What the cache may hold: DIDs, keys and failure reasons, plus a fixed overhead per entry. */
+  maxCacheBytes: number;
+  /** Resolutions under way at once, in all. */
+  maxConcurrent: number;
+  /** Resolutions under way at once per did:web host. */
+  maxPerHost: number;
   /** Tests only: did:web may name private, loopback and link-local hosts, fetched over http. */
   allowPrivate: boolean;
   /** The time in milliseconds (the app's clock). */
   now: () => number;
+  /** How documents are fetched; the runtime's `fetch` unless given. */
+  fetch?: typeof fetch;
 }
 
-export interface Resolved {
-  doc: DidDocument;
-  /** True when the document came from the cache rather than a fetch made for this call. */
+export interface ResolvedKey {
+  /** The issuer's AT Protocol signing key as a `did:key`; undefined when its document has none. */
+  key: string | undefined;
+  /** True when the key came from the cache rather than a fetch made for this call. */
   cached: boolean;
 }
 
@@ -25,76 +36,149 @@ export class DidResolutionError extends Error {
   override name = "DidResolutionError";
 }
 
+/** Thrown when too many resolutions are under way (in all, or at the DID's host): nothing was fetched. */
+export class ResolverBusyError extends Error {
+  override name = "ResolverBusyError";
+}
+
 interface Entry {
-  doc: DidDocument;
-  fetchedAt: number;
+  /** Set for a resolved DID (even when its document had no key); a failure has `failure` instead. */
+  key: string | undefined;
+  failure: string | undefined;
+  expiresAt: number;
   /** When a failed signature last forced a fetch before the TTL ran out. */
   refreshedAt: number | undefined;
+  bytes: number;
+}
+
+interface Fetch {
+  result: Promise<string | undefined>;
+  host: string;
+  startedAt: number;
 }
 
 const PLC_DID = /^did:plc:[a-z2-7]{24}$/;
 /** Hostname-level did:web only (as AT Protocol allows), with an optional percent-encoded port. */
-const WEB_DID = /^did:web:([a-zA-Z0-9.-]+)(%3[aA]([0-9]{1,5}))?$/;
-const MAX_DOCUMENT_BYTES = 64 * 1024;
-const MAX_CACHED_DIDS = 10_000;
+const WEB_DID = /^did:web:([a-zA-Z0-9.-]{1,253})(%3[aA]([0-9]{1,5}))?$/;
+/** AT Protocol DID documents are about a kilobyte; anything past this is refused unparsed. */
+const MAX_DOCUMENT_BYTES = 16 * 1024;
 /** A forced refresh (after a failed signature) happens at most this often per DID, so forged tokens cannot hammer the directory. */
 const REFRESH_COOLDOWN_MS = 30_000;
+/** Map entry, object and string headers: roughly what an entry costs beyond its strings. */
+const ENTRY_OVERHEAD_BYTES = 160;
 
 /**
- * Resolves `did:plc` (through the PLC directory) and `did:web` (through `/.well-known/did.json`)
- * documents with the runtime's `fetch`, caching each for a TTL. `refresh` asks for a newer document
- * than the cached one (a signature failed: the key may have rotated); it is honoured once per
- * cooldown per DID. Concurrent resolutions of one DID share one fetch.
+ * Resolves the AT Protocol signing key of a `did:plc` (through the PLC directory) or `did:web`
+ * (through `/.well-known/did.json`) with the runtime's `fetch`. Only the key is kept, in a cache
+ * bounded in bytes (least recently used first out) for a TTL; failures are kept briefly. Documents
+ * over `MAX_DOCUMENT_BYTES` are refused before parsing. At most `maxConcurrent` fetches run at once
+ * (`maxPerHost` per did:web host); past that `ResolverBusyError`, with nothing fetched. Concurrent
+ * resolutions of one DID share one fetch. `refresh` asks for a newer key than the cached one (a
+ * signature failed: the key may have rotated); it is honoured once per cooldown per DID.
  *
  * @example
- * const resolver = new DidResolver({ plcUrl: "https://plc.directory", ttlMs: 3_600_000, timeoutMs: 3000, allowPrivate: false, now: Date.now })
- * const { doc } = await resolver.resolve("did:plc:ewvi7nxzyoun6zhxrhs64oiz")
+ * const resolver = new DidResolver({ plcUrl: "https://plc.directory", ttlMs: 3_600_000, failureTtlMs: 30_000, timeoutMs: 3000, maxCacheBytes: 8 << 20, maxConcurrent: 32, maxPerHost: 4, allowPrivate: false, now: Date.now })
+ * const { key } = await resolver.resolve("did:plc:ewvi7nxzyoun6zhxrhs64oiz")
  */
 export class DidResolver {
   private readonly cache = new Map<string, Entry>();
-  private readonly inFlight = new Map<string, Promise<DidDocument>>();
+  private cacheBytes = 0;
+  private readonly inFlight = new Map<string, Fetch>();
 
   constructor(private readonly options: DidResolverOptions) {}
 
-  async resolve(did: string, { refresh = false } = {}): Promise<Resolved> {
+  async resolve(did: string, { refresh = false } = {}): Promise<ResolvedKey> {
     const now = this.options.now();
-    const entry = this.cache.get(did);
-    const fresh = entry !== undefined && now - entry.fetchedAt < this.options.ttlMs;
+    const entry = this.live(did, now);
+    if (entry?.failure !== undefined) throw new DidResolutionError(entry.failure);
     const mayRefresh = entry?.refreshedAt === undefined || now - entry.refreshedAt >= REFRESH_COOLDOWN_MS;
-    if (entry && fresh && !(refresh && mayRefresh)) return { doc: entry.doc, cached: true };
+    if (entry && !(refresh && mayRefresh)) {
+      this.touch(did, entry);
+      return { key: entry.key, cached: true };
+    }
 
     try {
-      const doc = await this.fetchOnce(did);
-      this.remember(did, { doc, fetchedAt: now, refreshedAt: fresh ? now : entry?.refreshedAt });
-      return { doc, cached: false };
+      const key = await this.fetchOnce(did, now);
+      this.remember(did, {
+        key,
+        failure: undefined,
+        expiresAt: now + this.options.ttlMs,
+        refreshedAt: entry ? now : undefined,
+      });
+      return { key, cached: false };
     } catch (error) {
-      // A forced refresh that fails keeps the document we had; an expired one is not served stale.
-      if (entry && fresh) return { doc: entry.doc, cached: true };
+      // A forced refresh that fails keeps the key we had; an expired one is not served stale.
+      if (entry) return { key: entry.key, cached: true };
+      if (error instanceof DidResolutionError) {
+        const expiresAt = now + this.options.failureTtlMs;
+        this.remember(did, { key: undefined, failure: error.message, expiresAt, refreshedAt: undefined });
+      }
       throw error;
     }
   }
 
-  private fetchOnce(did: string): Promise<DidDocument> {
-    let pending = this.inFlight.get(did);
-    if (!pending) {
-      pending = this.fetchDocument(did).finally(() => this.inFlight.delete(did));
-      this.inFlight.set(did, pending);
-    }
-    return pending;
+  /** The signing key cached for `did` while it is fresh: a token verified with another key (or none) must be verified again. */
+  cachedKey(did: string): string | undefined {
+    const entry = this.live(did, this.options.now());
+    return entry?.failure === undefined ? entry?.key : undefined;
   }
 
-  private remember(did: string, entry: Entry): void {
+  private live(did: string, now: number): Entry | undefined {
+    const entry = this.cache.get(did);
+    return entry && now < entry.expiresAt ? entry : undefined;
+  }
+
+  /** Moves an entry to the young end of the cache (Map keeps insertion order). */
+  private touch(did: string, entry: Entry): void {
     this.cache.delete(did);
-    if (this.cache.size >= MAX_CACHED_DIDS) this.cache.delete(this.cache.keys().next().value as string);
     this.cache.set(did, entry);
   }
 
-  private async fetchDocument(did: string): Promise<DidDocument> {
+  private remember(did: string, fields: Omit<Entry, "bytes">): void {
+    const old = this.cache.get(did);
+    if (old) {
+      this.cache.delete(did);
+      this.cacheBytes -= old.bytes;
+    }
+    const bytes = ENTRY_OVERHEAD_BYTES + 2 * (did.length + (fields.key?.length ?? 0) + (fields.failure?.length ?? 0));
+    this.cache.set(did, { ...fields, bytes });
+    this.cacheBytes += bytes;
+    for (const [oldest, { bytes: size }] of this.cache) {
+      if (this.cacheBytes <= this.options.maxCacheBytes) break;
+      this.cache.delete(oldest);
+      this.cacheBytes -= size;
+    }
+  }
+
+  private fetchOnce(did: string, now: number): Promise<string | undefined> {
+    const { timeoutMs, maxConcurrent, maxPerHost } = this.options;
+    // A fetch whose request went away without settling (a cancelled Worker invocation) must not hold its slot.
+    for (const [key, { startedAt }] of this.inFlight) if (now - startedAt > 2 * timeoutMs) this.inFlight.delete(key);
+    const running = this.inFlight.get(did);
+    if (running) return withTimeout(running.result, timeoutMs, did);
+
     const url = this.documentUrl(did);
+    // Per host name, whatever the port: one machine behind many did:web names on different ports is still one.
+    const host = PLC_DID.test(did) ? "" : url.hostname;
+    const atHost = host ? [...this.inFlight.values()].filter((other) => other.host === host).length : 0;
+    if (this.inFlight.size >= maxConcurrent || atHost >= maxPerHost) {
+      throw new ResolverBusyError(`too many DID resolutions under way${atHost >= maxPerHost ? ` at ${host}` : ""}`);
+    }
+    const current: Fetch = { result: this.fetchKey(did, url), host, startedAt: now };
+    current.result
+      .finally(() => {
+        if (this.inFlight.get(did) === current) this.inFlight.delete(did);
+      })
+      .catch(() => {}); // the caller handles the failure
+    this.inFlight.set(did, current);
+    return current.result;
+  }
+
+  private async fetchKey(did: string, url: URL): Promise<string | undefined> {
     let text: string | undefined;
     try {
       // Redirects are not followed: a public host must not bounce us to a private one.
-      const response = await fetch(url, {
+      const response = await (this.options.fetch ?? fetch)(url, {
         headers: { Accept: "application/did+ld+json, application/json" },
         redirect: "manual",
         signal: AbortSignal.timeout(this.options.timeoutMs),
@@ -118,7 +202,7 @@ export class DidResolver {
     const doc = didDocument.safeParse(parsed);
     if (!doc.success) throw new DidResolutionError(`the DID document of ${did} is malformed`);
     if (doc.data.id !== did) throw new DidResolutionError(`the DID document served for ${did} is for another DID`);
-    return doc.data;
+    return atprotoSigningKey(doc.data);
   }
 
   private documentUrl(did: string): URL {
@@ -136,6 +220,15 @@ export class DidResolver {
     if (!this.options.allowPrivate) throw new DidResolutionError(`${did} names a private or local host`);
     return new URL(`http://${origin.host}/.well-known/did.json`);
   }
+}
+
+/** A joined fetch is bounded by the joiner's own timer too: the request that started it may go away first. */
+function withTimeout<T>(promise: Promise<T>, ms: number, did: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new DidResolutionError(`resolving ${did} took too long`)), ms);
+  });
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
 }
 
 /** The body as text, or undefined past `maxBytes` (the rest is not read). */

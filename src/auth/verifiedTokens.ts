@@ -1,26 +1,72 @@
 import type { VerifiedToken } from "./verifyServiceToken.js";
 
+export interface VerifiedTokensOptions {
+  maxEntries?: number;
+  /** What the entries may hold: their keys (method and token) and issuers, plus a fixed overhead each. */
+  maxBytes?: number;
+  /** Whether the issuer key a token was verified with is still the issuer's current one. */
+  keyIsCurrent?: (iss: string, key: string) => boolean;
+}
+
+interface Entry {
+  verified: VerifiedToken;
+  bytes: number;
+}
+
+const ENTRY_OVERHEAD_BYTES = 200;
+
 /**
- * Tokens already verified, per method (a service token's `lxm` binds it to one), until they expire.
- * A client sends the same token with many requests; checking a signature again costs more than the
- * rest of a send. Replayed `jti`s are still refused: that check runs on every request.
+ * Tokens already verified, per method (a service token's `lxm` binds it to one), until they expire
+ * or the issuer key that verified them is no longer the current one (rotated, or past the resolver's
+ * TTL). A client sends the same token with many requests; checking a signature again costs more than
+ * the rest of a send. Replayed `jti`s are still refused: that check runs on every request. Bounded
+ * in entries and in bytes; past either, the oldest entries go.
  */
 export class VerifiedTokens {
-  private readonly entries = new Map<string, VerifiedToken>();
+  private readonly entries = new Map<string, Entry>();
+  private bytes = 0;
+  private readonly maxEntries: number;
+  private readonly maxBytes: number;
+  private readonly keyIsCurrent: (iss: string, key: string) => boolean;
 
-  constructor(private readonly capacity = 10_000) {}
+  constructor({
+    maxEntries = 10_000,
+    maxBytes = 8 * 1024 * 1024,
+    keyIsCurrent = () => true,
+  }: VerifiedTokensOptions = {}) {
+    this.maxEntries = maxEntries;
+    this.maxBytes = maxBytes;
+    this.keyIsCurrent = keyIsCurrent;
+  }
 
   get(method: string, token: string, now: Date): VerifiedToken | undefined {
     const key = `${method} ${token}`;
-    const verified = this.entries.get(key);
-    if (verified && now < verified.acceptedUntil) return verified;
-    if (verified) this.entries.delete(key);
+    const entry = this.entries.get(key);
+    if (!entry) return undefined;
+    const { verified } = entry;
+    if (now < verified.acceptedUntil && (verified.key === undefined || this.keyIsCurrent(verified.iss, verified.key))) {
+      return verified;
+    }
+    this.delete(key, entry);
     return undefined;
   }
 
   set(method: string, token: string, verified: VerifiedToken): void {
-    // Map keeps insertion order: past capacity, the oldest entry goes.
-    if (this.entries.size >= this.capacity) this.entries.delete(this.entries.keys().next().value!);
-    this.entries.set(`${method} ${token}`, verified);
+    const key = `${method} ${token}`;
+    const old = this.entries.get(key);
+    if (old) this.delete(key, old);
+    const bytes = ENTRY_OVERHEAD_BYTES + 2 * (key.length + verified.iss.length + (verified.key?.length ?? 0));
+    this.entries.set(key, { verified, bytes });
+    this.bytes += bytes;
+    // Map keeps insertion order: the oldest entries go first.
+    for (const [oldest, entry] of this.entries) {
+      if (this.entries.size <= this.maxEntries && this.bytes <= this.maxBytes) break;
+      this.delete(oldest, entry);
+    }
+  }
+
+  private delete(key: string, entry: Entry): void {
+    this.entries.delete(key);
+    this.bytes -= entry.bytes;
   }
 }

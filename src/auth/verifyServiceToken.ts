@@ -1,9 +1,8 @@
 import { verifySignature } from "@atproto/crypto";
 import { base64url, decodeJwt, decodeProtectedHeader, type JWTPayload } from "jose";
-import { authRequired } from "../errors.js";
+import { authRequired, XrpcError } from "../errors.js";
 import { did as didSchema } from "../schemas.js";
-import { atprotoSigningKey } from "./didDocument.js";
-import { DidResolutionError, type DidResolver } from "./didResolver.js";
+import { DidResolutionError, ResolverBusyError, type DidResolver } from "./didResolver.js";
 import { JTI } from "./replay.js";
 
 /** The algorithms of AT Protocol inter-service tokens. */
@@ -17,6 +16,8 @@ export interface ServiceTokenOptions {
   serviceDid: string;
   resolver: DidResolver;
   clockSkewSeconds: number;
+  /** Longest lifetime a token may claim (`exp` − `iat`, or `exp` − now without `iat`). */
+  maxLifetimeSeconds: number;
   /** Require `lxm` on every token (otherwise it is checked only when present). */
   enforceLxm: boolean;
 }
@@ -27,6 +28,8 @@ export interface VerifiedToken {
   jti: string | undefined;
   /** The last moment the token could be accepted (its `exp` plus any leeway): how long to remember its `jti`. */
   acceptedUntil: Date;
+  /** The issuer's key that verified a service token: once the issuer's current key is another, verify again. */
+  key?: string;
 }
 
 /** Far-future `exp` values are remembered until this date (still a valid timestamp in every database and runtime). */
@@ -37,9 +40,10 @@ const invalid = (message: string) => authRequired(message, "InvalidToken");
 
 /**
  * Verifies an AT Protocol inter-service JWT (ES256K or ES256) for the method `nsid` at `now`:
- * claims first (no network for a token that is wrong anyway), then the signature against the
- * `#atproto` key of the issuer's DID document, refreshing the document once if it fails (the key may
- * have rotated). Every failure is a 401 `XrpcError`.
+ * claims first, its lifetime included (no network for a token that is wrong anyway), then the
+ * signature against the `#atproto` key of the issuer's DID document, refreshing the key once if it
+ * fails (it may have rotated). Every failure is a 401 `XrpcError`, but a 429 when too many DID
+ * resolutions are under way to start another.
  *
  * @example
  * const { iss } = await verifyServiceToken(token, "blue.catbird.mls.sendMessage", new Date(), options)
@@ -48,7 +52,7 @@ export async function verifyServiceToken(
   token: string,
   nsid: string,
   now: Date,
-  { serviceDid, resolver, clockSkewSeconds, enforceLxm }: ServiceTokenOptions,
+  { serviceDid, resolver, clockSkewSeconds, maxLifetimeSeconds, enforceLxm }: ServiceTokenOptions,
 ): Promise<VerifiedToken> {
   const [encodedHeader, encodedPayload, encodedSignature] = token.split(".");
   let alg: unknown;
@@ -75,6 +79,9 @@ export async function verifyServiceToken(
   if (iat !== undefined && (typeof iat !== "number" || !(iat <= seconds + clockSkewSeconds))) {
     throw invalid("token iat is in the future");
   }
+  if (exp - (iat ?? seconds) > maxLifetimeSeconds) {
+    throw invalid(`token lifetime exceeds ${maxLifetimeSeconds} s`);
+  }
   if (nbf !== undefined && (typeof nbf !== "number" || !(nbf <= seconds + clockSkewSeconds))) {
     throw invalid("token is not valid yet");
   }
@@ -84,8 +91,8 @@ export async function verifyServiceToken(
   if (signature.byteLength !== 64) throw invalid("token signature must be a 64-byte compact signature");
 
   const signed = new TextEncoder().encode(`${encodedHeader}.${encodedPayload}`);
-  await verifyWithIssuerKey(iss, alg, signed, signature, resolver);
-  return { iss, jti, acceptedUntil: acceptedUntil(exp + clockSkewSeconds) };
+  const key = await verifyWithIssuerKey(iss, alg, signed, signature, resolver);
+  return { iss, jti, acceptedUntil: acceptedUntil(exp + clockSkewSeconds), key };
 }
 
 async function verifyWithIssuerKey(
@@ -94,21 +101,23 @@ async function verifyWithIssuerKey(
   signed: Uint8Array,
   signature: Uint8Array,
   resolver: DidResolver,
-): Promise<void> {
+): Promise<string> {
   const first = await signingKey(resolver, iss, false);
-  if (first.key && (await verifies(first.key, alg, signed, signature))) return;
-  // A document fetched just now is as new as it gets; a cached one may predate a key rotation.
+  if (first.key && (await verifies(first.key, alg, signed, signature))) return first.key;
+  // A key fetched just now is as new as it gets; a cached one may predate a key rotation.
   const second = first.cached ? await signingKey(resolver, iss, true) : first;
-  if (second.key && second.key !== first.key && (await verifies(second.key, alg, signed, signature))) return;
+  if (second.key && second.key !== first.key && (await verifies(second.key, alg, signed, signature))) return second.key;
   if (!second.key) throw invalid(`the DID document of ${iss} has no atproto signing key`);
   throw invalid("token signature does not match the issuer's signing key");
 }
 
 async function signingKey(resolver: DidResolver, iss: string, refresh: boolean) {
   try {
-    const { doc, cached } = await resolver.resolve(iss, { refresh });
-    return { key: atprotoSigningKey(doc), cached };
+    return await resolver.resolve(iss, { refresh });
   } catch (error) {
+    if (error instanceof ResolverBusyError) {
+      throw new XrpcError(429, "RateLimitExceeded", `${error.message}; retry shortly`, { "Retry-After": "1" });
+    }
     const reason = error instanceof DidResolutionError ? `: ${error.message}` : "";
     throw invalid(`token issuer could not be resolved${reason}`);
   }

@@ -1,5 +1,7 @@
 import type { Hono } from "hono";
 import { createApp } from "../app.js";
+import { createGuards } from "../auth/guards.js";
+import { unpooledFetch } from "../auth/unpooledFetch.js";
 import { systemClock } from "../clock.js";
 import { authMode, ConfigError, type Config } from "../config.js";
 import type { AppContext } from "../context.js";
@@ -33,7 +35,9 @@ export async function startServerContext(config: Config, logger: Logger): Promis
     pollMs: config.EVENTS_POLL_MS,
     safetyPollMs: config.EVENTS_SAFETY_POLL_MS,
   });
-  const ctx: AppContext = { config, db, clock: systemClock, logger, events, metrics: createMetrics() };
+  // Node's fetch keeps a connection pool per origin forever (one per did:web host a token names); Deno's does not.
+  const guards = createGuards(config, systemClock, "Deno" in globalThis ? {} : { fetch: unpooledFetch });
+  const ctx: AppContext = { config, db, clock: systemClock, logger, events, metrics: createMetrics(), guards };
   return { ctx, app: createApp(ctx), stopCleanup: startCleanupTimer(ctx) };
 }
 

@@ -1,4 +1,5 @@
 import { createApp } from "../app.js";
+import { createGuards, type Guards } from "../auth/guards.js";
 import { systemClock } from "../clock.js";
 import { ConfigError, loadConfig, type Config } from "../config.js";
 import type { AppContext } from "../context.js";
@@ -53,6 +54,12 @@ function openDatabase(config: Config): Database {
 
 /** One set of metrics per isolate, shared by every request's context: /metrics shows this isolate's counts. */
 const metrics = createMetrics();
+/**
+ * Rate-limit counts, verified tokens and DID keys per isolate, built with its first request's
+ * configuration (an isolate's bindings do not change): a guard rebuilt per request would forget
+ * everything it counted and cached.
+ */
+let guards: Guards | undefined;
 
 function context(env: Env): AppContext {
   const config = workerConfig(env);
@@ -66,7 +73,8 @@ function context(env: Env): AppContext {
     safetyPollMs: config.EVENTS_SAFETY_POLL_MS,
     listen: false,
   });
-  return { config, db, clock: systemClock, logger, events, metrics };
+  guards ??= createGuards(config, systemClock);
+  return { config, db, clock: systemClock, logger, events, metrics, guards };
 }
 
 /** A bad configuration is the operator's fault: say so in the log, never in the response. */

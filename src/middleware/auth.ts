@@ -8,7 +8,7 @@ import {
   type ServiceTokenOptions,
   type VerifiedToken,
 } from "../auth/verifyServiceToken.js";
-import { VerifiedTokens } from "../auth/verifiedTokens.js";
+import type { VerifiedTokens } from "../auth/verifiedTokens.js";
 import { authRequired } from "../errors.js";
 
 export interface AuthOptions {
@@ -16,9 +16,13 @@ export interface AuthOptions {
   devSecret?: string;
   /** AT Protocol inter-service tokens (ES256K, ES256); when absent, they are refused. */
   service?: ServiceTokenOptions;
+  /** Tokens verified before; shared by every app of the process (isolate). */
+  verifiedTokens: VerifiedTokens;
 }
 
 const BEARER = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/;
+/** AT Protocol service tokens are well under a kilobyte; a longer one is refused unparsed (and never cached). */
+const MAX_TOKEN_LENGTH = 8 * 1024;
 
 /**
  * Authenticates the caller from `Authorization: Bearer <JWT>` and sets `caller` to the token's
@@ -28,11 +32,10 @@ const BEARER = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/;
  * specific error name; nothing here can answer 500.
  *
  * @example
- * app.use("/xrpc/*", auth({ devSecret: config.DEV_JWT_SECRET, service: { serviceDid, resolver, clockSkewSeconds: 30, enforceLxm: false } }))
+ * app.use("/xrpc/*", auth({ service: guards.service, verifiedTokens: guards.verifiedTokens }))
  */
-export function auth({ devSecret, service }: AuthOptions): MiddlewareHandler {
+export function auth({ devSecret, service, verifiedTokens }: AuthOptions): MiddlewareHandler {
   const devKey = devSecret ? devTokenKey(devSecret) : undefined;
-  const verifiedTokens = new VerifiedTokens();
 
   /** The token's `alg` picks the verifier. */
   async function verify(token: string, method: string, now: Date): Promise<VerifiedToken> {
@@ -51,6 +54,7 @@ export function auth({ devSecret, service }: AuthOptions): MiddlewareHandler {
   return async function authenticate(c, next) {
     const header = c.req.header("Authorization");
     if (!header) throw authRequired("an Authorization: Bearer token is required");
+    if (header.length > MAX_TOKEN_LENGTH) throw authRequired("the token is too long", "InvalidToken");
     const token = BEARER.exec(header)?.[1];
     if (!token) throw authRequired("the Authorization header must be 'Bearer <JWT>'", "InvalidToken");
 

@@ -21,12 +21,15 @@ export class DidServer {
   /** The did:web host's document. */
   web: unknown;
   readonly fetches = new Map<string, number>();
+  /** While set, every request waits for it before being answered (resolutions held in flight). */
+  gate: Promise<void> | undefined;
   private server: Server | undefined;
 
   async start(): Promise<this> {
-    this.server = createServer((req, res) => {
+    this.server = createServer(async (req, res) => {
       const path = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname);
       this.fetches.set(path, (this.fetches.get(path) ?? 0) + 1);
+      await this.gate;
       const raw = this.raw.get(path);
       const doc = path === "/.well-known/did.json" ? this.web : this.plc.get(path.slice(1));
       if (raw) {

@@ -31,8 +31,16 @@ beforeAll(async () => {
   await server.start();
   aliceKey = await newKeypair("ES256K");
   server.plc.set(alice, didDocument(alice, aliceKey));
-  // Thousands of requests from one caller: the per-caller rate limit is not what this file tests.
-  target = testApp(db, { SERVICE_DID, PLC_DIRECTORY_URL: server.url, DID_WEB_ALLOW_PRIVATE: "true", RATE_LIMIT_PER_DID: "0" });
+  // Development tokens beside service tokens (explicitly allowed), and no rate limits: every fuzzed
+  // request comes from one (unknown) address and a few callers.
+  target = testApp(db, {
+    SERVICE_DID,
+    ALLOW_DEV_TOKENS: "true",
+    RATE_LIMIT_XRPC_PER_IP: "0",
+    RATE_LIMIT_PER_DID: "0",
+    PLC_DIRECTORY_URL: server.url,
+    DID_WEB_ALLOW_PRIVATE: "true",
+  });
   aliceToken = await tokenFor(alice);
   keyPackage = Buffer.from(await makeKeyPackage(alice)).toString("base64");
 });

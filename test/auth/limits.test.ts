@@ -81,6 +81,32 @@ describe("rate limit per client address", () => {
     expect((await app.request("/health", from("203.0.113.8"))).status).toBe(200);
   });
 
+  it("counts XRPC methods per address on a limit of their own, on by default, before authentication", async () => {
+    expect(loadConfig({}).RATE_LIMIT_XRPC_PER_IP).toBe(20_000);
+    const app = limited({ RATE_LIMIT_XRPC_PER_IP: "2", RATE_LIMIT_IP_HEADER: "X-Forwarded-For" });
+    const statuses = [];
+    for (let i = 0; i < 3; i++) statuses.push((await app.request(`${XRPC}getConvos`, from("203.0.113.20"))).status);
+    expect(statuses).toEqual([401, 401, 429]);
+    await expectRateLimited(await app.request(`${XRPC}getConvos`, from("203.0.113.20")));
+    expect((await app.request(`${XRPC}getConvos`, from("203.0.113.21"))).status).toBe(401);
+    // Routes without a token are not on this limit.
+    expect((await app.request("/health", from("203.0.113.20"))).status).toBe(200);
+  });
+
+  it("counts an IPv6 client by its /64 and an IPv4-mapped address as its IPv4 address", async () => {
+    const app = limited({ RATE_LIMIT_PER_IP: "2", RATE_LIMIT_IP_HEADER: "X-Forwarded-For" });
+    const replies = [];
+    for (const address of ["2001:db8:1:2::1", "2001:db8:1:2:ffff::9", "2001:db8:1:2::abcd"]) {
+      replies.push((await app.request("/health", from(address))).status);
+    }
+    expect(replies).toEqual([200, 200, 429]);
+    expect((await app.request("/health", from("2001:db8:1:3::1"))).status).toBe(200);
+
+    const mapped = limited({ RATE_LIMIT_PER_IP: "1", RATE_LIMIT_IP_HEADER: "X-Forwarded-For" });
+    expect((await mapped.request("/health", from("198.51.100.7"))).status).toBe(200);
+    expect((await mapped.request("/health", from("::ffff:198.51.100.7"))).status).toBe(429);
+  });
+
   it("leaves XRPC methods to the per-caller limit", async () => {
     const app = limited({ RATE_LIMIT_PER_IP: "1", RATE_LIMIT_IP_HEADER: "X-Forwarded-For" });
     const erin = unique("did:plc:erin");

@@ -326,6 +326,59 @@ describe("claims", () => {
   });
 });
 
+describe("token lifetime", () => {
+  it("refuses a token living longer than MAX_TOKEN_LIFETIME_SECONDS (exp - iat, or exp - now), before any resolution", async () => {
+    const { did, keypair } = await plcIdentity();
+    const now = nowSeconds();
+    for (const lifetime of [
+      { iat: now - 10, exp: now + 3600 },
+      { iat: undefined, exp: now + 3700 },
+      { iat: now, exp: now + 10 ** 9 },
+    ]) {
+      expectRefused(
+        await getConvos(await signToken(keypair, claims(did, "getConvos", lifetime))),
+        "InvalidToken",
+        /lifetime exceeds 3600 s/,
+      );
+    }
+    expect(server.fetchesOf(did)).toBe(0);
+    expect(
+      (await getConvos(await signToken(keypair, claims(did, "getConvos", { iat: now, exp: now + 3600 })))).status,
+    ).toBe(200);
+    const { app: short } = testApp(db, { ...serviceEnv(), MAX_TOKEN_LIFETIME_SECONDS: "60" });
+    expectRefused(
+      await getConvos(await signToken(keypair, claims(did, "getConvos", { exp: now + 120 })), short),
+      "InvalidToken",
+      /lifetime/,
+    );
+  });
+});
+
+describe("verified tokens reused", () => {
+  it("refuses a token verified with a key the issuer has since rotated away, though it has not expired", async () => {
+    const { did, keypair: oldKey } = await plcIdentity();
+    const reused = await signToken(oldKey, claims(did, "getConvos", { jti: undefined }));
+    expect((await getConvos(reused)).status).toBe(200);
+    expect((await getConvos(reused)).status).toBe(200);
+
+    const newKey = await newKeypair("ES256K");
+    server.plc.set(did, didDocument(did, newKey));
+    expect((await getConvos(await signToken(newKey, claims(did, "getConvos")))).status).toBe(200);
+    expectRefused(await getConvos(reused), "InvalidToken", /signature/);
+  });
+
+  it("verifies a reused token again once the issuer's key has outlived DID_CACHE_TTL_SECONDS", async () => {
+    const clock = new ManualClock();
+    const { app: cached } = testApp(db, { ...serviceEnv(), DID_CACHE_TTL_SECONDS: "60" }, clock);
+    const { did, keypair: oldKey } = await plcIdentity();
+    const reused = await signToken(oldKey, claims(did, "getConvos", { jti: undefined, exp: nowSeconds() + 600 }));
+    expect((await getConvos(reused, cached)).status).toBe(200);
+    server.plc.set(did, didDocument(did, await newKeypair("ES256K")));
+    clock.advance(61_000);
+    expectRefused(await getConvos(reused, cached), "InvalidToken", /signature/);
+  });
+});
+
 describe("replay", () => {
   it("refuses a jti seen before (TokenReplayed)", async () => {
     const { did, keypair } = await plcIdentity();
@@ -463,9 +516,120 @@ describe("resolution", () => {
   });
 });
 
+describe("resolution bounds", () => {
+  it("remembers a failed resolution briefly: forged tokens for it fetch nothing until DID_FAILURE_TTL_SECONDS", async () => {
+    const clock = new ManualClock();
+    const { app: bounded } = testApp(db, { ...serviceEnv(), DID_FAILURE_TTL_SECONDS: "30" }, clock);
+    const keypair = await newKeypair("ES256K");
+    const unknown = plcDid();
+    for (let i = 0; i < 3; i++) {
+      expectRefused(
+        await getConvos(await signToken(keypair, claims(unknown, "getConvos")), bounded),
+        "InvalidToken",
+        /resolved/,
+      );
+    }
+    expect(server.fetchesOf(unknown)).toBe(1);
+    clock.advance(31_000);
+    expectRefused(
+      await getConvos(await signToken(keypair, claims(unknown, "getConvos")), bounded),
+      "InvalidToken",
+      /resolved/,
+    );
+    expect(server.fetchesOf(unknown)).toBe(2);
+  });
+
+  it("refuses a DID document over 16 KB, however valid", async () => {
+    const { did, keypair } = await plcIdentity();
+    server.plc.set(did, { ...didDocument(did, keypair), alsoKnownAs: [`at://${"x".repeat(17 * 1024)}.test`] });
+    expectRefused(await getConvos(await signToken(keypair, claims(did, "getConvos"))), "InvalidToken", /too large/);
+  });
+
+  it("answers 429 with Retry-After, fetching nothing, past DID_RESOLVE_MAX_CONCURRENT resolutions and past DID_RESOLVE_MAX_PER_HOST at one host", async () => {
+    const { app: capped } = testApp(db, {
+      ...serviceEnv(),
+      DID_RESOLVE_MAX_CONCURRENT: "2",
+      DID_RESOLVE_MAX_PER_HOST: "1",
+    });
+    let release!: () => void;
+    server.gate = new Promise((resolve) => (release = resolve));
+    try {
+      const held = await Promise.all([plcIdentity(), plcIdentity()]);
+      const pending = held.map(async ({ did, keypair }) =>
+        getConvos(await signToken(keypair, claims(did, "getConvos")), capped),
+      );
+      await expect.poll(() => held.reduce((sum, { did }) => sum + server.fetchesOf(did), 0)).toBe(2);
+
+      const third = await plcIdentity();
+      const busy = await getConvos(await signToken(third.keypair, claims(third.did, "getConvos")), capped);
+      expect(busy.status, JSON.stringify(busy.body)).toBe(429);
+      expect(busy.body.error).toBe("RateLimitExceeded");
+      expect(busy.headers.get("Retry-After")).toBe("1");
+      expect(server.fetchesOf(third.did)).toBe(0);
+      release();
+      expect((await Promise.all(pending)).map((reply) => reply.status)).toEqual([200, 200]);
+      expect((await getConvos(await signToken(third.keypair, claims(third.did, "getConvos")), capped)).status).toBe(
+        200,
+      );
+    } finally {
+      release();
+      server.gate = undefined;
+    }
+
+    // One did:web host: the second name on it (another port) waits for no one's slot but its host's.
+    server.gate = new Promise((resolve) => (release = resolve));
+    try {
+      const keypair = await newKeypair("ES256");
+      server.web = didDocument(server.webDid, keypair);
+      const fetched = server.fetchesOf(server.webDid);
+      const first = signToken(keypair, claims(server.webDid, "getConvos")).then((token) => getConvos(token, capped));
+      await expect.poll(() => server.fetchesOf(server.webDid)).toBe(fetched + 1);
+      const sameHost = `did:web:127.0.0.1%3A${await freePort()}`;
+      const busy = await getConvos(await signToken(keypair, claims(sameHost, "getConvos")), capped);
+      expect(busy.status, JSON.stringify(busy.body)).toBe(429);
+      expect(busy.body.message).toMatch(/at 127\.0\.0\.1/);
+      release();
+      expect((await first).status).toBe(200);
+    } finally {
+      release();
+      server.gate = undefined;
+    }
+  });
+
+  it("limits /xrpc per client address before any token work: a flood from one address stops at RATE_LIMIT_XRPC_PER_IP", async () => {
+    const { app: limited } = testApp(db, {
+      ...serviceEnv(),
+      RATE_LIMIT_XRPC_PER_IP: "3",
+      RATE_LIMIT_IP_HEADER: "X-Forwarded-For",
+    });
+    const keypair = await newKeypair("ES256K");
+    const forged = await Promise.all(
+      Array.from({ length: 5 }, () => signToken(keypair, claims(plcDid(), "getConvos"))),
+    );
+    const from = (address: string, token: string) =>
+      limited.request(`/xrpc/${NSID}getConvos`, {
+        headers: { Authorization: `Bearer ${token}`, "X-Forwarded-For": address },
+      });
+    const statuses = [];
+    for (const token of forged) statuses.push((await from("203.0.113.9", token)).status);
+    expect(statuses).toEqual([401, 401, 401, 429, 429]);
+    const dids = forged.map(
+      (token) => JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString()).iss as string,
+    );
+    expect(dids.map((did) => server.fetchesOf(did))).toEqual([1, 1, 1, 0, 0]);
+    expect((await from("203.0.113.10", forged[4]!)).status).toBe(401);
+  });
+});
+
 describe("configuration", () => {
-  it("keeps HS256 development tokens working beside service tokens when a secret is set", async () => {
-    const { app: both } = testApp(db, { ...serviceEnv(), DEV_JWT_SECRET: TEST_SECRET });
+  it("refuses HS256 development tokens when SERVICE_DID is set, even with a secret, unless ALLOW_DEV_TOKENS", async () => {
+    const { app: production } = testApp(db, { ...serviceEnv(), DEV_JWT_SECRET: TEST_SECRET });
+    const { did } = await plcIdentity();
+    expectRefused(await getConvos(await tokenFor(did), production), "InvalidToken", /development/);
+  });
+
+  it("keeps HS256 development tokens working beside service tokens when explicitly allowed", async () => {
+    const { app: both } = testApp(db, { ...serviceEnv(), DEV_JWT_SECRET: TEST_SECRET, ALLOW_DEV_TOKENS: "true" });
     const { did, keypair } = await plcIdentity();
     expect((await getConvos(await tokenFor(did), both)).status).toBe(200);
     expect((await getConvos(await signToken(keypair, claims(did, "getConvos")), both)).status).toBe(200);

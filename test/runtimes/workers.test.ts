@@ -1,6 +1,7 @@
 /**
  * The Workers entry (`src/entry/workers.ts`) in workerd under `wrangler dev`, reaching PostgreSQL
- * through the local Hyperdrive binding: the smoke scenario and one cron-triggered cleanup.
+ * through the local Hyperdrive binding: the smoke scenario, one cron-triggered cleanup, and a rate
+ * limit that holds across requests (its counts live per isolate, not per request).
  */
 import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -11,9 +12,11 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { testDatabase, unique } from "../helpers/context.js";
 import { freePort } from "../setup/postgres.js";
 import { ROOT, startServer, type RunningServer } from "./server.js";
-import { smokeScenario } from "./smoke.js";
+import { client, smokeScenario } from "./smoke.js";
 
 const secret = crypto.randomUUID();
+/** Above what any one caller of the smoke scenario sends; the window outlasts the whole run. */
+const PER_DID = 120;
 const WRANGLER = join(ROOT, "node_modules/.bin/wrangler");
 
 /** Hyperdrive's local connection string must carry a password; with trust auth any will do. */
@@ -47,7 +50,20 @@ async function startWorker(dir: string): Promise<RunningServer> {
   const port = await freePort();
   return startServer({
     command: WRANGLER,
-    args: ["dev", "--ip", "127.0.0.1", "--port", String(port), "--test-scheduled", "--var", `DEV_JWT_SECRET:${secret}`],
+    args: [
+      "dev",
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--test-scheduled",
+      "--var",
+      `DEV_JWT_SECRET:${secret}`,
+      "--var",
+      `RATE_LIMIT_PER_DID:${PER_DID}`,
+      "--var",
+      "RATE_LIMIT_WINDOW_SECONDS:3600",
+    ],
     cwd: dir,
     env: wranglerEnv,
     port,
@@ -68,6 +84,24 @@ describe("Cloudflare Workers runtime (wrangler dev, workerd) over HTTP", () => {
   });
 
   smokeScenario(() => ({ baseUrl: server.baseUrl, secret }));
+
+  describe("state kept per isolate", () => {
+    it("a caller's rate limit counts across requests and fires at RATE_LIMIT_PER_DID + 1", async () => {
+      const api = client({ baseUrl: server.baseUrl, secret });
+      const caller = unique("did:plc:limited");
+      const statuses: number[] = [];
+      for (let sent = 0; sent < PER_DID; sent += 10) {
+        const batch = await Promise.all(Array.from({ length: 10 }, () => api.get(caller, "getConvos")));
+        statuses.push(...batch.map((reply) => reply.status));
+      }
+      expect(statuses).toEqual(Array(PER_DID).fill(200));
+      const over = await api.get(caller, "getConvos");
+      expect(over.status, JSON.stringify(over.body)).toBe(429);
+      expect(over.body.error).toBe("RateLimitExceeded");
+      expect(Number(over.headers.get("Retry-After"))).toBeGreaterThanOrEqual(1);
+      expect((await api.get(unique("did:plc:other"), "getConvos")).status).toBe(200);
+    });
+  });
 
   describe("cron trigger", () => {
     const db = testDatabase(2);

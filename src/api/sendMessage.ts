@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { forbidden, invalidRequest, notApplicationMessage } from "../errors.js";
-import { readMlsMessage } from "../mls/message.js";
+import { readMlsMessage, startsWithMlsMessage } from "../mls/message.js";
 import * as schemas from "../schemas.js";
 import { sendMessage, sendMessageOnce, type SendMessage } from "../services/messages.js";
 import { procedure, type HandlerContext } from "../xrpc.js";
@@ -40,6 +40,9 @@ function messageOf(body: z.output<typeof input>, { app, caller, idempotencyKey, 
     idempotencyKey,
     now,
   };
+  if (!mls && startsWithMlsMessage(body.ciphertext)) {
+    throw notApplicationMessage("the bytes are an MLS message followed by trailing bytes");
+  }
   if (!mls) return { ...message, messageType: "app" };
   if (mls.contentType !== "application" && mls.contentType !== "proposal") {
     const kind = mls.contentType ?? mls.wireFormat.replace("_", " ");

@@ -56,3 +56,16 @@ function groupAndEpoch(groupId: Uint8Array, epoch: bigint): Pick<MlsMessageInfo,
   const hex = Array.from(groupId, (byte) => byte.toString(16).padStart(2, "0")).join("");
   return epoch <= BigInt(Number.MAX_SAFE_INTEGER) ? { groupId: hex, epoch: Number(epoch) } : { groupId: hex };
 }
+
+/**
+ * True when the bytes begin with a well-formed MLSMessage, whatever follows. A client decoding leniently
+ * would read such bytes as that message, so they are never opaque data (a commit with one byte appended
+ * must not pass as an application message).
+ */
+export function startsWithMlsMessage(bytes: Uint8Array): boolean {
+  try {
+    return decodeMlsMessage(bytes, 0) !== undefined;
+  } catch {
+    return false;
+  }
+}

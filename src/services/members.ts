@@ -1,5 +1,5 @@
 import type { Queryable } from "../db/driver.js";
-import { notCreator, notMember, tooManyMembers } from "../errors.js";
+import { epochMismatch, notCreator, notMember, tooManyMembers } from "../errors.js";
 import { checkCommit, type CommitInput } from "./commits.js";
 import { recordConvoChange } from "./convoChange.js";
 import { lockConvo } from "./convoLock.js";
@@ -32,21 +32,28 @@ export async function addMembers(db: Queryable, request: AddMembers): Promise<Me
     const convo = await lockConvo(tx, request.convoId, request.caller);
     if (!convo.callerActive) throw notMember();
     const check = request.commit ? await checkCommit(tx, convo, request.commit) : undefined;
-    if (check?.kind === "repeat") return { success: true, newEpoch: check.newEpoch };
 
     const candidates = request.dids.filter((did) => did !== request.caller);
-    // Re-invited: active members whose latest welcome here never became a joining (success: false, expired).
+    // Re-invited: active members whose latest welcome here failed (success: false) or expired unused.
+    // A welcome still live and not reported failed is never replaced: that would let any member swap it.
     const [{ added = [], reinvited = [] } = {}] = await tx.query<{ added: string[] | null; reinvited: string[] | null }>(
       `SELECT coalesce(array_agg(d.did) FILTER (WHERE NOT d.active), '{}') AS added,
-              coalesce(array_agg(d.did) FILTER (WHERE d.active AND d.last_welcome <> 'consumed'), '{}') AS reinvited
+              coalesce(array_agg(d.did) FILTER (WHERE d.active AND d.last_welcome IN ('failed', 'expired')), '{}') AS reinvited
          FROM (SELECT d.did,
                       EXISTS (SELECT 1 FROM members m WHERE m.convo_id = $1 AND m.did = d.did AND m.left_at IS NULL) AS active,
-                      (SELECT w.state FROM welcome_messages w WHERE w.convo_id = $1 AND w.recipient_did = d.did
+                      (SELECT CASE WHEN w.state IN ('available', 'in_flight') AND w.error_details IS NOT NULL THEN 'failed'
+                                   ELSE w.state END
+                         FROM welcome_messages w WHERE w.convo_id = $1 AND w.recipient_did = d.did
                         ORDER BY w.created_at DESC, w.id DESC LIMIT 1) AS last_welcome
                  FROM jsonb_array_elements_text($2::text::jsonb) AS d(did)) d`,
       [convo.id, JSON.stringify(candidates)],
     );
     const newcomers = added ?? [];
+    // The same commit bytes again answer success only if what this request asks is already so.
+    if (check?.kind === "repeat") {
+      if (newcomers.length > 0) throw epochMismatch(convo.epoch);
+      return { success: true, newEpoch: check.newEpoch };
+    }
     if (convo.memberCount + newcomers.length > request.maxMembers) {
       throw tooManyMembers(`a conversation holds at most ${request.maxMembers} members`);
     }
@@ -93,13 +100,21 @@ export async function leaveConvo(db: Queryable, request: LeaveConvo): Promise<Me
     const convo = await lockConvo(tx, request.convoId, request.caller);
     const self = request.target === request.caller;
     if (self && !convo.callerKnown) throw notMember();
-    if (self && !convo.callerActive) return { success: true, newEpoch: convo.epoch };
+    if (self && !convo.callerActive) return { success: true, newEpoch: await epochAtLeaving(tx, convo.id, request.caller) };
     if (!self) {
       if (!convo.callerActive) throw notMember();
       if (request.caller !== convo.creatorDid && !request.admins.includes(request.caller)) throw notCreator();
     }
     const check = request.commit ? await checkCommit(tx, convo, request.commit) : undefined;
-    if (check?.kind === "repeat") return { success: true, newEpoch: check.newEpoch };
+    if (check?.kind === "repeat") {
+      // The same commit bytes again answer success only if the target is already gone.
+      const [target] = await tx.query(`SELECT 1 FROM members WHERE convo_id = $1 AND did = $2 AND left_at IS NULL`, [
+        convo.id,
+        request.target,
+      ]);
+      if (target) throw epochMismatch(convo.epoch);
+      return { success: true, newEpoch: check.newEpoch };
+    }
 
     const left = await tx.query(
       `UPDATE members SET left_at = greatest(joined_at, $3) WHERE convo_id = $1 AND did = $2 AND left_at IS NULL RETURNING did`,
@@ -114,4 +129,21 @@ export async function leaveConvo(db: Queryable, request: LeaveConvo): Promise<Me
     });
     return { success: true, newEpoch };
   });
+}
+
+/**
+ * The epoch a former member's leaving is recorded at (its left/removed event), for the answer to a
+ * repeated leave: never the conversation's current epoch, which a former member must not learn.
+ */
+async function epochAtLeaving(tx: Queryable, convoId: string, did: string): Promise<number> {
+  const [row] = await tx.query<{ epoch: number }>(
+    `SELECT coalesce(
+       (SELECT (e.payload->>'epoch')::bigint FROM events e
+         WHERE e.convo_id = $1 AND e.kind = 'membership' AND e.payload->>'did' = $2
+           AND e.payload->>'type' IN ('left', 'removed')
+         ORDER BY e.seq DESC LIMIT 1),
+       (SELECT m.joined_epoch FROM members m WHERE m.convo_id = $1 AND m.did = $2)) AS epoch`,
+    [convoId, did],
+  );
+  return Number(row?.epoch ?? 0);
 }

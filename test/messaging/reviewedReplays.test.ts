@@ -1,0 +1,116 @@
+/**
+ * Answers that must describe what was done (rules 1, 3, 4, 6, 7), on real Postgres with real ts-mls bytes:
+ * an accepted commit sent again succeeds only where the request's effect already holds; bytes that begin
+ * with an MLS message are never opaque data; a member cannot swap another member's pending welcome; a
+ * former member's repeated leave does not reveal the current epoch.
+ */
+import { afterAll, describe, expect, it } from "vitest";
+import { testApp, testDatabase, unique } from "../helpers/context.js";
+import { TestGroup } from "../helpers/mls.js";
+import { base64, expectReply, storedMessages, Xrpc } from "./client.js";
+
+const db = testDatabase();
+afterAll(() => db.close());
+const api = new Xrpc(testApp(db).app);
+
+async function mlsConvo(members: string[]) {
+  const alice = unique("did:plc:alice");
+  const group = await TestGroup.create({ creatorDid: alice });
+  const convoId = await api.createConvo(alice, members, { groupId: group.groupIdHex });
+  return { alice, group, convoId };
+}
+
+const isActive = async (convoId: string, did: string) =>
+  (await db.query(`SELECT 1 FROM members WHERE convo_id = $1 AND did = $2 AND left_at IS NULL`, [convoId, did]))
+    .length > 0;
+
+describe("an accepted commit sent again", () => {
+  it("adding someone new with an old commit is 409 EpochMismatch, and nobody is added", async () => {
+    const bob = unique("did:plc:bob");
+    const { alice, group, convoId } = await mlsConvo([bob]);
+    const first = await group.commit();
+    expectReply(await api.post(alice, "addMembers", { convoId, didList: [bob], commit: base64(first) }), 200);
+
+    const mallory = unique("did:plc:mallory");
+    expectReply(
+      await api.post(bob, "addMembers", { convoId, didList: [mallory], commit: base64(first) }),
+      409,
+      "EpochMismatch",
+    );
+    expect(await isActive(convoId, mallory)).toBe(false);
+    // The very same request again is still a harmless repeat.
+    expect((await api.post(alice, "addMembers", { convoId, didList: [bob], commit: base64(first) })).body).toEqual({
+      success: true,
+      newEpoch: 1,
+    });
+  });
+
+  it("leaving or removing with an old commit is 409 while the target is still a member", async () => {
+    const bob = unique("did:plc:bob");
+    const carol = unique("did:plc:carol");
+    const { alice, group, convoId } = await mlsConvo([bob, carol]);
+    const first = await group.commit();
+    expectReply(await api.post(alice, "addMembers", { convoId, didList: [bob], commit: base64(first) }), 200);
+
+    expectReply(await api.post(bob, "leaveConvo", { convoId, commit: base64(first) }), 409, "EpochMismatch");
+    expectReply(
+      await api.post(alice, "leaveConvo", { convoId, targetDid: carol, commit: base64(first) }),
+      409,
+      "EpochMismatch",
+    );
+    expect([await isActive(convoId, bob), await isActive(convoId, carol)]).toEqual([true, true]);
+  });
+});
+
+describe("bytes that begin with an MLS message", () => {
+  it("a real commit with a byte appended is refused by sendMessage (400 NotApplicationMessage), not stored as opaque", async () => {
+    const { alice, group, convoId } = await mlsConvo([]);
+    const commit = await group.rivalCommit({ publicMessage: true });
+    const padded = new Uint8Array([...commit, 0]);
+    expectReply(
+      await api.post(alice, "sendMessage", { convoId, ciphertext: base64(padded), epoch: 0 }),
+      400,
+      "NotApplicationMessage",
+    );
+    expect(await storedMessages(db, convoId)).toEqual([]);
+  });
+});
+
+describe("a pending welcome", () => {
+  it("cannot be replaced by another member's addMembers while it is live and not reported failed", async () => {
+    const bob = unique("did:plc:bob");
+    const mallory = unique("did:plc:mallory");
+    const { alice, convoId } = await mlsConvo([]);
+    expectReply(
+      await api.post(alice, "addMembers", {
+        convoId,
+        didList: [bob, mallory],
+        welcomeMessage: base64(new Uint8Array([1, 2, 3])),
+      }),
+      200,
+    );
+    const fetched = await api.get(bob, "getWelcome", { convoId });
+    expectReply(fetched, 200);
+
+    expectReply(await api.post(mallory, "addMembers", { convoId, didList: [bob], welcomeMessage: "AAAA" }), 200);
+    const again = await api.get(bob, "getWelcome", { convoId });
+    expect(again.body.welcome).toEqual(fetched.body.welcome);
+  });
+});
+
+describe("a former member leaving again", () => {
+  it("answers the epoch it left at, not the conversation's current one", async () => {
+    const carol = unique("did:plc:carol");
+    const { alice, group, convoId } = await mlsConvo([carol]);
+    expect((await api.post(carol, "leaveConvo", { convoId })).body).toEqual({ success: true, newEpoch: 0 });
+    expectReply(
+      await api.post(alice, "addMembers", {
+        convoId,
+        didList: [unique("did:plc:dan")],
+        commit: base64(await group.commit()),
+      }),
+      200,
+    );
+    expect((await api.post(carol, "leaveConvo", { convoId })).body).toEqual({ success: true, newEpoch: 0 });
+  });
+});

@@ -86,4 +86,27 @@ describe("getKeyPackages reservations", () => {
     }
     expect((await handedOut(alice)).map((row) => row.handed_out_to).sort()).toEqual([bob, carol].sort());
   });
+
+  it("a welcome built from the package earns the caller no new one within the reservation", async () => {
+    const alice = unique("did:plc:ralice");
+    const mallory = unique("did:plc:rmallory");
+    await publish(alice, 3);
+    for (let round = 0; round < 3; round++) {
+      const fetched = await call(mallory, "getKeyPackages", { query: `dids=${alice}` });
+      const hash = fetched.body.keyPackages[0]?.keyPackageHash;
+      if (!hash) break;
+      const groupId = crypto.randomUUID().replace(/-/g, "");
+      const created = await call(mallory, "createConvo", {
+        body: {
+          groupId,
+          cipherSuite: SUITE,
+          initialMembers: [alice],
+          welcomeMessage: "AQID",
+          keyPackageHashes: [{ did: alice, hash }],
+        },
+      });
+      expect(created.status).toBe(200);
+    }
+    expect(await handedOut(alice)).toEqual([{ handed_out_to: mallory }]);
+  });
 });

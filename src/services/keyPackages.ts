@@ -71,14 +71,16 @@ export interface ClaimResult {
 const RESERVATION_LOCK_CLASS = 71_460;
 
 /**
- * Hands out at most one unexpired key package per DID, reserved for `caller`: a caller that still
- * holds one of that owner's packages (handed to it within `reservationSeconds`, not consumed, not
- * used by a welcome) gets the same package back; otherwise the oldest never handed-out package is
- * marked handed out to it. So a retried GET burns nothing, and a caller holds at most one package
- * per owner (per cipher suite) at a time. Claims by one caller for one owner are serialized by a
- * transaction-scoped advisory lock, taken in DID order; concurrent callers skip each other's
- * locked rows, so no package is ever given to two callers. (DISTINCT ON cannot be combined with
- * FOR UPDATE, hence one LIMIT 1 lateral subquery per DID.)
+ * Hands out at most one unexpired key package per DID, reserved for `caller`, and at most one per
+ * (caller, owner) per `reservationSeconds`: a caller handed one of that owner's packages within the
+ * reservation gets the same package back while it is usable (not consumed, not used by a welcome), and
+ * nothing new until the reservation has passed (the owner is `missing` meanwhile). So a retried GET
+ * burns nothing, and no caller can drain another user's packages faster than one per reservation
+ * (a device's last-resort package, with the devices work, covers the rest). Otherwise the oldest never
+ * handed-out package is marked handed out to it. Claims by one caller for one owner are serialized by
+ * a transaction-scoped advisory lock, taken in DID order; concurrent callers skip each other's locked
+ * rows, so no package is ever given to two callers. (DISTINCT ON cannot be combined with FOR UPDATE,
+ * hence one LIMIT 1 lateral subquery per DID.)
  */
 export async function claimKeyPackages(
   db: Queryable,
@@ -100,17 +102,20 @@ export async function claimKeyPackages(
     return tx.query<{ owner_did: string; key_package: Uint8Array; cipher_suite: string; hash: string }>(
       `WITH requested AS (
          SELECT d.did FROM jsonb_array_elements_text($1::text::jsonb) AS d(did)
-       ), held AS (
-         SELECT h.id, r.did
+       ), recent AS (
+         -- The owner's package this caller was handed within the reservation (any cipher suite): its
+         -- one package for now. It comes back while usable; used or not, it stops a fresh claim.
+         SELECT h.id, r.did, h.usable
            FROM requested r
            CROSS JOIN LATERAL (
-             SELECT k.id FROM key_packages k
-              WHERE k.owner_did = r.did AND k.handed_out_to = $4 AND k.consumed_at IS NULL
-                AND k.handed_out_at > $5 AND k.expires_at > $2
-                AND ($3::text IS NULL OR k.cipher_suite = $3::text)
-                AND NOT EXISTS (
-                  SELECT 1 FROM welcome_messages w WHERE w.recipient_did = k.owner_did AND w.key_package_hash = k.hash
-                )
+             SELECT k.id,
+                    k.consumed_at IS NULL AND k.expires_at > $2
+                      AND ($3::text IS NULL OR k.cipher_suite = $3::text)
+                      AND NOT EXISTS (
+                        SELECT 1 FROM welcome_messages w WHERE w.recipient_did = k.owner_did AND w.key_package_hash = k.hash
+                      ) AS usable
+               FROM key_packages k
+              WHERE k.owner_did = r.did AND k.handed_out_to = $4 AND k.handed_out_at > $5
               ORDER BY k.handed_out_at DESC, k.id DESC
               LIMIT 1
            ) h
@@ -121,7 +126,7 @@ export async function claimKeyPackages(
              SELECT k.id FROM key_packages k
               WHERE k.owner_did = r.did AND k.handed_out_at IS NULL AND k.expires_at > $2
                 AND ($3::text IS NULL OR k.cipher_suite = $3::text)
-                AND NOT EXISTS (SELECT 1 FROM held WHERE held.did = r.did)
+                AND NOT EXISTS (SELECT 1 FROM recent WHERE recent.did = r.did)
               ORDER BY k.created_at, k.id
               LIMIT 1
               FOR UPDATE SKIP LOCKED
@@ -133,7 +138,7 @@ export async function claimKeyPackages(
        )
        SELECT owner_did, key_package, cipher_suite, hash FROM claimed
        UNION ALL
-       SELECT k.owner_did, k.key_package, k.cipher_suite, k.hash FROM held JOIN key_packages k ON k.id = held.id`,
+       SELECT k.owner_did, k.key_package, k.cipher_suite, k.hash FROM recent JOIN key_packages k ON k.id = recent.id WHERE recent.usable`,
       [JSON.stringify(requested), now, cipherSuite ?? null, caller, reservedSince],
     );
   });

@@ -298,6 +298,38 @@ describe("runCleanup", () => {
     expect(await runCleanup(db, options(now))).toMatchObject({ ran: true, idempotencyKeys: 0, seenTokens: 1 });
   });
 
+  it("stopped between batches, it has removed a prefix of each conversation: events before messages, oldest first", async () => {
+    const now = new Date();
+    const convoId = await conversation(ago(now, 40 * DAY));
+    // Stored newest first, so the table's physical order is the reverse of seq.
+    for (let seq = 10; seq >= 1; seq--) {
+      const createdAt = ago(now, (39 - seq) * DAY);
+      await db.query(
+        `INSERT INTO messages (id, convo_id, seq, sender_did, message_type, epoch, ciphertext, created_at)
+         VALUES ($1, $2, $3, 'did:plc:creator', 'app', 0, '\\x01', $4)`,
+        [unique("m-"), convoId, seq, createdAt],
+      );
+      await db.query(
+        `INSERT INTO events (convo_id, seq, kind, message_seq, created_at) VALUES ($1, $2, 'message', $2, $3)`,
+        [convoId, seq, createdAt],
+      );
+    }
+    // Every message is past retention (30 days) up to seq 9; the run fails in its second message batch.
+    await db.exec(`CREATE FUNCTION refuse_seq_5() RETURNS trigger LANGUAGE plpgsql AS $$
+                   BEGIN IF OLD.seq = 5 THEN RAISE EXCEPTION 'injected cleanup failure'; END IF; RETURN OLD; END $$;
+                   CREATE TRIGGER refuse_seq_5 BEFORE DELETE ON messages FOR EACH ROW EXECUTE FUNCTION refuse_seq_5();`);
+    try {
+      await expect(runCleanup(db, options(now, { batchSize: 3 }))).rejects.toThrow("injected cleanup failure");
+    } finally {
+      await db.exec("DROP TRIGGER refuse_seq_5 ON messages; DROP FUNCTION refuse_seq_5();");
+    }
+    const seqs = (table: string) =>
+      db.query<{ seq: number }>(`SELECT seq FROM ${table} WHERE convo_id = $1 ORDER BY seq`, [convoId]);
+    expect((await seqs("messages")).map((row) => row.seq)).toEqual([4, 5, 6, 7, 8, 9, 10]);
+    // Every event of a message retention reached went first: none is left to point at a missing message.
+    expect((await seqs("events")).map((row) => row.seq)).toEqual([10]);
+  });
+
   it("holds no welcome lock for the whole run: getWelcome answers while cleanup waits in a later kind", async () => {
     const now = new Date();
     const convoId = await conversation(ago(now, DAY));

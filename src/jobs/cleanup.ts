@@ -49,8 +49,8 @@ export async function runCleanup(db: Database, options: CleanupOptions): Promise
         if (done < batchSize) return total;
       }
     };
-    const deleted = (table: string, where: string, cutoff: Date) =>
-      batched(() => deleteBatch(db, table, where, cutoff, batchSize));
+    const deleted = (table: string, where: string, cutoff: Date, order?: string) =>
+      batched(() => deleteBatch(db, table, where, cutoff, batchSize, order));
     const times = { now, graceSeconds: options.welcomeGraceSeconds, ttlSeconds: options.welcomeTtlSeconds };
     return {
       ran: true,
@@ -63,8 +63,11 @@ export async function runCleanup(db: Database, options: CleanupOptions): Promise
         "state IN ('consumed', 'expired') AND coalesce(confirmed_at, fetched_at, created_at) <= $1",
         retentionCutoff,
       ),
-      messages: await deleted("messages", "created_at <= $1", retentionCutoff),
-      events: await deleted("events", "created_at <= $1", retentionCutoff),
+      // Events before messages, each oldest first (createdAt grows with seq): at every batch boundary
+      // what is gone is a prefix of each conversation, and no event outlives its message, so a
+      // reader's cursor into the removed part is CursorExpired, never a silent skip over a gap.
+      events: await deleted("events", "created_at <= $1", retentionCutoff, "created_at, convo_id, seq"),
+      messages: await deleted("messages", "created_at <= $1", retentionCutoff, "created_at, convo_id, seq"),
       seenTokens: await deleted("seen_tokens", "expires_at <= $1", now),
     };
   } finally {
@@ -72,10 +75,12 @@ export async function runCleanup(db: Database, options: CleanupOptions): Promise
   }
 }
 
-async function deleteBatch(db: Queryable, table: string, where: string, cutoff: Date, batchSize: number) {
+async function deleteBatch(db: Queryable, table: string, where: string, cutoff: Date, batchSize: number, order?: string) {
   const [row] = await db.query<{ deleted: number }>(
     `WITH gone AS (
-       DELETE FROM ${table} WHERE ctid IN (SELECT ctid FROM ${table} WHERE ${where} LIMIT $2) RETURNING 1
+       DELETE FROM ${table} WHERE ctid IN (
+         SELECT ctid FROM ${table} WHERE ${where} ${order ? `ORDER BY ${order}` : ""} LIMIT $2
+       ) RETURNING 1
      ) SELECT count(*) AS deleted FROM gone`,
     [cutoff, batchSize],
   );

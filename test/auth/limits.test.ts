@@ -11,6 +11,7 @@ import { withStatementHook } from "../helpers/faults.js";
 const db = testDatabase();
 afterAll(() => db.close());
 
+const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 const XRPC = "/xrpc/blue.catbird.mls.";
 const limited = (env: Record<string, string>) => testApp(db, { RATE_LIMIT_WINDOW_SECONDS: "60", ...env }).app;
 
@@ -120,15 +121,29 @@ describe("rate limit per client address", () => {
 });
 
 describe("request limits on every route", () => {
-  it("answers 503 with Retry-After when a request outlives REQUEST_TIMEOUT_MS, on plain routes too", async () => {
+  it("starts no statement once a request has outlived REQUEST_TIMEOUT_MS: 503 NotReady with Retry-After", async () => {
+    const alice = unique("did:plc:deadline");
+    const { app: plain } = testApp(db);
+    const created = await plain.request(`${XRPC}createConvo`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${await tokenFor(alice)}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ groupId: crypto.randomUUID().replace(/-/g, ""), cipherSuite: SUITE }),
+    });
+    const convoId = ((await created.json()) as { id: string }).id;
+    // getMessages checks membership, then reads the page: the check comes back after the deadline.
+    const statements: string[] = [];
     const slow = withStatementHook(db, async (sql) => {
-      if (sql === "SELECT 1") await new Promise((resolve) => setTimeout(resolve, 1000));
+      statements.push(sql);
+      if (sql.includes("is_member")) await new Promise((resolve) => setTimeout(resolve, 300));
     });
     const { app } = testApp(slow, { REQUEST_TIMEOUT_MS: "100" });
-    const res = await app.request("/health/ready");
+    const res = await app.request(`${XRPC}getMessages?convoId=${convoId}`, {
+      headers: { Authorization: `Bearer ${await tokenFor(alice)}` },
+    });
     expect(res.status).toBe(503);
     expect(res.headers.get("Retry-After")).toBe("1");
     expect((await res.json()).error).toBe("NotReady");
+    expect(statements.filter((sql) => sql.includes("FROM messages"))).toEqual([]);
   });
 
   it("answers 413 PayloadTooLarge to a declared body over BODY_LIMIT_BYTES, whatever the route", async () => {

@@ -54,6 +54,7 @@ export default query({
           cursor: resume ?? head,
           keepAliveMs: config.EVENTS_KEEPALIVE_MS,
           maxBacklog: config.EVENTS_MAX_BACKLOG,
+          maxPageBytes: config.MAX_PAGE_BYTES,
           writeTimeoutMs: config.EVENTS_WRITE_TIMEOUT_MS,
         });
       } finally {

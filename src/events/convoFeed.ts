@@ -5,8 +5,6 @@ import type { EventBus } from "./bus.js";
 import type { Wakeup } from "./wakeup.js";
 
 const PAGE_SIZE = 100;
-/** API.md's default MAX_PAGE_BYTES. */
-const PAGE_BYTES = 8 * 1024 * 1024;
 
 interface SharedRead {
   /** The readers whose membership the read reports. */
@@ -24,7 +22,7 @@ interface SharedRead {
  * @example
  * const feed = new ConvoFeed(db, bus, convoId, () => feeds.delete(convoId));
  * const unfollow = feed.follow(reader, wakeup);
- * const page = await feed.read(cursor, reader);
+ * const page = await feed.read(cursor, reader, config.MAX_PAGE_BYTES);
  */
 export class ConvoFeed {
   private readonly followers = new Map<Wakeup, string>();
@@ -52,14 +50,14 @@ export class ConvoFeed {
     };
   }
 
-  /** The events after `afterSeq` as `reader` may see them, if it is a live follower (past its joining). */
-  async read(afterSeq: number, reader: string): Promise<EventPage | undefined> {
+  /** The events after `afterSeq` as `reader` may see them, if it is a live follower (past its joining); about `maxBytes` a page. */
+  async read(afterSeq: number, reader: string, maxBytes: number): Promise<EventPage | undefined> {
     let shared = this.reads.get(afterSeq);
     if (!shared || !shared.readers.has(reader)) {
       const readers = new Set(this.followers.values()).add(reader);
       const read: SharedRead = {
         readers,
-        page: readSharedEvents(this.db, this.convoId, [...readers], afterSeq, PAGE_SIZE, PAGE_BYTES),
+        page: readSharedEvents(this.db, this.convoId, [...readers], afterSeq, PAGE_SIZE, maxBytes),
       };
       // A failed read is not handed to later callers.
       read.page.catch(() => this.reads.get(afterSeq) === read && this.reads.delete(afterSeq));

@@ -33,6 +33,8 @@ export interface ConvoStreamOptions {
   keepAliveMs: number;
   /** Once caught up, more unsent events than this make the client a slow consumer. */
   maxBacklog: number;
+  /** MAX_PAGE_BYTES: the most JSON one read of events holds (past its first event). */
+  maxPageBytes: number;
   /** A write the client does not take within this long makes it a slow consumer. */
   writeTimeoutMs: number;
 }
@@ -53,7 +55,7 @@ const PAGE_SIZE = 100;
  * from its last event id. The member's own `left`/`removed` event is the last one sent.
  */
 export async function followConvo(stream: SSEStreamingApi, options: ConvoStreamOptions): Promise<void> {
-  const { db, bus, logger, metrics, connection, convoId, reader, keepAliveMs, maxBacklog, writeTimeoutMs } = options;
+  const { db, bus, logger, metrics, connection, convoId, reader, keepAliveMs, maxBacklog, maxPageBytes, writeTimeoutMs } = options;
   const wakeup = new Wakeup();
   const feed = bus.streams.feed(db, convoId);
   const unfollow = feed.follow(reader, wakeup);
@@ -109,7 +111,9 @@ export async function followConvo(stream: SSEStreamingApi, options: ConvoStreamO
     for (;;) {
       const ended = stopped();
       if (ended) return ended;
-      const page = live ? await feed.read(cursor, reader) : await readEvents(db, convoId, reader, cursor, PAGE_SIZE);
+      const page = live
+        ? await feed.read(cursor, reader, maxPageBytes)
+        : await readEvents(db, convoId, reader, cursor, PAGE_SIZE, { maxBytes: maxPageBytes });
       if (!page) return "removed";
       // Replay may be long; once caught up, a backlog means the client is not keeping up.
       if (live && page.head - cursor > maxBacklog) return backlog(page.head - cursor);

@@ -1,7 +1,7 @@
 import { bytesOut } from "../bytes.js";
 import type { Queryable } from "../db/driver.js";
 import type { ConvoEvent, MembershipPayload } from "./events.js";
-import { iso } from "./sql.js";
+import { iso, messageViewBytes } from "./sql.js";
 
 /** One page of a conversation's events read once for several readers (the streams following it). */
 export interface SharedEventPage {
@@ -56,9 +56,9 @@ export async function readSharedEvents(
      ), p AS (
        SELECT e.seq, e.kind, e.payload, m.id, m.seq AS message_seq, m.sender_did, m.message_type, m.epoch,
               m.ciphertext, m.created_at, count(*) OVER () AS total,
-              sum(coalesce(octet_length(m.ciphertext), 0) + octet_length(coalesce(e.payload::text, '')))
+              sum(coalesce(${messageViewBytes("m")}, 0) + octet_length(coalesce(e.payload::text, '')))
                 OVER (ORDER BY e.seq ROWS UNBOUNDED PRECEDING)
-                - coalesce(octet_length(m.ciphertext), 0) - octet_length(coalesce(e.payload::text, '')) AS before
+                - coalesce(${messageViewBytes("m")}, 0) - octet_length(coalesce(e.payload::text, '')) AS before
          FROM (SELECT seq, kind, payload, message_seq FROM events
                 WHERE convo_id = $1 AND seq > $3 ORDER BY seq LIMIT $4) e
          LEFT JOIN messages m ON m.convo_id = $1 AND m.seq = e.message_seq

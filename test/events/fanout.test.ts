@@ -118,14 +118,26 @@ describe("event stream limits and cost", () => {
     const { app } = testApp(db);
     const { alice, bob, convoId } = await conversation(app);
     for (let i = 0; i < 3; i++) await send(app, alice, convoId, "x".repeat(700)); // events 4, 5, 6
-    const page = await readSharedEvents(db, convoId, [bob, "did:plc:nobody"], 3, 100, 1000);
+    const page = await readSharedEvents(db, convoId, [bob, "did:plc:nobody"], 3, 100, 1500);
     expect(page!.events.map((event) => event.seq)).toEqual([4, 5]);
     expect(page!.more).toBe(true);
     expect(page!.active).toEqual(new Set([bob]));
     expect((await readSharedEvents(db, convoId, [bob], 3, 100, 1))!.events.map((event) => event.seq)).toEqual([4]);
-    const rest = await readSharedEvents(db, convoId, [bob], 5, 100, 1000);
+    const rest = await readSharedEvents(db, convoId, [bob], 5, 100, 1500);
     expect(rest).toMatchObject({ head: 6, cursor: 6, more: false });
     expect(rest!.events.map((event) => event.seq)).toEqual([6]);
+  });
+
+  it("replays in pages of at most MAX_PAGE_BYTES: one read per event when each event fills a page", async () => {
+    const { counted, counter } = countingEventReads(db);
+    const { app } = testApp(counted, { MAX_PAGE_BYTES: "1024" });
+    const { alice, bob, convoId } = await conversation(app);
+    for (let i = 0; i < 8; i++) await send(app, alice, convoId, "x".repeat(1200));
+    const before = counter.reads;
+    const bobs = await stream(app, bob, { convoId, cursor: 3 });
+    for (let i = 0; i < 8; i++) expect((await bobs.events!.nextParsed())?.event).toBe("message");
+    expect(counter.reads - before).toBeGreaterThanOrEqual(8);
+    await bobs.close();
   });
 
   it("counts open streams in a gauge, and each end by reason in a counter and a log line", async () => {

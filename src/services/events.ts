@@ -26,10 +26,8 @@ export interface EventPage {
   more: boolean;
 }
 
-interface EventRow {
-  head: number;
-  active: boolean;
-  more: boolean;
+/** The event columns of a page row (with its message, for a message event), as both page reads select them. */
+export interface EventColumns {
   seq: number | null;
   kind: "message" | "membership" | null;
   payload: MembershipPayload | null;
@@ -40,6 +38,39 @@ interface EventRow {
   epoch: number;
   ciphertext: Uint8Array;
   created_at: string;
+}
+
+interface EventRow extends EventColumns {
+  head: number;
+  active: boolean;
+  more: boolean;
+}
+
+/** The events of a page's rows, in their order: rows without an event, and message events whose message is gone, left out. */
+export function eventsOf(rows: readonly EventColumns[], convoId: string): ConvoEvent[] {
+  const events: ConvoEvent[] = [];
+  for (const row of rows) {
+    if (row.seq === null) continue;
+    if (row.kind === "membership" && row.payload) {
+      events.push({ seq: row.seq, kind: "membership", membership: row.payload });
+    } else if (row.kind === "message" && row.id !== null && row.message_seq !== null) {
+      events.push({
+        seq: row.seq,
+        kind: "message",
+        message: {
+          id: row.id,
+          convoId,
+          sender: row.sender_did,
+          ciphertext: bytesOut(row.ciphertext),
+          epoch: row.epoch,
+          seq: row.message_seq,
+          messageType: row.message_type,
+          createdAt: row.created_at,
+        },
+      });
+    }
+  }
+  return events;
 }
 
 /**
@@ -114,33 +145,11 @@ export async function readEvents(
   );
   const [first] = rows;
   if (!first) return undefined;
-  const events: ConvoEvent[] = [];
-  for (const row of rows) {
-    if (row.seq === null) continue;
-    if (row.kind === "membership" && row.payload) {
-      events.push({ seq: row.seq, kind: "membership", membership: row.payload });
-    } else if (row.kind === "message" && row.id !== null && row.message_seq !== null) {
-      events.push({
-        seq: row.seq,
-        kind: "message",
-        message: {
-          id: row.id,
-          convoId,
-          sender: row.sender_did,
-          ciphertext: bytesOut(row.ciphertext),
-          epoch: row.epoch,
-          seq: row.message_seq,
-          messageType: row.message_type,
-          createdAt: row.created_at,
-        },
-      });
-    }
-  }
   const read = rows.filter((row) => row.seq !== null);
   return {
     head: first.head,
     active: first.active,
-    events,
+    events: eventsOf(rows, convoId),
     cursor: read[read.length - 1]?.seq ?? afterSeq,
     more: first.more,
   };

@@ -1,6 +1,5 @@
-import { bytesOut } from "../bytes.js";
 import type { Queryable } from "../db/driver.js";
-import type { ConvoEvent, MembershipPayload } from "./events.js";
+import { eventsOf, type ConvoEvent, type EventColumns } from "./events.js";
 import { iso, messageViewBytes } from "./sql.js";
 
 /** One page of a conversation's events read once for several readers (the streams following it). */
@@ -16,20 +15,10 @@ export interface SharedEventPage {
   more: boolean;
 }
 
-interface SharedRow {
+interface SharedRow extends EventColumns {
   head: number;
   active: string[];
   total: number | null;
-  seq: number | null;
-  kind: "message" | "membership" | null;
-  payload: MembershipPayload | null;
-  id: string | null;
-  message_seq: number | null;
-  sender_did: string;
-  message_type: "app" | "commit";
-  epoch: number;
-  ciphertext: Uint8Array;
-  created_at: string;
 }
 
 /**
@@ -72,33 +61,12 @@ export async function readSharedEvents(
   );
   const [first] = rows;
   if (!first) return undefined;
-  const events: ConvoEvent[] = [];
   const read = rows.filter((row) => row.seq !== null);
-  for (const row of read) {
-    if (row.kind === "membership" && row.payload) {
-      events.push({ seq: row.seq!, kind: "membership", membership: row.payload });
-    } else if (row.kind === "message" && row.id !== null && row.message_seq !== null) {
-      events.push({
-        seq: row.seq!,
-        kind: "message",
-        message: {
-          id: row.id,
-          convoId,
-          sender: row.sender_did,
-          ciphertext: bytesOut(row.ciphertext),
-          epoch: row.epoch,
-          seq: row.message_seq,
-          messageType: row.message_type,
-          createdAt: row.created_at,
-        },
-      });
-    }
-  }
   const total = first.total ?? 0;
   return {
     head: first.head,
     active: new Set(first.active),
-    events,
+    events: eventsOf(read, convoId),
     cursor: read[read.length - 1]?.seq ?? afterSeq,
     more: read.length < total || total === limit,
   };

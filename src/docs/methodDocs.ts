@@ -20,6 +20,7 @@ export const ERROR_STATUS = {
   InvalidCipherSuite: 400,
   TooManyMembers: 400,
   KeyPackageExpired: 400,
+  InvalidKeyPackage: 400,
   CursorExpired: 400,
   InvalidCommit: 400,
   NotApplicationMessage: 400,
@@ -170,12 +171,12 @@ export const methodDocs: Record<string, MethodDoc> = {
   publishKeyPackage: {
     description: "Publishes one of the caller's key packages; publishing the same bytes again refreshes its expiry.",
     output: success,
-    errors: ["InvalidCipherSuite", "KeyPackageExpired"],
+    errors: ["InvalidCipherSuite", "KeyPackageExpired", "InvalidKeyPackage"],
   },
   publishKeyPackages: {
     description: "Publishes up to 100 of the caller's key packages in one call.",
     output: z.strictObject({ published: integer, duplicates: integer }),
-    errors: ["InvalidCipherSuite", "KeyPackageExpired"],
+    errors: ["InvalidCipherSuite", "KeyPackageExpired", "InvalidKeyPackage"],
   },
   getKeyPackages: {
     description:

@@ -29,5 +29,6 @@ export const invalidCipherSuite = (suite: string) =>
   new XrpcError(400, "InvalidCipherSuite", `cipher suite ${suite} is not accepted by this server`);
 export const cursorExpired = (message: string) => new XrpcError(400, "CursorExpired", message);
 export const convoExists = () => new XrpcError(409, "ConvoExists", "a conversation with this groupId already exists");
+export const invalidKeyPackage = (message: string) => new XrpcError(400, "InvalidKeyPackage", message);
 export const invalidCommit = (message: string) => new XrpcError(400, "InvalidCommit", message);
 export const notApplicationMessage = (message: string) => new XrpcError(400, "NotApplicationMessage", message);

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encodeBase64 } from "../src/bytes.js";
 import { start, type BattleServer } from "./battle/server.js";
 import { testDatabase, tokenFor, unique } from "./helpers/context.js";
+import { makeKeyPackage } from "./helpers/mls.js";
 
 const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 const db = testDatabase(5);
@@ -20,14 +21,6 @@ afterAll(async () => {
   await db.close();
 });
 
-/** Opaque key package bytes (the 0xffff prefix is no MLS version, so they never parse as MLS). */
-function opaqueKeyPackage(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(64));
-  bytes[0] = 0xff;
-  bytes[1] = 0xff;
-  return encodeBase64(bytes);
-}
-
 async function call(did: string, method: string, init: { body?: unknown; query?: string } = {}) {
   const response = await fetch(`${server.url}/xrpc/blue.catbird.mls.${method}${init.query ? `?${init.query}` : ""}`, {
     method: init.body === undefined ? "GET" : "POST",
@@ -39,9 +32,10 @@ async function call(did: string, method: string, init: { body?: unknown; query?:
 
 async function publish(owner: string, count: number) {
   const expires = new Date(Date.now() + 86_400_000).toISOString();
-  for (let i = 0; i < count; i++) {
+  const packages = await Promise.all(Array.from({ length: count }, () => makeKeyPackage(owner)));
+  for (const bytes of packages) {
     const res = await call(owner, "publishKeyPackage", {
-      body: { keyPackage: opaqueKeyPackage(), cipherSuite: SUITE, expires },
+      body: { keyPackage: encodeBase64(bytes), cipherSuite: SUITE, expires },
     });
     expect(res.status).toBe(200);
   }

@@ -4,7 +4,8 @@ import { encodeBase64, sha256Hex } from "../src/bytes.js";
 import type { Clock } from "../src/clock.js";
 import type { Env } from "../src/config.js";
 import { testApp, testDatabase, tokenFor, unique } from "./helpers/context.js";
-import { lifetime, makeKeyPackage } from "./helpers/mls.js";
+import { lifetime, makeGroupWithCommit, makeKeyPackage } from "./helpers/mls.js";
+import type { CiphersuiteName } from "ts-mls/crypto/ciphersuite.js";
 
 const db = testDatabase();
 afterAll(() => db.close());
@@ -13,13 +14,26 @@ const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 const OTHER_SUITE = "MLS_128_DHKEMP256_AES128GCM_SHA256_P256";
 const HOUR = 60 * 60 * 1000;
 
-/** Unique opaque key package bytes; the 0xffff prefix is no MLS version, so they never parse as MLS. */
+/** A fresh real KeyPackage naming `did`; OTHER_SUITE relabels a suite-1 package (see makeKeyPackage). */
+const keyPackageFor = (did: string, suite: CiphersuiteName = SUITE) =>
+  makeKeyPackage(did, undefined, { cipherSuite: suite });
+
+/** Unique opaque bytes; the 0xffff prefix is no MLS version, so they never parse as MLS. */
 function opaqueKeyPackage(size = 64): Uint8Array {
   const bytes = new Uint8Array(size);
   crypto.getRandomValues(bytes.subarray(0, 64));
   bytes[0] = 0xff;
   bytes[1] = 0xff;
   return bytes;
+}
+
+function shuffled<T>(items: T[]): T[] {
+  const copy = [...items];
+  for (let i = copy.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [copy[i], copy[j]] = [copy[j]!, copy[i]!];
+  }
+  return copy;
 }
 
 /** A clock that stands still unless advanced, so expected expiries are exact. */
@@ -84,7 +98,7 @@ describe("publishing and fetching key packages", () => {
     const { post, fetchFor, clock } = client();
     const alice = unique("did:plc:alice");
     const bob = unique("did:plc:bob");
-    const bytes = opaqueKeyPackage();
+    const bytes = await keyPackageFor(alice);
     const res = await post(alice, "publishKeyPackage", {
       keyPackage: { $bytes: encodeBase64(bytes) },
       cipherSuite: SUITE,
@@ -115,14 +129,14 @@ describe("publishing and fetching key packages", () => {
   it("stores the same bytes once, refreshes their expiry and counts repeats as duplicates", async () => {
     const { post, publish, clock } = client();
     const alice = unique("did:plc:alice");
-    const bytes = opaqueKeyPackage();
+    const bytes = await keyPackageFor(alice);
     await publish(alice, bytes, { hours: 1 });
     await publish(alice, bytes, { hours: 48 });
     let rows = await storedRows(alice);
     expect(rows).toHaveLength(1);
     expect(rows[0]!.expires_at.getTime()).toBe(new Date(inHours(clock, 48)).getTime());
 
-    const fresh = [opaqueKeyPackage(), opaqueKeyPackage()];
+    const fresh = [await keyPackageFor(alice), await keyPackageFor(alice)];
     const entry = (b: Uint8Array, hours: number) => ({
       keyPackage: encodeBase64(b),
       cipherSuite: SUITE,
@@ -144,7 +158,7 @@ describe("publishing and fetching key packages", () => {
   it("never hands out a key package twice, even when it is published again", async () => {
     const { publish, fetchFor } = client();
     const alice = unique("did:plc:alice");
-    const bytes = opaqueKeyPackage();
+    const bytes = await keyPackageFor(alice);
     await publish(alice, bytes);
     expect((await fetchFor(unique("did:plc:bob"), [alice])).keyPackages).toHaveLength(1);
     await publish(alice, bytes, { hours: 48 });
@@ -184,10 +198,48 @@ describe("publishing and fetching key packages", () => {
     ]);
   });
 
+  it("refuses a real KeyPackage whose credential names another DID (mallory posing as bob)", async () => {
+    const { post, fetchFor, clock } = client();
+    const mallory = unique("did:plc:mallory");
+    const bob = unique("did:plc:bob");
+    const posing = encodeBase64(await keyPackageFor(bob));
+    const entry = { keyPackage: posing, cipherSuite: SUITE, expires: inHours(clock, 24) };
+    const one = await post(mallory, "publishKeyPackage", entry);
+    expect(one.status).toBe(400);
+    expect(await one.json()).toEqual({ error: "InvalidKeyPackage", message: expect.any(String) });
+    const batch = await post(mallory, "publishKeyPackages", { keyPackages: [entry] });
+    expect(batch.status).toBe(400);
+    expect(await batch.json()).toEqual({ error: "InvalidKeyPackage", message: expect.any(String) });
+    expect(await storedRows(mallory)).toEqual([]);
+    expect(await fetchFor(unique("did:plc:carol"), [mallory])).toEqual({ keyPackages: [], missing: [mallory] });
+  });
+
+  it("stores each package once when 16 concurrent batches send the same packages in shuffled orders", async () => {
+    const { post, clock } = client();
+    const alice = unique("did:plc:alice");
+    const packages = await Promise.all(Array.from({ length: 20 }, () => keyPackageFor(alice)));
+    const entries = packages.map((bytes) => ({
+      keyPackage: encodeBase64(bytes),
+      cipherSuite: SUITE,
+      expires: inHours(clock, 24),
+    }));
+    const answers = await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        const res = await post(alice, "publishKeyPackages", { keyPackages: shuffled(entries) });
+        return { status: res.status, body: (await res.json()) as { published: number; duplicates: number } };
+      }),
+    );
+    expect(answers.map((answer) => answer.status)).toEqual(Array(16).fill(200));
+    expect(answers.reduce((sum, answer) => sum + answer.body.published, 0)).toBe(20);
+    const rows = await storedRows(alice);
+    expect(rows).toHaveLength(20);
+    expect(new Set(rows.map((row) => row.hash))).toEqual(new Set(packages.map((bytes) => sha256Hex(bytes))));
+  });
+
   it("caps an expiry beyond 90 days", async () => {
     const { publish, clock } = client();
     const alice = unique("did:plc:alice");
-    await publish(alice, opaqueKeyPackage(), { hours: 24 * 365 });
+    await publish(alice, await keyPackageFor(alice), { hours: 24 * 365 });
     const [row] = await storedRows(alice);
     expect(row!.expires_at.getTime()).toBe(clock.now().getTime() + MAX_KEY_PACKAGE_LIFETIME_MS);
   });
@@ -199,7 +251,7 @@ describe("getKeyPackages", () => {
     const alice = unique("did:plc:alice");
     const published = await Promise.all(
       Array.from({ length: 5 }, async () => {
-        const bytes = opaqueKeyPackage();
+        const bytes = await keyPackageFor(alice);
         await publish(alice, bytes);
         return sha256Hex(bytes);
       }),
@@ -217,11 +269,11 @@ describe("getKeyPackages", () => {
     const alice = unique("did:plc:alice");
     const bob = unique("did:plc:bob");
     const nobody = unique("did:plc:nobody");
-    const oldest = opaqueKeyPackage();
+    const oldest = await keyPackageFor(alice);
     await publish(alice, oldest);
     clock.advance(1000);
-    await publish(alice, opaqueKeyPackage());
-    await publish(bob, opaqueKeyPackage());
+    await publish(alice, await keyPackageFor(alice));
+    await publish(bob, await keyPackageFor(bob));
 
     const answer = await fetchFor(unique("did:plc:carol"), [nobody, alice, bob, alice]);
     expect(answer.keyPackages.map((pkg) => pkg.did)).toEqual([alice, bob]);
@@ -232,7 +284,7 @@ describe("getKeyPackages", () => {
   it("never hands out an expired key package", async () => {
     const { publish, fetchFor, clock } = client();
     const alice = unique("did:plc:alice");
-    await publish(alice, opaqueKeyPackage(), { hours: 1 });
+    await publish(alice, await keyPackageFor(alice), { hours: 1 });
     clock.advance(2 * HOUR);
     expect(await fetchFor(unique("did:plc:bob"), [alice])).toEqual({ keyPackages: [], missing: [alice] });
     expect((await storedRows(alice))[0]!.handed_out_to).toBeNull();
@@ -242,8 +294,8 @@ describe("getKeyPackages", () => {
     const { publish, fetchFor } = client();
     const alice = unique("did:plc:alice");
     const bob = unique("did:plc:bob");
-    const p256 = opaqueKeyPackage();
-    await publish(alice, opaqueKeyPackage(), { suite: SUITE });
+    const p256 = await keyPackageFor(alice, OTHER_SUITE);
+    await publish(alice, await keyPackageFor(alice), { suite: SUITE });
     await publish(alice, p256, { suite: OTHER_SUITE });
 
     const answer = await fetchFor(bob, [alice], OTHER_SUITE);
@@ -262,13 +314,14 @@ describe("getKeyPackageStats", () => {
   it("counts only the caller's available, unexpired key packages and flips needsReplenish at the threshold", async () => {
     const { publish, stats, fetchFor, clock } = client({ KEY_PACKAGE_THRESHOLD: "3" });
     const alice = unique("did:plc:alice");
-    await publish(unique("did:plc:someoneelse"), opaqueKeyPackage());
+    const someoneElse = unique("did:plc:someoneelse");
+    await publish(someoneElse, await keyPackageFor(someoneElse));
     expect(await stats(alice)).toEqual({ available: 0, threshold: 3, needsReplenish: true });
 
-    await publish(alice, opaqueKeyPackage(), { hours: 1 });
-    await publish(alice, opaqueKeyPackage());
+    await publish(alice, await keyPackageFor(alice), { hours: 1 });
+    await publish(alice, await keyPackageFor(alice));
     expect(await stats(alice)).toEqual({ available: 2, threshold: 3, needsReplenish: true });
-    await publish(alice, opaqueKeyPackage(), { suite: OTHER_SUITE });
+    await publish(alice, await keyPackageFor(alice, OTHER_SUITE), { suite: OTHER_SUITE });
     expect(await stats(alice)).toEqual({ available: 3, threshold: 3, needsReplenish: false });
     expect((await stats(alice, OTHER_SUITE)).available).toBe(1);
 
@@ -279,9 +332,29 @@ describe("getKeyPackageStats", () => {
   });
 });
 
+/** The bad-input cases publish as this DID with its own real KeyPackage: only the field under test is wrong. */
+const publisher = unique("did:plc:alice");
+const publisherPackage = encodeBase64(await keyPackageFor(publisher));
+const notMine = {
+  otherDid: encodeBase64(await keyPackageFor(unique("did:plc:bob"))),
+  deviceForm: encodeBase64(await keyPackageFor(`${publisher}#phone`)),
+  x509: encodeBase64(
+    await makeKeyPackage(publisher, undefined, {
+      credential: { credentialType: "x509", certificates: [new TextEncoder().encode(publisher)] },
+    }),
+  ),
+  notUtf8: encodeBase64(
+    await makeKeyPackage(publisher, undefined, {
+      credential: { credentialType: "basic", identity: new Uint8Array([0xff]) },
+    }),
+  ),
+  welcome: encodeBase64((await makeGroupWithCommit({ memberDid: publisher })).welcomeBytes),
+  opaque: encodeBase64(opaqueKeyPackage()),
+};
+
 describe("bad input", () => {
   const good = () => ({
-    keyPackage: encodeBase64(opaqueKeyPackage()),
+    keyPackage: publisherPackage,
     cipherSuite: SUITE,
     expires: new Date(Date.now() + HOUR).toISOString(),
   });
@@ -300,11 +373,23 @@ describe("bad input", () => {
     ["past expiry", { ...good(), expires: "2020-01-01T00:00:00Z" }, 400, "KeyPackageExpired"],
     ["unknown suite", { ...good(), cipherSuite: "MLS_1_MADE_UP" }, 400, "InvalidCipherSuite"],
     ["suite a number", { ...good(), cipherSuite: 1 }, 400, "InvalidRequest"],
+    ["opaque bytes, not MLS", { ...good(), keyPackage: notMine.opaque }, 400, "InvalidKeyPackage"],
+    ["a Welcome, not a KeyPackage", { ...good(), keyPackage: notMine.welcome }, 400, "InvalidKeyPackage"],
+    ["credential naming another DID", { ...good(), keyPackage: notMine.otherDid }, 400, "InvalidKeyPackage"],
+    [
+      "credential naming a device (none registered)",
+      { ...good(), keyPackage: notMine.deviceForm },
+      400,
+      "InvalidKeyPackage",
+    ],
+    ["x509 credential", { ...good(), keyPackage: notMine.x509 }, 400, "InvalidKeyPackage"],
+    ["basic identity not UTF-8", { ...good(), keyPackage: notMine.notUtf8 }, 400, "InvalidKeyPackage"],
   ];
   it.each(publishCases)("publishKeyPackage: %s", async (_name, body, status, error) => {
-    const res = await client().post(unique("did:plc:alice"), "publishKeyPackage", body);
+    const res = await client().post(publisher, "publishKeyPackage", body);
     expect(res.status).toBe(status);
     expect(await res.json()).toEqual({ error, message: expect.any(String) });
+    expect(await storedRows(publisher)).toEqual([]);
   });
 
   const batchCases: [string, unknown, number, string][] = [
@@ -320,18 +405,29 @@ describe("bad input", () => {
       "KeyPackageExpired",
     ],
     ["one unknown suite", { keyPackages: [good(), { ...good(), cipherSuite: "X" }] }, 400, "InvalidCipherSuite"],
+    [
+      "one item naming another DID",
+      { keyPackages: [good(), { ...good(), keyPackage: notMine.otherDid }] },
+      400,
+      "InvalidKeyPackage",
+    ],
+    [
+      "one item not MLS",
+      { keyPackages: [good(), { ...good(), keyPackage: notMine.opaque }] },
+      400,
+      "InvalidKeyPackage",
+    ],
   ];
   it.each(batchCases)("publishKeyPackages: %s", async (_name, body, status, error) => {
-    const alice = unique("did:plc:alice");
-    const res = await client().post(alice, "publishKeyPackages", body);
+    const res = await client().post(publisher, "publishKeyPackages", body);
     expect(res.status).toBe(status);
     expect(await res.json()).toEqual({ error, message: expect.any(String) });
-    expect(await storedRows(alice)).toEqual([]);
+    expect(await storedRows(publisher)).toEqual([]);
   });
 
   it("refuses a batch over the body limit with 413", async () => {
     const body = { keyPackages: Array.from({ length: 40 }, () => ({ ...good(), keyPackage: oversize })) };
-    const res = await client().post(unique("did:plc:alice"), "publishKeyPackages", body);
+    const res = await client().post(publisher, "publishKeyPackages", body);
     expect(res.status).toBe(413);
     expect(await res.json()).toEqual({ error: "PayloadTooLarge", message: expect.any(String) });
   });

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { sha256Hex } from "../bytes.js";
 import type { Config } from "../config.js";
-import { invalidCipherSuite, invalidRequest, XrpcError } from "../errors.js";
+import { invalidCipherSuite, invalidKeyPackage, invalidRequest, XrpcError } from "../errors.js";
 import { readKeyPackage } from "../mls/keyPackage.js";
 import * as schemas from "../schemas.js";
 import { publishKeyPackages, type NewKeyPackage } from "../services/keyPackages.js";
@@ -19,10 +19,15 @@ export const keyPackageInput = z.object({
 export const keyPackageExpired = (message: string) => new XrpcError(400, "KeyPackageExpired", message);
 
 /**
- * Checks one published key package against the configuration and the clock; hashes it and caps its expiry
- * (at 90 days, and at the KeyPackage's own notAfter when the bytes are MLS). Opaque bytes are accepted as they are.
+ * Checks one published key package against the configuration, the clock and its publisher; hashes it and caps its
+ * expiry (at 90 days and at the KeyPackage's own notAfter). The KeyPackage's signature is not verified.
  */
-export function prepareKeyPackage(input: z.output<typeof keyPackageInput>, config: Config, now: Date): NewKeyPackage {
+export function prepareKeyPackage(
+  input: z.output<typeof keyPackageInput>,
+  config: Config,
+  caller: string,
+  now: Date,
+): NewKeyPackage {
   const bytes = input.keyPackage;
   if (bytes.length === 0) throw invalidRequest("keyPackage is empty");
   if (bytes.length > config.MAX_KEY_PACKAGE_BYTES) {
@@ -31,7 +36,7 @@ export function prepareKeyPackage(input: z.output<typeof keyPackageInput>, confi
   if (!config.CIPHER_SUITES.includes(input.cipherSuite)) throw invalidCipherSuite(input.cipherSuite);
   const expires = new Date(input.expires);
   if (expires <= now) throw keyPackageExpired(`expires (${input.expires}) is not in the future`);
-  const notAfter = checkMlsFields(bytes, input.cipherSuite, now);
+  const notAfter = checkMlsFields(bytes, input.cipherSuite, caller, now);
   const latest = Math.min(now.getTime() + MAX_KEY_PACKAGE_LIFETIME_MS, notAfter?.getTime() ?? Infinity);
   return {
     bytes,
@@ -41,10 +46,16 @@ export function prepareKeyPackage(input: z.output<typeof keyPackageInput>, confi
   };
 }
 
-/** When the bytes are an MLS KeyPackage: its cipher suite must be the declared one and its lifetime not over. */
-function checkMlsFields(bytes: Uint8Array, cipherSuite: string, now: Date): Date | undefined {
+/** The bytes must be an MLS KeyPackage of the declared cipher suite, naming its publisher, its lifetime not over. */
+function checkMlsFields(bytes: Uint8Array, cipherSuite: string, caller: string, now: Date): Date | undefined {
   const mls = readKeyPackage(bytes);
-  if (!mls) return undefined;
+  if (!mls) throw invalidKeyPackage("keyPackage is not an MLSMessage holding a KeyPackage");
+  if (mls.identity === undefined) {
+    throw invalidKeyPackage("the key package's credential is not a basic credential with a UTF-8 identity");
+  }
+  if (!namesPublisher(mls.identity, caller)) {
+    throw invalidKeyPackage("the key package's credential identity does not name the caller");
+  }
   if (mls.cipherSuite !== cipherSuite) {
     throw invalidRequest(`cipherSuite ${cipherSuite} disagrees with the key package's ${mls.cipherSuite}`);
   }
@@ -54,11 +65,16 @@ function checkMlsFields(bytes: Uint8Array, cipherSuite: string, now: Date): Date
   return mls.notAfter;
 }
 
+/** Rule 5: the identity must be the caller's DID (registered devices, `<callerDid>#<deviceId>`, are not built yet). */
+function namesPublisher(identity: string, caller: string): boolean {
+  return identity === caller;
+}
+
 export default procedure({
   name: "publishKeyPackage",
   input: keyPackageInput.extend({ idempotencyKey: schemas.idempotencyKey.optional() }),
   async handler(input, { app, caller, db, now }) {
-    const pkg = prepareKeyPackage(input, app.config, now);
+    const pkg = prepareKeyPackage(input, app.config, caller, now);
     await publishKeyPackages(db, caller, [pkg], now);
     return { success: true };
   },

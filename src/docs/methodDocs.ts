@@ -20,6 +20,7 @@ export const ERROR_STATUS = {
   InvalidCipherSuite: 400,
   TooManyMembers: 400,
   KeyPackageExpired: 400,
+  InvalidKeyPackage: 400,
   CursorExpired: 400,
   InvalidCommit: 400,
   NotApplicationMessage: 400,
@@ -168,14 +169,15 @@ export const methodDocs: Record<string, MethodDoc> = {
     errors: [...convoErrors, "WelcomeNotFound", "WelcomeGone"],
   },
   publishKeyPackage: {
-    description: "Publishes one of the caller's key packages; publishing the same bytes again refreshes its expiry.",
+    description:
+      "Publishes one of the caller's key packages (an MLSMessage holding a KeyPackage whose basic credential names the caller); publishing the same bytes again refreshes its expiry.",
     output: success,
-    errors: ["InvalidCipherSuite", "KeyPackageExpired"],
+    errors: ["InvalidCipherSuite", "KeyPackageExpired", "InvalidKeyPackage"],
   },
   publishKeyPackages: {
-    description: "Publishes up to 100 of the caller's key packages in one call.",
+    description: "Publishes up to 100 of the caller's key packages in one call, each as publishKeyPackage takes it.",
     output: z.strictObject({ published: integer, duplicates: integer }),
-    errors: ["InvalidCipherSuite", "KeyPackageExpired"],
+    errors: ["InvalidCipherSuite", "KeyPackageExpired", "InvalidKeyPackage"],
   },
   getKeyPackages: {
     description:

@@ -10,6 +10,8 @@ export interface KeyPackageInfo {
   /** The leaf node's lifetime; each bound is left out when it lies beyond what a Date can hold (ts-mls's default notAfter is 2^63 − 1 s). */
   notBefore?: Date;
   notAfter?: Date;
+  /** The leaf's basic credential identity as UTF-8; left out for other credential types and for bytes that are not UTF-8. */
+  identity?: string;
 }
 
 /** Seconds after which `new Date(seconds * 1000)` is Invalid Date (ECMAScript's limit is 8.64e15 ms). */
@@ -26,9 +28,12 @@ const MAX_DATE_SECONDS = 8_640_000_000_000n;
 export function readKeyPackage(bytes: Uint8Array): KeyPackageInfo | undefined {
   const keyPackage = framedKeyPackage(bytes) ?? decodeExactly(decodeKeyPackage, bytes);
   if (!keyPackage || keyPackage.leafNode.leafNodeSource !== "key_package") return undefined;
-  const { notBefore, notAfter } = keyPackage.leafNode.lifetime;
+  const { lifetime, credential } = keyPackage.leafNode;
+  const { notBefore, notAfter } = lifetime;
+  const identity = credential.credentialType === "basic" ? utf8(credential.identity) : undefined;
   return {
     cipherSuite: cipherSuiteName(keyPackage.cipherSuite),
+    ...(identity !== undefined && { identity }),
     ...(notBefore <= MAX_DATE_SECONDS && { notBefore: new Date(Number(notBefore) * 1000) }),
     ...(notAfter <= MAX_DATE_SECONDS && { notAfter: new Date(Number(notAfter) * 1000) }),
   };
@@ -37,6 +42,14 @@ export function readKeyPackage(bytes: Uint8Array): KeyPackageInfo | undefined {
 function framedKeyPackage(bytes: Uint8Array): KeyPackage | undefined {
   const message = decodeExactly(decodeMlsMessage, bytes);
   return message?.wireformat === "mls_key_package" ? message.keyPackage : undefined;
+}
+
+function utf8(bytes: Uint8Array): string | undefined {
+  try {
+    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
+  } catch {
+    return undefined;
+  }
 }
 
 /** ts-mls names the suites it knows and gives any other id as a decimal string. */

@@ -31,7 +31,9 @@ export async function publishKeyPackages(
     const seen = byHash.get(pkg.hash);
     if (!seen || seen.expiresAt < pkg.expiresAt) byHash.set(pkg.hash, pkg);
   }
-  const rows = [...byHash.values()].map((pkg, n) => ({
+  // Rows are inserted in hash order, so two concurrent batches sharing packages lock them in one order.
+  const ordered = [...byHash.values()].sort((a, b) => (a.hash < b.hash ? -1 : a.hash > b.hash ? 1 : 0));
+  const rows = ordered.map((pkg, n) => ({
     n,
     key_package: encodeBase64(pkg.bytes),
     hash: pkg.hash,

@@ -1,14 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { encodeBase64 } from "../../src/bytes.js";
 import { ManualClock } from "../../src/clock.js";
 import type { Database } from "../../src/db/driver.js";
 import { runCleanup } from "../../src/jobs/cleanup.js";
 import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
+import { makeKeyPackage } from "../helpers/mls.js";
 import { migratedPglite } from "../helpers/pglite.js";
 import { xrpc } from "../helpers/xrpc.js";
 
 const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 const WELCOME = Buffer.from("welcome bytes for bob").toString("base64");
-const KEY_PACKAGE = Buffer.from("bob's key package").toString("base64");
 const GRACE_SECONDS = 300;
 
 const drivers: { name: string; open: () => Promise<Database> }[] = [
@@ -30,7 +31,9 @@ describe.each(drivers)("welcome two-phase commit ($name)", ({ open }) => {
     const alice = unique("did:plc:walice");
     const bob = unique("did:plc:wbob");
     const expires = new Date(Date.now() + 86_400_000).toISOString();
-    const published = await xrpc(app, bob, "publishKeyPackage", { body: { keyPackage: KEY_PACKAGE, cipherSuite: SUITE, expires } });
+    const published = await xrpc(app, bob, "publishKeyPackage", {
+      body: { keyPackage: encodeBase64(await makeKeyPackage(bob)), cipherSuite: SUITE, expires },
+    });
     expect(published.status).toBe(200);
     const [{ hash } = { hash: "" }] = await db.query<{ hash: string }>(`SELECT hash FROM key_packages WHERE owner_did = $1`, [bob]);
     const created = await xrpc(app, alice, "createConvo", {

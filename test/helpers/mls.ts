@@ -10,7 +10,7 @@ import type { Credential, Lifetime } from "ts-mls";
 import { createGroup, type ClientState } from "ts-mls/clientState.js";
 import { createCommit, createGroupInfoWithExternalPub } from "ts-mls/createCommit.js";
 import { createApplicationMessage, createProposal } from "ts-mls/createMessage.js";
-import { getCiphersuiteFromName, type CiphersuiteImpl } from "ts-mls/crypto/ciphersuite.js";
+import { getCiphersuiteFromName, type CiphersuiteImpl, type CiphersuiteName } from "ts-mls/crypto/ciphersuite.js";
 import { getCiphersuiteImpl } from "ts-mls/crypto/getCiphersuiteImpl.js";
 import { defaultCapabilities } from "ts-mls/defaultCapabilities.js";
 import { generateKeyPackage } from "ts-mls/keyPackage.js";
@@ -34,8 +34,19 @@ export const lifetime = (notBefore: Date, notAfter: Date): Lifetime => ({
   notAfter: BigInt(Math.floor(notAfter.getTime() / 1000)),
 });
 
-async function generate(did: string, keyLifetime: Lifetime) {
-  return generateKeyPackage(basicCredential(did), defaultCapabilities(), keyLifetime, [], await cipherSuite());
+async function generate(who: string | Credential, keyLifetime: Lifetime) {
+  const credential = typeof who === "string" ? basicCredential(who) : who;
+  return generateKeyPackage(credential, defaultCapabilities(), keyLifetime, [], await cipherSuite());
+}
+
+export interface KeyPackageOptions {
+  /** Replaces the basic credential naming the DID. */
+  credential?: Credential;
+  /**
+   * The cipher suite the KeyPackage claims. Only suite 1 is generated (ts-mls needs @noble/curves, not installed,
+   * for the others): another name relabels a suite-1 package, so its signature no longer verifies.
+   */
+  cipherSuite?: CiphersuiteName;
 }
 
 /**
@@ -45,9 +56,14 @@ async function generate(did: string, keyLifetime: Lifetime) {
 export async function makeKeyPackage(
   did = "did:plc:test",
   keyLifetime: Lifetime = defaultLifetime,
+  { credential = basicCredential(did), cipherSuite: claimed = TEST_CIPHER_SUITE }: KeyPackageOptions = {},
 ): Promise<Uint8Array> {
-  const { publicPackage } = await generate(did, keyLifetime);
-  return encodeMlsMessage({ version: "mls10", wireformat: "mls_key_package", keyPackage: publicPackage });
+  const { publicPackage } = await generate(credential, keyLifetime);
+  return encodeMlsMessage({
+    version: "mls10",
+    wireformat: "mls_key_package",
+    keyPackage: { ...publicPackage, cipherSuite: claimed },
+  });
 }
 
 export interface GroupWithCommit {

@@ -88,11 +88,16 @@ describe("readMlsMessage on real ts-mls messages", () => {
 });
 
 describe("readKeyPackage on real ts-mls key packages", () => {
-  it("reads the cipher suite name and the lifetime of an MLSMessage-framed key package", async () => {
+  it("reads the cipher suite name, the lifetime and the credential identity of an MLSMessage-framed key package", async () => {
     const notBefore = new Date("2025-01-01T00:00:00Z");
     const notAfter = new Date("2025-04-01T12:30:00Z");
     const bytes = await makeKeyPackage("did:plc:alice", lifetime(notBefore, notAfter));
-    expect(readKeyPackage(bytes)).toEqual({ cipherSuite: TEST_CIPHER_SUITE, notBefore, notAfter });
+    expect(readKeyPackage(bytes)).toEqual({
+      cipherSuite: TEST_CIPHER_SUITE,
+      notBefore,
+      notAfter,
+      identity: "did:plc:alice",
+    });
   });
 
   it("reads a bare KeyPackage too", async () => {
@@ -104,6 +109,7 @@ describe("readKeyPackage on real ts-mls key packages", () => {
   it("leaves out a notAfter that no Date can hold (ts-mls's default lifetime)", async () => {
     expect(readKeyPackage(await makeKeyPackage())).toEqual({
       cipherSuite: TEST_CIPHER_SUITE,
+      identity: "did:plc:test",
       notBefore: new Date(0),
     });
   });

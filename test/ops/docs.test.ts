@@ -5,7 +5,7 @@ import { COMMON_ERRORS, ERROR_STATUS, methodDocs, PROCEDURE_ERRORS } from "../..
 import type { OpenApiDocument } from "../../src/docs/openapi.js";
 import { NSID_PREFIX } from "../../src/xrpc.js";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
-import { TestGroup } from "../helpers/mls.js";
+import { makeKeyPackage, TestGroup } from "../helpers/mls.js";
 import { xrpc } from "../helpers/xrpc.js";
 
 const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
@@ -98,11 +98,11 @@ describe("documented outputs", () => {
       return result.body;
     };
     const expires = new Date(Date.now() + 86_400_000).toISOString();
-    const keyPackage = () => Buffer.from(crypto.randomUUID()).toString("base64");
+    const keyPackage = async () => Buffer.from(await makeKeyPackage(bob)).toString("base64");
 
-    await call(bob, "publishKeyPackage", { body: { keyPackage: keyPackage(), cipherSuite: SUITE, expires } });
+    await call(bob, "publishKeyPackage", { body: { keyPackage: await keyPackage(), cipherSuite: SUITE, expires } });
     await call(bob, "publishKeyPackages", {
-      body: { keyPackages: [{ keyPackage: keyPackage(), cipherSuite: SUITE, expires }] },
+      body: { keyPackages: [{ keyPackage: await keyPackage(), cipherSuite: SUITE, expires }] },
     });
     await call(bob, "getKeyPackageStats", { query: { cipherSuite: SUITE } });
     await call(alice, "getKeyPackages", { query: { dids: [bob, carol] } });

@@ -2,6 +2,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/clock.js";
 import { createLogger, type LogLevel } from "../../src/logger.js";
 import { randomGroupId, testApp, testDatabase, tokenFor, unique } from "../helpers/context.js";
+import { makeKeyPackage } from "../helpers/mls.js";
 
 const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 const NSID = "/xrpc/blue.catbird.mls.";
@@ -93,7 +94,8 @@ describe("request logs", () => {
         headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
         body: JSON.stringify(body),
       });
-    const keyPackage = secretBytes("keypackage");
+    // A real KeyPackage for Bob: its fresh public keys make it as distinctive as the secrets.
+    const keyPackage = Buffer.from(await makeKeyPackage(bob)).toString("base64");
     const welcome = secretBytes("welcome");
     const ciphertext = secretBytes("ciphertext");
     const expires = new Date(Date.now() + 86_400_000).toISOString();

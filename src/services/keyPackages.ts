@@ -69,20 +69,26 @@ export interface ClaimResult {
   missing: string[];
 }
 
+/**
+ * Packages one caller may take of one owner per reservation: enough to remove and re-add someone a
+ * couple of times, too few to drain an owner (one per caller would leave an honest re-add empty-handed).
+ */
+const PACKAGES_PER_RESERVATION = 3;
+
 /** Advisory lock class of getKeyPackages: one claim at a time per (caller, owner). */
 const RESERVATION_LOCK_CLASS = 71_460;
 
 /**
- * Hands out at most one unexpired key package per DID, reserved for `caller`, and at most one per
- * (caller, owner) per `reservationSeconds`: a caller handed one of that owner's packages within the
- * reservation gets the same package back while it is usable (not consumed, not used by a welcome), and
- * nothing new until the reservation has passed (the owner is `missing` meanwhile). So a retried GET
- * burns nothing, and no caller can drain another user's packages faster than one per reservation
- * (a device's last-resort package, with the devices work, covers the rest). Otherwise the oldest never
- * handed-out package is marked handed out to it. Claims by one caller for one owner are serialized by
- * a transaction-scoped advisory lock, taken in DID order; concurrent callers skip each other's locked
- * rows, so no package is ever given to two callers. (DISTINCT ON cannot be combined with FOR UPDATE,
- * hence one LIMIT 1 lateral subquery per DID.)
+ * Hands out at most one unexpired key package per DID, reserved for `caller`: a caller handed one of
+ * that owner's packages within `reservationSeconds` gets the same package back while it is usable (not
+ * consumed, not used by a welcome); once used, a fresh one, up to PACKAGES_PER_RESERVATION per
+ * reservation, and then nothing (the owner is `missing`) until the reservation has passed. So a
+ * retried GET burns nothing and no caller drains another user's packages (a device's last-resort
+ * package, with the devices work, covers what many callers together could still take). Otherwise the
+ * oldest never handed-out package is marked handed out to it. Claims by one caller for one owner are
+ * serialized by a transaction-scoped advisory lock, taken in DID order; concurrent callers skip each
+ * other's locked rows, so no package is ever given to two callers. (DISTINCT ON cannot be combined
+ * with FOR UPDATE, hence one LIMIT 1 lateral subquery per DID.)
  */
 export async function claimKeyPackages(
   db: Queryable,
@@ -105,9 +111,10 @@ export async function claimKeyPackages(
       `WITH requested AS (
          SELECT d.did FROM jsonb_array_elements_text($1::text::jsonb) AS d(did)
        ), recent AS (
-         -- The owner's package this caller was handed within the reservation (any cipher suite): its
-         -- one package for now. It comes back while usable; used or not, it stops a fresh claim.
-         SELECT h.id, r.did, h.usable
+         -- The owner's packages this caller was handed within the reservation (any cipher suite): the
+         -- latest comes back while usable, and once PACKAGES_PER_RESERVATION were handed out, used or
+         -- not, no fresh one is claimed until the reservation has passed.
+         SELECT r.did, h.id, h.usable, h.handed
            FROM requested r
            CROSS JOIN LATERAL (
              SELECT k.id,
@@ -115,7 +122,8 @@ export async function claimKeyPackages(
                       AND ($3::text IS NULL OR k.cipher_suite = $3::text)
                       AND NOT EXISTS (
                         SELECT 1 FROM welcome_messages w WHERE w.recipient_did = k.owner_did AND w.key_package_hash = k.hash
-                      ) AS usable
+                      ) AS usable,
+                    count(*) OVER () AS handed
                FROM key_packages k
               WHERE k.owner_did = r.did AND k.handed_out_to = $4 AND k.handed_out_at > $5
               ORDER BY k.handed_out_at DESC, k.id DESC
@@ -128,7 +136,7 @@ export async function claimKeyPackages(
              SELECT k.id FROM key_packages k
               WHERE k.owner_did = r.did AND k.handed_out_at IS NULL AND k.expires_at > $2
                 AND ($3::text IS NULL OR k.cipher_suite = $3::text)
-                AND NOT EXISTS (SELECT 1 FROM recent WHERE recent.did = r.did)
+                AND NOT EXISTS (SELECT 1 FROM recent WHERE recent.did = r.did AND (recent.usable OR recent.handed >= $6))
               ORDER BY k.created_at, k.id
               LIMIT 1
               FOR UPDATE SKIP LOCKED
@@ -141,7 +149,7 @@ export async function claimKeyPackages(
        SELECT owner_did, key_package, cipher_suite, hash FROM claimed
        UNION ALL
        SELECT k.owner_did, k.key_package, k.cipher_suite, k.hash FROM recent JOIN key_packages k ON k.id = recent.id WHERE recent.usable`,
-      [JSON.stringify(requested), now, cipherSuite ?? null, caller, reservedSince],
+      [JSON.stringify(requested), now, cipherSuite ?? null, caller, reservedSince, PACKAGES_PER_RESERVATION],
     );
   });
   const byOwner = new Map(rows.map((row) => [row.owner_did, row]));

@@ -3,37 +3,17 @@
  * former) keep reading the whole history as before, nothing else changes, and from then on every
  * insert must say where its membership starts.
  */
-import postgres from "postgres";
-import { afterAll, describe, expect, inject, it } from "vitest";
-import type { Database } from "../../src/db/driver.js";
-import { migrate } from "../../src/db/migrate.js";
-import { readMigrations } from "../../src/db/migrations-fs.js";
-import { createPostgresDatabase } from "../../src/db/postgres.js";
-import { unique } from "../helpers/context.js";
+import { afterAll, describe, expect, it } from "vitest";
+import { schemaBefore, type SchemaBefore } from "../helpers/upgrade.js";
 
 const MIGRATION = "0005_member_history.sql";
-const admin = postgres(inject("adminUrl"), { max: 1, onnotice: () => {} });
-const name = unique("mls_member_history_");
-let db: Database | undefined;
-
-afterAll(async () => {
-  await db?.close();
-  await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  await admin.end();
-});
+let before: SchemaBefore | undefined;
+afterAll(() => before?.drop());
 
 describe(MIGRATION, () => {
   it("gives existing members the whole history and keeps every row", async () => {
-    await admin.unsafe(`CREATE DATABASE ${name}`);
-    const url = new URL(inject("adminUrl"));
-    url.pathname = `/${name}`;
-    db = createPostgresDatabase(url.toString(), { max: 2 });
-    const all = await readMigrations();
-    expect(all.map((m) => m.name)).toContain(MIGRATION);
-    await migrate(
-      db,
-      all.filter((m) => m.name < MIGRATION),
-    );
+    before = await schemaBefore(MIGRATION);
+    const { db } = before;
 
     await db.exec(`
       INSERT INTO conversations (id, group_id, creator_did, cipher_suite, epoch, next_seq, next_event_seq, created_at)
@@ -45,11 +25,11 @@ describe(MIGRATION, () => {
         ('m2', 'c1', 2, 'did:plc:alice', 'commit', 0, '\\x02', now()),
         ('m3', 'c1', 3, 'did:plc:alice', 'commit', 1, '\\x03', now());
     `);
-    const before = await db.query(`SELECT convo_id, did, joined_at, left_at FROM members ORDER BY did`);
+    const rows = await db.query(`SELECT convo_id, did, joined_at, left_at FROM members ORDER BY did`);
 
-    expect(await migrate(db, all)).toEqual(all.filter((m) => m.name >= MIGRATION).map((m) => m.name));
+    expect(await before.upgrade()).toEqual([MIGRATION]);
 
-    expect(await db.query(`SELECT convo_id, did, joined_at, left_at FROM members ORDER BY did`)).toEqual(before);
+    expect(await db.query(`SELECT convo_id, did, joined_at, left_at FROM members ORDER BY did`)).toEqual(rows);
     expect(await db.query(`SELECT did, joined_seq, joined_event_seq, joined_epoch FROM members ORDER BY did`)).toEqual([
       { did: "did:plc:alice", joined_seq: 1, joined_event_seq: 1, joined_epoch: 0 },
       { did: "did:plc:bob", joined_seq: 1, joined_event_seq: 1, joined_epoch: 0 },

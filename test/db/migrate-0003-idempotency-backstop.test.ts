@@ -2,34 +2,16 @@
  * 0003 upgrades a populated database in place: every message, key and record is kept, and a key
  * whose record has expired can store a second message.
  */
-import postgres from "postgres";
-import { afterAll, expect, inject, it } from "vitest";
-import type { Database } from "../../src/db/driver.js";
-import { migrate } from "../../src/db/migrate.js";
-import { readMigrations } from "../../src/db/migrations-fs.js";
-import { createPostgresDatabase } from "../../src/db/postgres.js";
-import { unique } from "../helpers/context.js";
+import { afterAll, expect, it } from "vitest";
+import { schemaBefore, type SchemaBefore } from "../helpers/upgrade.js";
 
-const admin = postgres(inject("adminUrl"), { max: 1, onnotice: () => {} });
-const name = unique("mls_migrate_0003_");
-let db: Database | undefined;
-
-afterAll(async () => {
-  await db?.close();
-  await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  await admin.end();
-});
+const MIGRATION = "0003_idempotency_backstop.sql";
+let schema: SchemaBefore | undefined;
+afterAll(() => schema?.drop());
 
 it("0003 keeps every message and record and lets an expired key store a new message", async () => {
-  await admin.unsafe(`CREATE DATABASE ${name}`);
-  const url = new URL(inject("adminUrl"));
-  url.pathname = `/${name}`;
-  db = createPostgresDatabase(url.toString(), { max: 2 });
-  const all = await readMigrations();
-  const before = all.filter((m) => m.name < "0003");
-  const mine = all.find((m) => m.name === "0003_idempotency_backstop.sql")!;
-  expect(before.map((m) => m.name)).toEqual(["0001_schema.sql", "0002_membership_version.sql"]);
-  await migrate(db, before);
+  schema = await schemaBefore(MIGRATION);
+  const { db } = schema;
 
   const sender = "did:plc:migrated";
   await db.exec(`
@@ -46,7 +28,7 @@ it("0003 keeps every message and record and lets an expired key store a new mess
     VALUES ('m3', 'c1', 3, '${sender}', 'app', 0, '\\x03', 'k1', now())`;
   await expect(db.query(duplicateKey)).rejects.toThrow(/messages_sender_idempotency_key/);
 
-  expect(await migrate(db, [...before, mine])).toEqual([mine.name]);
+  expect(await schema.upgrade()).toEqual([MIGRATION]);
   expect(await db.query(`SELECT id, seq, idempotency_key FROM messages ORDER BY seq`)).toEqual([
     { id: "m1", seq: 1, idempotency_key: "k1" },
     { id: "m2", seq: 2, idempotency_key: null },

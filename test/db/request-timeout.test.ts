@@ -110,7 +110,8 @@ describe("request timeout while the conversation row is locked", () => {
     await Promise.all([convo.done, member.done]);
 
     await appIdle();
-    const [row] = await admin`SELECT left_at IS NULL AS active FROM members WHERE convo_id = ${convoId} AND did = ${bob}`;
+    const [row] =
+      await admin`SELECT left_at IS NULL AS active FROM members WHERE convo_id = ${convoId} AND did = ${bob}`;
     if (added.status === 503) expect(row!.active, "a request answered 'retry' added nobody").toBe(false);
     else expect([added.status, row!.active]).toEqual([200, true]);
   });

@@ -3,41 +3,21 @@
  * with data in place, it keeps every row, and the welcome lookups behind 404/410 stop scanning the
  * whole table.
  */
-import postgres from "postgres";
-import { afterAll, expect, inject, it } from "vitest";
-import type { Database } from "../../src/db/driver.js";
-import { migrate } from "../../src/db/migrate.js";
-import { readMigrations } from "../../src/db/migrations-fs.js";
-import { createPostgresDatabase } from "../../src/db/postgres.js";
-import { unique } from "../helpers/context.js";
+import { afterAll, expect, it } from "vitest";
+import { schemaBefore, type SchemaBefore } from "../helpers/upgrade.js";
 
 const MINE = "0004_welcome_lifecycle.sql";
-const admin = postgres(inject("adminUrl"), { max: 1, onnotice: () => {} });
-const name = unique("mls_welcome_mig_");
-let db: Database | undefined;
-
-afterAll(async () => {
-  await db?.close();
-  await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  await admin.end();
-});
+let schema: SchemaBefore | undefined;
+afterAll(() => schema?.drop());
 
 const LOOKUP = `SELECT state FROM welcome_messages WHERE convo_id = 'c-17' AND recipient_did = 'did:plc:r-17-3'
                  ORDER BY created_at DESC, id DESC LIMIT 1`;
 const plan = async (sql: string) =>
-  (await db!.query<{ "QUERY PLAN": string }>(`EXPLAIN ${sql}`)).map((row) => row["QUERY PLAN"]).join("\n");
+  (await schema!.db.query<{ "QUERY PLAN": string }>(`EXPLAIN ${sql}`)).map((row) => row["QUERY PLAN"]).join("\n");
 
 it("upgrades a populated database in place and serves the welcome lookups from an index", async () => {
-  await admin.unsafe(`CREATE DATABASE ${name}`);
-  const url = new URL(inject("adminUrl"));
-  url.pathname = `/${name}`;
-  db = createPostgresDatabase(url.toString(), { max: 2 });
-  const all = await readMigrations();
-  expect(all.map((migration) => migration.name)).toContain(MINE);
-  await migrate(
-    db,
-    all.filter((migration) => migration.name < MINE),
-  );
+  schema = await schemaBefore(MINE);
+  const { db } = schema;
 
   // 500 conversations with 20 welcomes each, in every state, and handed-out key packages.
   await db.exec(`
@@ -56,7 +36,7 @@ it("upgrades a populated database in place and serves the welcome lookups from a
   // The defect: before this migration the lookup reads the whole table.
   expect(await plan(LOOKUP)).toContain("Seq Scan on welcome_messages");
 
-  expect(await migrate(db, all)).toContain(MINE);
+  expect(await schema.upgrade()).toEqual([MINE]);
   await db.exec("ANALYZE");
 
   const [counts] = await db.query<{ welcomes: number; states: number; handed: number }>(

@@ -64,6 +64,8 @@ const WEB_DID = /^did:web:([a-zA-Z0-9.-]{1,253})(%3[aA]([0-9]{1,5}))?$/;
 const MAX_DOCUMENT_BYTES = 16 * 1024;
 /** A forced refresh (after a failed signature) happens at most this often per DID, so forged tokens cannot hammer the directory. */
 const REFRESH_COOLDOWN_MS = 30_000;
+/** How long past its TTL a known key still serves while resolving it fails or is refused as busy. */
+const STALE_IF_ERROR_MS = 60 * 60 * 1000;
 /** Map entry, object and string headers: roughly what an entry costs beyond its strings. */
 const ENTRY_OVERHEAD_BYTES = 160;
 
@@ -107,8 +109,12 @@ export class DidResolver {
       });
       return { key, cached: false };
     } catch (error) {
-      // A forced refresh that fails keeps the key we had; an expired one is not served stale.
+      // A forced refresh that fails keeps the key we had. A key expired less than STALE_IF_ERROR_MS ago
+      // is served while resolution fails or is busy: a flood of forged issuers must not lock out users
+      // whose key the cache knew.
       if (entry) return { key: entry.key, cached: true };
+      const stale = this.cache.get(did);
+      if (stale?.key !== undefined && now < stale.expiresAt + STALE_IF_ERROR_MS) return { key: stale.key, cached: true };
       if (error instanceof DidResolutionError) {
         const expiresAt = now + this.options.failureTtlMs;
         this.remember(did, { key: undefined, failure: error.message, expiresAt, refreshedAt: undefined });
@@ -171,7 +177,8 @@ export class DidResolver {
       })
       .catch(() => {}); // the caller handles the failure
     this.inFlight.set(did, current);
-    return current.result;
+    // The first caller waits no longer than the others: a fetch that never settles must not hold a request.
+    return withTimeout(current.result, timeoutMs, did);
   }
 
   private async fetchKey(did: string, url: URL): Promise<string | undefined> {

@@ -57,10 +57,11 @@ export async function verifyServiceToken(
   const [encodedHeader, encodedPayload, encodedSignature] = token.split(".");
   let alg: unknown;
   let typ: unknown;
+  let crit: unknown;
   let claims: JWTPayload;
   let signature: Uint8Array;
   try {
-    ({ alg, typ } = decodeProtectedHeader(token));
+    ({ alg, typ, crit } = decodeProtectedHeader(token));
     claims = decodeJwt(token);
     signature = base64url.decode(encodedSignature ?? "");
   } catch {
@@ -69,6 +70,8 @@ export async function verifyServiceToken(
   if (typeof alg !== "string" || !SERVICE_TOKEN_ALGORITHMS.has(alg)) throw invalid("token algorithm is not accepted");
   if (typeof typ === "string" && FOREIGN_TOKEN_TYPES.has(typ.toLowerCase()))
     throw invalid("token is not a service token");
+  // RFC 7515 §4.1.11: a critical extension this server does not understand makes the token invalid.
+  if (crit !== undefined) throw invalid("token names critical header extensions this service does not support");
 
   const { iss, aud, exp, iat, nbf, lxm, jti } = claims;
   const seconds = now.getTime() / 1000;

@@ -133,6 +133,8 @@ export function withinRoundTrip<T>(work: Promise<T>, ms: number, onTimeout?: () 
   });
 }
 
+const SQLSTATE = /^[0-9A-Z]{5}$/;
+
 /** Turns whatever a driver threw into the typed errors above. */
 export function normalizeError(error: unknown): Error {
   if (error instanceof DatabaseError || error instanceof DatabaseUnavailableError) return error;
@@ -140,7 +142,8 @@ export function normalizeError(error: unknown): Error {
   const code = typeof e?.code === "string" ? e.code : undefined;
   const message = typeof e?.message === "string" ? e.message : String(error);
   if (code && CONNECTION_CODES.has(code)) return new DatabaseUnavailableError(message, { cause: error });
-  if (CONNECTION_MESSAGES.test(message)) {
+  // A server error (a SQLSTATE) may echo client text in its message: only code-less errors are read by message.
+  if (!(code && SQLSTATE.test(code)) && CONNECTION_MESSAGES.test(message)) {
     return new DatabaseUnavailableError(message, { cause: error });
   }
   const constraint =

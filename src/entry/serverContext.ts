@@ -1,7 +1,7 @@
 import type { Hono } from "hono";
 import { createApp } from "../app.js";
 import { createGuards } from "../auth/guards.js";
-import { unpooledFetch } from "../auth/unpooledFetch.js";
+import { createUnpooledFetch } from "../auth/unpooledFetch.js";
 import { systemClock } from "../clock.js";
 import { authMode, ConfigError, type Config } from "../config.js";
 import type { AppContext } from "../context.js";
@@ -36,7 +36,9 @@ export async function startServerContext(config: Config, logger: Logger): Promis
     safetyPollMs: config.EVENTS_SAFETY_POLL_MS,
   });
   // Node's fetch keeps a connection pool per origin forever (one per did:web host a token names); Deno's does not.
-  const guards = createGuards(config, systemClock, "Deno" in globalThis ? {} : { fetch: unpooledFetch });
+  const plcHost = new URL(config.PLC_DIRECTORY_URL).hostname;
+  const fetch = createUnpooledFetch({ privateAllowed: (host) => config.DID_WEB_ALLOW_PRIVATE || host === plcHost });
+  const guards = createGuards(config, systemClock, "Deno" in globalThis ? {} : { fetch });
   const ctx: AppContext = { config, db, clock: systemClock, logger, events, metrics: createMetrics(), guards };
   return { ctx, app: createApp(ctx), stopCleanup: startCleanupTimer(ctx) };
 }

@@ -517,6 +517,26 @@ describe("resolution", () => {
 });
 
 describe("resolution bounds", () => {
+  it("keeps serving a known key past its TTL while resolving it fails, so a flood cannot lock its owner out", async () => {
+    const clock = new ManualClock();
+    const { app: cached } = testApp(db, { ...serviceEnv(), DID_CACHE_TTL_SECONDS: "60" }, clock);
+    const { did, keypair } = await plcIdentity();
+    expect((await getConvos(await signToken(keypair, claims(did, "getConvos")), cached)).status).toBe(200);
+    clock.advance(61_000);
+    server.raw.set(`/${did}`, { status: 503, body: "busy" });
+    try {
+      expect((await getConvos(await signToken(keypair, claims(did, "getConvos")), cached)).status).toBe(200);
+    } finally {
+      server.raw.delete(`/${did}`);
+    }
+  });
+
+  it("refuses a token with critical header extensions it does not understand", async () => {
+    const { did, keypair } = await plcIdentity();
+    const token = await signToken(keypair, claims(did, "getConvos"), { crit: ["b64"], b64: false });
+    expectRefused(await getConvos(token), "InvalidToken", /critical/);
+  });
+
   it("remembers a failed resolution briefly: forged tokens for it fetch nothing until DID_FAILURE_TTL_SECONDS", async () => {
     const clock = new ManualClock();
     const { app: bounded } = testApp(db, { ...serviceEnv(), DID_FAILURE_TTL_SECONDS: "30" }, clock);

@@ -13,6 +13,7 @@ import { readMigrations } from "../src/db/migrations-fs.js";
 import { createPostgresDatabase } from "../src/db/postgres.js";
 import { runCleanup, type CleanupOptions } from "../src/jobs/cleanup.js";
 import { randomGroupId, testApp, unique } from "./helpers/context.js";
+import { holdRowLock } from "./helpers/rowLock.js";
 import { xrpc } from "./helpers/xrpc.js";
 import { ROOT } from "./runtimes/server.js";
 
@@ -251,25 +252,17 @@ describe("runCleanup", () => {
     await seenToken("expired", ago(now, SECOND));
 
     // Hold the expired entry's row lock so the first run stops, holding its lease, at that delete.
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    let locked!: () => void;
-    const rowLocked = new Promise<void>((resolve) => (locked = resolve));
-    const holder = db.transaction(async (tx) => {
-      await tx.query("SELECT 1 FROM idempotency_keys WHERE key = 'expired' FOR UPDATE");
-      locked();
-      await released;
-    });
+    const holder = holdRowLock(db, "SELECT 1 FROM idempotency_keys WHERE key = 'expired' FOR UPDATE");
     try {
-      await rowLocked;
+      await holder.held;
       const first = runCleanup(db, options(now));
       await waitForLockWait();
       expect(await runCleanup(db, options(now))).toEqual({ ran: false, reason: "another cleanup is running" });
-      release();
+      holder.release();
       expect(await first).toMatchObject({ ran: true, idempotencyKeys: 1, seenTokens: 1 });
     } finally {
-      release();
-      await holder;
+      holder.release();
+      await holder.done;
     }
   });
 
@@ -346,29 +339,23 @@ describe("runCleanup", () => {
     await seenToken("expired", ago(now, SECOND));
 
     // Cleanup expires the welcome, then stops at the seen_tokens delete behind this row lock.
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    let locked!: () => void;
-    const rowLocked = new Promise<void>((resolve) => (locked = resolve));
-    const holder = db.transaction(async (tx) => {
-      await tx.query("SELECT 1 FROM seen_tokens WHERE jti = 'expired' FOR UPDATE");
-      locked();
-      await released;
-    });
+    const holder = holdRowLock(db, "SELECT 1 FROM seen_tokens WHERE jti = 'expired' FOR UPDATE");
     try {
-      await rowLocked;
+      await holder.held;
       const run = runCleanup(db, options(now));
       await waitForLockWait("DELETE FROM seen_tokens");
       const { app } = testApp(db, { WELCOME_GRACE_SECONDS: String(GRACE_SECONDS) });
       let answered = false;
       const fetched = xrpc(app, recipient, "getWelcome", { query: { convoId } }).finally(() => (answered = true));
-      const blocked = waitForLockWait("welcome_messages", () => answered).then(() => "getWelcome waited for cleanup's lock");
+      const blocked = waitForLockWait("welcome_messages", () => answered).then(
+        () => "getWelcome waited for cleanup's lock",
+      );
       expect(await Promise.race([fetched.then((result) => result.status), blocked])).toBe(410);
-      release();
+      holder.release();
       expect(await run).toMatchObject({ ran: true, welcomesExpired: 1, seenTokens: 1 });
     } finally {
-      release();
-      await holder;
+      holder.release();
+      await holder.done;
     }
   });
 

@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/clock.js";
 import { runCleanup } from "../../src/jobs/cleanup.js";
 import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
+import { holdRowLock } from "../helpers/rowLock.js";
 import { xrpc } from "../helpers/xrpc.js";
 
 const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
@@ -79,7 +80,12 @@ describe("an expired idempotency key is a new action (real PostgreSQL)", () => {
     sent.push(await send(app, alice, convoId, "again", "AQID"));
 
     clock.advance(TTL_MS + 1000);
-    const cleaned = await runCleanup(db, { now: clock.now(), welcomeGraceSeconds: 300, welcomeTtlSeconds: 604_800, retentionDays: 30 });
+    const cleaned = await runCleanup(db, {
+      now: clock.now(),
+      welcomeGraceSeconds: 300,
+      welcomeTtlSeconds: 604_800,
+      retentionDays: 30,
+    });
     expect(cleaned.ran && cleaned.idempotencyKeys).toBeGreaterThanOrEqual(1);
     sent.push(await send(app, alice, convoId, "again", "AQID"));
 
@@ -122,22 +128,15 @@ describe("lock waits around a key (real PostgreSQL)", () => {
     expect((await xrpc(app, alice, "sendMessage", { body, headers: { "Idempotency-Key": "taken" } })).status).toBe(200);
     clock.advance(61_000);
 
-    let release!: () => void;
-    let locked!: (ctid: string) => void;
-    const isLocked = new Promise<string>((resolve) => (locked = resolve));
-    const holder = db.transaction(async (tx) => {
-      const [row] = await tx.query<{ ctid: string }>(`SELECT ctid::text FROM conversations WHERE id = $1 FOR UPDATE`, [
-        convoId,
-      ]);
-      locked(row!.ctid);
-      await new Promise<void>((resolve) => (release = resolve));
-    });
-    const ctid = await isLocked;
+    const holder = holdRowLock<{ ctid: string }>(db, `SELECT ctid::text FROM conversations WHERE id = $1 FOR UPDATE`, [
+      convoId,
+    ]);
+    const ctid = (await holder.held)[0]!.ctid;
     const sending = xrpc(app, alice, "sendMessage", { body, headers: { "Idempotency-Key": "taken" } });
     await waitingOn(ctid);
     await new Promise((resolve) => setTimeout(resolve, 600)); // past the 200 ms wait limit
-    release();
-    await holder;
+    holder.release();
+    await holder.done;
     const sent = await sending;
     expect(sent.status).toBe(200);
     expect(sent.body.seq).toBe(2);

@@ -5,6 +5,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { DatabaseError } from "../../src/db/driver.js";
 import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
+import { holdRowLock } from "../helpers/rowLock.js";
 import { withStatementHook } from "../helpers/faults.js";
 import { xrpc } from "../helpers/xrpc.js";
 
@@ -43,25 +44,18 @@ describe("same-key sends on the two paths (real PostgreSQL)", () => {
     const convoId = created.body.id as string;
     const request = { body: { convoId, ciphertext: "AQID", epoch: 0 }, headers: { "Idempotency-Key": "race" } };
 
-    let release!: () => void;
-    let locked!: (ctid: string) => void;
-    const isLocked = new Promise<string>((resolve) => (locked = resolve));
-    const holder = db.transaction(async (tx) => {
-      const [row] = await tx.query<{ ctid: string }>(`SELECT ctid::text FROM conversations WHERE id = $1 FOR UPDATE`, [
-        convoId,
-      ]);
-      locked(row!.ctid);
-      await new Promise<void>((resolve) => (release = resolve));
-    });
-    const ctid = await isLocked;
+    const holder = holdRowLock<{ ctid: string }>(db, `SELECT ctid::text FROM conversations WHERE id = $1 FOR UPDATE`, [
+      convoId,
+    ]);
+    const ctid = (await holder.held)[0]!.ctid;
     // First in line for the conversation: the one-statement send, which claims the key after locking it.
     const once = xrpc(app, alice, "sendMessage", request);
     await waiters(ctid, 1);
     // Second in line: the general path, which holds the key while it waits for the conversation.
     const claimed = xrpc(generalApp, alice, "sendMessage", request);
     await waiters(ctid, 2);
-    release();
-    await holder;
+    holder.release();
+    await holder.done;
 
     const answers = await Promise.all([once, claimed]);
     expect(answers.map((r) => r.status)).toEqual([200, 200]);

@@ -1,0 +1,36 @@
+import type { Queryable } from "../../src/db/driver.js";
+
+export interface HeldLock<Row> {
+  /** Resolves once the rows are locked, with what the locking statement returned. */
+  held: Promise<Row[]>;
+  /** Ends the holding transaction (commits it: a SELECT ... FOR UPDATE wrote nothing). */
+  release(): void;
+  /** Resolves once the holding transaction has ended. */
+  done: Promise<void>;
+}
+
+/**
+ * Runs `sql` (a `SELECT ... FOR UPDATE`) in a transaction of its own and keeps its row locks until
+ * `release()`: for tests that make another statement wait on a row.
+ *
+ * @example
+ * const lock = holdRowLock(db, "SELECT ctid::text FROM conversations WHERE id = $1 FOR UPDATE", [convoId]);
+ * const [{ ctid }] = await lock.held;
+ * lock.release();
+ * await lock.done;
+ */
+export function holdRowLock<Row extends object = Record<string, unknown>>(
+  db: Queryable,
+  sql: string,
+  params: unknown[] = [],
+): HeldLock<Row> {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let locked!: (rows: Row[]) => void;
+  const held = new Promise<Row[]>((resolve) => (locked = resolve));
+  const done = db.transaction(async (tx) => {
+    locked(await tx.query<Row>(sql, params));
+    await released;
+  });
+  return { held, release, done };
+}

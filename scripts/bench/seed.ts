@@ -14,7 +14,8 @@ export async function seedConversations(db: Database, count: number): Promise<vo
        INSERT INTO conversations (id, group_id, creator_did, cipher_suite, created_at)
        SELECT 'bench-' || n, md5('bench-' || n), 'did:plc:bench' || n, $2, now() FROM ids
      )
-     INSERT INTO members (convo_id, did, joined_at) SELECT 'bench-' || n, 'did:plc:bench' || n, now() FROM ids`,
+     INSERT INTO members (convo_id, did, joined_at, joined_seq, joined_event_seq, joined_epoch)
+     SELECT 'bench-' || n, 'did:plc:bench' || n, now(), 1, 1, 0 FROM ids`,
     [count, BENCH_SUITE],
   );
 }
@@ -28,7 +29,7 @@ export async function seedReadConversation(db: Database, size: number): Promise<
        INSERT INTO conversations (id, group_id, creator_did, cipher_suite, created_at, next_seq, last_message_at)
        VALUES ($1, md5($1), $2, $3, now(), $4 + 1, now())
      ), member AS (
-       INSERT INTO members (convo_id, did, joined_at) VALUES ($1, $2, now())
+       INSERT INTO members (convo_id, did, joined_at, joined_seq, joined_event_seq, joined_epoch) VALUES ($1, $2, now(), 1, 1, 0)
      )
      INSERT INTO messages (id, convo_id, seq, sender_did, message_type, epoch, ciphertext, created_at)
      SELECT gen_random_uuid()::text, $1, s, $2, 'app', 0, decode(repeat('ab', 100), 'hex'), now()

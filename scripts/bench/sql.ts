@@ -2,6 +2,7 @@
  * pgbench scripts that run the server's own SQL (the very constants the services execute), so the
  * baseline is what this database can do with the same statements and the same transaction shape.
  */
+import { DEFAULT_MAX_PAGE_BYTES } from "../../src/config.js";
 import { ACTIVE_MEMBER_SQL } from "../../src/services/membership.js";
 import { LIST_MESSAGES_SQL, SEND_MESSAGE_ONCE_SQL } from "../../src/services/messages.js";
 
@@ -55,6 +56,6 @@ export function readMessagesScript(convoId: string, did: string, size: number): 
   return [
     `\\set s random(0, ${Math.max(0, size - 50)})`,
     bind(ACTIVE_MEMBER_SQL, [text(convoId), text(did)]),
-    bind(LIST_MESSAGES_SQL, [text(convoId), ":s", "51"]),
+    bind(LIST_MESSAGES_SQL, [text(convoId), text(did), ":s", "50", String(DEFAULT_MAX_PAGE_BYTES)]),
   ].join("\n");
 }

@@ -1,9 +1,28 @@
 import type { Queryable } from "../db/driver.js";
-import { XrpcError } from "../errors.js";
+import { invalidRequest, XrpcError } from "../errors.js";
 
 export const welcomeNotFound = () => new XrpcError(404, "WelcomeNotFound", "no welcome for you in this conversation");
 export const welcomeGone = () =>
   new XrpcError(410, "WelcomeGone", "the welcome was consumed or its grace period has passed");
+
+/** A Welcome as the API read it: its bytes and the cipher suite it names. */
+export interface WelcomeInput {
+  bytes: Uint8Array;
+  cipherSuite: string;
+}
+
+/** 400 when the Welcome was made for another cipher suite than the conversation's. */
+export function checkWelcomeSuite(welcome: WelcomeInput, convoSuite: string): void {
+  if (welcome.cipherSuite !== convoSuite) {
+    throw invalidRequest(`welcomeMessage uses cipher suite ${welcome.cipherSuite}; the conversation uses ${convoSuite}`);
+  }
+}
+
+/** `checkWelcomeSuite` against a stored conversation (its cipher suite never changes). */
+export async function checkWelcomeForConvo(db: Queryable, convoId: string, welcome: WelcomeInput): Promise<void> {
+  const [row] = await db.query<{ cipher_suite: string }>(`SELECT cipher_suite FROM conversations WHERE id = $1`, [convoId]);
+  if (row) checkWelcomeSuite(welcome, row.cipher_suite);
+}
 
 /** The clock a welcome is judged by: the grace period after its first fetch, its lifetime before one. */
 export interface WelcomeTimes {

@@ -302,7 +302,9 @@ describe("welcome rows", () => {
 
   function welcomeRows(convoId: string) {
     return db.query<{ recipient_did: string; welcome: Uint8Array; key_package_hash: string | null; state: string }>(
-      `SELECT recipient_did, welcome, key_package_hash, state FROM welcome_messages WHERE convo_id = $1 ORDER BY recipient_did`,
+      `SELECT w.recipient_did, coalesce(w.welcome, p.welcome) AS welcome, w.key_package_hash, w.state
+         FROM welcome_messages w LEFT JOIN welcome_payloads p ON p.hash = w.payload_hash
+        WHERE w.convo_id = $1 ORDER BY w.recipient_did`,
       [convoId],
     );
   }

@@ -42,7 +42,7 @@ afterAll(async () => {
 });
 
 beforeEach(async () => {
-  await db.exec("TRUNCATE conversations, idempotency_keys, key_packages, seen_tokens CASCADE");
+  await db.exec("TRUNCATE conversations, idempotency_keys, key_packages, seen_tokens, welcome_payloads CASCADE");
 });
 
 const ago = (now: Date, ms: number) => new Date(now.getTime() - ms);
@@ -86,23 +86,35 @@ interface WelcomeRow {
   fetchedAt?: Date;
   confirmedAt?: Date;
   keyPackageHash?: string;
+  /** A welcome_payloads hash the row references instead of holding its own bytes. */
+  payloadHash?: string;
+}
+
+async function welcomePayload(label: string, usedAt: Date): Promise<string> {
+  await db.query(`INSERT INTO welcome_payloads (hash, welcome, used_at) VALUES ($1, $2, $3)`, [
+    hash(label),
+    new Uint8Array([8]),
+    usedAt,
+  ]);
+  return hash(label);
 }
 
 async function welcome(convoId: string, recipient: string, row: WelcomeRow): Promise<string> {
   const id = unique("welcome-");
   await db.query(
-    `INSERT INTO welcome_messages (id, convo_id, recipient_did, welcome, key_package_hash, state, created_at, fetched_at, confirmed_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+    `INSERT INTO welcome_messages (id, convo_id, recipient_did, welcome, key_package_hash, state, created_at, fetched_at, confirmed_at, payload_hash)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
     [
       id,
       convoId,
       recipient,
-      new Uint8Array([9]),
+      row.payloadHash ? null : new Uint8Array([9]),
       row.keyPackageHash ?? null,
       row.state,
       row.createdAt,
       row.fetchedAt ?? null,
       row.confirmedAt ?? null,
+      row.payloadHash ?? null,
     ],
   );
   return id;
@@ -199,6 +211,7 @@ describe("runCleanup", () => {
       keyPackages: 1,
       welcomesExpired: 2,
       welcomesDeleted: 2,
+      welcomePayloads: 0,
       messages: 1,
       events: 1,
       seenTokens: 1,
@@ -231,10 +244,31 @@ describe("runCleanup", () => {
       keyPackages: 0,
       welcomesExpired: 0,
       welcomesDeleted: 0,
+      welcomePayloads: 0,
       messages: 0,
       events: 0,
       seenTokens: 0,
     });
+  });
+
+  it("deletes welcome payloads no row references once unused past retention, and keeps referenced ones", async () => {
+    const now = new Date();
+    const convoId = await conversation(ago(now, DAY));
+    const old = ago(now, (RETENTION_DAYS + 1) * DAY);
+    await welcomePayload("1", old);
+    const recentOrphan = await welcomePayload("2", ago(now, DAY));
+    const referenced = await welcomePayload("3", old);
+    const retiredWith = await welcomePayload("4", old);
+    await welcome(convoId, "did:plc:a", { state: "available", createdAt: ago(now, DAY), payloadHash: referenced });
+    // Its only row goes past retention in this run; the payload goes with it.
+    await welcome(convoId, "did:plc:b", { state: "expired", createdAt: old, payloadHash: retiredWith });
+    const legacy = await welcome(convoId, "did:plc:c", { state: "available", createdAt: ago(now, DAY) });
+
+    const result = await runCleanup(db, options(now, { batchSize: 1 }));
+    expect(result).toMatchObject({ welcomesDeleted: 1, welcomePayloads: 2 });
+    expect(await column("SELECT hash AS value FROM welcome_payloads ORDER BY hash")).toEqual([recentOrphan, referenced]);
+    expect(await column("SELECT id AS value FROM welcome_messages ORDER BY recipient_did")).toHaveLength(2);
+    expect(await column("SELECT get_byte(welcome, 0) AS value FROM welcome_messages WHERE id = $1", [legacy])).toEqual([9]);
   });
 
   it("deletes in batches until nothing expired is left", async () => {
@@ -401,6 +435,7 @@ describe("npm run cleanup", () => {
       keyPackages: 0,
       welcomesExpired: 0,
       welcomesDeleted: 0,
+      welcomePayloads: 0,
       messages: 0,
       events: 0,
       seenTokens: 1,

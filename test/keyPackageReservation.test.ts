@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encodeBase64 } from "../src/bytes.js";
 import { start, type BattleServer } from "./battle/server.js";
 import { testDatabase, tokenFor, unique } from "./helpers/context.js";
-import { makeKeyPackage } from "./helpers/mls.js";
+import { makeGroupWithCommit, makeKeyPackage } from "./helpers/mls.js";
 
 const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 const db = testDatabase(5);
@@ -85,6 +85,7 @@ describe("getKeyPackages reservations", () => {
     const alice = unique("did:plc:ralice");
     const mallory = unique("did:plc:rmallory");
     await publish(alice, 6);
+    const welcome = encodeBase64((await makeGroupWithCommit()).welcomeBytes);
     for (let round = 0; round < 6; round++) {
       const fetched = await call(mallory, "getKeyPackages", { query: `dids=${alice}` });
       const hash = fetched.body.keyPackages[0]?.keyPackageHash;
@@ -95,7 +96,7 @@ describe("getKeyPackages reservations", () => {
           groupId,
           cipherSuite: SUITE,
           initialMembers: [alice],
-          welcomeMessage: "AQID",
+          welcomeMessage: welcome,
           keyPackageHashes: [{ did: alice, hash }],
         },
       });

@@ -5,6 +5,7 @@ import { addMembers } from "../services/members.js";
 import { procedure } from "../xrpc.js";
 import { MAX_MEMBERS_PER_CALL } from "./createConvo.js";
 import { commitInput } from "./membershipInput.js";
+import { welcomeInput } from "./welcomeInput.js";
 
 export default procedure({
   name: "addMembers",
@@ -31,7 +32,7 @@ export default procedure({
       caller,
       dids,
       commit: commitInput(input.commit, input.epoch, app.config.MAX_CIPHERTEXT_BYTES),
-      welcome: input.welcomeMessage,
+      welcome: welcomeInput(input.welcomeMessage),
       keyPackageHashes: hashes,
       maxMembers: app.config.MAX_MEMBERS_PER_CONVO,
       now,

@@ -2,7 +2,9 @@ import { z } from "zod";
 import { invalidCipherSuite, invalidRequest, tooManyMembers } from "../errors.js";
 import * as schemas from "../schemas.js";
 import { createConvo as create } from "../services/conversations.js";
+import { checkWelcomeSuite } from "../services/welcomes.js";
 import { procedure } from "../xrpc.js";
+import { welcomeInput } from "./welcomeInput.js";
 
 export const MAX_MEMBERS_PER_CALL = 100;
 
@@ -38,13 +40,15 @@ export default procedure({
     if (input.welcomeMessage && members.length === 0) {
       throw invalidRequest("welcomeMessage needs at least one initial member");
     }
+    const welcome = welcomeInput(input.welcomeMessage);
+    if (welcome) checkWelcomeSuite(welcome, input.cipherSuite);
     return create(db, {
       id: crypto.randomUUID(),
       groupId: input.groupId,
       creator: caller,
       cipherSuite: input.cipherSuite,
       members,
-      welcome: input.welcomeMessage,
+      welcome: welcome?.bytes,
       keyPackageHashes: hashes,
       name: input.metadata?.name,
       description: input.metadata?.description,

@@ -1,5 +1,5 @@
 import type { Database, Queryable } from "../db/driver.js";
-import { expireStaleWelcomes } from "../services/welcomes.js";
+import { deleteUnusedWelcomePayloads, expireStaleWelcomes } from "../services/welcomes.js";
 
 export interface CleanupOptions {
   now: Date;
@@ -18,6 +18,7 @@ export interface CleanupCounts {
   keyPackages: number;
   welcomesExpired: number;
   welcomesDeleted: number;
+  welcomePayloads: number;
   messages: number;
   events: number;
   seenTokens: number;
@@ -63,6 +64,8 @@ export async function runCleanup(db: Database, options: CleanupOptions): Promise
         "state IN ('consumed', 'expired') AND coalesce(confirmed_at, fetched_at, created_at) <= $1",
         retentionCutoff,
       ),
+      // After the rows: a payload goes once no row references it and it is unused since the same cutoff.
+      welcomePayloads: await batched(() => deleteUnusedWelcomePayloads(db, retentionCutoff, batchSize)),
       // Events before messages, each oldest first (createdAt grows with seq): at every batch boundary
       // what is gone is a prefix of each conversation, and no event outlives its message, so a
       // reader's cursor into the removed part is CursorExpired, never a silent skip over a gap.

@@ -53,7 +53,7 @@ function utf8(bytes: Uint8Array): string | undefined {
 }
 
 /** ts-mls names the suites it knows and gives any other id as a decimal string. */
-function cipherSuiteName(name: CiphersuiteName): string {
+export function cipherSuiteName(name: CiphersuiteName): string {
   const id = ciphersuites[name] ?? Number(name);
   return RFC9420_CIPHER_SUITES[id - 1] ?? `0x${id.toString(16).padStart(4, "0")}`;
 }

@@ -1,6 +1,7 @@
 import type { Queryable } from "../db/driver.js";
 import { convoExists, invalidRequest } from "../errors.js";
 import { ACTIVE_MEMBERS_JSON, convoViewBytes, fitsPage, iso } from "./sql.js";
+import { upsertWelcomePayload, welcomePayloadHash } from "./welcomes.js";
 
 export interface ConvoView {
   id: string;
@@ -68,7 +69,7 @@ export interface NewConvo {
 }
 
 /**
- * Creates the conversation, its members, one welcome row per initial member and a `joined`
+ * Creates the conversation, its members, one welcome row per initial member (the bytes stored once) and a `joined`
  * event per member in one statement; every member reads it from its start. A repeat by the same
  * creator for the same groupId answers the existing conversation (natural idempotency) while that
  * creator is an active member; anyone else gets 409 ConvoExists and learns nothing more.
@@ -89,9 +90,11 @@ export async function createConvo(db: Queryable, convo: NewConvo): Promise<Convo
      ), member_rows AS (
        INSERT INTO members (convo_id, did, joined_at, joined_seq, joined_event_seq, joined_epoch)
        SELECT convo.id, joined.did, $7, convo.next_seq, 1, convo.epoch FROM convo, joined
+     ), payload AS (
+       ${upsertWelcomePayload("$12", "$10", "$7", "WHERE $10::bytea IS NOT NULL AND EXISTS (SELECT 1 FROM convo)")}
      ), welcome_rows AS (
-       INSERT INTO welcome_messages (id, convo_id, recipient_did, welcome, key_package_hash, created_at)
-       SELECT gen_random_uuid()::text, convo.id, w.did, $10, w.hash, $7
+       INSERT INTO welcome_messages (id, convo_id, recipient_did, payload_hash, key_package_hash, created_at)
+       SELECT gen_random_uuid()::text, convo.id, w.did, $12, w.hash, $7
          FROM convo, jsonb_to_recordset($11::text::jsonb) AS w(did text, hash text)
      ), event_rows AS (
        INSERT INTO events (convo_id, seq, kind, payload, created_at)
@@ -111,6 +114,7 @@ export async function createConvo(db: Queryable, convo: NewConvo): Promise<Convo
       JSON.stringify(everyone),
       convo.welcome ?? null,
       JSON.stringify(welcomes),
+      convo.welcome ? welcomePayloadHash(convo.welcome) : null,
     ],
   );
   const created = Number(row?.created) === 1;

@@ -3,7 +3,7 @@ import { epochMismatch, notCreator, notMember, tooManyMembers } from "../errors.
 import { checkCommit, type CommitInput } from "./commits.js";
 import { recordConvoChange } from "./convoChange.js";
 import { lockConvo } from "./convoLock.js";
-import { retireWelcomes, storeWelcomes } from "./welcomes.js";
+import { checkWelcomeForConvo, retireWelcomes, storeWelcomes, type WelcomeInput } from "./welcomes.js";
 
 export interface MembershipResult {
   success: true;
@@ -15,7 +15,7 @@ export interface AddMembers {
   caller: string;
   dids: string[];
   commit?: CommitInput;
-  welcome?: Uint8Array;
+  welcome?: WelcomeInput;
   keyPackageHashes: Map<string, string>;
   maxMembers: number;
   now: Date;
@@ -31,6 +31,7 @@ export async function addMembers(db: Queryable, request: AddMembers): Promise<Me
   return db.transaction(async (tx) => {
     const convo = await lockConvo(tx, request.convoId, request.caller);
     if (!convo.callerActive) throw notMember();
+    if (request.welcome) await checkWelcomeForConvo(tx, convo.id, request.welcome);
     const check = request.commit ? await checkCommit(tx, convo, request.commit) : undefined;
 
     const candidates = request.dids.filter((did) => did !== request.caller);
@@ -70,7 +71,7 @@ export async function addMembers(db: Queryable, request: AddMembers): Promise<Me
     if (request.welcome) {
       const recipients = [...newcomers, ...(reinvited ?? [])];
       const welcomes = recipients.map((did) => ({ did, hash: request.keyPackageHashes.get(did) ?? null }));
-      await storeWelcomes(tx, convo.id, request.welcome, welcomes, request.now);
+      await storeWelcomes(tx, convo.id, request.welcome.bytes, welcomes, request.now);
     }
     const newEpoch = await recordConvoChange(tx, convo, {
       sender: request.caller,

@@ -1,9 +1,41 @@
+import { sha256Hex } from "../bytes.js";
 import type { Queryable } from "../db/driver.js";
-import { XrpcError } from "../errors.js";
+import { invalidRequest, XrpcError } from "../errors.js";
 
 export const welcomeNotFound = () => new XrpcError(404, "WelcomeNotFound", "no welcome for you in this conversation");
 export const welcomeGone = () =>
   new XrpcError(410, "WelcomeGone", "the welcome was consumed or its grace period has passed");
+
+/** A Welcome as the API read it: its bytes and the cipher suite it names. */
+export interface WelcomeInput {
+  bytes: Uint8Array;
+  cipherSuite: string;
+}
+
+/** 400 when the Welcome was made for another cipher suite than the conversation's. */
+export function checkWelcomeSuite(welcome: WelcomeInput, convoSuite: string): void {
+  if (welcome.cipherSuite !== convoSuite) {
+    throw invalidRequest(`welcomeMessage uses cipher suite ${welcome.cipherSuite}; the conversation uses ${convoSuite}`);
+  }
+}
+
+/** `checkWelcomeSuite` against a stored conversation (its cipher suite never changes). */
+export async function checkWelcomeForConvo(db: Queryable, convoId: string, welcome: WelcomeInput): Promise<void> {
+  const [row] = await db.query<{ cipher_suite: string }>(`SELECT cipher_suite FROM conversations WHERE id = $1`, [convoId]);
+  if (row) checkWelcomeSuite(welcome, row.cipher_suite);
+}
+
+/**
+ * An INSERT storing a Welcome's bytes once under their SHA-256 (parameters: hash text, bytes, now), `where`
+ * deciding whether to. A payload already there is marked used at `now`, under its row lock, so cleanup
+ * (which deletes only payloads unused since its cutoff) never deletes one a writer is about to reference.
+ */
+export const upsertWelcomePayload = (hash: string, bytes: string, now: string, where = "") =>
+  `INSERT INTO welcome_payloads (hash, welcome, used_at) SELECT ${hash}::text, ${bytes}::bytea, ${now}::timestamptz ${where}
+   ON CONFLICT (hash) DO UPDATE SET used_at = greatest(welcome_payloads.used_at, excluded.used_at)`;
+
+/** The key a Welcome's bytes are stored under in welcome_payloads. */
+export const welcomePayloadHash = (welcome: Uint8Array) => sha256Hex(welcome);
 
 /** The clock a welcome is judged by: the grace period after its first fetch, its lifetime before one. */
 export interface WelcomeTimes {
@@ -68,9 +100,9 @@ export async function fetchWelcome(
     `${onLiveWelcome(`fetched AS (
        UPDATE welcome_messages w SET state = 'in_flight', fetched_at = coalesce(w.fetched_at, $3)
          FROM fresh WHERE w.id = fresh.id
-       RETURNING w.welcome
+       RETURNING w.welcome, w.payload_hash
      )`)}
-     SELECT (SELECT welcome FROM fetched) AS welcome`,
+     SELECT (SELECT coalesce(f.welcome, p.welcome) FROM fetched f LEFT JOIN welcome_payloads p ON p.hash = f.payload_hash) AS welcome`,
     [convoId, recipient, ...cutoffs(times)],
   );
   if (row?.welcome) return row.welcome;
@@ -118,7 +150,7 @@ export async function confirmWelcome(
 }
 
 /**
- * Stores one welcome per recipient (with the key package it was built from), replacing each
+ * Stores one welcome row per recipient (with the key package it was built from) and the bytes once, replacing each
  * recipient's older live welcome: a welcome belongs to one membership. Call it inside the
  * transaction that holds the conversation lock.
  */
@@ -137,10 +169,11 @@ export async function storeWelcomes(
     now,
   );
   await tx.query(
-    `INSERT INTO welcome_messages (id, convo_id, recipient_did, welcome, key_package_hash, created_at)
-     SELECT gen_random_uuid()::text, $1, w.did, $2, w.hash, $3
+    `WITH payload AS (${upsertWelcomePayload("$5", "$2", "$3")})
+     INSERT INTO welcome_messages (id, convo_id, recipient_did, payload_hash, key_package_hash, created_at)
+     SELECT gen_random_uuid()::text, $1, w.did, $5, w.hash, $3
        FROM jsonb_to_recordset($4::text::jsonb) AS w(did text, hash text)`,
-    [convoId, welcome, now, JSON.stringify(recipients)],
+    [convoId, welcome, now, JSON.stringify(recipients), welcomePayloadHash(welcome)],
   );
 }
 
@@ -173,6 +206,24 @@ export async function expireStaleWelcomes(db: Queryable, times: WelcomeTimes, li
     [graceCutoff, ttlCutoff, times.now, limit],
   );
   return Number(row?.expired ?? 0);
+}
+
+/**
+ * Cleanup's share: deletes at most `limit` payloads no welcome row references and unused since `cutoff`,
+ * skipping rows a writer holds. Returns how many.
+ */
+export async function deleteUnusedWelcomePayloads(db: Queryable, cutoff: Date, limit: number): Promise<number> {
+  const [row] = await db.query<{ deleted: number }>(
+    `WITH gone AS (
+       DELETE FROM welcome_payloads WHERE hash IN (
+         SELECT p.hash FROM welcome_payloads p
+          WHERE p.used_at <= $1 AND NOT EXISTS (SELECT 1 FROM welcome_messages w WHERE w.payload_hash = p.hash)
+          ORDER BY p.used_at LIMIT $2 FOR UPDATE SKIP LOCKED
+       ) RETURNING 1
+     ) SELECT count(*) AS deleted FROM gone`,
+    [cutoff, limit],
+  );
+  return Number(row?.deleted ?? 0);
 }
 
 async function latestState(db: Queryable, convoId: string, recipient: string): Promise<string | undefined> {

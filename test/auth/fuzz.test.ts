@@ -10,7 +10,7 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { methods } from "../../src/api/index.js";
 import { randomGroupId, testApp, testDatabase, tokenFor } from "../helpers/context.js";
-import { makeKeyPackage, TestGroup } from "../helpers/mls.js";
+import { makeGroupWithCommit, makeKeyPackage, TestGroup } from "../helpers/mls.js";
 import { DidServer } from "./didServer.js";
 import { b64url, claims, didDocument, newKeypair, NSID, plcDid, SERVICE_DID, signToken } from "./identities.js";
 
@@ -26,6 +26,7 @@ const bob = plcDid();
 let aliceKey: Keypair;
 let aliceToken: string;
 let keyPackage: string;
+let welcome: string;
 
 beforeAll(async () => {
   await server.start();
@@ -43,6 +44,7 @@ beforeAll(async () => {
   });
   aliceToken = await tokenFor(alice);
   keyPackage = Buffer.from(await makeKeyPackage(alice)).toString("base64");
+  welcome = Buffer.from((await makeGroupWithCommit()).welcomeBytes).toString("base64");
 });
 afterAll(async () => {
   await server.close();
@@ -91,7 +93,7 @@ function validValues(convoId: string, bytes: GroupBytes): Record<string, fc.Arbi
     dids: fc.constantFrom([bob], [alice, bob]),
     targetDid: fc.constant(null).map(plcDid),
     senderDid: fc.constant(alice),
-    welcomeMessage: fc.constant(base64("welcome")),
+    welcomeMessage: fc.constant(welcome),
     commit: fc.constantFrom(...bytes.commits),
     ciphertext: fc.constantFrom(base64("hello"), { $bytes: base64("hello") }, ...bytes.messages),
     keyPackageHashes: fc.constantFrom([], [{ did: bob, hash: "ab".repeat(32) }]),

@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCleanup, type CleanupResult } from "../../src/jobs/cleanup.js";
 import { testDatabase } from "../helpers/context.js";
+import { makeGroupWithCommit } from "../helpers/mls.js";
 import { base64, BattleClient, sleep } from "./client.js";
 import { createConvo, enterBattle, scalar } from "./fixtures.js";
 import { battleReport, guarantee } from "./report.js";
@@ -109,7 +110,7 @@ describe("battle: expiry", () => {
     const report = battleReport(`Welcome Grace-Period Recovery (${GRACE_SECONDS}-Second Grace)`);
     const battle = await enterBattle(db, "welcome");
     const [alice, bob] = [battle.did("alice"), battle.did("bob")];
-    const welcome = base64(`${battle.prefix} welcome for bob`);
+    const welcome = Buffer.from((await makeGroupWithCommit()).welcomeBytes).toString("base64");
     const convo = await createConvo(short, battle, alice, { initialMembers: [bob], welcomeMessage: welcome });
     report.log(`created conversation ${convo.name} (${convo.id}) with a welcome for bob`);
     const state = async () =>

@@ -4,12 +4,15 @@ import { ManualClock } from "../../src/clock.js";
 import type { Database } from "../../src/db/driver.js";
 import { runCleanup } from "../../src/jobs/cleanup.js";
 import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
-import { makeKeyPackage } from "../helpers/mls.js";
+import { makeGroupWithCommit, makeKeyPackage } from "../helpers/mls.js";
 import { migratedPglite } from "../helpers/pglite.js";
 import { xrpc } from "../helpers/xrpc.js";
 
 const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
-const WELCOME = Buffer.from("welcome bytes for bob").toString("base64");
+let WELCOME: string;
+beforeAll(async () => {
+  WELCOME = encodeBase64((await makeGroupWithCommit()).welcomeBytes);
+});
 const GRACE_SECONDS = 300;
 
 const drivers: { name: string; open: () => Promise<Database> }[] = [

@@ -5,6 +5,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { createPostgresDatabase } from "../../src/db/postgres.js";
 import { randomGroupId, testApp, testDatabase, tokenFor, unique } from "../helpers/context.js";
+import { makeGroupWithCommit } from "../helpers/mls.js";
 import { freePort } from "../setup/postgres.js";
 
 const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
@@ -385,7 +386,7 @@ describe("createConvo", () => {
   it("accepts welcomeMessage as base64 and as {$bytes}", async () => {
     const alice = await newCaller();
     const bob = unique("did:plc:");
-    const welcome = Buffer.from("welcome bytes").toString("base64");
+    const welcome = Buffer.from((await makeGroupWithCommit()).welcomeBytes).toString("base64");
     await createConvo(alice.token, { initialMembers: [bob], welcomeMessage: welcome });
     await createConvo(alice.token, { initialMembers: [bob], welcomeMessage: { $bytes: welcome } });
   });

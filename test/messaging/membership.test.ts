@@ -2,9 +2,9 @@
  * Rules 1 and 4 (membership, natural idempotency) on real Postgres: who may call each messaging method, who may
  * remove whom, concurrent adds and leaves that change membership exactly once, member limits and welcome rows.
  */
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
-import { TestGroup } from "../helpers/mls.js";
+import { makeGroupWithCommit, TestGroup } from "../helpers/mls.js";
 import { base64, expectReply, range, Xrpc, type Caller, type Reply } from "./client.js";
 
 const db = testDatabase();
@@ -295,10 +295,16 @@ describe("member limits", () => {
 
 describe("welcome rows", () => {
   const hash = (n: number) => n.toString(16).padStart(64, "0");
+  let welcome: string;
+  beforeAll(async () => {
+    welcome = base64((await makeGroupWithCommit()).welcomeBytes);
+  });
 
   function welcomeRows(convoId: string) {
     return db.query<{ recipient_did: string; welcome: Uint8Array; key_package_hash: string | null; state: string }>(
-      `SELECT recipient_did, welcome, key_package_hash, state FROM welcome_messages WHERE convo_id = $1 ORDER BY recipient_did`,
+      `SELECT w.recipient_did, coalesce(w.welcome, p.welcome) AS welcome, w.key_package_hash, w.state
+         FROM welcome_messages w LEFT JOIN welcome_payloads p ON p.hash = w.payload_hash
+        WHERE w.convo_id = $1 ORDER BY w.recipient_did`,
       [convoId],
     );
   }
@@ -308,7 +314,6 @@ describe("welcome rows", () => {
     const bob = unique("did:plc:bob");
     const convoId = await api.createConvo(alice, [bob]);
     const newcomers = range(1, 3).map(() => unique("did:plc:new"));
-    const welcome = base64("welcome bytes");
 
     const reply = await api.post(alice, "addMembers", {
       convoId,
@@ -338,7 +343,7 @@ describe("welcome rows", () => {
   it("creates one welcome per initial member of createConvo, none for the creator", async () => {
     const alice = unique("did:plc:alice");
     const members = range(1, 3).map(() => unique("did:plc:m"));
-    const convoId = await api.createConvo(alice, members, { welcomeMessage: base64("w") });
+    const convoId = await api.createConvo(alice, members, { welcomeMessage: welcome });
 
     const rows = await welcomeRows(convoId);
     expect(rows.map((row) => row.recipient_did)).toEqual([...members].sort());

@@ -6,7 +6,7 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
-import { TestGroup } from "../helpers/mls.js";
+import { makeGroupWithCommit, TestGroup } from "../helpers/mls.js";
 import { base64, expectReply, storedMessages, Xrpc } from "./client.js";
 
 const db = testDatabase();
@@ -81,18 +81,19 @@ describe("a pending welcome", () => {
     const bob = unique("did:plc:bob");
     const mallory = unique("did:plc:mallory");
     const { alice, convoId } = await mlsConvo([]);
+    const [welcome, rival] = [(await makeGroupWithCommit()).welcomeBytes, (await makeGroupWithCommit()).welcomeBytes];
     expectReply(
       await api.post(alice, "addMembers", {
         convoId,
         didList: [bob, mallory],
-        welcomeMessage: base64(new Uint8Array([1, 2, 3])),
+        welcomeMessage: base64(welcome),
       }),
       200,
     );
     const fetched = await api.get(bob, "getWelcome", { convoId });
     expectReply(fetched, 200);
 
-    expectReply(await api.post(mallory, "addMembers", { convoId, didList: [bob], welcomeMessage: "AAAA" }), 200);
+    expectReply(await api.post(mallory, "addMembers", { convoId, didList: [bob], welcomeMessage: base64(rival) }), 200);
     const again = await api.get(bob, "getWelcome", { convoId });
     expect(again.body.welcome).toEqual(fetched.body.welcome);
   });

@@ -5,7 +5,7 @@ import { COMMON_ERRORS, ERROR_STATUS, methodDocs, PROCEDURE_ERRORS } from "../..
 import type { OpenApiDocument } from "../../src/docs/openapi.js";
 import { NSID_PREFIX } from "../../src/xrpc.js";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
-import { makeKeyPackage, TestGroup } from "../helpers/mls.js";
+import { makeGroupWithCommit, makeKeyPackage, TestGroup } from "../helpers/mls.js";
 import { xrpc } from "../helpers/xrpc.js";
 
 const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
@@ -113,7 +113,7 @@ describe("documented outputs", () => {
         groupId: group.groupIdHex,
         cipherSuite: SUITE,
         initialMembers: [bob],
-        welcomeMessage: "AQIDBA==",
+        welcomeMessage: base64((await makeGroupWithCommit()).welcomeBytes),
         metadata: { name: "docs" },
       },
     });

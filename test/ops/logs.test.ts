@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/clock.js";
 import { createLogger, type LogLevel } from "../../src/logger.js";
 import { randomGroupId, testApp, testDatabase, tokenFor, unique } from "../helpers/context.js";
-import { makeKeyPackage } from "../helpers/mls.js";
+import { makeGroupWithCommit, makeKeyPackage } from "../helpers/mls.js";
 
 const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 const NSID = "/xrpc/blue.catbird.mls.";
@@ -94,9 +94,9 @@ describe("request logs", () => {
         headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
         body: JSON.stringify(body),
       });
-    // A real KeyPackage for Bob: its fresh public keys make it as distinctive as the secrets.
+    // A real KeyPackage and Welcome: their fresh public keys make it as distinctive as the secrets.
     const keyPackage = Buffer.from(await makeKeyPackage(bob)).toString("base64");
-    const welcome = secretBytes("welcome");
+    const welcome = Buffer.from((await makeGroupWithCommit()).welcomeBytes).toString("base64");
     const ciphertext = secretBytes("ciphertext");
     const expires = new Date(Date.now() + 86_400_000).toISOString();
     expect((await call(bobToken, "publishKeyPackage", { keyPackage, cipherSuite: SUITE, expires })).status).toBe(200);

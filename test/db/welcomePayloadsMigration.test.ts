@@ -2,39 +2,19 @@
  * Migration 0007 on a live, populated database: welcome rows stored before it keep their own bytes and are still
  * fetched; rows stored after it reference one welcome_payloads row; a row with neither is refused.
  */
-import postgres from "postgres";
-import { afterAll, expect, inject, it } from "vitest";
-import { migrate } from "../../src/db/migrate.js";
-import { readMigrations } from "../../src/db/migrations-fs.js";
-import { createPostgresDatabase } from "../../src/db/postgres.js";
+import { afterAll, expect, it } from "vitest";
 import { fetchWelcome, storeWelcomes } from "../../src/services/welcomes.js";
-import { unique } from "../helpers/context.js";
+import { schemaBefore, type SchemaBefore } from "../helpers/upgrade.js";
 
 const MIGRATION = "0007_welcome_payloads.sql";
-const admin = postgres(inject("adminUrl"), { max: 1, onnotice: () => {} });
-const name = unique("mls_migrate_0007_");
-let db: ReturnType<typeof createPostgresDatabase> | undefined;
-
-afterAll(async () => {
-  await db?.close();
-  await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  await admin.end();
-});
+let schema: SchemaBefore | undefined;
+afterAll(() => schema?.drop());
 
 const times = (now: Date) => ({ now, graceSeconds: 300, ttlSeconds: 86_400 });
 
 it("keeps the welcomes of a populated database and stores new ones once", async () => {
-  await admin.unsafe(`CREATE DATABASE ${name}`);
-  const url = new URL(inject("adminUrl"));
-  url.pathname = `/${name}`;
-  db = createPostgresDatabase(url.toString(), { max: 1 });
-  const migrations = await readMigrations();
-  expect(migrations.map((migration) => migration.name)).toContain(MIGRATION);
-
-  await migrate(
-    db,
-    migrations.filter((migration) => migration.name < MIGRATION),
-  );
+  schema = await schemaBefore(MIGRATION);
+  const { db } = schema;
   const now = new Date();
   await db.query(
     `INSERT INTO conversations (id, group_id, creator_did, cipher_suite, created_at)
@@ -50,7 +30,7 @@ it("keeps the welcomes of a populated database and stores new ones once", async 
   );
   const before = await db.query(`SELECT * FROM welcome_messages ORDER BY id`);
 
-  expect(await migrate(db, migrations)).toContain(MIGRATION);
+  expect(await schema.upgrade()).toEqual([MIGRATION]);
 
   const after = await db.query<Record<string, unknown>>(`SELECT * FROM welcome_messages ORDER BY id`);
   expect(after.map(({ payload_hash, ...rest }) => (expect(payload_hash).toBeNull(), rest))).toEqual(before);
@@ -59,13 +39,25 @@ it("keeps the welcomes of a populated database and stores new ones once", async 
 
   const welcome = Uint8Array.of(7, 7, 7);
   await db.transaction((tx) =>
-    storeWelcomes(tx, "c1", welcome, [{ did: "did:plc:erin", hash: null }, { did: "did:plc:frank", hash: null }], now),
+    storeWelcomes(
+      tx,
+      "c1",
+      welcome,
+      [
+        { did: "did:plc:erin", hash: null },
+        { did: "did:plc:frank", hash: null },
+      ],
+      now,
+    ),
   );
   const [counts] = await db.query<{ payloads: number; own_bytes: number }>(
     `SELECT (SELECT count(*) FROM welcome_payloads) AS payloads,
             (SELECT count(*) FROM welcome_messages WHERE welcome IS NOT NULL) AS own_bytes`,
   );
-  expect({ payloads: Number(counts!.payloads), own_bytes: Number(counts!.own_bytes) }).toEqual({ payloads: 1, own_bytes: 3 });
+  expect({ payloads: Number(counts!.payloads), own_bytes: Number(counts!.own_bytes) }).toEqual({
+    payloads: 1,
+    own_bytes: 3,
+  });
   expect(Buffer.from(await fetchWelcome(db, "c1", "did:plc:frank", times(now)))).toEqual(Buffer.from(welcome));
 
   await expect(

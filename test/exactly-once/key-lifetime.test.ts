@@ -70,16 +70,18 @@ describe("an expired idempotency key is a new action (real PostgreSQL)", () => {
   });
 
   it("the same request repeated after its entry expired, and after cleanup removed it, is sent again", async () => {
+    // A short TTL: cleanup runs on the database every test file shares, and a clock days ahead would
+    // remove other files' live rows (their key packages expire in a day).
     const clock = new ManualClock();
-    const { app } = testApp(db, {}, clock);
+    const { app } = testApp(db, { IDEMPOTENCY_TTL_SECONDS: "60" }, clock);
     const alice = unique("did:plc:idemagain");
     const convoId = await createConvo(app, alice);
     const sent = [await send(app, alice, convoId, "again", "AQID")];
 
-    clock.advance(TTL_MS + 1000);
+    clock.advance(61_000);
     sent.push(await send(app, alice, convoId, "again", "AQID"));
 
-    clock.advance(TTL_MS + 1000);
+    clock.advance(61_000);
     const cleaned = await runCleanup(db, {
       now: clock.now(),
       welcomeGraceSeconds: 300,

@@ -10,23 +10,19 @@ export const did = z
   .regex(/^did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]$/, "must be a DID (did:<method>:<id>)");
 
 /** Bytes as a standard base64 string or the AT Protocol `{"$bytes": "..."}` form. */
-export const bytes = z
-  .union([z.string(), z.object({ $bytes: z.string() }).strict()])
-  .transform((value, ctx) => {
-    const decoded = decodeBase64(typeof value === "string" ? value : value.$bytes);
-    if (!decoded) {
-      ctx.addIssue({ code: "custom", message: "must be standard base64" });
-      return z.NEVER;
-    }
-    return decoded;
-  });
+export const bytes = z.union([z.string(), z.object({ $bytes: z.string() }).strict()]).transform((value, ctx) => {
+  const decoded = decodeBase64(typeof value === "string" ? value : value.$bytes);
+  if (!decoded) {
+    ctx.addIssue({ code: "custom", message: "must be standard base64" });
+    return z.NEVER;
+  }
+  return decoded;
+});
 
 /** Bytes stored as they are, where the database refuses an empty value (welcomes). */
 export const nonEmptyBytes = bytes.refine((value) => value.byteLength > 0, "must not be empty");
 
-export const groupId = z
-  .string()
-  .regex(/^([0-9a-f]{2}){1,64}$/, "must be lowercase hex, 1 to 64 bytes");
+export const groupId = z.string().regex(/^([0-9a-f]{2}){1,64}$/, "must be lowercase hex, 1 to 64 bytes");
 
 export const convoId = z.string().min(1).max(128);
 export const cipherSuite = z.string().min(1).max(128);
@@ -40,9 +36,9 @@ export const queryEpoch = z
   .pipe(epoch);
 export const limit = z.coerce.number().int().min(1).max(100).default(50);
 export const cursor = z.string().min(1).max(512);
-export const idempotencyKey = z
-  .string()
-  .regex(/^[\x20-\x7e]{1,255}$/, "must be 1 to 255 printable ASCII characters");
+/** The `cursor` of a previous page of a seq- or epoch-ordered list: the last seq or epoch it held. */
+export const seqCursor = z.string().regex(/^\d{1,15}$/, "cursor is invalid");
+export const idempotencyKey = z.string().regex(/^[\x20-\x7e]{1,255}$/, "must be 1 to 255 printable ASCII characters");
 export const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "must be SHA-256 hex");
 /** Which key package each new member's welcome was built from. */
 export const keyPackageHashes = z.array(z.object({ did, hash: sha256Hex })).max(10_000);

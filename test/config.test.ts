@@ -196,16 +196,7 @@ describe("Node entry", () => {
   it("exits non-zero with a one-line message when a variable is bad", async () => {
     const dataDir = await mkdtemp(join(tmpdir(), "mls-config-"));
     try {
-      const child = spawn("node_modules/.bin/tsx", ["src/entry/node.ts"], {
-        cwd: ROOT,
-        env: { PATH: process.env.PATH, PORT: "notaport", PGLITE_DIR: dataDir },
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.on("data", (chunk: Buffer) => (stdout += chunk));
-      child.stderr.on("data", (chunk: Buffer) => (stderr += chunk));
-      const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+      const { code, stdout, stderr } = await runNode({ PORT: "notaport", PGLITE_DIR: dataDir });
 
       expect(code).not.toBe(0);
       expect(code).not.toBeNull();

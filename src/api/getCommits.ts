@@ -12,10 +12,7 @@ export default query({
     fromEpoch: schemas.queryEpoch,
     toEpoch: schemas.queryEpoch.optional(),
     /** The `cursor` of the previous page (the last epoch it held). */
-    cursor: z
-      .string()
-      .regex(/^\d{1,15}$/, "cursor is invalid")
-      .optional(),
+    cursor: schemas.seqCursor.optional(),
     limit: z.coerce.number().int().min(1).max(1000).default(1000),
   }),
   async handler(input, { app, caller, db }) {

@@ -14,10 +14,7 @@ export default query({
     sinceSeq: seq.optional(),
     sinceMessage: z.string().min(1).max(128).optional(),
     /** The `cursor` of the previous page (the last seq it held). */
-    cursor: z
-      .string()
-      .regex(/^\d{1,15}$/, "cursor is invalid")
-      .optional(),
+    cursor: schemas.seqCursor.optional(),
     limit: schemas.limit,
   }),
   async handler(input, { app, caller, db }) {
@@ -32,8 +29,6 @@ export default query({
       convoId: input.convoId,
       reader: caller,
       after,
-      // Seq 0 (or no position) means "from the oldest message kept"; a later position is the client's own.
-      checkRetention: after > 0,
       limit: input.limit,
       maxBytes: app.config.MAX_PAGE_BYTES,
     });

@@ -30,7 +30,7 @@ export interface Guards {
  * Development tokens need a secret, and with `SERVICE_DID` set (production) also
  * `ALLOW_DEV_TOKENS`: anyone holding a development secret can act as any DID.
  */
-export function devTokensOn(config: Config): boolean {
+function devTokensOn(config: Config): boolean {
   return config.DEV_JWT_SECRET !== undefined && (config.SERVICE_DID === undefined || config.ALLOW_DEV_TOKENS);
 }
 

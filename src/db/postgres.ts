@@ -57,15 +57,19 @@ function run<T>(sql: Sql | TransactionSql, text: string, params: readonly unknow
   return withinRoundTrip(statement, bounds.roundTripMs, bounds.dead);
 }
 
+/** A script of several statements without parameters (migrations), under the same round-trip bound. */
+function runScript(sql: Sql | TransactionSql, script: string, bounds: Bounds): Promise<void> {
+  return withinRoundTrip(
+    normalized(async () => void (await sql.unsafe(script))),
+    bounds.roundTripMs,
+    bounds.dead,
+  );
+}
+
 function queryable(sql: Sql, bounds: Bounds): Queryable {
   return {
     query: <T extends object>(text: string, params: readonly unknown[] = []) => run<T>(sql, text, params, bounds),
-    exec: (script: string) =>
-      withinRoundTrip(
-        normalized(async () => void (await sql.unsafe(script))),
-        bounds.roundTripMs,
-        bounds.dead,
-      ),
+    exec: (script: string) => runScript(sql, script, bounds),
     transaction: (fn) => transaction(sql, bounds, fn),
   };
 }
@@ -145,12 +149,7 @@ async function transaction<T>(
 function begunQueryable(begun: TransactionSql, bounds: Bounds, guard: ReturnType<typeof watchdog>): Queryable {
   return {
     query: <R extends object>(text: string, params: readonly unknown[] = []) => run<R>(begun, text, params, bounds),
-    exec: (script: string) =>
-      withinRoundTrip(
-        normalized(async () => void (await begun.unsafe(script))),
-        bounds.roundTripMs,
-        bounds.dead,
-      ),
+    exec: (script: string) => runScript(begun, script, bounds),
     transaction: async <R>(nested: (tx: Queryable) => Promise<R>) => {
       guard.arm();
       try {

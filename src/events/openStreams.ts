@@ -45,10 +45,6 @@ export class OpenStreams {
 
   constructor(private readonly bus: EventBus) {}
 
-  get size(): number {
-    return this.open.size;
-  }
-
   /** Counts a new stream for `caller`, or throws 429 `RateLimitExceeded` when a cap is reached. */
   admit(caller: string, limits: StreamLimits): StreamSlot {
     const held = this.perCaller.get(caller) ?? 0;

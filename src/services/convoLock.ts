@@ -5,6 +5,7 @@ import { convoNotFound } from "../errors.js";
 export interface LockedConvo {
   id: string;
   groupId: string;
+  cipherSuite: string;
   creatorDid: string;
   epoch: number;
   memberCount: number;
@@ -23,8 +24,8 @@ export interface LockedConvo {
  * members a previous holder of the lock added or removed.
  */
 export async function lockConvo(tx: Queryable, convoId: string, caller: string): Promise<LockedConvo> {
-  const [convo] = await tx.query<{ group_id: string; creator_did: string; epoch: number }>(
-    `SELECT group_id, creator_did, epoch FROM conversations WHERE id = $1 FOR UPDATE`,
+  const [convo] = await tx.query<{ group_id: string; cipher_suite: string; creator_did: string; epoch: number }>(
+    `SELECT group_id, cipher_suite, creator_did, epoch FROM conversations WHERE id = $1 FOR UPDATE`,
     [convoId],
   );
   if (!convo) throw convoNotFound();
@@ -37,6 +38,7 @@ export async function lockConvo(tx: Queryable, convoId: string, caller: string):
   return {
     id: convoId,
     groupId: convo.group_id,
+    cipherSuite: convo.cipher_suite,
     creatorDid: convo.creator_did,
     epoch: convo.epoch,
     memberCount: members!.member_count,

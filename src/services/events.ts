@@ -3,7 +3,7 @@ import type { Queryable } from "../db/driver.js";
 import { DEFAULT_MAX_PAGE_BYTES } from "../config.js";
 import { convoNotFound, cursorExpired, notMember } from "../errors.js";
 import type { MembershipEvent } from "./convoChange.js";
-import type { MessageView } from "./messages.js";
+import type { MessageView, MessageType } from "./messages.js";
 import { fitsPage, iso, messageViewBytes } from "./sql.js";
 
 /** A membership event as stored: `actor` is absent on the creator's and initial members' `joined`. */
@@ -34,7 +34,7 @@ export interface EventColumns {
   id: string | null;
   message_seq: number | null;
   sender_did: string;
-  message_type: "app" | "commit" | "proposal";
+  message_type: MessageType;
   epoch: number;
   ciphertext: Uint8Array;
   created_at: string;

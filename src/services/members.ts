@@ -3,7 +3,7 @@ import { epochMismatch, notCreator, notMember, tooManyMembers } from "../errors.
 import { checkCommit, type CommitInput } from "./commits.js";
 import { recordConvoChange } from "./convoChange.js";
 import { lockConvo } from "./convoLock.js";
-import { checkWelcomeForConvo, retireWelcomes, storeWelcomes, type WelcomeInput } from "./welcomes.js";
+import { checkWelcomeSuite, retireWelcomes, storeWelcomes, type WelcomeInput } from "./welcomes.js";
 
 export interface MembershipResult {
   success: true;
@@ -31,13 +31,16 @@ export async function addMembers(db: Queryable, request: AddMembers): Promise<Me
   return db.transaction(async (tx) => {
     const convo = await lockConvo(tx, request.convoId, request.caller);
     if (!convo.callerActive) throw notMember();
-    if (request.welcome) await checkWelcomeForConvo(tx, convo.id, request.welcome);
+    if (request.welcome) checkWelcomeSuite(request.welcome, convo.cipherSuite);
     const check = request.commit ? await checkCommit(tx, convo, request.commit) : undefined;
 
     const candidates = request.dids.filter((did) => did !== request.caller);
     // Re-invited: active members whose latest welcome here failed (success: false) or expired unused.
     // A welcome still live and not reported failed is never replaced: that would let any member swap it.
-    const [{ added = [], reinvited = [] } = {}] = await tx.query<{ added: string[] | null; reinvited: string[] | null }>(
+    const [{ added = [], reinvited = [] } = {}] = await tx.query<{
+      added: string[] | null;
+      reinvited: string[] | null;
+    }>(
       `SELECT coalesce(array_agg(d.did) FILTER (WHERE NOT d.active), '{}') AS added,
               coalesce(array_agg(d.did) FILTER (WHERE d.active AND d.last_welcome IN ('failed', 'expired')), '{}') AS reinvited
          FROM (SELECT d.did,
@@ -97,11 +100,19 @@ export interface LeaveConvo {
  * the target's live welcome. Leaving twice leaves once and answers the same success.
  */
 export async function leaveConvo(db: Queryable, request: LeaveConvo): Promise<MembershipResult> {
+  // A former member's repeat takes no lock: its answer is the epoch it left at.
+  if (request.target === request.caller) {
+    const leftAt = await epochAtLeaving(db, request.convoId, request.caller);
+    if (leftAt !== undefined) return { success: true, newEpoch: leftAt };
+  }
   return db.transaction(async (tx) => {
     const convo = await lockConvo(tx, request.convoId, request.caller);
     const self = request.target === request.caller;
     if (self && !convo.callerKnown) throw notMember();
-    if (self && !convo.callerActive) return { success: true, newEpoch: await epochAtLeaving(tx, convo.id, request.caller) };
+    if (self && !convo.callerActive) {
+      // It left between the check above and the lock.
+      return { success: true, newEpoch: (await epochAtLeaving(tx, convo.id, request.caller))! };
+    }
     if (!self) {
       if (!convo.callerActive) throw notMember();
       if (request.caller !== convo.creatorDid && !request.admins.includes(request.caller)) throw notCreator();
@@ -133,18 +144,20 @@ export async function leaveConvo(db: Queryable, request: LeaveConvo): Promise<Me
 }
 
 /**
- * The epoch a former member's leaving is recorded at (its left/removed event), for the answer to a
- * repeated leave: never the conversation's current epoch, which a former member must not learn.
+ * The epoch a former member's leaving is recorded at (the first left/removed event after its latest
+ * joining; its joining epoch once retention removed that event), or undefined when `did` is an active
+ * member or never was one. Never the conversation's current epoch, which a former member must not learn.
  */
-async function epochAtLeaving(tx: Queryable, convoId: string, did: string): Promise<number> {
-  const [row] = await tx.query<{ epoch: number }>(
+async function epochAtLeaving(db: Queryable, convoId: string, did: string): Promise<number | undefined> {
+  const [row] = await db.query<{ epoch: number }>(
     `SELECT coalesce(
        (SELECT (e.payload->>'epoch')::bigint FROM events e
-         WHERE e.convo_id = $1 AND e.kind = 'membership' AND e.payload->>'did' = $2
-           AND e.payload->>'type' IN ('left', 'removed')
-         ORDER BY e.seq DESC LIMIT 1),
-       (SELECT m.joined_epoch FROM members m WHERE m.convo_id = $1 AND m.did = $2)) AS epoch`,
+         WHERE e.convo_id = m.convo_id AND e.seq >= m.joined_event_seq AND e.kind = 'membership'
+           AND e.payload->>'did' = m.did AND e.payload->>'type' IN ('left', 'removed')
+         ORDER BY e.seq LIMIT 1),
+       m.joined_epoch) AS epoch
+       FROM members m WHERE m.convo_id = $1 AND m.did = $2 AND m.left_at IS NOT NULL`,
     [convoId, did],
   );
-  return Number(row?.epoch ?? 0);
+  return row && Number(row.epoch);
 }

@@ -205,10 +205,8 @@ export interface ListMessages {
   convoId: string;
   /** The active member reading. */
   reader: string;
-  /** Messages after this seq; a position the client holds (a cursor) is checked against retention. */
+  /** Messages after this seq; a position the client holds (1 or more) is checked against retention, 0 means "from the oldest kept". */
   after: number;
-  /** False when the client gave no position ("from the start of what is kept"). */
-  checkRetention: boolean;
   limit: number;
   maxBytes: number;
 }
@@ -234,7 +232,7 @@ export async function listMessages(
   ]);
   const [first] = rows;
   if (!first) throw notMember();
-  if (request.checkRetention && first.expired) {
+  if (request.after > 0 && first.expired) {
     throw cursorExpired("messages after this position were removed by retention; read again without a position");
   }
   const page = rows.filter((row): row is PageRow<MessageRow> & MessageRow => row.seq !== null);

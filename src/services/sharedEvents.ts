@@ -45,9 +45,8 @@ export async function readSharedEvents(
      ), p AS (
        SELECT e.seq, e.kind, e.payload, m.id, m.seq AS message_seq, m.sender_did, m.message_type, m.epoch,
               m.ciphertext, m.created_at, count(*) OVER () AS total,
-              sum(coalesce(${messageViewBytes("m")}, 0) + octet_length(coalesce(e.payload::text, '')))
-                OVER (ORDER BY e.seq ROWS UNBOUNDED PRECEDING)
-                - coalesce(${messageViewBytes("m")}, 0) - octet_length(coalesce(e.payload::text, '')) AS before
+              coalesce(sum(coalesce(${messageViewBytes("m")}, 0) + octet_length(coalesce(e.payload::text, '')))
+                OVER (ORDER BY e.seq ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
          FROM (SELECT seq, kind, payload, message_seq FROM events
                 WHERE convo_id = $1 AND seq > $3 ORDER BY seq LIMIT $4) e
          LEFT JOIN messages m ON m.convo_id = $1 AND m.seq = e.message_seq

@@ -19,12 +19,6 @@ export function checkWelcomeSuite(welcome: WelcomeInput, convoSuite: string): vo
   }
 }
 
-/** `checkWelcomeSuite` against a stored conversation (its cipher suite never changes). */
-export async function checkWelcomeForConvo(db: Queryable, convoId: string, welcome: WelcomeInput): Promise<void> {
-  const [row] = await db.query<{ cipher_suite: string }>(`SELECT cipher_suite FROM conversations WHERE id = $1`, [convoId]);
-  if (row) checkWelcomeSuite(welcome, row.cipher_suite);
-}
-
 /**
  * An INSERT storing a Welcome's bytes once under their SHA-256 (parameters: hash text, bytes, now), `where`
  * deciding whether to. A payload already there is marked used at `now`, under its row lock, so cleanup

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/clock.js";
 import { runCleanup } from "../../src/jobs/cleanup.js";
 import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
-import { holdRowLock } from "../helpers/rowLock.js";
+import { conversationLockWaiters, holdRowLock } from "../helpers/rowLock.js";
 import { xrpc } from "../helpers/xrpc.js";
 
 const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
@@ -104,22 +104,6 @@ describe("lock waits around a key (real PostgreSQL)", () => {
   const db = testDatabase(10);
   afterAll(() => db.close());
 
-  /** Resolves once a transaction waits for the lock on the conversation row at `ctid`. */
-  async function waitingOn(ctid: string) {
-    const [page, tuple] = ctid.slice(1, -1).split(",").map(Number);
-    for (let tries = 0; tries < 1000; tries++) {
-      const [row] = await db.query<{ n: number }>(
-        `SELECT count(*) AS n FROM pg_locks
-          WHERE locktype = 'tuple' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-            AND relation = 'conversations'::regclass AND page = $1 AND tuple = $2`,
-        [page, tuple],
-      );
-      if (row!.n >= 1) return;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    throw new Error("the send never waited on the conversation");
-  }
-
   it("a send that took over an expired key and then waits on the conversation longer than the wait limit still sends once", async () => {
     const clock = new ManualClock();
     const { app } = testApp(db, { IDEMPOTENCY_WAIT_MS: "200", IDEMPOTENCY_TTL_SECONDS: "60" }, clock);
@@ -135,7 +119,7 @@ describe("lock waits around a key (real PostgreSQL)", () => {
     ]);
     const ctid = (await holder.held)[0]!.ctid;
     const sending = xrpc(app, alice, "sendMessage", { body, headers: { "Idempotency-Key": "taken" } });
-    await waitingOn(ctid);
+    await conversationLockWaiters(db, ctid);
     await new Promise((resolve) => setTimeout(resolve, 600)); // past the 200 ms wait limit
     holder.release();
     await holder.done;

@@ -5,7 +5,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { DatabaseError } from "../../src/db/driver.js";
 import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
-import { holdRowLock } from "../helpers/rowLock.js";
+import { conversationLockWaiters, holdRowLock } from "../helpers/rowLock.js";
 import { withStatementHook } from "../helpers/faults.js";
 import { xrpc } from "../helpers/xrpc.js";
 
@@ -14,22 +14,6 @@ const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 describe("same-key sends on the two paths (real PostgreSQL)", () => {
   const db = testDatabase(10);
   afterAll(() => db.close());
-
-  /** Resolves once `count` transactions wait for the lock on the conversation row at `ctid`. */
-  async function waiters(ctid: string, count: number) {
-    const [page, tuple] = ctid.slice(1, -1).split(",").map(Number);
-    for (let tries = 0; tries < 1000; tries++) {
-      const [row] = await db.query<{ n: number }>(
-        `SELECT count(*) AS n FROM pg_locks
-          WHERE locktype = 'tuple' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-            AND relation = 'conversations'::regclass AND page = $1 AND tuple = $2`,
-        [page, tuple],
-      );
-      if (row!.n >= count) return;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    throw new Error(`never saw ${count} waiters on the conversation`);
-  }
 
   it("a one-statement send holding the conversation and a general-path send holding the key: one message, one answer", async () => {
     const env = { IDEMPOTENCY_WAIT_MS: "30000" };
@@ -50,10 +34,10 @@ describe("same-key sends on the two paths (real PostgreSQL)", () => {
     const ctid = (await holder.held)[0]!.ctid;
     // First in line for the conversation: the one-statement send, which claims the key after locking it.
     const once = xrpc(app, alice, "sendMessage", request);
-    await waiters(ctid, 1);
+    await conversationLockWaiters(db, ctid, 1);
     // Second in line: the general path, which holds the key while it waits for the conversation.
     const claimed = xrpc(generalApp, alice, "sendMessage", request);
-    await waiters(ctid, 2);
+    await conversationLockWaiters(db, ctid, 2);
     holder.release();
     await holder.done;
 

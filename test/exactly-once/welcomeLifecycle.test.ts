@@ -141,6 +141,21 @@ async function setup(env: Record<string, string> = {}) {
     );
   }
 
+  /** Bob fetches his welcome, fails to join from it and says so (confirmWelcome success: false). */
+  async function bobFails(errorDetails: string) {
+    ok(await xrpc(app, bob, "getWelcome", { query: { convoId } }));
+    ok(await xrpc(app, bob, "confirmWelcome", { body: { convoId, success: false, errorDetails } }));
+  }
+
+  /** Bob fetches his welcome and joins from it with the key package of `hash`; his new state. */
+  async function bobJoins(hash: string): Promise<ClientState> {
+    const fetched = ok(await xrpc(app, bob, "getWelcome", { query: { convoId } }));
+    const message = decode(fromBase64(fetched.welcome.$bytes));
+    if (message.wireformat !== "mls_welcome") throw new Error("expected a Welcome");
+    const keys = bobKeys.get(hash)!;
+    return joinGroup(message.welcome, keys.publicPackage, keys.privatePackage, emptyPskIndex, cs);
+  }
+
   return {
     app,
     clock,
@@ -151,6 +166,8 @@ async function setup(env: Record<string, string> = {}) {
     addBob,
     removeBob,
     aliceSays,
+    bobFails,
+    bobJoins,
     cs,
     epoch: () => Number(state.groupContext.epoch),
   };
@@ -178,11 +195,7 @@ describe("a welcome belongs to one membership", () => {
     ]);
     await t.aliceSays("welcome back, Bob");
 
-    const fetched = ok(await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: t.convoId } }));
-    const message = decode(fromBase64(fetched.welcome.$bytes));
-    if (message.wireformat !== "mls_welcome") throw new Error("expected a Welcome");
-    const keys = t.bobKeys.get(secondHash)!;
-    let bobState = await joinGroup(message.welcome, keys.publicPackage, keys.privatePackage, emptyPskIndex, t.cs);
+    let bobState = await t.bobJoins(secondHash);
     expect(Number(bobState.groupContext.epoch)).toBe(t.epoch());
     ok(await xrpc(t.app, t.bob, "confirmWelcome", { body: { convoId: t.convoId, success: true } }));
 
@@ -202,20 +215,11 @@ describe("a welcome belongs to one membership", () => {
   it("a re-add while the old welcome is in flight replaces it in the same transaction", async () => {
     const t = await setup();
     await t.addBob();
-    ok(await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: t.convoId } }));
-    ok(
-      await xrpc(t.app, t.bob, "confirmWelcome", {
-        body: { convoId: t.convoId, success: false, errorDetails: "bad tree" },
-      }),
-    );
+    await t.bobFails("bad tree");
     await t.removeBob();
     const secondHash = await t.addBob();
     expect((await welcomeStates(t.convoId)).map((row) => row.state)).toEqual(["expired", "available"]);
-    const fetched = ok(await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: t.convoId } }));
-    const message = decode(fromBase64(fetched.welcome.$bytes));
-    if (message.wireformat !== "mls_welcome") throw new Error("expected a Welcome");
-    const keys = t.bobKeys.get(secondHash)!;
-    const bobState = await joinGroup(message.welcome, keys.publicPackage, keys.privatePackage, emptyPskIndex, t.cs);
+    const bobState = await t.bobJoins(secondHash);
     expect(Number(bobState.groupContext.epoch)).toBe(t.epoch());
   });
 });
@@ -224,19 +228,10 @@ describe("re-invited after success: false", () => {
   it("the new welcome replaces the live one of an active member, who joins from it", async () => {
     const t = await setup();
     await t.addBob();
-    ok(await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: t.convoId } }));
-    ok(
-      await xrpc(t.app, t.bob, "confirmWelcome", {
-        body: { convoId: t.convoId, success: false, errorDetails: "lost state" },
-      }),
-    );
+    await t.bobFails("lost state");
     const secondHash = await t.addBob(1);
     expect((await welcomeStates(t.convoId)).map((row) => row.state)).toEqual(["expired", "available"]);
-    const fetched = ok(await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: t.convoId } }));
-    const message = decode(fromBase64(fetched.welcome.$bytes));
-    if (message.wireformat !== "mls_welcome") throw new Error("expected a Welcome");
-    const keys = t.bobKeys.get(secondHash)!;
-    const bobState = await joinGroup(message.welcome, keys.publicPackage, keys.privatePackage, emptyPskIndex, t.cs);
+    const bobState = await t.bobJoins(secondHash);
     expect(Number(bobState.groupContext.epoch)).toBe(t.epoch());
   });
 });

@@ -34,3 +34,22 @@ export function holdRowLock<Row extends object = Record<string, unknown>>(
   });
   return { held, release, done };
 }
+
+/**
+ * Resolves once `count` transactions wait for the lock on the conversation row at `ctid` (as
+ * `SELECT ctid::text` gives it), seen in pg_locks; throws after about 20 s.
+ */
+export async function conversationLockWaiters(db: Queryable, ctid: string, count = 1): Promise<void> {
+  const [page, tuple] = ctid.slice(1, -1).split(",").map(Number);
+  for (let tries = 0; tries < 1000; tries++) {
+    const [row] = await db.query<{ n: number }>(
+      `SELECT count(*) AS n FROM pg_locks
+        WHERE locktype = 'tuple' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND relation = 'conversations'::regclass AND page = $1 AND tuple = $2`,
+      [page, tuple],
+    );
+    if (row!.n >= count) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(`never saw ${count} waiters on the conversation`);
+}

@@ -72,6 +72,10 @@ const configSchema = z.object({
   WELCOME_TTL_SECONDS: int(1).default(7 * 86_400),
   KEY_PACKAGE_RESERVATION_SECONDS: int(1).default(600),
 
+  // Devices and roster-checked conversations
+  MAX_DEVICES_PER_DID: int(1).default(10),
+  REJOIN_COOLDOWN_SECONDS: int(0).default(60),
+
   EVENTS_POLL_MS: int(10).default(1000),
   EVENTS_SAFETY_POLL_MS: int(100).default(30_000),
   EVENTS_KEEPALIVE_MS: int(10).default(15_000),

@@ -32,3 +32,15 @@ export const convoExists = () => new XrpcError(409, "ConvoExists", "a conversati
 export const invalidKeyPackage = (message: string) => new XrpcError(400, "InvalidKeyPackage", message);
 export const invalidCommit = (message: string) => new XrpcError(400, "InvalidCommit", message);
 export const notApplicationMessage = (message: string) => new XrpcError(400, "NotApplicationMessage", message);
+export const invalidGroupInfo = (message: string) => new XrpcError(400, "InvalidGroupInfo", message);
+export const rosterMismatch = (message: string) => new XrpcError(400, "RosterMismatch", message);
+export const tooManyDevices = (max: number) =>
+  new XrpcError(400, "TooManyDevices", `a DID may have at most ${max} live devices`);
+export const unknownDevice = () => new XrpcError(403, "UnknownDevice", "deviceId names no device registered to the caller");
+export const deviceRevoked = () => new XrpcError(403, "DeviceRevoked", "this device was revoked");
+export const groupInfoNotFound = () =>
+  new XrpcError(404, "GroupInfoNotFound", "this conversation keeps no GroupInfo: it is not roster-checked");
+export const rejoinCooldown = (retryAfterSeconds: number) =>
+  new XrpcError(429, "RejoinCooldown", `this device joined this conversation by external commit moments ago; retry in ${retryAfterSeconds} s`, {
+    "Retry-After": String(retryAfterSeconds),
+  });

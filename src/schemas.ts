@@ -40,6 +40,9 @@ export const cursor = z.string().min(1).max(512);
 export const seqCursor = z.string().regex(/^\d{1,15}$/, "cursor is invalid");
 export const idempotencyKey = z.string().regex(/^[\x20-\x7e]{1,255}$/, "must be 1 to 255 printable ASCII characters");
 export const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "must be SHA-256 hex");
+/** A registered device's id; requests that act as a device take it optionally (omitted: the DID's implicit device). */
+export const deviceId = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "must be 1 to 64 characters of A-Z a-z 0-9 . _ -");
+
 /** Which key package each new member's welcome was built from. */
 export const keyPackageHashes = z.array(z.object({ did, hash: sha256Hex })).max(10_000);
 /** Members named in one call; the per-call limit (100) answers TooManyMembers, this only bounds parsing. */

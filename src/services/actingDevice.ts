@@ -1,0 +1,43 @@
+import type { Queryable } from "../db/driver.js";
+import { deviceRevoked, unknownDevice } from "../errors.js";
+
+/** The device id of a DID's implicit device: the one whose credential identity is the bare DID. */
+export const IMPLICIT_DEVICE = "";
+
+const DEVICE_ID = /^[A-Za-z0-9._-]{1,64}$/;
+const DID = /^did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]$/;
+
+/** A device's MLS basic credential identity: `<did>#<deviceId>`, or the bare DID for the implicit device. */
+export function credentialIdentity(did: string, deviceId: string): string {
+  return deviceId === IMPLICIT_DEVICE ? did : `${did}#${deviceId}`;
+}
+
+/**
+ * The DID and device a credential identity names, or undefined when it names neither (a DID never holds `#`).
+ *
+ * @example
+ * parseCredentialIdentity("did:plc:bob#laptop") // { did: "did:plc:bob", deviceId: "laptop" }
+ */
+export function parseCredentialIdentity(identity: string): { did: string; deviceId: string } | undefined {
+  const hash = identity.indexOf("#");
+  const did = hash < 0 ? identity : identity.slice(0, hash);
+  const deviceId = hash < 0 ? IMPLICIT_DEVICE : identity.slice(hash + 1);
+  if (did.length > 2048 || !DID.test(did)) return undefined;
+  if (deviceId !== IMPLICIT_DEVICE && !DEVICE_ID.test(deviceId)) return undefined;
+  return { did, deviceId };
+}
+
+/**
+ * The device a request acts as: the implicit one when `deviceId` is omitted (no round trip), else a device
+ * registered to `did` and not revoked (403 UnknownDevice / DeviceRevoked).
+ */
+export async function requireDevice(db: Queryable, did: string, deviceId: string | undefined): Promise<string> {
+  if (deviceId === undefined || deviceId === IMPLICIT_DEVICE) return IMPLICIT_DEVICE;
+  const [row] = await db.query<{ revoked: boolean }>(
+    `SELECT revoked_at IS NOT NULL AS revoked FROM devices WHERE did = $1 AND device_id = $2`,
+    [did, deviceId],
+  );
+  if (!row) throw unknownDevice();
+  if (row.revoked) throw deviceRevoked();
+  return deviceId;
+}

@@ -1,10 +1,17 @@
 import type { Queryable } from "../db/driver.js";
 import type { LockedConvo } from "./convoLock.js";
 
+/**
+ * A change of membership. `joined`/`left`/`removed` are about a DID (its first device arrived, it left, its last
+ * device went); the `device*` types name one device of a roster-checked conversation (`deviceId`, "" for the
+ * implicit device). `actorDevice` is the acting device when it is not the implicit one.
+ */
 export interface MembershipEvent {
-  type: "joined" | "left" | "removed";
+  type: "joined" | "left" | "removed" | "deviceAdded" | "deviceRemoved" | "deviceRevoked";
   did: string;
+  deviceId?: string;
   actor: string;
+  actorDevice?: string;
 }
 
 export interface ConvoChange {

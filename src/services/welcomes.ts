@@ -152,7 +152,7 @@ export async function storeWelcomes(
   tx: Queryable,
   convoId: string,
   welcome: Uint8Array,
-  recipients: { did: string; hash: string | null }[],
+  recipients: { did: string; deviceId?: string; hash: string | null }[],
   now: Date,
 ): Promise<void> {
   if (recipients.length === 0) return;
@@ -164,10 +164,16 @@ export async function storeWelcomes(
   );
   await tx.query(
     `WITH payload AS (${upsertWelcomePayload("$5", "$2", "$3")})
-     INSERT INTO welcome_messages (id, convo_id, recipient_did, payload_hash, key_package_hash, created_at)
-     SELECT gen_random_uuid()::text, $1, w.did, $5, w.hash, $3
-       FROM jsonb_to_recordset($4::text::jsonb) AS w(did text, hash text)`,
-    [convoId, welcome, now, JSON.stringify(recipients), welcomePayloadHash(welcome)],
+     INSERT INTO welcome_messages (id, convo_id, recipient_did, recipient_device, payload_hash, key_package_hash, created_at)
+     SELECT gen_random_uuid()::text, $1, w.did, coalesce(w.device_id, ''), $5, w.hash, $3
+       FROM jsonb_to_recordset($4::text::jsonb) AS w(did text, device_id text, hash text)`,
+    [
+      convoId,
+      welcome,
+      now,
+      JSON.stringify(recipients.map(({ did, deviceId, hash }) => ({ did, device_id: deviceId ?? null, hash }))),
+      welcomePayloadHash(welcome),
+    ],
   );
 }
 

@@ -27,15 +27,29 @@ export function parseCredentialIdentity(identity: string): { did: string; device
   return { did, deviceId };
 }
 
+/** lastSeenAt is written at most this often per device, so a busy device does not write on every request. */
+const LAST_SEEN_GRANULARITY = "1 minute";
+
 /**
  * The device a request acts as: the implicit one when `deviceId` is omitted (no round trip), else a device
- * registered to `did` and not revoked (403 UnknownDevice / DeviceRevoked).
+ * registered to `did` and not revoked (403 UnknownDevice / DeviceRevoked), whose lastSeenAt moves to `now`.
  */
-export async function requireDevice(db: Queryable, did: string, deviceId: string | undefined): Promise<string> {
+export async function requireDevice(
+  db: Queryable,
+  did: string,
+  deviceId: string | undefined,
+  now: Date,
+): Promise<string> {
   if (deviceId === undefined || deviceId === IMPLICIT_DEVICE) return IMPLICIT_DEVICE;
   const [row] = await db.query<{ revoked: boolean }>(
-    `SELECT revoked_at IS NOT NULL AS revoked FROM devices WHERE did = $1 AND device_id = $2`,
-    [did, deviceId],
+    `WITH device AS (
+       SELECT revoked_at IS NOT NULL AS revoked FROM devices WHERE did = $1 AND device_id = $2
+     ), seen AS (
+       UPDATE devices SET last_seen_at = $3
+        WHERE did = $1 AND device_id = $2 AND revoked_at IS NULL AND last_seen_at < $3::timestamptz - interval '${LAST_SEEN_GRANULARITY}'
+     )
+     SELECT revoked FROM device`,
+    [did, deviceId, now],
   );
   if (!row) throw unknownDevice();
   if (row.revoked) throw deviceRevoked();

@@ -5,6 +5,7 @@ import createConvo from "./createConvo.js";
 import getCommits from "./getCommits.js";
 import getConvos from "./getConvos.js";
 import getEpoch from "./getEpoch.js";
+import getGroupInfo from "./getGroupInfo.js";
 import getKeyPackages from "./getKeyPackages.js";
 import getMessages from "./getMessages.js";
 import getWelcome from "./getWelcome.js";
@@ -12,6 +13,7 @@ import getKeyPackageStats from "./getKeyPackageStats.js";
 import publishKeyPackage from "./publishKeyPackage.js";
 import publishKeyPackages from "./publishKeyPackages.js";
 import leaveConvo from "./leaveConvo.js";
+import processCommit from "./processCommit.js";
 import sendMessage from "./sendMessage.js";
 import streamConvoEvents from "./streamConvoEvents.js";
 import updateCursor from "./updateCursor.js";
@@ -23,6 +25,8 @@ export const methods: XrpcMethod[] = [
   getEpoch,
   addMembers,
   leaveConvo,
+  processCommit,
+  getGroupInfo,
   sendMessage,
   getMessages,
   getCommits,

@@ -16,6 +16,8 @@ export interface MlsMessageInfo {
   epoch?: number;
   /** Public and private messages only. */
   contentType?: MlsContentType;
+  /** PublicMessages only: who sent it (a PrivateMessage encrypts its sender). */
+  sender?: { type: "member" | "external" | "new_member_commit" | "new_member_proposal"; leafIndex?: number };
 }
 
 /**
@@ -34,8 +36,13 @@ export function readMlsMessage(bytes: Uint8Array): MlsMessageInfo | undefined {
 function describe(message: MLSMessage): MlsMessageInfo {
   switch (message.wireformat) {
     case "mls_public_message": {
-      const { groupId, epoch, contentType } = message.publicMessage.content;
-      return { wireFormat: "public_message", ...groupAndEpoch(groupId, epoch), contentType };
+      const { groupId, epoch, contentType, sender } = message.publicMessage.content;
+      return {
+        wireFormat: "public_message",
+        ...groupAndEpoch(groupId, epoch),
+        contentType,
+        sender: sender.senderType === "member" ? { type: "member", leafIndex: sender.leafIndex } : { type: sender.senderType },
+      };
     }
     case "mls_private_message": {
       const { groupId, epoch, contentType } = message.privateMessage;

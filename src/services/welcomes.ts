@@ -144,9 +144,9 @@ export async function confirmWelcome(
 }
 
 /**
- * Stores one welcome row per recipient (with the key package it was built from) and the bytes once, replacing each
- * recipient's older live welcome: a welcome belongs to one membership. Call it inside the
- * transaction that holds the conversation lock.
+ * Stores one welcome row per recipient device (with the key package it was built from) and the bytes once,
+ * replacing that device's older live welcome (a welcome belongs to one membership; the DID's other devices keep
+ * theirs). Call it inside the transaction that holds the conversation lock.
  */
 export async function storeWelcomes(
   tx: Queryable,
@@ -156,10 +156,10 @@ export async function storeWelcomes(
   now: Date,
 ): Promise<void> {
   if (recipients.length === 0) return;
-  await retireWelcomes(
+  await retireDeviceWelcomes(
     tx,
     convoId,
-    recipients.map((recipient) => recipient.did),
+    recipients.map(({ did, deviceId }) => ({ did, deviceId: deviceId ?? "" })),
     now,
   );
   await tx.query(
@@ -187,6 +187,28 @@ export async function retireWelcomes(db: Queryable, convoId: string, recipients:
      ), ${RETIRE}
      SELECT 1 FROM retired`,
     [convoId, JSON.stringify(recipients), now],
+  );
+  return rows.length;
+}
+
+/** Retires the live welcomes of these devices in the conversation (removed from its roster, or getting a new one). */
+export async function retireDeviceWelcomes(
+  db: Queryable,
+  convoId: string,
+  devices: { did: string; deviceId: string }[],
+  now: Date,
+): Promise<number> {
+  if (devices.length === 0) return 0;
+  const rows = await db.query(
+    `WITH stale AS (
+       SELECT w.id FROM welcome_messages w
+         JOIN jsonb_to_recordset($2::text::jsonb) AS d(did text, device_id text)
+           ON w.recipient_did = d.did AND w.recipient_device = d.device_id
+        WHERE w.convo_id = $1 AND w.state IN ('available', 'in_flight')
+          FOR UPDATE OF w
+     ), ${RETIRE}
+     SELECT 1 FROM retired`,
+    [convoId, JSON.stringify(devices.map(({ did, deviceId }) => ({ did, device_id: deviceId }))), now],
   );
   return rows.length;
 }

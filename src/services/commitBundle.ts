@@ -94,6 +94,9 @@ export async function processCommit(db: Queryable, bundle: CommitBundle): Promis
     let diff = diffRoster(before, info.leaves);
     checkRosterDevices(info.leaves, diff.added, devices);
     const sender = bundle.commit.sender?.type ?? "member";
+    if (sender === "new_member_commit" && bundle.declared) {
+      throw invalidCommit("an external commit goes through processCommit, not addMembers or leaveConvo");
+    }
     if (sender === "new_member_commit") {
       diff = await checkExternalJoin(tx, convo.id, { acting, info, before, diff, bundle });
     } else if (sender === "member") {

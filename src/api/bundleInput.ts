@@ -1,3 +1,4 @@
+import type { Config } from "../config.js";
 import { invalidRequest } from "../errors.js";
 import { IMPLICIT_DEVICE } from "../services/actingDevice.js";
 import type { CommitBundle, Declared, KeyPackageHash } from "../services/commitBundle.js";
@@ -12,6 +13,9 @@ export function groupInfoInput(groupInfo: Uint8Array, maxBytes: number): Uint8Ar
   }
   return groupInfo;
 }
+
+/** The most leaves a conversation's tree can hold: every member with all its devices and its implicit one. */
+export const maxLeaves = (config: Config) => config.MAX_MEMBERS_PER_CONVO * (config.MAX_DEVICES_PER_DID + 1);
 
 /** keyPackageHashes entries naming devices; an entry without deviceId names the DID's implicit device. */
 export function deviceHashes(
@@ -51,6 +55,7 @@ export function commitBundleOf(
     ...(declared && { declared }),
     admins: config.ADMIN_DIDS,
     maxMembers: config.MAX_MEMBERS_PER_CONVO,
+    maxLeaves: maxLeaves(config),
     rejoinCooldownSeconds: config.REJOIN_COOLDOWN_SECONDS,
     now,
   };

@@ -4,6 +4,7 @@ import confirmWelcome from "./confirmWelcome.js";
 import createConvo from "./createConvo.js";
 import getCommits from "./getCommits.js";
 import getConvos from "./getConvos.js";
+import getDevices from "./getDevices.js";
 import getEpoch from "./getEpoch.js";
 import getGroupInfo from "./getGroupInfo.js";
 import getKeyPackages from "./getKeyPackages.js";
@@ -14,6 +15,8 @@ import publishKeyPackage from "./publishKeyPackage.js";
 import publishKeyPackages from "./publishKeyPackages.js";
 import leaveConvo from "./leaveConvo.js";
 import processCommit from "./processCommit.js";
+import registerDevice from "./registerDevice.js";
+import revokeDevice from "./revokeDevice.js";
 import sendMessage from "./sendMessage.js";
 import streamConvoEvents from "./streamConvoEvents.js";
 import updateCursor from "./updateCursor.js";
@@ -38,4 +41,7 @@ export const methods: XrpcMethod[] = [
   publishKeyPackages,
   getKeyPackages,
   getKeyPackageStats,
+  registerDevice,
+  getDevices,
+  revokeDevice,
 ] as XrpcMethod[];

@@ -1,5 +1,6 @@
 import { decodeMlsMessage, type MLSMessage } from "ts-mls/message.js";
-import { decodeExactly } from "./decode.js";
+import type { SenderTypeName } from "ts-mls/sender.js";
+import { decodeExactly, toHex } from "./decode.js";
 
 export type MlsWireFormat = "public_message" | "private_message" | "welcome" | "group_info" | "key_package";
 export type MlsContentType = "application" | "proposal" | "commit";
@@ -16,8 +17,8 @@ export interface MlsMessageInfo {
   epoch?: number;
   /** Public and private messages only. */
   contentType?: MlsContentType;
-  /** PublicMessages only: who sent it (a PrivateMessage encrypts its sender). */
-  sender?: { type: "member" | "external" | "new_member_commit" | "new_member_proposal"; leafIndex?: number };
+  /** Who sent a PublicMessage (a PrivateMessage encrypts its sender): the type, and the leaf index of a member. */
+  sender?: { type: SenderTypeName; leafIndex?: number };
 }
 
 /**
@@ -37,11 +38,12 @@ function describe(message: MLSMessage): MlsMessageInfo {
   switch (message.wireformat) {
     case "mls_public_message": {
       const { groupId, epoch, contentType, sender } = message.publicMessage.content;
+      const leafIndex = sender.senderType === "member" ? { leafIndex: sender.leafIndex } : {};
       return {
         wireFormat: "public_message",
         ...groupAndEpoch(groupId, epoch),
         contentType,
-        sender: sender.senderType === "member" ? { type: "member", leafIndex: sender.leafIndex } : { type: sender.senderType },
+        sender: { type: sender.senderType, ...leafIndex },
       };
     }
     case "mls_private_message": {
@@ -60,7 +62,7 @@ function describe(message: MLSMessage): MlsMessageInfo {
 }
 
 function groupAndEpoch(groupId: Uint8Array, epoch: bigint): Pick<MlsMessageInfo, "groupId" | "epoch"> {
-  const hex = Array.from(groupId, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  const hex = toHex(groupId);
   return epoch <= BigInt(Number.MAX_SAFE_INTEGER) ? { groupId: hex, epoch: Number(epoch) } : { groupId: hex };
 }
 

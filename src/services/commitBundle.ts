@@ -9,7 +9,7 @@ import {
   rosterMismatch,
   tooManyMembers,
 } from "../errors.js";
-import { readGroupInfo, type GroupInfoLeaf, type GroupInfoRead } from "../mls/groupInfo.js";
+import { readGroupInfo, type RosterLeaf, type GroupInfoRead } from "../mls/groupInfo.js";
 import { IMPLICIT_DEVICE } from "./actingDevice.js";
 import { checkCommit, type CommitInput } from "./commits.js";
 import { recordChange, rosterEvents } from "./convoChange.js";
@@ -29,7 +29,7 @@ import {
   type RosterDiff,
   type RosterEntry,
 } from "./roster.js";
-import { checkWelcomeSuite, retireDeviceWelcomes, storeWelcomes, type WelcomeInput } from "./welcomes.js";
+import { checkWelcomeSuite, retireConvoDeviceWelcomes, storeWelcomes, type WelcomeInput } from "./welcomes.js";
 
 export interface KeyPackageHash extends Device {
   hash: string;
@@ -52,6 +52,8 @@ export interface CommitBundle {
   declared?: Declared;
   admins: readonly string[];
   maxMembers: number;
+  /** The most leaves a GroupInfo's tree may hold (bounds the work on an untrusted tree). */
+  maxLeaves: number;
   rejoinCooldownSeconds: number;
   now: Date;
 }
@@ -74,7 +76,7 @@ export interface CommitOutcome {
 export async function processCommit(db: Queryable, bundle: CommitBundle): Promise<CommitOutcome> {
   const cipherSuite = await bundleConvoSuite(db, bundle.convoId, bundle.caller);
   // Signature checks are CPU work: done before any lock is taken.
-  const info = await readGroupInfo(bundle.groupInfo, cipherSuite);
+  const info = await readGroupInfo(bundle.groupInfo, cipherSuite, bundle.maxLeaves);
   const acting = { did: bundle.caller, deviceId: bundle.deviceId };
   return db.transaction(async (tx) => {
     const devices = await lockDevices(tx, [...info.leaves, acting]);
@@ -120,7 +122,7 @@ export async function processCommit(db: Queryable, bundle: CommitBundle): Promis
     }
 
     await changeMembers(tx, convo.id, joiners, departed, bundle.now);
-    await retireDeviceWelcomes(tx, convo.id, diff.removed, bundle.now);
+    await retireConvoDeviceWelcomes(tx, convo.id, diff.removed, bundle.now);
     if (bundle.welcome) {
       const recipients = diff.added.map(({ did, deviceId }) => ({
         did,
@@ -211,7 +213,7 @@ function checkCommitter(commit: CommitInput, info: GroupInfoRead, before: Roster
 }
 
 /** What addMembers / leaveConvo declared must be exactly what the tree changes. */
-function checkDeclared(declared: Declared | undefined, diff: RosterDiff, leaves: GroupInfoLeaf[]): void {
+function checkDeclared(declared: Declared | undefined, diff: RosterDiff, leaves: RosterLeaf[]): void {
   if (!declared) return;
   if (declared.kind === "add") {
     if (diff.removed.length > 0) throw rosterMismatch("addMembers' commit removes devices; use processCommit");
@@ -234,7 +236,7 @@ function checkDeclared(declared: Declared | undefined, diff: RosterDiff, leaves:
 }
 
 /** keyPackageHashes, when given, name exactly the added devices, once each: their hashes by device key. */
-export function keyPackageHashesFor(hashes: KeyPackageHash[] | undefined, added: GroupInfoLeaf[]): Map<string, string> {
+export function keyPackageHashesFor(hashes: KeyPackageHash[] | undefined, added: RosterLeaf[]): Map<string, string> {
   const named = new Map<string, string>();
   if (!hashes) return named;
   const adding = new Set(added.map(deviceKey));

@@ -8,7 +8,7 @@ import {
   rosterMismatch,
   unknownDevice,
 } from "../errors.js";
-import type { GroupInfoLeaf } from "../mls/groupInfo.js";
+import type { RosterLeaf } from "../mls/groupInfo.js";
 import { credentialIdentity, IMPLICIT_DEVICE } from "./actingDevice.js";
 
 /**
@@ -91,16 +91,16 @@ export function checkActingDevice(devices: Map<string, { revoked: boolean }>, ac
  * commit, or resynced by an external commit) is both removed (its old leaf) and added (its new one).
  */
 export interface RosterDiff {
-  added: GroupInfoLeaf[];
+  added: RosterLeaf[];
   removed: RosterEntry[];
   /** Devices at the same leaf as before; the signature key may have changed (an update of that leaf). */
-  kept: { before: RosterEntry; after: GroupInfoLeaf }[];
+  kept: { before: RosterEntry; after: RosterLeaf }[];
 }
 
 /** The diff from `before` to the tree's `leaves`; 400 RosterMismatch when the tree holds a device twice. */
-export function diffRoster(before: RosterEntry[], leaves: GroupInfoLeaf[]): RosterDiff {
+export function diffRoster(before: RosterEntry[], leaves: RosterLeaf[]): RosterDiff {
   const previous = new Map(before.map((entry) => [deviceKey(entry), entry]));
-  const now = new Map<string, GroupInfoLeaf>();
+  const now = new Map<string, RosterLeaf>();
   const diff: RosterDiff = { added: [], removed: [], kept: [] };
   for (const leaf of leaves) {
     const key = deviceKey(leaf);
@@ -120,8 +120,8 @@ export function diffRoster(before: RosterEntry[], leaves: GroupInfoLeaf[]): Rost
  * `devices` is `lockDevices`' answer for at least the tree's devices.
  */
 export function checkRosterDevices(
-  leaves: GroupInfoLeaf[],
-  added: GroupInfoLeaf[],
+  leaves: RosterLeaf[],
+  added: RosterLeaf[],
   devices: Map<string, { revoked: boolean }>,
 ): void {
   for (const leaf of leaves) {
@@ -173,7 +173,7 @@ export async function writeRoster(tx: Queryable, convoId: string, diff: RosterDi
 export async function insertRoster(
   tx: Queryable,
   convoId: string,
-  leaves: GroupInfoLeaf[],
+  leaves: RosterLeaf[],
   epoch: number,
 ): Promise<void> {
   if (leaves.length === 0) return;
@@ -185,7 +185,7 @@ export async function insertRoster(
   );
 }
 
-const leafRow = (leaf: GroupInfoLeaf) => ({
+const leafRow = (leaf: RosterLeaf) => ({
   did: leaf.did,
   device_id: leaf.deviceId,
   leaf_index: leaf.leafIndex,

@@ -34,6 +34,8 @@ export interface NewRosterConvo {
   /** At most this many DIDs besides the creator (createConvo's per-call limit). */
   maxInitialMembers: number;
   maxMembers: number;
+  /** The most leaves the GroupInfo's tree may hold. */
+  maxLeaves: number;
   now: Date;
 }
 
@@ -45,7 +47,7 @@ export interface NewRosterConvo {
  * A repeat by its active creator answers the existing conversation, as createConvo does.
  */
 export async function createRosterConvo(db: Queryable, convo: NewRosterConvo): Promise<ConvoView> {
-  const info = await readGroupInfo(convo.groupInfo, convo.cipherSuite);
+  const info = await readGroupInfo(convo.groupInfo, convo.cipherSuite, convo.maxLeaves);
   if (info.groupId !== convo.groupId) throw rosterMismatch("the GroupInfo belongs to another MLS group than groupId");
   const leaves = diffRoster([], info.leaves).added;
   const acting: Device = { did: convo.creator, deviceId: convo.deviceId };

@@ -9,7 +9,8 @@ import {
   rosterMismatch,
   tooManyMembers,
 } from "../errors.js";
-import { readGroupInfo, type RosterLeaf, type GroupInfoRead } from "../mls/groupInfo.js";
+import { readGroupInfo, type GroupInfoRead, type RosterLeaf } from "../mls/groupInfo.js";
+import { readPublicCommit } from "../mls/publicCommit.js";
 import { IMPLICIT_DEVICE } from "./actingDevice.js";
 import { checkCommit, type CommitInput } from "./commits.js";
 import { recordChange, rosterEvents } from "./convoChange.js";
@@ -106,6 +107,13 @@ export async function processCommit(db: Queryable, bundle: CommitBundle): Promis
     } else {
       throw invalidCommit(`a commit's sender must be a member or a new member, not ${sender}`);
     }
+    await checkPublicCommit(tx, convo, bundle, {
+      acting,
+      external: sender === "new_member_commit",
+      before,
+      info,
+      diff,
+    });
     checkDeclared(bundle.declared, diff, info.leaves);
     const hashes = keyPackageHashesFor(bundle.keyPackageHashes, diff.added);
     if (bundle.welcome && diff.added.length === 0) throw invalidRequest("welcomeMessage but the commit adds no device");
@@ -210,6 +218,54 @@ function checkCommitter(commit: CommitInput, info: GroupInfoRead, before: Roster
   ) {
     throw rosterMismatch(`the GroupInfo must be signed by the committing device's leaf ${mine.leafIndex} with its key`);
   }
+}
+
+/**
+ * A commit sent as a PublicMessage shows more, and is checked further: its signature over the epoch's group context
+ * must verify with the committing device's key (the roster's; for an external commit, the joiner's new leaf's, which
+ * its update path must carry), and when it carries every proposal by value, those must be exactly the roster
+ * change the GroupInfo shows (400 RosterMismatch otherwise). A PrivateMessage hides all of this.
+ */
+async function checkPublicCommit(
+  tx: Queryable,
+  convo: LockedConvo,
+  bundle: CommitBundle,
+  {
+    acting,
+    external,
+    before,
+    info,
+    diff,
+  }: { acting: Device; external: boolean; before: RosterEntry[]; info: GroupInfoRead; diff: RosterDiff },
+): Promise<void> {
+  if (!bundle.commit.sender) return;
+  const [stored] = await tx.query<{ group_info: Uint8Array }>(
+    `SELECT group_info FROM group_infos WHERE convo_id = $1`,
+    [convo.id],
+  );
+  const commit = stored && readPublicCommit(bundle.commit.bytes, new Uint8Array(stored.group_info), convo.cipherSuite);
+  if (!commit) return;
+  const isActing = (device: Device) => deviceKey(device) === deviceKey(acting);
+  const signKey = (external ? info.leaves : before).find(isActing)!.signatureKey;
+  if (external && !(commit.pathSignatureKey && sameBytes(commit.pathSignatureKey, signKey))) {
+    throw invalidCommit("an external commit's update path must carry the joining device's new leaf");
+  }
+  if (!(await commit.verify(signKey))) {
+    throw invalidCommit("the commit's signature does not verify with the committing device's key");
+  }
+  if (commit.byReference) return;
+  const adds = diff.added.filter((leaf) => !(external && isActing(leaf))).map((leaf) => leaf.identity);
+  const removes = diff.removed.map((entry) => entry.leafIndex);
+  if (!sameMembers(commit.adds, adds) || !sameMembers(commit.removes, removes)) {
+    throw rosterMismatch("the GroupInfo's tree is not the one the commit makes: its proposals change other devices");
+  }
+}
+
+/** The same elements, each as often, in any order. */
+function sameMembers<T extends string | number>(a: T[], b: T[]): boolean {
+  const sortedA = [...a].sort();
+  const sortedB = [...b].sort();
+  return sortedA.length === sortedB.length && sortedA.every((value, i) => value === sortedB[i]);
 }
 
 /** What addMembers / leaveConvo declared must be exactly what the tree changes. */

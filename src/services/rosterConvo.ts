@@ -1,9 +1,10 @@
 import type { Queryable } from "../db/driver.js";
 import { invalidRequest, rosterMismatch, tooManyMembers } from "../errors.js";
 import { readGroupInfo } from "../mls/groupInfo.js";
-import { keyPackageHashesFor, type KeyPackageHash } from "./commitBundle.js";
+import type { KeyPackageHash } from "./commitBundle.js";
 import { existingConvo, getConvoView, type ConvoView } from "./conversations.js";
 import { rosterEvents } from "./convoChange.js";
+import { keyPackageHashesFor } from "./rosterChange.js";
 import {
   checkActingDevice,
   checkRosterDevices,

@@ -23,7 +23,8 @@ export function parseCredentialIdentity(identity: string): { did: string; device
   const did = hash < 0 ? identity : identity.slice(0, hash);
   const deviceId = hash < 0 ? IMPLICIT_DEVICE : identity.slice(hash + 1);
   if (did.length > 2048 || !DID.test(did)) return undefined;
-  if (deviceId !== IMPLICIT_DEVICE && !DEVICE_ID.test(deviceId)) return undefined;
+  // `<did>#` names no device: the implicit device's identity is the bare DID only.
+  if (hash >= 0 && !DEVICE_ID.test(deviceId)) return undefined;
   return { did, deviceId };
 }
 

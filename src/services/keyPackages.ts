@@ -28,7 +28,7 @@ const PUBLISH_LOCK_CLASS = 71_461;
  *
  * Locks, in the order of the brief: the named device rows FOR SHARE (a revocation, which deletes the packages a
  * device left, waits for this statement, and one committed before is seen); then the owner's advisory lock
- * (shared here; a batch with a last-resort package took it exclusively before this statement); then key package
+ * (shared here; a batch with a last-resort package took it exclusively just before, after the same device rows); then key package
  * rows, in hash order (`stored`) and in (device, suite) order (`replaced`), so concurrent batches never deadlock.
  *
  * A package already stored (same bytes) only gets its expiry refreshed and keeps its lastResort flag: a one-time
@@ -83,6 +83,15 @@ const PUBLISH_SQL = `WITH input AS (
   SELECT (SELECT json_agg(device_id ORDER BY device_id) FROM refused)::text AS refused,
          (SELECT count(*) FROM stored WHERE inserted) + (SELECT count(*) FROM replaced) AS published`;
 
+/** The devices named ($2, JSON) FOR SHARE, then the owner's ($1) publishing lock exclusively: the brief's lock order. */
+const LOCK_OWNER_EXCLUSIVELY_SQL = `SELECT pg_advisory_xact_lock($3, hashtext($1)) FROM (
+    SELECT count(*) FROM (
+      SELECT 1 FROM devices WHERE did = $1 AND device_id IN (SELECT jsonb_array_elements_text($2::text::jsonb))
+       ORDER BY device_id
+         FOR SHARE
+    ) AS named
+  ) AS after_devices`;
+
 /**
  * Stores the owner's key packages. A package already stored for this owner (same bytes, same hash) only gets
  * its expiry refreshed and counts as a duplicate, as does a repeat within the batch. A package already handed out
@@ -129,7 +138,11 @@ export async function publishKeyPackages(
   const published = batch.some((pkg) => pkg.lastResort)
     ? await retriedOnce(() =>
         db.transaction(async (tx) => {
-          await tx.query(`SELECT pg_advisory_xact_lock($1, hashtext($2))`, [PUBLISH_LOCK_CLASS, owner]);
+          await tx.query(LOCK_OWNER_EXCLUSIVELY_SQL, [
+            owner,
+            JSON.stringify([...new Set(batch.map((pkg) => pkg.deviceId))]),
+            PUBLISH_LOCK_CLASS,
+          ]);
           return publish(tx);
         }),
       )

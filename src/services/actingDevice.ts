@@ -21,15 +21,14 @@ export function credentialIdentity(did: string, deviceId: string): string {
 export function parseCredentialIdentity(identity: string): { did: string; deviceId: string } | undefined {
   const hash = identity.indexOf("#");
   const did = hash < 0 ? identity : identity.slice(0, hash);
-  const deviceId = hash < 0 ? IMPLICIT_DEVICE : identity.slice(hash + 1);
   if (did.length > 2048 || !DID.test(did)) return undefined;
-  // `<did>#` names no device: the implicit device's identity is the bare DID only.
-  if (hash >= 0 && !DEVICE_ID.test(deviceId)) return undefined;
-  return { did, deviceId };
+  if (hash < 0) return { did, deviceId: IMPLICIT_DEVICE };
+  const deviceId = identity.slice(hash + 1);
+  return DEVICE_ID.test(deviceId) ? { did, deviceId } : undefined;
 }
 
 /** lastSeenAt is written at most this often per device, so a busy device does not write on every request. */
-const LAST_SEEN_GRANULARITY = "1 minute";
+export const LAST_SEEN_GRANULARITY = "1 minute";
 
 /**
  * The device a request acts as: the implicit one when `deviceId` is omitted (no round trip), else a device

@@ -20,7 +20,7 @@ export interface PublishResult {
 }
 
 /** Advisory lock class of publishing: one lock per owner (see `publishKeyPackages`). */
-const PUBLISH_LOCK_CLASS = 71_461;
+const PUBLISH_LOCK_CLASS = 71_462;
 
 /**
  * One statement that stores a batch ($3, JSON) for owner $1 at $2, or nothing at all when a package names a

@@ -177,6 +177,23 @@ describe("publishing under concurrency", () => {
     expect(published).toBeGreaterThanOrEqual(rows.length);
   });
 
+  it("publishing and renaming the device at once never deadlock", async () => {
+    const alice = unique("did:plc:calice");
+    expect((await call(alice, "registerDevice", { body: { deviceId: "laptop" } })).status).toBe(200);
+    const batches = await Promise.all(Array.from({ length: 10 }, () => devicePackages(alice, "laptop", 2)));
+    const answers = await Promise.all([
+      ...batches.map((packages, i) =>
+        call(alice, "publishKeyPackages", {
+          body: { keyPackages: packages.map((bytes, n) => publishItem(bytes, { lastResort: i % 2 === 1 && n === 0 })) },
+        }),
+      ),
+      ...Array.from({ length: 10 }, (_, i) =>
+        call(alice, "registerDevice", { body: { deviceId: "laptop", name: `laptop ${i}` } }),
+      ),
+    ]);
+    expect(answers.map((answer) => answer.status)).toEqual(Array(20).fill(200));
+  });
+
   it("revokeDevice racing publishers of the device's packages leaves none of them unhanded", async () => {
     for (let round = 0; round < 6; round++) {
       const alice = unique("did:plc:calice");

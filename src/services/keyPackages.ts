@@ -27,9 +27,9 @@ const PUBLISH_LOCK_CLASS = 71_462;
  * device that is not the owner's registered, unrevoked device (`refused` lists them).
  *
  * Locks, in the order of the brief: the named device rows FOR SHARE (a revocation, which deletes the packages a
- * device left, waits for this statement, and one committed before is seen); then the owner's advisory lock
- * (shared here; a batch with a last-resort package took it exclusively just before, after the same device rows); then key package
- * rows, in hash order (`stored`) and in (device, suite) order (`replaced`), so concurrent batches never deadlock.
+ * device left, waits for this statement, and one committed before is seen); then the owner's advisory lock (shared
+ * here; a batch with a last-resort package took it exclusively just before, after the same device rows); then key
+ * package rows, in hash order (`stored`) and in (device, suite) order (`replaced`).
  *
  * A package already stored (same bytes) only gets its expiry refreshed and keeps its lastResort flag: a one-time
  * package may be in a Welcome already, so it never becomes reusable; a last-resort one may have gone to many callers,
@@ -98,12 +98,13 @@ const LOCK_OWNER_EXCLUSIVELY_SQL = `SELECT pg_advisory_xact_lock($3, hashtext($1
  * stays handed out: MLS forbids reusing one. A package naming a device that is not the owner's registered,
  * unrevoked device refuses the whole batch (400 InvalidKeyPackage), before anything is written.
  *
- * A batch of one-time packages is one statement. A batch with a last-resort package first takes the owner's
- * advisory lock exclusively, in its own statement, so that the replacing statement's snapshot sees every
- * package committed before it (a last-resort package is published rarely: once per device and suite, now and then).
- * Concurrent publishers of one owner thus never wait for each other's uncommitted rows under two different unique
- * indexes (which could deadlock); the rare race that still trips a unique index (cleanup deleting a package
- * republished at that moment) is retried once.
+ * A batch of one-time packages is one statement, under the owner's advisory lock in shared mode: such batches run
+ * side by side and meet only on (owner, hash), in hash order. A batch with a last-resort package first takes that
+ * lock exclusively, in its own statement, so no other batch of the owner is running and the replacing statement's
+ * snapshot sees every package committed before it (a last-resort package is published rarely: once per device and
+ * suite, now and then). So no publisher ever waits for another's uncommitted rows under two different unique indexes,
+ * which could deadlock (a package published at once as last-resort and as one-time by two batches). The rare race
+ * that still trips a unique index (cleanup deleting a package republished at that moment) is retried once.
  */
 export async function publishKeyPackages(
   db: Queryable,

@@ -2,6 +2,7 @@ import type { Queryable } from "../db/driver.js";
 import { DatabaseError } from "../db/driver.js";
 import { encodeBase64 } from "../bytes.js";
 import { invalidKeyPackage, invalidRequest } from "../errors.js";
+import { ADVISORY_LOCK } from "../db/advisoryLocks.js";
 
 /** A key package ready to store: validated bytes, the server-computed hash and the (capped) expiry. */
 export interface NewKeyPackage {
@@ -18,9 +19,6 @@ export interface PublishResult {
   published: number;
   duplicates: number;
 }
-
-/** Advisory lock class of publishing: one lock per owner (see `publishKeyPackages`). */
-const PUBLISH_LOCK_CLASS = 71_462;
 
 /**
  * One statement that stores a batch ($3, JSON) for owner $1 at $2, or nothing at all when a package names a
@@ -128,7 +126,7 @@ export async function publishKeyPackages(
       owner,
       now,
       rows,
-      PUBLISH_LOCK_CLASS,
+      ADVISORY_LOCK.keyPackagePublish,
     ]);
     if (row?.refused) {
       const devices = (JSON.parse(row.refused) as string[]).slice(0, 5).join(", ");
@@ -142,7 +140,7 @@ export async function publishKeyPackages(
           await tx.query(LOCK_OWNER_EXCLUSIVELY_SQL, [
             owner,
             JSON.stringify([...new Set(batch.map((pkg) => pkg.deviceId))]),
-            PUBLISH_LOCK_CLASS,
+            ADVISORY_LOCK.keyPackagePublish,
           ]);
           return publish(tx);
         }),

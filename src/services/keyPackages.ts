@@ -13,6 +13,8 @@ export interface NewKeyPackage {
   /** The device its credential identity names: '' for the implicit device (the bare DID). */
   deviceId: string;
   lastResort: boolean;
+  /** The leaf's signature public key, verified: the key a group leaf made from this package carries. */
+  signatureKey: Uint8Array;
 }
 
 export interface PublishResult {
@@ -36,7 +38,8 @@ export interface PublishResult {
  */
 const PUBLISH_SQL = `WITH input AS (
     SELECT * FROM jsonb_to_recordset($3::text::jsonb)
-      AS r(key_package text, hash text, cipher_suite text, expires_at timestamptz, device_id text, last_resort boolean)
+      AS r(key_package text, hash text, cipher_suite text, expires_at timestamptz, device_id text, last_resort boolean,
+            signature_key text)
   ), live AS (
     SELECT d.device_id FROM devices d
      WHERE d.did = $1 AND d.device_id IN (SELECT device_id FROM input) AND d.revoked_at IS NULL
@@ -60,22 +63,26 @@ const PUBLISH_SQL = `WITH input AS (
          SELECT 1 FROM known k JOIN new_last_resort n ON n.device_id = k.device_id AND n.cipher_suite = k.cipher_suite
           WHERE k.last_resort AND k.hash = a.hash)
   ), stored AS (
-    INSERT INTO key_packages (owner_did, device_id, last_resort, cipher_suite, key_package, hash, expires_at, created_at)
-    SELECT $1, o.device_id, o.last_resort, o.cipher_suite, decode(o.key_package, 'base64'), o.hash, o.expires_at, $2
+    INSERT INTO key_packages (owner_did, device_id, last_resort, cipher_suite, key_package, hash, expires_at, created_at,
+                              signature_key)
+    SELECT $1, o.device_id, o.last_resort, o.cipher_suite, decode(o.key_package, 'base64'), o.hash, o.expires_at, $2,
+           decode(o.signature_key, 'base64')
       FROM others o
      WHERE EXISTS (SELECT 1 FROM owner_lock)
      ORDER BY o.hash
     ON CONFLICT (owner_did, hash) DO UPDATE SET expires_at = EXCLUDED.expires_at
     RETURNING xmax = 0 AS inserted
   ), replaced AS (
-    INSERT INTO key_packages (owner_did, device_id, last_resort, cipher_suite, key_package, hash, expires_at, created_at)
-    SELECT $1, n.device_id, true, n.cipher_suite, decode(n.key_package, 'base64'), n.hash, n.expires_at, $2
+    INSERT INTO key_packages (owner_did, device_id, last_resort, cipher_suite, key_package, hash, expires_at, created_at,
+                              signature_key)
+    SELECT $1, n.device_id, true, n.cipher_suite, decode(n.key_package, 'base64'), n.hash, n.expires_at, $2,
+           decode(n.signature_key, 'base64')
       FROM new_last_resort n
      WHERE EXISTS (SELECT 1 FROM owner_lock)
      ORDER BY n.device_id, n.cipher_suite
     ON CONFLICT (owner_did, device_id, cipher_suite) WHERE last_resort DO UPDATE
       SET key_package = EXCLUDED.key_package, hash = EXCLUDED.hash, expires_at = EXCLUDED.expires_at,
-          created_at = EXCLUDED.created_at
+          created_at = EXCLUDED.created_at, signature_key = EXCLUDED.signature_key
     RETURNING 1
   )
   SELECT (SELECT json_agg(device_id ORDER BY device_id) FROM refused)::text AS refused,
@@ -119,6 +126,7 @@ export async function publishKeyPackages(
       expires_at: pkg.expiresAt.toISOString(),
       device_id: pkg.deviceId,
       last_resort: pkg.lastResort,
+      signature_key: encodeBase64(pkg.signatureKey),
     })),
   );
   const publish = async (q: Queryable) => {

@@ -1,10 +1,7 @@
-import { getCiphersuiteFromName, type CiphersuiteName } from "ts-mls/crypto/ciphersuite.js";
-import { makeNobleSignatureImpl } from "ts-mls/crypto/implementation/default/makeNobleSignatureImpl.js";
 import { verifyFramedContentSignature } from "ts-mls/framedContent.js";
-import type { GroupContext } from "ts-mls/groupContext.js";
 import { decodeMlsMessage } from "ts-mls/message.js";
-import type { PublicMessage } from "ts-mls/publicMessage.js";
 import { decodeExactly, utf8 } from "./decode.js";
+import { verifiesWith } from "./signature.js";
 
 /** What a commit sent as a PublicMessage shows: the proposals it carries by value, and the key it was signed with. */
 export interface PublicCommit {
@@ -25,17 +22,14 @@ export interface PublicCommit {
  * `epochGroupInfo` is the GroupInfo of the epoch the commit was sent in, as the server stored it: its group
  * context is part of what the committer signed. Never throws.
  */
-export function readPublicCommit(
-  commit: Uint8Array,
-  epochGroupInfo: Uint8Array,
-  cipherSuite: string,
-): PublicCommit | undefined {
+export function readPublicCommit(commit: Uint8Array, epochGroupInfo: Uint8Array): PublicCommit | undefined {
   const message = decodeExactly(decodeMlsMessage, commit);
   const stored = decodeExactly(decodeMlsMessage, epochGroupInfo);
   if (message?.wireformat !== "mls_public_message" || stored?.wireformat !== "mls_group_info") return undefined;
   const { publicMessage } = message;
   if (publicMessage.content.contentType !== "commit") return undefined;
   const { proposals, path } = publicMessage.content.commit;
+  const context = stored.groupInfo.groupContext;
   const adds: string[] = [];
   const removes: number[] = [];
   let byReference = false;
@@ -51,29 +45,16 @@ export function readPublicCommit(
     removes,
     byReference,
     ...(path && { pathSignatureKey: path.leafNode.signaturePublicKey }),
-    verify: (signKey) => verifySignature(publicMessage, stored.groupInfo.groupContext, signKey, cipherSuite),
+    verify: (signKey) =>
+      verifiesWith(context.cipherSuite, (signature) =>
+        verifyFramedContentSignature(
+          signKey,
+          "mls_public_message",
+          publicMessage.content,
+          publicMessage.auth,
+          context,
+          signature,
+        ),
+      ),
   };
-}
-
-async function verifySignature(
-  message: PublicMessage,
-  context: GroupContext,
-  signKey: Uint8Array,
-  cipherSuite: string,
-): Promise<boolean> {
-  try {
-    const { signature } = getCiphersuiteFromName(cipherSuite as CiphersuiteName);
-    const impl = await makeNobleSignatureImpl(signature as Parameters<typeof makeNobleSignatureImpl>[0]);
-    return await verifyFramedContentSignature(
-      signKey,
-      "mls_public_message",
-      message.content,
-      message.auth,
-      context,
-      impl,
-    );
-  } catch {
-    // A key that is no point on the curve, a signature of the wrong length: both are a bad signature.
-    return false;
-  }
 }

@@ -55,7 +55,7 @@ export async function checkPublicCommit(
     `SELECT group_info FROM group_infos WHERE convo_id = $1`,
     [convo.id],
   );
-  const commit = stored && readPublicCommit(bundle.commit.bytes, new Uint8Array(stored.group_info), convo.cipherSuite);
+  const commit = stored && readPublicCommit(bundle.commit.bytes, new Uint8Array(stored.group_info));
   if (!commit) return;
   const isActing = (device: Device) => deviceKey(device) === deviceKey(acting);
   const signKey = (external ? info.leaves : before).find(isActing)!.signatureKey;

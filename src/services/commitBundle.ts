@@ -16,6 +16,7 @@ import { lockConvo, type LockedConvo } from "./convoLock.js";
 import { checkExternalJoin, recordExternalJoin } from "./externalJoin.js";
 import {
   checkActingDevice,
+  checkLeafKeys,
   checkRosterDevices,
   deviceKey,
   diffRoster,
@@ -104,6 +105,8 @@ export async function processCommit(db: Queryable, bundle: CommitBundle): Promis
     } else {
       throw invalidCommit(`a commit's sender must be a member or a new member, not ${sender}`);
     }
+    // An external commit adds only the acting device; every other new leaf must carry a published key.
+    if (sender === "member") await checkLeafKeys(tx, diff.added);
     await checkPublicCommit(tx, convo, bundle, {
       acting,
       external: sender === "new_member_commit",

@@ -139,6 +139,29 @@ export function checkRosterDevices(
 }
 
 /**
+ * 400 RosterMismatch unless each leaf's signature key is one its device's owner published in a key package: no
+ * member can put a leaf naming someone else's device, with a key of its own, into the tree. `leaves` are those a
+ * change brings in, the acting device's own excepted (its authenticated caller vouches for it). One round trip.
+ */
+export async function checkLeafKeys(db: Queryable, leaves: RosterLeaf[]): Promise<void> {
+  if (leaves.length === 0) return;
+  const [unvouched] = await db.query<{ leaf_index: number; identity: string }>(
+    `SELECT l.leaf_index, l.identity
+       FROM jsonb_to_recordset($1::text::jsonb) AS l(leaf_index integer, identity text, did text, device_id text, signature_key text)
+      WHERE NOT EXISTS (SELECT 1 FROM key_packages k
+                         WHERE k.owner_did = l.did AND k.device_id = l.device_id
+                           AND k.signature_key = decode(l.signature_key, 'hex'))
+      ORDER BY l.leaf_index LIMIT 1`,
+    [JSON.stringify(leaves.map((leaf) => ({ ...leafRow(leaf), identity: leaf.identity })))],
+  );
+  if (unvouched) {
+    throw rosterMismatch(
+      `leaf ${unvouched.leaf_index} (${unvouched.identity}) has a signature key no key package of that device carries`,
+    );
+  }
+}
+
+/**
  * Writes a diff to the roster: removed rows go first (their leaves may be reused), kept rows take their new
  * signature key, added rows arrive with `epoch` as their added epoch. Two round trips at most.
  */
@@ -170,12 +193,7 @@ export async function writeRoster(tx: Queryable, convoId: string, diff: RosterDi
 }
 
 /** Inserts roster rows for `leaves`, added at `epoch`. */
-export async function insertRoster(
-  tx: Queryable,
-  convoId: string,
-  leaves: RosterLeaf[],
-  epoch: number,
-): Promise<void> {
+export async function insertRoster(tx: Queryable, convoId: string, leaves: RosterLeaf[], epoch: number): Promise<void> {
   if (leaves.length === 0) return;
   await tx.query(
     `INSERT INTO roster (convo_id, did, device_id, leaf_index, signature_key, added_epoch)

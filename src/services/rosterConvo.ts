@@ -7,6 +7,7 @@ import { rosterEvents } from "./convoChange.js";
 import { keyPackageHashesFor } from "./rosterChange.js";
 import {
   checkActingDevice,
+  checkLeafKeys,
   checkRosterDevices,
   deviceKey,
   diffRoster,
@@ -80,6 +81,7 @@ export async function createRosterConvo(db: Queryable, convo: NewRosterConvo): P
       throw invalidRequest("welcomeMessage needs a device besides the caller's");
     }
     checkRosterDevices(leaves, leaves, devices);
+    await checkLeafKeys(tx, welcomed);
     const events = rosterEvents({ added: leaves, removed: [], joiners: dids, departed: [], actor: acting });
     const [created] = await tx.query<{ id: string }>(
       `WITH convo AS (

@@ -87,8 +87,10 @@ export interface Bundle {
   /** The epoch the commit was sent in. */
   epoch: number;
   keyPackageHashes: { did: string; deviceId: string; hash: string }[];
-  /** The devices the commit added, with their key pairs (they join from the Welcome in `apply`). */
+  /** The devices the commit added (they join from the Welcome in `apply`). */
   added: Device[];
+  /** The added devices' key packages as MLSMessages, in `added` order. */
+  keyPackageBytes?: Uint8Array[];
   apply(): Promise<void>;
 }
 
@@ -100,21 +102,26 @@ export interface CommitOptions {
   extraKeyPackages?: { device: Device; keys: KeyPair }[];
 }
 
+/** Where a group's fresh key packages go before a commit uses them (a server accepts only published leaf keys). */
+export type Publish = (device: Device, keyPackage: Uint8Array) => Promise<void>;
+
 export class RosterGroup {
   readonly members = new Map<string, Member>();
 
-  private constructor(readonly groupId: Uint8Array) {}
+  private constructor(
+    readonly groupId: Uint8Array,
+    private readonly publish?: Publish,
+  ) {}
 
   get groupIdHex(): string {
     return hex(this.groupId);
   }
 
-  /** A group in epoch 0 holding only `creator`. */
-  static async create(creator: Device, groupIdHex?: string): Promise<RosterGroup> {
-    const group = new RosterGroup(
-      groupIdHex ? Buffer.from(groupIdHex, "hex") : crypto.getRandomValues(new Uint8Array(16)),
-    );
+  /** A group in epoch 0 holding only `creator`; `publish` receives its key package and each one a commit adds. */
+  static async create(creator: Device, { publish }: { publish?: Publish } = {}): Promise<RosterGroup> {
+    const group = new RosterGroup(crypto.getRandomValues(new Uint8Array(16)), publish);
     const keys = await keyPair(creator);
+    await publish?.(creator, keyPackageBytes(keys.publicPackage));
     const state = await createGroup(group.groupId, keys.publicPackage, keys.privatePackage, [], await cipherSuite());
     group.members.set(identityOf(creator), new Member(creator.did, creator.deviceId, keys, state));
     return group;
@@ -149,6 +156,7 @@ export class RosterGroup {
       (options.add ?? []).map(async (device) => ({ device, keys: await keyPair(device) })),
     );
     const adds = [...fresh, ...(options.extraKeyPackages ?? [])];
+    for (const { device, keys } of adds) await this.publish?.(device, keyPackageBytes(keys.publicPackage));
     const proposals: Proposal[] = [
       ...(options.remove ?? []).map((device) => ({
         proposalType: "remove" as const,
@@ -173,6 +181,7 @@ export class RosterGroup {
         hash: sha256Hex(keyPackageBytes(keys.publicPackage)),
       })),
       added: adds.map(({ device }) => device),
+      keyPackageBytes: adds.map(({ keys }) => keyPackageBytes(keys.publicPackage)),
       apply: async () => {
         for (const device of options.remove ?? []) this.members.delete(identityOf(device));
         await this.process(commit, committer);

@@ -138,7 +138,12 @@ describe("documented outputs", () => {
     await call(bob, "getDevices", {});
     // A roster-checked conversation: processCommit and getGroupInfo.
     const [aliceDevice, carolDevice] = [{ did: alice, deviceId: "" }, { did: carol, deviceId: "" }];
-    const roster = await RosterGroup.create(aliceDevice);
+    const expiry = new Date(Date.now() + 86_400_000).toISOString();
+    const roster = await RosterGroup.create(aliceDevice, {
+      publish: async ({ did }, keyPackage) => {
+        await call(did, "publishKeyPackage", { body: { keyPackage: base64(keyPackage), cipherSuite: SUITE, expires: expiry } });
+      },
+    });
     const checked = await call(alice, "createConvo", {
       body: { groupId: roster.groupIdHex, cipherSuite: SUITE, groupInfo: base64(await roster.groupInfo(aliceDevice)) },
     });

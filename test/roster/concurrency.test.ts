@@ -55,7 +55,17 @@ async function conversation() {
   const bob = newDid("bob");
   const devices = [device(alice, "phone"), device(alice, "laptop"), device(bob, "phone"), device(bob, "laptop")];
   await register(db, ...devices);
-  const group = await RosterGroup.create(devices[0]!);
+  const group = await RosterGroup.create(devices[0]!, {
+    publish: async ({ did }, keyPackage) => {
+      const expires = new Date(Date.now() + 86_400_000).toISOString();
+      const answer = await call(0, did, "publishKeyPackage", {
+        keyPackage: b64(keyPackage),
+        cipherSuite: SUITE,
+        expires,
+      });
+      expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+    },
+  });
   const bundle = await group.commit(devices[0]!, { add: devices.slice(1) });
   await bundle.apply();
   const created = await call(0, alice, "createConvo", {

@@ -14,6 +14,7 @@ import {
   liveWelcomes,
   membershipEvents,
   newDid,
+  newGroup,
   register,
   rosterConvo,
 } from "./fixtures.js";
@@ -29,7 +30,7 @@ async function prepared() {
   const alicePhone = device(alice, "phone");
   const others = [device(alice, "laptop"), device(bob, "phone"), device(bob, "tablet")];
   await register(db, alicePhone, ...others);
-  const group = await RosterGroup.create(alicePhone);
+  const group = await newGroup(api, alicePhone);
   const bundle = await group.commit(alicePhone, { add: others });
   await bundle.apply();
   const body = {
@@ -119,7 +120,7 @@ describe("createConvo with groupInfo", () => {
     const alice = newDid("alice");
     await register(db, device(alice, "phone"), { ...device(alice, "old"), revoked: true });
     for (const other of [device(newDid("bob"), "ghost"), device(alice, "old")]) {
-      const group = await RosterGroup.create(device(alice, "phone"));
+      const group = await newGroup(api, device(alice, "phone"));
       const bundle = await group.commit(device(alice, "phone"), { add: [other] });
       await bundle.apply();
       const reply = await api.post(alice, "createConvo", {
@@ -130,6 +131,24 @@ describe("createConvo with groupInfo", () => {
       });
       expectReply(reply, 400, "RosterMismatch");
     }
+  });
+
+  it("a tree with a leaf whose key no key package of its device carries: RosterMismatch", async () => {
+    const alice = newDid("alice");
+    const bob = newDid("bob");
+    await register(db, device(alice, "phone"), device(bob, "phone"));
+    const group = await RosterGroup.create(device(alice, "phone")); // publishes nothing
+    const bundle = await group.commit(device(alice, "phone"), { add: [device(bob, "phone")] });
+    await bundle.apply();
+    const reply = await api.post(alice, "createConvo", {
+      groupId: group.groupIdHex,
+      cipherSuite: SUITE,
+      groupInfo: b64(await group.groupInfo(device(alice, "phone"))),
+      deviceId: "phone",
+      welcomeMessage: b64(bundle.welcome!),
+    });
+    expectReply(reply, 400, "RosterMismatch");
+    expect(reply.body.message).toMatch(/key package/);
   });
 
   it("keyPackageHashes that do not name exactly the welcomed devices: RosterMismatch", async () => {

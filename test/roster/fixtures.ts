@@ -5,7 +5,7 @@
 import { expect } from "vitest";
 import type { Database } from "../../src/db/driver.js";
 import { unique } from "../helpers/context.js";
-import { b64, identityOf, RosterGroup, SUITE, type Bundle, type Device } from "../helpers/rosterGroup.js";
+import { b64, identityOf, RosterGroup, SUITE, type Bundle, type Device, type Publish } from "../helpers/rosterGroup.js";
 import { expectReply, type Reply, type Xrpc } from "../messaging/client.js";
 
 /** A fresh DID for one test. */
@@ -31,6 +31,20 @@ export async function revoke(db: Database, device: Device): Promise<void> {
 
 export const device = (did: string, deviceId = ""): Device => ({ did, deviceId });
 
+/** Publishes a device's key package as its owner would (a device that cannot publish is left to fail later). */
+export const publisher =
+  (api: Xrpc): Publish =>
+  async (device, keyPackage) => {
+    await api.post(device.did, "publishKeyPackage", {
+      keyPackage: b64(keyPackage),
+      cipherSuite: SUITE,
+      expires: new Date(Date.now() + 86_400_000).toISOString(),
+    });
+  };
+
+/** A group in epoch 0 whose commits publish the key packages they add through `api`. */
+export const newGroup = (api: Xrpc, creator: Device) => RosterGroup.create(creator, { publish: publisher(api) });
+
 /**
  * A group made by `creator` holding `others` (one commit, applied), and its roster-checked conversation created
  * from that GroupInfo; answers the conversation id.
@@ -41,7 +55,7 @@ export async function rosterConvo(
   others: Device[] = [],
   extra: Record<string, unknown> = {},
 ): Promise<{ group: RosterGroup; convoId: string; reply: Reply }> {
-  const group = await RosterGroup.create(creator);
+  const group = await newGroup(api, creator);
   let body: Record<string, unknown> = {};
   if (others.length > 0) {
     const bundle = await group.commit(creator, { add: others });

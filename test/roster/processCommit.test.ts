@@ -18,6 +18,7 @@ import {
   liveWelcomes,
   membershipEvents,
   newDid,
+  publisher,
   register,
   revoke,
   rosterConvo,
@@ -366,6 +367,37 @@ describe("processCommit: RosterMismatch", () => {
     expectReply(reply, 400, "RosterMismatch");
     expect(reply.body.message).toMatch(/revoked/);
     expect(await epochOf(db, convoId)).toBe(1);
+  });
+
+  it("a leaf whose signature key its device's owner never published in a key package (a forged device)", async () => {
+    const alice = newDid("alice");
+    const bob = newDid("bob");
+    const alicePhone = device(alice, "phone");
+    const bobTablet = device(bob, "tablet");
+    await register(db, alicePhone, bobTablet);
+    // Alice's client makes key packages itself instead of fetching Bob's: nothing it adds is published.
+    const group = await RosterGroup.create(alicePhone);
+    const created = await api.post(alice, "createConvo", {
+      groupId: group.groupIdHex,
+      cipherSuite: SUITE,
+      groupInfo: b64(await group.groupInfo(alicePhone)),
+      deviceId: "phone",
+    });
+    expectReply(created, 200);
+    const convoId = created.body.id;
+    const forged = await group.commit(alicePhone, { add: [bobTablet] });
+    const reply = await api.post(alice, "processCommit", bundleBody(convoId, forged, alicePhone));
+    expectReply(reply, 400, "RosterMismatch");
+    expect(reply.body.message).toMatch(/key package/);
+    // Bob publishing some other key package for his tablet does not vouch for Alice's key.
+    await publisher(api)(bobTablet, (await group.commit(alicePhone, { add: [bobTablet] })).keyPackageBytes![0]!);
+    const [published] = await db.query<{ n: number }>(
+      `SELECT count(*) AS n FROM key_packages WHERE owner_did = $1 AND device_id = 'tablet'`,
+      [bob],
+    );
+    expect(Number(published!.n)).toBe(1);
+    expectReply(await api.post(alice, "processCommit", bundleBody(convoId, forged, alicePhone)), 400, "RosterMismatch");
+    expect(await storedRoster(db, convoId)).toEqual([`${alice}#phone`]);
   });
 
   it("a revoked device already in the roster may stay while other changes are committed", async () => {

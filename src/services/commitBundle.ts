@@ -22,6 +22,7 @@ import {
   diffRoster,
   lockDevices,
   readRoster,
+  rekeyedLeaves,
   sameBytes,
   writeGroupInfo,
   writeRoster,
@@ -105,8 +106,10 @@ export async function processCommit(db: Queryable, bundle: CommitBundle): Promis
     } else {
       throw invalidCommit(`a commit's sender must be a member or a new member, not ${sender}`);
     }
-    // An external commit adds only the acting device; every other new leaf must carry a published key.
-    if (sender === "member") await checkLeafKeys(tx, diff.added);
+    // An external commit changes only the acting device; a member's commit may bring in keys only their devices
+    // published, at new leaves and at kept ones (else any member could pin another device to a key of its own,
+    // which that device could then neither commit nor resync with). checkCommitter keeps the committer's key.
+    if (sender === "member") await checkLeafKeys(tx, [...diff.added, ...rekeyedLeaves(diff)]);
     await checkPublicCommit(tx, convo, bundle, {
       acting,
       external: sender === "new_member_commit",

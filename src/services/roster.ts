@@ -161,12 +161,18 @@ export async function checkLeafKeys(db: Queryable, leaves: RosterLeaf[]): Promis
   }
 }
 
+/** The kept leaves whose signature key changed (an update of that leaf), as the new tree has them. */
+export const rekeyedLeaves = (diff: RosterDiff): RosterLeaf[] =>
+  diff.kept
+    .filter(({ before, after }) => !sameBytes(before.signatureKey, after.signatureKey))
+    .map(({ after }) => after);
+
 /**
  * Writes a diff to the roster: removed rows go first (their leaves may be reused), kept rows take their new
  * signature key, added rows arrive with `epoch` as their added epoch. Two round trips at most.
  */
 export async function writeRoster(tx: Queryable, convoId: string, diff: RosterDiff, epoch: number): Promise<void> {
-  const rekeyed = diff.kept.filter(({ before, after }) => !sameBytes(before.signatureKey, after.signatureKey));
+  const rekeyed = rekeyedLeaves(diff);
   if (diff.removed.length > 0 || rekeyed.length > 0) {
     await tx.query(
       `WITH gone AS (
@@ -180,7 +186,7 @@ export async function writeRoster(tx: Queryable, convoId: string, diff: RosterDi
         convoId,
         JSON.stringify(diff.removed.map(({ did, deviceId }) => ({ did, device_id: deviceId }))),
         JSON.stringify(
-          rekeyed.map(({ after }) => ({
+          rekeyed.map((after) => ({
             did: after.did,
             device_id: after.deviceId,
             signature_key: bytesToHex(after.signatureKey),

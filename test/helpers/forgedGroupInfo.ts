@@ -4,6 +4,7 @@
  * every check a GroupInfo alone allows (parsing, tree hash, signature). For adversarial tests only.
  */
 import { getCiphersuiteFromName } from "ts-mls/crypto/ciphersuite.js";
+import type { GroupContext } from "ts-mls/groupContext.js";
 import { getCiphersuiteImpl } from "ts-mls/crypto/getCiphersuiteImpl.js";
 import { ratchetTreeFromExtension, signGroupInfo } from "ts-mls/groupInfo.js";
 import type { LeafNode } from "ts-mls/leafNode.js";
@@ -58,13 +59,13 @@ function padded(tree: RatchetTree): RatchetTree {
 /**
  * `groupInfo` (an MLSMessage) with the tree `edit` returns (given a copy of its tree), re-hashed and signed again
  * with `signKey` (the signer leaf's private key, e.g. `member.state.signaturePrivateKey`; `signer` moves the signer
- * index) as an MLSMessage.
+ * index, `context` overrides group context fields) as an MLSMessage.
  */
 export async function forgeGroupInfo(
   groupInfo: Uint8Array,
   signKey: Uint8Array,
   edit: (tree: RatchetTree) => RatchetTree,
-  { signer }: { signer?: number } = {},
+  { signer, context }: { signer?: number; context?: Partial<GroupContext> } = {},
 ): Promise<Uint8Array> {
   const cs = await getCiphersuiteImpl(getCiphersuiteFromName(SUITE));
   const message = decodeMlsMessage(groupInfo, 0)![0];
@@ -74,7 +75,7 @@ export async function forgeGroupInfo(
   const treeHash = await treeHashRoot(tree, cs.hash);
   const forged = await signGroupInfo(
     {
-      groupContext: { ...original.groupContext, treeHash },
+      groupContext: { ...original.groupContext, treeHash, ...context },
       extensions: [
         ...original.extensions.filter((extension) => extension.extensionType !== "ratchet_tree"),
         { extensionType: "ratchet_tree", extensionData: encodeTree(tree) },

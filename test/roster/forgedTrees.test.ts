@@ -5,12 +5,23 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { encodeMlsMessage } from "ts-mls/message.js";
+import type { LeafNode } from "ts-mls/leafNode.js";
 import type { RatchetTree } from "ts-mls/ratchetTree.js";
 import { testApp, testDatabase } from "../helpers/context.js";
-import { alteredLeaf, forgeGroupInfo } from "../helpers/forgedGroupInfo.js";
-import { b64, RosterGroup, type Bundle, type Device, type Member } from "../helpers/rosterGroup.js";
-import { expectReply, Xrpc } from "../messaging/client.js";
-import { bundleBody, commitBundle, device, epochOf, newDid, publisher, register, rosterConvo } from "./fixtures.js";
+import { alteredLeaf, basicCredential, forgeGroupInfo } from "../helpers/forgedGroupInfo.js";
+import { b64, RosterGroup, SUITE, type Bundle, type Device, type Member } from "../helpers/rosterGroup.js";
+import { expectReply, randomBytes, Xrpc } from "../messaging/client.js";
+import {
+  bundleBody,
+  commitBundle,
+  device,
+  epochOf,
+  newDid,
+  publisher,
+  register,
+  rosterConvo,
+  storedRoster,
+} from "./fixtures.js";
 
 const db = testDatabase();
 afterAll(() => db.close());
@@ -81,5 +92,113 @@ describe("a forged tree changes no other device's signature key", () => {
     );
     expectReply(await api.post(bob, "processCommit", body), 200);
     expect(await rosterKey(convoId, aliceLaptop)).toBe(Buffer.from(newKey).toString("hex"));
+  });
+});
+
+/** A leaf changed in one field, at random, into something hostile that still encodes. */
+function hostileLeaf(leaf: LeafNode, pick: number): LeafNode {
+  const bytes = (n: number) => randomBytes(n);
+  const changes: Partial<LeafNode>[] = [
+    { hpkePublicKey: bytes(0) },
+    { hpkePublicKey: bytes(300) },
+    { signaturePublicKey: bytes(0) },
+    { signaturePublicKey: bytes(33) },
+    { signaturePublicKey: bytes(2000) },
+    { credential: { credentialType: "basic", identity: bytes(40) } },
+    { credential: { credentialType: "basic", identity: new Uint8Array(0) } },
+    { credential: basicCredential(`did:plc:${"a".repeat(3000)}`) },
+    { credential: basicCredential("did:plc:x\u0000#a") },
+    { credential: basicCredential("did:plc:x#") },
+    { credential: basicCredential("did:plc:x#a#b") },
+    { credential: { credentialType: "x509", certificates: [bytes(10)] } } as Partial<LeafNode>,
+    { extensions: [{ extensionType: 0xbeef, extensionData: bytes(5000) }] } as Partial<LeafNode>,
+    { signature: bytes(3000) },
+  ];
+  return { ...leaf, ...changes[pick % changes.length] } as LeafNode;
+}
+
+describe("hostile but well-formed GroupInfos", () => {
+  it("forged trees and group contexts through processCommit and createConvo: never a 5xx, never a roster change", async () => {
+    const setup = async () => {
+      const { bob, bobPhone, group, convoId } = await aliceAndBob();
+      const bundle = await group.commit(bobPhone);
+      return { bob, bobPhone, convoId, bundle, forger: group.member(bobPhone) };
+    };
+    let state = await setup();
+    const variants: [string, (tree: RatchetTree) => RatchetTree, Parameters<typeof forgeGroupInfo>[3]?][] = [];
+    for (let i = 0; i < 42; i++) {
+      variants.push([
+        `leaf ${i % 3} change ${i}`,
+        (tree) => {
+          const node = tree[(i % 3) * 2];
+          if (node?.nodeType === "leaf") tree[(i % 3) * 2] = { nodeType: "leaf", leaf: hostileLeaf(node.leaf, i) };
+          return tree;
+        },
+      ]);
+    }
+    const same = (tree: RatchetTree) => tree;
+    variants.push(
+      ["signer beyond the tree", same, { signer: 0xffffffff }],
+      ["signer on a parent's index", same, { signer: 1 }],
+      ["another suite", same, { context: { cipherSuite: "MLS_128_DHKEMP256_AES128GCM_SHA256_P256" } }],
+      ["epoch 2^64 - 1", same, { context: { epoch: 2n ** 64n - 1n } }],
+      ["empty group id", same, { context: { groupId: new Uint8Array(0) } }],
+      ["a 5000-byte group id", same, { context: { groupId: randomBytes(5000) } }],
+      [
+        "a parent with 5000 unmerged leaves",
+        (tree) => {
+          tree[1] = {
+            nodeType: "parent",
+            parent: {
+              hpkePublicKey: randomBytes(32),
+              parentHash: randomBytes(32),
+              unmergedLeaves: [...Array(5000).keys()],
+            },
+          };
+          return tree;
+        },
+      ],
+      ["only the first leaf", (tree) => [tree[0]]],
+    );
+    for (const [label, edit, options] of variants) {
+      const before = await storedRoster(db, state.convoId);
+      const groupInfo = b64(
+        await forgeGroupInfo(state.bundle.groupInfo, state.forger.state.signaturePrivateKey, edit, options),
+      );
+      const reply = await api.post(
+        state.bob,
+        "processCommit",
+        bundleBody(state.convoId, state.bundle, state.bobPhone, { groupInfo }),
+      );
+      expect(reply.status, `${label}: ${JSON.stringify(reply.body)}`).toBeLessThan(500);
+      if (reply.status === 200) {
+        // Only what the server does not read (HPKE keys, extensions, leaf signatures) may differ.
+        expect(await storedRoster(db, state.convoId), label).toEqual(before);
+        state = await setup();
+      } else {
+        expect(["InvalidGroupInfo", "RosterMismatch"], `${label}: ${JSON.stringify(reply.body)}`).toContain(
+          reply.body.error,
+        );
+      }
+    }
+    for (const [label, edit, options] of variants) {
+      const alice = newDid("alice");
+      const phone = device(alice, "phone");
+      await register(db, phone);
+      const group = await RosterGroup.create(phone);
+      const groupInfo = await forgeGroupInfo(
+        await group.groupInfo(phone),
+        group.member(phone).state.signaturePrivateKey,
+        edit,
+        options,
+      );
+      const reply = await api.post(alice, "createConvo", {
+        groupId: group.groupIdHex,
+        cipherSuite: SUITE,
+        groupInfo: b64(groupInfo),
+        deviceId: "phone",
+      });
+      expect(reply.status, `createConvo ${label}: ${JSON.stringify(reply.body)}`).toBeLessThan(500);
+    }
   });
 });

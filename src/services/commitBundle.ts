@@ -28,7 +28,13 @@ import {
   writeRoster,
   type Device,
 } from "./roster.js";
-import { authorizeRemovals, checkDeclared, keyPackageHashesFor, readStanding } from "./rosterChange.js";
+import {
+  authorizeRemovals,
+  checkDeclared,
+  checkKeyPackageHashes,
+  keyPackageHashesFor,
+  readStanding,
+} from "./rosterChange.js";
 import { checkWelcomeSuite, retireConvoDeviceWelcomes, storeWelcomes, type WelcomeInput } from "./welcomes.js";
 
 export interface KeyPackageHash extends Device {
@@ -119,6 +125,7 @@ export async function processCommit(db: Queryable, bundle: CommitBundle): Promis
     });
     checkDeclared(bundle.declared, diff, info.leaves);
     const hashes = keyPackageHashesFor(bundle.keyPackageHashes, diff.added);
+    await checkKeyPackageHashes(tx, hashes, diff.added);
     if (bundle.welcome && diff.added.length === 0) throw invalidRequest("welcomeMessage but the commit adds no device");
 
     const standing = await readStanding(tx, convo.id, diff);

@@ -1,3 +1,4 @@
+import { bytesToHex } from "@noble/hashes/utils";
 import type { Queryable } from "../db/driver.js";
 import { notCreator, rosterMismatch } from "../errors.js";
 import type { RosterLeaf } from "../mls/groupInfo.js";
@@ -45,6 +46,44 @@ export function keyPackageHashesFor(hashes: KeyPackageHash[] | undefined, added:
   }
   if (named.size !== adding.size) throw rosterMismatch("keyPackageHashes must name every device the commit adds");
   return named;
+}
+
+/**
+ * 400 RosterMismatch unless each hash `keyPackageHashesFor` read names a key package of its own device that carries
+ * the leaf's signature key: the package the leaf was made from. The welcome keeps the hash and consumes that
+ * package (matched by owner and hash), so no entry may point at another device's package. One round trip.
+ */
+export async function checkKeyPackageHashes(
+  db: Queryable,
+  hashes: Map<string, string>,
+  added: RosterLeaf[],
+): Promise<void> {
+  const named = added.filter((leaf) => hashes.has(deviceKey(leaf)));
+  if (named.length === 0) return;
+  const [stray] = await db.query<{ identity: string }>(
+    `SELECT n.identity
+       FROM jsonb_to_recordset($1::text::jsonb) AS n(identity text, did text, device_id text, hash text, signature_key text)
+      WHERE NOT EXISTS (SELECT 1 FROM key_packages k
+                         WHERE k.owner_did = n.did AND k.device_id = n.device_id AND k.hash = n.hash
+                           AND k.signature_key = decode(n.signature_key, 'hex'))
+      LIMIT 1`,
+    [
+      JSON.stringify(
+        named.map((leaf) => ({
+          identity: leaf.identity,
+          did: leaf.did,
+          device_id: leaf.deviceId,
+          hash: hashes.get(deviceKey(leaf)),
+          signature_key: bytesToHex(leaf.signatureKey),
+        })),
+      ),
+    ],
+  );
+  if (stray) {
+    throw rosterMismatch(
+      `keyPackageHashes names for ${stray.identity} no key package of that device with its leaf's key`,
+    );
+  }
 }
 
 /** Which of the DIDs a diff touches are active members, and which of the removed devices are revoked. */

@@ -4,7 +4,7 @@ import { readGroupInfo } from "../mls/groupInfo.js";
 import type { KeyPackageHash } from "./commitBundle.js";
 import { existingConvo, getConvoView, type ConvoView } from "./conversations.js";
 import { rosterEvents } from "./convoChange.js";
-import { keyPackageHashesFor } from "./rosterChange.js";
+import { checkKeyPackageHashes, keyPackageHashesFor } from "./rosterChange.js";
 import {
   checkActingDevice,
   checkLeafKeys,
@@ -82,6 +82,7 @@ export async function createRosterConvo(db: Queryable, convo: NewRosterConvo): P
     }
     checkRosterDevices(leaves, leaves, devices);
     await checkLeafKeys(tx, welcomed);
+    await checkKeyPackageHashes(tx, hashes, welcomed);
     const events = rosterEvents({ added: leaves, removed: [], joiners: dids, departed: [], actor: acting });
     const [created] = await tx.query<{ id: string }>(
       `WITH convo AS (

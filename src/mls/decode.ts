@@ -14,3 +14,15 @@ export function decodeExactly<T>(decoder: Decoder<T>, bytes: Uint8Array): T | un
     return undefined;
   }
 }
+
+/** Bytes as strict UTF-8 (no replacement characters, a BOM kept), or undefined when they are not UTF-8. */
+export function utf8(bytes: Uint8Array): string | undefined {
+  try {
+    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Bytes as lowercase hex, the form group ids take in the API. */
+export const toHex = (bytes: Uint8Array) => Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");

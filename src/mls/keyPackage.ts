@@ -2,7 +2,7 @@ import { ciphersuites, type CiphersuiteName } from "ts-mls/crypto/ciphersuite.js
 import { decodeKeyPackage, type KeyPackage } from "ts-mls/keyPackage.js";
 import { decodeMlsMessage } from "ts-mls/message.js";
 import { RFC9420_CIPHER_SUITES } from "../config.js";
-import { decodeExactly } from "./decode.js";
+import { decodeExactly, utf8 } from "./decode.js";
 
 export interface KeyPackageInfo {
   /** The RFC 9420 §17.1 name for ids 1–7; any other id as four hex digits, e.g. `0x004d`. */
@@ -42,14 +42,6 @@ export function readKeyPackage(bytes: Uint8Array): KeyPackageInfo | undefined {
 function framedKeyPackage(bytes: Uint8Array): KeyPackage | undefined {
   const message = decodeExactly(decodeMlsMessage, bytes);
   return message?.wireformat === "mls_key_package" ? message.keyPackage : undefined;
-}
-
-function utf8(bytes: Uint8Array): string | undefined {
-  try {
-    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
-  } catch {
-    return undefined;
-  }
 }
 
 /** ts-mls names the suites it knows and gives any other id as a decimal string. */

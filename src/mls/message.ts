@@ -1,5 +1,6 @@
 import { decodeMlsMessage, type MLSMessage } from "ts-mls/message.js";
-import { decodeExactly } from "./decode.js";
+import type { SenderTypeName } from "ts-mls/sender.js";
+import { decodeExactly, toHex } from "./decode.js";
 
 export type MlsWireFormat = "public_message" | "private_message" | "welcome" | "group_info" | "key_package";
 export type MlsContentType = "application" | "proposal" | "commit";
@@ -16,6 +17,8 @@ export interface MlsMessageInfo {
   epoch?: number;
   /** Public and private messages only. */
   contentType?: MlsContentType;
+  /** Who sent a PublicMessage (a PrivateMessage encrypts its sender): the type, and the leaf index of a member. */
+  sender?: { type: SenderTypeName; leafIndex?: number };
 }
 
 /**
@@ -34,8 +37,14 @@ export function readMlsMessage(bytes: Uint8Array): MlsMessageInfo | undefined {
 function describe(message: MLSMessage): MlsMessageInfo {
   switch (message.wireformat) {
     case "mls_public_message": {
-      const { groupId, epoch, contentType } = message.publicMessage.content;
-      return { wireFormat: "public_message", ...groupAndEpoch(groupId, epoch), contentType };
+      const { groupId, epoch, contentType, sender } = message.publicMessage.content;
+      const leafIndex = sender.senderType === "member" ? { leafIndex: sender.leafIndex } : {};
+      return {
+        wireFormat: "public_message",
+        ...groupAndEpoch(groupId, epoch),
+        contentType,
+        sender: { type: sender.senderType, ...leafIndex },
+      };
     }
     case "mls_private_message": {
       const { groupId, epoch, contentType } = message.privateMessage;
@@ -53,7 +62,7 @@ function describe(message: MLSMessage): MlsMessageInfo {
 }
 
 function groupAndEpoch(groupId: Uint8Array, epoch: bigint): Pick<MlsMessageInfo, "groupId" | "epoch"> {
-  const hex = Array.from(groupId, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  const hex = toHex(groupId);
   return epoch <= BigInt(Number.MAX_SAFE_INTEGER) ? { groupId: hex, epoch: Number(epoch) } : { groupId: hex };
 }
 

@@ -21,10 +21,10 @@ export function credentialIdentity(did: string, deviceId: string): string {
 export function parseCredentialIdentity(identity: string): { did: string; deviceId: string } | undefined {
   const hash = identity.indexOf("#");
   const did = hash < 0 ? identity : identity.slice(0, hash);
-  const deviceId = hash < 0 ? IMPLICIT_DEVICE : identity.slice(hash + 1);
   if (did.length > 2048 || !DID.test(did)) return undefined;
-  if (deviceId !== IMPLICIT_DEVICE && !DEVICE_ID.test(deviceId)) return undefined;
-  return { did, deviceId };
+  if (hash < 0) return { did, deviceId: IMPLICIT_DEVICE };
+  const deviceId = identity.slice(hash + 1);
+  return DEVICE_ID.test(deviceId) ? { did, deviceId } : undefined;
 }
 
 /** lastSeenAt is written at most this often per device, so a busy device does not write on every request. */

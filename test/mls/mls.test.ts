@@ -31,13 +31,14 @@ describe("readMlsMessage on real ts-mls messages", () => {
     });
   });
 
-  it("reads a commit framed as a PublicMessage", async () => {
+  it("reads a commit framed as a PublicMessage, with its sender", async () => {
     const group = await makeGroupWithCommit({ groupIdHex: "00ff10ab", publicCommit: true });
     expect(readMlsMessage(group.commitBytes)).toEqual({
       wireFormat: "public_message",
       groupId: "00ff10ab",
       epoch: 0,
       contentType: "commit",
+      sender: { type: "member", leafIndex: 0 },
     });
   });
 

@@ -17,7 +17,12 @@ import { getCiphersuiteImpl } from "ts-mls/crypto/getCiphersuiteImpl.js";
 import { defaultCapabilities } from "ts-mls/defaultCapabilities.js";
 import { ratchetTreeFromExtension, verifyGroupInfoSignature, type GroupInfo } from "ts-mls/groupInfo.js";
 import { acceptAll } from "ts-mls/incomingMessageAction.js";
-import { generateKeyPackageWithKey, makeKeyPackageRef, type KeyPackage, type PrivateKeyPackage } from "ts-mls/keyPackage.js";
+import {
+  generateKeyPackageWithKey,
+  makeKeyPackageRef,
+  type KeyPackage,
+  type PrivateKeyPackage,
+} from "ts-mls/keyPackage.js";
 import { defaultLifetime } from "ts-mls/lifetime.js";
 import { decodeMlsMessage, encodeMlsMessage, type MLSMessage } from "ts-mls/message.js";
 import { processMessage } from "ts-mls/processMessages.js";
@@ -98,7 +103,8 @@ export class Xrpc {
     } catch {
       // not JSON: keep the text
     }
-    if (!response.ok) throw new XrpcFailure(path.split("?")[0]!, response.status, body, response.headers.get("Retry-After"));
+    if (!response.ok)
+      throw new XrpcFailure(path.split("?")[0]!, response.status, body, response.headers.get("Retry-After"));
     return body;
   }
 }
@@ -132,13 +138,21 @@ export interface RosterLeaf {
 export function rosterOfTree(tree: RatchetTree): RosterLeaf[] {
   return tree.flatMap((node, index) =>
     node?.nodeType === "leaf" && node.leaf.credential.credentialType === "basic"
-      ? [{ leafIndex: index / 2, identity: decoder.decode(node.leaf.credential.identity), signatureKey: node.leaf.signaturePublicKey }]
+      ? [
+          {
+            leafIndex: index / 2,
+            identity: decoder.decode(node.leaf.credential.identity),
+            signatureKey: node.leaf.signaturePublicKey,
+          },
+        ]
       : [],
   );
 }
 
 /** A GroupInfo's roster, after checking its signature with the signer leaf's key (what a client should do too). */
-export async function readGroupInfo(bytes: Uint8Array): Promise<{ epoch: number; groupId: string; signer: number; roster: RosterLeaf[]; groupInfo: GroupInfo }> {
+export async function readGroupInfo(
+  bytes: Uint8Array,
+): Promise<{ epoch: number; groupId: string; signer: number; roster: RosterLeaf[]; groupInfo: GroupInfo }> {
   const groupInfo = decodeGroupInfo(bytes);
   const tree = ratchetTreeFromExtension(groupInfo);
   if (!tree) throw new Error("GroupInfo without ratchet_tree");
@@ -214,7 +228,10 @@ const MAX_PAGES = 1_000;
 
 export class MlsDevice {
   readonly identity: string;
-  private readonly keyPackages = new Map<string, { publicPackage: KeyPackage; privatePackage: PrivateKeyPackage; lastResort: boolean }>();
+  private readonly keyPackages = new Map<
+    string,
+    { publicPackage: KeyPackage; privatePackage: PrivateKeyPackage; lastResort: boolean }
+  >();
   private readonly sessions = new Map<string, Session>();
 
   private constructor(
@@ -261,11 +278,20 @@ export class MlsDevice {
     for (let i = 0; i < count + (lastResort ? 1 : 0); i++) {
       const isLastResort = lastResort && i === count;
       const generated = await this.generateKeyPackage(cs);
-      const bytes = encodeMlsMessage({ version: "mls10", wireformat: "mls_key_package", keyPackage: generated.publicPackage });
+      const bytes = encodeMlsMessage({
+        version: "mls10",
+        wireformat: "mls_key_package",
+        keyPackage: generated.publicPackage,
+      });
       const hash = sha256Hex(bytes);
       this.keyPackages.set(hash, { ...generated, lastResort: isLastResort });
       hashes.push(hash);
-      items.push({ keyPackage: b64(bytes), cipherSuite: SUITE, expires, ...(isLastResort ? { lastResort: true } : {}) });
+      items.push({
+        keyPackage: b64(bytes),
+        cipherSuite: SUITE,
+        expires,
+        ...(isLastResort ? { lastResort: true } : {}),
+      });
     }
     await this.http.post("publishKeyPackages", { keyPackages: items });
     return hashes;
@@ -276,11 +302,30 @@ export class MlsDevice {
     return generateKeyPackageWithKey(credential, defaultCapabilities(), defaultLifetime, [], this.signatureKeys, cs);
   }
 
+  /** A key package of this device that the server never saw: for tests that add a device behind the server's back. */
+  async unpublishedKeyPackage(): Promise<ClaimedKeyPackage> {
+    const generated = await this.generateKeyPackage(await cipherSuite());
+    const bytes = encodeMlsMessage({
+      version: "mls10",
+      wireformat: "mls_key_package",
+      keyPackage: generated.publicPackage,
+    });
+    const hash = sha256Hex(bytes);
+    this.keyPackages.set(hash, { ...generated, lastResort: false });
+    return { did: this.did, deviceId: this.deviceId, hash, lastResort: false, keyPackage: generated.publicPackage };
+  }
+
   /** getKeyPackages for one DID: one package per live device of it. */
   async claimKeyPackages(did: string): Promise<ClaimedKeyPackage[]> {
     const answer = await this.http.get("getKeyPackages", { dids: did, cipherSuite: SUITE });
     return answer.keyPackages.map(
-      (item: { did: string; deviceId?: string; keyPackage: { $bytes: string }; keyPackageHash: string; lastResort?: boolean }) => {
+      (item: {
+        did: string;
+        deviceId?: string;
+        keyPackage: { $bytes: string };
+        keyPackageHash: string;
+        lastResort?: boolean;
+      }) => {
         const message = decode(unb64(item.keyPackage));
         if (message.wireformat !== "mls_key_package") throw new Error("getKeyPackages handed out something else");
         return {
@@ -292,6 +337,12 @@ export class MlsDevice {
         };
       },
     );
+  }
+
+  /** getGroupInfo: the conversation's latest GroupInfo as bytes, and the epoch the server files it under. */
+  async getGroupInfo(convoId: string): Promise<{ epoch: number; groupInfo: Uint8Array }> {
+    const answer = await this.http.get("getGroupInfo", { convoId });
+    return { epoch: answer.epoch, groupInfo: unb64(answer.groupInfo) };
   }
 
   /** The device's state in a conversation (throws when it has none). */
@@ -399,7 +450,10 @@ export class MlsDevice {
     const message = decode(unb64(answer.welcome));
     try {
       if (message.wireformat !== "mls_welcome") throw new Error(`expected a Welcome, got ${message.wireformat}`);
-      const own = await this.keyPackageFor(message.welcome.secrets.map((secret) => secret.newMember), cs);
+      const own = await this.keyPackageFor(
+        message.welcome.secrets.map((secret) => secret.newMember),
+        cs,
+      );
       const state = await joinGroup(message.welcome, own.publicPackage, own.privatePackage, emptyPskIndex, cs);
       const epoch = Number(state.groupContext.epoch);
       this.sessions.set(convoId, { state, cursor: 0, mine: new Set(), joinedEpoch: epoch });
@@ -438,15 +492,22 @@ export class MlsDevice {
 
   async prepareExternalJoin(convoId: string, { resync = false } = {}): Promise<PreparedCommit> {
     const cs = await cipherSuite();
-    const answer = await this.http.get("getGroupInfo", { convoId });
-    const read = await readGroupInfo(unb64(answer.groupInfo));
-    if (read.epoch !== answer.epoch) throw new Error(`getGroupInfo says epoch ${answer.epoch}, its GroupInfo ${read.epoch}`);
+    const answer = await this.getGroupInfo(convoId);
+    const read = await readGroupInfo(answer.groupInfo);
+    if (read.epoch !== answer.epoch)
+      throw new Error(`getGroupInfo says epoch ${answer.epoch}, its GroupInfo ${read.epoch}`);
     // ts-mls looks for the former leaf by signature key and loops forever (synchronously) when there is none.
     if (resync && !read.roster.some((leaf) => sameBytes(leaf.signatureKey, this.signatureKeys.publicKey))) {
       throw new Error(`${this.name} has no former leaf to resync: join as a new device`);
     }
     const own = await this.generateKeyPackage(cs);
-    const { publicMessage, newState } = await joinGroupExternal(read.groupInfo, own.publicPackage, own.privatePackage, resync, cs);
+    const { publicMessage, newState } = await joinGroupExternal(
+      read.groupInfo,
+      own.publicPackage,
+      own.privatePackage,
+      resync,
+      cs,
+    );
     return {
       epoch: read.epoch,
       newState,
@@ -508,7 +569,9 @@ export class MlsDevice {
         const epoch = Number(session.state.groupContext.epoch);
         if (item.messageType === "commit" && item.epoch < epoch) continue;
         if (item.messageType === "commit" && item.epoch > epoch) {
-          throw new Error(`${this.name} at epoch ${epoch} missed the commit of epoch ${epoch} (got ${item.epoch} at seq ${item.seq})`);
+          throw new Error(
+            `${this.name} at epoch ${epoch} missed the commit of epoch ${epoch} (got ${item.epoch} at seq ${item.seq})`,
+          );
         }
         const message = decode(unb64(item.ciphertext));
         if (message.wireformat !== "mls_private_message" && message.wireformat !== "mls_public_message") {

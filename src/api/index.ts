@@ -4,6 +4,7 @@ import confirmWelcome from "./confirmWelcome.js";
 import createConvo from "./createConvo.js";
 import getCommits from "./getCommits.js";
 import getConvos from "./getConvos.js";
+import getDevices from "./getDevices.js";
 import getEpoch from "./getEpoch.js";
 import getKeyPackages from "./getKeyPackages.js";
 import getMessages from "./getMessages.js";
@@ -12,6 +13,8 @@ import getKeyPackageStats from "./getKeyPackageStats.js";
 import publishKeyPackage from "./publishKeyPackage.js";
 import publishKeyPackages from "./publishKeyPackages.js";
 import leaveConvo from "./leaveConvo.js";
+import registerDevice from "./registerDevice.js";
+import revokeDevice from "./revokeDevice.js";
 import sendMessage from "./sendMessage.js";
 import streamConvoEvents from "./streamConvoEvents.js";
 import updateCursor from "./updateCursor.js";
@@ -34,4 +37,7 @@ export const methods: XrpcMethod[] = [
   publishKeyPackages,
   getKeyPackages,
   getKeyPackageStats,
+  registerDevice,
+  getDevices,
+  revokeDevice,
 ] as XrpcMethod[];

@@ -197,6 +197,34 @@ export const methodDocs: Record<string, MethodDoc> = {
     output: z.strictObject({ available: integer, threshold: integer, needsReplenish: z.boolean() }),
     errors: ["InvalidCipherSuite"],
   },
+  registerDevice: {
+    description:
+      "Registers a device of the caller; its MLS credential identity is `<did>#<deviceId>`. Registering a live device again answers the same (a given `name` renames it). A revoked device id can never be registered again.",
+    output: z.strictObject({ deviceId: schemas.deviceId, credentialIdentity: z.string() }),
+    errors: ["TooManyDevices", "DeviceRevoked"],
+  },
+  getDevices: {
+    description:
+      "The caller's devices, oldest first: every live one and the most recently revoked ones (revoked devices accumulate, so only the latest are listed).",
+    output: z.strictObject({
+      devices: z.array(
+        z.strictObject({
+          deviceId: schemas.deviceId,
+          name: z.string().optional(),
+          createdAt: datetime,
+          lastSeenAt: datetime,
+          revoked: z.boolean(),
+        }),
+      ),
+    }),
+    errors: [],
+  },
+  revokeDevice: {
+    description:
+      "Revokes a device of the caller for good: its unhanded key packages are deleted, its live welcomes retired, and each conversation whose roster holds it gets a `deviceRevoked` membership event so that a member commits its removal. Revoking again is no error.",
+    output: z.strictObject({ revoked: z.boolean() }),
+    errors: ["UnknownDevice"],
+  },
   streamConvoEvents: {
     description:
       "Server-Sent Events for one conversation: `message`, `membership` and `info` events, each with an `id` that is its cursor. Reconnecting with `cursor` (or `Last-Event-ID`) replays every later event first (from the caller's latest joining on); a cursor whose following events retention removed is CursorExpired.",

@@ -350,7 +350,7 @@ export async function listCommits(
 export async function updateCursor(db: Queryable, convoId: string, did: string, cursor: string, now: Date) {
   await db.query(
     `INSERT INTO read_cursors (convo_id, did, cursor, updated_at) VALUES ($1, $2, $3, $4)
-     ON CONFLICT (convo_id, did) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at`,
+     ON CONFLICT (convo_id, did, device_id) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at`,
     [convoId, did, cursor, now],
   );
 }

@@ -191,6 +191,18 @@ export async function retireWelcomes(db: Queryable, convoId: string, recipients:
   return rows.length;
 }
 
+/** Retires one device's live welcomes in every conversation (it was revoked). */
+export async function retireDeviceWelcomes(db: Queryable, did: string, deviceId: string, now: Date): Promise<number> {
+  const rows = await db.query(
+    `WITH stale AS (
+       SELECT id FROM welcome_messages WHERE recipient_did = $1 AND recipient_device = $2 AND ${LIVE} FOR UPDATE
+     ), ${RETIRE}
+     SELECT 1 FROM retired`,
+    [did, deviceId, now],
+  );
+  return rows.length;
+}
+
 /**
  * Cleanup's share: expires at most `limit` welcomes past their grace period or TTL, skipping rows
  * a live request holds. One statement, so one short transaction. Returns how many expired.

@@ -131,6 +131,10 @@ describe("documented outputs", () => {
     await call(bob, "confirmWelcome", { body: { convoId, success: true } });
     await call(bob, "updateCursor", { body: { convoId, cursor: "1" } });
     await call(carol, "leaveConvo", { body: { convoId } });
+    await call(bob, "registerDevice", { body: { deviceId: "phone", name: "Bob's phone" } });
+    await call(bob, "registerDevice", { body: { deviceId: "laptop" } });
+    await call(bob, "revokeDevice", { body: { deviceId: "laptop" } });
+    await call(bob, "getDevices", {});
 
     const jsonMethods = methods.filter((method) => !("encoding" in methodDocs[method.name]!.output));
     expect([...exercised].sort()).toEqual(jsonMethods.map((method) => method.name).sort());

@@ -1,0 +1,13 @@
+import { z } from "zod";
+import * as schemas from "../schemas.js";
+import { revokeDevice } from "../services/devices.js";
+import { procedure } from "../xrpc.js";
+
+export default procedure({
+  name: "revokeDevice",
+  input: z.strictObject({
+    deviceId: schemas.deviceId,
+    idempotencyKey: schemas.idempotencyKey.optional(),
+  }),
+  handler: (input, { caller, db, now }) => revokeDevice(db, caller, input.deviceId, now),
+});

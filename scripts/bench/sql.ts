@@ -41,6 +41,8 @@ export function sendMessageScript(target: { convos: number } | { hot: true }): s
       "gen_random_uuid()::text",
       "NULL",
       `'app'`,
+      `''`,
+      "false",
       `'blue.catbird.mls.sendMessage'`,
       HASH,
       "now() + interval '1 day'",

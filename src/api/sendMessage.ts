@@ -2,6 +2,7 @@ import { z } from "zod";
 import { forbidden, invalidRequest, notApplicationMessage } from "../errors.js";
 import { readMlsMessage, startsWithMlsMessage } from "../mls/message.js";
 import * as schemas from "../schemas.js";
+import { IMPLICIT_DEVICE } from "../services/actingDevice.js";
 import { sendMessage, sendMessageOnce, type SendMessage } from "../services/messages.js";
 import { procedure, type HandlerContext } from "../xrpc.js";
 
@@ -10,6 +11,7 @@ const input = z.object({
   ciphertext: schemas.bytes,
   epoch: schemas.epoch,
   senderDid: schemas.did.optional(),
+  deviceId: schemas.deviceId.optional(),
   idempotencyKey: schemas.idempotencyKey.optional(),
 });
 
@@ -23,7 +25,9 @@ export default procedure({
 /**
  * The message to store, once the request is checked: sender, size, and what the MLS framing says. Only application
  * messages and proposals enter the log here (rule 3): any other MLS message, a commit above all, is refused, so a
- * commit never bypasses the one-per-epoch path. Bytes that are no MLS message at all are opaque application data.
+ * commit never bypasses the one-per-epoch path. Bytes that are no MLS message at all are opaque application data,
+ * which only the send itself can refuse (it reads whether the conversation is roster-checked); it checks the
+ * sending device too, so the common send stays one statement.
  */
 function messageOf(body: z.output<typeof input>, { app, caller, idempotencyKey, now }: HandlerContext): SendMessage {
   if (body.senderDid !== undefined && body.senderDid !== caller) throw forbidden("senderDid must be the caller");
@@ -35,6 +39,7 @@ function messageOf(body: z.output<typeof input>, { app, caller, idempotencyKey, 
   const message = {
     convoId: body.convoId,
     sender: caller,
+    senderDevice: body.deviceId ?? IMPLICIT_DEVICE,
     epoch: body.epoch,
     ciphertext: body.ciphertext,
     idempotencyKey,
@@ -43,7 +48,7 @@ function messageOf(body: z.output<typeof input>, { app, caller, idempotencyKey, 
   if (!mls && startsWithMlsMessage(body.ciphertext)) {
     throw notApplicationMessage("the bytes are an MLS message followed by trailing bytes");
   }
-  if (!mls) return { ...message, messageType: "app" };
+  if (!mls) return { ...message, messageType: "app", opaque: true };
   if (mls.contentType !== "application" && mls.contentType !== "proposal") {
     const kind = mls.contentType ?? mls.wireFormat.replace("_", " ");
     throw notApplicationMessage(`sendMessage takes application messages and proposals, not a ${kind}`);
@@ -53,5 +58,6 @@ function messageOf(body: z.output<typeof input>, { app, caller, idempotencyKey, 
     const framed = mls.epoch ?? `beyond ${Number.MAX_SAFE_INTEGER}`;
     throw invalidRequest(`epoch field ${body.epoch} disagrees with the message's epoch ${framed}`);
   }
-  return { ...message, messageType: mls.contentType === "proposal" ? "proposal" : "app", groupId: mls.groupId };
+  const messageType = mls.contentType === "proposal" ? "proposal" : "app";
+  return { ...message, messageType, groupId: mls.groupId, opaque: false };
 }

@@ -4,6 +4,7 @@ import { z } from "zod";
 import { followConvo, type StreamConnection } from "../events/convoStream.js";
 import { invalidRequest, XrpcError } from "../errors.js";
 import * as schemas from "../schemas.js";
+import { requireDevice } from "../services/actingDevice.js";
 import { eventHead } from "../services/events.js";
 import { query } from "../xrpc.js";
 
@@ -17,12 +18,13 @@ const cursor = z
  * cursor the stream starts at the newest event (everything committed after the response head is
  * sent); with one it replays every later event from the database first. `Last-Event-ID` wins over
  * `cursor`: an EventSource reconnects to the same URL with the newer position in that header.
- * A caller holds at most `EVENTS_MAX_STREAMS_PER_CALLER` streams per instance (then 429).
+ * A caller holds at most `EVENTS_MAX_STREAMS_PER_CALLER` streams per instance (then 429). With `deviceId` the
+ * stream is that device's (registered, not revoked): it ends after the device's own removal or revocation.
  */
 export default query({
   name: "streamConvoEvents",
-  input: z.object({ convoId: schemas.convoId, cursor: cursor.optional() }),
-  async handler(input, { app, caller, header, c }) {
+  input: z.object({ convoId: schemas.convoId, cursor: cursor.optional(), deviceId: schemas.deviceId.optional() }),
+  async handler(input, { app, caller, header, c, now }) {
     // Hono answers HEAD by running GET and dropping the body: a stream would run with nobody reading.
     if (c.req.method === "HEAD") {
       throw new XrpcError(405, "InvalidRequest", "streamConvoEvents takes GET", { Allow: "GET" });
@@ -30,6 +32,7 @@ export default query({
     const lastEventId = header("Last-Event-ID") || undefined;
     const resume = lastEventId === undefined ? input.cursor : cursor.safeParse(lastEventId).data;
     if (lastEventId !== undefined && resume === undefined) throw invalidRequest("Last-Event-ID must be an event id");
+    const device = await requireDevice(app.db, caller, input.deviceId, now);
     const head = await eventHead(app.db, input.convoId, caller, resume);
     if (resume !== undefined && resume > head) throw invalidRequest("cursor is ahead of this conversation's events");
     const { config, events, logger, metrics } = app;
@@ -51,6 +54,7 @@ export default query({
           connection,
           convoId: input.convoId,
           reader: caller,
+          device,
           cursor: resume ?? head,
           keepAliveMs: config.EVENTS_KEEPALIVE_MS,
           maxBacklog: config.EVENTS_MAX_BACKLOG,

@@ -87,6 +87,8 @@ export const messageView = z.strictObject({
   id: z.string(),
   convoId: z.string(),
   sender: schemas.did,
+  /** "" for the sender's implicit device. */
+  senderDevice: z.string(),
   ciphertext: bytes,
   epoch: integer,
   seq: integer,
@@ -98,6 +100,7 @@ export const commitView = z.strictObject({
   epoch: integer,
   ciphertext: bytes,
   sender: schemas.did,
+  senderDevice: z.string(),
   createdAt: datetime,
 });
 export const keyPackageRef = z.strictObject({
@@ -110,6 +113,8 @@ export const keyPackageRef = z.strictObject({
 const membershipChange = z.strictObject({ success: z.boolean(), newEpoch: integer });
 const success = z.strictObject({ success: z.boolean() });
 const convoErrors: readonly ErrorName[] = ["ConvoNotFound", "NotMember"];
+/** Errors of a method that acts as one of the caller's devices (`deviceId`). */
+const deviceErrors: readonly ErrorName[] = ["UnknownDevice", "DeviceRevoked"];
 
 export const methodDocs: Record<string, MethodDoc> = {
   createConvo: {
@@ -142,9 +147,9 @@ export const methodDocs: Record<string, MethodDoc> = {
   },
   sendMessage: {
     description:
-      "Stores an MLS application message or proposal byte for byte and gives it the conversation's next `seq`. Any other MLS message (a commit, Welcome, key package or GroupInfo) is refused; bytes that are no MLS message are stored as opaque application data. Messages for an epoch ahead of the conversation's are refused.",
+      "Stores an MLS application message or proposal byte for byte and gives it the conversation's next `seq`, recording the sending device. Any other MLS message (a commit, Welcome, key package or GroupInfo) is refused; bytes that are no MLS message are stored as opaque application data, except in a roster-checked conversation, where they are refused too and only a device in the roster may send. Messages for an epoch ahead of the conversation's are refused.",
     output: z.strictObject({ messageId: z.string(), seq: integer, epoch: integer, receivedAt: datetime }),
-    errors: [...convoErrors, "Forbidden", "NotApplicationMessage", "EpochMismatch"],
+    errors: [...convoErrors, ...deviceErrors, "Forbidden", "NotApplicationMessage", "EpochMismatch"],
   },
   getMessages: {
     description:
@@ -159,21 +164,22 @@ export const methodDocs: Record<string, MethodDoc> = {
     errors: [...convoErrors, "CursorExpired"],
   },
   updateCursor: {
-    description: "Records how far the caller has read in the conversation.",
+    description:
+      "Records how far the caller's device (`deviceId`, or the implicit device) has read in the conversation: one cursor per device.",
     output: success,
-    errors: convoErrors,
+    errors: [...convoErrors, ...deviceErrors],
   },
   getWelcome: {
     description:
-      "The caller's welcome for the conversation. The first fetch marks it in flight; fetches within the grace period return it again, until confirmWelcome.",
+      "The welcome for the caller's device (`deviceId`, or the implicit device) in the conversation. The first fetch marks it in flight; fetches within the grace period return it again, until confirmWelcome.",
     output: z.strictObject({ convoId: z.string(), welcome: bytes }),
-    errors: [...convoErrors, "WelcomeNotFound", "WelcomeGone"],
+    errors: [...convoErrors, ...deviceErrors, "WelcomeNotFound", "WelcomeGone"],
   },
   confirmWelcome: {
     description:
-      "Phase two of the welcome: `success: true` consumes it; `false` records `errorDetails` and leaves it fetchable until the grace period ends. Confirming twice is no error.",
+      "Phase two of the welcome of the caller's device (`deviceId`, or the implicit device): `success: true` consumes it; `false` records `errorDetails` and leaves it fetchable until the grace period ends. Confirming twice is no error. Other devices' welcomes are untouched.",
     output: z.strictObject({ confirmed: z.boolean() }),
-    errors: [...convoErrors, "WelcomeNotFound", "WelcomeGone"],
+    errors: [...convoErrors, ...deviceErrors, "WelcomeNotFound", "WelcomeGone"],
   },
   publishKeyPackage: {
     description:
@@ -227,8 +233,8 @@ export const methodDocs: Record<string, MethodDoc> = {
   },
   streamConvoEvents: {
     description:
-      "Server-Sent Events for one conversation: `message`, `membership` and `info` events, each with an `id` that is its cursor. Reconnecting with `cursor` (or `Last-Event-ID`) replays every later event first (from the caller's latest joining on); a cursor whose following events retention removed is CursorExpired.",
+      "Server-Sent Events for one conversation: `message` (with `sender` and `senderDevice`), `membership` and `info` events, each with an `id` that is its cursor. Reconnecting with `cursor` (or `Last-Event-ID`) replays every later event first (from the caller's latest joining on); a cursor whose following events retention removed is CursorExpired. With `deviceId`, the stream ends after that device's own `deviceRemoved` or `deviceRevoked` event.",
     output: { encoding: "text/event-stream", description: "Server-Sent Events: message, membership and info events" },
-    errors: [...convoErrors, "CursorExpired"],
+    errors: [...convoErrors, ...deviceErrors, "CursorExpired"],
   },
 };

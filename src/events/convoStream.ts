@@ -2,6 +2,7 @@ import type { SSEMessage, SSEStreamingApi } from "hono/streaming";
 import type { Queryable } from "../db/driver.js";
 import type { Logger } from "../logger.js";
 import type { Metrics } from "../metrics.js";
+import { IMPLICIT_DEVICE } from "../services/actingDevice.js";
 import { readEvents, type ConvoEvent, type EventPage } from "../services/events.js";
 import type { EventBus } from "./bus.js";
 import { Wakeup } from "./wakeup.js";
@@ -27,6 +28,8 @@ export interface ConvoStreamOptions {
   convoId: string;
   /** The member following the conversation. */
   reader: string;
+  /** The member's device following it (IMPLICIT_DEVICE for the implicit one). */
+  device: string;
   /** Events after this seq are sent. */
   cursor: number;
   /** A comment goes out after this long without a write, so proxies keep the connection. */
@@ -52,10 +55,24 @@ const PAGE_SIZE = 100;
  * A client that falls behind by more than `maxBacklog` gets an `info` event {type: "slow-consumer",
  * skipped} and the stream ends; one that does not take a write within `writeTimeoutMs` has its
  * connection cut (a notice would only queue behind the write it is not taking). Either way it resumes
- * from its last event id. The member's own `left`/`removed` event is the last one sent.
+ * from its last event id. The member's own `left`/`removed` event is the last one sent, and so is the
+ * `deviceRemoved`/`deviceRevoked` event of the device following.
  */
 export async function followConvo(stream: SSEStreamingApi, options: ConvoStreamOptions): Promise<void> {
-  const { db, bus, logger, metrics, connection, convoId, reader, keepAliveMs, maxBacklog, maxPageBytes, writeTimeoutMs } = options;
+  const {
+    db,
+    bus,
+    logger,
+    metrics,
+    connection,
+    convoId,
+    reader,
+    device,
+    keepAliveMs,
+    maxBacklog,
+    maxPageBytes,
+    writeTimeoutMs,
+  } = options;
   const wakeup = new Wakeup();
   const feed = bus.streams.feed(db, convoId);
   const unfollow = feed.follow(reader, wakeup);
@@ -83,13 +100,13 @@ export async function followConvo(stream: SSEStreamingApi, options: ConvoStreamO
   /** Sends a page; why the stream ends, or undefined to go on. */
   const deliver = async (page: EventPage): Promise<StreamEnd | undefined> => {
     // No longer a member, and the page does not reach the end of the membership: nothing in it is theirs.
-    if (!page.active && !page.more && !page.events.some((event) => endsMembership(event, reader))) return "removed";
+    if (!page.active && !page.more && !page.events.some((event) => endsStream(event, reader, device))) return "removed";
     for (const event of page.events) {
       const ended = stopped();
       if (ended) return ended;
       if (!(await write(stream.writeSSE(toSse(event))))) return slowConsumer(page.head - cursor, true);
       cursor = event.seq;
-      if (endsMembership(event, reader)) return "removed";
+      if (endsStream(event, reader, device)) return "removed";
     }
     cursor = page.cursor;
   };
@@ -151,10 +168,10 @@ function toSse(event: ConvoEvent): SSEMessage {
   return { event: event.kind, id: String(event.seq), data: JSON.stringify(data) };
 }
 
-function endsMembership(event: ConvoEvent, reader: string): boolean {
-  return (
-    event.kind === "membership" &&
-    event.membership.did === reader &&
-    (event.membership.type === "left" || event.membership.type === "removed")
-  );
+/** The reader's membership ends (it left or was removed), or the device following is no longer in the group. */
+function endsStream(event: ConvoEvent, reader: string, device: string): boolean {
+  if (event.kind !== "membership" || event.membership.did !== reader) return false;
+  const { type, deviceId = IMPLICIT_DEVICE } = event.membership;
+  if (type === "left" || type === "removed") return true;
+  return (type === "deviceRemoved" || type === "deviceRevoked") && deviceId === device;
 }

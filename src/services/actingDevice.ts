@@ -28,7 +28,7 @@ export function parseCredentialIdentity(identity: string): { did: string; device
 }
 
 /** lastSeenAt is written at most this often per device, so a busy device does not write on every request. */
-const LAST_SEEN_GRANULARITY = "1 minute";
+export const LAST_SEEN_GRANULARITY = "1 minute";
 
 /**
  * The device a request acts as: the implicit one when `deviceId` is omitted (no round trip), else a device

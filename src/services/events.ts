@@ -34,6 +34,7 @@ export interface EventColumns {
   id: string | null;
   message_seq: number | null;
   sender_did: string;
+  sender_device: string;
   message_type: MessageType;
   epoch: number;
   ciphertext: Uint8Array;
@@ -61,6 +62,7 @@ export function eventsOf(rows: readonly EventColumns[], convoId: string): ConvoE
           id: row.id,
           convoId,
           sender: row.sender_did,
+          senderDevice: row.sender_device,
           ciphertext: bytesOut(row.ciphertext),
           epoch: row.epoch,
           seq: row.message_seq,
@@ -135,7 +137,7 @@ export async function readEvents(
      )
      SELECT s.head, s.active, (SELECT count(*) FROM candidates) > (SELECT count(*) FROM page) AS more,
             e.seq, e.kind, e.payload,
-            m.id, m.seq AS message_seq, m.sender_did, m.message_type, m.epoch, m.ciphertext,
+            m.id, m.seq AS message_seq, m.sender_did, m.sender_device, m.message_type, m.epoch, m.ciphertext,
             ${iso("m.created_at")} AS created_at
        FROM s
        LEFT JOIN (page JOIN events e ON e.convo_id = $1 AND e.seq = page.seq

@@ -1,6 +1,17 @@
 import type { Queryable } from "../db/driver.js";
-import { convoNotFound, cursorExpired, epochMismatch, invalidRequest, notMember } from "../errors.js";
+import {
+  convoNotFound,
+  cursorExpired,
+  deviceRevoked,
+  epochMismatch,
+  invalidRequest,
+  notApplicationMessage,
+  notMember,
+  unknownDevice,
+  XrpcError,
+} from "../errors.js";
 import { bytesOut } from "../bytes.js";
+import { IMPLICIT_DEVICE, LAST_SEEN_GRANULARITY } from "./actingDevice.js";
 import { runOnce, type KeyClaim, type OnceOutcome } from "./idempotencyKeys.js";
 import { fitsPage, iso, messageViewBytes } from "./sql.js";
 
@@ -14,8 +25,15 @@ export interface SendMessage {
   idempotencyKey?: string;
   /** The MLS group id read from the ciphertext, when it is an MLS message: must be the conversation's. */
   groupId?: string;
+  /** The sending device: IMPLICIT_DEVICE, or one of the sender's devices (checked by the send itself). */
+  senderDevice: string;
+  /** The bytes are no MLS message at all: allowed only in conversations that are not roster-checked. */
+  opaque: boolean;
   now: Date;
 }
+
+const deviceNotInRoster = () =>
+  new XrpcError(403, "NotMember", "this device is not in the conversation's MLS group (its roster)");
 
 export interface SentMessage {
   messageId: string;
@@ -32,6 +50,13 @@ export interface SentMessage {
  * differs from that snapshot's and nothing is written (the caller retries). `guard` adds conditions.
  * The idempotency key ($5) is stored with the message but never looked up: a key's one message is
  * guaranteed by its idempotency record, which lives exactly as long as the key does.
+ *
+ * The sending device ($10) must be registered and not revoked (the implicit device '' always is), and
+ * in a roster-checked conversation it must be in the roster and the bytes must be MLS ($11: opaque).
+ * Roster changes and revocations there come with membership events, which move `membership_version`,
+ * so the snapshot's roster is the one the lock holder left. `seen` moves the device's lastSeenAt as
+ * `requireDevice` does, but skips a row another transaction holds: devices are locked before
+ * conversations everywhere else, and this statement already holds the conversation row.
  */
 const sendCtes = (guard = "") => `conv AS (
   UPDATE conversations c
@@ -40,15 +65,25 @@ const sendCtes = (guard = "") => `conv AS (
          last_message_at = greatest(c.last_message_at, $6)
    WHERE c.id = $1 AND c.epoch >= $3 AND ($8::text IS NULL OR c.group_id = $8)
      AND c.membership_version = (SELECT v.membership_version FROM conversations v WHERE v.id = $1)
-     AND EXISTS (SELECT 1 FROM members m WHERE m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL)${guard}
+     AND EXISTS (SELECT 1 FROM members m WHERE m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL)
+     AND ($10::text = '' OR EXISTS (SELECT 1 FROM devices d WHERE d.did = $2 AND d.device_id = $10 AND d.revoked_at IS NULL))
+     AND (NOT c.roster_checked
+          OR (NOT $11::boolean AND EXISTS (SELECT 1 FROM roster r WHERE r.convo_id = c.id AND r.did = $2 AND r.device_id = $10)))${guard}
   RETURNING c.id, c.next_seq - 1 AS seq, c.next_event_seq - 1 AS event_seq, c.last_message_at
 ), message AS (
-  INSERT INTO messages (id, convo_id, seq, sender_did, message_type, epoch, ciphertext, idempotency_key, created_at)
-  SELECT $7, conv.id, conv.seq, $2, $9, $3, $4, $5, conv.last_message_at FROM conv
+  INSERT INTO messages (id, convo_id, seq, sender_did, sender_device, message_type, epoch, ciphertext, idempotency_key, created_at)
+  SELECT $7, conv.id, conv.seq, $2, $10, $9, $3, $4, $5, conv.last_message_at FROM conv
   RETURNING id, seq, created_at
 ), event AS (
   INSERT INTO events (convo_id, seq, kind, message_seq, created_at)
   SELECT conv.id, conv.event_seq, 'message', conv.seq, conv.last_message_at FROM conv
+), seen AS (
+  UPDATE devices SET last_seen_at = $6
+   WHERE $10::text <> '' AND (did, device_id) IN (
+     SELECT did, device_id FROM devices
+      WHERE did = $2 AND device_id = $10 AND revoked_at IS NULL
+        AND last_seen_at < $6::timestamptz - interval '${LAST_SEEN_GRANULARITY}'
+        FOR NO KEY UPDATE SKIP LOCKED)
 )`;
 
 /** The send in one statement. */
@@ -56,17 +91,17 @@ export const SEND_MESSAGE_SQL = `WITH ${sendCtes()}
 SELECT id, seq, ${iso("created_at")} AS created_at FROM message`;
 
 /**
- * A keyed send in one statement, idempotency record included ($10 method, $11 request hash,
- * $12 expiry, $13 longest wait: the parameters `runOnce` appends). When (caller, method, key) has no
+ * A keyed send in one statement, idempotency record included ($12 method, $13 request hash,
+ * $14 expiry, $15 longest wait: the parameters `runOnce` appends). When (caller, method, key) has no
  * record, it sends and inserts the record with its answer, the JSON text the client gets; when it
  * has one (expired or not), it writes nothing and returns that record. The record's primary key is
- * the backstop: a concurrent first request with the same key makes this insert wait (at most $13,
+ * the backstop: a concurrent first request with the same key makes this insert wait (at most $15,
  * the lock_timeout) and then fail, rolling the whole send back.
  */
-export const SEND_MESSAGE_ONCE_SQL = `WITH wait AS (SELECT set_config('lock_timeout', $13, true) AS lock_timeout),
+export const SEND_MESSAGE_ONCE_SQL = `WITH wait AS (SELECT set_config('lock_timeout', $15, true) AS lock_timeout),
 existing AS (
   SELECT k.request_hash, k.status_code, k.response, k.expires_at <= $6 AS expired
-    FROM idempotency_keys k WHERE k.caller_did = $2 AND k.method = $10 AND k.key = $5
+    FROM idempotency_keys k WHERE k.caller_did = $2 AND k.method = $12 AND k.key = $5
 ), ${sendCtes(`
      AND NOT EXISTS (SELECT 1 FROM existing) AND (SELECT lock_timeout FROM wait) IS NOT NULL`)}, answer AS (
   SELECT row_to_json(a)::text AS response FROM (
@@ -74,7 +109,7 @@ existing AS (
   ) a
 ), claim AS (
   INSERT INTO idempotency_keys (caller_did, method, key, request_hash, status_code, response, created_at, expires_at)
-  SELECT $2, $10, $5, $11, 200, answer.response, $6, $12 FROM answer
+  SELECT $2, $12, $5, $13, 200, answer.response, $6, $14 FROM answer
 )
 SELECT true AS sent, response, NULL AS request_hash, 200 AS status_code, false AS expired FROM answer
 UNION ALL
@@ -121,6 +156,8 @@ function sendParams(message: SendMessage): unknown[] {
     crypto.randomUUID(),
     message.groupId ?? null,
     message.messageType,
+    message.senderDevice,
+    message.opaque,
   ];
 }
 
@@ -131,14 +168,29 @@ async function storeMessage(db: Queryable, message: SendMessage): Promise<SentMe
 
 /** Why the send wrote nothing: throws the client's error, or returns undefined (a race). */
 async function explainUnsent(db: Queryable, message: SendMessage): Promise<undefined> {
-  const [row] = await db.query<{ epoch: number; group_id: string; is_member: boolean }>(
-    `SELECT c.epoch, c.group_id,
-            EXISTS (SELECT 1 FROM members m WHERE m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL) AS is_member
-       FROM conversations c WHERE c.id = $1`,
-    [message.convoId, message.sender],
+  const [row] = await db.query<{
+    epoch: number | null;
+    group_id: string;
+    roster_checked: boolean;
+    is_member: boolean;
+    in_roster: boolean;
+    revoked: boolean | null;
+  }>(
+    `SELECT c.epoch, c.group_id, c.roster_checked,
+            EXISTS (SELECT 1 FROM members m WHERE m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL) AS is_member,
+            EXISTS (SELECT 1 FROM roster r WHERE r.convo_id = c.id AND r.did = $2 AND r.device_id = $3) AS in_roster,
+            (SELECT d.revoked_at IS NOT NULL FROM devices d WHERE d.did = $2 AND d.device_id = $3) AS revoked
+       FROM (SELECT 1) AS one LEFT JOIN conversations c ON c.id = $1`,
+    [message.convoId, message.sender, message.senderDevice],
   );
-  if (!row) throw convoNotFound();
+  if (message.senderDevice !== IMPLICIT_DEVICE && row?.revoked == null) throw unknownDevice();
+  if (row?.revoked) throw deviceRevoked();
+  if (!row || row.epoch === null) throw convoNotFound();
   if (!row.is_member) throw notMember();
+  if (row.roster_checked && !row.in_roster) throw deviceNotInRoster();
+  if (row.roster_checked && message.opaque) {
+    throw notApplicationMessage("a roster-checked conversation takes MLS application messages and proposals only");
+  }
   if (message.groupId !== undefined && message.groupId !== row.group_id) {
     throw invalidRequest("ciphertext belongs to another MLS group");
   }
@@ -152,6 +204,8 @@ export interface MessageView {
   id: string;
   convoId: string;
   sender: string;
+  /** The sender's device: "" for its implicit device (and for commits stored without one). */
+  senderDevice: string;
   ciphertext: { $bytes: string };
   epoch: number;
   seq: number;
@@ -162,6 +216,7 @@ export interface MessageView {
 interface MessageRow {
   id: string;
   sender_did: string;
+  sender_device: string;
   ciphertext: Uint8Array;
   epoch: number;
   seq: number;
@@ -196,7 +251,8 @@ export const LIST_MESSAGES_SQL = `WITH ${READER_CTE}, candidates AS (
     FROM reader r
 )
 SELECT state.expired, state.more,
-       x.id, x.sender_did, x.ciphertext, x.epoch, x.seq, x.message_type, ${iso("x.created_at")} AS created_at
+       x.id, x.sender_did, x.sender_device, x.ciphertext, x.epoch, x.seq, x.message_type,
+       ${iso("x.created_at")} AS created_at
   FROM state
   LEFT JOIN (page JOIN messages x ON x.convo_id = $1 AND x.seq = page.seq) ON true
  ORDER BY x.seq`;
@@ -242,6 +298,7 @@ export async function listMessages(
       id: row.id,
       convoId,
       sender: row.sender_did,
+      senderDevice: row.sender_device,
       ciphertext: bytesOut(row.ciphertext),
       epoch: row.epoch,
       seq: row.seq,
@@ -274,6 +331,7 @@ export interface CommitView {
   epoch: number;
   ciphertext: { $bytes: string };
   sender: string;
+  senderDevice: string;
   createdAt: string;
 }
 
@@ -299,7 +357,8 @@ export const LIST_COMMITS_SQL = `WITH ${READER_CTE}, candidates AS (
          (SELECT count(*) FROM candidates) > (SELECT count(*) FROM page) AS more
     FROM reader r
 )
-SELECT state.expired, state.more, x.id, x.sender_did, x.ciphertext, x.epoch, ${iso("x.created_at")} AS created_at
+SELECT state.expired, state.more, x.id, x.sender_did, x.sender_device, x.ciphertext, x.epoch,
+       ${iso("x.created_at")} AS created_at
   FROM state
   LEFT JOIN (page JOIN messages x ON x.convo_id = $1 AND x.seq = page.seq) ON true
  ORDER BY x.epoch`;
@@ -341,16 +400,24 @@ export async function listCommits(
       epoch: row.epoch,
       ciphertext: bytesOut(row.ciphertext),
       sender: row.sender_did,
+      senderDevice: row.sender_device,
       createdAt: row.created_at,
     })),
     ...(first.more && last && { cursor: String(last.epoch) }),
   };
 }
 
-export async function updateCursor(db: Queryable, convoId: string, did: string, cursor: string, now: Date) {
+/** Records how far one device of `did` has read in the conversation (read cursors are per device). */
+export async function updateCursor(
+  db: Queryable,
+  convoId: string,
+  reader: { did: string; deviceId: string },
+  cursor: string,
+  now: Date,
+) {
   await db.query(
-    `INSERT INTO read_cursors (convo_id, did, cursor, updated_at) VALUES ($1, $2, $3, $4)
+    `INSERT INTO read_cursors (convo_id, did, device_id, cursor, updated_at) VALUES ($1, $2, $3, $4, $5)
      ON CONFLICT (convo_id, did, device_id) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at`,
-    [convoId, did, cursor, now],
+    [convoId, reader.did, reader.deviceId, cursor, now],
   );
 }

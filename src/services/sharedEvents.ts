@@ -43,7 +43,7 @@ export async function readSharedEvents(
                   AND r.did IN (SELECT jsonb_array_elements_text($2::text::jsonb))) AS active
          FROM conversations c WHERE c.id = $1
      ), p AS (
-       SELECT e.seq, e.kind, e.payload, m.id, m.seq AS message_seq, m.sender_did, m.message_type, m.epoch,
+       SELECT e.seq, e.kind, e.payload, m.id, m.seq AS message_seq, m.sender_did, m.sender_device, m.message_type, m.epoch,
               m.ciphertext, m.created_at, count(*) OVER () AS total,
               coalesce(sum(coalesce(${messageViewBytes("m")}, 0) + octet_length(coalesce(e.payload::text, '')))
                 OVER (ORDER BY e.seq ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
@@ -52,7 +52,7 @@ export async function readSharedEvents(
          LEFT JOIN messages m ON m.convo_id = $1 AND m.seq = e.message_seq
      )
      SELECT s.head, s.active, p.total::int AS total, p.seq, p.kind, p.payload,
-            p.id, p.message_seq, p.sender_did, p.message_type, p.epoch, p.ciphertext,
+            p.id, p.message_seq, p.sender_did, p.sender_device, p.message_type, p.epoch, p.ciphertext,
             ${iso("p.created_at")} AS created_at
        FROM s LEFT JOIN p ON p.before < $5
       ORDER BY p.seq`,

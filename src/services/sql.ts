@@ -22,7 +22,8 @@ export const ACTIVE_MEMBERS_JSON = `(
  * the other fields), computed without reading the bytes: octet_length of a stored bytea does not detoast it.
  */
 export const messageViewBytes = (m: string) =>
-  `(4 * ((octet_length(${m}.ciphertext) + 2) / 3) + octet_length(${m}.sender_did) + octet_length(${m}.convo_id) + 256)`;
+  `(4 * ((octet_length(${m}.ciphertext) + 2) / 3) + octet_length(${m}.sender_did) + octet_length(${m}.sender_device)
+    + octet_length(${m}.convo_id) + 256)`;
 
 /** An upper estimate of the JSON size of the conversation view of row `c` (its active members dominate; 6 bytes a character of text covers JSON escapes). */
 export const convoViewBytes = (c: string) => `(

@@ -1,6 +1,7 @@
 import { sha256Hex } from "../bytes.js";
 import type { Queryable } from "../db/driver.js";
 import { invalidRequest, XrpcError } from "../errors.js";
+import { IMPLICIT_DEVICE } from "./actingDevice.js";
 
 export const welcomeNotFound = () => new XrpcError(404, "WelcomeNotFound", "no welcome for you in this conversation");
 export const welcomeGone = () =>
@@ -57,14 +58,20 @@ const RETIRE = `retired AS (
      WHERE k.owner_did = r.recipient_did AND k.hash = r.key_package_hash AND k.consumed_at IS NULL
   )`;
 
+/** The device a welcome is for: welcomes are per device ("" for the DID's implicit device). */
+export interface WelcomeRecipient {
+  did: string;
+  deviceId: string;
+}
+
 /**
- * The recipient's live welcome, locked, split into `stale` (retired in the same statement) and
- * `fresh` (what `action`, a CTE over `fresh`, may act on). Parameters: $1 convo, $2 recipient,
- * $3 now, $4 grace cutoff, $5 TTL cutoff, then the action's own.
+ * The recipient device's live welcome, locked, split into `stale` (retired in the same statement) and
+ * `fresh` (what `action`, a CTE over `fresh`, may act on). Parameters: $1 convo, $2 recipient DID,
+ * $3 now, $4 grace cutoff, $5 TTL cutoff, $6 recipient device, then the action's own.
  */
 const onLiveWelcome = (action: string) => `WITH live AS (
     SELECT id, state, fetched_at, created_at FROM welcome_messages
-     WHERE convo_id = $1 AND recipient_did = $2 AND ${LIVE}
+     WHERE convo_id = $1 AND recipient_did = $2 AND recipient_device = $6 AND ${LIVE}
        FOR UPDATE
   ), stale AS (
     SELECT id FROM live WHERE ${STALE}
@@ -79,7 +86,7 @@ const cutoffs = ({ now, graceSeconds, ttlSeconds }: WelcomeTimes) => [
 ];
 
 /**
- * Phase one: hands out the recipient's live welcome and marks it in flight. A re-fetch within
+ * Phase one: hands out the recipient device's live welcome and marks it in flight. A re-fetch within
  * the grace period returns the same bytes; concurrent fetches serialize on the row lock and
  * leave one in-flight row. The grace period and the TTL are enforced here, in the statement
  * that reads the welcome: a welcome past either expires and answers 410.
@@ -87,7 +94,7 @@ const cutoffs = ({ now, graceSeconds, ttlSeconds }: WelcomeTimes) => [
 export async function fetchWelcome(
   db: Queryable,
   convoId: string,
-  recipient: string,
+  recipient: WelcomeRecipient,
   times: WelcomeTimes,
 ): Promise<Uint8Array> {
   const [row] = await db.query<{ welcome: Uint8Array | null }>(
@@ -97,7 +104,7 @@ export async function fetchWelcome(
        RETURNING w.welcome, w.payload_hash
      )`)}
      SELECT (SELECT coalesce(f.welcome, p.welcome) FROM fetched f LEFT JOIN welcome_payloads p ON p.hash = f.payload_hash) AS welcome`,
-    [convoId, recipient, ...cutoffs(times)],
+    [convoId, recipient.did, ...cutoffs(times), recipient.deviceId],
   );
   if (row?.welcome) return row.welcome;
   throw (await latestState(db, convoId, recipient)) === undefined ? welcomeNotFound() : welcomeGone();
@@ -111,7 +118,7 @@ export async function fetchWelcome(
 export async function confirmWelcome(
   db: Queryable,
   convoId: string,
-  recipient: string,
+  recipient: WelcomeRecipient,
   outcome: { success: boolean; errorDetails?: string },
   times: WelcomeTimes,
 ): Promise<{ confirmed: boolean }> {
@@ -119,7 +126,7 @@ export async function confirmWelcome(
     ? `done AS (
          UPDATE welcome_messages w
             SET state = 'consumed', confirmed_at = $3, fetched_at = coalesce(w.fetched_at, $3),
-                error_details = coalesce($6, w.error_details)
+                error_details = coalesce($7, w.error_details)
            FROM fresh WHERE w.id = fresh.id
          RETURNING w.recipient_did, w.key_package_hash
        ), consumed AS (
@@ -127,12 +134,13 @@ export async function confirmWelcome(
            FROM done d WHERE k.owner_did = d.recipient_did AND k.hash = d.key_package_hash AND k.consumed_at IS NULL
        )`
     : `done AS (
-         UPDATE welcome_messages w SET error_details = $6 FROM fresh WHERE w.id = fresh.id RETURNING 1
+         UPDATE welcome_messages w SET error_details = $7 FROM fresh WHERE w.id = fresh.id RETURNING 1
        )`;
   const [row] = await db.query<{ done: number }>(`${onLiveWelcome(action)} SELECT count(*) AS done FROM done`, [
     convoId,
-    recipient,
+    recipient.did,
     ...cutoffs(times),
+    recipient.deviceId,
     outcome.errorDetails ?? null,
   ]);
   if (Number(row?.done) > 0) return { confirmed: outcome.success };
@@ -144,9 +152,9 @@ export async function confirmWelcome(
 }
 
 /**
- * Stores one welcome row per recipient (with the key package it was built from) and the bytes once, replacing each
- * recipient's older live welcome: a welcome belongs to one membership. Call it inside the
- * transaction that holds the conversation lock.
+ * Stores one welcome row per recipient device (with the key package it was built from) and the bytes once,
+ * replacing that device's older live welcome (a welcome belongs to one membership); the DID's other devices keep
+ * theirs. Call it inside the transaction that holds the conversation lock.
  */
 export async function storeWelcomes(
   tx: Queryable,
@@ -156,28 +164,29 @@ export async function storeWelcomes(
   now: Date,
 ): Promise<void> {
   if (recipients.length === 0) return;
-  await retireWelcomes(
-    tx,
-    convoId,
-    recipients.map((recipient) => recipient.did),
-    now,
+  const rows = JSON.stringify(
+    recipients.map(({ did, deviceId, hash }) => ({ did, device_id: deviceId ?? IMPLICIT_DEVICE, hash })),
+  );
+  await tx.query(
+    `WITH stale AS (
+       SELECT id FROM welcome_messages
+        WHERE convo_id = $1 AND ${LIVE} AND (recipient_did, recipient_device) IN (
+          SELECT r.did, r.device_id FROM jsonb_to_recordset($2::text::jsonb) AS r(did text, device_id text))
+          FOR UPDATE
+     ), ${RETIRE}
+     SELECT 1 FROM retired`,
+    [convoId, rows, now],
   );
   await tx.query(
     `WITH payload AS (${upsertWelcomePayload("$5", "$2", "$3")})
      INSERT INTO welcome_messages (id, convo_id, recipient_did, recipient_device, payload_hash, key_package_hash, created_at)
-     SELECT gen_random_uuid()::text, $1, w.did, coalesce(w.device_id, ''), $5, w.hash, $3
+     SELECT gen_random_uuid()::text, $1, w.did, w.device_id, $5, w.hash, $3
        FROM jsonb_to_recordset($4::text::jsonb) AS w(did text, device_id text, hash text)`,
-    [
-      convoId,
-      welcome,
-      now,
-      JSON.stringify(recipients.map(({ did, deviceId, hash }) => ({ did, device_id: deviceId ?? null, hash }))),
-      welcomePayloadHash(welcome),
-    ],
+    [convoId, welcome, now, rows, welcomePayloadHash(welcome)],
   );
 }
 
-/** Retires the recipients' live welcomes in the conversation (they left, were removed, or get a new one). */
+/** Retires the live welcomes of all the recipients' devices in the conversation (they left or were removed). */
 export async function retireWelcomes(db: Queryable, convoId: string, recipients: string[], now: Date): Promise<number> {
   const rows = await db.query(
     `WITH stale AS (
@@ -238,11 +247,11 @@ export async function deleteUnusedWelcomePayloads(db: Queryable, cutoff: Date, l
   return Number(row?.deleted ?? 0);
 }
 
-async function latestState(db: Queryable, convoId: string, recipient: string): Promise<string | undefined> {
+async function latestState(db: Queryable, convoId: string, recipient: WelcomeRecipient): Promise<string | undefined> {
   const [row] = await db.query<{ state: string }>(
-    `SELECT state FROM welcome_messages WHERE convo_id = $1 AND recipient_did = $2
+    `SELECT state FROM welcome_messages WHERE convo_id = $1 AND recipient_did = $2 AND recipient_device = $3
       ORDER BY created_at DESC, id DESC LIMIT 1`,
-    [convoId, recipient],
+    [convoId, recipient.did, recipient.deviceId],
   );
   return row?.state;
 }

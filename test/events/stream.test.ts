@@ -28,6 +28,7 @@ describe("streamConvoEvents", () => {
       id: sent.messageId,
       convoId,
       sender,
+      senderDevice: "",
       ciphertext: { $bytes: base64(text) },
       epoch: 0,
       seq: sent.seq,

@@ -269,9 +269,11 @@ describe("the welcome's time limits hold wherever it is read", () => {
     const hash = await t.addBob();
     const times = (now: Date) => ({ now, graceSeconds: GRACE, ttlSeconds: 86_400 });
     const fetchedAt = new Date();
-    await fetchWelcome(db, t.convoId, t.bob, times(fetchedAt));
+    await fetchWelcome(db, t.convoId, { did: t.bob, deviceId: "" }, times(fetchedAt));
     const late = new Date(fetchedAt.getTime() + (GRACE + 1) * 1000);
-    await expect(fetchWelcome(db, t.convoId, t.bob, times(late))).rejects.toMatchObject({ status: 410 });
+    await expect(fetchWelcome(db, t.convoId, { did: t.bob, deviceId: "" }, times(late))).rejects.toMatchObject({
+      status: 410,
+    });
     expect(await welcomeStates(t.convoId)).toEqual([{ state: "expired", key_package_hash: hash }]);
   });
 

@@ -282,6 +282,7 @@ describe("getCommits", () => {
         epoch: row.epoch,
         ciphertext: { $bytes: base64(row.ciphertext) },
         sender: alice,
+        senderDevice: "",
         createdAt: row.created_at.toISOString(),
       })),
     );

@@ -73,6 +73,7 @@ describe("getMessages paging", () => {
         id: row.id,
         convoId,
         sender: row.sender_did,
+        senderDevice: "",
         ciphertext: { $bytes: base64(row.ciphertext) },
         epoch: 0,
         seq: row.seq,

@@ -46,7 +46,14 @@ class FrozenClock implements Clock {
 const inHours = (clock: Clock, hours: number) => new Date(clock.now().getTime() + hours * HOUR).toISOString();
 
 interface HandedOut {
-  keyPackages: { did: string; keyPackage: { $bytes: string }; cipherSuite: string; keyPackageHash: string }[];
+  keyPackages: {
+    did: string;
+    deviceId: string;
+    keyPackage: { $bytes: string };
+    cipherSuite: string;
+    keyPackageHash: string;
+    lastResort: boolean;
+  }[];
   missing: string[];
 }
 
@@ -112,9 +119,11 @@ describe("publishing and fetching key packages", () => {
       keyPackages: [
         {
           did: alice,
+          deviceId: "",
           keyPackage: { $bytes: encodeBase64(bytes) },
           cipherSuite: SUITE,
           keyPackageHash: await sha256Hex(bytes),
+          lastResort: false,
         },
       ],
       missing: [],
@@ -191,9 +200,11 @@ describe("publishing and fetching key packages", () => {
     expect(answer.keyPackages).toEqual([
       {
         did: alice,
+        deviceId: "",
         keyPackage: { $bytes: encodeBase64(shortLived) },
         cipherSuite: SUITE,
         keyPackageHash: await sha256Hex(shortLived),
+        lastResort: false,
       },
     ]);
   });

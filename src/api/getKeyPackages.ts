@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { invalidCipherSuite } from "../errors.js";
 import * as schemas from "../schemas.js";
-import { claimKeyPackages } from "../services/keyPackages.js";
+import { claimKeyPackages } from "../services/keyPackageClaims.js";
 import { query } from "../xrpc.js";
 
 export const MAX_DIDS_PER_CALL = 100;
@@ -16,7 +16,13 @@ export default query({
     if (input.cipherSuite && !app.config.CIPHER_SUITES.includes(input.cipherSuite)) {
       throw invalidCipherSuite(input.cipherSuite);
     }
-    const reservation = app.config.KEY_PACKAGE_RESERVATION_SECONDS;
-    return claimKeyPackages(db, input.dids, input.cipherSuite, caller, now, reservation);
+    return claimKeyPackages(db, {
+      dids: input.dids,
+      cipherSuite: input.cipherSuite,
+      caller,
+      now,
+      reservationSeconds: app.config.KEY_PACKAGE_RESERVATION_SECONDS,
+      maxBytes: app.config.MAX_PAGE_BYTES,
+    });
   },
 });

@@ -4,6 +4,7 @@ import type { Config } from "../config.js";
 import { invalidCipherSuite, invalidKeyPackage, invalidRequest, XrpcError } from "../errors.js";
 import { readKeyPackage } from "../mls/keyPackage.js";
 import * as schemas from "../schemas.js";
+import { parseCredentialIdentity } from "../services/actingDevice.js";
 import { publishKeyPackages, type NewKeyPackage } from "../services/keyPackages.js";
 import { procedure } from "../xrpc.js";
 
@@ -14,13 +15,16 @@ export const keyPackageInput = z.object({
   keyPackage: schemas.bytes,
   cipherSuite: schemas.cipherSuite,
   expires: z.iso.datetime({ offset: true }),
+  /** The device's last-resort package for its cipher suite: handed out when nothing else is left, never consumed. */
+  lastResort: z.boolean().optional(),
 });
 
 export const keyPackageExpired = (message: string) => new XrpcError(400, "KeyPackageExpired", message);
 
 /**
  * Checks one published key package against the configuration, the clock and its publisher; hashes it and caps its
- * expiry (at 90 days and at the KeyPackage's own notAfter). The KeyPackage's signature is not verified.
+ * expiry (at 90 days and at the KeyPackage's own notAfter). The KeyPackage's signature is not verified. The device
+ * its credential names must still be checked against the caller's devices (`publishKeyPackages` does, in its statement).
  */
 export function prepareKeyPackage(
   input: z.output<typeof keyPackageInput>,
@@ -36,25 +40,36 @@ export function prepareKeyPackage(
   if (!config.CIPHER_SUITES.includes(input.cipherSuite)) throw invalidCipherSuite(input.cipherSuite);
   const expires = new Date(input.expires);
   if (expires <= now) throw keyPackageExpired(`expires (${input.expires}) is not in the future`);
-  const notAfter = checkMlsFields(bytes, input.cipherSuite, caller, now);
+  const { notAfter, deviceId } = checkMlsFields(bytes, input.cipherSuite, caller, now);
   const latest = Math.min(now.getTime() + MAX_KEY_PACKAGE_LIFETIME_MS, notAfter?.getTime() ?? Infinity);
   return {
     bytes,
     hash: sha256Hex(bytes),
     cipherSuite: input.cipherSuite,
     expiresAt: new Date(Math.min(expires.getTime(), latest)),
+    deviceId,
+    lastResort: input.lastResort ?? false,
   };
 }
 
-/** The bytes must be an MLS KeyPackage of the declared cipher suite, naming its publisher, its lifetime not over. */
-function checkMlsFields(bytes: Uint8Array, cipherSuite: string, caller: string, now: Date): Date | undefined {
+/**
+ * The bytes must be an MLS KeyPackage of the declared cipher suite, naming its publisher (rule 5: the caller's DID,
+ * or `<callerDid>#<deviceId>`), its lifetime not over. Returns its notAfter and the device it names.
+ */
+function checkMlsFields(
+  bytes: Uint8Array,
+  cipherSuite: string,
+  caller: string,
+  now: Date,
+): { notAfter: Date | undefined; deviceId: string } {
   const mls = readKeyPackage(bytes);
   if (!mls) throw invalidKeyPackage("keyPackage is not an MLSMessage holding a KeyPackage");
   if (mls.identity === undefined) {
     throw invalidKeyPackage("the key package's credential is not a basic credential with a UTF-8 identity");
   }
-  if (!namesPublisher(mls.identity, caller)) {
-    throw invalidKeyPackage("the key package's credential identity does not name the caller");
+  const named = parseCredentialIdentity(mls.identity);
+  if (named?.did !== caller) {
+    throw invalidKeyPackage("the key package's credential identity does not name the caller (or one of its devices)");
   }
   if (mls.cipherSuite !== cipherSuite) {
     throw invalidRequest(`cipherSuite ${cipherSuite} disagrees with the key package's ${mls.cipherSuite}`);
@@ -62,12 +77,7 @@ function checkMlsFields(bytes: Uint8Array, cipherSuite: string, caller: string, 
   if (mls.notAfter && mls.notAfter <= now) {
     throw keyPackageExpired(`the key package's lifetime ended at ${mls.notAfter.toISOString()}`);
   }
-  return mls.notAfter;
-}
-
-/** Rule 5: the identity must be the caller's DID (registered devices, `<callerDid>#<deviceId>`, are not built yet). */
-function namesPublisher(identity: string, caller: string): boolean {
-  return identity === caller;
+  return { notAfter: mls.notAfter, deviceId: named.deviceId };
 }
 
 export default procedure({

@@ -105,9 +105,12 @@ export const commitView = z.strictObject({
 });
 export const keyPackageRef = z.strictObject({
   did: schemas.did,
+  /** '' for the DID's implicit device. */
+  deviceId: z.string(),
   keyPackage: bytes,
   cipherSuite: z.string(),
   keyPackageHash: z.string(),
+  lastResort: z.boolean(),
 });
 
 const membershipChange = z.strictObject({ success: z.boolean(), newEpoch: integer });
@@ -183,25 +186,31 @@ export const methodDocs: Record<string, MethodDoc> = {
   },
   publishKeyPackage: {
     description:
-      "Publishes one of the caller's key packages (an MLSMessage holding a KeyPackage whose basic credential names the caller); publishing the same bytes again refreshes its expiry.",
+      "Publishes one of the caller's key packages: an MLSMessage holding a KeyPackage whose basic credential identity is the caller's DID (the implicit device) or `<callerDid>#<deviceId>` of a registered, unrevoked device of the caller (else InvalidKeyPackage). Publishing the same bytes again refreshes its expiry (and keeps its lastResort flag).",
     output: success,
     errors: ["InvalidCipherSuite", "KeyPackageExpired", "InvalidKeyPackage"],
   },
   publishKeyPackages: {
-    description: "Publishes up to 100 of the caller's key packages in one call, each as publishKeyPackage takes it.",
+    description:
+      "Publishes up to 100 of the caller's key packages in one call, each as publishKeyPackage takes it; one refused package refuses the whole batch. A batch may hold at most one last-resort package per device and cipher suite.",
     output: z.strictObject({ published: integer, duplicates: integer }),
     errors: ["InvalidCipherSuite", "KeyPackageExpired", "InvalidKeyPackage"],
   },
   getKeyPackages: {
     description:
-      "Hands out one unexpired key package per DID, each at most once even to concurrent callers; DIDs with none are listed in `missing`.",
-    output: z.strictObject({ keyPackages: z.array(keyPackageRef), missing: z.array(schemas.did) }),
+      "Hands out one unexpired key package per live device (the implicit device and every registered, unrevoked one) of each DID. A one-time package goes to one caller only, even among concurrent callers, and is reserved for that caller: asking again for the same device within KEY_PACKAGE_RESERVATION_SECONDS returns it again while usable; a caller gets at most 3 fresh ones per device per reservation. A device with nothing else left for the caller hands out its last-resort package (never consumed). DIDs none of whose devices has one are listed in `missing`. The answer holds whole DIDs in the order asked while it fits in MAX_PAGE_BYTES (the first DID always); the DIDs past that are listed in `deferred`, none of their packages was handed out: ask again for them.",
+    output: z.strictObject({
+      keyPackages: z.array(keyPackageRef),
+      missing: z.array(schemas.did),
+      deferred: z.array(schemas.did).optional(),
+    }),
     errors: ["InvalidCipherSuite"],
   },
   getKeyPackageStats: {
-    description: "How many unexpired, unclaimed key packages the caller has left, and whether to publish more.",
+    description:
+      "How many of the caller's one-time key packages are unexpired and not handed out yet (last-resort ones do not count), of all its devices or of `deviceId` only, and whether to publish more.",
     output: z.strictObject({ available: integer, threshold: integer, needsReplenish: z.boolean() }),
-    errors: ["InvalidCipherSuite"],
+    errors: ["InvalidCipherSuite", "UnknownDevice", "DeviceRevoked"],
   },
   registerDevice: {
     description:

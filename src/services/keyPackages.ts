@@ -1,5 +1,7 @@
 import type { Queryable } from "../db/driver.js";
-import { bytesOut, encodeBase64 } from "../bytes.js";
+import { DatabaseError } from "../db/driver.js";
+import { encodeBase64 } from "../bytes.js";
+import { invalidKeyPackage, invalidRequest } from "../errors.js";
 
 /** A key package ready to store: validated bytes, the server-computed hash and the (capped) expiry. */
 export interface NewKeyPackage {
@@ -7,6 +9,9 @@ export interface NewKeyPackage {
   hash: string;
   cipherSuite: string;
   expiresAt: Date;
+  /** The device its credential identity names: '' for the implicit device (the bare DID). */
+  deviceId: string;
+  lastResort: boolean;
 }
 
 export interface PublishResult {
@@ -14,10 +19,91 @@ export interface PublishResult {
   duplicates: number;
 }
 
+/** Advisory lock class of publishing: one lock per owner (see `publishKeyPackages`). */
+const PUBLISH_LOCK_CLASS = 71_461;
+
 /**
- * Stores the owner's key packages in one statement. A package already stored for this owner
- * (same bytes, same hash) only gets its expiry refreshed and counts as a duplicate, as does a
- * repeat within the batch. A package already handed out stays handed out: MLS forbids reusing one.
+ * One statement that stores a batch ($3, JSON) for owner $1 at $2, or nothing at all when a package names a
+ * device that is not the owner's registered, unrevoked device (`refused` lists them).
+ *
+ * Locks, in the order of the brief: the named device rows FOR SHARE (a revocation, which deletes the packages a
+ * device left, waits for this statement, and one committed before is seen); then the owner's advisory lock
+ * (shared here; a batch with a last-resort package took it exclusively just before, after the same device rows); then key package
+ * rows, in hash order (`stored`) and in (device, suite) order (`replaced`), so concurrent batches never deadlock.
+ *
+ * A package already stored (same bytes) only gets its expiry refreshed and keeps its lastResort flag: a one-time
+ * package may be in a Welcome already, so it never becomes reusable; a last-resort one may have gone to many callers,
+ * so it never becomes one-time. A new last-resort package takes the place of its device's older one for its
+ * suite, in place (`replaced`), and a package of this batch that is that older one is not refreshed.
+ */
+const PUBLISH_SQL = `WITH input AS (
+    SELECT * FROM jsonb_to_recordset($3::text::jsonb)
+      AS r(key_package text, hash text, cipher_suite text, expires_at timestamptz, device_id text, last_resort boolean)
+  ), live AS (
+    SELECT d.device_id FROM devices d
+     WHERE d.did = $1 AND d.device_id IN (SELECT device_id FROM input) AND d.revoked_at IS NULL
+     ORDER BY d.device_id
+       FOR SHARE
+  ), refused AS (
+    SELECT DISTINCT device_id FROM input WHERE device_id <> '' AND device_id NOT IN (SELECT device_id FROM live)
+  ), accepted AS (
+    SELECT * FROM input WHERE NOT EXISTS (SELECT 1 FROM refused)
+  ), owner_lock AS (
+    SELECT pg_advisory_xact_lock_shared($4, hashtext($1))::text AS taken FROM (SELECT count(*) FROM live) AS after_devices
+  ), known AS (
+    SELECT k.hash, k.device_id, k.cipher_suite, k.last_resort FROM key_packages k
+     WHERE k.owner_did = $1 AND k.hash IN (SELECT hash FROM accepted)
+  ), new_last_resort AS (
+    SELECT * FROM accepted WHERE last_resort AND hash NOT IN (SELECT hash FROM known)
+  ), others AS (
+    SELECT a.* FROM accepted a
+     WHERE a.hash NOT IN (SELECT hash FROM new_last_resort)
+       AND NOT EXISTS (
+         SELECT 1 FROM known k JOIN new_last_resort n ON n.device_id = k.device_id AND n.cipher_suite = k.cipher_suite
+          WHERE k.last_resort AND k.hash = a.hash)
+  ), stored AS (
+    INSERT INTO key_packages (owner_did, device_id, last_resort, cipher_suite, key_package, hash, expires_at, created_at)
+    SELECT $1, o.device_id, o.last_resort, o.cipher_suite, decode(o.key_package, 'base64'), o.hash, o.expires_at, $2
+      FROM others o
+     WHERE EXISTS (SELECT 1 FROM owner_lock)
+     ORDER BY o.hash
+    ON CONFLICT (owner_did, hash) DO UPDATE SET expires_at = EXCLUDED.expires_at
+    RETURNING xmax = 0 AS inserted
+  ), replaced AS (
+    INSERT INTO key_packages (owner_did, device_id, last_resort, cipher_suite, key_package, hash, expires_at, created_at)
+    SELECT $1, n.device_id, true, n.cipher_suite, decode(n.key_package, 'base64'), n.hash, n.expires_at, $2
+      FROM new_last_resort n
+     WHERE EXISTS (SELECT 1 FROM owner_lock)
+     ORDER BY n.device_id, n.cipher_suite
+    ON CONFLICT (owner_did, device_id, cipher_suite) WHERE last_resort DO UPDATE
+      SET key_package = EXCLUDED.key_package, hash = EXCLUDED.hash, expires_at = EXCLUDED.expires_at,
+          created_at = EXCLUDED.created_at
+    RETURNING 1
+  )
+  SELECT (SELECT json_agg(device_id ORDER BY device_id) FROM refused)::text AS refused,
+         (SELECT count(*) FROM stored WHERE inserted) + (SELECT count(*) FROM replaced) AS published`;
+
+/** The devices named ($2, JSON) FOR SHARE, then the owner's ($1) publishing lock exclusively: the brief's lock order. */
+const LOCK_OWNER_EXCLUSIVELY_SQL = `SELECT pg_advisory_xact_lock($3, hashtext($1)) FROM (
+    SELECT count(*) FROM (
+      SELECT 1 FROM devices WHERE did = $1 AND device_id IN (SELECT jsonb_array_elements_text($2::text::jsonb))
+       ORDER BY device_id
+         FOR SHARE
+    ) AS named
+  ) AS after_devices`;
+
+/**
+ * Stores the owner's key packages. A package already stored for this owner (same bytes, same hash) only gets
+ * its expiry refreshed and counts as a duplicate, as does a repeat within the batch. A package already handed out
+ * stays handed out: MLS forbids reusing one. A package naming a device that is not the owner's registered,
+ * unrevoked device refuses the whole batch (400 InvalidKeyPackage), before anything is written.
+ *
+ * A batch of one-time packages is one statement. A batch with a last-resort package first takes the owner's
+ * advisory lock exclusively, in its own statement, so that the replacing statement's snapshot sees every
+ * package committed before it (a last-resort package is published rarely: once per device and suite, now and then).
+ * Concurrent publishers of one owner thus never wait for each other's uncommitted rows under two different unique
+ * indexes (which could deadlock); the rare race that still trips a unique index (cleanup deleting a package
+ * republished at that moment) is retried once.
  */
 export async function publishKeyPackages(
   db: Queryable,
@@ -25,164 +111,97 @@ export async function publishKeyPackages(
   packages: NewKeyPackage[],
   now: Date,
 ): Promise<PublishResult> {
-  // ON CONFLICT DO UPDATE may touch a row only once per statement: collapse repeats, keeping the latest expiry.
-  const byHash = new Map<string, NewKeyPackage>();
-  for (const pkg of packages) {
-    const seen = byHash.get(pkg.hash);
-    if (!seen || seen.expiresAt < pkg.expiresAt) byHash.set(pkg.hash, pkg);
-  }
-  // Rows are inserted in hash order, so two concurrent batches sharing packages lock them in one order.
-  const ordered = [...byHash.values()].sort((a, b) => (a.hash < b.hash ? -1 : a.hash > b.hash ? 1 : 0));
-  const rows = ordered.map((pkg, n) => ({
-    n,
-    key_package: encodeBase64(pkg.bytes),
-    hash: pkg.hash,
-    cipher_suite: pkg.cipherSuite,
-    expires_at: pkg.expiresAt.toISOString(),
-  }));
-  // xmax = 0 on a returned row means it was inserted rather than updated by ON CONFLICT.
-  const [counts] = await db.query<{ inserted: number }>(
-    `WITH stored AS (
-       INSERT INTO key_packages (owner_did, cipher_suite, key_package, hash, expires_at, created_at)
-       SELECT $1, r.cipher_suite, decode(r.key_package, 'base64'), r.hash, r.expires_at, $2
-         FROM jsonb_to_recordset($3::text::jsonb) AS r(n int, key_package text, hash text, cipher_suite text, expires_at timestamptz)
-        ORDER BY r.n
-       ON CONFLICT (owner_did, hash) DO UPDATE SET expires_at = EXCLUDED.expires_at
-       RETURNING (xmax = 0) AS inserted
-     )
-     SELECT count(*) FILTER (WHERE inserted) AS inserted FROM stored`,
-    [owner, now, JSON.stringify(rows)],
+  const batch = collapse(packages);
+  const rows = JSON.stringify(
+    batch.map((pkg) => ({
+      key_package: encodeBase64(pkg.bytes),
+      hash: pkg.hash,
+      cipher_suite: pkg.cipherSuite,
+      expires_at: pkg.expiresAt.toISOString(),
+      device_id: pkg.deviceId,
+      last_resort: pkg.lastResort,
+    })),
   );
-  const published = Number(counts?.inserted ?? 0);
+  const publish = async (q: Queryable) => {
+    const [row] = await q.query<{ refused: string | null; published: number }>(PUBLISH_SQL, [
+      owner,
+      now,
+      rows,
+      PUBLISH_LOCK_CLASS,
+    ]);
+    if (row?.refused) {
+      const devices = (JSON.parse(row.refused) as string[]).slice(0, 5).join(", ");
+      throw invalidKeyPackage(`a key package names device(s) ${devices}, not registered to the caller or revoked`);
+    }
+    return Number(row?.published ?? 0);
+  };
+  const published = batch.some((pkg) => pkg.lastResort)
+    ? await retriedOnce(() =>
+        db.transaction(async (tx) => {
+          await tx.query(LOCK_OWNER_EXCLUSIVELY_SQL, [
+            owner,
+            JSON.stringify([...new Set(batch.map((pkg) => pkg.deviceId))]),
+            PUBLISH_LOCK_CLASS,
+          ]);
+          return publish(tx);
+        }),
+      )
+    : await publish(db);
   return { published, duplicates: packages.length - published };
 }
 
-export interface HandedOutKeyPackage {
-  did: string;
-  keyPackage: { $bytes: string };
-  cipherSuite: string;
-  keyPackageHash: string;
-}
-
-export interface ClaimResult {
-  keyPackages: HandedOutKeyPackage[];
-  missing: string[];
-}
-
 /**
- * Packages one caller may take of one owner per reservation: enough to remove and re-add someone a
- * couple of times, too few to drain an owner (one per caller would leave an honest re-add empty-handed).
+ * The batch with repeats collapsed (ON CONFLICT may touch a row only once per statement), keeping each package's
+ * latest expiry, in hash order. A package given with two lastResort flags, or two last-resort packages for one
+ * device and cipher suite, make the batch ambiguous: 400.
  */
-const PACKAGES_PER_RESERVATION = 3;
-
-/** Advisory lock class of getKeyPackages: one claim at a time per (caller, owner). */
-const RESERVATION_LOCK_CLASS = 71_460;
-
-/**
- * Hands out at most one unexpired key package per DID, reserved for `caller`: a caller handed one of
- * that owner's packages within `reservationSeconds` gets the same package back while it is usable (not
- * consumed, not used by a welcome); once used, a fresh one, up to PACKAGES_PER_RESERVATION per
- * reservation, and then nothing (the owner is `missing`) until the reservation has passed. So a
- * retried GET burns nothing and no caller drains another user's packages (a device's last-resort
- * package, with the devices work, covers what many callers together could still take). Otherwise the
- * oldest never handed-out package is marked handed out to it. Claims by one caller for one owner are
- * serialized by a transaction-scoped advisory lock, taken in DID order; concurrent callers skip each
- * other's locked rows, so no package is ever given to two callers. (DISTINCT ON cannot be combined
- * with FOR UPDATE, hence one LIMIT 1 lateral subquery per DID.)
- */
-export async function claimKeyPackages(
-  db: Queryable,
-  dids: string[],
-  cipherSuite: string | undefined,
-  caller: string,
-  now: Date,
-  reservationSeconds: number,
-): Promise<ClaimResult> {
-  const requested = [...new Set(dids)];
-  const ordered = [...requested].sort();
-  const reservedSince = new Date(now.getTime() - reservationSeconds * 1000);
-  const rows = await db.transaction(async (tx) => {
-    await tx.query(
-      `SELECT count(pg_advisory_xact_lock($2, hashtext($3 || ' ' || d.did)))
-         FROM jsonb_array_elements_text($1::text::jsonb) AS d(did)`,
-      [JSON.stringify(ordered), RESERVATION_LOCK_CLASS, caller],
-    );
-    return tx.query<{ owner_did: string; key_package: Uint8Array; cipher_suite: string; hash: string }>(
-      `WITH requested AS (
-         SELECT d.did FROM jsonb_array_elements_text($1::text::jsonb) AS d(did)
-       ), recent AS (
-         -- The owner's packages this caller was handed within the reservation (any cipher suite): the
-         -- latest comes back while usable, and once PACKAGES_PER_RESERVATION were handed out, used or
-         -- not, no fresh one is claimed until the reservation has passed.
-         SELECT r.did, h.id, h.usable, h.handed
-           FROM requested r
-           CROSS JOIN LATERAL (
-             SELECT k.id,
-                    k.consumed_at IS NULL AND k.expires_at > $2
-                      AND ($3::text IS NULL OR k.cipher_suite = $3::text)
-                      AND NOT EXISTS (
-                        SELECT 1 FROM welcome_messages w WHERE w.recipient_did = k.owner_did AND w.key_package_hash = k.hash
-                      ) AS usable,
-                    count(*) OVER () AS handed
-               FROM key_packages k
-              WHERE k.owner_did = r.did AND k.handed_out_to = $4 AND k.handed_out_at > $5
-              ORDER BY k.handed_out_at DESC, k.id DESC
-              LIMIT 1
-           ) h
-       ), picked AS (
-         SELECT p.id
-           FROM requested r
-           CROSS JOIN LATERAL (
-             SELECT k.id FROM key_packages k
-              WHERE k.owner_did = r.did AND k.handed_out_at IS NULL AND k.expires_at > $2
-                AND ($3::text IS NULL OR k.cipher_suite = $3::text)
-                AND NOT EXISTS (SELECT 1 FROM recent WHERE recent.did = r.did AND (recent.usable OR recent.handed >= $6))
-              ORDER BY k.created_at, k.id
-              LIMIT 1
-              FOR UPDATE SKIP LOCKED
-           ) p
-       ), claimed AS (
-         UPDATE key_packages k SET handed_out_at = $2, handed_out_to = $4
-           FROM picked WHERE k.id = picked.id
-         RETURNING k.owner_did, k.key_package, k.cipher_suite, k.hash
-       )
-       SELECT owner_did, key_package, cipher_suite, hash FROM claimed
-       UNION ALL
-       SELECT k.owner_did, k.key_package, k.cipher_suite, k.hash FROM recent JOIN key_packages k ON k.id = recent.id WHERE recent.usable`,
-      [JSON.stringify(requested), now, cipherSuite ?? null, caller, reservedSince, PACKAGES_PER_RESERVATION],
-    );
-  });
-  const byOwner = new Map(rows.map((row) => [row.owner_did, row]));
-  const keyPackages: HandedOutKeyPackage[] = [];
-  const missing: string[] = [];
-  for (const did of requested) {
-    const row = byOwner.get(did);
-    if (!row) {
-      missing.push(did);
-      continue;
+function collapse(packages: NewKeyPackage[]): NewKeyPackage[] {
+  const byHash = new Map<string, NewKeyPackage>();
+  for (const pkg of packages) {
+    const seen = byHash.get(pkg.hash);
+    if (seen && seen.lastResort !== pkg.lastResort) {
+      throw invalidRequest("the batch holds one key package twice with different lastResort flags");
     }
-    keyPackages.push({
-      did,
-      keyPackage: bytesOut(row.key_package),
-      cipherSuite: row.cipher_suite,
-      keyPackageHash: row.hash,
-    });
+    if (!seen || seen.expiresAt < pkg.expiresAt) byHash.set(pkg.hash, pkg);
   }
-  return { keyPackages, missing };
+  const lastResorts = new Set<string>();
+  for (const pkg of byHash.values()) {
+    if (!pkg.lastResort) continue;
+    const slot = JSON.stringify([pkg.deviceId, pkg.cipherSuite]);
+    if (lastResorts.has(slot)) {
+      throw invalidRequest("the batch holds two last-resort key packages for one device and cipher suite");
+    }
+    lastResorts.add(slot);
+  }
+  return [...byHash.values()].sort((a, b) => (a.hash < b.hash ? -1 : a.hash > b.hash ? 1 : 0));
 }
 
-/** How many of the owner's key packages could still be handed out at `now`. */
+/** A unique violation (23505) or a row touched twice (21000): a row appeared or vanished after the snapshot. */
+async function retriedOnce<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof DatabaseError && (error.code === "23505" || error.code === "21000")) return work();
+    throw error;
+  }
+}
+
+/**
+ * How many of the owner's one-time key packages could still be handed out at `now` (last-resort ones are the
+ * fallback, not stock), of all its devices or of one.
+ */
 export async function countAvailableKeyPackages(
   db: Queryable,
   owner: string,
-  cipherSuite: string | undefined,
+  { cipherSuite, deviceId }: { cipherSuite?: string; deviceId?: string },
   now: Date,
 ): Promise<number> {
   const [row] = await db.query<{ available: number }>(
     `SELECT count(*) AS available FROM key_packages
-      WHERE owner_did = $1 AND handed_out_at IS NULL AND expires_at > $2
-        AND ($3::text IS NULL OR cipher_suite = $3::text)`,
-    [owner, now, cipherSuite ?? null],
+      WHERE owner_did = $1 AND handed_out_at IS NULL AND NOT last_resort AND expires_at > $2
+        AND ($3::text IS NULL OR cipher_suite = $3::text)
+        AND ($4::text IS NULL OR device_id = $4::text)`,
+    [owner, now, cipherSuite ?? null, deviceId ?? null],
   );
   return Number(row?.available ?? 0);
 }

@@ -48,14 +48,15 @@ const STALE = pastTime("$4", "$5");
 
 /**
  * CTEs `retired` and `retired_packages`: the welcomes whose ids the CTE `stale` lists become
- * `expired`, and the key package each was built from is consumed at $3 (MLS never reuses one).
+ * `expired`, and the key package each was built from is consumed at $3 (MLS never reuses one;
+ * a last-resort package is the exception: it is never consumed).
  */
 const RETIRE = `retired AS (
     UPDATE welcome_messages w SET state = 'expired' FROM stale s WHERE w.id = s.id
     RETURNING w.recipient_did, w.key_package_hash
   ), retired_packages AS (
     UPDATE key_packages k SET consumed_at = $3 FROM retired r
-     WHERE k.owner_did = r.recipient_did AND k.hash = r.key_package_hash AND k.consumed_at IS NULL
+     WHERE k.owner_did = r.recipient_did AND k.hash = r.key_package_hash AND k.consumed_at IS NULL AND NOT k.last_resort
   )`;
 
 /** The device a welcome is for: welcomes are per device ("" for the DID's implicit device). */
@@ -131,7 +132,7 @@ export async function confirmWelcome(
          RETURNING w.recipient_did, w.key_package_hash
        ), consumed AS (
          UPDATE key_packages k SET consumed_at = $3
-           FROM done d WHERE k.owner_did = d.recipient_did AND k.hash = d.key_package_hash AND k.consumed_at IS NULL
+           FROM done d WHERE k.owner_did = d.recipient_did AND k.hash = d.key_package_hash AND k.consumed_at IS NULL AND NOT k.last_resort
        )`
     : `done AS (
          UPDATE welcome_messages w SET error_details = $7 FROM fresh WHERE w.id = fresh.id RETURNING 1

@@ -1,0 +1,73 @@
+/**
+ * Devices and per-device key packages for the key package tests: devices are rows of `devices` inserted directly
+ * (the devices API is not what these tests test), packages are real ts-mls KeyPackages naming `<did>#<deviceId>`.
+ */
+import { encodeBase64 } from "../../src/bytes.js";
+import type { Queryable } from "../../src/db/driver.js";
+import { credentialIdentity } from "../../src/services/actingDevice.js";
+import { makeKeyPackage, TEST_CIPHER_SUITE } from "../helpers/mls.js";
+
+export const SUITE = TEST_CIPHER_SUITE;
+
+/** Registers `deviceId` to `did`, as registerDevice would. */
+export async function registerDevice(db: Queryable, did: string, deviceId: string): Promise<void> {
+  await db.query(
+    `INSERT INTO devices (did, device_id, name, created_at, last_seen_at) VALUES ($1, $2, $2, now(), now())`,
+    [did, deviceId],
+  );
+}
+
+/** Marks the device revoked (only the row: revokeDevice's deletion of its packages is not simulated). */
+export async function revokeDevice(db: Queryable, did: string, deviceId: string): Promise<void> {
+  await db.query(`UPDATE devices SET revoked_at = now() WHERE did = $1 AND device_id = $2`, [did, deviceId]);
+}
+
+/** A fresh real KeyPackage (an MLSMessage) whose basic credential names the device ('' = the implicit one). */
+export const devicePackage = (did: string, deviceId = "") => makeKeyPackage(credentialIdentity(did, deviceId));
+
+/** `count` fresh packages of one device. */
+export const devicePackages = (did: string, deviceId: string, count: number) =>
+  Promise.all(Array.from({ length: count }, () => devicePackage(did, deviceId)));
+
+/** One item of publishKeyPackages (or the body of publishKeyPackage), expiring in a day from `now`. */
+export function publishItem(
+  bytes: Uint8Array,
+  { lastResort, now = new Date() }: { lastResort?: boolean; now?: Date } = {},
+) {
+  return {
+    keyPackage: encodeBase64(bytes),
+    cipherSuite: SUITE,
+    expires: new Date(now.getTime() + 86_400_000).toISOString(),
+    ...(lastResort !== undefined && { lastResort }),
+  };
+}
+
+export interface HandedOut {
+  did: string;
+  deviceId: string;
+  keyPackage: { $bytes: string };
+  cipherSuite: string;
+  keyPackageHash: string;
+  lastResort: boolean;
+}
+
+export interface KeyPackagesAnswer {
+  keyPackages: HandedOut[];
+  missing: string[];
+  deferred?: string[];
+}
+
+/** The stored rows of an owner's packages, oldest first. */
+export const storedPackages = (db: Queryable, owner: string) =>
+  db.query<{
+    hash: string;
+    device_id: string;
+    last_resort: boolean;
+    handed_out_to: string | null;
+    consumed_at: Date | null;
+    expires_at: Date;
+  }>(
+    `SELECT hash, device_id, last_resort, handed_out_to, consumed_at, expires_at FROM key_packages
+      WHERE owner_did = $1 ORDER BY created_at, id`,
+    [owner],
+  );

@@ -45,5 +45,18 @@ export const deviceId = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "must be 1 to
 
 /** Which key package each new member's welcome was built from. */
 export const keyPackageHashes = z.array(z.object({ did, hash: sha256Hex })).max(10_000);
+/**
+ * The same per device, for roster-checked conversations: an entry whose deviceId is "" or left out names the
+ * implicit device (getKeyPackages answers "" for it).
+ */
+export const deviceKeyPackageHashes = z
+  .array(
+    z.object({
+      did,
+      deviceId: z.string().regex(/^[A-Za-z0-9._-]{0,64}$/, "must be 0 to 64 characters of A-Z a-z 0-9 . _ -").optional(),
+      hash: sha256Hex,
+    }),
+  )
+  .max(10_000);
 /** Members named in one call; the per-call limit (100) answers TooManyMembers, this only bounds parsing. */
 export const didList = z.array(did).max(10_000);

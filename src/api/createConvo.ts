@@ -3,7 +3,10 @@ import { invalidCipherSuite, invalidRequest, tooManyMembers } from "../errors.js
 import * as schemas from "../schemas.js";
 import { createConvo as create } from "../services/conversations.js";
 import { checkWelcomeSuite } from "../services/welcomes.js";
-import { procedure } from "../xrpc.js";
+import { IMPLICIT_DEVICE, requireDevice } from "../services/actingDevice.js";
+import { createRosterConvo } from "../services/rosterConvo.js";
+import { procedure, type HandlerContext } from "../xrpc.js";
+import { deviceHashes, groupInfoInput } from "./bundleInput.js";
 import { welcomeInput } from "./welcomeInput.js";
 
 export const MAX_MEMBERS_PER_CALL = 100;
@@ -13,11 +16,12 @@ export const createConvoInput = z.object({
   cipherSuite: schemas.cipherSuite,
   initialMembers: schemas.didList.optional(),
   welcomeMessage: schemas.nonEmptyBytes.optional(),
-  keyPackageHashes: schemas.keyPackageHashes.optional(),
+  keyPackageHashes: schemas.deviceKeyPackageHashes.optional(),
+  groupInfo: schemas.bytes.optional(),
+  deviceId: schemas.deviceId.optional(),
   metadata: z.object({ name: z.string().max(256).optional(), description: z.string().max(2048).optional() }).optional(),
   idempotencyKey: schemas.idempotencyKey.optional(),
 });
-
 
 export default procedure({
   name: "createConvo",
@@ -25,6 +29,8 @@ export default procedure({
   async handler(input, { app, caller, db, now }) {
     const { config } = app;
     if (!config.CIPHER_SUITES.includes(input.cipherSuite)) throw invalidCipherSuite(input.cipherSuite);
+    if (input.groupInfo) return createWithRoster(input, input.groupInfo, { app, caller, db, now });
+    await requireDevice(db, caller, input.deviceId, now);
     const requested = input.initialMembers ?? [];
     if (requested.length > MAX_MEMBERS_PER_CALL) {
       throw tooManyMembers(`at most ${MAX_MEMBERS_PER_CALL} initial members per call`);
@@ -56,3 +62,32 @@ export default procedure({
     });
   },
 });
+
+/** createConvo with a GroupInfo: a roster-checked conversation whose members are the GroupInfo's tree. */
+function createWithRoster(
+  input: z.output<typeof createConvoInput>,
+  groupInfo: Uint8Array,
+  { app, caller, db, now }: Pick<HandlerContext, "app" | "caller" | "db" | "now">,
+) {
+  const welcome = welcomeInput(input.welcomeMessage);
+  if (welcome) checkWelcomeSuite(welcome, input.cipherSuite);
+  if ((input.initialMembers?.length ?? 0) > MAX_MEMBERS_PER_CALL) {
+    throw tooManyMembers(`at most ${MAX_MEMBERS_PER_CALL} initial members per call`);
+  }
+  return createRosterConvo(db, {
+    id: crypto.randomUUID(),
+    groupId: input.groupId,
+    creator: caller,
+    deviceId: input.deviceId ?? IMPLICIT_DEVICE,
+    cipherSuite: input.cipherSuite,
+    initialMembers: input.initialMembers && [...new Set(input.initialMembers)].filter((did) => did !== caller),
+    groupInfo: groupInfoInput(groupInfo, app.config.MAX_CIPHERTEXT_BYTES),
+    welcome,
+    keyPackageHashes: deviceHashes(input.keyPackageHashes),
+    name: input.metadata?.name,
+    description: input.metadata?.description,
+    maxInitialMembers: MAX_MEMBERS_PER_CALL,
+    maxMembers: app.config.MAX_MEMBERS_PER_CONVO,
+    now,
+  });
+}

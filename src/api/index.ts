@@ -6,6 +6,7 @@ import getCommits from "./getCommits.js";
 import getConvos from "./getConvos.js";
 import getDevices from "./getDevices.js";
 import getEpoch from "./getEpoch.js";
+import getGroupInfo from "./getGroupInfo.js";
 import getKeyPackages from "./getKeyPackages.js";
 import getMessages from "./getMessages.js";
 import getWelcome from "./getWelcome.js";
@@ -13,6 +14,7 @@ import getKeyPackageStats from "./getKeyPackageStats.js";
 import publishKeyPackage from "./publishKeyPackage.js";
 import publishKeyPackages from "./publishKeyPackages.js";
 import leaveConvo from "./leaveConvo.js";
+import processCommit from "./processCommit.js";
 import registerDevice from "./registerDevice.js";
 import revokeDevice from "./revokeDevice.js";
 import sendMessage from "./sendMessage.js";
@@ -26,6 +28,8 @@ export const methods: XrpcMethod[] = [
   getEpoch,
   addMembers,
   leaveConvo,
+  processCommit,
+  getGroupInfo,
   sendMessage,
   getMessages,
   getCommits,

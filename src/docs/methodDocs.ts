@@ -114,6 +114,16 @@ export const keyPackageRef = z.strictObject({
 });
 
 const membershipChange = z.strictObject({ success: z.boolean(), newEpoch: integer });
+export const deviceRef = z.strictObject({ did: schemas.did, deviceId: z.string() });
+/** The errors of a commit bundle in a roster-checked conversation, besides the conversation's own. */
+const bundleErrors: readonly ErrorName[] = [
+  "UnknownDevice",
+  "DeviceRevoked",
+  "InvalidCommit",
+  "InvalidGroupInfo",
+  "RosterMismatch",
+  "EpochMismatch",
+];
 const success = z.strictObject({ success: z.boolean() });
 const convoErrors: readonly ErrorName[] = ["ConvoNotFound", "NotMember"];
 /** Errors of a method that acts as one of the caller's devices (`deviceId`). */
@@ -122,9 +132,9 @@ const deviceErrors: readonly ErrorName[] = ["UnknownDevice", "DeviceRevoked"];
 export const methodDocs: Record<string, MethodDoc> = {
   createConvo: {
     description:
-      "Creates a conversation for an MLS group with the caller as creator. Initial members (at most 100 per call) each get the welcome, if one is given.",
+      "Creates a conversation for an MLS group with the caller as creator. Initial members (at most 100 per call) each get the welcome, if one is given. With `groupInfo` (an MLS GroupInfo with the ratchet_tree extension, signed by the caller's device `deviceId`) the conversation is roster-checked: it starts at the GroupInfo's epoch, its members are the DIDs of the GroupInfo's tree (`initialMembers`, if given, must name exactly the others), and the welcome goes to every device of the tree but the caller's.",
     output: convoView,
-    errors: ["InvalidCipherSuite", "TooManyMembers", "ConvoExists"],
+    errors: ["InvalidCipherSuite", "TooManyMembers", "ConvoExists", "UnknownDevice", "DeviceRevoked", "InvalidGroupInfo", "RosterMismatch"],
   },
   getConvos: {
     description: "The caller's conversations, newest first, a page at a time (bounded in items and bytes).",
@@ -147,6 +157,18 @@ export const methodDocs: Record<string, MethodDoc> = {
       "Leaves the conversation, or removes `targetDid` (the creator or an admin only), optionally with the commit for the current epoch (an MLS PublicMessage or PrivateMessage of content type commit). Leaving twice leaves once.",
     output: membershipChange,
     errors: [...convoErrors, "NotCreator", "InvalidCommit", "EpochMismatch"],
+  },
+  processCommit: {
+    description:
+      "Accepts a commit bundle in a roster-checked conversation, all or nothing: the commit for the current epoch, the GroupInfo of the new epoch (signed by the committing device's leaf; by the joiner's new leaf for an external commit) and the Welcome for the devices it adds. Adds and removes are read from the difference between the roster and the GroupInfo's tree: any member device may add devices of any DID; it may remove its own DID's other devices, revoked devices and devices of DIDs that have left; other removals only the creator or an admin. A device of an active member DID may join by external commit (a new device, or a resync of its former leaf) once per REJOIN_COOLDOWN_SECONDS.",
+    output: z.strictObject({ newEpoch: integer, seq: integer, added: z.array(deviceRef), removed: z.array(deviceRef) }),
+    errors: [...convoErrors, ...bundleErrors, "NotCreator", "TooManyMembers", "RejoinCooldown"],
+  },
+  getGroupInfo: {
+    description:
+      "The latest GroupInfo of a roster-checked conversation (with the ratchet_tree extension) and its epoch, for active members: what a new device of a member joins from by external commit.",
+    output: z.strictObject({ convoId: z.string(), epoch: integer, groupInfo: bytes }),
+    errors: [...convoErrors, "GroupInfoNotFound"],
   },
   sendMessage: {
     description:

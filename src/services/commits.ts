@@ -1,6 +1,6 @@
 import type { Queryable } from "../db/driver.js";
 import { epochMismatch, invalidCommit } from "../errors.js";
-import { readMlsMessage } from "../mls/message.js";
+import { readMlsMessage, type MlsMessageInfo } from "../mls/message.js";
 import type { LockedConvo } from "./convoLock.js";
 
 /** A commit as read from its MLS framing. */
@@ -10,6 +10,8 @@ export interface CommitInput {
   epoch: number;
   /** The MLS group id (lowercase hex), from its framing. */
   groupId: string;
+  /** Its sender, for a PublicMessage (a PrivateMessage encrypts it). */
+  sender?: MlsMessageInfo["sender"];
 }
 
 /**
@@ -28,7 +30,7 @@ export function readCommit(bytes: Uint8Array, epochField: number | undefined): C
   if (epochField !== undefined && epochField !== mls.epoch) {
     throw invalidCommit(`epoch field ${epochField} disagrees with the commit's epoch ${mls.epoch}`);
   }
-  return { bytes, epoch: mls.epoch, groupId: mls.groupId };
+  return { bytes, epoch: mls.epoch, groupId: mls.groupId, ...(mls.sender && { sender: mls.sender }) };
 }
 
 /** The result of checking a commit against the locked conversation. */

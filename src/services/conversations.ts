@@ -119,12 +119,19 @@ export async function createConvo(db: Queryable, convo: NewConvo): Promise<Convo
   );
   const created = Number(row?.created) === 1;
   if (created) return (await getConvoView(db, convo.id))!;
+  return existingConvo(db, convo.groupId, convo.creator);
+}
+
+/**
+ * The answer to a createConvo whose groupId exists: the conversation for its active creator repeating the request,
+ * 409 ConvoExists for anyone else, who learns nothing more.
+ */
+export async function existingConvo(db: Queryable, groupId: string, creator: string): Promise<ConvoView> {
   const [existing] = await db.query<{ id: string; caller_active: boolean }>(
     `SELECT c.id, EXISTS (SELECT 1 FROM members m WHERE m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL) AS caller_active
        FROM conversations c WHERE c.group_id = $1 AND c.creator_did = $2`,
-    [convo.groupId, convo.creator],
+    [groupId, creator],
   );
-  // Only its active creator learns anything about an existing conversation.
   if (!existing?.caller_active) throw convoExists();
   return (await getConvoView(db, existing.id))!;
 }

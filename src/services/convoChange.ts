@@ -1,5 +1,6 @@
 import type { Queryable } from "../db/driver.js";
 import type { LockedConvo } from "./convoLock.js";
+import { byDid, type Device } from "./roster.js";
 
 /**
  * A change of membership. `joined`/`left`/`removed` are about a DID (its first device arrived, it left, its last
@@ -16,26 +17,39 @@ export interface MembershipEvent {
 
 export interface ConvoChange {
   sender: string;
+  /** The device that sent the commit ("" or left out: the implicit device). */
+  senderDevice?: string;
   /** An accepted commit: stored as the next message and advances the epoch by one. */
   commit?: { bytes: Uint8Array; epoch: number };
   membership: MembershipEvent[];
   now: Date;
 }
 
+/** What a recorded change did: the epoch after it, and the seq of its commit when it had one. */
+export interface RecordedChange {
+  newEpoch: number;
+  seq?: number;
+}
+
+/** `recordChange`, answering the new epoch only. */
+export async function recordConvoChange(tx: Queryable, convo: LockedConvo, change: ConvoChange): Promise<number> {
+  return (await recordChange(tx, convo, change)).newEpoch;
+}
+
 /**
  * Writes what a membership change does to the locked conversation in one statement: advance
- * epoch and seq for an accepted commit, store the commit as a message, and append the events
- * (the commit's `message` event first, then one `membership` event per member). Returns the new epoch.
+ * epoch and seq for an accepted commit, store the commit as a message (with its sender device), and append the
+ * events (the commit's `message` event first, then the `membership` events in the order given).
  */
-export async function recordConvoChange(tx: Queryable, convo: LockedConvo, change: ConvoChange): Promise<number> {
+export async function recordChange(tx: Queryable, convo: LockedConvo, change: ConvoChange): Promise<RecordedChange> {
   const commits = change.commit ? 1 : 0;
   const newEpoch = convo.epoch + commits;
   const events = [
     ...(change.commit ? [{ kind: "message", payload: null }] : []),
     ...change.membership.map((event) => ({ kind: "membership", payload: { ...event, epoch: newEpoch } })),
   ];
-  if (events.length === 0) return newEpoch;
-  await tx.query(
+  if (events.length === 0) return { newEpoch };
+  const [row] = await tx.query<{ seq: number }>(
     `WITH conv AS (
        UPDATE conversations c
           SET epoch = c.epoch + $2,
@@ -46,15 +60,17 @@ export async function recordConvoChange(tx: Queryable, convo: LockedConvo, chang
         WHERE c.id = $1
        RETURNING c.next_seq - 1 AS seq, c.next_event_seq - $3 AS first_event_seq, c.last_message_at
      ), commit_row AS (
-       INSERT INTO messages (id, convo_id, seq, sender_did, message_type, epoch, ciphertext, created_at)
-       SELECT $5, $1, conv.seq, $6, 'commit', $7, $8, conv.last_message_at FROM conv WHERE $2 = 1
+       INSERT INTO messages (id, convo_id, seq, sender_did, sender_device, message_type, epoch, ciphertext, created_at)
+       SELECT $5, $1, conv.seq, $6, $11, 'commit', $7, $8, conv.last_message_at FROM conv WHERE $2 = 1
+     ), event_rows AS (
+       INSERT INTO events (convo_id, seq, kind, message_seq, payload, created_at)
+       SELECT $1, conv.first_event_seq + e.n - 1, e.value->>'kind',
+              CASE WHEN e.value->>'kind' = 'message' THEN conv.seq END,
+              CASE WHEN e.value->>'kind' = 'membership' THEN e.value->'payload' END,
+              $4
+         FROM conv, jsonb_array_elements($9::text::jsonb) WITH ORDINALITY AS e(value, n)
      )
-     INSERT INTO events (convo_id, seq, kind, message_seq, payload, created_at)
-     SELECT $1, conv.first_event_seq + e.n - 1, e.value->>'kind',
-            CASE WHEN e.value->>'kind' = 'message' THEN conv.seq END,
-            CASE WHEN e.value->>'kind' = 'membership' THEN e.value->'payload' END,
-            $4
-       FROM conv, jsonb_array_elements($9::text::jsonb) WITH ORDINALITY AS e(value, n)`,
+     SELECT seq FROM conv`,
     [
       convo.id,
       commits,
@@ -66,7 +82,32 @@ export async function recordConvoChange(tx: Queryable, convo: LockedConvo, chang
       change.commit?.bytes ?? null,
       JSON.stringify(events),
       change.membership.length > 0 ? 1 : 0,
+      change.senderDevice ?? "",
     ],
   );
-  return newEpoch;
+  return { newEpoch, ...(commits === 1 && { seq: Number(row!.seq) }) };
+}
+
+/**
+ * The membership events of a roster change, per DID: its `deviceRemoved` events, then `removed` when its last
+ * device went while it was active; `joined` when its first device arrives, then its `deviceAdded` events.
+ */
+export function rosterEvents(change: {
+  added: Device[];
+  removed: Device[];
+  joiners: string[];
+  departed: string[];
+  actor: Device;
+}): MembershipEvent[] {
+  const actor = { actor: change.actor.did, ...(change.actor.deviceId !== "" && { actorDevice: change.actor.deviceId }) };
+  const events: MembershipEvent[] = [];
+  for (const [did, devices] of byDid(change.removed)) {
+    for (const { deviceId } of devices) events.push({ type: "deviceRemoved", did, deviceId, ...actor });
+    if (change.departed.includes(did)) events.push({ type: "removed", did, ...actor });
+  }
+  for (const [did, devices] of byDid(change.added)) {
+    if (change.joiners.includes(did)) events.push({ type: "joined", did, ...actor });
+    for (const { deviceId } of devices) events.push({ type: "deviceAdded", did, deviceId, ...actor });
+  }
+  return events;
 }

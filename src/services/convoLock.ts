@@ -8,6 +8,8 @@ export interface LockedConvo {
   cipherSuite: string;
   creatorDid: string;
   epoch: number;
+  /** Created with a GroupInfo: its membership is the roster of its MLS tree. */
+  rosterChecked: boolean;
   memberCount: number;
   /** The caller is an active member. */
   callerActive: boolean;
@@ -24,8 +26,14 @@ export interface LockedConvo {
  * members a previous holder of the lock added or removed.
  */
 export async function lockConvo(tx: Queryable, convoId: string, caller: string): Promise<LockedConvo> {
-  const [convo] = await tx.query<{ group_id: string; cipher_suite: string; creator_did: string; epoch: number }>(
-    `SELECT group_id, cipher_suite, creator_did, epoch FROM conversations WHERE id = $1 FOR UPDATE`,
+  const [convo] = await tx.query<{
+    group_id: string;
+    cipher_suite: string;
+    creator_did: string;
+    epoch: number;
+    roster_checked: boolean;
+  }>(
+    `SELECT group_id, cipher_suite, creator_did, epoch, roster_checked FROM conversations WHERE id = $1 FOR UPDATE`,
     [convoId],
   );
   if (!convo) throw convoNotFound();
@@ -41,6 +49,7 @@ export async function lockConvo(tx: Queryable, convoId: string, caller: string):
     cipherSuite: convo.cipher_suite,
     creatorDid: convo.creator_did,
     epoch: convo.epoch,
+    rosterChecked: convo.roster_checked,
     memberCount: members!.member_count,
     callerActive: members!.caller_known && members!.caller_left_at === null,
     callerKnown: members!.caller_known,

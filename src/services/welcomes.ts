@@ -213,6 +213,28 @@ export async function retireDeviceWelcomes(db: Queryable, did: string, deviceId:
   return rows.length;
 }
 
+/** Retires the live welcomes of these devices in one conversation (removed from its roster). */
+export async function retireConvoDeviceWelcomes(
+  db: Queryable,
+  convoId: string,
+  devices: { did: string; deviceId: string }[],
+  now: Date,
+): Promise<number> {
+  if (devices.length === 0) return 0;
+  const rows = await db.query(
+    `WITH stale AS (
+       SELECT w.id FROM welcome_messages w
+         JOIN jsonb_to_recordset($2::text::jsonb) AS d(did text, device_id text)
+           ON w.recipient_did = d.did AND w.recipient_device = d.device_id
+        WHERE w.convo_id = $1 AND ${LIVE.replace(/(state|expires_at)/g, "w.$1")}
+          FOR UPDATE OF w
+     ), ${RETIRE}
+     SELECT 1 FROM retired`,
+    [convoId, JSON.stringify(devices.map(({ did, deviceId }) => ({ did, device_id: deviceId }))), now],
+  );
+  return rows.length;
+}
+
 /**
  * Cleanup's share: expires at most `limit` welcomes past their grace period or TTL, skipping rows
  * a live request holds. One statement, so one short transaction. Returns how many expired.

@@ -1,0 +1,305 @@
+import type { Queryable } from "../db/driver.js";
+import {
+  convoNotFound,
+  epochMismatch,
+  invalidCommit,
+  invalidRequest,
+  notCreator,
+  notMember,
+  rosterMismatch,
+  tooManyMembers,
+} from "../errors.js";
+import { readGroupInfo, type RosterLeaf, type GroupInfoRead } from "../mls/groupInfo.js";
+import { IMPLICIT_DEVICE } from "./actingDevice.js";
+import { checkCommit, type CommitInput } from "./commits.js";
+import { recordChange, rosterEvents } from "./convoChange.js";
+import { lockConvo, type LockedConvo } from "./convoLock.js";
+import { checkExternalJoin, recordExternalJoin } from "./externalJoin.js";
+import {
+  checkActingDevice,
+  checkRosterDevices,
+  deviceKey,
+  diffRoster,
+  lockDevices,
+  readRoster,
+  sameBytes,
+  writeGroupInfo,
+  writeRoster,
+  type Device,
+  type RosterDiff,
+  type RosterEntry,
+} from "./roster.js";
+import { checkWelcomeSuite, retireConvoDeviceWelcomes, storeWelcomes, type WelcomeInput } from "./welcomes.js";
+
+export interface KeyPackageHash extends Device {
+  hash: string;
+}
+
+/** What addMembers / leaveConvo declare about a commit they carry (the DID-level checks). */
+export type Declared = { kind: "add"; dids: string[] } | { kind: "remove"; did: string };
+
+/** A commit bundle: the commit, the GroupInfo of the epoch it makes, and the Welcome for the devices it adds. */
+export interface CommitBundle {
+  convoId: string;
+  caller: string;
+  /** The device the caller acts as ("" for its implicit device). */
+  deviceId: string;
+  commit: CommitInput;
+  groupInfo: Uint8Array;
+  welcome?: WelcomeInput;
+  /** When given, exactly one entry per added device. */
+  keyPackageHashes?: KeyPackageHash[];
+  declared?: Declared;
+  admins: readonly string[];
+  maxMembers: number;
+  rejoinCooldownSeconds: number;
+  now: Date;
+}
+
+export interface CommitOutcome {
+  newEpoch: number;
+  seq: number;
+  added: Device[];
+  removed: Device[];
+}
+
+/**
+ * Accepts a commit bundle in a roster-checked conversation, or nothing of it. In one transaction: the devices the
+ * new tree names are locked (FOR SHARE), then the conversation; the commit must win its epoch (rule 3); the
+ * GroupInfo must be the new epoch's, signed by the committing device's leaf (for an external commit: the joiner's
+ * new leaf); the adds and removes are the difference between the roster and the GroupInfo's tree, and each must
+ * be allowed. Then the commit is stored with the next seq, the epoch moves on, the roster and the GroupInfo are
+ * replaced, the Welcome is stored for each added device, DIDs join or are removed, and the events are appended.
+ */
+export async function processCommit(db: Queryable, bundle: CommitBundle): Promise<CommitOutcome> {
+  const cipherSuite = await bundleConvoSuite(db, bundle.convoId, bundle.caller);
+  // Signature checks are CPU work: done before any lock is taken.
+  const info = await readGroupInfo(bundle.groupInfo, cipherSuite, bundle.maxMembers * 11);
+  const acting = { did: bundle.caller, deviceId: bundle.deviceId };
+  return db.transaction(async (tx) => {
+    const devices = await lockDevices(tx, [...info.leaves, acting]);
+    checkActingDevice(devices, acting);
+    const convo = await lockConvo(tx, bundle.convoId, bundle.caller);
+    if (!convo.callerActive) throw notMember();
+    if (!convo.rosterChecked) throw notRosterChecked();
+    if (bundle.welcome) checkWelcomeSuite(bundle.welcome, convo.cipherSuite);
+    const check = await checkCommit(tx, convo, bundle.commit);
+    if (check.kind === "repeat") return repeatedOutcome(tx, convo, check.newEpoch, bundle.groupInfo);
+    if (info.groupId !== convo.groupId) throw rosterMismatch("the GroupInfo belongs to another MLS group");
+    if (info.epoch !== convo.epoch + 1) {
+      throw rosterMismatch(`the GroupInfo is for epoch ${info.epoch}; the commit makes epoch ${convo.epoch + 1}`);
+    }
+
+    const before = await readRoster(tx, convo.id);
+    let diff = diffRoster(before, info.leaves);
+    checkRosterDevices(info.leaves, diff.added, devices);
+    const sender = bundle.commit.sender?.type ?? "member";
+    if (sender === "new_member_commit") {
+      diff = await checkExternalJoin(tx, convo.id, { acting, info, before, diff, bundle });
+    } else if (sender === "member") {
+      checkCommitter(bundle.commit, info, before, acting);
+    } else {
+      throw invalidCommit(`a commit's sender must be a member or a new member, not ${sender}`);
+    }
+    checkDeclared(bundle.declared, diff, info.leaves);
+    const hashes = keyPackageHashesFor(bundle.keyPackageHashes, diff.added);
+    if (bundle.welcome && diff.added.length === 0) throw invalidRequest("welcomeMessage but the commit adds no device");
+
+    const standing = await readStanding(tx, convo.id, diff);
+    if (sender === "member") authorizeRemovals(diff.removed, standing, convo, bundle);
+    const joiners = [...new Set(diff.added.map((leaf) => leaf.did))].filter((did) => !standing.active.has(did));
+    const remaining = new Set(info.leaves.map((leaf) => leaf.did));
+    const departed = [...new Set(diff.removed.map((entry) => entry.did))].filter(
+      (did) => !remaining.has(did) && standing.active.has(did),
+    );
+    if (convo.memberCount + joiners.length - departed.length > bundle.maxMembers) {
+      throw tooManyMembers(`a conversation holds at most ${bundle.maxMembers} members`);
+    }
+
+    await changeMembers(tx, convo.id, joiners, departed, bundle.now);
+    await retireConvoDeviceWelcomes(tx, convo.id, diff.removed, bundle.now);
+    if (bundle.welcome) {
+      const recipients = diff.added.map(({ did, deviceId }) => ({
+        did,
+        deviceId,
+        hash: hashes.get(deviceKey({ did, deviceId })) ?? null,
+      }));
+      await storeWelcomes(tx, convo.id, bundle.welcome.bytes, recipients, bundle.now);
+    }
+    if (sender === "new_member_commit") await recordExternalJoin(tx, convo.id, acting, bundle.now);
+    await writeRoster(tx, convo.id, diff, info.epoch);
+    const { newEpoch, seq } = await recordChange(tx, convo, {
+      sender: bundle.caller,
+      senderDevice: bundle.deviceId,
+      commit: { bytes: bundle.commit.bytes, epoch: convo.epoch },
+      membership: rosterEvents({ added: diff.added, removed: diff.removed, joiners, departed, actor: acting }),
+      now: bundle.now,
+    });
+    const outcome = { newEpoch, seq: seq!, added: diff.added.map(device), removed: diff.removed.map(device) };
+    await writeGroupInfo(tx, convo.id, info.epoch, bundle.groupInfo, bundle.now, outcome);
+    return outcome;
+  });
+}
+
+const device = ({ did, deviceId }: Device): Device => ({ did, deviceId });
+
+export const notRosterChecked = () =>
+  invalidRequest(
+    "this conversation is not roster-checked (it was created without a groupInfo): commit through addMembers or leaveConvo",
+  );
+
+/**
+ * The conversation's cipher suite, read before any lock to check the GroupInfo with (it never changes):
+ * 404 ConvoNotFound, 403 NotMember, 400 when it is not roster-checked. Everything is checked again under the lock.
+ */
+async function bundleConvoSuite(db: Queryable, convoId: string, caller: string): Promise<string> {
+  const [row] = await db.query<{ cipher_suite: string; roster_checked: boolean; is_member: boolean }>(
+    `SELECT c.cipher_suite, c.roster_checked,
+            EXISTS (SELECT 1 FROM members m WHERE m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL) AS is_member
+       FROM conversations c WHERE c.id = $1`,
+    [convoId, caller],
+  );
+  if (!row) throw convoNotFound();
+  if (!row.is_member) throw notMember();
+  if (!row.roster_checked) throw notRosterChecked();
+  return row.cipher_suite;
+}
+
+/**
+ * The same commit bytes again: the same answer when they are the latest commit and come with the same GroupInfo
+ * (so what they did is the conversation's state now); otherwise 409 EpochMismatch, as for any stale commit.
+ */
+async function repeatedOutcome(
+  tx: Queryable,
+  convo: LockedConvo,
+  newEpoch: number,
+  groupInfo: Uint8Array,
+): Promise<CommitOutcome> {
+  if (newEpoch !== convo.epoch) throw epochMismatch(convo.epoch);
+  const [row] = await tx.query<{ group_info: Uint8Array; outcome: CommitOutcome | null }>(
+    `SELECT group_info, outcome FROM group_infos WHERE convo_id = $1 AND epoch = $2`,
+    [convo.id, newEpoch],
+  );
+  if (!row?.outcome || !sameBytes(new Uint8Array(row.group_info), groupInfo)) throw epochMismatch(convo.epoch);
+  return row.outcome;
+}
+
+/**
+ * A member's commit: the acting device must be in the roster (403 NotMember), a PublicMessage's sender must be its
+ * leaf, and the GroupInfo must be signed by that leaf, still holding the device with the signature key the roster
+ * knows: only the committing device could have signed it.
+ */
+function checkCommitter(commit: CommitInput, info: GroupInfoRead, before: RosterEntry[], acting: Device): void {
+  const mine = before.find((entry) => deviceKey(entry) === deviceKey(acting));
+  if (!mine) throw notMember();
+  const leafIndex = commit.sender?.leafIndex;
+  if (leafIndex !== undefined && leafIndex !== mine.leafIndex) {
+    throw invalidCommit(`the commit's sender is leaf ${leafIndex}, not this device's leaf ${mine.leafIndex}`);
+  }
+  const signer = info.leaves.find((leaf) => leaf.leafIndex === info.signerLeaf);
+  if (
+    info.signerLeaf !== mine.leafIndex ||
+    !signer ||
+    deviceKey(signer) !== deviceKey(acting) ||
+    !sameBytes(signer.signatureKey, mine.signatureKey)
+  ) {
+    throw rosterMismatch(`the GroupInfo must be signed by the committing device's leaf ${mine.leafIndex} with its key`);
+  }
+}
+
+/** What addMembers / leaveConvo declared must be exactly what the tree changes. */
+function checkDeclared(declared: Declared | undefined, diff: RosterDiff, leaves: RosterLeaf[]): void {
+  if (!declared) return;
+  if (declared.kind === "add") {
+    if (diff.removed.length > 0) throw rosterMismatch("addMembers' commit removes devices; use processCommit");
+    const gaining = new Set(diff.added.map((leaf) => leaf.did));
+    const listed = new Set(declared.dids);
+    if (gaining.size !== listed.size || [...listed].some((did) => !gaining.has(did))) {
+      throw rosterMismatch("didList must name exactly the DIDs whose devices the commit adds");
+    }
+    return;
+  }
+  const losing = new Set(diff.removed.map((entry) => entry.did));
+  if (
+    diff.added.length > 0 ||
+    losing.size !== 1 ||
+    !losing.has(declared.did) ||
+    leaves.some((leaf) => leaf.did === declared.did)
+  ) {
+    throw rosterMismatch(`the commit must remove every device of ${declared.did} and change nothing else`);
+  }
+}
+
+/** keyPackageHashes, when given, name exactly the added devices, once each: their hashes by device key. */
+export function keyPackageHashesFor(hashes: KeyPackageHash[] | undefined, added: RosterLeaf[]): Map<string, string> {
+  const named = new Map<string, string>();
+  if (!hashes) return named;
+  const adding = new Set(added.map(deviceKey));
+  for (const entry of hashes) {
+    const key = deviceKey(entry);
+    if (!adding.has(key) || named.has(key)) {
+      throw rosterMismatch(`keyPackageHashes names ${key.slice(0, 2200)}, which the commit does not add (or twice)`);
+    }
+    named.set(key, entry.hash);
+  }
+  if (named.size !== adding.size) throw rosterMismatch("keyPackageHashes must name every device the commit adds");
+  return named;
+}
+
+/** Which of the DIDs a diff touches are active members, and which of the removed devices are revoked. */
+interface Standing {
+  active: Set<string>;
+  revoked: Set<string>;
+}
+
+async function readStanding(tx: Queryable, convoId: string, diff: RosterDiff): Promise<Standing> {
+  const dids = [...new Set([...diff.added, ...diff.removed].map((entry) => entry.did))];
+  if (dids.length === 0) return { active: new Set(), revoked: new Set() };
+  const removed = diff.removed.filter((entry) => entry.deviceId !== IMPLICIT_DEVICE);
+  const [row] = await tx.query<{ active: string[]; revoked: Device[] }>(
+    `SELECT (SELECT coalesce(jsonb_agg(m.did), '[]') FROM members m
+              WHERE m.convo_id = $1 AND m.left_at IS NULL AND m.did IN (SELECT jsonb_array_elements_text($2::text::jsonb))) AS active,
+            (SELECT coalesce(jsonb_agg(jsonb_build_object('did', d.did, 'deviceId', d.device_id)), '[]')
+               FROM devices d JOIN jsonb_to_recordset($3::text::jsonb) AS r(did text, device_id text)
+                 ON d.did = r.did AND d.device_id = r.device_id
+              WHERE d.revoked_at IS NOT NULL) AS revoked`,
+    [convoId, JSON.stringify(dids), JSON.stringify(removed.map(({ did, deviceId }) => ({ did, device_id: deviceId })))],
+  );
+  return { active: new Set(row!.active), revoked: new Set(row!.revoked.map(deviceKey)) };
+}
+
+/**
+ * Who may remove what (the contract's table): a device of the committer's own DID, any revoked device, any device
+ * of a DID that has left; another DID's devices only the creator or an admin (403 NotCreator).
+ */
+function authorizeRemovals(removed: RosterEntry[], standing: Standing, convo: LockedConvo, bundle: CommitBundle): void {
+  const privileged = bundle.caller === convo.creatorDid || bundle.admins.includes(bundle.caller);
+  for (const entry of removed) {
+    const allowed =
+      entry.did === bundle.caller ||
+      standing.revoked.has(deviceKey(entry)) ||
+      !standing.active.has(entry.did) ||
+      privileged;
+    if (!allowed) throw notCreator();
+  }
+}
+
+/**
+ * DIDs whose first device arrives join (reading from this commit on, like addMembers' newcomers); active DIDs whose
+ * last device goes are removed. One round trip, none when neither happens.
+ */
+async function changeMembers(tx: Queryable, convoId: string, joiners: string[], departed: string[], now: Date) {
+  if (joiners.length === 0 && departed.length === 0) return;
+  await tx.query(
+    `WITH joined AS (
+       INSERT INTO members (convo_id, did, joined_at, joined_seq, joined_event_seq, joined_epoch)
+       SELECT $1, d.did, $4, c.next_seq, c.next_event_seq, c.epoch
+         FROM jsonb_array_elements_text($2::text::jsonb) AS d(did), conversations c WHERE c.id = $1
+       ON CONFLICT (convo_id, did) DO UPDATE SET joined_at = excluded.joined_at, left_at = NULL,
+         joined_seq = excluded.joined_seq, joined_event_seq = excluded.joined_event_seq, joined_epoch = excluded.joined_epoch
+     )
+     UPDATE members SET left_at = greatest(joined_at, $4)
+      WHERE convo_id = $1 AND left_at IS NULL AND did IN (SELECT jsonb_array_elements_text($3::text::jsonb))`,
+    [convoId, JSON.stringify(joiners), JSON.stringify(departed), now],
+  );
+}

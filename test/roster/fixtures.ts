@@ -1,0 +1,147 @@
+/**
+ * Shared set-up for the roster tests: devices registered straight in the `devices` table, roster-checked
+ * conversations created through createConvo with a real GroupInfo, and readers for what the server stored.
+ */
+import { expect } from "vitest";
+import type { Database } from "../../src/db/driver.js";
+import { unique } from "../helpers/context.js";
+import { b64, identityOf, RosterGroup, SUITE, type Bundle, type Device } from "../helpers/rosterGroup.js";
+import { expectReply, type Reply, type Xrpc } from "../messaging/client.js";
+
+/** A fresh DID for one test. */
+export const newDid = (name: string) => unique(`did:plc:${name}`);
+
+/** Registers devices as the devices API would (a row in `devices`), revoked when asked. */
+export async function register(db: Database, ...devices: (Device & { revoked?: boolean })[]): Promise<void> {
+  for (const { did, deviceId, revoked } of devices) {
+    if (deviceId === "") continue;
+    await db.query(
+      `INSERT INTO devices (did, device_id, name, created_at, last_seen_at, revoked_at) VALUES ($1, $2, NULL, now(), now(), $3)`,
+      [did, deviceId, revoked ? new Date() : null],
+    );
+  }
+}
+
+export async function revoke(db: Database, device: Device): Promise<void> {
+  await db.query(`UPDATE devices SET revoked_at = now() WHERE did = $1 AND device_id = $2`, [
+    device.did,
+    device.deviceId,
+  ]);
+}
+
+export const device = (did: string, deviceId = ""): Device => ({ did, deviceId });
+
+/**
+ * A group made by `creator` holding `others` (one commit, applied), and its roster-checked conversation created
+ * from that GroupInfo; answers the conversation id.
+ */
+export async function rosterConvo(
+  api: Xrpc,
+  creator: Device,
+  others: Device[] = [],
+  extra: Record<string, unknown> = {},
+): Promise<{ group: RosterGroup; convoId: string; reply: Reply }> {
+  const group = await RosterGroup.create(creator);
+  let body: Record<string, unknown> = {};
+  if (others.length > 0) {
+    const bundle = await group.commit(creator, { add: others });
+    await bundle.apply();
+    body = { welcomeMessage: b64(bundle.welcome!), keyPackageHashes: bundle.keyPackageHashes };
+  }
+  const reply = await api.post(creator.did, "createConvo", {
+    groupId: group.groupIdHex,
+    cipherSuite: SUITE,
+    groupInfo: b64(await group.groupInfo(creator)),
+    ...(creator.deviceId && { deviceId: creator.deviceId }),
+    ...body,
+    ...extra,
+  });
+  expectReply(reply, 200);
+  return { group, convoId: reply.body.id, reply };
+}
+
+/** The body of processCommit for a bundle. */
+export function bundleBody(convoId: string, bundle: Bundle, by: Device, extra: Record<string, unknown> = {}) {
+  return {
+    convoId,
+    epoch: bundle.epoch,
+    commit: b64(bundle.commit),
+    groupInfo: b64(bundle.groupInfo),
+    ...(bundle.welcome && { welcomeMessage: b64(bundle.welcome) }),
+    ...(bundle.keyPackageHashes.length > 0 && { keyPackageHashes: bundle.keyPackageHashes }),
+    ...(by.deviceId && { deviceId: by.deviceId }),
+    ...extra,
+  };
+}
+
+/** Sends a bundle by `by` through processCommit; on 200 the group moves on. */
+export async function commitBundle(
+  api: Xrpc,
+  convoId: string,
+  bundle: Bundle,
+  by: Device,
+  extra: Record<string, unknown> = {},
+): Promise<Reply> {
+  const reply = await api.post(by.did, "processCommit", bundleBody(convoId, bundle, by, extra));
+  if (reply.status === 200) await bundle.apply();
+  return reply;
+}
+
+/** The conversation's roster as identities, in leaf order. */
+export async function storedRoster(db: Database, convoId: string): Promise<string[]> {
+  const rows = await db.query<{ did: string; device_id: string }>(
+    `SELECT did, device_id FROM roster WHERE convo_id = $1 ORDER BY leaf_index`,
+    [convoId],
+  );
+  return rows.map((row) => identityOf({ did: row.did, deviceId: row.device_id }));
+}
+
+/** The group's devices as identities, in leaf order (what the roster must equal). */
+export function groupRoster(group: RosterGroup): string[] {
+  return [...group.members.values()].sort((a, b) => a.leafIndex - b.leafIndex).map(identityOf);
+}
+
+export async function expectRosterOf(db: Database, convoId: string, group: RosterGroup): Promise<void> {
+  expect(await storedRoster(db, convoId)).toEqual(groupRoster(group));
+}
+
+/** Active member DIDs, sorted. */
+export async function activeMembers(db: Database, convoId: string): Promise<string[]> {
+  const rows = await db.query<{ did: string }>(
+    `SELECT did FROM members WHERE convo_id = $1 AND left_at IS NULL ORDER BY did`,
+    [convoId],
+  );
+  return rows.map((row) => row.did);
+}
+
+export interface StoredEvent {
+  type: string;
+  did: string;
+  deviceId?: string;
+  actor?: string;
+  actorDevice?: string;
+  epoch: number;
+}
+
+/** Membership event payloads in seq order. */
+export async function membershipEvents(db: Database, convoId: string): Promise<StoredEvent[]> {
+  const rows = await db.query<{ payload: StoredEvent }>(
+    `SELECT payload FROM events WHERE convo_id = $1 AND kind = 'membership' ORDER BY seq`,
+    [convoId],
+  );
+  return rows.map((row) => row.payload);
+}
+
+export async function epochOf(db: Database, convoId: string): Promise<number> {
+  const [row] = await db.query<{ epoch: number }>(`SELECT epoch FROM conversations WHERE id = $1`, [convoId]);
+  return Number(row!.epoch);
+}
+
+export async function liveWelcomes(db: Database, convoId: string): Promise<string[]> {
+  const rows = await db.query<{ recipient_did: string; recipient_device: string }>(
+    `SELECT recipient_did, recipient_device FROM welcome_messages
+      WHERE convo_id = $1 AND state IN ('available', 'in_flight') ORDER BY recipient_did, recipient_device`,
+    [convoId],
+  );
+  return rows.map((row) => identityOf({ did: row.recipient_did, deviceId: row.recipient_device }));
+}

@@ -14,11 +14,16 @@ import { battleReport, type BattleReport } from "../battle/report.js";
 import { start, type BattleServer } from "../battle/server.js";
 
 const COOLDOWN_SECONDS = 60;
+/**
+ * The contract requires the GroupInfo's group id to be the conversation's and its epoch the new one, without naming
+ * the error for a GroupInfo that is valid in itself but of another epoch or group: either 400 name is taken.
+ */
+const GROUP_INFO_DISAGREES = ["InvalidGroupInfo", "RosterMismatch"];
 const db = testDatabase(2);
 let server: BattleServer;
 
 beforeAll(async () => {
-  server = await start({ REJOIN_COOLDOWN_SECONDS: String(COOLDOWN_SECONDS), LOG_LEVEL: "warn" });
+  server = await start({ REJOIN_COOLDOWN_SECONDS: String(COOLDOWN_SECONDS) });
 });
 
 afterAll(async () => {
@@ -154,14 +159,31 @@ describe("devices end to end (real clients, real server, real PostgreSQL)", () =
     const current = await alicePhone.getGroupInfo(convoId);
     const empty = await alicePhone.prepareCommit(convoId, {});
     const wrongEpoch = await refusal(alicePhone.sendCommit(convoId, { ...empty, groupInfo: current.groupInfo }));
-    expect([wrongEpoch.status, wrongEpoch.error]).toEqual([400, "InvalidGroupInfo"]);
+    expect(wrongEpoch.status).toBe(400);
+    expect(GROUP_INFO_DISAGREES).toContain(wrongEpoch.error);
     say(`commit 4→5 with the GroupInfo of epoch ${current.epoch} → ${wrongEpoch.status} ${wrongEpoch.error}`);
 
-    const undeclared = await alicePhone.prepareCommit(convoId, { add: [carols!] });
-    const missingHash = await refusal(alicePhone.sendCommit(convoId, { ...undeclared, keyPackageHashes: [] }));
-    expect([missingHash.status, missingHash.error]).toEqual([400, "RosterMismatch"]);
+    const tampered = Uint8Array.from(empty.groupInfo);
+    tampered[tampered.length - 1]! ^= 0x01; // the signature's last byte
+    const badSignature = await refusal(alicePhone.sendCommit(convoId, { ...empty, groupInfo: tampered }));
+    expect([badSignature.status, badSignature.error]).toEqual([400, "InvalidGroupInfo"]);
+    say(`the right GroupInfo with one bit of its signature flipped → ${badSignature.status} ${badSignature.error}`);
+
+    const notGroupInfo = await refusal(alicePhone.sendCommit(convoId, { ...empty, groupInfo: empty.commit }));
+    expect([notGroupInfo.status, notGroupInfo.error]).toEqual([400, "InvalidGroupInfo"]);
+    say(`the commit's own bytes as its GroupInfo → ${notGroupInfo.status} ${notGroupInfo.error}`);
+
+    const epochField = await refusal(alicePhone.sendCommit(convoId, { ...empty, epoch: 3 }));
+    expect([epochField.status, epochField.error]).toEqual([400, "InvalidCommit"]);
+    say(`commit of epoch 4 with the field epoch: 3 → ${epochField.status} ${epochField.error}`);
+
+    // The GroupInfo adds carol/phone; the request declares carol/laptop's key package instead.
+    const misdeclared = await alicePhone.prepareCommit(convoId, { add: [carols!] });
+    const otherDevice = misdeclared.keyPackageHashes.map((entry) => ({ ...entry, deviceId: "laptop" }));
+    const declared = await refusal(alicePhone.sendCommit(convoId, { ...misdeclared, keyPackageHashes: otherDevice }));
+    expect([declared.status, declared.error]).toEqual([400, "RosterMismatch"]);
     say(
-      `GroupInfo roster adds carol/phone, keyPackageHashes declare nobody → ${missingHash.status} ${missingHash.error}`,
+      `GroupInfo roster adds carol/phone, keyPackageHashes declare carol/laptop → ${declared.status} ${declared.error}`,
     );
 
     const ghost = await device(carol, "ghost"); // never registered
@@ -179,7 +201,8 @@ describe("devices end to end (real clients, real server, real PostgreSQL)", () =
     const foreignConvo = await otherGroup.createConvo({ name: `${battle.prefix}-other` });
     const foreign = await otherGroup.getGroupInfo(foreignConvo);
     const foreignInfo = await refusal(alicePhone.sendCommit(convoId, { ...empty, groupInfo: foreign.groupInfo }));
-    expect([foreignInfo.status, foreignInfo.error]).toEqual([400, "InvalidGroupInfo"]);
+    expect(foreignInfo.status).toBe(400);
+    expect(GROUP_INFO_DISAGREES).toContain(foreignInfo.error);
     say(`commit with another conversation's GroupInfo → ${foreignInfo.status} ${foreignInfo.error}`);
 
     expect((await alicePhone.http.get("getEpoch", { convoId })).currentEpoch).toBe(4);

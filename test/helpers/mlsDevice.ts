@@ -387,6 +387,7 @@ export class MlsDevice {
       cipherSuite: SUITE,
       groupInfo: b64(groupInfo),
       metadata,
+      ...this.acting,
     });
     this.sessions.set(convo.id, { state, cursor: 0, mine: new Set(), joinedEpoch: 0 });
     return convo.id;
@@ -431,6 +432,7 @@ export class MlsDevice {
       groupInfo: b64(bundle.groupInfo),
       ...(bundle.welcome ? { welcomeMessage: b64(bundle.welcome) } : {}),
       ...(bundle.keyPackageHashes.length ? { keyPackageHashes: bundle.keyPackageHashes } : {}),
+      ...this.acting,
     });
     const session = this.session(convoId);
     session.state = bundle.newState;
@@ -524,6 +526,7 @@ export class MlsDevice {
       epoch: bundle.epoch,
       commit: b64(bundle.commit),
       groupInfo: b64(bundle.groupInfo),
+      ...this.acting,
     });
     this.sessions.set(convoId, {
       state: bundle.newState,
@@ -554,7 +557,7 @@ export class MlsDevice {
   /**
    * Reads the log from this device's cursor: applies commits in order (its own and those from before it joined
    * are skipped), decrypts application messages, stops at a commit that removes it. Moves the server-side read
-   * cursor of this device too. Returns the messages decrypted.
+   * cursor of this device too, while it is in the group. Returns the messages decrypted.
    */
   async catchUp(convoId: string): Promise<Received[]> {
     const cs = await cipherSuite();
@@ -590,7 +593,8 @@ export class MlsDevice {
         }
       }
       if (!answer.cursor || answer.messages.length === 0) {
-        if (session.cursor > 0) {
+        // A removed device has no cursor to keep (a revoked one may not even ask).
+        if (session.cursor > 0 && session.state.groupActiveState.kind !== "removedFromGroup") {
           await this.http.post("updateCursor", { convoId, cursor: String(session.cursor), ...this.acting });
         }
         return received;

@@ -50,7 +50,8 @@ describe("devices end to end (real clients, real server, real PostgreSQL)", () =
     const alice = battle.did("alice");
     const bob = battle.did("bob");
     const carol = battle.did("carol");
-    const names = { [alice]: "alice", [bob]: "bob", [carol]: "carol" };
+    const dave = battle.did("dave");
+    const names = { [alice]: "alice", [bob]: "bob", [carol]: "carol", [dave]: "dave" };
     const say = (line: string) => report.log(line);
     const device = (did: string, deviceId: string) =>
       MlsDevice.create(server.url, did, deviceId, `${names[did]}/${deviceId}`);
@@ -204,6 +205,31 @@ describe("devices end to end (real clients, real server, real PostgreSQL)", () =
     expect(foreignInfo.status).toBe(400);
     expect(GROUP_INFO_DISAGREES).toContain(foreignInfo.error);
     say(`commit with another conversation's GroupInfo → ${foreignInfo.status} ${foreignInfo.error}`);
+
+    // Who may not: another DID's devices are the creator's to remove; a non-member DID and a revoked device never join.
+    const notCreator = await refusal(bobLaptop.commit(convoId, { remove: [dev(alice, "phone")] }));
+    expect([notCreator.status, notCreator.error]).toEqual([403, "NotCreator"]);
+    say(
+      `bob/laptop commits the removal of alice/phone (bob is not the creator) → ${notCreator.status} ${notCreator.error}`,
+    );
+
+    const davePhone = await device(dave, "phone");
+    await davePhone.register("phone");
+    const daveLooks = await refusal(davePhone.getGroupInfo(convoId));
+    expect([daveLooks.status, daveLooks.error]).toEqual([403, "NotMember"]);
+    const handedOver = await alicePhone.getGroupInfo(convoId);
+    const daveJoins = await refusal(
+      davePhone.sendExternalJoin(convoId, await davePhone.prepareExternalJoin(convoId, { from: handedOver })),
+    );
+    expect([daveJoins.status, daveJoins.error]).toEqual([403, "NotMember"]);
+    say(
+      `dave/phone (dave is no member) asks for the GroupInfo → ${daveLooks.status} ${daveLooks.error};` +
+        ` joins by external commit from a GroupInfo handed over → ${daveJoins.status} ${daveJoins.error}`,
+    );
+
+    const tabletBack = await refusal(bobTablet.externalJoin(convoId));
+    expect([tabletBack.status, tabletBack.error]).toEqual([403, "DeviceRevoked"]);
+    say(`the revoked bob/tablet joins again by external commit → ${tabletBack.status} ${tabletBack.error}`);
 
     expect((await alicePhone.http.get("getEpoch", { convoId })).currentEpoch).toBe(4);
     await expectRoster(convoId, alicePhone, 4, ["alice/phone", "bob/laptop", "bob/phone"], names, report);

@@ -492,9 +492,13 @@ export class MlsDevice {
     return this.sendExternalJoin(convoId, bundle);
   }
 
-  async prepareExternalJoin(convoId: string, { resync = false } = {}): Promise<PreparedCommit> {
+  /** `from`: a GroupInfo obtained elsewhere (e.g. handed over by a member) instead of this device's getGroupInfo. */
+  async prepareExternalJoin(
+    convoId: string,
+    { resync = false, from }: { resync?: boolean; from?: { epoch: number; groupInfo: Uint8Array } } = {},
+  ): Promise<PreparedCommit> {
     const cs = await cipherSuite();
-    const answer = await this.getGroupInfo(convoId);
+    const answer = from ?? (await this.getGroupInfo(convoId));
     const read = await readGroupInfo(answer.groupInfo);
     if (read.epoch !== answer.epoch)
       throw new Error(`getGroupInfo says epoch ${answer.epoch}, its GroupInfo ${read.epoch}`);

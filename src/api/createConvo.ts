@@ -6,7 +6,7 @@ import { checkWelcomeSuite } from "../services/welcomes.js";
 import { IMPLICIT_DEVICE, requireDevice } from "../services/actingDevice.js";
 import { createRosterConvo } from "../services/rosterConvo.js";
 import { procedure, type HandlerContext } from "../xrpc.js";
-import { deviceHashes, groupInfoInput } from "./bundleInput.js";
+import { deviceHashes, groupInfoInput, maxLeaves } from "./bundleInput.js";
 import { welcomeInput } from "./welcomeInput.js";
 
 export const MAX_MEMBERS_PER_CALL = 100;
@@ -88,6 +88,7 @@ function createWithRoster(
     description: input.metadata?.description,
     maxInitialMembers: MAX_MEMBERS_PER_CALL,
     maxMembers: app.config.MAX_MEMBERS_PER_CONVO,
+    maxLeaves: maxLeaves(app.config),
     now,
   });
 }

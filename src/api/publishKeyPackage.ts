@@ -23,15 +23,15 @@ export const keyPackageExpired = (message: string) => new XrpcError(400, "KeyPac
 
 /**
  * Checks one published key package against the configuration, the clock and its publisher; hashes it and caps its
- * expiry (at 90 days and at the KeyPackage's own notAfter). The KeyPackage's signature is not verified. The device
+ * expiry (at 90 days and at the KeyPackage's own notAfter). Its signatures must verify with its leaf's key. The device
  * its credential names must still be checked against the caller's devices (`publishKeyPackages` does, in its statement).
  */
-export function prepareKeyPackage(
+export async function prepareKeyPackage(
   input: z.output<typeof keyPackageInput>,
   config: Config,
   caller: string,
   now: Date,
-): NewKeyPackage {
+): Promise<NewKeyPackage> {
   const bytes = input.keyPackage;
   if (bytes.length === 0) throw invalidRequest("keyPackage is empty");
   if (bytes.length > config.MAX_KEY_PACKAGE_BYTES) {
@@ -40,7 +40,7 @@ export function prepareKeyPackage(
   if (!config.CIPHER_SUITES.includes(input.cipherSuite)) throw invalidCipherSuite(input.cipherSuite);
   const expires = new Date(input.expires);
   if (expires <= now) throw keyPackageExpired(`expires (${input.expires}) is not in the future`);
-  const { notAfter, deviceId } = checkMlsFields(bytes, input.cipherSuite, caller, now);
+  const { notAfter, deviceId, signatureKey } = await checkMlsFields(bytes, input.cipherSuite, caller, now);
   const latest = Math.min(now.getTime() + MAX_KEY_PACKAGE_LIFETIME_MS, notAfter?.getTime() ?? Infinity);
   return {
     bytes,
@@ -49,19 +49,21 @@ export function prepareKeyPackage(
     expiresAt: new Date(Math.min(expires.getTime(), latest)),
     deviceId,
     lastResort: input.lastResort ?? false,
+    signatureKey,
   };
 }
 
 /**
  * The bytes must be an MLS KeyPackage of the declared cipher suite, naming its publisher (rule 5: the caller's DID,
- * or `<callerDid>#<deviceId>`), its lifetime not over. Returns its notAfter and the device it names.
+ * or `<callerDid>#<deviceId>`), its lifetime not over, signed by its leaf's key. Returns its notAfter, the device it
+ * names and that key.
  */
-function checkMlsFields(
+async function checkMlsFields(
   bytes: Uint8Array,
   cipherSuite: string,
   caller: string,
   now: Date,
-): { notAfter: Date | undefined; deviceId: string } {
+): Promise<{ notAfter: Date | undefined; deviceId: string; signatureKey: Uint8Array }> {
   const mls = readKeyPackage(bytes);
   if (!mls) throw invalidKeyPackage("keyPackage is not an MLSMessage holding a KeyPackage");
   if (mls.identity === undefined) {
@@ -77,14 +79,17 @@ function checkMlsFields(
   if (mls.notAfter && mls.notAfter <= now) {
     throw keyPackageExpired(`the key package's lifetime ended at ${mls.notAfter.toISOString()}`);
   }
-  return { notAfter: mls.notAfter, deviceId: named.deviceId };
+  if (!(await mls.verifySignatures())) {
+    throw invalidKeyPackage("the key package's signatures do not verify with its leaf's signature key");
+  }
+  return { notAfter: mls.notAfter, deviceId: named.deviceId, signatureKey: mls.signatureKey };
 }
 
 export default procedure({
   name: "publishKeyPackage",
   input: keyPackageInput.extend({ idempotencyKey: schemas.idempotencyKey.optional() }),
   async handler(input, { app, caller, db, now }) {
-    const pkg = prepareKeyPackage(input, app.config, caller, now);
+    const pkg = await prepareKeyPackage(input, app.config, caller, now);
     await publishKeyPackages(db, caller, [pkg], now);
     return { success: true };
   },

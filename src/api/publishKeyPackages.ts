@@ -13,7 +13,7 @@ export default procedure({
     idempotencyKey: schemas.idempotencyKey.optional(),
   }),
   async handler(input, { app, caller, db, now }) {
-    const packages = input.keyPackages.map((pkg) => prepareKeyPackage(pkg, app.config, caller, now));
+    const packages = await Promise.all(input.keyPackages.map((pkg) => prepareKeyPackage(pkg, app.config, caller, now)));
     return publishKeyPackages(db, caller, packages, now);
   },
 });

@@ -148,15 +148,15 @@ export const methodDocs: Record<string, MethodDoc> = {
   },
   addMembers: {
     description:
-      "Adds members (at most 100 per call), optionally with the commit for the current epoch (an MLS PublicMessage or PrivateMessage of content type commit) and a welcome. Adding someone already active adds nothing.",
+      "Adds members (at most 100 per call), optionally with the commit for the current epoch (an MLS PublicMessage or PrivateMessage of content type commit) and a welcome. Adding someone already active adds nothing. In a roster-checked conversation it takes the commit and `groupInfo` of the new epoch and is processCommit whose commit must add devices of exactly the DIDs of `didList` and remove none.",
     output: membershipChange,
-    errors: [...convoErrors, "TooManyMembers", "InvalidCommit", "EpochMismatch"],
+    errors: [...convoErrors, ...bundleErrors, "NotCreator", "TooManyMembers"],
   },
   leaveConvo: {
     description:
-      "Leaves the conversation, or removes `targetDid` (the creator or an admin only), optionally with the commit for the current epoch (an MLS PublicMessage or PrivateMessage of content type commit). Leaving twice leaves once.",
+      "Leaves the conversation, or removes `targetDid` (the creator or an admin only), optionally with the commit for the current epoch (an MLS PublicMessage or PrivateMessage of content type commit). Leaving twice leaves once. In a roster-checked conversation the caller leaving without a commit leaves at once (its leaves stay in the roster until a member commits their removal); with a commit it takes `groupInfo` and is processCommit whose commit must remove every device of the target and change nothing else.",
     output: membershipChange,
-    errors: [...convoErrors, "NotCreator", "InvalidCommit", "EpochMismatch"],
+    errors: [...convoErrors, ...bundleErrors, "NotCreator"],
   },
   processCommit: {
     description:

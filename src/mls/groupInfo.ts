@@ -1,6 +1,5 @@
 import { getCiphersuiteFromName, type CiphersuiteName } from "ts-mls/crypto/ciphersuite.js";
 import { makeHashImpl } from "ts-mls/crypto/implementation/default/makeHashImpl.js";
-import { makeNobleSignatureImpl } from "ts-mls/crypto/implementation/default/makeNobleSignatureImpl.js";
 import { ratchetTreeFromExtension, verifyGroupInfoSignature, type GroupInfo } from "ts-mls/groupInfo.js";
 import { decodeMlsMessage } from "ts-mls/message.js";
 import type { RatchetTree } from "ts-mls/ratchetTree.js";
@@ -9,6 +8,7 @@ import { invalidGroupInfo, rosterMismatch } from "../errors.js";
 import { parseCredentialIdentity } from "../services/actingDevice.js";
 import { decodeExactly, toHex, utf8 } from "./decode.js";
 import { cipherSuiteName } from "./keyPackage.js";
+import { verifiesWith } from "./signature.js";
 
 /** One member leaf of a group's ratchet tree: the device its basic credential names. */
 export interface RosterLeaf {
@@ -62,7 +62,7 @@ export async function readGroupInfo(bytes: Uint8Array, cipherSuite: string, maxL
   await checkTreeHash(tree, groupContext.treeHash, algorithms.hash);
   const signer = tree[groupInfo.signer * 2];
   if (signer?.nodeType !== "leaf") throw invalidGroupInfo("the GroupInfo's signer is not a leaf of its tree");
-  await checkSignature(groupInfo, signer.leaf.signaturePublicKey, algorithms.signature);
+  await checkSignature(groupInfo, signer.leaf.signaturePublicKey);
   return {
     groupId: toHex(groupContext.groupId),
     epoch: Number(groupContext.epoch),
@@ -102,14 +102,10 @@ async function checkTreeHash(tree: RatchetTree, expected: Uint8Array, algorithm:
   }
 }
 
-async function checkSignature(groupInfo: GroupInfo, publicKey: Uint8Array, algorithm: string) {
-  let valid = false;
-  try {
-    const signature = await makeNobleSignatureImpl(algorithm as Parameters<typeof makeNobleSignatureImpl>[0]);
-    valid = await verifyGroupInfoSignature(groupInfo, publicKey, signature);
-  } catch {
-    // A key that is no point on the curve, a signature of the wrong length: both are a bad signature.
-  }
+async function checkSignature(groupInfo: GroupInfo, publicKey: Uint8Array) {
+  const valid = await verifiesWith(groupInfo.groupContext.cipherSuite, (signature) =>
+    verifyGroupInfoSignature(groupInfo, publicKey, signature),
+  );
   if (!valid) throw invalidGroupInfo("the GroupInfo's signature does not verify with its signer leaf's key");
 }
 

@@ -4,13 +4,12 @@ import {
   epochMismatch,
   invalidCommit,
   invalidRequest,
-  notCreator,
   notMember,
   rosterMismatch,
   tooManyMembers,
 } from "../errors.js";
-import { readGroupInfo, type RosterLeaf, type GroupInfoRead } from "../mls/groupInfo.js";
-import { IMPLICIT_DEVICE } from "./actingDevice.js";
+import { readGroupInfo } from "../mls/groupInfo.js";
+import { checkCommitter, checkPublicCommit } from "./commitAuthor.js";
 import { checkCommit, type CommitInput } from "./commits.js";
 import { recordChange, rosterEvents } from "./convoChange.js";
 import { lockConvo, type LockedConvo } from "./convoLock.js";
@@ -26,9 +25,8 @@ import {
   writeGroupInfo,
   writeRoster,
   type Device,
-  type RosterDiff,
-  type RosterEntry,
 } from "./roster.js";
+import { authorizeRemovals, checkDeclared, keyPackageHashesFor, readStanding } from "./rosterChange.js";
 import { checkWelcomeSuite, retireConvoDeviceWelcomes, storeWelcomes, type WelcomeInput } from "./welcomes.js";
 
 export interface KeyPackageHash extends Device {
@@ -52,6 +50,8 @@ export interface CommitBundle {
   declared?: Declared;
   admins: readonly string[];
   maxMembers: number;
+  /** The most leaves a GroupInfo's tree may hold (bounds the work on an untrusted tree). */
+  maxLeaves: number;
   rejoinCooldownSeconds: number;
   now: Date;
 }
@@ -74,7 +74,7 @@ export interface CommitOutcome {
 export async function processCommit(db: Queryable, bundle: CommitBundle): Promise<CommitOutcome> {
   const cipherSuite = await bundleConvoSuite(db, bundle.convoId, bundle.caller);
   // Signature checks are CPU work: done before any lock is taken.
-  const info = await readGroupInfo(bundle.groupInfo, cipherSuite, bundle.maxMembers * 11);
+  const info = await readGroupInfo(bundle.groupInfo, cipherSuite, bundle.maxLeaves);
   const acting = { did: bundle.caller, deviceId: bundle.deviceId };
   return db.transaction(async (tx) => {
     const devices = await lockDevices(tx, [...info.leaves, acting]);
@@ -94,6 +94,9 @@ export async function processCommit(db: Queryable, bundle: CommitBundle): Promis
     let diff = diffRoster(before, info.leaves);
     checkRosterDevices(info.leaves, diff.added, devices);
     const sender = bundle.commit.sender?.type ?? "member";
+    if (sender === "new_member_commit" && bundle.declared) {
+      throw invalidCommit("an external commit goes through processCommit, not addMembers or leaveConvo");
+    }
     if (sender === "new_member_commit") {
       diff = await checkExternalJoin(tx, convo.id, { acting, info, before, diff, bundle });
     } else if (sender === "member") {
@@ -101,6 +104,13 @@ export async function processCommit(db: Queryable, bundle: CommitBundle): Promis
     } else {
       throw invalidCommit(`a commit's sender must be a member or a new member, not ${sender}`);
     }
+    await checkPublicCommit(tx, convo, bundle, {
+      acting,
+      external: sender === "new_member_commit",
+      before,
+      info,
+      diff,
+    });
     checkDeclared(bundle.declared, diff, info.leaves);
     const hashes = keyPackageHashesFor(bundle.keyPackageHashes, diff.added);
     if (bundle.welcome && diff.added.length === 0) throw invalidRequest("welcomeMessage but the commit adds no device");
@@ -182,106 +192,6 @@ async function repeatedOutcome(
   );
   if (!row?.outcome || !sameBytes(new Uint8Array(row.group_info), groupInfo)) throw epochMismatch(convo.epoch);
   return row.outcome;
-}
-
-/**
- * A member's commit: the acting device must be in the roster (403 NotMember), a PublicMessage's sender must be its
- * leaf, and the GroupInfo must be signed by that leaf, still holding the device with the signature key the roster
- * knows: only the committing device could have signed it.
- */
-function checkCommitter(commit: CommitInput, info: GroupInfoRead, before: RosterEntry[], acting: Device): void {
-  const mine = before.find((entry) => deviceKey(entry) === deviceKey(acting));
-  if (!mine) throw notMember();
-  const leafIndex = commit.sender?.leafIndex;
-  if (leafIndex !== undefined && leafIndex !== mine.leafIndex) {
-    throw invalidCommit(`the commit's sender is leaf ${leafIndex}, not this device's leaf ${mine.leafIndex}`);
-  }
-  const signer = info.leaves.find((leaf) => leaf.leafIndex === info.signerLeaf);
-  if (
-    info.signerLeaf !== mine.leafIndex ||
-    !signer ||
-    deviceKey(signer) !== deviceKey(acting) ||
-    !sameBytes(signer.signatureKey, mine.signatureKey)
-  ) {
-    throw rosterMismatch(`the GroupInfo must be signed by the committing device's leaf ${mine.leafIndex} with its key`);
-  }
-}
-
-/** What addMembers / leaveConvo declared must be exactly what the tree changes. */
-function checkDeclared(declared: Declared | undefined, diff: RosterDiff, leaves: RosterLeaf[]): void {
-  if (!declared) return;
-  if (declared.kind === "add") {
-    if (diff.removed.length > 0) throw rosterMismatch("addMembers' commit removes devices; use processCommit");
-    const gaining = new Set(diff.added.map((leaf) => leaf.did));
-    const listed = new Set(declared.dids);
-    if (gaining.size !== listed.size || [...listed].some((did) => !gaining.has(did))) {
-      throw rosterMismatch("didList must name exactly the DIDs whose devices the commit adds");
-    }
-    return;
-  }
-  const losing = new Set(diff.removed.map((entry) => entry.did));
-  if (
-    diff.added.length > 0 ||
-    losing.size !== 1 ||
-    !losing.has(declared.did) ||
-    leaves.some((leaf) => leaf.did === declared.did)
-  ) {
-    throw rosterMismatch(`the commit must remove every device of ${declared.did} and change nothing else`);
-  }
-}
-
-/** keyPackageHashes, when given, name exactly the added devices, once each: their hashes by device key. */
-export function keyPackageHashesFor(hashes: KeyPackageHash[] | undefined, added: RosterLeaf[]): Map<string, string> {
-  const named = new Map<string, string>();
-  if (!hashes) return named;
-  const adding = new Set(added.map(deviceKey));
-  for (const entry of hashes) {
-    const key = deviceKey(entry);
-    if (!adding.has(key) || named.has(key)) {
-      throw rosterMismatch(`keyPackageHashes names ${key.slice(0, 2200)}, which the commit does not add (or twice)`);
-    }
-    named.set(key, entry.hash);
-  }
-  if (named.size !== adding.size) throw rosterMismatch("keyPackageHashes must name every device the commit adds");
-  return named;
-}
-
-/** Which of the DIDs a diff touches are active members, and which of the removed devices are revoked. */
-interface Standing {
-  active: Set<string>;
-  revoked: Set<string>;
-}
-
-async function readStanding(tx: Queryable, convoId: string, diff: RosterDiff): Promise<Standing> {
-  const dids = [...new Set([...diff.added, ...diff.removed].map((entry) => entry.did))];
-  if (dids.length === 0) return { active: new Set(), revoked: new Set() };
-  const removed = diff.removed.filter((entry) => entry.deviceId !== IMPLICIT_DEVICE);
-  const [row] = await tx.query<{ active: string[]; revoked: Device[] }>(
-    `SELECT (SELECT coalesce(jsonb_agg(m.did), '[]') FROM members m
-              WHERE m.convo_id = $1 AND m.left_at IS NULL AND m.did IN (SELECT jsonb_array_elements_text($2::text::jsonb))) AS active,
-            (SELECT coalesce(jsonb_agg(jsonb_build_object('did', d.did, 'deviceId', d.device_id)), '[]')
-               FROM devices d JOIN jsonb_to_recordset($3::text::jsonb) AS r(did text, device_id text)
-                 ON d.did = r.did AND d.device_id = r.device_id
-              WHERE d.revoked_at IS NOT NULL) AS revoked`,
-    [convoId, JSON.stringify(dids), JSON.stringify(removed.map(({ did, deviceId }) => ({ did, device_id: deviceId })))],
-  );
-  return { active: new Set(row!.active), revoked: new Set(row!.revoked.map(deviceKey)) };
-}
-
-/**
- * Who may remove what (the contract's table): a device of the committer's own DID, any revoked device, any device
- * of a DID that has left; another DID's devices only the creator or an admin (403 NotCreator).
- */
-function authorizeRemovals(removed: RosterEntry[], standing: Standing, convo: LockedConvo, bundle: CommitBundle): void {
-  const privileged = bundle.caller === convo.creatorDid || bundle.admins.includes(bundle.caller);
-  for (const entry of removed) {
-    const allowed =
-      entry.did === bundle.caller ||
-      standing.revoked.has(deviceKey(entry)) ||
-      !standing.active.has(entry.did) ||
-      privileged;
-    if (!allowed) throw notCreator();
-  }
 }
 
 /**

@@ -4,9 +4,7 @@ import { credentialIdentity } from "./actingDevice.js";
 import { recordConvoChange } from "./convoChange.js";
 import { lockConvo, type LockedConvo } from "./convoLock.js";
 import { retireDeviceWelcomes } from "./welcomes.js";
-
-/** Advisory lock class of registerDevice: one registration at a time per DID (there is no row to lock yet). */
-const REGISTRATION_LOCK_CLASS = 71_461;
+import { ADVISORY_LOCK } from "../db/advisoryLocks.js";
 
 /**
  * Revoked devices stay (a revoked id never comes back) and so accumulate: getDevices lists every live device
@@ -38,7 +36,7 @@ export interface RegisterDevice {
 export async function registerDevice(db: Queryable, request: RegisterDevice): Promise<RegisteredDevice> {
   const { did, deviceId } = request;
   const [row] = await db.transaction(async (tx) => {
-    await tx.query(`SELECT pg_advisory_xact_lock($1, hashtext($2))`, [REGISTRATION_LOCK_CLASS, did]);
+    await tx.query(`SELECT pg_advisory_xact_lock($1, hashtext($2))`, [ADVISORY_LOCK.deviceRegistration, did]);
     return tx.query<{ revoked: boolean | null; inserted: number }>(
       `WITH existing AS (
          SELECT revoked_at IS NOT NULL AS revoked FROM devices WHERE did = $1 AND device_id = $2

@@ -1,5 +1,6 @@
 import type { Queryable } from "../db/driver.js";
 import { bytesOut } from "../bytes.js";
+import { ADVISORY_LOCK } from "../db/advisoryLocks.js";
 
 export interface HandedOutKeyPackage {
   did: string;
@@ -33,9 +34,6 @@ export interface ClaimRequest {
  * couple of times, too few to drain a device (one per caller would leave an honest re-add empty-handed).
  */
 const PACKAGES_PER_RESERVATION = 3;
-
-/** Advisory lock class of getKeyPackages: one claim at a time per (caller, owner). */
-const RESERVATION_LOCK_CLASS = 71_460;
 
 /** JSON of an item besides its bytes and strings: the field names, quotes and the 64-character hash. */
 const ITEM_OVERHEAD_BYTES = 192;
@@ -75,7 +73,7 @@ export async function claimKeyPackages(db: Queryable, request: ClaimRequest): Pr
     await tx.query(
       `SELECT count(pg_advisory_xact_lock($2, hashtext($3 || ' ' || d.did)))
          FROM (SELECT d.did FROM jsonb_array_elements_text($1::text::jsonb) AS d(did) ORDER BY d.did) AS d`,
-      [JSON.stringify(requested), RESERVATION_LOCK_CLASS, caller],
+      [JSON.stringify(requested), ADVISORY_LOCK.keyPackageReservation, caller],
     );
     return tx.query<ClaimRow>(CLAIM_SQL, [
       JSON.stringify(requested),

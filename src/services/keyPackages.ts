@@ -2,6 +2,7 @@ import type { Queryable } from "../db/driver.js";
 import { DatabaseError } from "../db/driver.js";
 import { encodeBase64 } from "../bytes.js";
 import { invalidKeyPackage, invalidRequest } from "../errors.js";
+import { ADVISORY_LOCK } from "../db/advisoryLocks.js";
 
 /** A key package ready to store: validated bytes, the server-computed hash and the (capped) expiry. */
 export interface NewKeyPackage {
@@ -12,6 +13,8 @@ export interface NewKeyPackage {
   /** The device its credential identity names: '' for the implicit device (the bare DID). */
   deviceId: string;
   lastResort: boolean;
+  /** The leaf's signature public key, verified: the key a group leaf made from this package carries. */
+  signatureKey: Uint8Array;
 }
 
 export interface PublishResult {
@@ -19,17 +22,14 @@ export interface PublishResult {
   duplicates: number;
 }
 
-/** Advisory lock class of publishing: one lock per owner (see `publishKeyPackages`). */
-const PUBLISH_LOCK_CLASS = 71_461;
-
 /**
  * One statement that stores a batch ($3, JSON) for owner $1 at $2, or nothing at all when a package names a
  * device that is not the owner's registered, unrevoked device (`refused` lists them).
  *
  * Locks, in the order of the brief: the named device rows FOR SHARE (a revocation, which deletes the packages a
- * device left, waits for this statement, and one committed before is seen); then the owner's advisory lock
- * (shared here; a batch with a last-resort package took it exclusively just before, after the same device rows); then key package
- * rows, in hash order (`stored`) and in (device, suite) order (`replaced`), so concurrent batches never deadlock.
+ * device left, waits for this statement, and one committed before is seen); then the owner's advisory lock (shared
+ * here; a batch with a last-resort package took it exclusively just before, after the same device rows); then key
+ * package rows, in hash order (`stored`) and in (device, suite) order (`replaced`).
  *
  * A package already stored (same bytes) only gets its expiry refreshed and keeps its lastResort flag: a one-time
  * package may be in a Welcome already, so it never becomes reusable; a last-resort one may have gone to many callers,
@@ -38,7 +38,8 @@ const PUBLISH_LOCK_CLASS = 71_461;
  */
 const PUBLISH_SQL = `WITH input AS (
     SELECT * FROM jsonb_to_recordset($3::text::jsonb)
-      AS r(key_package text, hash text, cipher_suite text, expires_at timestamptz, device_id text, last_resort boolean)
+      AS r(key_package text, hash text, cipher_suite text, expires_at timestamptz, device_id text, last_resort boolean,
+            signature_key text)
   ), live AS (
     SELECT d.device_id FROM devices d
      WHERE d.did = $1 AND d.device_id IN (SELECT device_id FROM input) AND d.revoked_at IS NULL
@@ -62,22 +63,26 @@ const PUBLISH_SQL = `WITH input AS (
          SELECT 1 FROM known k JOIN new_last_resort n ON n.device_id = k.device_id AND n.cipher_suite = k.cipher_suite
           WHERE k.last_resort AND k.hash = a.hash)
   ), stored AS (
-    INSERT INTO key_packages (owner_did, device_id, last_resort, cipher_suite, key_package, hash, expires_at, created_at)
-    SELECT $1, o.device_id, o.last_resort, o.cipher_suite, decode(o.key_package, 'base64'), o.hash, o.expires_at, $2
+    INSERT INTO key_packages (owner_did, device_id, last_resort, cipher_suite, key_package, hash, expires_at, created_at,
+                              signature_key)
+    SELECT $1, o.device_id, o.last_resort, o.cipher_suite, decode(o.key_package, 'base64'), o.hash, o.expires_at, $2,
+           decode(o.signature_key, 'base64')
       FROM others o
      WHERE EXISTS (SELECT 1 FROM owner_lock)
      ORDER BY o.hash
     ON CONFLICT (owner_did, hash) DO UPDATE SET expires_at = EXCLUDED.expires_at
     RETURNING xmax = 0 AS inserted
   ), replaced AS (
-    INSERT INTO key_packages (owner_did, device_id, last_resort, cipher_suite, key_package, hash, expires_at, created_at)
-    SELECT $1, n.device_id, true, n.cipher_suite, decode(n.key_package, 'base64'), n.hash, n.expires_at, $2
+    INSERT INTO key_packages (owner_did, device_id, last_resort, cipher_suite, key_package, hash, expires_at, created_at,
+                              signature_key)
+    SELECT $1, n.device_id, true, n.cipher_suite, decode(n.key_package, 'base64'), n.hash, n.expires_at, $2,
+           decode(n.signature_key, 'base64')
       FROM new_last_resort n
      WHERE EXISTS (SELECT 1 FROM owner_lock)
      ORDER BY n.device_id, n.cipher_suite
     ON CONFLICT (owner_did, device_id, cipher_suite) WHERE last_resort DO UPDATE
       SET key_package = EXCLUDED.key_package, hash = EXCLUDED.hash, expires_at = EXCLUDED.expires_at,
-          created_at = EXCLUDED.created_at
+          created_at = EXCLUDED.created_at, signature_key = EXCLUDED.signature_key
     RETURNING 1
   )
   SELECT (SELECT json_agg(device_id ORDER BY device_id) FROM refused)::text AS refused,
@@ -98,12 +103,13 @@ const LOCK_OWNER_EXCLUSIVELY_SQL = `SELECT pg_advisory_xact_lock($3, hashtext($1
  * stays handed out: MLS forbids reusing one. A package naming a device that is not the owner's registered,
  * unrevoked device refuses the whole batch (400 InvalidKeyPackage), before anything is written.
  *
- * A batch of one-time packages is one statement. A batch with a last-resort package first takes the owner's
- * advisory lock exclusively, in its own statement, so that the replacing statement's snapshot sees every
- * package committed before it (a last-resort package is published rarely: once per device and suite, now and then).
- * Concurrent publishers of one owner thus never wait for each other's uncommitted rows under two different unique
- * indexes (which could deadlock); the rare race that still trips a unique index (cleanup deleting a package
- * republished at that moment) is retried once.
+ * A batch of one-time packages is one statement, under the owner's advisory lock in shared mode: such batches run
+ * side by side and meet only on (owner, hash), in hash order. A batch with a last-resort package first takes that
+ * lock exclusively, in its own statement, so no other batch of the owner is running and the replacing statement's
+ * snapshot sees every package committed before it (a last-resort package is published rarely: once per device and
+ * suite, now and then). So no publisher ever waits for another's uncommitted rows under two different unique indexes,
+ * which could deadlock (a package published at once as last-resort and as one-time by two batches). The rare race
+ * that still trips a unique index (cleanup deleting a package republished at that moment) is retried once.
  */
 export async function publishKeyPackages(
   db: Queryable,
@@ -120,6 +126,7 @@ export async function publishKeyPackages(
       expires_at: pkg.expiresAt.toISOString(),
       device_id: pkg.deviceId,
       last_resort: pkg.lastResort,
+      signature_key: encodeBase64(pkg.signatureKey),
     })),
   );
   const publish = async (q: Queryable) => {
@@ -127,7 +134,7 @@ export async function publishKeyPackages(
       owner,
       now,
       rows,
-      PUBLISH_LOCK_CLASS,
+      ADVISORY_LOCK.keyPackagePublish,
     ]);
     if (row?.refused) {
       const devices = (JSON.parse(row.refused) as string[]).slice(0, 5).join(", ");
@@ -141,7 +148,7 @@ export async function publishKeyPackages(
           await tx.query(LOCK_OWNER_EXCLUSIVELY_SQL, [
             owner,
             JSON.stringify([...new Set(batch.map((pkg) => pkg.deviceId))]),
-            PUBLISH_LOCK_CLASS,
+            ADVISORY_LOCK.keyPackagePublish,
           ]);
           return publish(tx);
         }),

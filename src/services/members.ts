@@ -1,5 +1,5 @@
 import type { Queryable } from "../db/driver.js";
-import { epochMismatch, notCreator, notMember, tooManyMembers } from "../errors.js";
+import { epochMismatch, invalidRequest, notCreator, notMember, tooManyMembers } from "../errors.js";
 import { checkCommit, type CommitInput } from "./commits.js";
 import { recordConvoChange } from "./convoChange.js";
 import { lockConvo } from "./convoLock.js";
@@ -31,6 +31,7 @@ export async function addMembers(db: Queryable, request: AddMembers): Promise<Me
   return db.transaction(async (tx) => {
     const convo = await lockConvo(tx, request.convoId, request.caller);
     if (!convo.callerActive) throw notMember();
+    if (convo.rosterChecked) throw needsBundle(request.commit ? "a commit" : "adding members");
     if (request.welcome) checkWelcomeSuite(request.welcome, convo.cipherSuite);
     const check = request.commit ? await checkCommit(tx, convo, request.commit) : undefined;
 
@@ -86,6 +87,10 @@ export async function addMembers(db: Queryable, request: AddMembers): Promise<Me
   });
 }
 
+/** In a roster-checked conversation the roster is the membership: it changes only with a commit and its GroupInfo. */
+const needsBundle = (what: string) =>
+  invalidRequest(`in a roster-checked conversation ${what} needs a commit with the groupInfo of the epoch it makes`);
+
 export interface LeaveConvo {
   convoId: string;
   caller: string;
@@ -115,8 +120,11 @@ export async function leaveConvo(db: Queryable, request: LeaveConvo): Promise<Me
     }
     if (!self) {
       if (!convo.callerActive) throw notMember();
+      if (convo.rosterChecked) throw needsBundle("removing a member");
       if (request.caller !== convo.creatorDid && !request.admins.includes(request.caller)) throw notCreator();
     }
+    // Leaving by itself, the caller's departure is recorded at once; its leaves stay until a member commits.
+    if (convo.rosterChecked && request.commit) throw needsBundle("a commit");
     const check = request.commit ? await checkCommit(tx, convo, request.commit) : undefined;
     if (check?.kind === "repeat") {
       // The same commit bytes again answer success only if the target is already gone.

@@ -1,9 +1,10 @@
 import type { Queryable } from "../db/driver.js";
 import { invalidRequest, rosterMismatch, tooManyMembers } from "../errors.js";
 import { readGroupInfo } from "../mls/groupInfo.js";
-import { keyPackageHashesFor, type KeyPackageHash } from "./commitBundle.js";
+import type { KeyPackageHash } from "./commitBundle.js";
 import { existingConvo, getConvoView, type ConvoView } from "./conversations.js";
 import { rosterEvents } from "./convoChange.js";
+import { keyPackageHashesFor } from "./rosterChange.js";
 import {
   checkActingDevice,
   checkRosterDevices,
@@ -34,6 +35,8 @@ export interface NewRosterConvo {
   /** At most this many DIDs besides the creator (createConvo's per-call limit). */
   maxInitialMembers: number;
   maxMembers: number;
+  /** The most leaves the GroupInfo's tree may hold. */
+  maxLeaves: number;
   now: Date;
 }
 
@@ -45,33 +48,37 @@ export interface NewRosterConvo {
  * A repeat by its active creator answers the existing conversation, as createConvo does.
  */
 export async function createRosterConvo(db: Queryable, convo: NewRosterConvo): Promise<ConvoView> {
-  const info = await readGroupInfo(convo.groupInfo, convo.cipherSuite, convo.maxMembers * 11);
+  const info = await readGroupInfo(convo.groupInfo, convo.cipherSuite, convo.maxLeaves);
   if (info.groupId !== convo.groupId) throw rosterMismatch("the GroupInfo belongs to another MLS group than groupId");
   const leaves = diffRoster([], info.leaves).added;
   const acting: Device = { did: convo.creator, deviceId: convo.deviceId };
-  const mine = leaves.find((leaf) => deviceKey(leaf) === deviceKey(acting));
-  if (!mine) throw rosterMismatch("the GroupInfo's tree must hold the caller's device");
-  if (info.signerLeaf !== mine.leafIndex) throw rosterMismatch("the GroupInfo must be signed by the caller's device");
-  const dids = [...new Set(leaves.map((leaf) => leaf.did))];
-  const others = dids.filter((did) => did !== convo.creator);
-  if (
-    convo.initialMembers &&
-    (convo.initialMembers.length !== others.length || convo.initialMembers.some((did) => !others.includes(did)))
-  ) {
-    throw rosterMismatch("initialMembers must name exactly the DIDs of the GroupInfo's tree besides the caller");
-  }
-  if (others.length > convo.maxInitialMembers) {
-    throw tooManyMembers(`at most ${convo.maxInitialMembers} initial members per call`);
-  }
-  if (dids.length > convo.maxMembers) throw tooManyMembers(`a conversation holds at most ${convo.maxMembers} members`);
-  const welcomed = leaves.filter((leaf) => leaf !== mine);
-  const hashes = keyPackageHashesFor(convo.keyPackageHashes, welcomed);
-  if (convo.welcome && welcomed.length === 0)
-    throw invalidRequest("welcomeMessage needs a device besides the caller's");
 
   return db.transaction(async (tx) => {
     const devices = await lockDevices(tx, [...leaves, acting]);
     checkActingDevice(devices, acting);
+    const mine = leaves.find((leaf) => deviceKey(leaf) === deviceKey(acting));
+    if (!mine) throw rosterMismatch("the GroupInfo's tree must hold the caller's device");
+    if (info.signerLeaf !== mine.leafIndex) throw rosterMismatch("the GroupInfo must be signed by the caller's device");
+    const dids = [...new Set(leaves.map((leaf) => leaf.did))];
+    const others = dids.filter((did) => did !== convo.creator);
+    const inTree = new Set(others);
+    if (
+      convo.initialMembers &&
+      (convo.initialMembers.length !== inTree.size || convo.initialMembers.some((did) => !inTree.has(did)))
+    ) {
+      throw rosterMismatch("initialMembers must name exactly the DIDs of the GroupInfo's tree besides the caller");
+    }
+    if (others.length > convo.maxInitialMembers) {
+      throw tooManyMembers(`at most ${convo.maxInitialMembers} initial members per call`);
+    }
+    if (dids.length > convo.maxMembers) {
+      throw tooManyMembers(`a conversation holds at most ${convo.maxMembers} members`);
+    }
+    const welcomed = leaves.filter((leaf) => leaf !== mine);
+    const hashes = keyPackageHashesFor(convo.keyPackageHashes, welcomed);
+    if (convo.welcome && welcomed.length === 0) {
+      throw invalidRequest("welcomeMessage needs a device besides the caller's");
+    }
     checkRosterDevices(leaves, leaves, devices);
     const events = rosterEvents({ added: leaves, removed: [], joiners: dids, departed: [], actor: acting });
     const [created] = await tx.query<{ id: string }>(

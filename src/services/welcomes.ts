@@ -165,18 +165,10 @@ export async function storeWelcomes(
   now: Date,
 ): Promise<void> {
   if (recipients.length === 0) return;
+  const devices = recipients.map(({ did, deviceId = IMPLICIT_DEVICE }) => ({ did, deviceId }));
+  await retireConvoDeviceWelcomes(tx, convoId, devices, now);
   const rows = JSON.stringify(
     recipients.map(({ did, deviceId, hash }) => ({ did, device_id: deviceId ?? IMPLICIT_DEVICE, hash })),
-  );
-  await tx.query(
-    `WITH stale AS (
-       SELECT id FROM welcome_messages
-        WHERE convo_id = $1 AND ${LIVE} AND (recipient_did, recipient_device) IN (
-          SELECT r.did, r.device_id FROM jsonb_to_recordset($2::text::jsonb) AS r(did text, device_id text))
-          FOR UPDATE
-     ), ${RETIRE}
-     SELECT 1 FROM retired`,
-    [convoId, rows, now],
   );
   await tx.query(
     `WITH payload AS (${upsertWelcomePayload("$5", "$2", "$3")})
@@ -201,6 +193,27 @@ export async function retireWelcomes(db: Queryable, convoId: string, recipients:
   return rows.length;
 }
 
+/** Retires the live welcomes of these devices in the conversation (their leaves left its roster). */
+export async function retireConvoDeviceWelcomes(
+  db: Queryable,
+  convoId: string,
+  devices: WelcomeRecipient[],
+  now: Date,
+): Promise<number> {
+  if (devices.length === 0) return 0;
+  const rows = await db.query(
+    `WITH stale AS (
+       SELECT id FROM welcome_messages
+        WHERE convo_id = $1 AND ${LIVE} AND (recipient_did, recipient_device) IN (
+          SELECT r.did, r.device_id FROM jsonb_to_recordset($2::text::jsonb) AS r(did text, device_id text))
+          FOR UPDATE
+     ), ${RETIRE}
+     SELECT 1 FROM retired`,
+    [convoId, JSON.stringify(devices.map(({ did, deviceId }) => ({ did, device_id: deviceId }))), now],
+  );
+  return rows.length;
+}
+
 /** Retires one device's live welcomes in every conversation (it was revoked). */
 export async function retireDeviceWelcomes(db: Queryable, did: string, deviceId: string, now: Date): Promise<number> {
   const rows = await db.query(
@@ -209,28 +222,6 @@ export async function retireDeviceWelcomes(db: Queryable, did: string, deviceId:
      ), ${RETIRE}
      SELECT 1 FROM retired`,
     [did, deviceId, now],
-  );
-  return rows.length;
-}
-
-/** Retires the live welcomes of these devices in one conversation (removed from its roster). */
-export async function retireConvoDeviceWelcomes(
-  db: Queryable,
-  convoId: string,
-  devices: { did: string; deviceId: string }[],
-  now: Date,
-): Promise<number> {
-  if (devices.length === 0) return 0;
-  const rows = await db.query(
-    `WITH stale AS (
-       SELECT w.id FROM welcome_messages w
-         JOIN jsonb_to_recordset($2::text::jsonb) AS d(did text, device_id text)
-           ON w.recipient_did = d.did AND w.recipient_device = d.device_id
-        WHERE w.convo_id = $1 AND ${LIVE.replace(/(state|expires_at)/g, "w.$1")}
-          FOR UPDATE OF w
-     ), ${RETIRE}
-     SELECT 1 FROM retired`,
-    [convoId, JSON.stringify(devices.map(({ did, deviceId }) => ({ did, device_id: deviceId }))), now],
   );
   return rows.length;
 }

@@ -34,17 +34,26 @@ export const lifetime = (notBefore: Date, notAfter: Date): Lifetime => ({
   notAfter: BigInt(Math.floor(notAfter.getTime() / 1000)),
 });
 
-async function generate(who: string | Credential, keyLifetime: Lifetime) {
+async function generate(who: string | Credential, keyLifetime: Lifetime, impl?: CiphersuiteImpl) {
   const credential = typeof who === "string" ? basicCredential(who) : who;
-  return generateKeyPackage(credential, defaultCapabilities(), keyLifetime, [], await cipherSuite());
+  return generateKeyPackage(credential, defaultCapabilities(), keyLifetime, [], impl ?? (await cipherSuite()));
+}
+
+/** ts-mls's implementation of a suite, or undefined when it needs a package not installed (X448, ChaCha20). */
+async function suiteImpl(name: CiphersuiteName): Promise<CiphersuiteImpl | undefined> {
+  try {
+    return await getCiphersuiteImpl(getCiphersuiteFromName(name));
+  } catch {
+    return undefined;
+  }
 }
 
 export interface KeyPackageOptions {
   /** Replaces the basic credential naming the DID. */
   credential?: Credential;
   /**
-   * The cipher suite the KeyPackage claims. Only suite 1 is generated (ts-mls needs @noble/curves, not installed,
-   * for the others): another name relabels a suite-1 package, so its signature no longer verifies.
+   * The cipher suite of the KeyPackage: generated with it where ts-mls can (suites 1, 2, 5, 7); any other name
+   * relabels a suite-1 package, so its signatures no longer verify.
    */
   cipherSuite?: CiphersuiteName;
 }
@@ -58,11 +67,12 @@ export async function makeKeyPackage(
   keyLifetime: Lifetime = defaultLifetime,
   { credential = basicCredential(did), cipherSuite: claimed = TEST_CIPHER_SUITE }: KeyPackageOptions = {},
 ): Promise<Uint8Array> {
-  const { publicPackage } = await generate(credential, keyLifetime);
+  const impl = await suiteImpl(claimed);
+  const { publicPackage } = await generate(credential, keyLifetime, impl);
   return encodeMlsMessage({
     version: "mls10",
     wireformat: "mls_key_package",
-    keyPackage: { ...publicPackage, cipherSuite: claimed },
+    keyPackage: impl ? publicPackage : { ...publicPackage, cipherSuite: claimed },
   });
 }
 

@@ -9,6 +9,7 @@
 import { createHash } from "node:crypto";
 import { createGroup, joinGroup, type ClientState } from "ts-mls/clientState.js";
 import { createCommit, createGroupInfoWithExternalPubAndRatchetTree, joinGroupExternal } from "ts-mls/createCommit.js";
+import { createApplicationMessage } from "ts-mls/createMessage.js";
 import { getCiphersuiteFromName, type CiphersuiteImpl } from "ts-mls/crypto/ciphersuite.js";
 import { getCiphersuiteImpl } from "ts-mls/crypto/getCiphersuiteImpl.js";
 import { defaultCapabilities } from "ts-mls/defaultCapabilities.js";
@@ -230,6 +231,18 @@ export class RosterGroup {
     }
     const result = await processMessage(message, this.member(by).state, emptyPskIndex, acceptAll, await cipherSuite());
     return groupInfoBytes(result.newState);
+  }
+
+  /** An application message (a PrivateMessage) from `by` in the current epoch. */
+  async application(by: Device, text: string): Promise<Uint8Array> {
+    const member = this.member(by);
+    const { newState, privateMessage } = await createApplicationMessage(
+      member.state,
+      new TextEncoder().encode(text),
+      await cipherSuite(),
+    );
+    member.state = newState;
+    return encodeMlsMessage({ version: "mls10", wireformat: "mls_private_message", privateMessage });
   }
 
   private leafOf(state: ClientState, device: Device): number {

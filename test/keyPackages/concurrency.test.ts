@@ -177,29 +177,43 @@ describe("publishing under concurrency", () => {
     expect(published).toBeGreaterThanOrEqual(rows.length);
   });
 
-  it("a device revoked while its packages are being published keeps none of them unhanded", async () => {
-    for (let round = 0; round < 5; round++) {
-      const alice = unique("did:plc:calice");
-      await registerDevice(db, alice, "laptop");
-      const batches = await Promise.all(Array.from({ length: 6 }, () => devicePackages(alice, "laptop", 3)));
-      // revokeDevice's order: the device row first, then the packages it leaves; started a moment into the publishing.
-      const revoke = new Promise((resolve) => setTimeout(resolve, round * 5)).then(() =>
-        db.transaction(async (tx) => {
-          await tx.query(`UPDATE devices SET revoked_at = now() WHERE did = $1 AND device_id = 'laptop'`, [alice]);
-          await tx.query(
-            `DELETE FROM key_packages WHERE owner_did = $1 AND device_id = 'laptop' AND handed_out_at IS NULL`,
-            [alice],
-          );
+  it("publishing and renaming the device at once never deadlock", async () => {
+    const alice = unique("did:plc:calice");
+    expect((await call(alice, "registerDevice", { body: { deviceId: "laptop" } })).status).toBe(200);
+    const batches = await Promise.all(Array.from({ length: 10 }, () => devicePackages(alice, "laptop", 2)));
+    const answers = await Promise.all([
+      ...batches.map((packages, i) =>
+        call(alice, "publishKeyPackages", {
+          body: { keyPackages: packages.map((bytes, n) => publishItem(bytes, { lastResort: i % 2 === 1 && n === 0 })) },
         }),
-      );
-      const answers = await Promise.all(
-        batches.map((packages) =>
+      ),
+      ...Array.from({ length: 10 }, (_, i) =>
+        call(alice, "registerDevice", { body: { deviceId: "laptop", name: `laptop ${i}` } }),
+      ),
+    ]);
+    expect(answers.map((answer) => answer.status)).toEqual(Array(20).fill(200));
+  });
+
+  it("revokeDevice racing publishers of the device's packages leaves none of them unhanded", async () => {
+    for (let round = 0; round < 6; round++) {
+      const alice = unique("did:plc:calice");
+      expect((await call(alice, "registerDevice", { body: { deviceId: "laptop" } })).status).toBe(200);
+      const batches = await Promise.all(Array.from({ length: 8 }, () => devicePackages(alice, "laptop", 3)));
+      const later = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+      // Publishers start one after another; the revocation starts among them, later each round.
+      const publishing = batches.map((packages, i) =>
+        later(i * 4).then(() =>
           call<{ error?: string }>(alice, "publishKeyPackages", {
-            body: { keyPackages: packages.map((bytes) => publishItem(bytes)) },
+            // Odd batches carry a last-resort package (their first) too: the path that locks the owner exclusively.
+            body: {
+              keyPackages: packages.map((bytes, n) => publishItem(bytes, { lastResort: i % 2 === 1 && n === 0 })),
+            },
           }),
         ),
       );
-      await revoke;
+      const revoked = later(round * 6).then(() => call(alice, "revokeDevice", { body: { deviceId: "laptop" } }));
+      const answers = await Promise.all(publishing);
+      expect((await revoked).status).toBe(200);
       for (const answer of answers) {
         if (answer.status !== 200) expect(answer).toMatchObject({ status: 400, body: { error: "InvalidKeyPackage" } });
       }

@@ -93,12 +93,33 @@ describe("readKeyPackage on real ts-mls key packages", () => {
     const notBefore = new Date("2025-01-01T00:00:00Z");
     const notAfter = new Date("2025-04-01T12:30:00Z");
     const bytes = await makeKeyPackage("did:plc:alice", lifetime(notBefore, notAfter));
-    expect(readKeyPackage(bytes)).toEqual({
+    expect(readKeyPackage(bytes)).toMatchObject({
       cipherSuite: TEST_CIPHER_SUITE,
       notBefore,
       notAfter,
       identity: "did:plc:alice",
     });
+  });
+
+  it("verifies the package's and its leaf's signatures with the leaf's key", async () => {
+    const message = decode(await makeKeyPackage());
+    if (message.wireformat !== "mls_key_package") throw new Error("expected a key package");
+    const read = readKeyPackage(encodeMlsMessage(message))!;
+    expect(read.signatureKey).toEqual(message.keyPackage.leafNode.signaturePublicKey);
+    expect(await read.verifySignatures()).toBe(true);
+    // A flipped bit in the package's signature, or another key, and it no longer verifies.
+    const signature = Uint8Array.from(message.keyPackage.signature);
+    signature[0]! ^= 1;
+    const forged = encodeMlsMessage({ ...message, keyPackage: { ...message.keyPackage, signature } });
+    expect(await readKeyPackage(forged)!.verifySignatures()).toBe(false);
+    const other = decode(await makeKeyPackage());
+    if (other.wireformat !== "mls_key_package") throw new Error("expected a key package");
+    const leafNode = {
+      ...message.keyPackage.leafNode,
+      signaturePublicKey: other.keyPackage.leafNode.signaturePublicKey,
+    };
+    const rekeyed = encodeMlsMessage({ ...message, keyPackage: { ...message.keyPackage, leafNode } });
+    expect(await readKeyPackage(rekeyed)!.verifySignatures()).toBe(false);
   });
 
   it("reads a bare KeyPackage too", async () => {
@@ -108,11 +129,9 @@ describe("readKeyPackage on real ts-mls key packages", () => {
   });
 
   it("leaves out a notAfter that no Date can hold (ts-mls's default lifetime)", async () => {
-    expect(readKeyPackage(await makeKeyPackage())).toEqual({
-      cipherSuite: TEST_CIPHER_SUITE,
-      identity: "did:plc:test",
-      notBefore: new Date(0),
-    });
+    const read = readKeyPackage(await makeKeyPackage());
+    expect(read).toMatchObject({ cipherSuite: TEST_CIPHER_SUITE, identity: "did:plc:test", notBefore: new Date(0) });
+    expect(read).not.toHaveProperty("notAfter");
   });
 
   it("names cipher suites 1–7 by RFC 9420 and any other id in hex", async () => {

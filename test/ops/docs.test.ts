@@ -6,6 +6,7 @@ import type { OpenApiDocument } from "../../src/docs/openapi.js";
 import { NSID_PREFIX } from "../../src/xrpc.js";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
 import { makeGroupWithCommit, makeKeyPackage, TestGroup } from "../helpers/mls.js";
+import { RosterGroup } from "../helpers/rosterGroup.js";
 import { xrpc } from "../helpers/xrpc.js";
 
 const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
@@ -135,6 +136,24 @@ describe("documented outputs", () => {
     await call(bob, "registerDevice", { body: { deviceId: "laptop" } });
     await call(bob, "revokeDevice", { body: { deviceId: "laptop" } });
     await call(bob, "getDevices", {});
+    // A roster-checked conversation: processCommit and getGroupInfo.
+    const [aliceDevice, carolDevice] = [{ did: alice, deviceId: "" }, { did: carol, deviceId: "" }];
+    const roster = await RosterGroup.create(aliceDevice);
+    const checked = await call(alice, "createConvo", {
+      body: { groupId: roster.groupIdHex, cipherSuite: SUITE, groupInfo: base64(await roster.groupInfo(aliceDevice)) },
+    });
+    const bundle = await roster.commit(aliceDevice, { add: [carolDevice] });
+    await call(alice, "processCommit", {
+      body: {
+        convoId: checked.id,
+        epoch: bundle.epoch,
+        commit: base64(bundle.commit),
+        groupInfo: base64(bundle.groupInfo),
+        welcomeMessage: base64(bundle.welcome!),
+        keyPackageHashes: bundle.keyPackageHashes,
+      },
+    });
+    await call(carol, "getGroupInfo", { query: { convoId: checked.id } });
 
     const jsonMethods = methods.filter((method) => !("encoding" in methodDocs[method.name]!.output));
     expect([...exercised].sort()).toEqual(jsonMethods.map((method) => method.name).sort());

@@ -4,6 +4,7 @@
  * members and events, natural and keyed repeats.
  */
 import { afterAll, describe, expect, it } from "vitest";
+import { decodeMlsMessage, encodeMlsMessage } from "ts-mls/message.js";
 import { randomGroupId, testApp, testDatabase } from "../helpers/context.js";
 import { b64, RosterGroup, SUITE } from "../helpers/rosterGroup.js";
 import { expectReply, Xrpc } from "../messaging/client.js";
@@ -457,6 +458,64 @@ describe("processCommit: one commit per epoch and repeats", () => {
       welcomeMessage: b64(withWelcome.welcome!),
     });
     expectReply(reply, 400, "InvalidRequest");
+  });
+});
+
+/** The commit with one bit of its signature flipped (a PublicMessage stays well-formed). */
+function withBadSignature(commit: Uint8Array): Uint8Array {
+  const message = decodeMlsMessage(commit, 0)![0];
+  if (message.wireformat !== "mls_public_message") throw new Error("expected a PublicMessage");
+  const signature = Uint8Array.from(message.publicMessage.auth.signature);
+  signature[5]! ^= 1;
+  const auth = { ...message.publicMessage.auth, signature };
+  return encodeMlsMessage({ ...message, publicMessage: { ...message.publicMessage, auth } });
+}
+
+describe("processCommit: commits sent as PublicMessages are checked further", () => {
+  it("a signature that does not verify with the committing device's key: 400 InvalidCommit", async () => {
+    const { alicePhone, group, convoId } = await aliceAndBob();
+    const bundle = await group.commit(alicePhone, { publicMessage: true });
+    const reply = await api.post(alicePhone.did, "processCommit", {
+      ...bundleBody(convoId, bundle, alicePhone),
+      commit: b64(withBadSignature(bundle.commit)),
+    });
+    expectReply(reply, 400, "InvalidCommit");
+    expect(reply.body.message).toMatch(/signature/);
+    expectReply(await commitBundle(api, convoId, bundle, alicePhone), 200);
+  });
+
+  it("a GroupInfo whose tree is not what the commit's proposals make: RosterMismatch", async () => {
+    const { alicePhone, bob, group, convoId } = await aliceAndBob();
+    const [tablet, watch] = [device(bob, "tablet"), device(bob, "watch")];
+    await register(db, tablet, watch);
+    const addsTablet = await group.commit(alicePhone, { add: [tablet], publicMessage: true });
+    const addsWatch = await group.commit(alicePhone, { add: [watch], publicMessage: true });
+    const reply = await api.post(alicePhone.did, "processCommit", {
+      ...bundleBody(convoId, addsWatch, alicePhone),
+      commit: b64(addsTablet.commit),
+    });
+    expectReply(reply, 400, "RosterMismatch");
+    expect(reply.body.message).toMatch(/proposals/);
+    // The same mix as a PrivateMessage cannot be told apart by the server: that is what PublicMessages buy.
+    const privateTablet = await group.commit(alicePhone, { add: [tablet] });
+    const privateWatch = await group.commit(alicePhone, { add: [watch] });
+    const blind = await api.post(alicePhone.did, "processCommit", {
+      ...bundleBody(convoId, privateWatch, alicePhone),
+      commit: b64(privateTablet.commit),
+    });
+    expectReply(blind, 200);
+  });
+
+  it("an external commit whose signature does not verify with its new leaf's key: 400 InvalidCommit", async () => {
+    const { bob, group, convoId } = await aliceAndBob();
+    const tablet = device(bob, "tablet");
+    await register(db, tablet);
+    const bundle = await group.externalJoin(tablet);
+    const reply = await api.post(bob, "processCommit", {
+      ...bundleBody(convoId, bundle, tablet),
+      commit: b64(withBadSignature(bundle.commit)),
+    });
+    expectReply(reply, 400, "InvalidCommit");
   });
 });
 

@@ -1,0 +1,207 @@
+/**
+ * Commit bundles under concurrency, over real HTTP against two real servers (src/entry/node.ts) on one real
+ * PostgreSQL: rival commits for one epoch (member and external ones) leave exactly one winner whose GroupInfo is
+ * the roster, and revocations racing commits that add the device never deadlock and leave a consistent state.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Database } from "../../src/db/driver.js";
+import { start, stopAll, type BattleServer } from "../battle/server.js";
+import { testApp, testDatabase, tokenFor } from "../helpers/context.js";
+import { conversationLockWaiters, holdRowLock } from "../helpers/rowLock.js";
+import { b64, RosterGroup, SUITE, type Bundle, type Device } from "../helpers/rosterGroup.js";
+import { Xrpc } from "../messaging/client.js";
+import {
+  bundleBody,
+  device,
+  epochOf,
+  expectRosterOf,
+  membershipEvents,
+  newDid,
+  register,
+  storedRoster,
+} from "./fixtures.js";
+
+let servers: BattleServer[] = [];
+let db: Database;
+
+beforeAll(async () => {
+  db = testDatabase(4);
+  servers = await Promise.all([start({ DATABASE_POOL_MAX: "20" }), start({ DATABASE_POOL_MAX: "20" })]);
+});
+afterAll(async () => {
+  await stopAll(servers);
+  await db?.close();
+});
+
+interface Answer {
+  status: number;
+  body: any;
+}
+
+/** A call to one of the servers (the i-th request goes to server i mod 2). */
+async function call(i: number, did: string, method: string, body: unknown): Promise<Answer> {
+  const response = await fetch(`${servers[i % servers.length]!.url}/xrpc/blue.catbird.mls.${method}`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${await tokenFor(did)}`, "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(30_000),
+  });
+  return { status: response.status, body: await response.json() };
+}
+
+/** A roster-checked conversation of Alice's two devices and Bob's two, created over HTTP. */
+async function conversation() {
+  const alice = newDid("alice");
+  const bob = newDid("bob");
+  const devices = [device(alice, "phone"), device(alice, "laptop"), device(bob, "phone"), device(bob, "laptop")];
+  await register(db, ...devices);
+  const group = await RosterGroup.create(devices[0]!);
+  const bundle = await group.commit(devices[0]!, { add: devices.slice(1) });
+  await bundle.apply();
+  const created = await call(0, alice, "createConvo", {
+    groupId: group.groupIdHex,
+    cipherSuite: SUITE,
+    deviceId: "phone",
+    groupInfo: b64(await group.groupInfo(devices[0]!)),
+    welcomeMessage: b64(bundle.welcome!),
+    keyPackageHashes: bundle.keyPackageHashes,
+  });
+  expect(created.status, JSON.stringify(created.body)).toBe(200);
+  return { alice, bob, devices, group, convoId: created.body.id as string };
+}
+
+describe("one commit per epoch (real servers, real PostgreSQL)", () => {
+  it("rival bundles for one epoch from every device, round after round: one 200, the rest 409, the roster the winner's", async () => {
+    const { devices, group, convoId } = await conversation();
+    for (let round = 0; round < 4; round++) {
+      const epoch = group.epoch;
+      const rivals: { by: Device; bundle: Bundle }[] = [];
+      for (const [i, by] of devices.entries()) {
+        const added = device(by.did, `r${round}d${i}`);
+        await register(db, added);
+        rivals.push({ by, bundle: await group.commit(by, { add: [added] }) });
+      }
+      const answers = await Promise.all(
+        rivals.map(({ by, bundle }, i) => call(i, by.did, "processCommit", bundleBody(convoId, bundle, by))),
+      );
+      const winners = answers.flatMap((answer, i) => (answer.status === 200 ? [i] : []));
+      expect(winners, JSON.stringify(answers)).toHaveLength(1);
+      for (const [i, answer] of answers.entries()) {
+        if (i === winners[0]) continue;
+        expect(answer, JSON.stringify(answer)).toMatchObject({ status: 409, body: { error: "EpochMismatch" } });
+      }
+      const winner = rivals[winners[0]!]!;
+      expect(answers[winners[0]!]!.body).toMatchObject({
+        newEpoch: epoch + 1,
+        added: winner.bundle.added,
+        removed: [],
+      });
+      await winner.bundle.apply();
+      await expectRosterOf(db, convoId, group);
+      expect(await epochOf(db, convoId)).toBe(epoch + 1);
+      const [info] = await db.query<{ group_info: Uint8Array }>(
+        `SELECT group_info FROM group_infos WHERE convo_id = $1`,
+        [convoId],
+      );
+      expect(b64(new Uint8Array(info!.group_info))).toBe(b64(winner.bundle.groupInfo));
+    }
+  });
+
+  it("external joins of new devices race a member's commit: one wins", async () => {
+    const { alice, bob, group, convoId } = await conversation();
+    for (let round = 0; round < 3; round++) {
+      const joiners = [device(alice, `x${round}a`), device(bob, `x${round}b`)];
+      await register(db, ...joiners);
+      const rivals = [
+        ...(await Promise.all(joiners.map(async (by) => ({ by, bundle: await group.externalJoin(by) })))),
+        { by: device(bob, "phone"), bundle: await group.commit(device(bob, "phone")) },
+      ];
+      const answers = await Promise.all(
+        rivals.map(({ by, bundle }, i) => call(i, by.did, "processCommit", bundleBody(convoId, bundle, by))),
+      );
+      const winners = answers.flatMap((answer, i) => (answer.status === 200 ? [i] : []));
+      expect(winners, JSON.stringify(answers)).toHaveLength(1);
+      expect(answers.filter((answer) => answer.status === 409)).toHaveLength(rivals.length - 1);
+      await rivals[winners[0]!]!.bundle.apply();
+      await expectRosterOf(db, convoId, group);
+    }
+  });
+});
+
+describe("revocation racing commits (lock order: devices, then conversations)", () => {
+  it("revoking a device while commits add it: never a deadlock or 5xx, and the outcome is consistent", async () => {
+    const { alice, bob, group, convoId } = await conversation();
+    for (let round = 0; round < 6; round++) {
+      const target = device(bob, `v${round}`);
+      await register(db, target);
+      const bundle = await group.commit(device(alice, "phone"), { add: [target] });
+      const [commit, revoked] = await Promise.all([
+        call(round, alice, "processCommit", bundleBody(convoId, bundle, device(alice, "phone"))),
+        call(round + 1, bob, "revokeDevice", { deviceId: target.deviceId }),
+      ]);
+      expect(revoked.status, JSON.stringify(revoked.body)).toBe(200);
+      const inRoster = (await storedRoster(db, convoId)).includes(`${bob}#${target.deviceId}`);
+      const revocationEvent = (await membershipEvents(db, convoId)).some(
+        (event) => event.type === "deviceRevoked" && event.did === bob && event.deviceId === target.deviceId,
+      );
+      if (commit.status === 200) {
+        // The commit came first: the revocation found the device in the roster and asked for its removal.
+        expect(inRoster && revocationEvent).toBe(true);
+        await bundle.apply();
+      } else {
+        expect(commit, JSON.stringify(commit)).toMatchObject({ status: 400, body: { error: "RosterMismatch" } });
+        expect(inRoster || revocationEvent).toBe(false);
+      }
+    }
+    await expectRosterOf(db, convoId, group);
+  });
+});
+
+/** Resolves once `count` transactions wait for the lock on the `devices` row at `ctid`, seen in pg_locks. */
+async function deviceLockWaiters(ctid: string, count: number): Promise<void> {
+  const [page, tuple] = ctid.slice(1, -1).split(",").map(Number);
+  for (let tries = 0; tries < 1000; tries++) {
+    const [row] = await db.query<{ n: number }>(
+      `SELECT count(*) AS n FROM pg_locks
+        WHERE locktype = 'tuple' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND relation = 'devices'::regclass AND page = $1 AND tuple = $2`,
+      [page, tuple],
+    );
+    if (Number(row!.n) >= count) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(`never saw ${count} waiters on the device`);
+}
+
+describe("the lock order, step by step", () => {
+  it("a commit holding a device (FOR SHARE) and waiting for the conversation, a revocation waiting for the device: both finish", async () => {
+    const api = new Xrpc(testApp(db).app);
+    const { alice, bob, group, convoId } = await conversation();
+    const added = device(alice, "tablet");
+    await register(db, added);
+    const bundle = await group.commit(device(alice, "phone"), { add: [added] });
+
+    const convo = holdRowLock<{ ctid: string }>(db, `SELECT ctid::text FROM conversations WHERE id = $1 FOR UPDATE`, [
+      convoId,
+    ]);
+    const convoCtid = (await convo.held)[0]!.ctid;
+    // The commit locks the devices of its tree (Bob's laptop among them), then waits for the conversation.
+    const commit = api.post(alice, "processCommit", bundleBody(convoId, bundle, device(alice, "phone")));
+    await conversationLockWaiters(db, convoCtid, 1);
+    // Revoking Bob's laptop waits for the commit's share lock; once it has the device, it locks the conversation.
+    const [laptop] = await db.query<{ ctid: string }>(
+      `SELECT ctid::text FROM devices WHERE did = $1 AND device_id = 'laptop'`,
+      [bob],
+    );
+    const revoke = api.post(bob, "revokeDevice", { deviceId: "laptop" });
+    await deviceLockWaiters(laptop!.ctid, 1);
+    convo.release();
+    await convo.done;
+
+    const [committed, revoked] = await Promise.all([commit, revoke]);
+    expect(committed.status, JSON.stringify(committed.body)).toBe(200);
+    expect(revoked.status, JSON.stringify(revoked.body)).toBe(200);
+    const events = await membershipEvents(db, convoId);
+    expect(events.at(-1)).toMatchObject({ type: "deviceRevoked", did: bob, deviceId: "laptop", epoch: 2 });
+  });
+});

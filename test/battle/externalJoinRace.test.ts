@@ -33,7 +33,8 @@ afterAll(async () => {
   await db.close();
 });
 
-const lost = (n: number) => (n === 0 ? "no rival left" : `${n} other${n === 1 ? "" : "s"} get 409 EpochMismatch`);
+const lost = (n: number) =>
+  n === 0 ? "no rival left" : n === 1 ? "1 other gets 409 EpochMismatch" : `${n} others get 409 EpochMismatch`;
 
 /** A racer: what it sends, and who it is, for the report. */
 interface Racer {
@@ -87,7 +88,8 @@ describe("battle: external joins racing a member's commit", () => {
       ];
       const bundles = new Map<MlsDevice, PreparedCommit>();
       for (const joiner of joiners) bundles.set(joiner, await joiner.prepareExternalJoin(convoId));
-      const memberCommit = await alicePhone.prepareCommit(convoId, {});
+      // Even trials frame the member commit as a PublicMessage (the server verifies those), odd ones as a PrivateMessage.
+      const memberCommit = await alicePhone.prepareCommit(convoId, { publicMessage: trial % 2 === 0 });
       expect([...bundles.values(), memberCommit].map((bundle) => bundle.epoch)).toEqual(
         Array(joiners.length + 1).fill(1),
       );

@@ -127,11 +127,12 @@ describe("devices end to end (real clients, real server, real PostgreSQL)", () =
     const blocked = await refusal(bobTablet.send(convoId, "am I still here?"));
     expect([blocked.status, blocked.error]).toEqual([403, "DeviceRevoked"]);
     say("bob/tablet tries to send → 403 DeviceRevoked");
-    const removal = await alicePhone.commit(convoId, { remove: [dev(bob, "tablet")] });
+    // As a PublicMessage: the server verifies its signature and that its proposals are the roster change.
+    const removal = await alicePhone.commit(convoId, { remove: [dev(bob, "tablet")], publicMessage: true });
     expect(removal.newEpoch).toBe(4);
     expect(removal.removed).toEqual([dev(bob, "tablet")]);
     expect(removal.added).toEqual([]);
-    say(`alice/phone commits the removal of bob/tablet → epoch ${removal.newEpoch}`);
+    say(`alice/phone commits the removal of bob/tablet (a PublicMessage) → epoch ${removal.newEpoch}`);
     await catchUpAll([bobPhone, bobLaptop], convoId, 4);
     await bobTablet.catchUp(convoId);
     expect(bobTablet.removed(convoId)).toBe(true);

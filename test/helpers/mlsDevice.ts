@@ -206,6 +206,13 @@ export interface Received {
   text: string;
 }
 
+/** What a member's commit changes; PrivateMessage framing (ts-mls's default) unless `publicMessage`. */
+export interface CommitChange {
+  add?: ClaimedKeyPackage[];
+  remove?: DeviceRef[];
+  publicMessage?: boolean;
+}
+
 export interface CommitResult {
   newEpoch: number;
   seq: number;
@@ -396,7 +403,7 @@ export class MlsDevice {
   /** Builds a commit bundle without sending it: tests tamper with its parts. */
   async prepareCommit(
     convoId: string,
-    { add = [], remove = [] }: { add?: ClaimedKeyPackage[]; remove?: DeviceRef[] },
+    { add = [], remove = [], publicMessage = false }: CommitChange,
   ): Promise<PreparedCommit> {
     const cs = await cipherSuite();
     const session = this.session(convoId);
@@ -410,7 +417,7 @@ export class MlsDevice {
     const adds: Proposal[] = add.map(({ keyPackage }) => ({ proposalType: "add", add: { keyPackage } }));
     const { commit, welcome, newState } = await createCommit(
       { state: session.state, cipherSuite: cs },
-      { ratchetTreeExtension: true, extraProposals: [...removals, ...adds] },
+      { ratchetTreeExtension: true, wireAsPublicMessage: publicMessage, extraProposals: [...removals, ...adds] },
     );
     const groupInfo = encodeGroupInfo(await createGroupInfoWithExternalPubAndRatchetTree(newState, [], cs));
     return {
@@ -441,7 +448,7 @@ export class MlsDevice {
   }
 
   /** A commit bundle adding and removing devices, sent. */
-  async commit(convoId: string, change: { add?: ClaimedKeyPackage[]; remove?: DeviceRef[] }): Promise<CommitResult> {
+  async commit(convoId: string, change: CommitChange): Promise<CommitResult> {
     return this.sendCommit(convoId, await this.prepareCommit(convoId, change));
   }
 

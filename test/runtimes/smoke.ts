@@ -7,6 +7,7 @@ import { expect, it } from "vitest";
 import { sha256Hex } from "../../src/bytes.js";
 import { randomGroupId, tokenFor, unique } from "../helpers/context.js";
 import { makeGroupWithCommit, TEST_CIPHER_SUITE } from "../helpers/mls.js";
+import { RosterGroup, SUITE } from "../helpers/rosterGroup.js";
 
 export interface SmokeTarget {
   baseUrl: string;
@@ -204,5 +205,61 @@ export function smokeScenario(target: () => SmokeTarget): void {
     const gone = await api.get(bob, "getWelcome", { convoId });
     expectStatus(gone, 410);
     expect(gone.body.error).toBe("WelcomeGone");
+  });
+  it("devices: a roster-checked conversation takes a commit bundle (GroupInfo and PublicMessage signatures verified here)", async () => {
+    const api = client(target());
+    const alice = { did: unique("did:plc:smokedalice"), deviceId: "phone" };
+    const bob = { did: unique("did:plc:smokedbob"), deviceId: "phone" };
+    for (const device of [alice, bob]) {
+      expectStatus(await api.post(device.did, "registerDevice", { deviceId: device.deviceId }), 200);
+    }
+    const expires = new Date(Date.now() + 86_400_000).toISOString();
+    const group = await RosterGroup.create(alice, {
+      publish: async (device, keyPackage) =>
+        expectStatus(
+          await api.post(device.did, "publishKeyPackage", {
+            keyPackage: base64(keyPackage),
+            cipherSuite: SUITE,
+            expires,
+          }),
+          200,
+        ),
+    });
+    const created = await api.post(alice.did, "createConvo", {
+      groupId: group.groupIdHex,
+      cipherSuite: SUITE,
+      deviceId: alice.deviceId,
+      groupInfo: base64(await group.groupInfo(alice)),
+    });
+    expectStatus(created, 200);
+    const convoId = created.body.id as string;
+
+    const bundle = await group.commit(alice, { add: [bob], publicMessage: true });
+    const committed = await api.post(alice.did, "processCommit", {
+      convoId,
+      deviceId: alice.deviceId,
+      epoch: bundle.epoch,
+      commit: base64(bundle.commit),
+      groupInfo: base64(bundle.groupInfo),
+      welcomeMessage: base64(bundle.welcome!),
+      keyPackageHashes: bundle.keyPackageHashes,
+    });
+    expectStatus(committed, 200);
+    expect(committed.body).toMatchObject({ newEpoch: 1, added: [{ did: bob.did, deviceId: "phone" }], removed: [] });
+    await bundle.apply();
+
+    const welcome = await api.get(bob.did, "getWelcome", { convoId, deviceId: bob.deviceId });
+    expectStatus(welcome, 200);
+    expect(welcome.body.welcome).toEqual({ $bytes: base64(bundle.welcome!) });
+    const info = await api.get(bob.did, "getGroupInfo", { convoId });
+    expectStatus(info, 200);
+    expect(info.body).toEqual({ convoId, epoch: 1, groupInfo: { $bytes: base64(bundle.groupInfo) } });
+    const sent = await api.post(bob.did, "sendMessage", {
+      convoId,
+      deviceId: bob.deviceId,
+      epoch: 1,
+      ciphertext: base64(await group.application(bob, "hello from bob's phone")),
+    });
+    expectStatus(sent, 200);
   });
 }

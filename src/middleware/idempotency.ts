@@ -77,7 +77,8 @@ export function idempotency({ ttlSeconds, waitMs, once }: IdempotencyOptions): M
         if (stored) return;
         c.set("db", tx);
         await next();
-        if (c.res.status >= 500) throw new DoNotStore();
+        // A 429 (RejoinCooldown) means "not now": stored, the key would replay it for its whole life.
+        if (c.res.status >= 500 || c.res.status === 429) throw new DoNotStore();
         // Not awaited: it goes out with COMMIT, one round trip for both.
         void storeAnswer(tx, scope, c.res.status, c.get("answer") ?? (await c.res.clone().text()));
       });

@@ -82,6 +82,22 @@ describe("external joins", () => {
     expectReply(await commitBundle(api, convoId, phoneResync, device(bob, "phone")), 200);
   });
 
+  it("a RejoinCooldown is not stored under the idempotency key: the same key after the cooldown joins", async () => {
+    const { bob, bobTablet, group, convoId } = await aliceAndBob();
+    expectReply(await commitBundle(api, convoId, await group.externalJoin(bobTablet), bobTablet), 200);
+    const resync = await group.externalJoin(bobTablet, { resync: true });
+    const body = { ...bundleBody(convoId, resync, bobTablet), idempotencyKey: "resync-1" };
+    expectReply(await api.post(bob, "processCommit", body), 429, "RejoinCooldown");
+    clock.advance(61_000);
+    const reply = await api.post(bob, "processCommit", body);
+    expectReply(reply, 200);
+    expect(reply.headers.get("Idempotent-Replayed")).toBeNull();
+    // From now on the key answers what it did.
+    const again = await api.post(bob, "processCommit", body);
+    expectReply(again, 200);
+    expect(again.headers.get("Idempotent-Replayed")).toBe("true");
+  });
+
   it("a DID that is not an active member never joins externally (403 NotMember)", async () => {
     const { bob, group, convoId } = await aliceAndBob();
     const eve = newDid("eve");

@@ -95,9 +95,20 @@ export function createApp(context: AppContext): Hono {
   });
   const limitCaller = perCaller ? [perCaller] : [];
   const exactlyOnce = (method: XrpcMethod) =>
-    idempotency({ ttlSeconds: config.IDEMPOTENCY_TTL_SECONDS, waitMs: config.IDEMPOTENCY_WAIT_MS, once: oncePath(method) });
+    idempotency({
+      ttlSeconds: config.IDEMPOTENCY_TTL_SECONDS,
+      waitMs: config.IDEMPOTENCY_WAIT_MS,
+      once: oncePath(method),
+    });
   // Procedures that write conversation events wake its streams after their transaction committed.
-  const announcing = new Set(["createConvo", "addMembers", "leaveConvo", "sendMessage"]);
+  const announcing = new Set([
+    "createConvo",
+    "addMembers",
+    "leaveConvo",
+    "sendMessage",
+    "processCommit",
+    "revokeDevice",
+  ]);
   const wake = announce();
   for (const method of methods) {
     const path = `/xrpc/${NSID_PREFIX}${method.name}`;
@@ -105,7 +116,9 @@ export function createApp(context: AppContext): Hono {
     if (method.type === "query") app.get(path, authenticate, ...limitCaller, handle(method));
     else app.post(path, authenticate, ...limitCaller, ...afterCommit, exactlyOnce(method), handle(method));
     const verb = method.type === "query" ? "GET" : "POST";
-    app.all(path, (c) => c.json({ error: "InvalidRequest", message: `${method.name} takes ${verb}` }, 405, { Allow: verb }));
+    app.all(path, (c) =>
+      c.json({ error: "InvalidRequest", message: `${method.name} takes ${verb}` }, 405, { Allow: verb }),
+    );
   }
 
   return app;

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import * as schemas from "../schemas.js";
+import { changedConvos } from "../middleware/announce.js";
 import { revokeDevice } from "../services/devices.js";
 import { procedure } from "../xrpc.js";
 
@@ -9,5 +10,10 @@ export default procedure({
     deviceId: schemas.deviceId,
     idempotencyKey: schemas.idempotencyKey.optional(),
   }),
-  handler: (input, { caller, db, now }) => revokeDevice(db, caller, input.deviceId, now),
+  async handler(input, { c, caller, db, now }) {
+    const { conversations } = await revokeDevice(db, caller, input.deviceId, now);
+    // Their deviceRevoked events wake the streams once the revocation committed.
+    changedConvos(c, conversations);
+    return { revoked: true };
+  },
 });

@@ -112,7 +112,7 @@ export async function revokeDevice(
   did: string,
   deviceId: string,
   now: Date,
-): Promise<{ revoked: true }> {
+): Promise<{ revoked: true; conversations: string[] }> {
   return db.transaction(async (tx) => {
     const [row] = await tx.query<{ found: boolean; revoked_now: boolean }>(
       `WITH target AS (
@@ -126,13 +126,14 @@ export async function revokeDevice(
       [did, deviceId, now],
     );
     if (!row!.found) throw unknownDevice();
-    if (!row!.revoked_now) return { revoked: true };
+    if (!row!.revoked_now) return { revoked: true, conversations: [] };
 
     const held = await tx.query<{ convo_id: string }>(
       `SELECT convo_id FROM roster WHERE did = $1 AND device_id = $2 ORDER BY convo_id`,
       [did, deviceId],
     );
     const locked = new Map<string, LockedConvo>();
+    const conversations: string[] = [];
     for (const { convo_id } of held) locked.set(convo_id, await lockConvo(tx, convo_id, did));
     if (locked.size > 0) {
       const still = await tx.query<{ convo_id: string }>(
@@ -142,6 +143,7 @@ export async function revokeDevice(
         [did, deviceId, JSON.stringify([...locked.keys()])],
       );
       for (const { convo_id } of still) {
+        conversations.push(convo_id);
         await recordConvoChange(tx, locked.get(convo_id)!, {
           sender: did,
           membership: [{ type: "deviceRevoked", did, deviceId, actor: did }],
@@ -155,6 +157,6 @@ export async function revokeDevice(
       `DELETE FROM key_packages WHERE owner_did = $1 AND device_id = $2 AND (handed_out_at IS NULL OR last_resort)`,
       [did, deviceId],
     );
-    return { revoked: true };
+    return { revoked: true, conversations };
   });
 }

@@ -75,7 +75,8 @@ async function idempotencyEntry(key: string, expiresAt: Date): Promise<void> {
 
 async function keyPackage(owner: string, label: string, expiresAt: Date): Promise<void> {
   await db.query(
-    `INSERT INTO key_packages (owner_did, cipher_suite, key_package, hash, expires_at, created_at) VALUES ($1, 'suite', $2, $3, $4, $5)`,
+    `INSERT INTO key_packages (owner_did, cipher_suite, key_package, hash, expires_at, created_at, signature_key)
+     VALUES ($1, 'suite', $2, $3, $4, $5, '\\x00')`,
     [owner, new Uint8Array([1, 2, 3]), hash(label), expiresAt, ago(expiresAt, DAY)],
   );
 }
@@ -209,6 +210,7 @@ describe("runCleanup", () => {
       ran: true,
       idempotencyKeys: 2,
       keyPackages: 1,
+      keyPackageKeys: 0,
       welcomesExpired: 2,
       welcomesDeleted: 2,
       welcomePayloads: 0,
@@ -242,6 +244,7 @@ describe("runCleanup", () => {
       ran: true,
       idempotencyKeys: 0,
       keyPackages: 0,
+      keyPackageKeys: 0,
       welcomesExpired: 0,
       welcomesDeleted: 0,
       welcomePayloads: 0,
@@ -433,6 +436,7 @@ describe("npm run cleanup", () => {
       ran: true,
       idempotencyKeys: 1,
       keyPackages: 0,
+      keyPackageKeys: 0,
       welcomesExpired: 0,
       welcomesDeleted: 0,
       welcomePayloads: 0,

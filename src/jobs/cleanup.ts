@@ -1,4 +1,5 @@
 import type { Database, Queryable } from "../db/driver.js";
+import { keyUnkeyedKeyPackages, SIGNATURE_KEY_BATCH } from "../services/keyPackageSignatureKeys.js";
 import { deleteUnusedWelcomePayloads, expireStaleWelcomes } from "../services/welcomes.js";
 
 export interface CleanupOptions {
@@ -16,6 +17,8 @@ export interface CleanupOptions {
 export interface CleanupCounts {
   idempotencyKeys: number;
   keyPackages: number;
+  /** Packages stored before migration 0013 given their signature key (or deleted when their signatures fail). */
+  keyPackageKeys: number;
   welcomesExpired: number;
   welcomesDeleted: number;
   welcomePayloads: number;
@@ -41,13 +44,13 @@ export async function runCleanup(db: Database, options: CleanupOptions): Promise
   const holder = crypto.randomUUID();
   if (!(await takeLease(db, holder, leaseSeconds))) return { ran: false, reason: "another cleanup is running" };
   try {
-    const batched = async (batch: () => Promise<number>) => {
+    const batched = async (batch: () => Promise<number>, size = batchSize) => {
       let total = 0;
       for (;;) {
         const done = await batch();
         total += done;
         await renewLease(db, holder, leaseSeconds);
-        if (done < batchSize) return total;
+        if (done < size) return total;
       }
     };
     const deleted = (table: string, where: string, cutoff: Date, order?: string) =>
@@ -57,6 +60,7 @@ export async function runCleanup(db: Database, options: CleanupOptions): Promise
       ran: true,
       idempotencyKeys: await deleted("idempotency_keys", "expires_at <= $1", now),
       keyPackages: await deleted("key_packages", "expires_at <= $1", now),
+      keyPackageKeys: await keyOldKeyPackages(db, Math.min(batchSize, SIGNATURE_KEY_BATCH), batched),
       welcomesExpired: await batched(() => expireStaleWelcomes(db, times, batchSize)),
       // The expression of the index welcome_messages_retired_at.
       welcomesDeleted: await deleted(
@@ -76,6 +80,23 @@ export async function runCleanup(db: Database, options: CleanupOptions): Promise
   } finally {
     await db.query(`DELETE FROM job_leases WHERE name = $1 AND holder = $2`, [LEASE, holder]);
   }
+}
+
+/** Keys (or deletes) the packages stored before 0013, oldest first, a batch at a time; returns how many it settled. */
+async function keyOldKeyPackages(
+  db: Queryable,
+  size: number,
+  batched: (batch: () => Promise<number>, size: number) => Promise<number>,
+): Promise<number> {
+  let afterId = "0";
+  let settled = 0;
+  await batched(async () => {
+    const batch = await keyUnkeyedKeyPackages(db, afterId, size);
+    afterId = batch.lastId;
+    settled += batch.settled;
+    return batch.read;
+  }, size);
+  return settled;
 }
 
 async function deleteBatch(db: Queryable, table: string, where: string, cutoff: Date, batchSize: number, order?: string) {

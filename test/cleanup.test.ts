@@ -211,6 +211,7 @@ describe("runCleanup", () => {
       idempotencyKeys: 2,
       keyPackages: 1,
       keyPackageKeys: 0,
+      externalJoins: 0,
       welcomesExpired: 2,
       welcomesDeleted: 2,
       welcomePayloads: 0,
@@ -245,6 +246,7 @@ describe("runCleanup", () => {
       idempotencyKeys: 0,
       keyPackages: 0,
       keyPackageKeys: 0,
+      externalJoins: 0,
       welcomesExpired: 0,
       welcomesDeleted: 0,
       welcomePayloads: 0,
@@ -272,6 +274,31 @@ describe("runCleanup", () => {
     expect(await column("SELECT hash AS value FROM welcome_payloads ORDER BY hash")).toEqual([recentOrphan, referenced]);
     expect(await column("SELECT id AS value FROM welcome_messages ORDER BY recipient_did")).toHaveLength(2);
     expect(await column("SELECT get_byte(welcome, 0) AS value FROM welcome_messages WHERE id = $1", [legacy])).toEqual([9]);
+  });
+
+  it("deletes external joins once past retention and the rejoin cooldown (they only time the cooldown), in batches", async () => {
+    const now = new Date();
+    const convoId = await conversation(ago(now, 60 * DAY));
+    const join = (deviceId: string, joinedAt: Date) =>
+      db.query(`INSERT INTO external_joins (convo_id, did, device_id, joined_at) VALUES ($1, 'did:plc:joiner', $2, $3)`, [
+        convoId,
+        deviceId,
+        joinedAt,
+      ]);
+    for (let i = 0; i < 3; i++) await join(`old-${i}`, ago(now, 60 * DAY));
+    await join("recent", ago(now, DAY));
+    // Past retention, but a (long) cooldown counted from it has not ended.
+    await join("cooling", ago(now, 40 * DAY));
+
+    const result = await runCleanup(db, options(now, { batchSize: 2, rejoinCooldownSeconds: 50 * 86_400 }));
+    expect(result).toMatchObject({ ran: true, externalJoins: 3 });
+    expect(await column("SELECT device_id AS value FROM external_joins ORDER BY device_id")).toEqual([
+      "cooling",
+      "recent",
+    ]);
+    // With the usual cooldown (shorter than retention), retention decides.
+    expect(await runCleanup(db, options(now, { rejoinCooldownSeconds: 60 }))).toMatchObject({ externalJoins: 1 });
+    expect(await column("SELECT device_id AS value FROM external_joins")).toEqual(["recent"]);
   });
 
   it("deletes in batches until nothing expired is left", async () => {
@@ -437,6 +464,7 @@ describe("npm run cleanup", () => {
       idempotencyKeys: 1,
       keyPackages: 0,
       keyPackageKeys: 0,
+      externalJoins: 0,
       welcomesExpired: 0,
       welcomesDeleted: 0,
       welcomePayloads: 0,

@@ -8,6 +8,8 @@ export interface CleanupOptions {
   /** An `available` welcome not fetched within this long expires. */
   welcomeTtlSeconds: number;
   retentionDays: number;
+  /** REJOIN_COOLDOWN_SECONDS: an external join is kept while it may still time a device's cooldown. */
+  rejoinCooldownSeconds?: number;
   /** Rows per statement; each statement is its own short transaction. */
   batchSize?: number;
   /** How long the run's lease lasts without renewal (it is renewed after every batch). */
@@ -19,6 +21,7 @@ export interface CleanupCounts {
   keyPackages: number;
   /** Packages stored before migration 0013 given their signature key (or deleted when their signatures fail). */
   keyPackageKeys: number;
+  externalJoins: number;
   welcomesExpired: number;
   welcomesDeleted: number;
   welcomePayloads: number;
@@ -41,6 +44,9 @@ const DAY_MS = 86_400_000;
 export async function runCleanup(db: Database, options: CleanupOptions): Promise<CleanupResult> {
   const { now, batchSize = 1000, leaseSeconds = 300 } = options;
   const retentionCutoff = new Date(now.getTime() - options.retentionDays * DAY_MS);
+  const joinsCutoff = new Date(
+    Math.min(retentionCutoff.getTime(), now.getTime() - (options.rejoinCooldownSeconds ?? 0) * 1000),
+  );
   const holder = crypto.randomUUID();
   if (!(await takeLease(db, holder, leaseSeconds))) return { ran: false, reason: "another cleanup is running" };
   try {
@@ -61,6 +67,8 @@ export async function runCleanup(db: Database, options: CleanupOptions): Promise
       idempotencyKeys: await deleted("idempotency_keys", "expires_at <= $1", now),
       keyPackages: await deleted("key_packages", "expires_at <= $1", now),
       keyPackageKeys: await keyOldKeyPackages(db, Math.min(batchSize, SIGNATURE_KEY_BATCH), batched),
+      // The last external join of each (conversation, device) only times its cooldown.
+      externalJoins: await deleted("external_joins", "joined_at <= $1", joinsCutoff),
       welcomesExpired: await batched(() => expireStaleWelcomes(db, times, batchSize)),
       // The expression of the index welcome_messages_retired_at.
       welcomesDeleted: await deleted(
@@ -99,7 +107,14 @@ async function keyOldKeyPackages(
   return settled;
 }
 
-async function deleteBatch(db: Queryable, table: string, where: string, cutoff: Date, batchSize: number, order?: string) {
+async function deleteBatch(
+  db: Queryable,
+  table: string,
+  where: string,
+  cutoff: Date,
+  batchSize: number,
+  order?: string,
+) {
   const [row] = await db.query<{ deleted: number }>(
     `WITH gone AS (
        DELETE FROM ${table} WHERE ctid IN (

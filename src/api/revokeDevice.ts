@@ -9,5 +9,9 @@ export default procedure({
     deviceId: schemas.deviceId,
     idempotencyKey: schemas.idempotencyKey.optional(),
   }),
-  handler: (input, { caller, db, now }) => revokeDevice(db, caller, input.deviceId, now),
+  async handler(input, { c, caller, db, now }) {
+    const { announce } = await revokeDevice(db, caller, input.deviceId, now);
+    c.set("changedConvos", announce);
+    return { revoked: true };
+  },
 });

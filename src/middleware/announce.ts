@@ -1,10 +1,18 @@
 import type { MiddlewareHandler } from "hono";
 import { jsonBody } from "../xrpc.js";
 
+declare module "hono" {
+  interface ContextVariableMap {
+    /** Conversations a handler changed that its request does not name (revokeDevice's): announced too. */
+    changedConvos: string[] | undefined;
+  }
+}
+
 /**
  * Wakes the streams of the conversation a procedure changed, once the change has committed: it sits
  * before the idempotency middleware (whose transaction commits inside `next()`) and does nothing until
- * `next()` returned a 2xx. The conversation is the body's `convoId`, or the answer's `id` (createConvo).
+ * `next()` returned a 2xx. The conversation is the body's `convoId`, or the answer's `id` (createConvo), and any
+ * the handler listed in `changedConvos`.
  *
  * @example
  * app.post("/xrpc/blue.catbird.mls.sendMessage", auth(...), announce(), idempotency(...), handler)
@@ -16,6 +24,7 @@ export function announce(): MiddlewareHandler {
     const convoId =
       field(await jsonBody(c).catch(() => undefined), "convoId") ?? field(answerOf(c.get("answer")), "id");
     if (convoId !== undefined) c.get("app").events.publish(convoId);
+    for (const changed of c.get("changedConvos") ?? []) c.get("app").events.publish(changed);
   };
 }
 

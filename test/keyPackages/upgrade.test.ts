@@ -46,7 +46,12 @@ it("a package stored before 0013 gets its signature key from cleanup and vouches
   await storeOld(mangled, new Date(now.getTime() - DAY));
 
   await migrate(db, await readMigrations());
-  const cleanup = await runCleanup(db, { now, welcomeGraceSeconds: 300, welcomeTtlSeconds: 7 * 86_400, retentionDays: 30 });
+  const cleanup = await runCleanup(db, {
+    now,
+    welcomeGraceSeconds: 300,
+    welcomeTtlSeconds: 7 * 86_400,
+    retentionDays: 30,
+  });
   expect(cleanup).toMatchObject({ ran: true, keyPackageKeys: 2 });
   const stored = await db.query<{ hash: string; signature_key: Uint8Array | null }>(
     `SELECT hash, signature_key FROM key_packages WHERE owner_did = $1`,
@@ -60,7 +65,8 @@ it("a package stored before 0013 gets its signature key from cleanup and vouches
   const api = new Xrpc(testApp(db).app);
   const publishOwn = publisher(api);
   const group = await RosterGroup.create(alice, {
-    publish: (owner: Device, bytes: Uint8Array) => (owner.did === alice.did ? publishOwn(owner, bytes) : Promise.resolve()),
+    publish: (owner: Device, bytes: Uint8Array) =>
+      owner.did === alice.did ? publishOwn(owner, bytes) : Promise.resolve(),
   });
   const created = await api.post(alice.did, "createConvo", {
     groupId: group.groupIdHex,
@@ -104,9 +110,11 @@ it("keys old packages a batch at a time and skips, without waiting, one a live r
     await lock.done;
   }
   const unkeyed = async () =>
-    (await db.query<{ hash: string }>(`SELECT hash FROM key_packages WHERE owner_did = $1 AND signature_key IS NULL`, [
-      carol.did,
-    ])).map((row) => row.hash);
+    (
+      await db.query<{ hash: string }>(`SELECT hash FROM key_packages WHERE owner_did = $1 AND signature_key IS NULL`, [
+        carol.did,
+      ])
+    ).map((row) => row.hash);
   expect(await unkeyed()).toEqual([hashes[1]]);
   expect(await runCleanup(db, options)).toMatchObject({ ran: true, keyPackageKeys: 1 });
   expect(await unkeyed()).toEqual([]);

@@ -11,6 +11,7 @@ try {
     welcomeGraceSeconds: config.WELCOME_GRACE_SECONDS,
     welcomeTtlSeconds: config.WELCOME_TTL_SECONDS,
     retentionDays: config.RETENTION_DAYS,
+    rejoinCooldownSeconds: config.REJOIN_COOLDOWN_SECONDS,
   });
   console.log(JSON.stringify(result));
 } finally {

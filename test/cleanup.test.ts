@@ -75,7 +75,8 @@ async function idempotencyEntry(key: string, expiresAt: Date): Promise<void> {
 
 async function keyPackage(owner: string, label: string, expiresAt: Date): Promise<void> {
   await db.query(
-    `INSERT INTO key_packages (owner_did, cipher_suite, key_package, hash, expires_at, created_at) VALUES ($1, 'suite', $2, $3, $4, $5)`,
+    `INSERT INTO key_packages (owner_did, cipher_suite, key_package, hash, expires_at, created_at, signature_key)
+     VALUES ($1, 'suite', $2, $3, $4, $5, '\\x00')`,
     [owner, new Uint8Array([1, 2, 3]), hash(label), expiresAt, ago(expiresAt, DAY)],
   );
 }
@@ -209,6 +210,8 @@ describe("runCleanup", () => {
       ran: true,
       idempotencyKeys: 2,
       keyPackages: 1,
+      keyPackageKeys: 0,
+      externalJoins: 0,
       welcomesExpired: 2,
       welcomesDeleted: 2,
       welcomePayloads: 0,
@@ -242,6 +245,8 @@ describe("runCleanup", () => {
       ran: true,
       idempotencyKeys: 0,
       keyPackages: 0,
+      keyPackageKeys: 0,
+      externalJoins: 0,
       welcomesExpired: 0,
       welcomesDeleted: 0,
       welcomePayloads: 0,
@@ -269,6 +274,31 @@ describe("runCleanup", () => {
     expect(await column("SELECT hash AS value FROM welcome_payloads ORDER BY hash")).toEqual([recentOrphan, referenced]);
     expect(await column("SELECT id AS value FROM welcome_messages ORDER BY recipient_did")).toHaveLength(2);
     expect(await column("SELECT get_byte(welcome, 0) AS value FROM welcome_messages WHERE id = $1", [legacy])).toEqual([9]);
+  });
+
+  it("deletes external joins once past retention and the rejoin cooldown (they only time the cooldown), in batches", async () => {
+    const now = new Date();
+    const convoId = await conversation(ago(now, 60 * DAY));
+    const join = (deviceId: string, joinedAt: Date) =>
+      db.query(`INSERT INTO external_joins (convo_id, did, device_id, joined_at) VALUES ($1, 'did:plc:joiner', $2, $3)`, [
+        convoId,
+        deviceId,
+        joinedAt,
+      ]);
+    for (let i = 0; i < 3; i++) await join(`old-${i}`, ago(now, 60 * DAY));
+    await join("recent", ago(now, DAY));
+    // Past retention, but a (long) cooldown counted from it has not ended.
+    await join("cooling", ago(now, 40 * DAY));
+
+    const result = await runCleanup(db, options(now, { batchSize: 2, rejoinCooldownSeconds: 50 * 86_400 }));
+    expect(result).toMatchObject({ ran: true, externalJoins: 3 });
+    expect(await column("SELECT device_id AS value FROM external_joins ORDER BY device_id")).toEqual([
+      "cooling",
+      "recent",
+    ]);
+    // With the usual cooldown (shorter than retention), retention decides.
+    expect(await runCleanup(db, options(now, { rejoinCooldownSeconds: 60 }))).toMatchObject({ externalJoins: 1 });
+    expect(await column("SELECT device_id AS value FROM external_joins")).toEqual(["recent"]);
   });
 
   it("deletes in batches until nothing expired is left", async () => {
@@ -433,6 +463,8 @@ describe("npm run cleanup", () => {
       ran: true,
       idempotencyKeys: 1,
       keyPackages: 0,
+      keyPackageKeys: 0,
+      externalJoins: 0,
       welcomesExpired: 0,
       welcomesDeleted: 0,
       welcomePayloads: 0,

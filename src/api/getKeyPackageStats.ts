@@ -12,8 +12,9 @@ export default query({
     if (input.cipherSuite && !app.config.CIPHER_SUITES.includes(input.cipherSuite)) {
       throw invalidCipherSuite(input.cipherSuite);
     }
-    // Without deviceId: all of the caller's devices together, as before devices existed.
-    const deviceId = input.deviceId === undefined ? undefined : await requireDevice(db, caller, input.deviceId, now);
+    // Without deviceId: the implicit device, as for every request that acts as a device. An old client publishes only
+    // its own (bare-DID) packages and replenishes by this answer, so its DID's other devices must not count here.
+    const deviceId = await requireDevice(db, caller, input.deviceId, now);
     const available = await countAvailableKeyPackages(db, caller, { cipherSuite: input.cipherSuite, deviceId }, now);
     const threshold = app.config.KEY_PACKAGE_THRESHOLD;
     return { available, threshold, needsReplenish: available < threshold };

@@ -11,9 +11,9 @@ export default procedure({
     idempotencyKey: schemas.idempotencyKey.optional(),
   }),
   async handler(input, { c, caller, db, now }) {
-    const { conversations } = await revokeDevice(db, caller, input.deviceId, now);
+    const { announce } = await revokeDevice(db, caller, input.deviceId, now);
     // Their deviceRevoked events wake the streams once the revocation committed.
-    changedConvos(c, conversations);
+    changedConvos(c, announce);
     return { revoked: true };
   },
 });

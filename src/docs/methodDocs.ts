@@ -230,7 +230,7 @@ export const methodDocs: Record<string, MethodDoc> = {
   },
   getKeyPackageStats: {
     description:
-      "How many of the caller's one-time key packages are unexpired and not handed out yet (last-resort ones do not count), of all its devices or of `deviceId` only, and whether to publish more.",
+      "How many of the caller's one-time key packages are unexpired and not handed out yet (last-resort ones do not count), of the device it names (`deviceId`; omitted: the implicit device, whose credential is the bare DID), and whether to publish more.",
     output: z.strictObject({ available: integer, threshold: integer, needsReplenish: z.boolean() }),
     errors: ["InvalidCipherSuite", "UnknownDevice", "DeviceRevoked"],
   },

@@ -131,6 +131,7 @@ export default {
         welcomeGraceSeconds: config.WELCOME_GRACE_SECONDS,
         welcomeTtlSeconds: config.WELCOME_TTL_SECONDS,
         retentionDays: config.RETENTION_DAYS,
+      rejoinCooldownSeconds: config.REJOIN_COOLDOWN_SECONDS,
       });
       metrics.cleanupRan(result);
       logger.info("cleanup", { cron: controller.cron, ...result });

@@ -1,4 +1,5 @@
 import type { Database, Queryable } from "../db/driver.js";
+import { keyUnkeyedKeyPackages, SIGNATURE_KEY_BATCH } from "../services/keyPackageSignatureKeys.js";
 import { deleteUnusedWelcomePayloads, expireStaleWelcomes } from "../services/welcomes.js";
 
 export interface CleanupOptions {
@@ -7,6 +8,8 @@ export interface CleanupOptions {
   /** An `available` welcome not fetched within this long expires. */
   welcomeTtlSeconds: number;
   retentionDays: number;
+  /** REJOIN_COOLDOWN_SECONDS: an external join is kept while it may still time a device's cooldown. */
+  rejoinCooldownSeconds?: number;
   /** Rows per statement; each statement is its own short transaction. */
   batchSize?: number;
   /** How long the run's lease lasts without renewal (it is renewed after every batch). */
@@ -16,6 +19,9 @@ export interface CleanupOptions {
 export interface CleanupCounts {
   idempotencyKeys: number;
   keyPackages: number;
+  /** Packages stored before migration 0013 given their signature key (or deleted when their signatures fail). */
+  keyPackageKeys: number;
+  externalJoins: number;
   welcomesExpired: number;
   welcomesDeleted: number;
   welcomePayloads: number;
@@ -38,16 +44,19 @@ const DAY_MS = 86_400_000;
 export async function runCleanup(db: Database, options: CleanupOptions): Promise<CleanupResult> {
   const { now, batchSize = 1000, leaseSeconds = 300 } = options;
   const retentionCutoff = new Date(now.getTime() - options.retentionDays * DAY_MS);
+  const joinsCutoff = new Date(
+    Math.min(retentionCutoff.getTime(), now.getTime() - (options.rejoinCooldownSeconds ?? 0) * 1000),
+  );
   const holder = crypto.randomUUID();
   if (!(await takeLease(db, holder, leaseSeconds))) return { ran: false, reason: "another cleanup is running" };
   try {
-    const batched = async (batch: () => Promise<number>) => {
+    const batched = async (batch: () => Promise<number>, size = batchSize) => {
       let total = 0;
       for (;;) {
         const done = await batch();
         total += done;
         await renewLease(db, holder, leaseSeconds);
-        if (done < batchSize) return total;
+        if (done < size) return total;
       }
     };
     const deleted = (table: string, where: string, cutoff: Date, order?: string) =>
@@ -57,6 +66,9 @@ export async function runCleanup(db: Database, options: CleanupOptions): Promise
       ran: true,
       idempotencyKeys: await deleted("idempotency_keys", "expires_at <= $1", now),
       keyPackages: await deleted("key_packages", "expires_at <= $1", now),
+      keyPackageKeys: await keyOldKeyPackages(db, Math.min(batchSize, SIGNATURE_KEY_BATCH), batched),
+      // The last external join of each (conversation, device) only times its cooldown.
+      externalJoins: await deleted("external_joins", "joined_at <= $1", joinsCutoff),
       welcomesExpired: await batched(() => expireStaleWelcomes(db, times, batchSize)),
       // The expression of the index welcome_messages_retired_at.
       welcomesDeleted: await deleted(
@@ -78,7 +90,31 @@ export async function runCleanup(db: Database, options: CleanupOptions): Promise
   }
 }
 
-async function deleteBatch(db: Queryable, table: string, where: string, cutoff: Date, batchSize: number, order?: string) {
+/** Keys (or deletes) the packages stored before 0013, oldest first, a batch at a time; returns how many it settled. */
+async function keyOldKeyPackages(
+  db: Queryable,
+  size: number,
+  batched: (batch: () => Promise<number>, size: number) => Promise<number>,
+): Promise<number> {
+  let afterId = "0";
+  let settled = 0;
+  await batched(async () => {
+    const batch = await keyUnkeyedKeyPackages(db, afterId, size);
+    afterId = batch.lastId;
+    settled += batch.settled;
+    return batch.read;
+  }, size);
+  return settled;
+}
+
+async function deleteBatch(
+  db: Queryable,
+  table: string,
+  where: string,
+  cutoff: Date,
+  batchSize: number,
+  order?: string,
+) {
   const [row] = await db.query<{ deleted: number }>(
     `WITH gone AS (
        DELETE FROM ${table} WHERE ctid IN (

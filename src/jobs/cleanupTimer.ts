@@ -18,6 +18,7 @@ export async function cleanupOnce({
       welcomeGraceSeconds: config.WELCOME_GRACE_SECONDS,
       welcomeTtlSeconds: config.WELCOME_TTL_SECONDS,
       retentionDays: config.RETENTION_DAYS,
+      rejoinCooldownSeconds: config.REJOIN_COOLDOWN_SECONDS,
     });
     metrics.cleanupRan(result);
     logger.info("cleanup", { ...result });

@@ -89,6 +89,35 @@ export async function recordChange(tx: Queryable, convo: LockedConvo, change: Co
 }
 
 /**
+ * One membership event (no commit) appended to each of the conversations `convoIds`, in one statement whatever their
+ * number: what `recordConvoChange` does for each (the next event seq, `membership_version` moved, the event at the
+ * conversation's epoch). The caller holds their locks. Returns the ids it wrote to.
+ */
+export async function recordMembershipEverywhere(
+  tx: Queryable,
+  convoIds: string[],
+  event: MembershipEvent,
+  now: Date,
+): Promise<string[]> {
+  if (convoIds.length === 0) return [];
+  const rows = await tx.query<{ id: string }>(
+    `WITH conv AS (
+       UPDATE conversations c
+          SET next_event_seq = c.next_event_seq + 1, membership_version = c.membership_version + 1
+        WHERE c.id IN (SELECT jsonb_array_elements_text($1::text::jsonb))
+       RETURNING c.id, c.next_event_seq - 1 AS event_seq, c.epoch
+     ), event_rows AS (
+       INSERT INTO events (convo_id, seq, kind, message_seq, payload, created_at)
+       SELECT conv.id, conv.event_seq, 'membership', NULL, $2::text::jsonb || jsonb_build_object('epoch', conv.epoch), $3
+         FROM conv
+     )
+     SELECT id FROM conv ORDER BY id`,
+    [JSON.stringify(convoIds), JSON.stringify(event), now],
+  );
+  return rows.map((row) => row.id);
+}
+
+/**
  * The membership events of a roster change, per DID: its `deviceRemoved` events, then `removed` when its last
  * device went while it was active; `joined` when its first device arrives, then its `deviceAdded` events.
  */
@@ -99,7 +128,10 @@ export function rosterEvents(change: {
   departed: string[];
   actor: Device;
 }): MembershipEvent[] {
-  const actor = { actor: change.actor.did, ...(change.actor.deviceId !== "" && { actorDevice: change.actor.deviceId }) };
+  const actor = {
+    actor: change.actor.did,
+    ...(change.actor.deviceId !== "" && { actorDevice: change.actor.deviceId }),
+  };
   const events: MembershipEvent[] = [];
   for (const [did, devices] of byDid(change.removed)) {
     for (const { deviceId } of devices) events.push({ type: "deviceRemoved", did, deviceId, ...actor });

@@ -1,8 +1,7 @@
 import type { Queryable } from "../db/driver.js";
 import { deviceRevoked, tooManyDevices, unknownDevice } from "../errors.js";
 import { credentialIdentity } from "./actingDevice.js";
-import { recordConvoChange } from "./convoChange.js";
-import { lockConvo, type LockedConvo } from "./convoLock.js";
+import { recordMembershipEverywhere } from "./convoChange.js";
 import { retireDeviceWelcomes } from "./welcomes.js";
 import { ADVISORY_LOCK } from "../db/advisoryLocks.js";
 
@@ -106,13 +105,14 @@ export async function listDevices(db: Queryable, did: string): Promise<{ devices
  * - its live welcomes are retired, and its key packages never handed out are deleted, last-resort ones too
  *   (those are handed out again and again). Packages already handed out stay: a welcome may be built from one.
  * Revoking a revoked device again changes nothing and answers the same; an unknown one is 403 UnknownDevice.
+ * Answers the conversations that got the event (none for a repeat).
  */
 export async function revokeDevice(
   db: Queryable,
   did: string,
   deviceId: string,
   now: Date,
-): Promise<{ revoked: true; conversations: string[] }> {
+): Promise<{ announce: string[] }> {
   return db.transaction(async (tx) => {
     const [row] = await tx.query<{ found: boolean; revoked_now: boolean }>(
       `WITH target AS (
@@ -126,37 +126,38 @@ export async function revokeDevice(
       [did, deviceId, now],
     );
     if (!row!.found) throw unknownDevice();
-    if (!row!.revoked_now) return { revoked: true, conversations: [] };
+    if (!row!.revoked_now) return { announce: [] };
 
-    const held = await tx.query<{ convo_id: string }>(
-      `SELECT convo_id FROM roster WHERE did = $1 AND device_id = $2 ORDER BY convo_id`,
+    // The conversations whose roster holds it, locked in id order by one statement; then those still holding it
+    // (a commit may have removed it meanwhile; none can add it, this transaction holds its row) get the event, by
+    // one more: a device anyone may have put into any number of conversations costs the same few round trips.
+    const held = await tx.query<{ id: string }>(
+      `SELECT c.id FROM conversations c
+        WHERE c.id IN (SELECT r.convo_id FROM roster r WHERE r.did = $1 AND r.device_id = $2)
+        ORDER BY c.id
+          FOR UPDATE OF c`,
       [did, deviceId],
     );
-    const locked = new Map<string, LockedConvo>();
-    const conversations: string[] = [];
-    for (const { convo_id } of held) locked.set(convo_id, await lockConvo(tx, convo_id, did));
-    if (locked.size > 0) {
-      const still = await tx.query<{ convo_id: string }>(
-        `SELECT convo_id FROM roster
-          WHERE did = $1 AND device_id = $2 AND convo_id IN (SELECT jsonb_array_elements_text($3::text::jsonb))
-          ORDER BY convo_id`,
-        [did, deviceId, JSON.stringify([...locked.keys()])],
-      );
-      for (const { convo_id } of still) {
-        conversations.push(convo_id);
-        await recordConvoChange(tx, locked.get(convo_id)!, {
-          sender: did,
-          membership: [{ type: "deviceRevoked", did, deviceId, actor: did }],
-          now,
-        });
-      }
-    }
+    const locked = new Set(held.map((row) => row.id));
+    const still =
+      locked.size === 0
+        ? []
+        : await tx.query<{ convo_id: string }>(`SELECT convo_id FROM roster WHERE did = $1 AND device_id = $2`, [
+            did,
+            deviceId,
+          ]);
+    const changed = await recordMembershipEverywhere(
+      tx,
+      still.map((row) => row.convo_id).filter((id) => locked.has(id)),
+      { type: "deviceRevoked", did, deviceId, actor: did },
+      now,
+    );
 
     await retireDeviceWelcomes(tx, did, deviceId, now);
     await tx.query(
       `DELETE FROM key_packages WHERE owner_did = $1 AND device_id = $2 AND (handed_out_at IS NULL OR last_resort)`,
       [did, deviceId],
     );
-    return { revoked: true, conversations };
+    return { announce: changed };
   });
 }

@@ -194,21 +194,20 @@ async function retriedOnce<T>(work: () => Promise<T>): Promise<T> {
 }
 
 /**
- * How many of the owner's one-time key packages could still be handed out at `now` (last-resort ones are the
- * fallback, not stock), of all its devices or of one.
+ * How many of one device's one-time key packages could still be handed out at `now` (last-resort ones are the
+ * fallback, not stock).
  */
 export async function countAvailableKeyPackages(
   db: Queryable,
   owner: string,
-  { cipherSuite, deviceId }: { cipherSuite?: string; deviceId?: string },
+  { cipherSuite, deviceId }: { cipherSuite?: string; deviceId: string },
   now: Date,
 ): Promise<number> {
   const [row] = await db.query<{ available: number }>(
     `SELECT count(*) AS available FROM key_packages
-      WHERE owner_did = $1 AND handed_out_at IS NULL AND NOT last_resort AND expires_at > $2
-        AND ($3::text IS NULL OR cipher_suite = $3::text)
-        AND ($4::text IS NULL OR device_id = $4::text)`,
-    [owner, now, cipherSuite ?? null, deviceId ?? null],
+      WHERE owner_did = $1 AND device_id = $4 AND handed_out_at IS NULL AND NOT last_resort AND expires_at > $2
+        AND ($3::text IS NULL OR cipher_suite = $3::text)`,
+    [owner, now, cipherSuite ?? null, deviceId],
   );
   return Number(row?.available ?? 0);
 }

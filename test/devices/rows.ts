@@ -17,14 +17,14 @@ export interface KeyPackageRow {
   handedOutTo?: string;
 }
 
-/** Inserts a key package row; resolves to its hash. */
+/** Inserts a key package row (with a stand-in signature key, as packages stored since 0013 have); resolves to its hash. */
 export async function insertKeyPackage(db: Queryable, row: KeyPackageRow, now = new Date()): Promise<string> {
   const bytes = randomBytes(32);
   const hash = createHash("sha256").update(bytes).digest("hex");
   await db.query(
     `INSERT INTO key_packages (owner_did, device_id, last_resort, cipher_suite, key_package, hash, expires_at, created_at,
-                               handed_out_at, handed_out_to)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+                               handed_out_at, handed_out_to, signature_key)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '\\x00')`,
     [
       row.owner,
       row.deviceId,

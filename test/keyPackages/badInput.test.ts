@@ -139,8 +139,8 @@ describe("bad queries", () => {
     for (const owner of [first!, second!]) {
       for (const device of ["", ...devices]) {
         await db.query(
-          `INSERT INTO key_packages (owner_did, device_id, cipher_suite, key_package, hash, expires_at, created_at)
-           VALUES ($1, $2, 'MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519', $3, encode(sha256($3), 'hex'), now() + interval '1 day', now())`,
+          `INSERT INTO key_packages (owner_did, device_id, cipher_suite, key_package, hash, expires_at, created_at, signature_key)
+           VALUES ($1, $2, 'MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519', $3, encode(sha256($3), 'hex'), now() + interval '1 day', now(), '\\x00')`,
           [owner, device, Uint8Array.from([...big, device.length, ...new TextEncoder().encode(device)])],
         );
       }

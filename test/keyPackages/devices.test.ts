@@ -453,7 +453,17 @@ describe("the byte bound", () => {
 });
 
 describe("getKeyPackageStats per device", () => {
-  it("counts one device's one-time packages with deviceId, all devices' without; last-resort ones never", async () => {
+  it("tells an old client (no deviceId: the implicit device) to replenish its own stock, whatever its DID's new devices hold", async () => {
+    const { app, publishEach } = client({ KEY_PACKAGE_THRESHOLD: "2" });
+    const alice = unique("did:plc:alice");
+    await registerDevice(db, alice, "phone");
+    await publishEach(alice, await devicePackages(alice, "phone", 5));
+    await publishEach(alice, await devicePackages(alice, "", 1));
+    const stats = await xrpc(app, alice, "getKeyPackageStats", {});
+    expect(stats.body).toEqual({ available: 1, threshold: 2, needsReplenish: true });
+  });
+
+  it("counts one device's one-time packages with deviceId, the implicit device's without; last-resort ones never", async () => {
     const { app, publishEach, fetchFor } = client({ KEY_PACKAGE_THRESHOLD: "2" });
     const alice = unique("did:plc:alice");
     await registerDevice(db, alice, "laptop");
@@ -464,11 +474,11 @@ describe("getKeyPackageStats per device", () => {
     await publishEach(alice, await devicePackages(alice, "", 1));
     const stats = async (deviceId?: string) =>
       xrpc(app, alice, "getKeyPackageStats", { query: deviceId === undefined ? {} : { deviceId } });
-    expect((await stats()).body).toEqual({ available: 3, threshold: 2, needsReplenish: false });
+    expect((await stats()).body).toEqual({ available: 1, threshold: 2, needsReplenish: true });
     expect((await stats("laptop")).body).toEqual({ available: 2, threshold: 2, needsReplenish: false });
     await fetchFor(unique("did:plc:bob"), [alice]);
     expect((await stats("laptop")).body).toEqual({ available: 1, threshold: 2, needsReplenish: true });
-    expect((await stats()).body).toEqual({ available: 1, threshold: 2, needsReplenish: true });
+    expect((await stats()).body).toEqual({ available: 0, threshold: 2, needsReplenish: true });
     expect(await stats("ghost")).toMatchObject({ status: 403, body: { error: "UnknownDevice" } });
     expect(await stats("gone")).toMatchObject({ status: 403, body: { error: "DeviceRevoked" } });
   });

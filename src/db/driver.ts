@@ -95,6 +95,7 @@ const CONNECTION_CODES = new Set([
   "57P01", // admin_shutdown (pg_terminate_backend)
   "57P02",
   "57P03", // cannot_connect_now
+  "53300", // too_many_connections: every slot taken (pools of all instances beyond max_connections)
   "08000",
   "08003",
   "08006",

@@ -1,5 +1,5 @@
 import type { Queryable } from "../db/driver.js";
-import { invalidCommit, notMember, rosterMismatch } from "../errors.js";
+import { invalidCommit, invalidGroupInfo, notMember, rosterMismatch } from "../errors.js";
 import type { GroupInfoRead } from "../mls/groupInfo.js";
 import { readPublicCommit } from "../mls/publicCommit.js";
 import type { CommitBundle } from "./commitBundle.js";
@@ -28,7 +28,9 @@ export function checkCommitter(commit: CommitInput, info: GroupInfoRead, before:
     deviceKey(signer) !== deviceKey(acting) ||
     !sameBytes(signer.signatureKey, mine.signatureKey)
   ) {
-    throw rosterMismatch(`the GroupInfo must be signed by the committing device's leaf ${mine.leafIndex} with its key`);
+    throw invalidGroupInfo(
+      `the GroupInfo must be signed by the committing device's leaf ${mine.leafIndex} with its key`,
+    );
   }
 }
 

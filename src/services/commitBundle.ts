@@ -3,9 +3,9 @@ import {
   convoNotFound,
   epochMismatch,
   invalidCommit,
+  invalidGroupInfo,
   invalidRequest,
   notMember,
-  rosterMismatch,
   tooManyMembers,
 } from "../errors.js";
 import { readGroupInfo } from "../mls/groupInfo.js";
@@ -93,9 +93,9 @@ export async function processCommit(db: Queryable, bundle: CommitBundle): Promis
     if (bundle.welcome) checkWelcomeSuite(bundle.welcome, convo.cipherSuite);
     const check = await checkCommit(tx, convo, bundle.commit);
     if (check.kind === "repeat") return repeatedOutcome(tx, convo, check.newEpoch, bundle.groupInfo);
-    if (info.groupId !== convo.groupId) throw rosterMismatch("the GroupInfo belongs to another MLS group");
+    if (info.groupId !== convo.groupId) throw invalidGroupInfo("the GroupInfo belongs to another MLS group");
     if (info.epoch !== convo.epoch + 1) {
-      throw rosterMismatch(`the GroupInfo is for epoch ${info.epoch}; the commit makes epoch ${convo.epoch + 1}`);
+      throw invalidGroupInfo(`the GroupInfo is for epoch ${info.epoch}; the commit makes epoch ${convo.epoch + 1}`);
     }
 
     const before = await readRoster(tx, convo.id);

@@ -1,5 +1,5 @@
 import type { Queryable } from "../db/driver.js";
-import { invalidRequest, rejoinCooldown, rosterMismatch } from "../errors.js";
+import { invalidGroupInfo, invalidRequest, rejoinCooldown, rosterMismatch } from "../errors.js";
 import type { GroupInfoRead } from "../mls/groupInfo.js";
 import type { CommitBundle } from "./commitBundle.js";
 import { deviceKey, sameBytes, type Device, type RosterDiff, type RosterEntry } from "./roster.js";
@@ -16,7 +16,8 @@ export interface ExternalJoin {
 /**
  * An external commit (sender new_member_commit): a device of an active member DID (the caller checked that) joins
  * by itself, as a new device or resyncing its former leaf (same signature key: MLS finds the former leaf by it).
- * Its new leaf signs the GroupInfo, nothing else in the tree changes (400 RosterMismatch), it carries no Welcome,
+ * Its new leaf signs the GroupInfo (400 InvalidGroupInfo), nothing else in the tree changes (400 RosterMismatch), it
+ * carries no Welcome,
  * and a device joins a conversation so at most once per REJOIN_COOLDOWN_SECONDS (429 RejoinCooldown).
  * Returns the diff as it counts: a resync is the device removed and added, even when its new leaf is its old one.
  */
@@ -26,8 +27,9 @@ export async function checkExternalJoin(tx: Queryable, convoId: string, join: Ex
   if (bundle.welcome) throw invalidRequest("an external commit comes without a welcomeMessage");
   if (bundle.keyPackageHashes) throw invalidRequest("an external commit comes without keyPackageHashes");
   const mine = info.leaves.find((leaf) => deviceKey(leaf) === key);
-  if (!mine || mine.leafIndex !== info.signerLeaf) {
-    throw rosterMismatch("an external commit's GroupInfo must be signed by the joining device's new leaf");
+  if (!mine) throw rosterMismatch("an external commit's new leaf must be the joining device's");
+  if (mine.leafIndex !== info.signerLeaf) {
+    throw invalidGroupInfo("an external commit's GroupInfo must be signed by the joining device's new leaf");
   }
   const former = before.find((entry) => deviceKey(entry) === key);
   if (former && !sameBytes(former.signatureKey, mine.signatureKey)) {

@@ -1,5 +1,5 @@
 import type { Queryable } from "../db/driver.js";
-import { invalidRequest, rosterMismatch, tooManyMembers } from "../errors.js";
+import { invalidGroupInfo, invalidRequest, rosterMismatch, tooManyMembers } from "../errors.js";
 import { readGroupInfo } from "../mls/groupInfo.js";
 import type { KeyPackageHash } from "./commitBundle.js";
 import { existingConvo, getConvoView, type ConvoView } from "./conversations.js";
@@ -50,7 +50,7 @@ export interface NewRosterConvo {
  */
 export async function createRosterConvo(db: Queryable, convo: NewRosterConvo): Promise<ConvoView> {
   const info = await readGroupInfo(convo.groupInfo, convo.cipherSuite, convo.maxLeaves);
-  if (info.groupId !== convo.groupId) throw rosterMismatch("the GroupInfo belongs to another MLS group than groupId");
+  if (info.groupId !== convo.groupId) throw invalidGroupInfo("the GroupInfo belongs to another MLS group than groupId");
   const leaves = diffRoster([], info.leaves).added;
   const acting: Device = { did: convo.creator, deviceId: convo.deviceId };
 
@@ -59,7 +59,8 @@ export async function createRosterConvo(db: Queryable, convo: NewRosterConvo): P
     checkActingDevice(devices, acting);
     const mine = leaves.find((leaf) => deviceKey(leaf) === deviceKey(acting));
     if (!mine) throw rosterMismatch("the GroupInfo's tree must hold the caller's device");
-    if (info.signerLeaf !== mine.leafIndex) throw rosterMismatch("the GroupInfo must be signed by the caller's device");
+    if (info.signerLeaf !== mine.leafIndex)
+      throw invalidGroupInfo("the GroupInfo must be signed by the caller's device");
     const dids = [...new Set(leaves.map((leaf) => leaf.did))];
     const others = dids.filter((did) => did !== convo.creator);
     const inTree = new Set(others);

@@ -102,18 +102,18 @@ describe("createConvo with groupInfo", () => {
     }
   });
 
-  it("a tree without the caller's acting device, or signed by another device: RosterMismatch", async () => {
+  it("a tree without the caller's acting device (RosterMismatch), or signed by another device (InvalidGroupInfo)", async () => {
     const { alice, bob, group, body } = await prepared();
-    expectReply(await api.post(alice, "createConvo", { ...body, deviceId: "laptop" }), 400, "RosterMismatch");
     expectReply(await api.post(alice, "createConvo", { ...body, deviceId: undefined }), 400, "RosterMismatch");
+    expectReply(await api.post(alice, "createConvo", { ...body, deviceId: "laptop" }), 400, "InvalidGroupInfo");
     const signedByBob = b64(await group.groupInfo(device(bob, "phone")));
-    expectReply(await api.post(alice, "createConvo", { ...body, groupInfo: signedByBob }), 400, "RosterMismatch");
+    expectReply(await api.post(alice, "createConvo", { ...body, groupInfo: signedByBob }), 400, "InvalidGroupInfo");
   });
 
-  it("a groupId other than the GroupInfo's: RosterMismatch", async () => {
+  it("a groupId other than the GroupInfo's: InvalidGroupInfo", async () => {
     const { alice, body } = await prepared();
     const other = (await RosterGroup.create(device(alice))).groupIdHex;
-    expectReply(await api.post(alice, "createConvo", { ...body, groupId: other }), 400, "RosterMismatch");
+    expectReply(await api.post(alice, "createConvo", { ...body, groupId: other }), 400, "InvalidGroupInfo");
   });
 
   it("a tree with an unregistered or revoked device: RosterMismatch", async () => {

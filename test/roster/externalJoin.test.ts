@@ -134,8 +134,9 @@ describe("external joins", () => {
   it("the new leaf must be the acting device's, and a device already in the tree may not join again with a new key", async () => {
     const { bob, bobTablet, group, convoId } = await aliceAndBob();
     const bundle = await group.externalJoin(bobTablet);
+    // The tablet's join sent as Bob's phone: the GroupInfo is signed by the new leaf, not the phone's.
     const asPhone = await api.post(bob, "processCommit", bundleBody(convoId, bundle, device(bob, "phone")));
-    expectReply(asPhone, 400, "RosterMismatch");
+    expectReply(asPhone, 400, "InvalidGroupInfo");
     // Bob's phone joining as a new leaf (without resync) leaves its old leaf: the tree holds it twice.
     const twice = await group.externalJoin(device(bob, "phone"));
     const reply = await api.post(bob, "processCommit", bundleBody(convoId, twice, device(bob, "phone")));

@@ -277,7 +277,7 @@ describe("processCommit: the acting device", () => {
   });
 });
 
-describe("processCommit: RosterMismatch", () => {
+describe("processCommit: a GroupInfo that is not the new epoch's of this group by the committer (InvalidGroupInfo)", () => {
   it("a GroupInfo of the wrong epoch", async () => {
     const { alicePhone, group, convoId } = await aliceAndBob();
     const bundle = await group.commit(alicePhone);
@@ -285,7 +285,7 @@ describe("processCommit: RosterMismatch", () => {
       ...bundleBody(convoId, bundle, alicePhone),
       groupInfo: b64(await group.groupInfo(alicePhone)), // the current epoch's, not the new one's
     });
-    expectReply(reply, 400, "RosterMismatch");
+    expectReply(reply, 400, "InvalidGroupInfo");
   });
 
   it("a GroupInfo of another group", async () => {
@@ -297,7 +297,7 @@ describe("processCommit: RosterMismatch", () => {
       ...bundleBody(convoId, bundle, alicePhone),
       groupInfo: b64(otherBundle.groupInfo),
     });
-    expectReply(reply, 400, "RosterMismatch");
+    expectReply(reply, 400, "InvalidGroupInfo");
   });
 
   it("a GroupInfo signed by another member than the committer", async () => {
@@ -307,7 +307,7 @@ describe("processCommit: RosterMismatch", () => {
       ...bundleBody(convoId, bundle, alicePhone),
       groupInfo: b64(await group.groupInfoAfter(bundle, bobPhone)),
     });
-    expectReply(reply, 400, "RosterMismatch");
+    expectReply(reply, 400, "InvalidGroupInfo");
     expect(reply.body.message).toMatch(/signed by the committing device/);
   });
 
@@ -315,9 +315,12 @@ describe("processCommit: RosterMismatch", () => {
     const { alice, aliceLaptop, alicePhone, group, convoId } = await aliceAndBob();
     const bundle = await group.commit(alicePhone);
     const reply = await api.post(alice, "processCommit", bundleBody(convoId, bundle, aliceLaptop));
-    expectReply(reply, 400, "RosterMismatch");
+    expectReply(reply, 400, "InvalidGroupInfo");
   });
 
+});
+
+describe("processCommit: RosterMismatch", () => {
   it("keyPackageHashes that do not name exactly the added devices", async () => {
     const { bob, alicePhone, group, convoId } = await aliceAndBob();
     await register(db, device(bob, "tablet"), device(bob, "watch"));

@@ -97,7 +97,14 @@ export function createApp(context: AppContext): Hono {
   const exactlyOnce = (method: XrpcMethod) =>
     idempotency({ ttlSeconds: config.IDEMPOTENCY_TTL_SECONDS, waitMs: config.IDEMPOTENCY_WAIT_MS, once: oncePath(method) });
   // Procedures that write conversation events wake its streams after their transaction committed.
-  const announcing = new Set(["createConvo", "addMembers", "leaveConvo", "sendMessage"]);
+  const announcing = new Set([
+    "createConvo",
+    "addMembers",
+    "leaveConvo",
+    "sendMessage",
+    "processCommit",
+    "revokeDevice",
+  ]);
   const wake = announce();
   for (const method of methods) {
     const path = `/xrpc/${NSID_PREFIX}${method.name}`;

@@ -9,5 +9,9 @@ export default procedure({
     deviceId: schemas.deviceId,
     idempotencyKey: schemas.idempotencyKey.optional(),
   }),
-  handler: (input, { caller, db, now }) => revokeDevice(db, caller, input.deviceId, now),
+  async handler(input, { caller, changed, db, now }) {
+    const { notified } = await revokeDevice(db, caller, input.deviceId, now);
+    changed(notified);
+    return { revoked: true };
+  },
 });

@@ -2,9 +2,10 @@ import type { MiddlewareHandler } from "hono";
 import { jsonBody } from "../xrpc.js";
 
 /**
- * Wakes the streams of the conversation a procedure changed, once the change has committed: it sits
+ * Wakes the streams of the conversations a procedure changed, once the change has committed: it sits
  * before the idempotency middleware (whose transaction commits inside `next()`) and does nothing until
- * `next()` returned a 2xx. The conversation is the body's `convoId`, or the answer's `id` (createConvo).
+ * `next()` returned a 2xx. The conversation is the body's `convoId`, or the answer's `id` (createConvo),
+ * and any the handler named itself (`changedConvos`: revokeDevice's, which the body does not name).
  *
  * @example
  * app.post("/xrpc/blue.catbird.mls.sendMessage", auth(...), announce(), idempotency(...), handler)
@@ -15,7 +16,9 @@ export function announce(): MiddlewareHandler {
     if (c.res.status < 200 || c.res.status >= 300) return;
     const convoId =
       field(await jsonBody(c).catch(() => undefined), "convoId") ?? field(answerOf(c.get("answer")), "id");
-    if (convoId !== undefined) c.get("app").events.publish(convoId);
+    const { events } = c.get("app");
+    if (convoId !== undefined) events.publish(convoId);
+    for (const changed of c.get("changedConvos") ?? []) events.publish(changed);
   };
 }
 

@@ -106,13 +106,14 @@ export async function listDevices(db: Queryable, did: string): Promise<{ devices
  * - its live welcomes are retired, and its key packages never handed out are deleted, last-resort ones too
  *   (those are handed out again and again). Packages already handed out stay: a welcome may be built from one.
  * Revoking a revoked device again changes nothing and answers the same; an unknown one is 403 UnknownDevice.
+ * `notified` lists the conversations that got the event, whose streams the caller wakes once this committed.
  */
 export async function revokeDevice(
   db: Queryable,
   did: string,
   deviceId: string,
   now: Date,
-): Promise<{ revoked: true }> {
+): Promise<{ revoked: true; notified: string[] }> {
   return db.transaction(async (tx) => {
     const [row] = await tx.query<{ found: boolean; revoked_now: boolean }>(
       `WITH target AS (
@@ -126,7 +127,7 @@ export async function revokeDevice(
       [did, deviceId, now],
     );
     if (!row!.found) throw unknownDevice();
-    if (!row!.revoked_now) return { revoked: true };
+    if (!row!.revoked_now) return { revoked: true, notified: [] };
 
     const held = await tx.query<{ convo_id: string }>(
       `SELECT convo_id FROM roster WHERE did = $1 AND device_id = $2 ORDER BY convo_id`,
@@ -134,6 +135,7 @@ export async function revokeDevice(
     );
     const locked = new Map<string, LockedConvo>();
     for (const { convo_id } of held) locked.set(convo_id, await lockConvo(tx, convo_id, did));
+    const notified: string[] = [];
     if (locked.size > 0) {
       const still = await tx.query<{ convo_id: string }>(
         `SELECT convo_id FROM roster
@@ -147,6 +149,7 @@ export async function revokeDevice(
           membership: [{ type: "deviceRevoked", did, deviceId, actor: did }],
           now,
         });
+        notified.push(convo_id);
       }
     }
 
@@ -155,6 +158,6 @@ export async function revokeDevice(
       `DELETE FROM key_packages WHERE owner_did = $1 AND device_id = $2 AND (handed_out_at IS NULL OR last_resort)`,
       [did, deviceId],
     );
-    return { revoked: true };
+    return { revoked: true, notified };
   });
 }

@@ -21,6 +21,8 @@ declare module "hono" {
     jsonBody: Promise<unknown> | undefined;
     /** The request's idempotency key, when it has one (set by the idempotency middleware). */
     idempotencyKey: string | undefined;
+    /** Conversations besides the body's `convoId` whose events the handler wrote: their streams wake after commit. */
+    changedConvos: string[] | undefined;
   }
 }
 
@@ -37,6 +39,8 @@ export interface HandlerContext {
   now: Date;
   /** Request headers, for the few handlers that read one (streams). */
   header(name: string): string | undefined;
+  /** Names conversations whose events the handler wrote (beyond the body's `convoId`), to wake their streams once committed. */
+  changed(convoIds: readonly string[]): void;
   /** For handlers that answer with something other than JSON (streams). */
   c: Context;
 }
@@ -172,6 +176,7 @@ function handlerContext(c: Context): HandlerContext {
     idempotencyKey: c.get("idempotencyKey"),
     now: app.clock.now(),
     header: (name) => c.req.header(name),
+    changed: (convoIds) => c.set("changedConvos", [...(c.get("changedConvos") ?? []), ...convoIds]),
     c,
   };
 }

@@ -34,7 +34,7 @@ export default procedure({
       const bundle = commitBundleOf({ ...input, groupInfo: input.groupInfo }, hc, { kind: "add", dids });
       return { success: true, newEpoch: (await processCommit(db, bundle)).newEpoch };
     }
-    await requireDevice(db, caller, input.deviceId, now);
+    const deviceId = await requireDevice(db, caller, input.deviceId, now);
     const hashes = new Map((input.keyPackageHashes ?? []).map((entry) => [entry.did, entry.hash]));
     for (const did of hashes.keys()) {
       if (!dids.includes(did)) throw invalidRequest(`keyPackageHashes names ${did}, who is not in didList`);
@@ -42,6 +42,7 @@ export default procedure({
     return addMembers(db, {
       convoId: input.convoId,
       caller,
+      deviceId,
       dids,
       commit: commitInput(input.commit, input.epoch, app.config.MAX_CIPHERTEXT_BYTES),
       welcome: welcomeInput(input.welcomeMessage),

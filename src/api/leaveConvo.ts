@@ -26,10 +26,11 @@ export default procedure({
       const bundle = commitBundleOf({ ...input, groupInfo: input.groupInfo }, hc, { kind: "remove", did: target });
       return { success: true, newEpoch: (await processCommit(db, bundle)).newEpoch };
     }
-    await requireDevice(db, caller, input.deviceId, now);
+    const deviceId = await requireDevice(db, caller, input.deviceId, now);
     return leaveConvo(db, {
       convoId: input.convoId,
       caller,
+      deviceId,
       target,
       commit: commitInput(input.commit, input.epoch, app.config.MAX_CIPHERTEXT_BYTES),
       admins: app.config.ADMIN_DIDS,

@@ -1,6 +1,5 @@
 import { z } from "zod";
 import * as schemas from "../schemas.js";
-import { changedConvos } from "../middleware/announce.js";
 import { revokeDevice } from "../services/devices.js";
 import { procedure } from "../xrpc.js";
 
@@ -10,10 +9,10 @@ export default procedure({
     deviceId: schemas.deviceId,
     idempotencyKey: schemas.idempotencyKey.optional(),
   }),
-  async handler(input, { c, caller, db, now }) {
+  async handler(input, { caller, changed, db, now }) {
     const { announce } = await revokeDevice(db, caller, input.deviceId, now);
     // Their deviceRevoked events wake the streams once the revocation committed.
-    changedConvos(c, announce);
+    changed(announce);
     return { revoked: true };
   },
 });

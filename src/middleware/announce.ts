@@ -1,23 +1,11 @@
-import type { Context, MiddlewareHandler } from "hono";
+import type { MiddlewareHandler } from "hono";
 import { jsonBody } from "../xrpc.js";
 
-declare module "hono" {
-  interface ContextVariableMap {
-    /** Conversations a handler changed besides the body's `convoId` (revokeDevice: every roster holding the device). */
-    changedConvos: readonly string[] | undefined;
-  }
-}
-
-/** Marks conversations the request changed, for `announce` to wake once the change committed. */
-export function changedConvos(c: Context, convoIds: readonly string[]): void {
-  c.set("changedConvos", [...(c.get("changedConvos") ?? []), ...convoIds]);
-}
-
 /**
- * Wakes the streams of the conversation a procedure changed, once the change has committed: it sits
+ * Wakes the streams of the conversations a procedure changed, once the change has committed: it sits
  * before the idempotency middleware (whose transaction commits inside `next()`) and does nothing until
  * `next()` returned a 2xx. The conversation is the body's `convoId`, or the answer's `id` (createConvo), and any
- * the handler marked with `changedConvos`.
+ * the handler named with `HandlerContext.changed`.
  *
  * @example
  * app.post("/xrpc/blue.catbird.mls.sendMessage", auth(...), announce(), idempotency(...), handler)

@@ -1,5 +1,6 @@
 import type { Queryable } from "../db/driver.js";
 import { epochMismatch, invalidRequest, notCreator, notMember, tooManyMembers } from "../errors.js";
+import { IMPLICIT_DEVICE } from "./actingDevice.js";
 import { checkCommit, type CommitInput } from "./commits.js";
 import { recordConvoChange } from "./convoChange.js";
 import { lockConvo } from "./convoLock.js";
@@ -13,6 +14,8 @@ export interface MembershipResult {
 export interface AddMembers {
   convoId: string;
   caller: string;
+  /** The caller's acting device ("" for its implicit device): the commit's sender device and the events' actorDevice. */
+  deviceId: string;
   dids: string[];
   commit?: CommitInput;
   welcome?: WelcomeInput;
@@ -79,13 +82,20 @@ export async function addMembers(db: Queryable, request: AddMembers): Promise<Me
     }
     const newEpoch = await recordConvoChange(tx, convo, {
       sender: request.caller,
+      senderDevice: request.deviceId,
       commit: check && { bytes: request.commit!.bytes, epoch: check.epoch },
-      membership: newcomers.map((did) => ({ type: "joined", did, actor: request.caller })),
+      membership: newcomers.map((did) => ({ type: "joined", did, ...actorOf(request) })),
       now: request.now,
     });
     return { success: true, newEpoch };
   });
 }
+
+/** A membership event's actor: the caller, and its acting device unless that is the implicit one. */
+const actorOf = ({ caller, deviceId }: { caller: string; deviceId: string }) => ({
+  actor: caller,
+  ...(deviceId !== IMPLICIT_DEVICE && { actorDevice: deviceId }),
+});
 
 /** In a roster-checked conversation the roster is the membership: it changes only with a commit and its GroupInfo. */
 const needsBundle = (what: string) =>
@@ -94,6 +104,8 @@ const needsBundle = (what: string) =>
 export interface LeaveConvo {
   convoId: string;
   caller: string;
+  /** The caller's acting device ("" for its implicit device). */
+  deviceId: string;
   target: string;
   commit?: CommitInput;
   admins: readonly string[];
@@ -143,8 +155,9 @@ export async function leaveConvo(db: Queryable, request: LeaveConvo): Promise<Me
     await retireWelcomes(tx, convo.id, [request.target], request.now);
     const newEpoch = await recordConvoChange(tx, convo, {
       sender: request.caller,
+      senderDevice: request.deviceId,
       commit: check && { bytes: request.commit!.bytes, epoch: check.epoch },
-      membership: left.length ? [{ type: self ? "left" : "removed", did: request.target, actor: request.caller }] : [],
+      membership: left.length ? [{ type: self ? "left" : "removed", did: request.target, ...actorOf(request) }] : [],
       now: request.now,
     });
     return { success: true, newEpoch };

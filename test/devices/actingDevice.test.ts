@@ -9,6 +9,7 @@ import { recordConvoChange } from "../../src/services/convoChange.js";
 import { lockConvo } from "../../src/services/convoLock.js";
 import { storeWelcomes } from "../../src/services/welcomes.js";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
+import { TestGroup } from "../helpers/mls.js";
 import { base64, expectReply, Xrpc, type Reply } from "../messaging/client.js";
 import { registerDevices, revokeDeviceRow, streamAs } from "./acting.js";
 
@@ -267,6 +268,36 @@ describe("the sender's device on every message view", () => {
     const live = await phone.events!.nextParsed();
     expect(live).toMatchObject({ event: "message", data: { sender: bob, senderDevice: "laptop" } });
     await phone.close();
+  });
+
+  it("a commit through addMembers or leaveConvo as a device records that device (getCommits, events' actorDevice)", async () => {
+    const alice = unique("did:plc:aalice");
+    const [bob, carol] = [unique("did:plc:abob"), unique("did:plc:acarol")];
+    await registerDevices(db, alice, "phone");
+    const group = await TestGroup.create({ creatorDid: alice });
+    const convoId = await api.createConvo(alice, [bob], { groupId: group.groupIdHex });
+    const commit = async () => base64(await group.commit());
+    const added = { convoId, didList: [carol], commit: await commit(), deviceId: "phone" };
+    expectReply(await api.post(alice, "addMembers", added), 200);
+    const removed = { convoId, targetDid: carol, commit: await commit(), deviceId: "phone" };
+    expectReply(await api.post(alice, "leaveConvo", removed), 200);
+
+    const commits = await api.get(alice, "getCommits", { convoId, fromEpoch: 0 });
+    expectReply(commits, 200);
+    expect(
+      commits.body.commits.map(({ sender, senderDevice }: Record<string, string>) => ({ sender, senderDevice })),
+    ).toEqual([
+      { sender: alice, senderDevice: "phone" },
+      { sender: alice, senderDevice: "phone" },
+    ]);
+    const events = await db.query<{ payload: Record<string, string> }>(
+      `SELECT payload FROM events WHERE convo_id = $1 AND kind = 'membership' AND payload->>'did' = $2 ORDER BY seq`,
+      [convoId, carol],
+    );
+    expect(events.map(({ payload: { type, actor, actorDevice } }) => ({ type, actor, actorDevice }))).toEqual([
+      { type: "joined", actor: alice, actorDevice: "phone" },
+      { type: "removed", actor: alice, actorDevice: "phone" },
+    ]);
   });
 
   it("a device's stream ends after its own deviceRevoked event; another device's stream goes on", async () => {

@@ -177,3 +177,34 @@ describe("the common send is one statement", () => {
     }
   });
 });
+
+describe("the common send is planned once", () => {
+  /**
+   * A send PostgreSQL re-plans on every execution costs its planning each time (more than the send itself): after
+   * its first executions the prepared statement must run its generic plan, whatever the parameters (a custom plan
+   * that folds the implicit device's '' or the opaque flag away must not look cheaper than the generic one). Each
+   * case runs on a connection of its own, whose prepared statements pg_prepared_statements shows.
+   */
+  it.each([
+    ["opaque bytes from the implicit device", "alice", {}, false],
+    ["MLS messages from the implicit device", "alice", {}, true],
+    ["opaque bytes from a device", "bob", { deviceId: "phone" }, false],
+  ] as const)("%s", async (_, sender, device, mls) => {
+    const single = testDatabase(1);
+    try {
+      const api = new Xrpc(testApp(single).app);
+      const convo = await setup(api, { checked: false });
+      for (let i = 0; i < 12; i++) {
+        const bytes = mls ? await convo.group.application(`m${i}`) : randomBytes(48);
+        expectReply(await api.post(convo[sender], "sendMessage", sendBody(convo.convoId, bytes, device)), 200);
+      }
+      const [plans] = await single.query<{ generic_plans: number }>(
+        `SELECT generic_plans FROM pg_prepared_statements WHERE statement = $1`,
+        [SEND_MESSAGE_SQL],
+      );
+      expect(Number(plans?.generic_plans)).toBeGreaterThan(0);
+    } finally {
+      await single.close();
+    }
+  });
+});

@@ -88,7 +88,8 @@ function createWithRoster(
     description: input.metadata?.description,
     maxInitialMembers: MAX_MEMBERS_PER_CALL,
     maxMembers: app.config.MAX_MEMBERS_PER_CONVO,
-    maxLeaves: maxLeaves(app.config),
+    // A new conversation holds the caller and at most MAX_MEMBERS_PER_CALL others, each with all its devices.
+    maxLeaves: Math.min(maxLeaves(app.config), (MAX_MEMBERS_PER_CALL + 1) * (app.config.MAX_DEVICES_PER_DID + 1)),
     now,
   });
 }

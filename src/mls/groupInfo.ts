@@ -58,7 +58,11 @@ export async function readGroupInfo(bytes: Uint8Array, cipherSuite: string, maxL
     throw invalidGroupInfo(`the GroupInfo's epoch is beyond ${Number.MAX_SAFE_INTEGER}`);
   }
   const tree = ratchetTree(groupInfo);
-  if (tree.length > 4 * maxLeaves) throw rosterMismatch(`the group holds more than ${maxLeaves} leaves`);
+  // Blank nodes are cheap to decode but each costs a hash: a tree is at most a full binary tree over its leaves.
+  const leafCount = tree.reduce((n, node) => (node?.nodeType === "leaf" ? n + 1 : n), 0);
+  if (leafCount > maxLeaves || tree.length > 4 * maxLeaves) {
+    throw rosterMismatch(`the group holds more than ${maxLeaves} leaves`);
+  }
   const algorithms = getCiphersuiteFromName(groupContext.cipherSuite as CiphersuiteName);
   await checkTreeHash(tree, groupContext.treeHash, algorithms.hash);
   const signer = tree[groupInfo.signer * 2];

@@ -202,3 +202,35 @@ describe("hostile but well-formed GroupInfos", () => {
     }
   });
 });
+
+describe("the size of a tree", () => {
+  it("createConvo refuses a tree with more leaves than a new conversation can hold, before hashing it", async () => {
+    const alice = newDid("alice");
+    const phone = device(alice, "phone");
+    await register(db, phone);
+    const group = await RosterGroup.create(phone);
+    // 1 + 100 initial members, each with MAX_DEVICES_PER_DID (10) devices and its implicit one: 1,111 leaves at most.
+    const crowded = await forgeGroupInfo(
+      await group.groupInfo(phone),
+      group.member(phone).state.signaturePrivateKey,
+      (tree) => {
+        const creator = tree[0];
+        if (creator?.nodeType !== "leaf") throw new Error("no creator leaf");
+        const out = [...tree];
+        for (let i = 1; i < 1_112; i++) {
+          out[2 * i - 1] = undefined;
+          out[2 * i] = { nodeType: "leaf", leaf: { ...creator.leaf, credential: basicCredential(`did:plc:crowd${i}`) } };
+        }
+        return out;
+      },
+    );
+    const reply = await api.post(alice, "createConvo", {
+      groupId: group.groupIdHex,
+      cipherSuite: SUITE,
+      groupInfo: b64(crowded),
+      deviceId: "phone",
+    });
+    expectReply(reply, 400, "RosterMismatch");
+    expect(reply.body.message).toMatch(/more than 1111 leaves/);
+  });
+});

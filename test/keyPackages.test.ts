@@ -3,6 +3,7 @@ import { MAX_KEY_PACKAGE_LIFETIME_MS } from "../src/api/publishKeyPackage.js";
 import { encodeBase64, sha256Hex } from "../src/bytes.js";
 import type { Clock } from "../src/clock.js";
 import type { Env } from "../src/config.js";
+import type { HandedOutKeyPackage } from "../src/services/keyPackageClaims.js";
 import { testApp, testDatabase, tokenFor, unique } from "./helpers/context.js";
 import { lifetime, makeGroupWithCommit, makeKeyPackage } from "./helpers/mls.js";
 import type { CiphersuiteName } from "ts-mls/crypto/ciphersuite.js";
@@ -45,17 +46,7 @@ class FrozenClock implements Clock {
 
 const inHours = (clock: Clock, hours: number) => new Date(clock.now().getTime() + hours * HOUR).toISOString();
 
-interface HandedOut {
-  keyPackages: {
-    did: string;
-    deviceId: string;
-    keyPackage: { $bytes: string };
-    cipherSuite: string;
-    keyPackageHash: string;
-    lastResort: boolean;
-  }[];
-  missing: string[];
-}
+type HandedOut = { keyPackages: HandedOutKeyPackage[]; missing: string[] };
 
 /** An app plus small helpers that call it as `did`. */
 function client(env: Env = {}) {

@@ -5,6 +5,7 @@
 import { encodeBase64 } from "../../src/bytes.js";
 import type { Queryable } from "../../src/db/driver.js";
 import { credentialIdentity } from "../../src/services/actingDevice.js";
+import type { HandedOutKeyPackage } from "../../src/services/keyPackageClaims.js";
 import { makeKeyPackage, TEST_CIPHER_SUITE } from "../helpers/mls.js";
 
 export const SUITE = TEST_CIPHER_SUITE;
@@ -42,14 +43,7 @@ export function publishItem(
   };
 }
 
-export interface HandedOut {
-  did: string;
-  deviceId: string;
-  keyPackage: { $bytes: string };
-  cipherSuite: string;
-  keyPackageHash: string;
-  lastResort: boolean;
-}
+export type HandedOut = HandedOutKeyPackage;
 
 export interface KeyPackagesAnswer {
   keyPackages: HandedOut[];

@@ -16,9 +16,11 @@ afterAll(async () => {
 });
 
 it("maps 'too many connections' (53300) to DatabaseUnavailableError", async () => {
-  await admin.unsafe(`CREATE ROLE ${role} LOGIN CONNECTION LIMIT 0`);
+  // The limit is checked after authentication: with a password, so that password servers (embedded) get that far.
+  await admin.unsafe(`CREATE ROLE ${role} LOGIN PASSWORD 'no-slots' CONNECTION LIMIT 0`);
   const url = new URL(inject("adminUrl"));
   url.username = role;
+  url.password = "no-slots";
   const db = createPostgresDatabase(url.toString(), { max: 1 });
   try {
     const outcome = await db.query("SELECT 1").catch((error: unknown) => error);

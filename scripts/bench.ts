@@ -11,6 +11,7 @@ import postgres from "postgres";
 import { migrate } from "../src/db/migrate.js";
 import { readMigrations } from "../src/db/migrations-fs.js";
 import { createPostgresDatabase } from "../src/db/postgres.js";
+import { measureEmbeddedStart, type EmbeddedStart } from "./bench/embedded.js";
 import { load, type LoadResult } from "./bench/load.js";
 import { bestPgbench, pgbench, type PgbenchResult } from "./bench/pgbench.js";
 import { printTable, writeResults, type ScenarioRow } from "./bench/report.js";
@@ -37,8 +38,10 @@ if ("error" in only) {
   process.exit(2);
 }
 const run = only.run;
+// Every scenario but the embedded start runs against PostgreSQL.
+const needsPostgres = [...run].some((name) => name !== "embedded");
 const databaseUrl = process.env.DATABASE_URL;
-if (!databaseUrl) {
+if (needsPostgres && !databaseUrl) {
   console.error(
     "npm run bench needs DATABASE_URL pointing at a PostgreSQL server (it creates and drops its own database)",
   );
@@ -70,17 +73,36 @@ async function tokenFor(did: string) {
 }
 
 async function main() {
+  log(`scenarios: ${[...run].join(", ")}`);
+  const rows: ScenarioRow[] = [];
+  const results: Record<string, unknown> = { quick, plan, scenarios: [...run], startedAt: new Date().toISOString() };
+  // 7 first, while the machine is quiet: `npm start` with no DATABASE_URL, a new data directory, then again.
+  const embedded = run.has("embedded") ? await measureEmbeddedStart() : undefined;
+  if (needsPostgres) await postgresScenarios(databaseUrl!, rows, results);
+  if (embedded) {
+    rows.push(embeddedRow("7 npm start on PGlite, new data dir", embedded.first));
+    rows.push(embeddedRow("7 npm start on PGlite, restart", embedded.restart));
+    results.embedded = embedded;
+  }
+  console.log("");
+  printTable(rows);
+  results.rows = rows;
+  await writeResults("bench", results, rows);
+  log("wrote bench/results.json and bench/results.svg");
+}
+
+/** Scenarios 1-6: the Node entry on postgres.js, on a throwaway database of the server at `databaseUrl`. */
+async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], results: Record<string, unknown>) {
   const name = `mls_bench_${Date.now().toString(36)}`;
-  const admin = postgres(databaseUrl!, { max: 1, onnotice: () => {} });
+  const admin = postgres(databaseUrl, { max: 1, onnotice: () => {} });
   await admin.unsafe(`CREATE DATABASE ${name}`);
-  const url = new URL(databaseUrl!);
+  const url = new URL(databaseUrl);
   url.pathname = `/${name}`;
   const benchUrl = url.toString();
   const db = createPostgresDatabase(benchUrl, { max: 4 });
   let server: BenchServer | undefined;
   try {
     log(`database ${name}: migrating${run.has("send") ? ` and seeding ${plan.convos} conversations` : ""}`);
-    log(`scenarios: ${[...run].join(", ")}`);
     await migrate(db, await readMigrations());
     const tokens = new Map<string, string>();
     if (run.has("send")) {
@@ -104,13 +126,6 @@ async function main() {
       DATABASE_POOL_MAX: process.env.BENCH_POOL_MAX ?? "8",
     });
     log(`server ${server.url} (pid ${server.pid})`);
-    const rows: ScenarioRow[] = [];
-    const results: Record<string, unknown> = {
-      quick,
-      plan,
-      scenarios: [...run],
-      startedAt: new Date().toISOString(),
-    };
     const errors: Record<string, number> = {};
 
     // 5 first: the HTTP ceiling, a bare Hono route in the same process.
@@ -274,11 +289,7 @@ async function main() {
       results.memory = memory;
     }
 
-    console.log("");
-    printTable(rows);
-    Object.assign(results, { rows, errors });
-    await writeResults("bench", results, rows);
-    log("wrote bench/results.json and bench/results.svg");
+    results.errors = errors;
   } finally {
     await server?.stop();
     await db.close();
@@ -346,6 +357,20 @@ async function readScenario(
     met: growth <= 1.3,
   });
   return rows;
+}
+
+/** 7: the embedded default's RSS right after /health/ready answers, and how long `npm start` took to get there. */
+function embeddedRow(scenario: string, start: EmbeddedStart): ScenarioRow {
+  return {
+    scenario,
+    server: { rps: NaN, p50Ms: NaN, p99Ms: NaN },
+    baseline: { label: "limit 300 MB", rps: NaN },
+    ratio: start.rssMb,
+    ratioLabel: `MB after ready, ready in ${(start.startMs / 1000).toFixed(1)} s`,
+    target: "< 300 MB",
+    met: start.rssMb < 300,
+    memoryMb: { value: start.rssMb, limit: 300 },
+  };
 }
 
 function sendHeaders(token: string, key: string) {

@@ -5,6 +5,7 @@ export const SCENARIOS = {
   replay: "4 idempotent replay of scenario 1's keys (runs send)",
   health: "5 HTTP ceiling (bare /health)",
   memory: "6 peak RSS under scenario 1 (runs send; --soak adds 5 minutes)",
+  embedded: "7 npm start on embedded PGlite (no DATABASE_URL): RSS right after ready, time to ready",
 } as const;
 
 export type ScenarioName = keyof typeof SCENARIOS;

@@ -49,7 +49,7 @@ export async function chartSvg(rows: ScenarioRow[]): Promise<string> {
   const panels = PANELS.filter((panel) => bars.some((bar) => bar.panel === panel.title));
   const spec: TopLevelSpec = {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-    config: { font: "sans-serif", axis: { labelLimit: 420 } },
+    config: { font: "sans-serif", axis: { labelLimit: 600 } },
     vconcat: panels.map((panel) => ({
       title: panel.title,
       data: { values: bars.filter((bar) => bar.panel === panel.title) },

@@ -1,27 +1,47 @@
 /**
- * `npm run bench [-- --quick] [-- --soak]`: starts the server (Node entry) on a throwaway database of
- * the PostgreSQL at DATABASE_URL, loads it with autocannon and prints every figure next to a
+ * `npm run bench [-- --quick] [-- --soak] [-- --only send,read]`: starts the server (Node entry) on a throwaway
+ * database of the PostgreSQL at DATABASE_URL, loads it with autocannon and prints every figure next to a
  * baseline measured in the same run (pgbench running the server's own SQL, a bare Hono route),
  * because these machines are noisy. Writes bench/results.json and bench/results.svg.
  */
 import { randomUUID } from "node:crypto";
+import { parseArgs } from "node:util";
 import { SignJWT } from "jose";
 import postgres from "postgres";
 import { migrate } from "../src/db/migrate.js";
 import { readMigrations } from "../src/db/migrations-fs.js";
 import { createPostgresDatabase } from "../src/db/postgres.js";
+import { measureEmbeddedStart, type EmbeddedStart } from "./bench/embedded.js";
 import { load, type LoadResult } from "./bench/load.js";
-import { bestPgbench, pgbench } from "./bench/pgbench.js";
+import { bestPgbench, pgbench, type PgbenchResult } from "./bench/pgbench.js";
 import { printTable, writeResults, type ScenarioRow } from "./bench/report.js";
+import { selectScenarios } from "./bench/scenarios.js";
 import { convoId, memberDid, seedConversations, seedReadConversation } from "./bench/seed.js";
 import { startServer, type BenchServer } from "./bench/server.js";
 import { readMessagesScript, sendMessageScript } from "./bench/sql.js";
 
-const args = new Set(process.argv.slice(2));
-const quick = args.has("--quick");
-const soak = args.has("--soak");
+const options = (() => {
+  try {
+    return parseArgs({
+      options: { quick: { type: "boolean" }, soak: { type: "boolean" }, only: { type: "string" } },
+    }).values;
+  } catch (error) {
+    console.error(`${(error as Error).message}\nusage: npm run bench [-- --quick] [--soak] [--only send,read,...]`);
+    process.exit(2);
+  }
+})();
+const quick = options.quick ?? false;
+const soak = options.soak ?? false;
+const only = selectScenarios(options.only, soak);
+if ("error" in only) {
+  console.error(only.error);
+  process.exit(2);
+}
+const run = only.run;
+// Every scenario but the embedded start runs against PostgreSQL.
+const needsPostgres = [...run].some((name) => name !== "embedded");
 const databaseUrl = process.env.DATABASE_URL;
-if (!databaseUrl) {
+if (needsPostgres && !databaseUrl) {
   console.error(
     "npm run bench needs DATABASE_URL pointing at a PostgreSQL server (it creates and drops its own database)",
   );
@@ -53,21 +73,43 @@ async function tokenFor(did: string) {
 }
 
 async function main() {
+  log(`scenarios: ${[...run].join(", ")}`);
+  const rows: ScenarioRow[] = [];
+  const results: Record<string, unknown> = { quick, plan, scenarios: [...run], startedAt: new Date().toISOString() };
+  // 7 first, while the machine is quiet: `npm start` with no DATABASE_URL, a new data directory, then again.
+  const embedded = run.has("embedded") ? await measureEmbeddedStart() : undefined;
+  if (needsPostgres) await postgresScenarios(databaseUrl!, rows, results);
+  if (embedded) {
+    rows.push(embeddedRow("7 npm start on PGlite, new data dir", embedded.first));
+    rows.push(embeddedRow("7 npm start on PGlite, restart", embedded.restart));
+    results.embedded = embedded;
+  }
+  console.log("");
+  printTable(rows);
+  results.rows = rows;
+  await writeResults("bench", results, rows);
+  log("wrote bench/results.json and bench/results.svg");
+}
+
+/** Scenarios 1-6: the Node entry on postgres.js, on a throwaway database of the server at `databaseUrl`. */
+async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], results: Record<string, unknown>) {
   const name = `mls_bench_${Date.now().toString(36)}`;
-  const admin = postgres(databaseUrl!, { max: 1, onnotice: () => {} });
+  const admin = postgres(databaseUrl, { max: 1, onnotice: () => {} });
   await admin.unsafe(`CREATE DATABASE ${name}`);
-  const url = new URL(databaseUrl!);
+  const url = new URL(databaseUrl);
   url.pathname = `/${name}`;
   const benchUrl = url.toString();
   const db = createPostgresDatabase(benchUrl, { max: 4 });
   let server: BenchServer | undefined;
   try {
-    log(`database ${name}: migrating and seeding ${plan.convos} conversations`);
+    log(`database ${name}: migrating${run.has("send") ? ` and seeding ${plan.convos} conversations` : ""}`);
     await migrate(db, await readMigrations());
-    await seedConversations(db, plan.convos);
     const tokens = new Map<string, string>();
-    for (const n of [...Array.from({ length: plan.convos }, (_, i) => i + 1), "hot"]) {
-      tokens.set(String(n), await tokenFor(memberDid(n)));
+    if (run.has("send")) {
+      await seedConversations(db, plan.convos);
+      for (const n of [...Array.from({ length: plan.convos }, (_, i) => i + 1), "hot"]) {
+        tokens.set(String(n), await tokenFor(memberDid(n)));
+      }
     }
 
     server = await startServer({
@@ -84,215 +126,170 @@ async function main() {
       DATABASE_POOL_MAX: process.env.BENCH_POOL_MAX ?? "8",
     });
     log(`server ${server.url} (pid ${server.pid})`);
-    const rows: ScenarioRow[] = [];
-    const results: Record<string, unknown> = { quick, plan, startedAt: new Date().toISOString() };
+    const errors: Record<string, number> = {};
 
     // 5 first: the HTTP ceiling, a bare Hono route in the same process.
-    const ceiling = await load({
-      title: "bare route",
-      url: server.url,
-      connections: CONNECTIONS,
-      durationSeconds: plan.seconds,
-      next: () => ({ path: "/health" }),
-    });
+    const ceiling = run.has("health")
+      ? await load({
+          title: "bare route",
+          url: server.url,
+          connections: CONNECTIONS,
+          durationSeconds: plan.seconds,
+          next: () => ({ path: "/health" }),
+        })
+      : undefined;
 
     // 1: sendMessage spread over many conversations, with idempotency keys.
     const sent: { n: string; key: string; body: string }[] = [];
     let peakRss = 0;
-    const sampler = setInterval(async () => {
-      peakRss = Math.max(peakRss, await server!.rss().catch(() => 0));
-    }, 200);
-    const spread = await load({
-      title: "sendMessage spread",
-      url: server.url,
-      method: "POST",
-      connections: CONNECTIONS,
-      durationSeconds: plan.seconds,
-      next: () => {
-        const n = String(1 + Math.floor(Math.random() * plan.convos));
-        const key = randomUUID();
-        const body = JSON.stringify({ convoId: convoId(n), ciphertext: CIPHERTEXT, epoch: 0 });
-        sent.push({ n, key, body });
-        return { path: "/xrpc/blue.catbird.mls.sendMessage", headers: sendHeaders(tokens.get(n)!, key), body };
-      },
-    });
-    clearInterval(sampler);
-    const spreadBase = await bestPgbench(
-      benchUrl,
-      sendMessageScript({ convos: plan.convos }),
-      plan.clientCounts,
-      plan.pgbenchSeconds,
-    );
-    rows.push(sendRow("1 sendMessage, 1000 convos, keys", spread, spreadBase.best));
-
-    // 2: one hot conversation: every send waits for the same row lock.
-    const hot = await load({
-      title: "sendMessage hot",
-      url: server.url,
-      method: "POST",
-      connections: CONNECTIONS,
-      durationSeconds: plan.seconds,
-      next: () => ({
-        path: "/xrpc/blue.catbird.mls.sendMessage",
-        headers: sendHeaders(tokens.get("hot")!, randomUUID()),
-        body: JSON.stringify({ convoId: convoId("hot"), ciphertext: CIPHERTEXT, epoch: 0 }),
-      }),
-    });
-    const hotBase = await bestPgbench(
-      benchUrl,
-      sendMessageScript({ hot: true }),
-      plan.clientCounts,
-      plan.pgbenchSeconds,
-    );
-    rows.push(sendRow("2 sendMessage, one hot convo", hot, hotBase.best));
-
-    // 4: replays of keys stored in scenario 1.
-    let cursor = 0;
-    const stored = sent.slice(0, Math.max(1, Math.floor(spread.requestsPerSecond * plan.seconds * 0.9)));
-    const replay = await load({
-      title: "idempotent replay",
-      url: server.url,
-      method: "POST",
-      connections: CONNECTIONS,
-      durationSeconds: plan.seconds,
-      next: () => {
-        const { n, key, body } = stored[cursor++ % stored.length]!;
-        return { path: "/xrpc/blue.catbird.mls.sendMessage", headers: sendHeaders(tokens.get(n)!, key), body };
-      },
-    });
-
-    // 3: getMessages on conversations of growing size.
-    const reads: { size: number; server: LoadResult; baseline: Awaited<ReturnType<typeof pgbench>> }[] = [];
-    for (const size of plan.readSizes) {
-      log(`seeding a conversation of ${size} messages`);
-      const id = await seedReadConversation(db, size);
-      const token = await tokenFor(memberDid(`read-${size}`));
-      const result = await load({
-        title: `getMessages ${size}`,
-        url: server.url,
-        connections: READ_CONNECTIONS,
-        durationSeconds: plan.seconds,
-        next: () => ({
-          path: `/xrpc/blue.catbird.mls.getMessages?convoId=${id}&limit=50&sinceSeq=${Math.floor(Math.random() * (size - 50))}`,
-          headers: { Authorization: `Bearer ${token}` },
-        }),
-      });
-      const baseline = await pgbench(
-        benchUrl,
-        readMessagesScript(id, memberDid(`read-${size}`), size),
-        READ_CONNECTIONS,
-        plan.pgbenchSeconds,
-      );
-      reads.push({ size, server: result, baseline });
-    }
-    const first = reads[0]!;
-    const last = reads[reads.length - 1]!;
-    for (const read of reads) {
-      rows.push({
-        scenario: `3 getMessages, ${read.size} msgs`,
-        server: { rps: read.server.requestsPerSecond, p50Ms: read.server.p50Ms, p99Ms: read.server.p99Ms },
-        baseline: {
-          label: "pgbench same SELECTs",
-          rps: read.baseline.tps,
-          p50Ms: read.baseline.p50Ms,
-          p99Ms: read.baseline.p99Ms,
-        },
-        ratio: read.server.requestsPerSecond / read.baseline.tps,
-        ratioLabel: "of pgbench",
-      });
-    }
-    const growth = last.server.p50Ms / Math.max(first.server.p50Ms, 0.001);
-    rows.push({
-      scenario: `3 growth ${first.size}→${last.size} (p50)`,
-      server: { rps: last.server.requestsPerSecond, p50Ms: last.server.p50Ms, p99Ms: last.server.p99Ms },
-      baseline: {
-        label: `p50 at ${first.size}`,
-        rps: first.server.requestsPerSecond,
-        p50Ms: first.server.p50Ms,
-        p99Ms: first.server.p99Ms,
-      },
-      ratio: growth,
-      ratioLabel: "x",
-      target: "<= 1.3",
-      met: growth <= 1.3,
-    });
-    rows.push({
-      scenario: "4 idempotent replay",
-      server: { rps: replay.requestsPerSecond, p50Ms: replay.p50Ms, p99Ms: replay.p99Ms },
-      baseline: { label: "scenario 1 writes", rps: spread.requestsPerSecond, p50Ms: spread.p50Ms, p99Ms: spread.p99Ms },
-      ratio: replay.requestsPerSecond / spread.requestsPerSecond,
-      ratioLabel: "x first writes",
-      target: ">= 1.5",
-      met: replay.requestsPerSecond >= 1.5 * spread.requestsPerSecond,
-    });
-    rows.push({
-      scenario: "5 HTTP ceiling (/health)",
-      server: { rps: ceiling.requestsPerSecond, p50Ms: ceiling.p50Ms, p99Ms: ceiling.p99Ms },
-      baseline: {
-        label: "scenario 1 sendMessage",
-        rps: spread.requestsPerSecond,
-        p50Ms: spread.p50Ms,
-        p99Ms: spread.p99Ms,
-      },
-      ratio: spread.requestsPerSecond / ceiling.requestsPerSecond,
-      ratioLabel: "send / bare",
-    });
-
-    // 6: memory.
-    const memory: Record<string, number> = { peakRssMb: peakRss / 2 ** 20 };
-    if (soak) {
-      log("soak: 5 minutes of scenario 1 load");
-      const rssAt: number[] = [];
-      const soakSampler = setInterval(async () => rssAt.push(await server!.rss()), 60_000);
-      await load({
-        title: "soak",
+    let spread: LoadResult | undefined;
+    if (run.has("send")) {
+      const sampler = setInterval(async () => {
+        peakRss = Math.max(peakRss, await server!.rss().catch(() => 0));
+      }, 200);
+      spread = await load({
+        title: "sendMessage spread",
         url: server.url,
         method: "POST",
         connections: CONNECTIONS,
-        durationSeconds: 300,
+        durationSeconds: plan.seconds,
         next: () => {
           const n = String(1 + Math.floor(Math.random() * plan.convos));
-          return {
-            path: "/xrpc/blue.catbird.mls.sendMessage",
-            headers: sendHeaders(tokens.get(n)!, randomUUID()),
-            body: JSON.stringify({ convoId: convoId(n), ciphertext: CIPHERTEXT, epoch: 0 }),
-          };
+          const key = randomUUID();
+          const body = JSON.stringify({ convoId: convoId(n), ciphertext: CIPHERTEXT, epoch: 0 });
+          sent.push({ n, key, body });
+          return { path: "/xrpc/blue.catbird.mls.sendMessage", headers: sendHeaders(tokens.get(n)!, key), body };
         },
       });
-      clearInterval(soakSampler);
-      memory.rssAfter1MinMb = (rssAt[0] ?? 0) / 2 ** 20;
-      memory.rssAfter5MinMb = (rssAt[rssAt.length - 1] ?? 0) / 2 ** 20;
-      memory.soakGrowth = memory.rssAfter5MinMb / Math.max(memory.rssAfter1MinMb, 1) - 1;
-    }
-    rows.push({
-      scenario: "6 peak RSS under scenario 1 (MB)",
-      server: { rps: NaN, p50Ms: NaN, p99Ms: NaN },
-      baseline: { label: "target 200 MB", rps: 200 },
-      ratio: memory.peakRssMb!,
-      ratioLabel: soak ? `MB; soak growth ${(memory.soakGrowth! * 100).toFixed(1)}%` : "MB",
-      target: "< 200 MB",
-      met: memory.peakRssMb! < 200,
-    });
+      clearInterval(sampler);
+      const spreadBase = await bestPgbench(
+        benchUrl,
+        sendMessageScript({ convos: plan.convos }),
+        plan.clientCounts,
+        plan.pgbenchSeconds,
+      );
+      rows.push(sendRow("1 sendMessage, 1000 convos, keys", spread, spreadBase.best));
 
-    for (const row of rows.filter((r) => r.scenario.startsWith("1") || r.scenario.startsWith("2"))) {
-      row.target = ">= 0.9, p99 < 50 ms";
-      row.met = row.ratio >= 0.9 && row.server.p99Ms < 50;
+      // 2: one hot conversation: every send waits for the same row lock.
+      const hot = await load({
+        title: "sendMessage hot",
+        url: server.url,
+        method: "POST",
+        connections: CONNECTIONS,
+        durationSeconds: plan.seconds,
+        next: () => ({
+          path: "/xrpc/blue.catbird.mls.sendMessage",
+          headers: sendHeaders(tokens.get("hot")!, randomUUID()),
+          body: JSON.stringify({ convoId: convoId("hot"), ciphertext: CIPHERTEXT, epoch: 0 }),
+        }),
+      });
+      const hotBase = await bestPgbench(
+        benchUrl,
+        sendMessageScript({ hot: true }),
+        plan.clientCounts,
+        plan.pgbenchSeconds,
+      );
+      rows.push(sendRow("2 sendMessage, one hot convo", hot, hotBase.best));
+      for (const row of rows) {
+        row.target = ">= 0.9, p99 < 50 ms";
+        row.met = row.ratio >= 0.9 && row.server.p99Ms < 50;
+      }
+      Object.assign(results, { spreadBaseline: spreadBase.all, hotBaseline: hotBase.all });
+      errors.spread = spread.errors + spread.non2xx;
+      errors.hot = hot.errors + hot.non2xx;
     }
-    console.log("");
-    printTable(rows);
-    Object.assign(results, {
-      rows,
-      spreadBaseline: spreadBase.all,
-      hotBaseline: hotBase.all,
-      memory,
-      errors: {
-        spread: spread.errors + spread.non2xx,
-        hot: hot.errors + hot.non2xx,
-        replay: replay.errors + replay.non2xx,
-      },
-    });
-    await writeResults("bench", results, rows);
-    log("wrote bench/results.json and bench/results.svg");
+
+    // 4: replays of keys stored in scenario 1.
+    let replay: LoadResult | undefined;
+    if (run.has("replay") && spread) {
+      let cursor = 0;
+      const stored = sent.slice(0, Math.max(1, Math.floor(spread.requestsPerSecond * plan.seconds * 0.9)));
+      replay = await load({
+        title: "idempotent replay",
+        url: server.url,
+        method: "POST",
+        connections: CONNECTIONS,
+        durationSeconds: plan.seconds,
+        next: () => {
+          const { n, key, body } = stored[cursor++ % stored.length]!;
+          return { path: "/xrpc/blue.catbird.mls.sendMessage", headers: sendHeaders(tokens.get(n)!, key), body };
+        },
+      });
+      errors.replay = replay.errors + replay.non2xx;
+    }
+
+    // 3: getMessages on conversations of growing size.
+    if (run.has("read")) rows.push(...(await readScenario(db, server, benchUrl)));
+
+    if (replay && spread) {
+      rows.push({
+        scenario: "4 idempotent replay",
+        server: { rps: replay.requestsPerSecond, p50Ms: replay.p50Ms, p99Ms: replay.p99Ms },
+        baseline: {
+          label: "scenario 1 writes",
+          rps: spread.requestsPerSecond,
+          p50Ms: spread.p50Ms,
+          p99Ms: spread.p99Ms,
+        },
+        ratio: replay.requestsPerSecond / spread.requestsPerSecond,
+        ratioLabel: "x first writes",
+        target: ">= 1.5",
+        met: replay.requestsPerSecond >= 1.5 * spread.requestsPerSecond,
+      });
+    }
+    if (ceiling) {
+      rows.push({
+        scenario: "5 HTTP ceiling (/health)",
+        server: { rps: ceiling.requestsPerSecond, p50Ms: ceiling.p50Ms, p99Ms: ceiling.p99Ms },
+        baseline: spread
+          ? { label: "scenario 1 sendMessage", rps: spread.requestsPerSecond, p50Ms: spread.p50Ms, p99Ms: spread.p99Ms }
+          : { label: "(scenario 1 not run)", rps: NaN },
+        ratio: spread ? spread.requestsPerSecond / ceiling.requestsPerSecond : NaN,
+        ratioLabel: "send / bare",
+      });
+    }
+
+    // 6: memory.
+    if (run.has("memory")) {
+      const memory: Record<string, number> = { peakRssMb: peakRss / 2 ** 20 };
+      if (soak) {
+        log("soak: 5 minutes of scenario 1 load");
+        const rssAt: number[] = [];
+        const soakSampler = setInterval(async () => rssAt.push(await server!.rss()), 60_000);
+        await load({
+          title: "soak",
+          url: server.url,
+          method: "POST",
+          connections: CONNECTIONS,
+          durationSeconds: 300,
+          next: () => {
+            const n = String(1 + Math.floor(Math.random() * plan.convos));
+            return {
+              path: "/xrpc/blue.catbird.mls.sendMessage",
+              headers: sendHeaders(tokens.get(n)!, randomUUID()),
+              body: JSON.stringify({ convoId: convoId(n), ciphertext: CIPHERTEXT, epoch: 0 }),
+            };
+          },
+        });
+        clearInterval(soakSampler);
+        memory.rssAfter1MinMb = (rssAt[0] ?? 0) / 2 ** 20;
+        memory.rssAfter5MinMb = (rssAt[rssAt.length - 1] ?? 0) / 2 ** 20;
+        memory.soakGrowth = memory.rssAfter5MinMb / Math.max(memory.rssAfter1MinMb, 1) - 1;
+      }
+      rows.push({
+        scenario: "6 peak RSS under scenario 1 (MB)",
+        server: { rps: NaN, p50Ms: NaN, p99Ms: NaN },
+        baseline: { label: "target 200 MB", rps: NaN },
+        ratio: memory.peakRssMb!,
+        ratioLabel: soak ? `MB; soak growth ${(memory.soakGrowth! * 100).toFixed(1)}%` : "MB",
+        target: "< 200 MB",
+        met: memory.peakRssMb! < 200,
+        memoryMb: { value: memory.peakRssMb!, limit: 200 },
+      });
+      results.memory = memory;
+    }
+
+    results.errors = errors;
   } finally {
     await server?.stop();
     await db.close();
@@ -301,15 +298,86 @@ async function main() {
   }
 }
 
+/** 3: getMessages pages on conversations of growing size, next to pgbench running the same SELECTs. */
+async function readScenario(
+  db: ReturnType<typeof createPostgresDatabase>,
+  server: BenchServer,
+  benchUrl: string,
+): Promise<ScenarioRow[]> {
+  const reads: { size: number; server: LoadResult; baseline: PgbenchResult }[] = [];
+  for (const size of plan.readSizes) {
+    log(`seeding a conversation of ${size} messages`);
+    const id = await seedReadConversation(db, size);
+    const token = await tokenFor(memberDid(`read-${size}`));
+    const result = await load({
+      title: `getMessages ${size}`,
+      url: server.url,
+      connections: READ_CONNECTIONS,
+      durationSeconds: plan.seconds,
+      next: () => ({
+        path: `/xrpc/blue.catbird.mls.getMessages?convoId=${id}&limit=50&sinceSeq=${Math.floor(Math.random() * (size - 50))}`,
+        headers: { Authorization: `Bearer ${token}` },
+      }),
+    });
+    const baseline = await pgbench(
+      benchUrl,
+      readMessagesScript(id, memberDid(`read-${size}`), size),
+      READ_CONNECTIONS,
+      plan.pgbenchSeconds,
+    );
+    reads.push({ size, server: result, baseline });
+  }
+  const rows: ScenarioRow[] = reads.map((read) => ({
+    scenario: `3 getMessages, ${read.size} msgs`,
+    server: { rps: read.server.requestsPerSecond, p50Ms: read.server.p50Ms, p99Ms: read.server.p99Ms },
+    baseline: {
+      label: "pgbench same SELECTs",
+      rps: read.baseline.tps,
+      p50Ms: read.baseline.p50Ms,
+      p99Ms: read.baseline.p99Ms,
+    },
+    ratio: read.server.requestsPerSecond / read.baseline.tps,
+    ratioLabel: "of pgbench",
+  }));
+  const first = reads[0]!;
+  const last = reads[reads.length - 1]!;
+  const growth = last.server.p50Ms / Math.max(first.server.p50Ms, 0.001);
+  rows.push({
+    scenario: `3 growth ${first.size}→${last.size} (p50)`,
+    server: { rps: last.server.requestsPerSecond, p50Ms: last.server.p50Ms, p99Ms: last.server.p99Ms },
+    baseline: {
+      label: `same at ${first.size} msgs`,
+      rps: first.server.requestsPerSecond,
+      p50Ms: first.server.p50Ms,
+      p99Ms: first.server.p99Ms,
+    },
+    ratio: growth,
+    ratioLabel: "x",
+    target: "<= 1.3",
+    met: growth <= 1.3,
+  });
+  return rows;
+}
+
+/** 7: the embedded default's RSS right after /health/ready answers, and how long `npm start` took to get there. */
+function embeddedRow(scenario: string, start: EmbeddedStart): ScenarioRow {
+  return {
+    scenario,
+    server: { rps: NaN, p50Ms: NaN, p99Ms: NaN },
+    baseline: { label: "limit 300 MB", rps: NaN },
+    ratio: start.rssMb,
+    ratioLabel: `MB after ready, ready in ${(start.startMs / 1000).toFixed(1)} s`,
+    target: "< 300 MB",
+    met: start.rssMb < 300,
+    memoryMb: { value: start.rssMb, limit: 300 },
+  };
+}
+
 function sendHeaders(token: string, key: string) {
   return { Authorization: `Bearer ${token}`, "Content-Type": "application/json", "Idempotency-Key": key };
 }
 
-function sendRow(
-  scenario: string,
-  server: LoadResult,
-  baseline: { clients: number; tps: number; p50Ms: number; p99Ms: number },
-): ScenarioRow {
+function sendRow(scenario: string, server: LoadResult, baseline: PgbenchResult): ScenarioRow {
   return {
     scenario,
     server: { rps: server.requestsPerSecond, p50Ms: server.p50Ms, p99Ms: server.p99Ms },

@@ -13,7 +13,9 @@ export interface BenchServer {
 /**
  * The node arguments of `npm start` (package.json), so the bench measures the process as deployed: its
  * `--max-old-space-size` caps the heap, which also makes V8 collect the old generation at ~1.6x the live
- * heap instead of ~4x (RSS under load about 160 MB instead of 300-450 MB).
+ * heap instead of ~4x (RSS under load about 160 MB instead of 300-450 MB); its `--wasm-num-compilation-tasks=1`
+ * gives V8 one WebAssembly compile task instead of up to 128: on PGlite each task's thread kept the
+ * compiler's memory in its own malloc arena (30-50 MB of RSS at ready).
  */
 async function startArgs(): Promise<string[]> {
   const { scripts } = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8"));
@@ -22,11 +24,16 @@ async function startArgs(): Promise<string[]> {
   return args;
 }
 
-/** Starts the Node entry as `npm start` runs it, as a child process, and waits until it is ready. */
-export async function startServer(env: Record<string, string>): Promise<BenchServer> {
+/**
+ * Starts the Node entry as `npm start` runs it, as a child process, and waits until it is ready.
+ * `env` adds to this process's environment; a variable set to undefined is left out.
+ */
+export async function startServer(env: Record<string, string | undefined>): Promise<BenchServer> {
   const port = await freePort();
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env, PORT: String(port), HOST: "127.0.0.1" };
+  for (const [name, value] of Object.entries(childEnv)) if (value === undefined) delete childEnv[name];
   const child: ChildProcess = spawn(process.execPath, await startArgs(), {
-    env: { ...process.env, ...env, PORT: String(port), HOST: "127.0.0.1" },
+    env: childEnv,
     stdio: ["ignore", "ignore", "inherit"],
     detached: true,
   });

@@ -19,7 +19,7 @@ export interface CleanupOptions {
 export interface CleanupCounts {
   idempotencyKeys: number;
   keyPackages: number;
-  /** Packages stored before migration 0013 given their signature key (or deleted when their signatures fail). */
+  /** Packages stored before migration 0012 given their signature key (or deleted when their signatures fail). */
   keyPackageKeys: number;
   externalJoins: number;
   welcomesExpired: number;
@@ -90,7 +90,7 @@ export async function runCleanup(db: Database, options: CleanupOptions): Promise
   }
 }
 
-/** Keys (or deletes) the packages stored before 0013, oldest first, a batch at a time; returns how many it settled. */
+/** Keys (or deletes) the packages stored before 0012, oldest first, a batch at a time; returns how many it settled. */
 async function keyOldKeyPackages(
   db: Queryable,
   size: number,

@@ -15,7 +15,7 @@ export interface SignatureKeyBatch {
 }
 
 /**
- * Cleanup's share for key packages stored before migration 0013, which have no signature key and so vouch for no
+ * Cleanup's share for key packages stored before migration 0012, which have no signature key and so vouch for no
  * roster leaf (an old client's user could not be added to a roster-checked conversation with them, and its stock
  * looks full, so it publishes no others). Reads at most `limit` of them after id `afterId`, oldest first, and stores
  * the signature key of each whose signatures verify (as publishing does today); the others are deleted: packages

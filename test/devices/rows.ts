@@ -17,7 +17,7 @@ export interface KeyPackageRow {
   handedOutTo?: string;
 }
 
-/** Inserts a key package row (with a stand-in signature key, as packages stored since 0013 have); resolves to its hash. */
+/** Inserts a key package row (with a stand-in signature key, as packages stored since 0012 have); resolves to its hash. */
 export async function insertKeyPackage(db: Queryable, row: KeyPackageRow, now = new Date()): Promise<string> {
   const bytes = randomBytes(32);
   const hash = createHash("sha256").update(bytes).digest("hex");

@@ -1,5 +1,5 @@
 /**
- * Key packages published before migration 0013 (by an old server, which stored no signature key) on a database
+ * Key packages published before migration 0012 (by an old server, which stored no signature key) on a database
  * upgraded in place: once cleanup has run, they vouch for the leaves made from them like packages published today,
  * so an old client's user can be added to a roster-checked conversation with the packages it already has.
  */
@@ -23,8 +23,8 @@ const DAY = 86_400_000;
 const packageBytes = (keys: Awaited<ReturnType<typeof RosterGroup.keyPair>>) =>
   encodeMlsMessage({ version: "mls10", wireformat: "mls_key_package", keyPackage: keys.publicPackage });
 
-it("a package stored before 0013 gets its signature key from cleanup and vouches for the leaf made from it; one whose signatures do not verify goes", async () => {
-  schema = await schemaBefore("0013_key_package_signature_keys.sql");
+it("a package stored before 0012 gets its signature key from cleanup and vouches for the leaf made from it; one whose signatures do not verify goes", async () => {
+  schema = await schemaBefore("0012_key_package_signature_keys.sql");
   const { db } = schema;
   const alice = device(newDid("alice"));
   const bob = device(newDid("bob"));

@@ -74,6 +74,18 @@ export async function rosterConvo(
   return { group, convoId: reply.body.id, reply };
 }
 
+/** Alice (creator: phone and laptop) and Bob (phone) in a roster-checked conversation made by Alice's phone. */
+export async function aliceAndBob(db: Database, api: Xrpc) {
+  const alice = newDid("alice");
+  const bob = newDid("bob");
+  const alicePhone = device(alice, "phone");
+  const aliceLaptop = device(alice, "laptop");
+  const bobPhone = device(bob, "phone");
+  await register(db, alicePhone, aliceLaptop, bobPhone);
+  const { group, convoId } = await rosterConvo(api, alicePhone, [aliceLaptop, bobPhone]);
+  return { alice, bob, alicePhone, aliceLaptop, bobPhone, group, convoId };
+}
+
 /** The body of processCommit for a bundle. */
 export function bundleBody(convoId: string, bundle: Bundle, by: Device, extra: Record<string, unknown> = {}) {
   return {

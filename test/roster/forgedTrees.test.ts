@@ -19,25 +19,15 @@ import {
   newDid,
   publisher,
   register,
-  rosterConvo,
   storedRoster,
+  aliceAndBob as fixtureAliceAndBob,
 } from "./fixtures.js";
 
 const db = testDatabase();
 afterAll(() => db.close());
 const api = new Xrpc(testApp(db).app);
 
-/** Alice (creator: phone, laptop) and Bob (phone) in a roster-checked conversation. */
-async function aliceAndBob() {
-  const alice = newDid("alice");
-  const bob = newDid("bob");
-  const alicePhone = device(alice, "phone");
-  const aliceLaptop = device(alice, "laptop");
-  const bobPhone = device(bob, "phone");
-  await register(db, alicePhone, aliceLaptop, bobPhone);
-  const { group, convoId } = await rosterConvo(api, alicePhone, [aliceLaptop, bobPhone]);
-  return { alice, bob, alicePhone, aliceLaptop, bobPhone, group, convoId };
-}
+const aliceAndBob = () => fixtureAliceAndBob(db, api);
 
 /** `bundle` with its GroupInfo's tree edited by `forger`, re-hashed and signed with the forger's own leaf key. */
 const forged = async (bundle: Bundle, forger: Member, edit: (tree: RatchetTree) => RatchetTree) =>
@@ -219,7 +209,10 @@ describe("the size of a tree", () => {
         const out = [...tree];
         for (let i = 1; i < 1_112; i++) {
           out[2 * i - 1] = undefined;
-          out[2 * i] = { nodeType: "leaf", leaf: { ...creator.leaf, credential: basicCredential(`did:plc:crowd${i}`) } };
+          out[2 * i] = {
+            nodeType: "leaf",
+            leaf: { ...creator.leaf, credential: basicCredential(`did:plc:crowd${i}`) },
+          };
         }
         return out;
       },

@@ -23,6 +23,7 @@ import {
   revoke,
   rosterConvo,
   storedRoster,
+  aliceAndBob as fixtureAliceAndBob,
 } from "./fixtures.js";
 
 const db = testDatabase();
@@ -30,17 +31,7 @@ afterAll(() => db.close());
 const admin = newDid("admin");
 const api = new Xrpc(testApp(db, { ADMIN_DIDS: admin }).app);
 
-/** Alice (creator, devices phone and laptop) and Bob (device phone) in a roster-checked conversation. */
-async function aliceAndBob() {
-  const alice = newDid("alice");
-  const bob = newDid("bob");
-  const alicePhone = device(alice, "phone");
-  const aliceLaptop = device(alice, "laptop");
-  const bobPhone = device(bob, "phone");
-  await register(db, alicePhone, aliceLaptop, bobPhone);
-  const { group, convoId } = await rosterConvo(api, alicePhone, [aliceLaptop, bobPhone]);
-  return { alice, bob, alicePhone, aliceLaptop, bobPhone, group, convoId };
-}
+const aliceAndBob = () => fixtureAliceAndBob(db, api);
 
 describe("processCommit: adds", () => {
   it("adds devices of two DIDs in one commit with one Welcome: a welcome row per device, joined per new DID, deviceAdded per device", async () => {
@@ -317,7 +308,6 @@ describe("processCommit: a GroupInfo that is not the new epoch's of this group b
     const reply = await api.post(alice, "processCommit", bundleBody(convoId, bundle, aliceLaptop));
     expectReply(reply, 400, "InvalidGroupInfo");
   });
-
 });
 
 describe("processCommit: RosterMismatch", () => {

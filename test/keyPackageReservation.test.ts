@@ -3,40 +3,18 @@
  * caller's for KEY_PACKAGE_RESERVATION_SECONDS, so retries (even concurrent ones) burn nothing,
  * and no caller can drain another user's packages.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { encodeBase64 } from "../src/bytes.js";
-import { start, type BattleServer } from "./battle/server.js";
-import { testDatabase, tokenFor, unique } from "./helpers/context.js";
-import { makeGroupWithCommit, makeKeyPackage } from "./helpers/mls.js";
+import { unique } from "./helpers/context.js";
+import { makeGroupWithCommit } from "./helpers/mls.js";
+import { devicePackage, publishItem, realServer, SUITE } from "./keyPackages/fixtures.js";
 
-const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
-const db = testDatabase(5);
-let server: BattleServer;
-
-beforeAll(async () => {
-  server = await start();
-});
-afterAll(async () => {
-  await server?.stop();
-  await db.close();
-});
-
-async function call(did: string, method: string, init: { body?: unknown; query?: string } = {}) {
-  const response = await fetch(`${server.url}/xrpc/blue.catbird.mls.${method}${init.query ? `?${init.query}` : ""}`, {
-    method: init.body === undefined ? "GET" : "POST",
-    headers: { Authorization: `Bearer ${await tokenFor(did)}`, "Content-Type": "application/json" },
-    ...(init.body !== undefined && { body: JSON.stringify(init.body) }),
-  });
-  return { status: response.status, body: (await response.json()) as { keyPackages: { keyPackageHash: string }[] } };
-}
+const { db, call, getKeyPackages } = realServer();
 
 async function publish(owner: string, count: number) {
-  const expires = new Date(Date.now() + 86_400_000).toISOString();
-  const packages = await Promise.all(Array.from({ length: count }, () => makeKeyPackage(owner)));
+  const packages = await Promise.all(Array.from({ length: count }, () => devicePackage(owner)));
   for (const bytes of packages) {
-    const res = await call(owner, "publishKeyPackage", {
-      body: { keyPackage: encodeBase64(bytes), cipherSuite: SUITE, expires },
-    });
+    const res = await call(owner, "publishKeyPackage", { body: publishItem(bytes) });
     expect(res.status).toBe(200);
   }
 }
@@ -52,9 +30,7 @@ describe("getKeyPackages reservations", () => {
     const alice = unique("did:plc:ralice");
     const bob = unique("did:plc:rbob");
     await publish(alice, 5);
-    const answers = await Promise.all(
-      Array.from({ length: 20 }, () => call(bob, "getKeyPackages", { query: `dids=${alice}` })),
-    );
+    const answers = await Promise.all(Array.from({ length: 20 }, () => getKeyPackages(bob, [alice])));
     expect(answers.map((answer) => answer.status)).toEqual(Array(20).fill(200));
     const hashes = new Set(answers.map((answer) => answer.body.keyPackages[0]?.keyPackageHash));
     expect(hashes.size).toBe(1);
@@ -66,14 +42,11 @@ describe("getKeyPackages reservations", () => {
     const bob = unique("did:plc:rbob");
     const carol = unique("did:plc:rcarol");
     await publish(alice, 3);
-    const [fromBob, fromCarol] = await Promise.all([
-      call(bob, "getKeyPackages", { query: `dids=${alice}` }),
-      call(carol, "getKeyPackages", { query: `dids=${alice}` }),
-    ]);
+    const [fromBob, fromCarol] = await Promise.all([getKeyPackages(bob, [alice]), getKeyPackages(carol, [alice])]);
     expect(fromBob.body.keyPackages[0]!.keyPackageHash).not.toBe(fromCarol.body.keyPackages[0]!.keyPackageHash);
     // Bob asking ten more times, with the DID repeated, still holds one.
     for (let i = 0; i < 10; i++) {
-      const again = await call(bob, "getKeyPackages", { query: `dids=${alice}&dids=${alice}` });
+      const again = await getKeyPackages(bob, [alice, alice]);
       expect(again.body.keyPackages.map((pkg) => pkg.keyPackageHash)).toEqual([
         fromBob.body.keyPackages[0]!.keyPackageHash,
       ]);
@@ -87,7 +60,7 @@ describe("getKeyPackages reservations", () => {
     await publish(alice, 6);
     const welcome = encodeBase64((await makeGroupWithCommit()).welcomeBytes);
     for (let round = 0; round < 6; round++) {
-      const fetched = await call(mallory, "getKeyPackages", { query: `dids=${alice}` });
+      const fetched = await getKeyPackages(mallory, [alice]);
       const hash = fetched.body.keyPackages[0]?.keyPackageHash;
       if (!hash) break;
       const groupId = crypto.randomUUID().replace(/-/g, "");

@@ -3,46 +3,20 @@
  * callers claiming the packages of DIDs with several devices at once, one caller's concurrent repeats, and
  * concurrent publishers of one device's last-resort package.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { sha256Hex } from "../../src/bytes.js";
-import { start, type BattleServer } from "../battle/server.js";
-import { testDatabase, tokenFor, unique } from "../helpers/context.js";
+import { unique } from "../helpers/context.js";
 import {
   devicePackage,
   devicePackages,
   publishItem,
+  realServer,
   registerDevice,
   revokeDevice,
   storedPackages,
-  type KeyPackagesAnswer,
 } from "./fixtures.js";
 
-const db = testDatabase(5);
-let server: BattleServer;
-
-beforeAll(async () => {
-  server = await start();
-});
-afterAll(async () => {
-  await server?.stop();
-  await db.close();
-});
-
-async function call<T>(
-  did: string,
-  method: string,
-  init: { body?: unknown; query?: URLSearchParams; headers?: Record<string, string> } = {},
-) {
-  const response = await fetch(`${server.url}/xrpc/blue.catbird.mls.${method}${init.query ? `?${init.query}` : ""}`, {
-    method: init.body === undefined ? "GET" : "POST",
-    headers: { Authorization: `Bearer ${await tokenFor(did)}`, "Content-Type": "application/json", ...init.headers },
-    ...(init.body !== undefined && { body: JSON.stringify(init.body) }),
-  });
-  return { status: response.status, body: (await response.json()) as T };
-}
-
-const getKeyPackages = (caller: string, dids: string[]) =>
-  call<KeyPackagesAnswer>(caller, "getKeyPackages", { query: new URLSearchParams(dids.map((did) => ["dids", did])) });
+const { db, call, getKeyPackages } = realServer();
 
 async function publish(owner: string, packages: Uint8Array[], lastResort?: boolean) {
   const res = await call(owner, "publishKeyPackages", {

@@ -2,10 +2,13 @@
  * Devices and per-device key packages for the key package tests: devices are rows of `devices` inserted directly
  * (the devices API is not what these tests test), packages are real ts-mls KeyPackages naming `<did>#<deviceId>`.
  */
+import { afterAll, beforeAll } from "vitest";
 import { encodeBase64 } from "../../src/bytes.js";
 import type { Queryable } from "../../src/db/driver.js";
 import { credentialIdentity } from "../../src/services/actingDevice.js";
 import type { HandedOutKeyPackage } from "../../src/services/keyPackageClaims.js";
+import { start, type BattleServer } from "../battle/server.js";
+import { testDatabase, tokenFor } from "../helpers/context.js";
 import { makeKeyPackage, TEST_CIPHER_SUITE } from "../helpers/mls.js";
 
 export const SUITE = TEST_CIPHER_SUITE;
@@ -65,3 +68,37 @@ export const storedPackages = (db: Queryable, owner: string) =>
       WHERE owner_did = $1 ORDER BY created_at, id`,
     [owner],
   );
+
+/**
+ * The real server process on real PostgreSQL for one test file, started before its tests and stopped after them:
+ * `db` to read rows, `call` an XRPC method over real HTTP as a DID, `getKeyPackages` for some DIDs as a caller.
+ */
+export function realServer() {
+  const db = testDatabase(5);
+  let server: BattleServer;
+  beforeAll(async () => {
+    server = await start();
+  });
+  afterAll(async () => {
+    await server?.stop();
+    await db.close();
+  });
+
+  async function call<T>(
+    did: string,
+    method: string,
+    init: { body?: unknown; query?: URLSearchParams; headers?: Record<string, string> } = {},
+  ) {
+    const response = await fetch(`${server.url}/xrpc/blue.catbird.mls.${method}${init.query ? `?${init.query}` : ""}`, {
+      method: init.body === undefined ? "GET" : "POST",
+      headers: { Authorization: `Bearer ${await tokenFor(did)}`, "Content-Type": "application/json", ...init.headers },
+      ...(init.body !== undefined && { body: JSON.stringify(init.body) }),
+    });
+    return { status: response.status, body: (await response.json()) as T };
+  }
+
+  const getKeyPackages = (caller: string, dids: string[]) =>
+    call<KeyPackagesAnswer>(caller, "getKeyPackages", { query: new URLSearchParams(dids.map((did) => ["dids", did])) });
+
+  return { db, call, getKeyPackages };
+}

@@ -16,7 +16,9 @@ export interface WelcomeInput {
 /** 400 when the Welcome was made for another cipher suite than the conversation's. */
 export function checkWelcomeSuite(welcome: WelcomeInput, convoSuite: string): void {
   if (welcome.cipherSuite !== convoSuite) {
-    throw invalidRequest(`welcomeMessage uses cipher suite ${welcome.cipherSuite}; the conversation uses ${convoSuite}`);
+    throw invalidRequest(
+      `welcomeMessage uses cipher suite ${welcome.cipherSuite}; the conversation uses ${convoSuite}`,
+    );
   }
 }
 
@@ -179,18 +181,23 @@ export async function storeWelcomes(
   );
 }
 
-/** Retires the live welcomes of all the recipients' devices in the conversation (they left or were removed). */
-export async function retireWelcomes(db: Queryable, convoId: string, recipients: string[], now: Date): Promise<number> {
+/** Retires the live welcomes `where` selects (over $1 and $2; $3 is now), locking them; answers how many. */
+async function retireLive(db: Queryable, where: string, params: [unknown, unknown, Date]): Promise<number> {
   const rows = await db.query(
-    `WITH stale AS (
-       SELECT id FROM welcome_messages
-        WHERE convo_id = $1 AND recipient_did IN (SELECT jsonb_array_elements_text($2::text::jsonb)) AND ${LIVE}
-          FOR UPDATE
-     ), ${RETIRE}
+    `WITH stale AS (SELECT id FROM welcome_messages WHERE ${where} AND ${LIVE} FOR UPDATE), ${RETIRE}
      SELECT 1 FROM retired`,
-    [convoId, JSON.stringify(recipients), now],
+    params,
   );
   return rows.length;
+}
+
+/** Retires the live welcomes of all the recipients' devices in the conversation (they left or were removed). */
+export async function retireWelcomes(db: Queryable, convoId: string, recipients: string[], now: Date): Promise<number> {
+  return retireLive(db, `convo_id = $1 AND recipient_did IN (SELECT jsonb_array_elements_text($2::text::jsonb))`, [
+    convoId,
+    JSON.stringify(recipients),
+    now,
+  ]);
 }
 
 /** Retires the live welcomes of these devices in the conversation (their leaves left its roster). */
@@ -201,29 +208,17 @@ export async function retireConvoDeviceWelcomes(
   now: Date,
 ): Promise<number> {
   if (devices.length === 0) return 0;
-  const rows = await db.query(
-    `WITH stale AS (
-       SELECT id FROM welcome_messages
-        WHERE convo_id = $1 AND ${LIVE} AND (recipient_did, recipient_device) IN (
-          SELECT r.did, r.device_id FROM jsonb_to_recordset($2::text::jsonb) AS r(did text, device_id text))
-          FOR UPDATE
-     ), ${RETIRE}
-     SELECT 1 FROM retired`,
+  return retireLive(
+    db,
+    `convo_id = $1 AND (recipient_did, recipient_device) IN (
+       SELECT r.did, r.device_id FROM jsonb_to_recordset($2::text::jsonb) AS r(did text, device_id text))`,
     [convoId, JSON.stringify(devices.map(({ did, deviceId }) => ({ did, device_id: deviceId }))), now],
   );
-  return rows.length;
 }
 
 /** Retires one device's live welcomes in every conversation (it was revoked). */
 export async function retireDeviceWelcomes(db: Queryable, did: string, deviceId: string, now: Date): Promise<number> {
-  const rows = await db.query(
-    `WITH stale AS (
-       SELECT id FROM welcome_messages WHERE recipient_did = $1 AND recipient_device = $2 AND ${LIVE} FOR UPDATE
-     ), ${RETIRE}
-     SELECT 1 FROM retired`,
-    [did, deviceId, now],
-  );
-  return rows.length;
+  return retireLive(db, `recipient_did = $1 AND recipient_device = $2`, [did, deviceId, now]);
 }
 
 /**

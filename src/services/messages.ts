@@ -216,7 +216,8 @@ export interface MessageView {
   createdAt: string;
 }
 
-interface MessageRow {
+/** The columns of a message row a view is built from, as the reads select them. */
+export interface MessageRow {
   id: string;
   sender_did: string;
   sender_device: string;
@@ -225,6 +226,21 @@ interface MessageRow {
   seq: number;
   message_type: MessageType;
   created_at: string;
+}
+
+/** The API's view of a message row of conversation `convoId`. */
+export function messageView(convoId: string, row: MessageRow): MessageView {
+  return {
+    id: row.id,
+    convoId,
+    sender: row.sender_did,
+    senderDevice: row.sender_device,
+    ciphertext: bytesOut(row.ciphertext),
+    epoch: row.epoch,
+    seq: row.seq,
+    messageType: row.message_type,
+    createdAt: row.created_at,
+  };
 }
 
 /** Where a member's reading starts, and how the conversation's message log was pruned, for one list query. */
@@ -297,17 +313,7 @@ export async function listMessages(
   const page = rows.filter((row): row is PageRow<MessageRow> & MessageRow => row.seq !== null);
   const last = page[page.length - 1];
   return {
-    messages: page.map((row) => ({
-      id: row.id,
-      convoId,
-      sender: row.sender_did,
-      senderDevice: row.sender_device,
-      ciphertext: bytesOut(row.ciphertext),
-      epoch: row.epoch,
-      seq: row.seq,
-      messageType: row.message_type,
-      createdAt: row.created_at,
-    })),
+    messages: page.map((row) => messageView(convoId, row)),
     ...(first.more && last && { cursor: String(last.seq) }),
   };
 }

@@ -4,7 +4,8 @@ import { readSharedEvents, type SharedEventPage } from "../services/sharedEvents
 import type { EventBus } from "./bus.js";
 import type { Wakeup } from "./wakeup.js";
 
-const PAGE_SIZE = 100;
+/** Events a read of a conversation's stream holds at most (replay and live reads alike). */
+export const PAGE_SIZE = 100;
 
 interface SharedRead {
   /** The readers whose membership the read reports. */

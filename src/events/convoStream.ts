@@ -5,6 +5,7 @@ import type { Metrics } from "../metrics.js";
 import { IMPLICIT_DEVICE } from "../services/actingDevice.js";
 import { readEvents, type ConvoEvent, type EventPage } from "../services/events.js";
 import type { EventBus } from "./bus.js";
+import { PAGE_SIZE } from "./convoFeed.js";
 import { Wakeup } from "./wakeup.js";
 import { within } from "./within.js";
 
@@ -41,8 +42,6 @@ export interface ConvoStreamOptions {
   /** A write the client does not take within this long makes it a slow consumer. */
   writeTimeoutMs: number;
 }
-
-const PAGE_SIZE = 100;
 
 /**
  * Sends a conversation's events to one member until the client leaves, the member is removed, the

@@ -1,9 +1,8 @@
-import { bytesOut } from "../bytes.js";
 import type { Queryable } from "../db/driver.js";
 import { DEFAULT_MAX_PAGE_BYTES } from "../config.js";
 import { convoNotFound, cursorExpired, notMember } from "../errors.js";
 import type { MembershipEvent } from "./convoChange.js";
-import type { MessageView, MessageType } from "./messages.js";
+import { messageView, type MessageRow, type MessageView } from "./messages.js";
 import { fitsPage, iso, messageViewBytes } from "./sql.js";
 
 /** A membership event as stored: `actor` is absent on the creator's and initial members' `joined`. */
@@ -27,18 +26,12 @@ export interface EventPage {
 }
 
 /** The event columns of a page row (with its message, for a message event), as both page reads select them. */
-export interface EventColumns {
+export interface EventColumns extends Omit<MessageRow, "id" | "seq"> {
   seq: number | null;
   kind: "message" | "membership" | null;
   payload: MembershipPayload | null;
   id: string | null;
   message_seq: number | null;
-  sender_did: string;
-  sender_device: string;
-  message_type: MessageType;
-  epoch: number;
-  ciphertext: Uint8Array;
-  created_at: string;
 }
 
 interface EventRow extends EventColumns {
@@ -58,17 +51,7 @@ export function eventsOf(rows: readonly EventColumns[], convoId: string): ConvoE
       events.push({
         seq: row.seq,
         kind: "message",
-        message: {
-          id: row.id,
-          convoId,
-          sender: row.sender_did,
-          senderDevice: row.sender_device,
-          ciphertext: bytesOut(row.ciphertext),
-          epoch: row.epoch,
-          seq: row.message_seq,
-          messageType: row.message_type,
-          createdAt: row.created_at,
-        },
+        message: messageView(convoId, { ...row, id: row.id, seq: row.message_seq }),
       });
     }
   }

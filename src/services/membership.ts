@@ -1,5 +1,6 @@
 import type { Queryable } from "../db/driver.js";
 import { convoNotFound, notMember } from "../errors.js";
+import { isActiveMember } from "./sql.js";
 
 export interface ConvoAccess {
   epoch: number;
@@ -8,7 +9,7 @@ export interface ConvoAccess {
 }
 
 export const ACTIVE_MEMBER_SQL = `SELECT c.epoch, c.creator_did, c.group_id,
-       EXISTS (SELECT 1 FROM members m WHERE m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL) AS is_member
+       ${isActiveMember("c.id", "$2")} AS is_member
   FROM conversations c WHERE c.id = $1`;
 
 /**

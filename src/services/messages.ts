@@ -13,7 +13,7 @@ import {
 import { bytesOut } from "../bytes.js";
 import { IMPLICIT_DEVICE, LAST_SEEN_GRANULARITY } from "./actingDevice.js";
 import { runOnce, type KeyClaim, type OnceOutcome } from "./idempotencyKeys.js";
-import { fitsPage, iso, messageViewBytes } from "./sql.js";
+import { fitsPage, isActiveMember, isInRoster, iso, messageViewBytes } from "./sql.js";
 
 export interface SendMessage {
   convoId: string;
@@ -68,10 +68,10 @@ const sendCtes = (guard = "") => `conv AS (
          last_message_at = greatest(c.last_message_at, $6)
    WHERE c.id = $1 AND c.epoch >= $3 AND ($8::text IS NULL OR c.group_id = $8)
      AND c.membership_version = (SELECT v.membership_version FROM conversations v WHERE v.id = $1)
-     AND EXISTS (SELECT 1 FROM members m WHERE m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL)
+     AND ${isActiveMember("c.id", "$2")}
      AND ($10::text = '' OR EXISTS (SELECT 1 FROM devices d WHERE d.did = $2 AND d.device_id = $10 AND d.revoked_at IS NULL))
      AND (NOT c.roster_checked
-          OR (NOT $11::boolean AND EXISTS (SELECT 1 FROM roster r WHERE r.convo_id = c.id AND r.did = $2 AND r.device_id = $10)))${guard}
+          OR (NOT $11::boolean AND ${isInRoster("c.id", "$2", "$10")}))${guard}
   RETURNING c.id, c.next_seq - 1 AS seq, c.next_event_seq - 1 AS event_seq, c.last_message_at
 ), message AS (
   INSERT INTO messages (id, convo_id, seq, sender_did, sender_device, message_type, epoch, ciphertext, idempotency_key, created_at)
@@ -180,8 +180,8 @@ async function explainUnsent(db: Queryable, message: SendMessage): Promise<undef
     revoked: boolean | null;
   }>(
     `SELECT c.epoch, c.group_id, c.roster_checked,
-            EXISTS (SELECT 1 FROM members m WHERE m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL) AS is_member,
-            EXISTS (SELECT 1 FROM roster r WHERE r.convo_id = c.id AND r.did = $2 AND r.device_id = $3) AS in_roster,
+            ${isActiveMember("c.id", "$2")} AS is_member,
+            ${isInRoster("c.id", "$2", "$3")} AS in_roster,
             (SELECT d.revoked_at IS NOT NULL FROM devices d WHERE d.did = $2 AND d.device_id = $3) AS revoked
        FROM (SELECT 1) AS one LEFT JOIN conversations c ON c.id = $1`,
     [message.convoId, message.sender, message.senderDevice],
@@ -216,7 +216,8 @@ export interface MessageView {
   createdAt: string;
 }
 
-interface MessageRow {
+/** The columns of a message row a view is built from, as the reads select them. */
+export interface MessageRow {
   id: string;
   sender_did: string;
   sender_device: string;
@@ -225,6 +226,21 @@ interface MessageRow {
   seq: number;
   message_type: MessageType;
   created_at: string;
+}
+
+/** The API's view of a message row of conversation `convoId`. */
+export function messageView(convoId: string, row: MessageRow): MessageView {
+  return {
+    id: row.id,
+    convoId,
+    sender: row.sender_did,
+    senderDevice: row.sender_device,
+    ciphertext: bytesOut(row.ciphertext),
+    epoch: row.epoch,
+    seq: row.seq,
+    messageType: row.message_type,
+    createdAt: row.created_at,
+  };
 }
 
 /** Where a member's reading starts, and how the conversation's message log was pruned, for one list query. */
@@ -297,17 +313,7 @@ export async function listMessages(
   const page = rows.filter((row): row is PageRow<MessageRow> & MessageRow => row.seq !== null);
   const last = page[page.length - 1];
   return {
-    messages: page.map((row) => ({
-      id: row.id,
-      convoId,
-      sender: row.sender_did,
-      senderDevice: row.sender_device,
-      ciphertext: bytesOut(row.ciphertext),
-      epoch: row.epoch,
-      seq: row.seq,
-      messageType: row.message_type,
-      createdAt: row.created_at,
-    })),
+    messages: page.map((row) => messageView(convoId, row)),
     ...(first.more && last && { cursor: String(last.seq) }),
   };
 }

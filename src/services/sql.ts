@@ -6,6 +6,14 @@
  */
 export const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24":"MI":"SS.MS"Z"')`;
 
+/** Whether `did` is an active member of conversation `convo` (both SQL expressions). */
+export const isActiveMember = (convo: string, did: string) =>
+  `EXISTS (SELECT 1 FROM members m WHERE m.convo_id = ${convo} AND m.did = ${did} AND m.left_at IS NULL)`;
+
+/** Whether device `device` of `did` is in the roster (the MLS group) of conversation `convo`. */
+export const isInRoster = (convo: string, did: string, device: string) =>
+  `EXISTS (SELECT 1 FROM roster r WHERE r.convo_id = ${convo} AND r.did = ${did} AND r.device_id = ${device})`;
+
 /** The active members of conversation `c` as a JSON array of {did, joinedAt}. */
 export const ACTIVE_MEMBERS_JSON = `(
   SELECT coalesce(json_agg(json_build_object('did', m.did, 'joinedAt', ${iso("m.joined_at")}) ORDER BY m.joined_at, m.did), '[]'::json)

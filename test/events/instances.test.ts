@@ -3,11 +3,9 @@
  * (LISTEN/NOTIFY), reconnects with a cursor, and a restart between two connections.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { randomGroupId, unique } from "../helpers/context.js";
-import { post, SERVER_SECRET, startServer, type Server } from "./servers.js";
+import { conversation, post, SERVER_SECRET, startServer, type Server } from "./servers.js";
 import { openStream, type SseReader, type StreamEvent, type StreamRequest } from "./sseClient.js";
 
-const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 // Polls and keep-alive re-reads are pushed past any test's length: only wake-ups can deliver here.
 const WAKE_ONLY = { EVENTS_POLL_MS: "600000", EVENTS_SAFETY_POLL_MS: "600000", EVENTS_KEEPALIVE_MS: "600000" };
 
@@ -25,18 +23,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all([a?.stop(), b?.stop()]);
 });
-
-async function conversation(server: Server) {
-  const alice = unique("did:plc:alice");
-  const bob = unique("did:plc:bob");
-  const created = await post(server, alice, "createConvo", {
-    groupId: randomGroupId(),
-    cipherSuite: SUITE,
-    initialMembers: [bob],
-  });
-  expect(created.status, JSON.stringify(created.body)).toBe(200);
-  return { alice, bob, convoId: created.body.id as string };
-}
 
 /** `count` messages sent all at once, taking turns among `senders`. */
 function burst(server: Server, convoId: string, senders: string[], count: number, label: string): Promise<Sent[]> {

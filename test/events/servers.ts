@@ -6,9 +6,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
-import { inject } from "vitest";
-import { tokenFor } from "../helpers/context.js";
+import { expect, inject } from "vitest";
+import { randomGroupId, tokenFor, unique } from "../helpers/context.js";
 import { freePort } from "../setup/postgres.js";
+import { SUITE } from "./convo.js";
 
 export const SERVER_SECRET = "events-test-secret-0123456789";
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -102,4 +103,17 @@ export async function post(server: Server, did: string, method: string, body: un
   });
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   return { status: response.status, body: (await response.json()) as any };
+}
+
+/** Alice's new conversation with Bob, created on `server`. */
+export async function conversation(server: Server) {
+  const alice = unique("did:plc:alice");
+  const bob = unique("did:plc:bob");
+  const created = await post(server, alice, "createConvo", {
+    groupId: randomGroupId(),
+    cipherSuite: SUITE,
+    initialMembers: [bob],
+  });
+  expect(created.status, JSON.stringify(created.body)).toBe(200);
+  return { alice, bob, convoId: created.body.id as string };
 }

@@ -8,27 +8,14 @@ import { once } from "node:events";
 import { request } from "node:http";
 import { connect, type Socket } from "node:net";
 import { describe, expect, it, vi } from "vitest";
-import { randomGroupId, tokenFor, unique } from "../helpers/context.js";
-import { post, SERVER_SECRET, startServer, type Server } from "./servers.js";
+import { tokenFor } from "../helpers/context.js";
+import { conversation, post, SERVER_SECRET, startServer, type Server } from "./servers.js";
 import { openStream, streamPath } from "./sseClient.js";
 
-const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 /** Enough to fill any socket buffers between a server and a client that does not read (a few MB here). */
 const MESSAGES = 24;
 const CIPHERTEXT_BYTES = 700 * 1024;
 const QUIET = { EVENTS_KEEPALIVE_MS: "600000", EVENTS_MAX_BACKLOG: "100000" };
-
-async function conversation(server: Server) {
-  const alice = unique("did:plc:alice");
-  const bob = unique("did:plc:bob");
-  const created = await post(server, alice, "createConvo", {
-    groupId: randomGroupId(),
-    cipherSuite: SUITE,
-    initialMembers: [bob],
-  });
-  expect(created.status, JSON.stringify(created.body)).toBe(200);
-  return { alice, bob, convoId: created.body.id as string };
-}
 
 async function sendBig(server: Server, did: string, convoId: string): Promise<void> {
   for (let i = 0; i < MESSAGES; i++) {

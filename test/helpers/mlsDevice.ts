@@ -8,42 +8,27 @@
  *
  * Imports are per module (see test/helpers/mls.ts).
  */
-import { createHash } from "node:crypto";
 import { createGroup, joinGroup, type ClientState } from "ts-mls/clientState.js";
-import { createCommit, createGroupInfoWithExternalPubAndRatchetTree, joinGroupExternal } from "ts-mls/createCommit.js";
+import { createCommit, joinGroupExternal } from "ts-mls/createCommit.js";
 import { createApplicationMessage } from "ts-mls/createMessage.js";
-import { getCiphersuiteFromName, type CiphersuiteImpl } from "ts-mls/crypto/ciphersuite.js";
-import { getCiphersuiteImpl } from "ts-mls/crypto/getCiphersuiteImpl.js";
-import { defaultCapabilities } from "ts-mls/defaultCapabilities.js";
+import type { CiphersuiteImpl } from "ts-mls/crypto/ciphersuite.js";
 import { ratchetTreeFromExtension, verifyGroupInfoSignature, type GroupInfo } from "ts-mls/groupInfo.js";
 import { acceptAll } from "ts-mls/incomingMessageAction.js";
-import {
-  generateKeyPackageWithKey,
-  makeKeyPackageRef,
-  type KeyPackage,
-  type PrivateKeyPackage,
-} from "ts-mls/keyPackage.js";
-import { defaultLifetime } from "ts-mls/lifetime.js";
+import { makeKeyPackageRef, type KeyPackage, type PrivateKeyPackage } from "ts-mls/keyPackage.js";
 import { decodeMlsMessage, encodeMlsMessage, type MLSMessage } from "ts-mls/message.js";
 import { processMessage } from "ts-mls/processMessages.js";
 import type { Proposal } from "ts-mls/proposal.js";
 import { emptyPskIndex } from "ts-mls/pskIndex.js";
 import type { RatchetTree } from "ts-mls/ratchetTree.js";
 import { tokenFor } from "./context.js";
+import { b64, cipherSuite, groupInfoBytes, hex, keyPackageBytes, keyPair, sha256Hex, SUITE } from "./mlsPieces.js";
 
-export const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 const TIMEOUT_MS = 20_000;
-
-let suite: Promise<CiphersuiteImpl> | undefined;
-const cipherSuite = () => (suite ??= getCiphersuiteImpl(getCiphersuiteFromName(SUITE)));
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString("base64");
 const unb64 = (value: string | { $bytes: string }) =>
   new Uint8Array(Buffer.from(typeof value === "string" ? value : value.$bytes, "base64"));
-const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
-const sha256Hex = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((byte, i) => byte === b[i]);
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -123,9 +108,6 @@ export function decodeGroupInfo(bytes: Uint8Array): GroupInfo {
   if (message.wireformat !== "mls_group_info") throw new Error(`expected a GroupInfo, got ${message.wireformat}`);
   return message.groupInfo;
 }
-
-export const encodeGroupInfo = (groupInfo: GroupInfo) =>
-  encodeMlsMessage({ version: "mls10", wireformat: "mls_group_info", groupInfo });
 
 export interface RosterLeaf {
   leafIndex: number;
@@ -278,20 +260,12 @@ export class MlsDevice {
 
   /** Generates and publishes `count` key packages (plus a last-resort one when asked); returns their hashes. */
   async publishKeyPackages(count: number, { lastResort = false } = {}): Promise<string[]> {
-    const cs = await cipherSuite();
     const items: { keyPackage: string; cipherSuite: string; expires: string; lastResort?: boolean }[] = [];
     const hashes: string[] = [];
     const expires = new Date(Date.now() + 7 * 86_400_000).toISOString();
     for (let i = 0; i < count + (lastResort ? 1 : 0); i++) {
       const isLastResort = lastResort && i === count;
-      const generated = await this.generateKeyPackage(cs);
-      const bytes = encodeMlsMessage({
-        version: "mls10",
-        wireformat: "mls_key_package",
-        keyPackage: generated.publicPackage,
-      });
-      const hash = sha256Hex(bytes);
-      this.keyPackages.set(hash, { ...generated, lastResort: isLastResort });
+      const { bytes, hash } = await this.newKeyPackage(isLastResort);
       hashes.push(hash);
       items.push({
         keyPackage: b64(bytes),
@@ -304,22 +278,23 @@ export class MlsDevice {
     return hashes;
   }
 
-  private generateKeyPackage(cs: CiphersuiteImpl) {
-    const credential = { credentialType: "basic" as const, identity: encoder.encode(this.identity) };
-    return generateKeyPackageWithKey(credential, defaultCapabilities(), defaultLifetime, [], this.signatureKeys, cs);
+  private generateKeyPackage() {
+    return keyPair(this.identity, this.signatureKeys);
+  }
+
+  /** A fresh key package of this device, kept to join with later: its MLSMessage bytes and hash. */
+  private async newKeyPackage(lastResort: boolean) {
+    const generated = await this.generateKeyPackage();
+    const bytes = keyPackageBytes(generated.publicPackage);
+    const hash = sha256Hex(bytes);
+    this.keyPackages.set(hash, { ...generated, lastResort });
+    return { publicPackage: generated.publicPackage, bytes, hash };
   }
 
   /** A key package of this device that the server never saw: for tests that add a device behind the server's back. */
   async unpublishedKeyPackage(): Promise<ClaimedKeyPackage> {
-    const generated = await this.generateKeyPackage(await cipherSuite());
-    const bytes = encodeMlsMessage({
-      version: "mls10",
-      wireformat: "mls_key_package",
-      keyPackage: generated.publicPackage,
-    });
-    const hash = sha256Hex(bytes);
-    this.keyPackages.set(hash, { ...generated, lastResort: false });
-    return { did: this.did, deviceId: this.deviceId, hash, lastResort: false, keyPackage: generated.publicPackage };
+    const { publicPackage, hash } = await this.newKeyPackage(false);
+    return { did: this.did, deviceId: this.deviceId, hash, lastResort: false, keyPackage: publicPackage };
   }
 
   /** getKeyPackages for one DID: one package per live device of it. */
@@ -385,10 +360,10 @@ export class MlsDevice {
   /** A roster-checked conversation holding only this device, at epoch 0; returns its id. */
   async createConvo(metadata: { name?: string } = {}): Promise<string> {
     const cs = await cipherSuite();
-    const own = await this.generateKeyPackage(cs);
+    const own = await this.generateKeyPackage();
     const groupId = crypto.getRandomValues(new Uint8Array(16));
     const state = await createGroup(groupId, own.publicPackage, own.privatePackage, [], cs);
-    const groupInfo = encodeGroupInfo(await createGroupInfoWithExternalPubAndRatchetTree(state, [], cs));
+    const groupInfo = await groupInfoBytes(state);
     const convo = await this.http.post("createConvo", {
       groupId: hex(groupId),
       cipherSuite: SUITE,
@@ -419,7 +394,7 @@ export class MlsDevice {
       { state: session.state, cipherSuite: cs },
       { ratchetTreeExtension: true, wireAsPublicMessage: publicMessage, extraProposals: [...removals, ...adds] },
     );
-    const groupInfo = encodeGroupInfo(await createGroupInfoWithExternalPubAndRatchetTree(newState, [], cs));
+    const groupInfo = await groupInfoBytes(newState);
     return {
       epoch: Number(session.state.groupContext.epoch),
       newState,
@@ -513,7 +488,7 @@ export class MlsDevice {
     if (resync && !read.roster.some((leaf) => sameBytes(leaf.signatureKey, this.signatureKeys.publicKey))) {
       throw new Error(`${this.name} has no former leaf to resync: join as a new device`);
     }
-    const own = await this.generateKeyPackage(cs);
+    const own = await this.generateKeyPackage();
     const { publicMessage, newState } = await joinGroupExternal(
       read.groupInfo,
       own.publicPackage,
@@ -525,7 +500,7 @@ export class MlsDevice {
       epoch: read.epoch,
       newState,
       commit: encodeMlsMessage({ version: "mls10", wireformat: "mls_public_message", publicMessage }),
-      groupInfo: encodeGroupInfo(await createGroupInfoWithExternalPubAndRatchetTree(newState, [], cs)),
+      groupInfo: await groupInfoBytes(newState),
       keyPackageHashes: [],
     };
   }

@@ -6,30 +6,27 @@
  *
  * Imports are per module (see test/helpers/mls.ts).
  */
-import { createHash } from "node:crypto";
 import { createGroup, joinGroup, type ClientState } from "ts-mls/clientState.js";
-import { createCommit, createGroupInfoWithExternalPubAndRatchetTree, joinGroupExternal } from "ts-mls/createCommit.js";
+import { createCommit, joinGroupExternal } from "ts-mls/createCommit.js";
 import { createApplicationMessage } from "ts-mls/createMessage.js";
-import { getCiphersuiteFromName, type CiphersuiteImpl } from "ts-mls/crypto/ciphersuite.js";
-import { getCiphersuiteImpl } from "ts-mls/crypto/getCiphersuiteImpl.js";
-import { defaultCapabilities } from "ts-mls/defaultCapabilities.js";
 import { acceptAll } from "ts-mls/incomingMessageAction.js";
-import {
-  generateKeyPackage,
-  generateKeyPackageWithKey,
-  type KeyPackage,
-  type PrivateKeyPackage,
-} from "ts-mls/keyPackage.js";
-import { defaultLifetime } from "ts-mls/lifetime.js";
 import { decodeMlsMessage, encodeMlsMessage, type MLSMessage } from "ts-mls/message.js";
 import { processMessage } from "ts-mls/processMessages.js";
 import type { Proposal } from "ts-mls/proposal.js";
 import { emptyPskIndex } from "ts-mls/pskIndex.js";
+import {
+  b64,
+  cipherSuite,
+  groupInfoBytes,
+  hex,
+  keyPackageBytes,
+  keyPair,
+  sha256Hex,
+  SUITE,
+  type KeyPair,
+} from "./mlsPieces.js";
 
-export const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
-
-let suite: Promise<CiphersuiteImpl> | undefined;
-const cipherSuite = () => (suite ??= getCiphersuiteImpl(getCiphersuiteFromName(SUITE)));
+export { b64, groupInfoBytes, SUITE };
 
 export interface Device {
   did: string;
@@ -37,33 +34,6 @@ export interface Device {
 }
 
 export const identityOf = ({ did, deviceId }: Device) => (deviceId === "" ? did : `${did}#${deviceId}`);
-export const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString("base64");
-const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
-const sha256Hex = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
-
-interface KeyPair {
-  publicPackage: KeyPackage;
-  privatePackage: PrivateKeyPackage;
-}
-
-async function keyPair(
-  device: Device,
-  signatureKeys?: { signKey: Uint8Array; publicKey: Uint8Array },
-): Promise<KeyPair> {
-  const credential = { credentialType: "basic" as const, identity: new TextEncoder().encode(identityOf(device)) };
-  const cs = await cipherSuite();
-  return signatureKeys
-    ? generateKeyPackageWithKey(credential, defaultCapabilities(), defaultLifetime, [], signatureKeys, cs)
-    : generateKeyPackage(credential, defaultCapabilities(), defaultLifetime, [], cs);
-}
-
-const keyPackageBytes = (keyPackage: KeyPackage) =>
-  encodeMlsMessage({ version: "mls10", wireformat: "mls_key_package", keyPackage });
-
-export async function groupInfoBytes(state: ClientState): Promise<Uint8Array> {
-  const groupInfo = await createGroupInfoWithExternalPubAndRatchetTree(state, [], await cipherSuite());
-  return encodeMlsMessage({ version: "mls10", wireformat: "mls_group_info", groupInfo });
-}
 
 /** One device in the group: its key pair and, once it joined, its state. */
 export class Member implements Device {
@@ -120,7 +90,7 @@ export class RosterGroup {
   /** A group in epoch 0 holding only `creator`; `publish` receives its key package and each one a commit adds. */
   static async create(creator: Device, { publish }: { publish?: Publish } = {}): Promise<RosterGroup> {
     const group = new RosterGroup(crypto.getRandomValues(new Uint8Array(16)), publish);
-    const keys = await keyPair(creator);
+    const keys = await keyPair(identityOf(creator));
     await publish?.(creator, keyPackageBytes(keys.publicPackage));
     const state = await createGroup(group.groupId, keys.publicPackage, keys.privatePackage, [], await cipherSuite());
     group.members.set(identityOf(creator), new Member(creator.did, creator.deviceId, keys, state));
@@ -145,7 +115,7 @@ export class RosterGroup {
 
   /** A fresh key pair for a device, to add with `extraKeyPackages`. */
   static keyPair(device: Device): Promise<KeyPair> {
-    return keyPair(device);
+    return keyPair(identityOf(device));
   }
 
   /** A commit by `by` adding and removing devices; nothing changes until `apply()`. */
@@ -153,7 +123,7 @@ export class RosterGroup {
     const committer = this.member(by);
     const cs = await cipherSuite();
     const fresh = await Promise.all(
-      (options.add ?? []).map(async (device) => ({ device, keys: await keyPair(device) })),
+      (options.add ?? []).map(async (device) => ({ device, keys: await keyPair(identityOf(device)) })),
     );
     const adds = [...fresh, ...(options.extraKeyPackages ?? [])];
     for (const { device, keys } of adds) await this.publish?.(device, keyPackageBytes(keys.publicPackage));
@@ -205,11 +175,11 @@ export class RosterGroup {
     if (info.wireformat !== "mls_group_info") throw new Error("not a GroupInfo");
     const former = resync ? this.member(device) : undefined;
     const keys = former
-      ? await keyPair(device, {
+      ? await keyPair(identityOf(device), {
           signKey: former.keys.privatePackage.signaturePrivateKey,
           publicKey: former.keys.publicPackage.leafNode.signaturePublicKey,
         })
-      : await keyPair(device);
+      : await keyPair(identityOf(device));
     const { publicMessage, newState } = await joinGroupExternal(
       info.groupInfo,
       keys.publicPackage,

@@ -39,17 +39,24 @@ export function holdRowLock<Row extends object = Record<string, unknown>>(
  * Resolves once `count` transactions wait for the lock on the conversation row at `ctid` (as
  * `SELECT ctid::text` gives it), seen in pg_locks; throws after about 20 s.
  */
-export async function conversationLockWaiters(db: Queryable, ctid: string, count = 1): Promise<void> {
+export const conversationLockWaiters = (db: Queryable, ctid: string, count = 1) =>
+  rowLockWaiters(db, "conversations", ctid, count, "the conversation");
+
+/** As conversationLockWaiters, for the `devices` row at `ctid`. */
+export const deviceLockWaiters = (db: Queryable, ctid: string, count = 1) =>
+  rowLockWaiters(db, "devices", ctid, count, "the device");
+
+async function rowLockWaiters(db: Queryable, table: string, ctid: string, count: number, what: string): Promise<void> {
   const [page, tuple] = ctid.slice(1, -1).split(",").map(Number);
   for (let tries = 0; tries < 1000; tries++) {
     const [row] = await db.query<{ n: number }>(
       `SELECT count(*) AS n FROM pg_locks
         WHERE locktype = 'tuple' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-          AND relation = 'conversations'::regclass AND page = $1 AND tuple = $2`,
-      [page, tuple],
+          AND relation = $1::regclass AND page = $2 AND tuple = $3`,
+      [table, page, tuple],
     );
-    if (row!.n >= count) return;
+    if (Number(row!.n) >= count) return;
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  throw new Error(`never saw ${count} waiters on the conversation`);
+  throw new Error(`never saw ${count} waiters on ${what}`);
 }

@@ -3,12 +3,10 @@
  * PostgreSQL: rival commits for one epoch (member and external ones) leave exactly one winner whose GroupInfo is
  * the roster, and revocations racing commits that add the device never deadlock and leave a consistent state.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Database } from "../../src/db/driver.js";
-import { start, stopAll, type BattleServer } from "../battle/server.js";
-import { testApp, testDatabase, tokenFor } from "../helpers/context.js";
-import { conversationLockWaiters, holdRowLock } from "../helpers/rowLock.js";
-import { b64, RosterGroup, SUITE, type Bundle, type Device } from "../helpers/rosterGroup.js";
+import { afterAll, describe, expect, it } from "vitest";
+import { testApp, testDatabase } from "../helpers/context.js";
+import { conversationLockWaiters, deviceLockWaiters, holdRowLock } from "../helpers/rowLock.js";
+import { b64, type Bundle, type Device } from "../helpers/rosterGroup.js";
 import { Xrpc } from "../messaging/client.js";
 import {
   bundleBody,
@@ -20,34 +18,11 @@ import {
   register,
   storedRoster,
 } from "./fixtures.js";
+import { httpRosterConvo, twoServers } from "./servers.js";
 
-let servers: BattleServer[] = [];
-let db: Database;
-
-beforeAll(async () => {
-  db = testDatabase(4);
-  servers = await Promise.all([start({ DATABASE_POOL_MAX: "20" }), start({ DATABASE_POOL_MAX: "20" })]);
-});
-afterAll(async () => {
-  await stopAll(servers);
-  await db?.close();
-});
-
-interface Answer {
-  status: number;
-  body: any;
-}
-
-/** A call to one of the servers (the i-th request goes to server i mod 2). */
-async function call(i: number, did: string, method: string, body: unknown): Promise<Answer> {
-  const response = await fetch(`${servers[i % servers.length]!.url}/xrpc/blue.catbird.mls.${method}`, {
-    method: "POST",
-    headers: { Authorization: `Bearer ${await tokenFor(did)}`, "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-    signal: AbortSignal.timeout(30_000),
-  });
-  return { status: response.status, body: await response.json() };
-}
+const db = testDatabase(4);
+afterAll(() => db.close());
+const server = twoServers();
 
 /** A roster-checked conversation of Alice's two devices and Bob's two, created over HTTP. */
 async function conversation() {
@@ -55,29 +30,8 @@ async function conversation() {
   const bob = newDid("bob");
   const devices = [device(alice, "phone"), device(alice, "laptop"), device(bob, "phone"), device(bob, "laptop")];
   await register(db, ...devices);
-  const group = await RosterGroup.create(devices[0]!, {
-    publish: async ({ did }, keyPackage) => {
-      const expires = new Date(Date.now() + 86_400_000).toISOString();
-      const answer = await call(0, did, "publishKeyPackage", {
-        keyPackage: b64(keyPackage),
-        cipherSuite: SUITE,
-        expires,
-      });
-      expect(answer.status, JSON.stringify(answer.body)).toBe(200);
-    },
-  });
-  const bundle = await group.commit(devices[0]!, { add: devices.slice(1) });
-  await bundle.apply();
-  const created = await call(0, alice, "createConvo", {
-    groupId: group.groupIdHex,
-    cipherSuite: SUITE,
-    deviceId: "phone",
-    groupInfo: b64(await group.groupInfo(devices[0]!)),
-    welcomeMessage: b64(bundle.welcome!),
-    keyPackageHashes: bundle.keyPackageHashes,
-  });
-  expect(created.status, JSON.stringify(created.body)).toBe(200);
-  return { alice, bob, devices, group, convoId: created.body.id as string };
+  const { group, convoId } = await httpRosterConvo(server(0), devices[0]!, devices.slice(1));
+  return { alice, bob, devices, group, convoId };
 }
 
 describe("one commit per epoch (real servers, real PostgreSQL)", () => {
@@ -92,7 +46,7 @@ describe("one commit per epoch (real servers, real PostgreSQL)", () => {
         rivals.push({ by, bundle: await group.commit(by, { add: [added] }) });
       }
       const answers = await Promise.all(
-        rivals.map(({ by, bundle }, i) => call(i, by.did, "processCommit", bundleBody(convoId, bundle, by))),
+        rivals.map(({ by, bundle }, i) => server(i).post(by.did, "processCommit", bundleBody(convoId, bundle, by))),
       );
       const winners = answers.flatMap((answer, i) => (answer.status === 200 ? [i] : []));
       expect(winners, JSON.stringify(answers)).toHaveLength(1);
@@ -127,7 +81,7 @@ describe("one commit per epoch (real servers, real PostgreSQL)", () => {
         { by: device(bob, "phone"), bundle: await group.commit(device(bob, "phone")) },
       ];
       const answers = await Promise.all(
-        rivals.map(({ by, bundle }, i) => call(i, by.did, "processCommit", bundleBody(convoId, bundle, by))),
+        rivals.map(({ by, bundle }, i) => server(i).post(by.did, "processCommit", bundleBody(convoId, bundle, by))),
       );
       const winners = answers.flatMap((answer, i) => (answer.status === 200 ? [i] : []));
       expect(winners, JSON.stringify(answers)).toHaveLength(1);
@@ -146,8 +100,8 @@ describe("revocation racing commits (lock order: devices, then conversations)", 
       await register(db, target);
       const bundle = await group.commit(device(alice, "phone"), { add: [target] });
       const [commit, revoked] = await Promise.all([
-        call(round, alice, "processCommit", bundleBody(convoId, bundle, device(alice, "phone"))),
-        call(round + 1, bob, "revokeDevice", { deviceId: target.deviceId }),
+        server(round).post(alice, "processCommit", bundleBody(convoId, bundle, device(alice, "phone"))),
+        server(round + 1).post(bob, "revokeDevice", { deviceId: target.deviceId }),
       ]);
       expect(revoked.status, JSON.stringify(revoked.body)).toBe(200);
       const inRoster = (await storedRoster(db, convoId)).includes(`${bob}#${target.deviceId}`);
@@ -166,22 +120,6 @@ describe("revocation racing commits (lock order: devices, then conversations)", 
     await expectRosterOf(db, convoId, group);
   });
 });
-
-/** Resolves once `count` transactions wait for the lock on the `devices` row at `ctid`, seen in pg_locks. */
-async function deviceLockWaiters(ctid: string, count: number): Promise<void> {
-  const [page, tuple] = ctid.slice(1, -1).split(",").map(Number);
-  for (let tries = 0; tries < 1000; tries++) {
-    const [row] = await db.query<{ n: number }>(
-      `SELECT count(*) AS n FROM pg_locks
-        WHERE locktype = 'tuple' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-          AND relation = 'devices'::regclass AND page = $1 AND tuple = $2`,
-      [page, tuple],
-    );
-    if (Number(row!.n) >= count) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  throw new Error(`never saw ${count} waiters on the device`);
-}
 
 describe("the lock order, step by step", () => {
   it("a commit holding a device (FOR SHARE) and waiting for the conversation, a revocation waiting for the device: both finish", async () => {
@@ -204,7 +142,7 @@ describe("the lock order, step by step", () => {
       [bob],
     );
     const revoke = api.post(bob, "revokeDevice", { deviceId: "laptop" });
-    await deviceLockWaiters(laptop!.ctid, 1);
+    await deviceLockWaiters(db, laptop!.ctid, 1);
     convo.release();
     await convo.done;
 

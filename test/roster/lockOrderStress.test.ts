@@ -5,49 +5,20 @@
  * the commit holds, a send from a device, a key package claim and a welcome confirmation. No answer may be a 5xx
  * (a deadlock is a 503), and the roster stays the winner's.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { encodeMlsMessage } from "ts-mls/message.js";
-import type { Database } from "../../src/db/driver.js";
-import { start, stopAll, type BattleServer } from "../battle/server.js";
-import { testDatabase, tokenFor } from "../helpers/context.js";
+import type { Reply } from "../battle/client.js";
+import { testDatabase } from "../helpers/context.js";
 import { b64, RosterGroup, SUITE, type Bundle } from "../helpers/rosterGroup.js";
 import { bundleBody, device, expectRosterOf, newDid, register } from "./fixtures.js";
+import { httpRosterConvo, twoServers } from "./servers.js";
 
-let servers: BattleServer[] = [];
-let db: Database;
+const db = testDatabase(4);
+afterAll(() => db.close());
+const server = twoServers();
 
-beforeAll(async () => {
-  db = testDatabase(4);
-  servers = await Promise.all([start({ DATABASE_POOL_MAX: "20" }), start({ DATABASE_POOL_MAX: "20" })]);
-});
-afterAll(async () => {
-  await stopAll(servers);
-  await db?.close();
-});
-
-interface Answer {
-  label: string;
-  status: number;
-  body: any;
-}
-
-async function call(i: number, label: string, did: string, method: string, body: unknown): Promise<Answer> {
-  const response = await fetch(`${servers[i % servers.length]!.url}/xrpc/blue.catbird.mls.${method}`, {
-    method: "POST",
-    headers: { Authorization: `Bearer ${await tokenFor(did)}`, "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-    signal: AbortSignal.timeout(30_000),
-  });
-  return { label, status: response.status, body: await response.json() };
-}
-
-async function get(i: number, label: string, did: string, method: string, params: string): Promise<Answer> {
-  const response = await fetch(`${servers[i % servers.length]!.url}/xrpc/blue.catbird.mls.${method}?${params}`, {
-    headers: { Authorization: `Bearer ${await tokenFor(did)}` },
-    signal: AbortSignal.timeout(30_000),
-  });
-  return { label, status: response.status, body: await response.json() };
-}
+/** An answer with what it answered, for failure messages. */
+const labelled = async (label: string, reply: Promise<Reply>) => ({ label, ...(await reply) });
 
 const expires = () => new Date(Date.now() + 86_400_000).toISOString();
 
@@ -62,28 +33,7 @@ describe("the lock order under everything at once", () => {
       device(bob, "laptop"),
     ];
     await register(db, alicePhone, aliceLaptop, bobPhone, bobLaptop);
-    const group = await RosterGroup.create(alicePhone, {
-      publish: async ({ did }, keyPackage) => {
-        const answer = await call(0, "publish", did, "publishKeyPackage", {
-          keyPackage: b64(keyPackage),
-          cipherSuite: SUITE,
-          expires: expires(),
-        });
-        expect(answer.status, JSON.stringify(answer.body)).toBe(200);
-      },
-    });
-    const first = await group.commit(alicePhone, { add: [aliceLaptop, bobPhone, bobLaptop] });
-    await first.apply();
-    const created = await call(0, "create", alice, "createConvo", {
-      groupId: group.groupIdHex,
-      cipherSuite: SUITE,
-      deviceId: "phone",
-      groupInfo: b64(await group.groupInfo(alicePhone)),
-      welcomeMessage: b64(first.welcome!),
-      keyPackageHashes: first.keyPackageHashes,
-    });
-    expect(created.status, JSON.stringify(created.body)).toBe(200);
-    const convoId: string = created.body.id;
+    const { group, convoId } = await httpRosterConvo(server(0), alicePhone, [aliceLaptop, bobPhone, bobLaptop]);
 
     let previous: string | undefined;
     for (let round = 0; round < 8; round++) {
@@ -94,41 +44,52 @@ describe("the lock order under everything at once", () => {
       const lastResort = await RosterGroup.keyPair(bobLaptop);
       const message = await group.application(aliceLaptop, `round ${round}`);
       const answers = await Promise.all([
-        call(round, "commit", alice, "processCommit", bundleBody(convoId, commit, alicePhone)),
-        call(round + 1, "rival", bob, "processCommit", bundleBody(convoId, rival, bobPhone)),
-        ...(previous ? [call(round, "revoke", bob, "revokeDevice", { deviceId: previous })] : []),
-        call(round + 1, "lastResort", bob, "publishKeyPackages", {
-          keyPackages: [
-            {
-              keyPackage: b64(
-                encodeMlsMessage({
-                  version: "mls10",
-                  wireformat: "mls_key_package",
-                  keyPackage: lastResort.publicPackage,
-                }),
-              ),
-              cipherSuite: SUITE,
-              expires: expires(),
-              lastResort: true,
-            },
-          ],
-        }),
-        call(round, "rename", bob, "registerDevice", { deviceId: "laptop", name: `laptop ${round}` }),
-        call(round + 1, "send", alice, "sendMessage", {
-          convoId,
-          ciphertext: b64(message),
-          epoch: group.epoch,
-          deviceId: "laptop",
-        }),
-        get(round, "claim", alice, "getKeyPackages", `dids=${encodeURIComponent(bob)}`),
+        labelled("commit", server(round).post(alice, "processCommit", bundleBody(convoId, commit, alicePhone))),
+        labelled("rival", server(round + 1).post(bob, "processCommit", bundleBody(convoId, rival, bobPhone))),
+        ...(previous ? [labelled("revoke", server(round).post(bob, "revokeDevice", { deviceId: previous }))] : []),
+        labelled(
+          "lastResort",
+          server(round + 1).post(bob, "publishKeyPackages", {
+            keyPackages: [
+              {
+                keyPackage: b64(
+                  encodeMlsMessage({
+                    version: "mls10",
+                    wireformat: "mls_key_package",
+                    keyPackage: lastResort.publicPackage,
+                  }),
+                ),
+                cipherSuite: SUITE,
+                expires: expires(),
+                lastResort: true,
+              },
+            ],
+          }),
+        ),
+        labelled("rename", server(round).post(bob, "registerDevice", { deviceId: "laptop", name: `laptop ${round}` })),
+        labelled(
+          "send",
+          server(round + 1).post(alice, "sendMessage", {
+            convoId,
+            ciphertext: b64(message),
+            epoch: group.epoch,
+            deviceId: "laptop",
+          }),
+        ),
+        labelled("claim", server(round).get(alice, "getKeyPackages", { dids: bob })),
         ...(previous
-          ? [call(round + 1, "confirm", bob, "confirmWelcome", { convoId, success: true, deviceId: previous })]
+          ? [
+              labelled(
+                "confirm",
+                server(round + 1).post(bob, "confirmWelcome", { convoId, success: true, deviceId: previous }),
+              ),
+            ]
           : []),
       ]);
       for (const answer of answers) {
         expect(answer.status, `${answer.label}: ${JSON.stringify(answer.body)}`).toBeLessThan(500);
       }
-      const [committed, rivalled] = answers as [Answer, Answer];
+      const [committed, rivalled] = answers;
       expect([committed.status, rivalled.status].filter((status) => status === 200)).toHaveLength(1);
       const winner: Bundle = committed.status === 200 ? commit : rival;
       await winner.apply();

@@ -1,8 +1,7 @@
 import type { Queryable } from "../db/driver.js";
 import { epochMismatch, invalidRequest, notCreator, notMember, tooManyMembers } from "../errors.js";
-import { IMPLICIT_DEVICE } from "./actingDevice.js";
 import { checkCommit, type CommitInput } from "./commits.js";
-import { recordConvoChange } from "./convoChange.js";
+import { actorOf, recordConvoChange } from "./convoChange.js";
 import { lockConvo } from "./convoLock.js";
 import { checkWelcomeSuite, retireWelcomes, storeWelcomes, type WelcomeInput } from "./welcomes.js";
 
@@ -80,22 +79,17 @@ export async function addMembers(db: Queryable, request: AddMembers): Promise<Me
       const welcomes = recipients.map((did) => ({ did, hash: request.keyPackageHashes.get(did) ?? null }));
       await storeWelcomes(tx, convo.id, request.welcome.bytes, welcomes, request.now);
     }
+    const actor = actorOf({ did: request.caller, deviceId: request.deviceId });
     const newEpoch = await recordConvoChange(tx, convo, {
       sender: request.caller,
       senderDevice: request.deviceId,
       commit: check && { bytes: request.commit!.bytes, epoch: check.epoch },
-      membership: newcomers.map((did) => ({ type: "joined", did, ...actorOf(request) })),
+      membership: newcomers.map((did) => ({ type: "joined", did, ...actor })),
       now: request.now,
     });
     return { success: true, newEpoch };
   });
 }
-
-/** A membership event's actor: the caller, and its acting device unless that is the implicit one. */
-const actorOf = ({ caller, deviceId }: { caller: string; deviceId: string }) => ({
-  actor: caller,
-  ...(deviceId !== IMPLICIT_DEVICE && { actorDevice: deviceId }),
-});
 
 /** In a roster-checked conversation the roster is the membership: it changes only with a commit and its GroupInfo. */
 const needsBundle = (what: string) =>
@@ -153,11 +147,12 @@ export async function leaveConvo(db: Queryable, request: LeaveConvo): Promise<Me
       [convo.id, request.target, request.now],
     );
     await retireWelcomes(tx, convo.id, [request.target], request.now);
+    const actor = actorOf({ did: request.caller, deviceId: request.deviceId });
     const newEpoch = await recordConvoChange(tx, convo, {
       sender: request.caller,
       senderDevice: request.deviceId,
       commit: check && { bytes: request.commit!.bytes, epoch: check.epoch },
-      membership: left.length ? [{ type: self ? "left" : "removed", did: request.target, ...actorOf(request) }] : [],
+      membership: left.length ? [{ type: self ? "left" : "removed", did: request.target, ...actor }] : [],
       now: request.now,
     });
     return { success: true, newEpoch };

@@ -13,6 +13,7 @@ import { checkCommitter, checkPublicCommit } from "./commitAuthor.js";
 import { checkCommit, type CommitInput } from "./commits.js";
 import { recordChange, rosterEvents } from "./convoChange.js";
 import { lockConvo, type LockedConvo } from "./convoLock.js";
+import { joinMembers } from "./members.js";
 import { checkExternalJoin, recordExternalJoin } from "./externalJoin.js";
 import {
   checkActingDevice,
@@ -214,13 +215,7 @@ async function repeatedOutcome(
 async function changeMembers(tx: Queryable, convoId: string, joiners: string[], departed: string[], now: Date) {
   if (joiners.length === 0 && departed.length === 0) return;
   await tx.query(
-    `WITH joined AS (
-       INSERT INTO members (convo_id, did, joined_at, joined_seq, joined_event_seq, joined_epoch)
-       SELECT $1, d.did, $4, c.next_seq, c.next_event_seq, c.epoch
-         FROM jsonb_array_elements_text($2::text::jsonb) AS d(did), conversations c WHERE c.id = $1
-       ON CONFLICT (convo_id, did) DO UPDATE SET joined_at = excluded.joined_at, left_at = NULL,
-         joined_seq = excluded.joined_seq, joined_event_seq = excluded.joined_event_seq, joined_epoch = excluded.joined_epoch
-     )
+    `WITH joined AS (${joinMembers("$1", "$2", "$4")})
      UPDATE members SET left_at = greatest(joined_at, $4)
       WHERE convo_id = $1 AND left_at IS NULL AND did IN (SELECT jsonb_array_elements_text($3::text::jsonb))`,
     [convoId, JSON.stringify(joiners), JSON.stringify(departed), now],

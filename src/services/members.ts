@@ -65,14 +65,7 @@ export async function addMembers(db: Queryable, request: AddMembers): Promise<Me
       throw tooManyMembers(`a conversation holds at most ${request.maxMembers} members`);
     }
     if (newcomers.length > 0) {
-      await tx.query(
-        `INSERT INTO members (convo_id, did, joined_at, joined_seq, joined_event_seq, joined_epoch)
-         SELECT $1, d.did, $3, c.next_seq, c.next_event_seq, c.epoch
-           FROM jsonb_array_elements_text($2::text::jsonb) AS d(did), conversations c WHERE c.id = $1
-         ON CONFLICT (convo_id, did) DO UPDATE SET joined_at = excluded.joined_at, left_at = NULL,
-           joined_seq = excluded.joined_seq, joined_event_seq = excluded.joined_event_seq, joined_epoch = excluded.joined_epoch`,
-        [convo.id, JSON.stringify(newcomers), request.now],
-      );
+      await tx.query(joinMembers("$1", "$2", "$3"), [convo.id, JSON.stringify(newcomers), request.now]);
     }
     if (request.welcome) {
       const recipients = [...newcomers, ...(reinvited ?? [])];
@@ -90,6 +83,17 @@ export async function addMembers(db: Queryable, request: AddMembers): Promise<Me
     return { success: true, newEpoch };
   });
 }
+
+/**
+ * An INSERT making the DIDs (a JSON array) members at `now`, new ones and former ones alike, reading from the
+ * conversation's next seq, event seq and epoch on (parameters: convo id, DIDs, now). The caller holds the lock.
+ */
+export const joinMembers = (convoId: string, dids: string, now: string) =>
+  `INSERT INTO members (convo_id, did, joined_at, joined_seq, joined_event_seq, joined_epoch)
+   SELECT ${convoId}, d.did, ${now}, c.next_seq, c.next_event_seq, c.epoch
+     FROM jsonb_array_elements_text(${dids}::text::jsonb) AS d(did), conversations c WHERE c.id = ${convoId}
+   ON CONFLICT (convo_id, did) DO UPDATE SET joined_at = excluded.joined_at, left_at = NULL,
+     joined_seq = excluded.joined_seq, joined_event_seq = excluded.joined_event_seq, joined_epoch = excluded.joined_epoch`;
 
 /** In a roster-checked conversation the roster is the membership: it changes only with a commit and its GroupInfo. */
 const needsBundle = (what: string) =>

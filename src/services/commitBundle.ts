@@ -19,7 +19,6 @@ import {
   checkActingDevice,
   checkLeafKeys,
   checkRosterDevices,
-  deviceKey,
   diffRoster,
   lockDevices,
   readRoster,
@@ -34,6 +33,7 @@ import {
   checkDeclared,
   checkKeyPackageHashes,
   keyPackageHashesFor,
+  welcomeRecipients,
   readStanding,
 } from "./rosterChange.js";
 import { checkWelcomeSuite, retireConvoDeviceWelcomes, storeWelcomes, type WelcomeInput } from "./welcomes.js";
@@ -143,12 +143,7 @@ export async function processCommit(db: Queryable, bundle: CommitBundle): Promis
     await changeMembers(tx, convo.id, joiners, departed, bundle.now);
     await retireConvoDeviceWelcomes(tx, convo.id, diff.removed, bundle.now);
     if (bundle.welcome) {
-      const recipients = diff.added.map(({ did, deviceId }) => ({
-        did,
-        deviceId,
-        hash: hashes.get(deviceKey({ did, deviceId })) ?? null,
-      }));
-      await storeWelcomes(tx, convo.id, bundle.welcome.bytes, recipients, bundle.now);
+      await storeWelcomes(tx, convo.id, bundle.welcome.bytes, welcomeRecipients(diff.added, hashes), bundle.now);
     }
     if (sender === "new_member_commit") await recordExternalJoin(tx, convo.id, acting, bundle.now);
     await writeRoster(tx, convo.id, diff, info.epoch);

@@ -4,7 +4,7 @@ import { readGroupInfo } from "../mls/groupInfo.js";
 import type { KeyPackageHash } from "./commitBundle.js";
 import { existingConvo, getConvoView, insertConvo, type ConvoView } from "./conversations.js";
 import { rosterEvents } from "./convoChange.js";
-import { checkKeyPackageHashes, keyPackageHashesFor } from "./rosterChange.js";
+import { checkKeyPackageHashes, keyPackageHashesFor, welcomeRecipients } from "./rosterChange.js";
 import {
   checkActingDevice,
   checkLeafKeys,
@@ -90,12 +90,7 @@ export async function createRosterConvo(db: Queryable, convo: NewRosterConvo): P
     await insertRoster(tx, convo.id, leaves, info.epoch);
     await writeGroupInfo(tx, convo.id, info.epoch, convo.groupInfo, convo.now);
     if (convo.welcome) {
-      const recipients = welcomed.map(({ did, deviceId }) => ({
-        did,
-        deviceId,
-        hash: hashes.get(deviceKey({ did, deviceId })) ?? null,
-      }));
-      await storeWelcomes(tx, convo.id, convo.welcome.bytes, recipients, convo.now);
+      await storeWelcomes(tx, convo.id, convo.welcome.bytes, welcomeRecipients(welcomed, hashes), convo.now);
     }
     return (await getConvoView(tx, convo.id))!;
   });

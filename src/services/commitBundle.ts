@@ -13,12 +13,12 @@ import { checkCommitter, checkPublicCommit } from "./commitAuthor.js";
 import { checkCommit, type CommitInput } from "./commits.js";
 import { recordChange, rosterEvents } from "./convoChange.js";
 import { lockConvo, type LockedConvo } from "./convoLock.js";
+import { joinMembers } from "./members.js";
 import { checkExternalJoin, recordExternalJoin } from "./externalJoin.js";
 import {
   checkActingDevice,
   checkLeafKeys,
   checkRosterDevices,
-  deviceKey,
   diffRoster,
   lockDevices,
   readRoster,
@@ -33,6 +33,7 @@ import {
   checkDeclared,
   checkKeyPackageHashes,
   keyPackageHashesFor,
+  welcomeRecipients,
   readStanding,
 } from "./rosterChange.js";
 import { checkWelcomeSuite, retireConvoDeviceWelcomes, storeWelcomes, type WelcomeInput } from "./welcomes.js";
@@ -142,12 +143,7 @@ export async function processCommit(db: Queryable, bundle: CommitBundle): Promis
     await changeMembers(tx, convo.id, joiners, departed, bundle.now);
     await retireConvoDeviceWelcomes(tx, convo.id, diff.removed, bundle.now);
     if (bundle.welcome) {
-      const recipients = diff.added.map(({ did, deviceId }) => ({
-        did,
-        deviceId,
-        hash: hashes.get(deviceKey({ did, deviceId })) ?? null,
-      }));
-      await storeWelcomes(tx, convo.id, bundle.welcome.bytes, recipients, bundle.now);
+      await storeWelcomes(tx, convo.id, bundle.welcome.bytes, welcomeRecipients(diff.added, hashes), bundle.now);
     }
     if (sender === "new_member_commit") await recordExternalJoin(tx, convo.id, acting, bundle.now);
     await writeRoster(tx, convo.id, diff, info.epoch);
@@ -214,13 +210,7 @@ async function repeatedOutcome(
 async function changeMembers(tx: Queryable, convoId: string, joiners: string[], departed: string[], now: Date) {
   if (joiners.length === 0 && departed.length === 0) return;
   await tx.query(
-    `WITH joined AS (
-       INSERT INTO members (convo_id, did, joined_at, joined_seq, joined_event_seq, joined_epoch)
-       SELECT $1, d.did, $4, c.next_seq, c.next_event_seq, c.epoch
-         FROM jsonb_array_elements_text($2::text::jsonb) AS d(did), conversations c WHERE c.id = $1
-       ON CONFLICT (convo_id, did) DO UPDATE SET joined_at = excluded.joined_at, left_at = NULL,
-         joined_seq = excluded.joined_seq, joined_event_seq = excluded.joined_event_seq, joined_epoch = excluded.joined_epoch
-     )
+    `WITH joined AS (${joinMembers("$1", "$2", "$4")})
      UPDATE members SET left_at = greatest(joined_at, $4)
       WHERE convo_id = $1 AND left_at IS NULL AND did IN (SELECT jsonb_array_elements_text($3::text::jsonb))`,
     [convoId, JSON.stringify(joiners), JSON.stringify(departed), now],

@@ -1,4 +1,5 @@
 import type { Queryable } from "../db/driver.js";
+import { IMPLICIT_DEVICE } from "./actingDevice.js";
 import type { LockedConvo } from "./convoLock.js";
 import { byDid, type Device } from "./roster.js";
 
@@ -117,6 +118,12 @@ export async function recordMembershipEverywhere(
   return rows.map((row) => row.id);
 }
 
+/** A membership event's actor: the acting DID, and its device unless that is the implicit one. */
+export const actorOf = ({ did, deviceId }: Device): Pick<MembershipEvent, "actor" | "actorDevice"> => ({
+  actor: did,
+  ...(deviceId !== IMPLICIT_DEVICE && { actorDevice: deviceId }),
+});
+
 /**
  * The membership events of a roster change, per DID: its `deviceRemoved` events, then `removed` when its last
  * device went while it was active; `joined` when its first device arrives, then its `deviceAdded` events.
@@ -128,10 +135,7 @@ export function rosterEvents(change: {
   departed: string[];
   actor: Device;
 }): MembershipEvent[] {
-  const actor = {
-    actor: change.actor.did,
-    ...(change.actor.deviceId !== "" && { actorDevice: change.actor.deviceId }),
-  };
+  const actor = actorOf(change.actor);
   const events: MembershipEvent[] = [];
   for (const [did, devices] of byDid(change.removed)) {
     for (const { deviceId } of devices) events.push({ type: "deviceRemoved", did, deviceId, ...actor });

@@ -32,10 +32,9 @@ export async function lockConvo(tx: Queryable, convoId: string, caller: string):
     creator_did: string;
     epoch: number;
     roster_checked: boolean;
-  }>(
-    `SELECT group_id, cipher_suite, creator_did, epoch, roster_checked FROM conversations WHERE id = $1 FOR UPDATE`,
-    [convoId],
-  );
+  }>(`SELECT group_id, cipher_suite, creator_did, epoch, roster_checked FROM conversations WHERE id = $1 FOR UPDATE`, [
+    convoId,
+  ]);
   if (!convo) throw convoNotFound();
   const [members] = await tx.query<{ member_count: number; caller_left_at: Date | null; caller_known: boolean }>(
     `SELECT (SELECT count(*) FROM members m WHERE m.convo_id = $1 AND m.left_at IS NULL) AS member_count,

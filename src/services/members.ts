@@ -1,8 +1,7 @@
 import type { Queryable } from "../db/driver.js";
 import { epochMismatch, invalidRequest, notCreator, notMember, tooManyMembers } from "../errors.js";
-import { IMPLICIT_DEVICE } from "./actingDevice.js";
 import { checkCommit, type CommitInput } from "./commits.js";
-import { recordConvoChange } from "./convoChange.js";
+import { actorOf, recordConvoChange } from "./convoChange.js";
 import { lockConvo } from "./convoLock.js";
 import { checkWelcomeSuite, retireWelcomes, storeWelcomes, type WelcomeInput } from "./welcomes.js";
 
@@ -66,36 +65,35 @@ export async function addMembers(db: Queryable, request: AddMembers): Promise<Me
       throw tooManyMembers(`a conversation holds at most ${request.maxMembers} members`);
     }
     if (newcomers.length > 0) {
-      await tx.query(
-        `INSERT INTO members (convo_id, did, joined_at, joined_seq, joined_event_seq, joined_epoch)
-         SELECT $1, d.did, $3, c.next_seq, c.next_event_seq, c.epoch
-           FROM jsonb_array_elements_text($2::text::jsonb) AS d(did), conversations c WHERE c.id = $1
-         ON CONFLICT (convo_id, did) DO UPDATE SET joined_at = excluded.joined_at, left_at = NULL,
-           joined_seq = excluded.joined_seq, joined_event_seq = excluded.joined_event_seq, joined_epoch = excluded.joined_epoch`,
-        [convo.id, JSON.stringify(newcomers), request.now],
-      );
+      await tx.query(joinMembers("$1", "$2", "$3"), [convo.id, JSON.stringify(newcomers), request.now]);
     }
     if (request.welcome) {
       const recipients = [...newcomers, ...(reinvited ?? [])];
       const welcomes = recipients.map((did) => ({ did, hash: request.keyPackageHashes.get(did) ?? null }));
       await storeWelcomes(tx, convo.id, request.welcome.bytes, welcomes, request.now);
     }
+    const actor = actorOf({ did: request.caller, deviceId: request.deviceId });
     const newEpoch = await recordConvoChange(tx, convo, {
       sender: request.caller,
       senderDevice: request.deviceId,
       commit: check && { bytes: request.commit!.bytes, epoch: check.epoch },
-      membership: newcomers.map((did) => ({ type: "joined", did, ...actorOf(request) })),
+      membership: newcomers.map((did) => ({ type: "joined", did, ...actor })),
       now: request.now,
     });
     return { success: true, newEpoch };
   });
 }
 
-/** A membership event's actor: the caller, and its acting device unless that is the implicit one. */
-const actorOf = ({ caller, deviceId }: { caller: string; deviceId: string }) => ({
-  actor: caller,
-  ...(deviceId !== IMPLICIT_DEVICE && { actorDevice: deviceId }),
-});
+/**
+ * An INSERT making the DIDs (a JSON array) members at `now`, new ones and former ones alike, reading from the
+ * conversation's next seq, event seq and epoch on (parameters: convo id, DIDs, now). The caller holds the lock.
+ */
+export const joinMembers = (convoId: string, dids: string, now: string) =>
+  `INSERT INTO members (convo_id, did, joined_at, joined_seq, joined_event_seq, joined_epoch)
+   SELECT ${convoId}, d.did, ${now}, c.next_seq, c.next_event_seq, c.epoch
+     FROM jsonb_array_elements_text(${dids}::text::jsonb) AS d(did), conversations c WHERE c.id = ${convoId}
+   ON CONFLICT (convo_id, did) DO UPDATE SET joined_at = excluded.joined_at, left_at = NULL,
+     joined_seq = excluded.joined_seq, joined_event_seq = excluded.joined_event_seq, joined_epoch = excluded.joined_epoch`;
 
 /** In a roster-checked conversation the roster is the membership: it changes only with a commit and its GroupInfo. */
 const needsBundle = (what: string) =>
@@ -153,11 +151,12 @@ export async function leaveConvo(db: Queryable, request: LeaveConvo): Promise<Me
       [convo.id, request.target, request.now],
     );
     await retireWelcomes(tx, convo.id, [request.target], request.now);
+    const actor = actorOf({ did: request.caller, deviceId: request.deviceId });
     const newEpoch = await recordConvoChange(tx, convo, {
       sender: request.caller,
       senderDevice: request.deviceId,
       commit: check && { bytes: request.commit!.bytes, epoch: check.epoch },
-      membership: left.length ? [{ type: self ? "left" : "removed", did: request.target, ...actorOf(request) }] : [],
+      membership: left.length ? [{ type: self ? "left" : "removed", did: request.target, ...actor }] : [],
       now: request.now,
     });
     return { success: true, newEpoch };

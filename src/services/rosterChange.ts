@@ -48,6 +48,10 @@ export function keyPackageHashesFor(hashes: KeyPackageHash[] | undefined, added:
   return named;
 }
 
+/** The Welcome's recipients: each added device, with the hash `keyPackageHashesFor` read for it (or none). */
+export const welcomeRecipients = (added: Device[], hashes: Map<string, string>) =>
+  added.map(({ did, deviceId }) => ({ did, deviceId, hash: hashes.get(deviceKey({ did, deviceId })) ?? null }));
+
 /**
  * 400 RosterMismatch unless each hash `keyPackageHashesFor` read names a key package of its own device that carries
  * the leaf's signature key: the package the leaf was made from. The welcome keeps the hash and consumes that

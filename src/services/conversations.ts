@@ -1,7 +1,7 @@
 import type { Queryable } from "../db/driver.js";
 import { convoExists, invalidRequest } from "../errors.js";
 import { ACTIVE_MEMBERS_JSON, convoViewBytes, fitsPage, iso } from "./sql.js";
-import { storeWelcomes } from "./welcomes.js";
+import { upsertWelcomePayload, welcomePayloadHash } from "./welcomes.js";
 
 export interface ConvoView {
   id: string;
@@ -70,55 +70,38 @@ export interface NewConvo {
 
 /**
  * Creates the conversation, its members, one welcome row per initial member (the bytes stored once) and a `joined`
- * event per member; every member reads it from its start. A repeat by the same
+ * event per member in one statement; every member reads it from its start. A repeat by the same
  * creator for the same groupId answers the existing conversation (natural idempotency) while that
  * creator is an active member; anyone else gets 409 ConvoExists and learns nothing more.
  */
 export async function createConvo(db: Queryable, convo: NewConvo): Promise<ConvoView> {
   const everyone = [convo.creator, ...convo.members];
-  const events = everyone.map((did) => ({ type: "joined", did }));
-  return db.transaction(async (tx) => {
-    const created = await insertConvo(tx, convo, { epoch: 0, rosterChecked: false, members: everyone, events });
-    if (!created) return existingConvo(tx, convo.groupId, convo.creator);
-    if (convo.welcome) {
-      const recipients = convo.members.map((did) => ({ did, hash: convo.keyPackageHashes.get(did) ?? null }));
-      await storeWelcomes(tx, convo.id, convo.welcome, recipients, convo.now);
-    }
-    return (await getConvoView(tx, convo.id))!;
-  });
-}
-
-/**
- * Inserts the conversation at `epoch` unless its groupId exists, in one statement with its members (each in from
- * its start) and its first events (each given the epoch, numbered from 1). Returns whether it did.
- */
-export async function insertConvo(
-  db: Queryable,
-  convo: Pick<NewConvo, "id" | "groupId" | "creator" | "cipherSuite" | "name" | "description" | "now">,
-  {
-    epoch,
-    rosterChecked,
-    members,
-    events,
-  }: { epoch: number; rosterChecked: boolean; members: string[]; events: object[] },
-): Promise<boolean> {
-  const rows = await db.query(
+  const welcomes = convo.welcome
+    ? convo.members.map((did) => ({ did, hash: convo.keyPackageHashes.get(did) ?? null }))
+    : [];
+  const [row] = await db.query<{ created: number }>(
     `WITH convo AS (
-       INSERT INTO conversations
-         (id, group_id, creator_did, cipher_suite, name, description, created_at, epoch, roster_checked, next_event_seq)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+       INSERT INTO conversations (id, group_id, creator_did, cipher_suite, name, description, created_at, next_event_seq)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
        ON CONFLICT (group_id) DO NOTHING
        RETURNING id, epoch, next_seq
+     ), joined AS (
+       SELECT d.did, d.ordinality AS n FROM jsonb_array_elements_text($9::text::jsonb) WITH ORDINALITY AS d(did, ordinality)
      ), member_rows AS (
        INSERT INTO members (convo_id, did, joined_at, joined_seq, joined_event_seq, joined_epoch)
-       SELECT convo.id, d.did, $7, convo.next_seq, 1, convo.epoch
-         FROM convo, jsonb_array_elements_text($11::text::jsonb) AS d(did)
+       SELECT convo.id, joined.did, $7, convo.next_seq, 1, convo.epoch FROM convo, joined
+     ), payload AS (
+       ${upsertWelcomePayload("$12", "$10", "$7", "WHERE $10::bytea IS NOT NULL AND EXISTS (SELECT 1 FROM convo)")}
+     ), welcome_rows AS (
+       INSERT INTO welcome_messages (id, convo_id, recipient_did, payload_hash, key_package_hash, created_at)
+       SELECT gen_random_uuid()::text, convo.id, w.did, $12, w.hash, $7
+         FROM convo, jsonb_to_recordset($11::text::jsonb) AS w(did text, hash text)
      ), event_rows AS (
        INSERT INTO events (convo_id, seq, kind, payload, created_at)
-       SELECT convo.id, e.n, 'membership', e.value, $7
-         FROM convo, jsonb_array_elements($12::text::jsonb) WITH ORDINALITY AS e(value, n)
+       SELECT convo.id, joined.n, 'membership', jsonb_build_object('type', 'joined', 'did', joined.did, 'epoch', 0), $7
+         FROM convo, joined
      )
-     SELECT 1 FROM convo`,
+     SELECT (SELECT count(*) FROM convo) AS created`,
     [
       convo.id,
       convo.groupId,
@@ -127,14 +110,16 @@ export async function insertConvo(
       convo.name ?? null,
       convo.description ?? null,
       convo.now,
-      epoch,
-      rosterChecked,
-      events.length + 1,
-      JSON.stringify(members),
-      JSON.stringify(events.map((event) => ({ ...event, epoch }))),
+      everyone.length + 1,
+      JSON.stringify(everyone),
+      convo.welcome ?? null,
+      JSON.stringify(welcomes),
+      convo.welcome ? welcomePayloadHash(convo.welcome) : null,
     ],
   );
-  return rows.length > 0;
+  const created = Number(row?.created) === 1;
+  if (created) return (await getConvoView(db, convo.id))!;
+  return existingConvo(db, convo.groupId, convo.creator);
 }
 
 /**

@@ -2,7 +2,7 @@ import type { Queryable } from "../db/driver.js";
 import { invalidGroupInfo, invalidRequest, rosterMismatch, tooManyMembers } from "../errors.js";
 import { readGroupInfo } from "../mls/groupInfo.js";
 import type { KeyPackageHash } from "./commitBundle.js";
-import { existingConvo, getConvoView, insertConvo, type ConvoView } from "./conversations.js";
+import { existingConvo, getConvoView, type ConvoView } from "./conversations.js";
 import { rosterEvents } from "./convoChange.js";
 import { checkKeyPackageHashes, keyPackageHashesFor, welcomeRecipients } from "./rosterChange.js";
 import {
@@ -85,7 +85,37 @@ export async function createRosterConvo(db: Queryable, convo: NewRosterConvo): P
     await checkLeafKeys(tx, welcomed);
     await checkKeyPackageHashes(tx, hashes, welcomed);
     const events = rosterEvents({ added: leaves, removed: [], joiners: dids, departed: [], actor: acting });
-    const created = await insertConvo(tx, convo, { epoch: info.epoch, rosterChecked: true, members: dids, events });
+    const [created] = await tx.query<{ id: string }>(
+      `WITH convo AS (
+         INSERT INTO conversations
+           (id, group_id, creator_did, cipher_suite, name, description, created_at, epoch, roster_checked, next_event_seq)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, true, $9)
+         ON CONFLICT (group_id) DO NOTHING
+         RETURNING id, epoch, next_seq
+       ), member_rows AS (
+         INSERT INTO members (convo_id, did, joined_at, joined_seq, joined_event_seq, joined_epoch)
+         SELECT convo.id, d.did, $7, convo.next_seq, 1, convo.epoch
+           FROM convo, jsonb_array_elements_text($10::text::jsonb) AS d(did)
+       ), event_rows AS (
+         INSERT INTO events (convo_id, seq, kind, payload, created_at)
+         SELECT convo.id, e.n, 'membership', e.value, $7
+           FROM convo, jsonb_array_elements($11::text::jsonb) WITH ORDINALITY AS e(value, n)
+       )
+       SELECT id FROM convo`,
+      [
+        convo.id,
+        convo.groupId,
+        convo.creator,
+        convo.cipherSuite,
+        convo.name ?? null,
+        convo.description ?? null,
+        convo.now,
+        info.epoch,
+        events.length + 1,
+        JSON.stringify(dids),
+        JSON.stringify(events.map((event) => ({ ...event, epoch: info.epoch }))),
+      ],
+    );
     if (!created) return existingConvo(tx, convo.groupId, convo.creator);
     await insertRoster(tx, convo.id, leaves, info.epoch);
     await writeGroupInfo(tx, convo.id, info.epoch, convo.groupInfo, convo.now);

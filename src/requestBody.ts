@@ -61,7 +61,9 @@ const bodyTimedOut = (timeoutMs: number) =>
  * body is counted chunk by chunk and cut off at the limit.
  */
 async function readText(c: Context, { maxBytes, timeoutMs }: BodyLimits): Promise<string> {
-  const declared = c.req.header("Content-Length") !== undefined && c.req.header("Transfer-Encoding") === undefined;
+  // Only a length `limitBody` could check (decimal digits) is trusted; anything else is counted as it arrives.
+  const length = c.req.header("Content-Length");
+  const declared = length !== undefined && /^\d+$/.test(length) && c.req.header("Transfer-Encoding") === undefined;
   const stream = declared ? undefined : c.req.raw.body;
   const reader = stream?.getReader();
   let timer: ReturnType<typeof setTimeout> | undefined;

@@ -121,4 +121,16 @@ describe("when the body is read", () => {
     expect(known.status).toBe(413);
     expect((await known.json()).error).toBe("PayloadTooLarge");
   });
+
+  it("counts a body whose Content-Length is no number (a runtime that lets it through): 413, not read whole", async () => {
+    const { app: small } = testApp(db, { BODY_LIMIT_BYTES: "1024" });
+    const body = JSON.stringify({ convoId: "x", ciphertext: "x".repeat(4096), epoch: 0 });
+    const res = await small.request(`${XRPC}sendMessage`, {
+      method: "POST",
+      body,
+      headers: { "Content-Length": "lots", Authorization: `Bearer ${await tokenFor(unique("did:plc:big"))}` },
+    });
+    expect(res.status).toBe(413);
+    expect((await res.json()).error).toBe("PayloadTooLarge");
+  });
 });

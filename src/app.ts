@@ -12,6 +12,7 @@ import { metricsAccess } from "./middleware/metricsAccess.js";
 import { onError } from "./middleware/errors.js";
 import { idempotency } from "./middleware/idempotency.js";
 import { clientAddress, rateLimit } from "./middleware/rateLimit.js";
+import { SendCoalescer } from "./services/sendCoalescer.js";
 import { requestDeadline } from "./middleware/requestDeadline.js";
 import { requestIds } from "./middleware/requestId.js";
 import { requestLog } from "./middleware/requestLog.js";
@@ -45,9 +46,19 @@ export function createApp(context: AppContext): Hono {
   app.use(requestLog({ logger: ctx.logger }));
   app.use(ctx.metrics.requests);
   app.use(secureHeaders());
+  // One per app: on Workers, which build an app per request, each request's sends are a batch of their own.
+  const sends = new SendCoalescer({
+    db: ctx.db,
+    maxItems: config.SEND_BATCH_MAX_ITEMS,
+    maxBytes: config.SEND_BATCH_MAX_BYTES,
+    lanes: config.SEND_BATCH_LANES,
+    method: `${NSID_PREFIX}sendMessage`,
+    observe: (items) => ctx.metrics.sendBatch(items),
+  });
   app.use(async function provideContext(c, next) {
     c.set("app", ctx);
     c.set("db", ctx.db);
+    c.set("sends", sends);
     await next();
   });
   app.use(limitBody({ maxSize: config.BODY_LIMIT_BYTES }));

@@ -15,9 +15,12 @@ export const RFC9420_CIPHER_SUITES = [
 const bool = z
   .enum(["true", "false", "1", "0", "on", "off", "yes", "no"])
   .transform((value) => ["true", "1", "on", "yes"].includes(value));
-const list = z
-  .string()
-  .transform((value) => value.split(",").map((item) => item.trim()).filter(Boolean));
+const list = z.string().transform((value) =>
+  value
+    .split(",")
+    .map((item) => item.trim())
+    .filter(Boolean),
+);
 const int = (min: number) => z.coerce.number().int().min(min);
 const did = z.string().regex(/^did:[a-z]+:[a-zA-Z0-9._:%-]+$/, "must be a DID");
 
@@ -57,6 +60,11 @@ const configSchema = z.object({
     .regex(/^[A-Za-z0-9-]+$/, "must be a header name")
     .optional(),
   MAX_CIPHERTEXT_BYTES: int(1).default(1024 * 1024),
+  // Group commit (sendMessage): the most sends, and ciphertext bytes, one statement stores.
+  SEND_BATCH_MAX_ITEMS: int(1).max(1000).default(128),
+  SEND_BATCH_MAX_BYTES: int(1).default(4 * 1024 * 1024),
+  // Batches in flight at once, each for its share of the conversations (their commits share WAL flushes).
+  SEND_BATCH_LANES: int(1).max(64).default(2),
   MAX_KEY_PACKAGE_BYTES: int(1).default(64 * 1024),
   MAX_MEMBERS_PER_CONVO: int(2).default(1000),
   CIPHER_SUITES: list.default([...RFC9420_CIPHER_SUITES]),
@@ -119,7 +127,11 @@ const databaseLimitsInOrder = (config: z.infer<typeof configSchema>, issues: z.R
     issues.addIssue({ code: "custom", path: ["DB_STATEMENT_TIMEOUT_MS"], message: "must be below REQUEST_TIMEOUT_MS" });
   }
   if (roundTripMs <= statementMs) {
-    issues.addIssue({ code: "custom", path: ["DB_ROUND_TRIP_TIMEOUT_MS"], message: "must be above the statement timeout" });
+    issues.addIssue({
+      code: "custom",
+      path: ["DB_ROUND_TRIP_TIMEOUT_MS"],
+      message: "must be above the statement timeout",
+    });
   }
 };
 
@@ -145,15 +157,21 @@ export function loadConfig(env: Env): Config {
 function productionProblems(config: Config): string[] {
   if (config.NODE_ENV !== "production") return [];
   const problems: string[] = [];
-  if (!config.DATABASE_URL) problems.push("DATABASE_URL: required when NODE_ENV=production (PGlite keeps data on one instance)");
+  if (!config.DATABASE_URL)
+    problems.push("DATABASE_URL: required when NODE_ENV=production (PGlite keeps data on one instance)");
   if (!config.SERVICE_DID && !config.DEV_JWT_SECRET) {
-    problems.push("SERVICE_DID: required when NODE_ENV=production (or DEV_JWT_SECRET for development tokens): no auth mode is configured");
+    problems.push(
+      "SERVICE_DID: required when NODE_ENV=production (or DEV_JWT_SECRET for development tokens): no auth mode is configured",
+    );
   }
   return problems;
 }
 
 /** Which tokens this server accepts, for the start-up log line. */
 export function authMode(config: Config): string {
-  const modes = [config.SERVICE_DID && `service tokens for ${config.SERVICE_DID}`, config.DEV_JWT_SECRET && "development tokens (HS256)"];
+  const modes = [
+    config.SERVICE_DID && `service tokens for ${config.SERVICE_DID}`,
+    config.DEV_JWT_SECRET && "development tokens (HS256)",
+  ];
   return modes.filter(Boolean).join(" and ") || "none: every XRPC call answers 401";
 }

@@ -1,6 +1,6 @@
 import { prometheus } from "@hono/prometheus";
 import type { MiddlewareHandler } from "hono";
-import { Counter, Gauge, Registry } from "prom-client";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Database, Queryable } from "./db/driver.js";
 import type { StreamEnd } from "./events/convoStream.js";
 import type { CleanupResult } from "./jobs/cleanup.js";
@@ -17,6 +17,8 @@ export interface Metrics {
   idempotencyReplay(method: string): void;
   /** What one cleanup run did (the counts per kind), or that it failed. */
   cleanupRan(outcome: CleanupResult | "failed"): void;
+  /** A batch of `items` sends was stored in one statement (`send_batch_items`). */
+  sendBatch(items: number): void;
   /** An event stream was admitted: `event_streams_open` counts it until `streamEnded`. */
   streamOpened(): void;
   /** An event stream ended, and why (`event_streams_ended_total` by reason). */
@@ -52,6 +54,13 @@ export function createMetrics(): Metrics {
   const cleanupLastRun = new Gauge({
     name: "cleanup_last_run_timestamp_seconds",
     help: "When cleanup last completed a run",
+    registers: [registry],
+  });
+
+  const batchItems = new Histogram({
+    name: "send_batch_items",
+    help: "Sends stored per batch statement (group commit); the count is the batches, each one commit",
+    buckets: [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256],
     registers: [registry],
   });
 
@@ -100,6 +109,7 @@ export function createMetrics(): Metrics {
       }
       cleanupLastRun.set(Date.now() / 1000);
     },
+    sendBatch: (items) => batchItems.observe(items),
     streamOpened: () => streamsOpen.inc(),
     streamEnded(reason) {
       streamsOpen.dec();

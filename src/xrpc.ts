@@ -6,6 +6,7 @@ import type { Queryable } from "./db/driver.js";
 import { invalidRequest, XrpcError } from "./errors.js";
 import { readJsonBody } from "./requestBody.js";
 import type { KeyClaim, OnceOutcome } from "./services/idempotencyKeys.js";
+import type { SendCoalescer } from "./services/sendCoalescer.js";
 
 declare module "hono" {
   interface ContextVariableMap {
@@ -23,6 +24,8 @@ declare module "hono" {
     idempotencyKey: string | undefined;
     /** Conversations besides the body's `convoId` whose events the handler wrote: their streams wake after commit. */
     changedConvos: string[] | undefined;
+    /** This app's group commit for sendMessage (set by the app). */
+    sends: SendCoalescer;
   }
 }
 
@@ -37,6 +40,8 @@ export interface HandlerContext {
   idempotencyKey: string | undefined;
   /** The request's time, from the app's clock. */
   now: Date;
+  /** Group commit for sendMessage: sends stored many to a statement, on the pool. */
+  sends: SendCoalescer;
   /** Request headers, for the few handlers that read one (streams). */
   header(name: string): string | undefined;
   /** Names conversations whose events the handler wrote (beyond the body's `convoId`), to wake their streams once committed. */
@@ -52,8 +57,9 @@ export interface XrpcMethod<Schema extends z.ZodType = z.ZodType> {
   handler(input: z.output<Schema>, hc: HandlerContext): Promise<unknown>;
   /**
    * Optional fast path for a request with an idempotency key: the handler's work, the key's claim and
-   * its stored answer in one statement. It answers `undefined` for anything it does not handle
-   * (errors included), and the idempotency middleware then runs `handler` the general way.
+   * its stored answer in one statement (sendMessage: a batch of sends). It answers `undefined` for
+   * anything it does not handle (errors included), and the idempotency middleware then runs `handler`
+   * the general way.
    */
   once?(input: z.output<Schema>, hc: HandlerContext, claim: KeyClaim): Promise<OnceOutcome>;
 }
@@ -148,7 +154,7 @@ export function handle(method: XrpcMethod): MiddlewareHandler {
   };
 }
 
-/** The method's one-statement path, as the idempotency middleware calls it; client errors fall back to the general path. */
+/** The method's `once` path, as the idempotency middleware calls it; client errors fall back to the general path. */
 export function oncePath(method: XrpcMethod): ((c: Context, claim: KeyClaim) => Promise<OnceOutcome>) | undefined {
   const once = method.once;
   if (!once) return undefined;
@@ -175,6 +181,7 @@ function handlerContext(c: Context): HandlerContext {
     db: c.get("db"),
     idempotencyKey: c.get("idempotencyKey"),
     now: app.clock.now(),
+    sends: c.get("sends"),
     header: (name) => c.req.header(name),
     changed: (convoIds) => c.set("changedConvos", [...(c.get("changedConvos") ?? []), ...convoIds]),
     c,

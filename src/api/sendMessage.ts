@@ -3,8 +3,8 @@ import { forbidden, invalidRequest, notApplicationMessage } from "../errors.js";
 import { readMlsMessage, startsWithMlsMessage } from "../mls/message.js";
 import * as schemas from "../schemas.js";
 import { IMPLICIT_DEVICE } from "../services/actingDevice.js";
-import { sendMessage, sendMessageOnce, type SendMessage } from "../services/messages.js";
-import { procedure, type HandlerContext } from "../xrpc.js";
+import { sendMessage, type SendMessage } from "../services/messages.js";
+import { jsonText, procedure, type HandlerContext } from "../xrpc.js";
 
 const input = z.object({
   convoId: schemas.convoId,
@@ -18,8 +18,20 @@ const input = z.object({
 export default procedure({
   name: "sendMessage",
   input,
-  handler: async (body, hc) => sendMessage(hc.db, messageOf(body, hc)),
-  once: async (body, hc, claim) => sendMessageOnce(hc.db, messageOf(body, hc), claim),
+  async handler(body, hc) {
+    const message = messageOf(body, hc);
+    // A keyed send gets here only on the general path, inside its key's transaction: it cannot join a batch.
+    if (hc.idempotencyKey !== undefined) return sendMessage(hc.db, message);
+    const outcome = await hc.sends.send(message);
+    return outcome && "sent" in outcome ? jsonText(hc.c, outcome.sent) : sendMessage(hc.db, message);
+  },
+  async once(body, hc, claim) {
+    const message = messageOf(body, hc);
+    const [caller, , key] = claim.scope;
+    // The batch scopes the key's record by the sender and the message's key: they must be the claim's.
+    if (caller !== message.sender || key !== message.idempotencyKey) return undefined;
+    return hc.sends.send(message, claim);
+  },
 });
 
 /**

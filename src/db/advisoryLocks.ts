@@ -10,4 +10,6 @@ export const ADVISORY_LOCK = {
   deviceRegistration: 71_461,
   /** publishKeyPackages: one owner's last-resort replacement. */
   keyPackagePublish: 71_462,
+  /** Idempotency keys: a claim holds its key's lock, so a batch of sends can skip a key in use instead of waiting. */
+  idempotencyKey: 71_463,
 } as const;

@@ -20,7 +20,7 @@ export interface IdempotencyOptions {
   ttlSeconds: number;
   /** How long a repeat waits for the first request before answering 409 IdempotencyKeyInUse. */
   waitMs: number;
-  /** The route's one-statement path (claim, writes and answer together), tried before the general path. */
+  /** The route's own claiming write (claim, writes and answer in one statement), tried before the general path. */
   once?: (c: Context, claim: KeyClaim) => Promise<OnceOutcome>;
 }
 
@@ -28,20 +28,19 @@ export interface IdempotencyOptions {
 class DoNotStore extends Error {}
 
 /**
- * Exactly-once procedures. The first request with a key claims (caller, method, key) by inserting
- * its row, runs the handler inside the same transaction and stores the answer there too, so the
- * writes and the stored answer commit together or not at all. A concurrent repeat's insert waits
- * on the uncommitted row (the database is the lock, shared by every instance) and then replays the
+ * Exactly-once procedures. The first request with a key claims (caller, method, key) by taking its
+ * lock and inserting its row, runs the handler inside the same transaction and stores the answer
+ * there too, so the writes and the stored answer commit together or not at all. A concurrent repeat
+ * waits on the key's lock (the database is the lock, shared by every instance) and then replays the
  * committed answer; after `waitMs` it gets 409. 5xx answers roll back and are not stored.
  *
- * A route with a `once` path first tries it: one statement that does all of the above for the plain
- * cases (sendMessage's hot path: one round trip instead of four). Whatever it leaves undecided
- * takes the general path.
+ * A route with a `once` path first tries it: a write that claims its key itself, in the same
+ * statement and commit as its writes (sendMessage's batches: many sends, claims and answers in one
+ * statement). Whatever it leaves undecided takes the general path.
  *
  * A deadlock or serialization failure is contention like any other: the one rolled back may have
- * lost to the same key's other request (the one-statement path locks the conversation before the
- * key, the general path the key before the conversation), so it waits for the key and replays the
- * committed answer; with none committed, its 503 stands and nothing was written.
+ * lost to the same key's other request, so it waits for the key and replays the committed answer;
+ * with none committed, its 503 stands and nothing was written.
  *
  * @example
  * app.post("/xrpc/blue.catbird.mls.sendMessage", auth(...), idempotency({ ttlSeconds: 86400, waitMs: 10000 }), handler)

@@ -1,4 +1,5 @@
-import { DatabaseError, UniqueViolationError, type Queryable } from "../db/driver.js";
+import { ADVISORY_LOCK } from "../db/advisoryLocks.js";
+import { DatabaseError, type Queryable } from "../db/driver.js";
 import { XrpcError } from "../errors.js";
 
 /** The idempotency record of one (caller, method, key). */
@@ -11,23 +12,34 @@ export interface StoredAnswer {
 }
 
 /**
- * Claims a key by inserting its row; `set_config` runs first, so an insert that waits on a row
- * another transaction holds waits at most `$7` (the transaction's lock_timeout). Once claimed, the
+ * The advisory lock key of (caller, method, key), as a SQL expression. Callers and methods hold no
+ * space, so the joined text names one key; a hash collision only makes two keys wait on each other.
+ */
+export const keyLockId = (caller: string, method: string, key: string) =>
+  `hashtext(${caller} || ' ' || ${method} || ' ' || ${key})`;
+
+/**
+ * Claims a key by inserting its row; `set_config` runs first, so a wait for another transaction
+ * holding the key waits at most `$7` (the transaction's lock_timeout). The key's advisory lock is
+ * taken before the insert and held to the end of the transaction: a batch of sends (SEND_BATCH_SQL)
+ * skips a key whose lock is taken rather than waiting on its uncommitted row. Once claimed, the
  * lock_timeout goes back to what it was (`before`: `$8` when given, else the setting found), so the
  * handler's own lock waits are not cut short. A conflict with a committed row does nothing and
  * writes nothing, so a replay stays a read-only transaction; `before` is returned for a take-over.
  */
 export const CLAIM_KEY_SQL = `WITH wait AS (
   SELECT coalesce($8::text, current_setting('lock_timeout')) AS before, set_config('lock_timeout', $7, true)
+), held AS (
+  SELECT wait.before, pg_advisory_xact_lock(${ADVISORY_LOCK.idempotencyKey}, ${keyLockId("$1", "$2", "$3")}) FROM wait
 ), claimed AS (
   INSERT INTO idempotency_keys (caller_did, method, key, request_hash, created_at, expires_at)
-  SELECT $1, $2, $3, $4, $5, $6 FROM wait
+  SELECT $1, $2, $3, $4, $5, $6 FROM held
   ON CONFLICT (caller_did, method, key) DO NOTHING
   RETURNING 1 AS one
 )
-SELECT wait.before, claimed.one IS NOT NULL AS claimed,
-       CASE WHEN claimed.one IS NOT NULL THEN set_config('lock_timeout', wait.before, true) END AS restored
-  FROM wait LEFT JOIN claimed ON true`;
+SELECT held.before, claimed.one IS NOT NULL AS claimed,
+       CASE WHEN claimed.one IS NOT NULL THEN set_config('lock_timeout', held.before, true) END AS restored
+  FROM held LEFT JOIN claimed ON true`;
 
 /** Stores the handler's answer in the claiming transaction. */
 export const STORE_ANSWER_SQL = `UPDATE idempotency_keys SET status_code = $4, response = $5
@@ -48,7 +60,7 @@ const LOCK_NOT_AVAILABLE = "55P03";
 export const isTransactionConflict = (error: unknown) =>
   error instanceof DatabaseError && (error.code === "40P01" || error.code === "40001");
 
-/** One request's claim on (caller, method, key): what both the general path and a one-statement write need. */
+/** One request's claim on (caller, method, key): what both the general path and a batch of sends need. */
 export interface KeyClaim {
   scope: Scope;
   /** The request's fingerprint: a repeat with another body gets 422. */
@@ -59,39 +71,8 @@ export interface KeyClaim {
   waitMs: number;
 }
 
-/** A one-statement write's answer: its own (first request), the committed one (repeat), or undefined (take the general path). */
+/** A write that claimed its key itself (a batch of sends): its own answer, the committed one (a repeat), or undefined (take the general path). */
 export type OnceOutcome = { sent: string } | { stored: StoredAnswer } | undefined;
-
-/** The row a one-statement write returns: `sent` with its answer, or the record it found instead. */
-interface OnceRow {
-  sent: boolean;
-  response: string | null;
-  request_hash: string | null;
-  status_code: number | null;
-  expired: boolean;
-}
-
-/**
- * Runs a write that claims its key itself, in one statement (see SEND_MESSAGE_ONCE_SQL): `params`
- * are the write's own, and the claim's method, request hash, expiry and wait follow them. A
- * concurrent holder of the key (the insert failed, waited past the wait, or deadlocked with the
- * holder's own wait) and an expired or unanswered record leave the outcome undefined, for the
- * general path, which waits for the holder and replays its answer.
- */
-export async function runOnce(db: Queryable, sql: string, params: unknown[], claim: KeyClaim): Promise<OnceOutcome> {
-  const { scope, requestHash, expiresAt, waitMs } = claim;
-  try {
-    const [row] = await db.query<OnceRow>(sql, [...params, scope[1], requestHash, expiresAt, `${waitMs}ms`]);
-    if (!row) return undefined;
-    if (row.sent) return row.response === null ? undefined : { sent: row.response };
-    if (row.expired || row.response === null || row.status_code === null || row.request_hash === null) return undefined;
-    return { stored: { requestHash: row.request_hash, statusCode: row.status_code, response: row.response } };
-  } catch (error) {
-    const held = error instanceof DatabaseError && error.code === LOCK_NOT_AVAILABLE;
-    if (error instanceof UniqueViolationError || held || isTransactionConflict(error)) return undefined;
-    throw error;
-  }
-}
 
 /**
  * Claims the key for this transaction (undefined) or returns the answer already committed for it.

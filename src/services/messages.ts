@@ -12,7 +12,6 @@ import {
 } from "../errors.js";
 import { bytesOut } from "../bytes.js";
 import { IMPLICIT_DEVICE, LAST_SEEN_GRANULARITY } from "./actingDevice.js";
-import { runOnce, type KeyClaim, type OnceOutcome } from "./idempotencyKeys.js";
 import { fitsPage, isActiveMember, isInRoster, iso, messageViewBytes } from "./sql.js";
 
 export interface SendMessage {
@@ -43,11 +42,11 @@ export interface SentMessage {
 }
 
 /**
- * The send as CTEs: lock the conversation row (UPDATE), take its next seq and event seq, insert the
+ * One send in one statement: lock the conversation row (UPDATE), take its next seq and event seq, insert the
  * message and its event. `createdAt` is the later of the clock and the previous message's, so it
  * never decreases as seq grows. The membership check reads the snapshot of the statement's start;
  * if the statement waited for the lock while a membership change committed, `membership_version`
- * differs from that snapshot's and nothing is written (the caller retries). `guard` adds conditions.
+ * differs from that snapshot's and nothing is written (the caller retries).
  * The idempotency key ($5) is stored with the message but never looked up: a key's one message is
  * guaranteed by its idempotency record, which lives exactly as long as the key does.
  *
@@ -60,8 +59,10 @@ export interface SentMessage {
  * It looks the device up for the implicit one too, finding no row (no device id is ''): guarded by `$10 <> ''`,
  * the custom plan of an implicit device's opaque send dropped so much that it looked cheaper than the generic
  * plan, and PostgreSQL re-planned the statement on every send (planning costs more than the send).
+ *
+ * This is the general path's send (alone, see `sendMessage`); the common one is a batch (SEND_BATCH_SQL).
  */
-const sendCtes = (guard = "") => `conv AS (
+export const SEND_MESSAGE_SQL = `WITH conv AS (
   UPDATE conversations c
      SET next_seq = c.next_seq + 1,
          next_event_seq = c.next_event_seq + 1,
@@ -71,7 +72,7 @@ const sendCtes = (guard = "") => `conv AS (
      AND ${isActiveMember("c.id", "$2")}
      AND ($10::text = '' OR EXISTS (SELECT 1 FROM devices d WHERE d.did = $2 AND d.device_id = $10 AND d.revoked_at IS NULL))
      AND (NOT c.roster_checked
-          OR (NOT $11::boolean AND ${isInRoster("c.id", "$2", "$10")}))${guard}
+          OR (NOT $11::boolean AND ${isInRoster("c.id", "$2", "$10")}))
   RETURNING c.id, c.next_seq - 1 AS seq, c.next_event_seq - 1 AS event_seq, c.last_message_at
 ), message AS (
   INSERT INTO messages (id, convo_id, seq, sender_did, sender_device, message_type, epoch, ciphertext, idempotency_key, created_at)
@@ -87,36 +88,8 @@ const sendCtes = (guard = "") => `conv AS (
       WHERE did = $2 AND device_id = $10 AND revoked_at IS NULL
         AND last_seen_at < $6::timestamptz - interval '${LAST_SEEN_GRANULARITY}'
         FOR NO KEY UPDATE SKIP LOCKED)
-)`;
-
-/** The send in one statement. */
-export const SEND_MESSAGE_SQL = `WITH ${sendCtes()}
-SELECT id, seq, ${iso("created_at")} AS created_at FROM message`;
-
-/**
- * A keyed send in one statement, idempotency record included ($12 method, $13 request hash,
- * $14 expiry, $15 longest wait: the parameters `runOnce` appends). When (caller, method, key) has no
- * record, it sends and inserts the record with its answer, the JSON text the client gets; when it
- * has one (expired or not), it writes nothing and returns that record. The record's primary key is
- * the backstop: a concurrent first request with the same key makes this insert wait (at most $15,
- * the lock_timeout) and then fail, rolling the whole send back.
- */
-export const SEND_MESSAGE_ONCE_SQL = `WITH wait AS (SELECT set_config('lock_timeout', $15, true) AS lock_timeout),
-existing AS (
-  SELECT k.request_hash, k.status_code, k.response, k.expires_at <= $6 AS expired
-    FROM idempotency_keys k WHERE k.caller_did = $2 AND k.method = $12 AND k.key = $5
-), ${sendCtes(`
-     AND NOT EXISTS (SELECT 1 FROM existing) AND (SELECT lock_timeout FROM wait) IS NOT NULL`)}, answer AS (
-  SELECT row_to_json(a)::text AS response FROM (
-    SELECT m.id AS "messageId", m.seq AS "seq", $3::bigint AS "epoch", ${iso("m.created_at")} AS "receivedAt" FROM message m
-  ) a
-), claim AS (
-  INSERT INTO idempotency_keys (caller_did, method, key, request_hash, status_code, response, created_at, expires_at)
-  SELECT $2, $12, $5, $13, 200, answer.response, $6, $14 FROM answer
 )
-SELECT true AS sent, response, NULL AS request_hash, 200 AS status_code, false AS expired FROM answer
-UNION ALL
-SELECT false, response, request_hash, status_code, expired FROM existing`;
+SELECT id, seq, ${iso("created_at")} AS created_at FROM message`;
 
 /**
  * Stores an application message in one round trip on the common path. When nothing was written,
@@ -133,19 +106,6 @@ export async function sendMessage(db: Queryable, message: SendMessage): Promise<
     if (!locked) throw new Error("send wrote nothing while holding the conversation lock");
     return locked;
   });
-}
-
-/**
- * The keyed send with its idempotency record, in one statement and one implicit transaction (the
- * hot path of exactly-once sends). Anything but a plain first send or a plain repeat (an error to
- * explain, a race with a membership change or with a concurrent request holding the same key)
- * comes back `undefined`, and the caller takes the general path, which handles every case.
- */
-export async function sendMessageOnce(db: Queryable, message: SendMessage, claim: KeyClaim): Promise<OnceOutcome> {
-  const [scopeCaller, , key] = claim.scope;
-  // The statement scopes the record by the sender ($2) and the message's key ($5): it must be the claim's scope.
-  if (scopeCaller !== message.sender || key !== message.idempotencyKey) return undefined;
-  return runOnce(db, SEND_MESSAGE_ONCE_SQL, sendParams(message), claim);
 }
 
 function sendParams(message: SendMessage): unknown[] {

@@ -43,6 +43,15 @@ function markedUrl(applicationName: string): string {
   return url.toString();
 }
 
+/** How many connections the server marked with `applicationName` holds to the database. */
+async function serverConnections(applicationName: string): Promise<number> {
+  const [row] = await db.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1`,
+    [applicationName],
+  );
+  return row!.n;
+}
+
 describe("battle: database connection loss", () => {
   it("11. pg_terminate_backend on the server's connections under load: 503 NotReady, recovery, nothing lost", async () => {
     const report = battleReport("Database Connection Loss (pg_terminate_backend Under Load)");
@@ -157,6 +166,11 @@ describe("battle: database connection loss", () => {
     const timed = new BattleClient(server.url, HANG_MS);
     const load = sendLoad(timed, convo.id, senders, PER_SENDER, battle.prefix);
     await waitFor(() => load.done() >= 10 || load.settled(), 30_000, "the load to get going");
+    // Sends share a connection now (group commit): readiness checks open the rest of the pool, so every
+    // connection the server has is open when the network goes silent.
+    for (let tries = 0; (await serverConnections(battle.prefix)) < 3 && tries < 50; tries++) {
+      await Promise.all(Array.from({ length: 12 }, () => fetch(`${server!.url}/health/ready`).then((r) => r.text())));
+    }
     const silenced = proxy.blackhole();
     report.log(`blackholed ${silenced} open connections with ${load.done()}/${load.keys.length} answered`);
 

@@ -1,0 +1,154 @@
+import { ADVISORY_LOCK } from "../db/advisoryLocks.js";
+import type { Queryable } from "../db/driver.js";
+import { LAST_SEEN_GRANULARITY } from "./actingDevice.js";
+import { keyLockId, type KeyClaim, type OnceOutcome } from "./idempotencyKeys.js";
+import type { SendMessage } from "./messages.js";
+import { iso } from "./sql.js";
+
+/**
+ * Whether the correlated `select` finds a row, looked up by index for each item: as EXISTS, PostgreSQL
+ * may hash the whole table instead (all active members, all devices) when its statistics say it is small.
+ */
+const perItem = (select: string) => `(${select} LIMIT 1) IS NOT NULL`;
+
+/** One send in a batch: the message, and its key's claim when the request has an idempotency key. */
+export interface BatchItem {
+  message: SendMessage;
+  claim?: KeyClaim;
+}
+
+/**
+ * Many sends in one statement and one commit (group commit), across conversations; each item keeps
+ * every check of the one-message send and gets its own outcome.
+ *
+ * $1 the items (JSON: `n` the position, the message's fields, `off`/`len` its ciphertext in $2, and
+ * for a keyed item its key `k`, request hash `h` and expiry `x`), $2 the ciphertexts end to end,
+ * $3 the batch's time, $4 the method (the keys' scope), $5 the key lock class.
+ *
+ * Nothing here waits for another transaction: a key another transaction holds (its advisory lock,
+ * which every claim takes) and a conversation row another transaction holds are skipped, and their
+ * items come back with no row, for the general path. Per conversation, the accepted items take
+ * consecutive seqs from the locked row in the order of `n`. The checks read the statement's snapshot;
+ * the locked row is the latest version, so a membership change that committed after the snapshot
+ * shows as a different `membership_version`, and that conversation's items take the general path.
+ * A key whose committed record is found comes back `stored` (a repeat); an expired one takes the
+ * general path (it is taken over there).
+ */
+export const SEND_BATCH_SQL = `WITH item AS MATERIALIZED (
+  SELECT * FROM jsonb_to_recordset($1::text::jsonb)
+    AS i(n int, c text, s text, d text, e bigint, id text, t text, g text, o boolean, k text, h text, x timestamptz, off int, len int)
+), free AS MATERIALIZED (
+  SELECT item.n FROM item WHERE item.k IS NULL OR pg_try_advisory_xact_lock($5, ${keyLockId("item.s", "$4", "item.k")})
+), convo AS MATERIALIZED (
+  SELECT c.id, c.epoch, c.group_id, c.roster_checked, c.membership_version
+    FROM conversations c WHERE c.id IN (SELECT item.c FROM item)
+   ORDER BY c.id FOR NO KEY UPDATE SKIP LOCKED
+), existing AS (
+  SELECT i.n, k.request_hash, k.status_code, k.response, k.expires_at <= $3 AS expired
+    FROM item i JOIN idempotency_keys k ON k.caller_did = i.s AND k.method = $4 AND k.key = i.k
+), accepted AS (
+  SELECT i.*, row_number() OVER (PARTITION BY i.c ORDER BY i.n) AS rank
+    FROM item i
+    JOIN convo l ON l.id = i.c
+    JOIN conversations v ON v.id = i.c
+   WHERE i.n IN (SELECT free.n FROM free) AND i.n NOT IN (SELECT existing.n FROM existing)
+     AND l.membership_version = v.membership_version
+     AND l.epoch >= i.e AND (i.g IS NULL OR l.group_id = i.g)
+     AND ${perItem(`SELECT 1 FROM members m WHERE m.convo_id = i.c AND m.did = i.s AND m.left_at IS NULL`)}
+     AND (i.d = '' OR ${perItem(`SELECT 1 FROM devices d WHERE d.did = i.s AND d.device_id = i.d AND d.revoked_at IS NULL`)})
+     AND (NOT l.roster_checked
+          OR (NOT i.o AND ${perItem(`SELECT 1 FROM roster r WHERE r.convo_id = i.c AND r.did = i.s AND r.device_id = i.d`)}))
+), bump AS (
+  UPDATE conversations c
+     SET next_seq = c.next_seq + a.count,
+         next_event_seq = c.next_event_seq + a.count,
+         last_message_at = greatest(c.last_message_at, $3)
+    FROM (SELECT accepted.c, count(*) AS count FROM accepted GROUP BY accepted.c) a
+   WHERE c.id = a.c
+  RETURNING c.id, c.next_seq - a.count AS first_seq, c.next_event_seq - a.count AS first_event_seq, c.last_message_at
+), placed AS (
+  SELECT a.*, b.first_seq + a.rank - 1 AS seq, b.first_event_seq + a.rank - 1 AS event_seq, b.last_message_at AS at
+    FROM accepted a JOIN bump b ON b.id = a.c
+), message AS (
+  INSERT INTO messages (id, convo_id, seq, sender_did, sender_device, message_type, epoch, ciphertext, idempotency_key, created_at)
+  SELECT p.id, p.c, p.seq, p.s, p.d, p.t, p.e, substring($2::bytea FROM p.off + 1 FOR p.len), p.k, p.at FROM placed p
+), event AS (
+  INSERT INTO events (convo_id, seq, kind, message_seq, created_at)
+  SELECT p.c, p.event_seq, 'message', p.seq, p.at FROM placed p
+), answer AS (
+  SELECT p.n, p.s, p.k, p.h, p.x, (
+    SELECT row_to_json(a)::text FROM (
+      SELECT p.id AS "messageId", p.seq AS "seq", p.e AS "epoch", ${iso("p.at")} AS "receivedAt"
+    ) a) AS response
+    FROM placed p
+), claim AS (
+  INSERT INTO idempotency_keys (caller_did, method, key, request_hash, status_code, response, created_at, expires_at)
+  SELECT answer.s, $4, answer.k, answer.h, 200, answer.response, $3, answer.x FROM answer WHERE answer.k IS NOT NULL
+), seen AS (
+  UPDATE devices SET last_seen_at = $3
+   WHERE (did, device_id) IN (
+     SELECT d.did, d.device_id FROM devices d
+      WHERE (d.did, d.device_id) IN (SELECT placed.s, placed.d FROM placed WHERE placed.d <> '')
+        AND d.revoked_at IS NULL AND d.last_seen_at < $3::timestamptz - interval '${LAST_SEEN_GRANULARITY}'
+        FOR NO KEY UPDATE SKIP LOCKED)
+)
+SELECT answer.n, true AS sent, answer.response, NULL AS request_hash, NULL AS status_code FROM answer
+UNION ALL
+SELECT existing.n, false, existing.response, existing.request_hash, existing.status_code FROM existing
+ WHERE NOT existing.expired AND existing.response IS NOT NULL`;
+
+interface BatchRow {
+  n: number;
+  sent: boolean;
+  response: string;
+  request_hash: string | null;
+  status_code: number | null;
+}
+
+/**
+ * Stores a batch of sends in one statement (its own implicit transaction, one commit) and returns
+ * each item's outcome in order: its answer, a repeat's committed answer, or undefined for an item
+ * the general path must take (an error to explain, a held key or conversation, a raced membership
+ * change, an expired key). Throws when the statement failed: then nothing of the batch was stored.
+ */
+export async function storeBatch(db: Queryable, items: readonly BatchItem[], method: string): Promise<OnceOutcome[]> {
+  const ciphertexts = new Uint8Array(items.reduce((total, { message }) => total + message.ciphertext.byteLength, 0));
+  let offset = 0;
+  const rows = items.map(({ message, claim }, n) => {
+    const row = {
+      n,
+      c: message.convoId,
+      s: message.sender,
+      d: message.senderDevice,
+      e: message.epoch,
+      id: crypto.randomUUID(),
+      t: message.messageType,
+      g: message.groupId ?? null,
+      o: message.opaque,
+      k: claim ? claim.scope[2] : null,
+      h: claim?.requestHash ?? null,
+      x: claim?.expiresAt.toISOString() ?? null,
+      off: offset,
+      len: message.ciphertext.byteLength,
+    };
+    ciphertexts.set(message.ciphertext, offset);
+    offset += message.ciphertext.byteLength;
+    return row;
+  });
+  // The batch's time: its latest request's, so no message is stamped before its request arrived.
+  const now = new Date(Math.max(...items.map(({ message }) => message.now.getTime())));
+  const result = await db.query<BatchRow>(SEND_BATCH_SQL, [
+    JSON.stringify(rows),
+    ciphertexts,
+    now,
+    method,
+    ADVISORY_LOCK.idempotencyKey,
+  ]);
+  const outcomes: OnceOutcome[] = items.map(() => undefined);
+  for (const row of result) {
+    outcomes[row.n] = row.sent
+      ? { sent: row.response }
+      : { stored: { requestHash: row.request_hash!, statusCode: row.status_code!, response: row.response } };
+  }
+  return outcomes;
+}

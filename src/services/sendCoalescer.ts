@@ -1,0 +1,129 @@
+import { DatabaseError, type Queryable } from "../db/driver.js";
+import type { KeyClaim, OnceOutcome } from "./idempotencyKeys.js";
+import type { SendMessage } from "./messages.js";
+import { storeBatch, type BatchItem } from "./sendBatch.js";
+
+export interface SendCoalescerOptions {
+  /** The pool the batches run on (not a request's transaction). */
+  db: Queryable;
+  /** The most sends one statement stores. */
+  maxItems: number;
+  /** The most ciphertext bytes one statement carries (a larger single send still goes alone). */
+  maxBytes: number;
+  /** How many batches may be in flight at once, each for its own share of the conversations. */
+  lanes: number;
+  /** The method the keys belong to (their scope), the XRPC NSID. */
+  method: string;
+  /** Told the size of every batch stored. */
+  observe(items: number): void;
+}
+
+/**
+ * Group commit for sendMessage in this process. Conversations are shared out among `lanes`; in each
+ * lane, a send arriving while no batch is in flight starts one at once, and sends arriving while
+ * one is in flight wait for it and form the next, up to `maxItems` and `maxBytes`. Each batch is
+ * one statement and one commit (`storeBatch`); lanes never hold the same conversation, so their
+ * batches, in flight together, do not skip each other's rows, and their commits share WAL flushes.
+ * Every send gets its own outcome: stored with its answer, a repeat's committed answer, or
+ * undefined, for the caller's general path (errors to explain, held keys or conversations).
+ *
+ * @example
+ * const sends = new SendCoalescer({ db, maxItems: 128, maxBytes: 4 << 20, lanes: 2, method, observe });
+ * const outcome = await sends.send(message, claim); // undefined: take the general path
+ */
+export class SendCoalescer {
+  private readonly lanes: SendLane[];
+
+  constructor(options: SendCoalescerOptions) {
+    this.lanes = Array.from({ length: options.lanes }, () => new SendLane(options));
+  }
+
+  /** Stores `message` in its lane's next batch; a keyed send passes its claim (scoped to `options.method`). */
+  send(message: SendMessage, claim?: KeyClaim): Promise<OnceOutcome> {
+    return this.lanes[laneOf(message.convoId, this.lanes.length)]!.send(message, claim);
+  }
+}
+
+/** A conversation's lane: a cheap string hash, the same for every send to it. */
+function laneOf(convoId: string, lanes: number): number {
+  let hash = 0;
+  for (let i = 0; i < convoId.length; i++) hash = (hash * 31 + convoId.charCodeAt(i)) | 0;
+  return Math.abs(hash) % lanes;
+}
+
+interface Waiting extends BatchItem {
+  settle(outcome: OnceOutcome): void;
+  fail(error: unknown): void;
+}
+
+/** 57014: the statement ran past its timeout (overload): sending each item again alone would add to it. */
+const QUERY_CANCELED = "57014";
+
+/**
+ * One lane: one batch in flight at a time. Only answered sends were stored: a send's promise
+ * settles after the statement that stored it returned. If the statement failed, nothing of it was
+ * stored: when the database refused it (a key conflict or any other error with a SQLSTATE), each
+ * send takes the general path alone, so a poisoned item fails alone; when the connection was lost
+ * (the commit may or may not have happened) or the statement timed out, every send fails as a lone
+ * one would.
+ *
+ * One key is in one batch at a time: a send whose key is queued or in flight takes the general
+ * path, which waits for that batch's commit and replays its answer. (A key sent to two
+ * conversations lands in two lanes; the second batch finds its advisory lock taken.)
+ */
+class SendLane {
+  private queue: Waiting[] = [];
+  private flushing = false;
+  /** The keys (caller, key) queued or in flight. */
+  private readonly keys = new Set<string>();
+
+  constructor(private readonly options: SendCoalescerOptions) {}
+
+  send(message: SendMessage, claim?: KeyClaim): Promise<OnceOutcome> {
+    const key = claim && keyOf(claim);
+    if (key !== undefined) {
+      if (this.keys.has(key)) return Promise.resolve(undefined);
+      this.keys.add(key);
+    }
+    return new Promise<OnceOutcome>((settle, fail) => {
+      this.queue.push({ message, claim, settle, fail });
+      if (this.flushing) return;
+      this.flushing = true;
+      // Not a timer: sends read in this turn of the event loop join the first batch, and none waits.
+      queueMicrotask(() => void this.flush());
+    });
+  }
+
+  private async flush(): Promise<void> {
+    while (this.queue.length > 0) {
+      const batch = this.take();
+      try {
+        const outcomes = await storeBatch(this.options.db, batch, this.options.method);
+        this.options.observe(batch.length);
+        batch.forEach((item, n) => item.settle(outcomes[n]));
+      } catch (error) {
+        const refused = error instanceof DatabaseError && error.code !== QUERY_CANCELED;
+        for (const item of batch) refused ? item.settle(undefined) : item.fail(error);
+      } finally {
+        for (const item of batch) if (item.claim) this.keys.delete(keyOf(item.claim));
+      }
+    }
+    this.flushing = false;
+  }
+
+  /** The next batch from the queue's head: at least one send, then as many as fit. */
+  private take(): Waiting[] {
+    const { maxItems, maxBytes } = this.options;
+    let bytes = this.queue[0]!.message.ciphertext.byteLength;
+    let count = 1;
+    while (count < this.queue.length && count < maxItems) {
+      const next = this.queue[count]!.message.ciphertext.byteLength;
+      if (bytes + next > maxBytes) break;
+      bytes += next;
+      count++;
+    }
+    return this.queue.splice(0, count);
+  }
+}
+
+const keyOf = ({ scope }: KeyClaim) => `${scope[0]} ${scope[2]}`;

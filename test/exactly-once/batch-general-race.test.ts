@@ -1,0 +1,75 @@
+/**
+ * A batch of sends never waits for another transaction: a conversation or a key held elsewhere sends
+ * its item down the general path, which waits. Two processes (two apps, two coalescers) racing on
+ * one key while the conversation is locked both get the one answer, and one message is stored.
+ */
+import { afterAll, describe, expect, it } from "vitest";
+import { DatabaseError } from "../../src/db/driver.js";
+import { SEND_BATCH_SQL } from "../../src/services/sendBatch.js";
+import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
+import { conversationLockWaiters, holdRowLock, keyLockWaiters } from "../helpers/rowLock.js";
+import { withStatementHook } from "../helpers/faults.js";
+import { xrpc } from "../helpers/xrpc.js";
+
+const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
+
+describe("same-key sends from two processes while the conversation is held (real PostgreSQL)", () => {
+  const db = testDatabase(10);
+  afterAll(() => db.close());
+
+  it("the first waits for the conversation holding the key, the second for the key: one message, one answer", async () => {
+    const env = { IDEMPOTENCY_WAIT_MS: "30000" };
+    const { app: first } = testApp(db, env);
+    const { app: second } = testApp(db, env);
+    const alice = unique("did:plc:idemrace");
+    const created = await xrpc(first, alice, "createConvo", { body: { groupId: randomGroupId(), cipherSuite: SUITE } });
+    const convoId = created.body.id as string;
+    const request = { body: { convoId, ciphertext: "AQID", epoch: 0 }, headers: { "Idempotency-Key": "race" } };
+
+    const holder = holdRowLock<{ ctid: string }>(db, `SELECT ctid::text FROM conversations WHERE id = $1 FOR UPDATE`, [
+      convoId,
+    ]);
+    const ctid = (await holder.held)[0]!.ctid;
+    // The batch skips the held conversation; the general path claims the key and waits for the row.
+    const waitsForConvo = xrpc(first, alice, "sendMessage", request);
+    await conversationLockWaiters(db, ctid, 1);
+    // The other process's batch skips the held key; its general path waits for the key.
+    const waitsForKey = xrpc(second, alice, "sendMessage", request);
+    await keyLockWaiters(db, 1);
+    holder.release();
+    await holder.done;
+
+    const answers = await Promise.all([waitsForConvo, waitsForKey]);
+    expect(answers.map((r) => r.status)).toEqual([200, 200]);
+    expect(answers[0]!.body).toEqual(answers[1]!.body);
+    expect(answers.map((r) => r.headers.get("Idempotent-Replayed"))).toEqual([null, "true"]);
+    const [row] = await db.query<{ messages: number }>(
+      `SELECT count(*) AS messages FROM messages WHERE convo_id = $1`,
+      [convoId],
+    );
+    expect(row!.messages).toBe(1);
+  });
+
+  it("a batch rolled back by a deadlock takes the general path instead of answering 503", async () => {
+    let refused = 0;
+    const deadlocked = withStatementHook(db, async (sql) => {
+      if (sql === SEND_BATCH_SQL && ++refused) throw new DatabaseError("injected deadlock", "40P01", undefined);
+    });
+    const { app } = testApp(deadlocked);
+    const alice = unique("did:plc:idemdeadlock");
+    const created = await xrpc(app, alice, "createConvo", { body: { groupId: randomGroupId(), cipherSuite: SUITE } });
+    expect(created.status).toBe(200);
+    const convoId = created.body.id as string;
+    for (const headers of [{ "Idempotency-Key": "victim" }, undefined]) {
+      const request = { body: { convoId, ciphertext: "AQID", epoch: 0 }, headers };
+      const sent = await xrpc(app, alice, "sendMessage", request);
+      expect(sent.status).toBe(200);
+      if (!headers) continue;
+      const replay = await xrpc(app, alice, "sendMessage", request);
+      expect(replay.headers.get("Idempotent-Replayed")).toBe("true");
+      expect(replay.body).toEqual(sent.body);
+    }
+    // Every send (the replay too) tried a batch first.
+    expect(refused).toBe(3);
+  });
+});

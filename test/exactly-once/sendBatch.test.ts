@@ -1,0 +1,219 @@
+/**
+ * One batch of sends, item by item, on real PostgreSQL: sends submitted in one turn of the event loop
+ * are one statement; each item gets its own outcome (stored, a repeat's answer, or the general path)
+ * and nothing in it waits for a conversation or a key another transaction holds.
+ */
+import { afterAll, describe, expect, it } from "vitest";
+import { DatabaseError, DatabaseUnavailableError } from "../../src/db/driver.js";
+import { IMPLICIT_DEVICE } from "../../src/services/actingDevice.js";
+import type { KeyClaim, OnceOutcome } from "../../src/services/idempotencyKeys.js";
+import type { SendMessage } from "../../src/services/messages.js";
+import { SEND_BATCH_SQL } from "../../src/services/sendBatch.js";
+import { SendCoalescer } from "../../src/services/sendCoalescer.js";
+import { registerDevices, revokeDeviceRow } from "../devices/acting.js";
+import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
+import { withStatementHook } from "../helpers/faults.js";
+import { holdRowLock } from "../helpers/rowLock.js";
+import { xrpc } from "../helpers/xrpc.js";
+
+const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
+const METHOD = "blue.catbird.mls.sendMessage";
+const db = testDatabase(6);
+afterAll(() => db.close());
+const { app } = testApp(db);
+
+async function convoOf(creator: string, members: string[] = []): Promise<{ id: string; groupId: string }> {
+  const groupId = randomGroupId();
+  const created = await xrpc(app, creator, "createConvo", {
+    body: { groupId, cipherSuite: SUITE, initialMembers: members },
+  });
+  expect(created.status).toBe(200);
+  return { id: created.body.id as string, groupId };
+}
+
+const message = (convoId: string, sender: string, extra: Partial<SendMessage> = {}): SendMessage => ({
+  convoId,
+  sender,
+  senderDevice: IMPLICIT_DEVICE,
+  epoch: 0,
+  ciphertext: new TextEncoder().encode(`${sender} ${crypto.randomUUID()}`),
+  messageType: "app",
+  opaque: true,
+  now: new Date(),
+  ...extra,
+});
+
+const claimOf = (caller: string, key: string, requestHash = "a".repeat(64)): KeyClaim => ({
+  scope: [caller, METHOD, key],
+  requestHash,
+  now: new Date(),
+  expiresAt: new Date(Date.now() + 86_400_000),
+  waitMs: 10_000,
+});
+
+/** A coalescer over `on`, recording the size of every batch it stores. */
+function coalescer(on = db, maxItems = 128, maxBytes = 4 << 20) {
+  const sizes: number[] = [];
+  const sends = new SendCoalescer({
+    db: on,
+    maxItems,
+    maxBytes,
+    lanes: 1,
+    method: METHOD,
+    observe: (n) => sizes.push(n),
+  });
+  return { sends, sizes };
+}
+
+const seqOf = (outcome: OnceOutcome) =>
+  outcome && "sent" in outcome ? (JSON.parse(outcome.sent) as { seq: number }).seq : undefined;
+
+describe("a batch of sends (real PostgreSQL)", () => {
+  it("stores good items with gapless seqs in arrival order and sends each poisoned one to the general path", async () => {
+    const alice = unique("did:plc:batcha");
+    const bob = unique("did:plc:batchb");
+    const mallory = unique("did:plc:batchm");
+    await registerDevices(db, bob, "phone", "old");
+    await revokeDeviceRow(db, bob, "old");
+    const one = await convoOf(alice, [bob]);
+    const two = await convoOf(alice);
+    const { sends, sizes } = coalescer();
+
+    const outcomes = await Promise.all([
+      sends.send(message(one.id, alice)),
+      sends.send(message(two.id, alice)),
+      sends.send(message(one.id, mallory)), // not a member
+      sends.send(message(one.id, alice, { epoch: 3 })), // ahead of the conversation's epoch
+      sends.send(message(one.id, alice, { groupId: randomGroupId(), opaque: false })), // another group
+      sends.send(message(one.id, bob, { senderDevice: "old" })), // revoked device
+      sends.send(message(one.id, bob, { senderDevice: "unknown" })), // no such device
+      sends.send(message(`${one.id}x`, alice)), // no such conversation
+      sends.send(message(one.id, bob, { senderDevice: "phone" })),
+      sends.send(message(two.id, alice)),
+      sends.send(message(one.id, alice, { groupId: one.groupId, opaque: false })),
+    ]);
+
+    expect(sizes).toEqual([11]);
+    expect(outcomes.map(seqOf)).toEqual([
+      1,
+      1,
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      2,
+      2,
+      3,
+    ]);
+    const stored = await db.query<{ convo_id: string; seq: number; sender_device: string }>(
+      `SELECT convo_id, seq::int, sender_device FROM messages WHERE convo_id = ANY($1) ORDER BY convo_id, seq`,
+      [[one.id, two.id]],
+    );
+    expect(stored).toEqual(
+      [
+        { convo_id: one.id, seq: 1, sender_device: "" },
+        { convo_id: one.id, seq: 2, sender_device: "phone" },
+        { convo_id: one.id, seq: 3, sender_device: "" },
+        { convo_id: two.id, seq: 1, sender_device: "" },
+        { convo_id: two.id, seq: 2, sender_device: "" },
+      ].sort((a, b) => a.convo_id.localeCompare(b.convo_id)),
+    );
+    const [events] = await db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM events WHERE convo_id = ANY($1) AND kind = 'message'`,
+      [[one.id, two.id]],
+    );
+    expect(events!.n).toBe(5);
+  });
+
+  it("answers keyed items with their own record, repeats with the committed answer, and stores each key once", async () => {
+    const alice = unique("did:plc:batchk");
+    const convo = await convoOf(alice);
+    const { sends } = coalescer();
+    const first = await sends.send(message(convo.id, alice), claimOf(alice, "k1"));
+    expect(first && "sent" in first).toBe(true);
+
+    const [repeat, fresh, sameKeyInBatch] = await Promise.all([
+      sends.send(message(convo.id, alice), claimOf(alice, "k1")),
+      sends.send(message(convo.id, alice), claimOf(alice, "k2")),
+      sends.send(message(convo.id, alice), claimOf(alice, "k2")),
+    ]);
+    expect(repeat).toEqual({
+      stored: { requestHash: "a".repeat(64), statusCode: 200, response: (first as { sent: string }).sent },
+    });
+    expect(seqOf(fresh)).toBe(2);
+    // A key already queued takes the general path, which waits for the batch and replays.
+    expect(sameKeyInBatch).toBeUndefined();
+    const keys = await db.query<{ key: string; response: string }>(
+      `SELECT key, response FROM idempotency_keys WHERE caller_did = $1 ORDER BY key`,
+      [alice],
+    );
+    expect(keys).toEqual([
+      { key: "k1", response: (first as { sent: string }).sent },
+      { key: "k2", response: (fresh as { sent: string }).sent },
+    ]);
+  });
+
+  it("sends an expired key's item to the general path, which takes the key over", async () => {
+    const alice = unique("did:plc:batche");
+    const convo = await convoOf(alice);
+    await db.query(
+      `INSERT INTO idempotency_keys (caller_did, method, key, request_hash, status_code, response, created_at, expires_at)
+       VALUES ($1, $2, 'old', $3, 200, '{}', now() - interval '2 days', now() - interval '1 day')`,
+      [alice, METHOD, "b".repeat(64)],
+    );
+    const { sends } = coalescer();
+    expect(await sends.send(message(convo.id, alice), claimOf(alice, "old"))).toBeUndefined();
+  });
+
+  it("does not wait for a conversation another transaction holds: its items take the general path", async () => {
+    const alice = unique("did:plc:batchh");
+    const held = await convoOf(alice);
+    const free = await convoOf(alice);
+    const holder = holdRowLock(db, `SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE`, [held.id]);
+    await holder.held;
+    try {
+      const { sends } = coalescer();
+      const outcomes = await Promise.all([sends.send(message(held.id, alice)), sends.send(message(free.id, alice))]);
+      expect(outcomes.map(seqOf)).toEqual([undefined, 1]);
+    } finally {
+      holder.release();
+      await holder.done;
+    }
+  });
+
+  it("caps a batch by items and by bytes, and a send larger than the byte cap still goes, alone", async () => {
+    const alice = unique("did:plc:batchc");
+    const convo = await convoOf(alice);
+    const { sends, sizes } = coalescer(db, 3, 100);
+    const small = () => message(convo.id, alice, { ciphertext: new Uint8Array(30).fill(1) });
+    const outcomes = await Promise.all([
+      ...Array.from({ length: 4 }, () => sends.send(small())),
+      sends.send(message(convo.id, alice, { ciphertext: new Uint8Array(500).fill(2) })),
+      sends.send(small()),
+    ]);
+    expect(sizes).toEqual([3, 1, 1, 1]);
+    expect(outcomes.map(seqOf)).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+
+  it("sends every item down the general path when the database refuses the statement, and fails them when it is lost", async () => {
+    const alice = unique("did:plc:batchf");
+    const convo = await convoOf(alice);
+    let failure: Error = new DatabaseError("injected", "40001", undefined);
+    const failing = withStatementHook(db, async (sql) => {
+      if (sql === SEND_BATCH_SQL) throw failure;
+    });
+    const { sends } = coalescer(failing);
+    expect(await Promise.all([sends.send(message(convo.id, alice)), sends.send(message(convo.id, alice))])).toEqual([
+      undefined,
+      undefined,
+    ]);
+    failure = new DatabaseUnavailableError("injected connection loss");
+    await expect(sends.send(message(convo.id, alice))).rejects.toBe(failure);
+    const [row] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM messages WHERE convo_id = $1`, [
+      convo.id,
+    ]);
+    expect(row!.n).toBe(0);
+  });
+});

@@ -117,7 +117,8 @@ export async function storeBatch(db: Queryable, items: readonly BatchItem[], met
   const rows = items.map(({ message, claim }, n) => {
     const row = {
       n,
-      c: message.convoId,
+      // As the general path's text parameter would be (UTF-8 turns a lone surrogate into U+FFFD); jsonb refuses one.
+      c: message.convoId.toWellFormed(),
       s: message.sender,
       d: message.senderDevice,
       e: message.epoch,

@@ -127,6 +127,15 @@ describe("a batch of sends (real PostgreSQL)", () => {
     expect(events!.n).toBe(5);
   });
 
+  it("keeps a conversation id with a lone surrogate from failing the batch (jsonb refuses one)", async () => {
+    const alice = unique("did:plc:batchu");
+    const convo = await convoOf(alice);
+    const { sends, sizes } = coalescer();
+    const outcomes = await Promise.all([sends.send(message("\ud800x", alice)), sends.send(message(convo.id, alice))]);
+    expect(sizes).toEqual([2]);
+    expect(outcomes.map(seqOf)).toEqual([undefined, 1]);
+  });
+
   it("answers keyed items with their own record, repeats with the committed answer, and stores each key once", async () => {
     const alice = unique("did:plc:batchk");
     const convo = await convoOf(alice);

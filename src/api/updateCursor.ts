@@ -1,8 +1,7 @@
 import { z } from "zod";
 import * as schemas from "../schemas.js";
-import { requireDevice } from "../services/actingDevice.js";
-import { requireActiveMember } from "../services/membership.js";
-import { updateCursor } from "../services/messages.js";
+import { IMPLICIT_DEVICE } from "../services/actingDevice.js";
+import { updateCursor } from "../services/readCursors.js";
 import { procedure } from "../xrpc.js";
 
 export default procedure({
@@ -14,9 +13,8 @@ export default procedure({
     idempotencyKey: schemas.idempotencyKey.optional(),
   }),
   async handler(input, { caller, db, now }) {
-    const deviceId = await requireDevice(db, caller, input.deviceId, now);
-    await requireActiveMember(db, input.convoId, caller);
-    await updateCursor(db, input.convoId, { did: caller, deviceId }, input.cursor, now);
+    const deviceId = input.deviceId ?? IMPLICIT_DEVICE;
+    await updateCursor(db, { convoId: input.convoId, did: caller, deviceId, cursor: input.cursor, now });
     return { success: true };
   },
 });

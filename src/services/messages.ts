@@ -375,18 +375,3 @@ export async function listCommits(
     ...(first.more && last && { cursor: String(last.epoch) }),
   };
 }
-
-/** Records how far one device of `did` has read in the conversation (read cursors are per device). */
-export async function updateCursor(
-  db: Queryable,
-  convoId: string,
-  reader: { did: string; deviceId: string },
-  cursor: string,
-  now: Date,
-) {
-  await db.query(
-    `INSERT INTO read_cursors (convo_id, did, device_id, cursor, updated_at) VALUES ($1, $2, $3, $4, $5)
-     ON CONFLICT (convo_id, did, device_id) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at`,
-    [convoId, reader.did, reader.deviceId, cursor, now],
-  );
-}

@@ -4,7 +4,7 @@
  */
 import { afterAll, expect, it } from "vitest";
 import { UniqueViolationError } from "../../src/db/driver.js";
-import { updateCursor } from "../../src/services/messages.js";
+import { updateCursor } from "../../src/services/readCursors.js";
 import { fetchWelcome } from "../../src/services/welcomes.js";
 import { schemaBefore, type SchemaBefore } from "../helpers/upgrade.js";
 
@@ -91,8 +91,12 @@ it("keeps every row of a populated database as the implicit device's, and its ru
 
   // The old live welcomes are still handed out as before.
   const times = { now, graceSeconds: 300, ttlSeconds: 86_400 };
-  expect(Buffer.from(await fetchWelcome(db, "c1", { did: "did:plc:bob", deviceId: "" }, times))).toEqual(Buffer.from([0x0c, 0x0d]));
-  expect(Buffer.from(await fetchWelcome(db, "c2", { did: "did:plc:bob", deviceId: "" }, times))).toEqual(Buffer.from([0x0f]));
+  expect(Buffer.from(await fetchWelcome(db, "c1", { did: "did:plc:bob", deviceId: "" }, times))).toEqual(
+    Buffer.from([0x0c, 0x0d]),
+  );
+  expect(Buffer.from(await fetchWelcome(db, "c2", { did: "did:plc:bob", deviceId: "" }, times))).toEqual(
+    Buffer.from([0x0f]),
+  );
 
   // One live welcome per (conversation, recipient, device): the old rule, for the implicit device ...
   const insertWelcome = (id: string, did: string, device: string, state = "available") =>
@@ -112,10 +116,12 @@ it("keeps every row of a populated database as the implicit device's, and its ru
   // ... and a retired one does not count (Carol's expired w2).
   await insertWelcome("w9", "did:plc:carol", "");
 
-  // Read cursors: an existing one moves in place, a new one is added, and a device may keep its own.
+  // Read cursors: an existing one moves in place, a device may keep its own, and a member who left (Carol) writes none.
   const later = new Date(now.getTime() + 1000);
-  await updateCursor(db, "c1", { did: "did:plc:alice", deviceId: "" }, "5", later);
-  await updateCursor(db, "c1", { did: "did:plc:carol", deviceId: "" }, "1", later);
+  await updateCursor(db, { convoId: "c1", did: "did:plc:alice", deviceId: "", cursor: "5", now: later });
+  await expect(
+    updateCursor(db, { convoId: "c1", did: "did:plc:carol", deviceId: "", cursor: "1", now: later }),
+  ).rejects.toMatchObject({ error: "NotMember" });
   await db.query(
     `INSERT INTO read_cursors (convo_id, did, device_id, cursor, updated_at) VALUES ('c1', 'did:plc:alice', 'phone', '3', $1)`,
     [later],
@@ -127,6 +133,5 @@ it("keeps every row of a populated database as the implicit device's, and its ru
     { did: "did:plc:alice", device_id: "", cursor: "5" },
     { did: "did:plc:alice", device_id: "phone", cursor: "3" },
     { did: "did:plc:bob", device_id: "", cursor: "1" },
-    { did: "did:plc:carol", device_id: "", cursor: "1" },
   ]);
 });

@@ -1,10 +1,12 @@
 /**
- * pgbench scripts that run the server's own SQL (the very constants the services execute), so the
- * baseline is what this database can do with the same statements and the same transaction shape.
+ * pgbench scripts for the baselines. The reads run the server's own SQL (the very constants the services
+ * execute); the send runs the frozen one-message-per-transaction reference (referenceSend.ts), so the
+ * baseline stays what one message per commit can do on this database.
  */
 import { DEFAULT_MAX_PAGE_BYTES } from "../../src/config.js";
 import { ACTIVE_MEMBER_SQL } from "../../src/services/membership.js";
-import { LIST_MESSAGES_SQL, SEND_MESSAGE_ONCE_SQL } from "../../src/services/messages.js";
+import { LIST_MESSAGES_SQL } from "../../src/services/messages.js";
+import { REFERENCE_SEND_SQL } from "./referenceSend.js";
 
 /** Replaces $1..$n with pgbench expressions (highest first, so $1 never eats the start of $10). */
 function bind(sql: string, values: string[]): string {
@@ -21,8 +23,8 @@ const CIPHERTEXT = `decode(repeat('07', 160), 'hex')`;
 const HASH = `'${"ab".repeat(32)}'`;
 
 /**
- * One sendMessage with an idempotency key, as the server runs it: one statement that claims the
- * key, stores the message and its event and stores the answer, in its own implicit transaction.
+ * One sendMessage with an idempotency key, one message per transaction: the reference statement that
+ * claims the key, stores the message and its event and stores the answer, in its own implicit transaction.
  */
 export function sendMessageScript(target: { convos: number } | { hot: true }): string {
   const convo = "hot" in target ? `'bench-hot'` : `'bench-' || CAST(:c AS int)`;
@@ -31,7 +33,7 @@ export function sendMessageScript(target: { convos: number } | { hot: true }): s
   return [
     "hot" in target ? "" : `\\set c random(1, ${target.convos})`,
     `\\set k random(1, 1000000000000000)`,
-    bind(SEND_MESSAGE_ONCE_SQL, [
+    bind(REFERENCE_SEND_SQL, [
       convo,
       sender,
       "0",

@@ -104,7 +104,7 @@ async function main() {
   rows.push(...fanoutRows);
   console.log("");
   printTable(rows);
-  const batches = results.batches as Record<string, BatchFigures | undefined> | undefined;
+  const batches = results.batches as Record<string, BatchFigures | null> | undefined;
   for (const [scenario, figures] of Object.entries(batches ?? {})) {
     console.log(`batches, ${scenario}: ${describeBatches(figures)}`);
   }
@@ -237,7 +237,7 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
       );
       const hotRow = sendRow("2 sendMessage, one hot convo", hot, hotBase.best, 2.0);
       rows.push(hotRow);
-      const batches: Record<string, BatchFigures | undefined> = {
+      const batches: Record<string, BatchFigures | null> = {
         [spreadRow.scenario]: spreadRun.batches,
         [hotRow.scenario]: hotRun.batches,
       };

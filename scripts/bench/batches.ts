@@ -15,7 +15,7 @@ export interface BatchHistogram {
 export interface BatchFigures {
   batches: number;
   meanItems: number;
-  /** The upper bound of the bucket holding the 99th percentile batch (Infinity: past the last bound). */
+  /** The upper bound of the bucket holding the 99th percentile batch (Infinity, null in JSON: past the last bound). */
   p99Items: number;
   /** Batch statements committed per second of the run. */
   commitsPerSecond: number;
@@ -23,14 +23,14 @@ export interface BatchFigures {
 
 /**
  * Runs `load` (which lasts `seconds`) and reports the batches the server stored meanwhile, from its
- * /metrics before and after (`token`: its METRICS_TOKEN); undefined when it reported none.
+ * /metrics before and after (`token`: its METRICS_TOKEN); null when it reported none.
  */
 export async function batchesDuring<T>(
   serverUrl: string,
   token: string,
   seconds: number,
   load: () => Promise<T>,
-): Promise<{ result: T; batches: BatchFigures | undefined }> {
+): Promise<{ result: T; batches: BatchFigures | null }> {
   const before = await scrapeBatches(serverUrl, token);
   const result = await load();
   return { result, batches: batchFigures(before, await scrapeBatches(serverUrl, token), seconds) };
@@ -39,7 +39,11 @@ export async function batchesDuring<T>(
 /** Reads the histogram from the server's /metrics (`token`: its METRICS_TOKEN). */
 export async function scrapeBatches(serverUrl: string, token: string): Promise<BatchHistogram | undefined> {
   const response = await fetch(`${serverUrl}/metrics`, { headers: { Authorization: `Bearer ${token}` } });
-  if (!response.ok) throw new Error(`/metrics answered ${response.status}`);
+  // A bench run is not worth losing over its batch figures: say why they are missing and go on.
+  if (!response.ok) {
+    console.error(`[bench] /metrics answered ${response.status}: no batch figures`);
+    return undefined;
+  }
   return parseBatchHistogram(await response.text());
 }
 
@@ -63,15 +67,15 @@ export function parseBatchHistogram(text: string): BatchHistogram | undefined {
   return seen ? histogram : undefined;
 }
 
-/** The batches between two scrapes `seconds` apart; undefined when there were none (or no histogram). */
+/** The batches between two scrapes `seconds` apart; null (kept in results.json) when there were none or no histogram. */
 export function batchFigures(
   before: BatchHistogram | undefined,
   after: BatchHistogram | undefined,
   seconds: number,
-): BatchFigures | undefined {
-  if (!after) return undefined;
+): BatchFigures | null {
+  if (!after) return null;
   const batches = after.count - (before?.count ?? 0);
-  if (batches <= 0) return undefined;
+  if (batches <= 0) return null;
   const bounds = [...after.buckets.keys()].sort((a, b) => a - b);
   const p99Bound = bounds.find((le) => after.buckets.get(le)! - (before?.buckets.get(le) ?? 0) >= 0.99 * batches);
   return {
@@ -83,7 +87,7 @@ export function batchFigures(
 }
 
 /** One line for the log and the table's footer. */
-export function describeBatches(figures: BatchFigures | undefined): string {
+export function describeBatches(figures: BatchFigures | null): string {
   if (!figures) return "no batches reported";
   const p99 = Number.isFinite(figures.p99Items) ? `<= ${figures.p99Items}` : "> the largest bucket";
   return `${figures.batches} batches, mean ${fixed(figures.meanItems, 1)} items, p99 ${p99} items, ${fixed(figures.commitsPerSecond, 0)} commits/s`;

@@ -1,3 +1,4 @@
+import { Histogram, Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
 import { batchFigures, describeBatches, parseBatchHistogram } from "../../scripts/bench/batches.js";
 
@@ -26,10 +27,26 @@ describe("bench batch figures", () => {
   it("says so when the server exposes no batches (no coalescer yet) or stored none in the run", () => {
     const none = parseBatchHistogram('# HELP http_requests_total Requests\nhttp_requests_total{method="GET"} 3');
     expect(none).toBeUndefined();
-    expect(batchFigures(none, none, 3)).toBeUndefined();
+    expect(batchFigures(none, none, 3)).toBeNull();
     const idle = parseBatchHistogram(exposition({ "1": 2, "+Inf": 2 }, 2, 2));
-    expect(batchFigures(idle, idle, 3)).toBeUndefined();
-    expect(describeBatches(undefined)).toBe("no batches reported");
+    expect(batchFigures(idle, idle, 3)).toBeNull();
+    expect(describeBatches(null)).toBe("no batches reported");
+  });
+
+  it("reads the histogram as prom-client exposes it, across label sets", async () => {
+    const registry = new Registry();
+    const histogram = new Histogram({
+      name: "send_batch_items",
+      help: "Items per batch statement",
+      labelNames: ["kind"] as const,
+      buckets: [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256],
+      registers: [registry],
+    });
+    const before = parseBatchHistogram(await registry.metrics());
+    for (const items of [1, 1, 3, 5, 12, 20]) histogram.observe({ kind: "keyed" }, items);
+    for (const items of [2, 2, 7, 40]) histogram.observe({ kind: "plain" }, items);
+    const figures = batchFigures(before, parseBatchHistogram(await registry.metrics()), 2);
+    expect(figures).toEqual({ batches: 10, meanItems: 9.3, p99Items: 48, commitsPerSecond: 5 });
   });
 
   it("places a p99 past the last bound in +Inf", () => {

@@ -6,6 +6,7 @@ export const SCENARIOS = {
   health: "5 HTTP ceiling (bare /health)",
   memory: "6 peak RSS under scenario 1 (runs send; --soak adds 5 minutes)",
   embedded: "7 npm start on embedded PGlite (no DATABASE_URL): RSS right after ready, time to ready",
+  fanout: "8 fan-out: streams on one conversation, 50 messages at 10/s: delivery p50/p99, DB transactions per message",
 } as const;
 
 export type ScenarioName = keyof typeof SCENARIOS;

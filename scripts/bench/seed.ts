@@ -39,3 +39,22 @@ export async function seedReadConversation(db: Database, size: number): Promise<
   await db.query("ANALYZE messages");
   return id;
 }
+
+/** A conversation `bench-fanout-<size>` whose members are did:plc:benchfanout<size>-1..size; returns its id and members. */
+export async function seedFanoutConversation(
+  db: Database,
+  size: number,
+): Promise<{ convoId: string; members: string[] }> {
+  const id = convoId(`fanout-${size}`);
+  const members = Array.from({ length: size }, (_, i) => memberDid(`fanout${size}-${i + 1}`));
+  await db.query(
+    `WITH convo AS (
+       INSERT INTO conversations (id, group_id, creator_did, cipher_suite, created_at)
+       VALUES ($1, md5($1), $2::text::jsonb ->> 0, $3, now())
+     )
+     INSERT INTO members (convo_id, did, joined_at, joined_seq, joined_event_seq, joined_epoch)
+     SELECT $1, did, now(), 1, 1, 0 FROM jsonb_array_elements_text($2::text::jsonb) AS did`,
+    [id, JSON.stringify(members), BENCH_SUITE],
+  );
+  return { convoId: id, members };
+}

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { chartSvg } from "../../scripts/bench/chart.js";
+import { fanoutRow } from "../../scripts/bench/fanout.js";
 import type { ScenarioRow } from "../../scripts/bench/report.js";
 
 const send: ScenarioRow = {
@@ -25,6 +26,26 @@ const memory: ScenarioRow = {
   ratioLabel: "MB",
   memoryMb: { value: 161, limit: 200 },
 };
+// scenario 8: delivery latency next to its limit, no throughput
+const fanout: ScenarioRow = fanoutRow({
+  streams: 200,
+  messages: 50,
+  perSecond: 10,
+  expected: 10_000,
+  deliveries: 10_000,
+  repeated: 0,
+  failedSends: 0,
+  deliveryP50Ms: 21,
+  deliveryP99Ms: 70,
+  sendP50Ms: 9,
+  sendP99Ms: 24,
+  countedMessages: 40,
+  transactions: 160,
+  transactionsPerMessage: 4,
+  besidesSendsPerMessage: 3,
+  runTransactions: 623,
+  controlTransactions: 463,
+});
 
 /** The aria labels Vega gives each bar: "<unit>: <value>; scenario: <name>; who: <server|baseline>". */
 const bars = (svg: string) =>
@@ -46,6 +67,16 @@ describe("bench chart", () => {
         "MB: 161; scenario: 6 peak RSS under scenario 1 (MB): 161.00 MB; who: server",
         "MB: 200; scenario: 6 peak RSS under scenario 1 (MB): 161.00 MB; who: baseline",
       ].sort(),
+    );
+  });
+
+  it("draws a fan-out row's delivery p99 next to its limit, and nothing in the throughput panel", async () => {
+    const svg = await chartSvg([fanout]);
+    expect(svg).not.toMatch(/NaN|Infinity/);
+    expect(svg).not.toContain("Throughput (req/s)");
+    const scenario = "8 fan-out, 200 streams, 10 msg/s: 4.00 DB tx/msg (3.00 besides the send); 10000/10000 delivered";
+    expect(bars(svg).sort()).toEqual(
+      [`ms: 70; scenario: ${scenario}; who: server`, `ms: 100; scenario: ${scenario}; who: baseline`].sort(),
     );
   });
 

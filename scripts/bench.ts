@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --soak] [-- --only send,read,fanout]`: starts the server (Node entry) on a
+ * `npm run bench [-- --quick] [-- --soak] [-- --only send,read,fanout] [-- --profile]`: starts the server (Node entry) on a
  * throwaway database of the PostgreSQL at DATABASE_URL, loads it with autocannon and prints every figure next
  * to a baseline measured in the same run (pgbench running the one-message-per-transaction send and the
  * server's own reads, a bare Hono route), because these machines are noisy. Writes bench/results.json and
@@ -20,20 +20,30 @@ import { bestPgbench, pgbench, type PgbenchResult } from "./bench/pgbench.js";
 import { printTable, writeResults, type ScenarioRow } from "./bench/report.js";
 import { selectScenarios } from "./bench/scenarios.js";
 import { convoId, memberDid, seedConversations, seedFanoutConversation, seedReadConversation } from "./bench/seed.js";
+import { printProfile, requestsServed, summarizeProfile } from "./bench/profile.js";
 import { startServer, type BenchServer } from "./bench/server.js";
 import { readMessagesScript, sendMessageScript } from "./bench/sql.js";
 
 const options = (() => {
   try {
     return parseArgs({
-      options: { quick: { type: "boolean" }, soak: { type: "boolean" }, only: { type: "string" } },
+      options: {
+        quick: { type: "boolean" },
+        soak: { type: "boolean" },
+        only: { type: "string" },
+        profile: { type: "boolean" },
+      },
     }).values;
   } catch (error) {
-    console.error(`${(error as Error).message}\nusage: npm run bench [-- --quick] [--soak] [--only send,read,...]`);
+    console.error(
+      `${(error as Error).message}\nusage: npm run bench [-- --quick] [--soak] [--only send,read,...] [--profile]`,
+    );
     process.exit(2);
   }
 })();
 const quick = options.quick ?? false;
+/** --profile: the server of scenarios 1-6 runs under V8's CPU profiler; its profile is summed after it stops. */
+const profileDir = options.profile ? `bench/profile-${Date.now().toString(36)}` : undefined;
 const soak = options.soak ?? false;
 const only = selectScenarios(options.only, soak);
 if ("error" in only) {
@@ -160,7 +170,7 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
       }
     }
 
-    server = await startServer(serverEnv(benchUrl));
+    server = await startServer(serverEnv(benchUrl), profileDir);
     log(`server ${server.url} (pid ${server.pid})`);
     const errors: Record<string, number> = {};
 
@@ -338,7 +348,13 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
 
     results.errors = errors;
   } finally {
+    const served = profileDir && server ? await requestsServed(server.url, METRICS_TOKEN).catch(() => 0) : 0;
     await server?.stop();
+    if (profileDir && server) {
+      const summary = await summarizeProfile(profileDir);
+      for (const line of printProfile(summary, served)) console.log(`[profile] ${line}`);
+      results.cpuProfile = { requests: served, ...summary };
+    }
     await db.close();
     await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     await admin.end();

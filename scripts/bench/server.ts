@@ -26,13 +26,18 @@ async function startArgs(): Promise<string[]> {
 
 /**
  * Starts the Node entry as `npm start` runs it, as a child process, and waits until it is ready.
- * `env` adds to this process's environment; a variable set to undefined is left out.
+ * `env` adds to this process's environment; a variable set to undefined is left out. With
+ * `cpuProfileDir`, V8 profiles the server's CPU and writes a `.cpuprofile` there when it stops.
  */
-export async function startServer(env: Record<string, string | undefined>): Promise<BenchServer> {
+export async function startServer(
+  env: Record<string, string | undefined>,
+  cpuProfileDir?: string,
+): Promise<BenchServer> {
   const port = await freePort();
   const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env, PORT: String(port), HOST: "127.0.0.1" };
   for (const [name, value] of Object.entries(childEnv)) if (value === undefined) delete childEnv[name];
-  const child: ChildProcess = spawn(process.execPath, await startArgs(), {
+  const profile = cpuProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${cpuProfileDir}`] : [];
+  const child: ChildProcess = spawn(process.execPath, [...profile, ...(await startArgs())], {
     env: childEnv,
     stdio: ["ignore", "ignore", "inherit"],
     detached: true,

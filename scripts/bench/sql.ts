@@ -3,8 +3,8 @@
  * baseline is what this database can do with the same statements and the same transaction shape.
  */
 import { DEFAULT_MAX_PAGE_BYTES } from "../../src/config.js";
-import { ACTIVE_MEMBER_SQL } from "../../src/services/membership.js";
-import { LIST_MESSAGES_SQL, SEND_MESSAGE_ONCE_SQL } from "../../src/services/messages.js";
+import { MESSAGE_PAGE_SQL } from "../../src/services/messagePage.js";
+import { SEND_MESSAGE_ONCE_SQL } from "../../src/services/messages.js";
 
 /** Replaces $1..$n with pgbench expressions (highest first, so $1 never eats the start of $10). */
 function bind(sql: string, values: string[]): string {
@@ -53,11 +53,10 @@ export function sendMessageScript(target: { convos: number } | { hot: true }): s
     .join("\n");
 }
 
-/** One getMessages page (50) at a random position: the membership check, then the page. */
+/** One getMessages page (50) at a random position: the one statement that checks membership and builds the page's JSON. */
 export function readMessagesScript(convoId: string, did: string, size: number): string {
   return [
     `\\set s random(0, ${Math.max(0, size - 50)})`,
-    bind(ACTIVE_MEMBER_SQL, [text(convoId), text(did)]),
-    bind(LIST_MESSAGES_SQL, [text(convoId), text(did), ":s", "50", String(DEFAULT_MAX_PAGE_BYTES)]),
+    bind(MESSAGE_PAGE_SQL, [text(convoId), text(did), ":s", "50", String(DEFAULT_MAX_PAGE_BYTES), "NULL"]),
   ].join("\n");
 }

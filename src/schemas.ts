@@ -34,7 +34,9 @@ export const queryEpoch = z
   .regex(/^\d{1,16}$/, "must be a non-negative integer")
   .transform(Number)
   .pipe(epoch);
-export const limit = z.coerce.number().int().min(1).max(100).default(50);
+/** The most items a list page holds. */
+export const MAX_LIMIT = 100;
+export const limit = z.coerce.number().int().min(1).max(MAX_LIMIT).default(50);
 export const cursor = z.string().min(1).max(512);
 /** The `cursor` of a previous page of a seq- or epoch-ordered list: the last seq or epoch it held. */
 export const seqCursor = z.string().regex(/^\d{1,15}$/, "cursor is invalid");

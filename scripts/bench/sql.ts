@@ -4,8 +4,7 @@
  * baseline stays what one message per commit can do on this database.
  */
 import { DEFAULT_MAX_PAGE_BYTES } from "../../src/config.js";
-import { ACTIVE_MEMBER_SQL } from "../../src/services/membership.js";
-import { LIST_MESSAGES_SQL } from "../../src/services/messages.js";
+import { MESSAGE_PAGE_SQL } from "../../src/services/messagePage.js";
 import { REFERENCE_SEND_SQL } from "./referenceSend.js";
 
 /** Replaces $1..$n with pgbench expressions (highest first, so $1 never eats the start of $10). */
@@ -17,7 +16,11 @@ function bind(sql: string, values: string[]): string {
 }
 
 /** A SQL text literal; colons become chr(58) because pgbench reads `:name` as one of its variables. */
-const text = (value: string) => value.split(":").map((part) => `'${part}'`).join(" || chr(58) || ");
+const text = (value: string) =>
+  value
+    .split(":")
+    .map((part) => `'${part}'`)
+    .join(" || chr(58) || ");
 
 const CIPHERTEXT = `decode(repeat('07', 160), 'hex')`;
 const HASH = `'${"ab".repeat(32)}'`;
@@ -55,11 +58,10 @@ export function sendMessageScript(target: { convos: number } | { hot: true }): s
     .join("\n");
 }
 
-/** One getMessages page (50) at a random position: the membership check, then the page. */
+/** One getMessages page (50) at a random position: the one statement that checks membership and builds the page's JSON. */
 export function readMessagesScript(convoId: string, did: string, size: number): string {
   return [
     `\\set s random(0, ${Math.max(0, size - 50)})`,
-    bind(ACTIVE_MEMBER_SQL, [text(convoId), text(did)]),
-    bind(LIST_MESSAGES_SQL, [text(convoId), text(did), ":s", "50", String(DEFAULT_MAX_PAGE_BYTES)]),
+    bind(MESSAGE_PAGE_SQL, [text(convoId), text(did), ":s", "50", String(DEFAULT_MAX_PAGE_BYTES), "NULL"]),
   ].join("\n");
 }

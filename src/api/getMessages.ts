@@ -1,9 +1,8 @@
 import { z } from "zod";
 import { invalidRequest } from "../errors.js";
 import * as schemas from "../schemas.js";
-import { requireActiveMember } from "../services/membership.js";
-import { listMessages, seqOfMessage } from "../services/messages.js";
-import { query } from "../xrpc.js";
+import { messagePage } from "../services/messagePage.js";
+import { jsonText, query } from "../xrpc.js";
 
 const seq = z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
@@ -17,20 +16,20 @@ export default query({
     cursor: schemas.seqCursor.optional(),
     limit: schemas.limit,
   }),
-  async handler(input, { app, caller, db }) {
+  async handler(input, { app, caller, db, c }) {
     const starts = [input.sinceSeq, input.sinceMessage, input.cursor].filter((value) => value !== undefined);
     if (starts.length > 1) throw invalidRequest("give at most one of sinceSeq, sinceMessage and cursor");
-    await requireActiveMember(db, input.convoId, caller);
-    const after =
-      input.sinceMessage !== undefined
-        ? await seqOfMessage(db, input.convoId, input.sinceMessage)
-        : Number(input.cursor ?? input.sinceSeq ?? 0);
-    return listMessages(db, {
+    const page = await messagePage(db, {
       convoId: input.convoId,
       reader: caller,
-      after,
+      after:
+        input.sinceMessage !== undefined
+          ? { sinceMessage: input.sinceMessage }
+          : Number(input.cursor ?? input.sinceSeq ?? 0),
       limit: input.limit,
       maxBytes: app.config.MAX_PAGE_BYTES,
     });
+    // The database built the answer's JSON: it goes out as it came.
+    return jsonText(c, page);
   },
 });

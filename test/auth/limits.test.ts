@@ -130,14 +130,14 @@ describe("request limits on every route", () => {
       body: JSON.stringify({ groupId: crypto.randomUUID().replace(/-/g, ""), cipherSuite: SUITE }),
     });
     const convoId = ((await created.json()) as { id: string }).id;
-    // getMessages checks membership, then reads the page: the check comes back after the deadline.
+    // getCommits checks membership, then reads the page: the check comes back after the deadline.
     const statements: string[] = [];
     const slow = withStatementHook(db, async (sql) => {
       statements.push(sql);
       if (sql.includes("is_member")) await new Promise((resolve) => setTimeout(resolve, 300));
     });
     const { app } = testApp(slow, { REQUEST_TIMEOUT_MS: "100" });
-    const res = await app.request(`${XRPC}getMessages?convoId=${convoId}`, {
+    const res = await app.request(`${XRPC}getCommits?convoId=${convoId}&fromEpoch=0`, {
       headers: { Authorization: `Bearer ${await tokenFor(alice)}` },
     });
     expect(res.status).toBe(503);

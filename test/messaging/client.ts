@@ -20,6 +20,11 @@ export interface Reply {
   headers: Headers;
 }
 
+/** A reply as the app sent it: with the body's exact text too. */
+export interface SentReply extends Reply {
+  text: string;
+}
+
 /** Who calls: a DID (a valid dev token for it), or null for no Authorization header at all. */
 export type Caller = string | null;
 
@@ -43,7 +48,7 @@ export class Xrpc {
   constructor(readonly app: Hono) {}
 
   /** A procedure; `body` is sent as JSON unless it is already a string (raw text, for malformed bodies). */
-  async post(caller: Caller, method: string, body: unknown, headers: Record<string, string> = {}): Promise<Reply> {
+  async post(caller: Caller, method: string, body: unknown, headers: Record<string, string> = {}): Promise<SentReply> {
     return this.send(`${XRPC}${method}`, {
       method: "POST",
       headers: { "Content-Type": "application/json", ...(await this.auth(caller)), ...headers },
@@ -52,7 +57,7 @@ export class Xrpc {
   }
 
   /** A query; array values repeat the parameter. */
-  async get(caller: Caller, method: string, params: Params = {}): Promise<Reply> {
+  async get(caller: Caller, method: string, params: Params = {}): Promise<SentReply> {
     const search = new URLSearchParams();
     for (const [key, value] of Object.entries(params)) {
       if (value === undefined) continue;
@@ -65,13 +70,13 @@ export class Xrpc {
     return caller === null ? {} : { Authorization: `Bearer ${await bearer(caller)}` };
   }
 
-  private async send(path: string, init: RequestInit): Promise<Reply> {
+  private async send(path: string, init: RequestInit): Promise<SentReply> {
     const res = await this.app.request(path, init);
     const text = await res.text();
     expect(res.status, `${init.method ?? "GET"} ${path.slice(0, 200)} → ${text.slice(0, 300)}`).toBeLessThan(500);
     const body: Json = JSON.parse(text);
     if (res.status >= 400) expectErrorShape(body);
-    return { status: res.status, body, headers: res.headers };
+    return { status: res.status, body, headers: res.headers, text };
   }
 
   /** Creates a conversation and returns its id. */

@@ -8,7 +8,7 @@ export interface ConvoAccess {
   groupId: string;
 }
 
-export const ACTIVE_MEMBER_SQL = `SELECT c.epoch, c.creator_did, c.group_id,
+const ACTIVE_MEMBER_SQL = `SELECT c.epoch, c.creator_did, c.group_id,
        ${isActiveMember("c.id", "$2")} AS is_member
   FROM conversations c WHERE c.id = $1`;
 

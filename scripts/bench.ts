@@ -22,7 +22,7 @@ import { selectScenarios } from "./bench/scenarios.js";
 import { convoId, memberDid, seedConversations, seedFanoutConversation, seedReadConversation } from "./bench/seed.js";
 import { printProfile, requestsServed, summarizeProfile } from "./bench/profile.js";
 import { startServer, type BenchServer } from "./bench/server.js";
-import { readMessagesScript, sendMessageScript } from "./bench/sql.js";
+import { readMessagesScript, sendBatchScript, sendMessageScript } from "./bench/sql.js";
 
 const options = (() => {
   try {
@@ -135,6 +135,9 @@ async function createDatabase(admin: postgres.Sql, databaseUrl: string, prefix: 
   return { name, url: url.toString() };
 }
 
+/** The bench server's group-commit lanes (SEND_BATCH_LANES): batches in flight at once. */
+const LANES = 2;
+
 /** The bench server's environment on database `url`. */
 function serverEnv(url: string): Record<string, string> {
   return {
@@ -148,6 +151,7 @@ function serverEnv(url: string): Record<string, string> {
     RATE_LIMIT_PER_DID: "0",
     // Every request comes from this one address: the per-address /xrpc limit would throttle the load.
     RATE_LIMIT_XRPC_PER_IP: "0",
+    SEND_BATCH_LANES: String(LANES),
     // 8: where pgbench does best on a small machine (2 cores here); more connections only add lock contention
     DATABASE_POOL_MAX: process.env.BENCH_POOL_MAX ?? "8",
   };
@@ -193,7 +197,7 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
       const sampler = setInterval(async () => {
         peakRss = Math.max(peakRss, await server!.rss().catch(() => 0));
       }, 200);
-      const spreadRun = await batchesDuring(server.url, METRICS_TOKEN, plan.seconds, () =>
+      const spreadRun = await batchesDuring(server, METRICS_TOKEN, plan.seconds, () =>
         load({
           title: "sendMessage spread",
           url: server!.url,
@@ -212,6 +216,7 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
       clearInterval(sampler);
       spread = spreadRun.result;
       log(`batches during scenario 1: ${describeBatches(spreadRun.batches)}`);
+      log(`server CPU per request in scenario 1: ${cpuPerRequest(spreadRun.cpuMs, spread)} µs`);
       const spreadBase = await bestPgbench(
         benchUrl,
         sendMessageScript({ convos: plan.convos }),
@@ -223,7 +228,7 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
       rows.push(spreadRow);
 
       // 2: one hot conversation: every send waits for the same row lock.
-      const hotRun = await batchesDuring(server.url, METRICS_TOKEN, plan.seconds, () =>
+      const hotRun = await batchesDuring(server, METRICS_TOKEN, plan.seconds, () =>
         load({
           title: "sendMessage hot",
           url: server!.url,
@@ -239,6 +244,7 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
       );
       const hot = hotRun.result;
       log(`batches during scenario 2: ${describeBatches(hotRun.batches)}`);
+      log(`server CPU per request in scenario 2: ${cpuPerRequest(hotRun.cpuMs, hot)} µs`);
       const hotBase = await bestPgbench(
         benchUrl,
         sendMessageScript({ hot: true }),
@@ -247,6 +253,20 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
       );
       const hotRow = sendRow("2 sendMessage, one hot convo", hot, hotBase.best, 2.0);
       rows.push(hotRow);
+      // The server's own limit: its batch statement under pgbench at the batch size it reached, as many at once
+      // as it runs (a lane each; one hot conversation is one lane).
+      rows.push(
+        ...(await batchedRows(benchUrl, [
+          {
+            row: spreadRow,
+            server: spread,
+            batches: spreadRun.batches,
+            target: { convos: plan.convos },
+            clients: LANES,
+          },
+          { row: hotRow, server: hot, batches: hotRun.batches, target: { hot: true }, clients: 1 },
+        ])),
+      );
       const batches: Record<string, BatchFigures | null> = {
         [spreadRow.scenario]: spreadRun.batches,
         [hotRow.scenario]: hotRun.batches,
@@ -488,6 +508,46 @@ function sendHeaders(token: string, key: string) {
 }
 
 /** A send scenario next to its one-message-per-transaction baseline; `least`: the ratio it should reach. */
+/**
+ * For each send scenario whose batches were reported: pgbench running the batch statement with the scenario's
+ * mean batch size, in messages per second, next to the server's sends per second.
+ */
+async function batchedRows(
+  benchUrl: string,
+  runs: {
+    row: ScenarioRow;
+    server: LoadResult;
+    batches: BatchFigures | null;
+    target: { convos: number } | { hot: true };
+    clients: number;
+  }[],
+): Promise<ScenarioRow[]> {
+  const rows: ScenarioRow[] = [];
+  for (const { row, server, batches, target, clients } of runs) {
+    if (!batches) continue;
+    const items = Math.max(1, Math.round(batches.meanItems));
+    const base = await pgbench(benchUrl, sendBatchScript(target, items), clients, plan.pgbenchSeconds);
+    const messagesPerSecond = base.tps * items;
+    rows.push({
+      scenario: `${row.scenario.split(" ")[0]}b same, vs its batch statement`,
+      server: { rps: server.requestsPerSecond, p50Ms: server.p50Ms, p99Ms: server.p99Ms },
+      baseline: {
+        label: `pgbench ${items} msgs/tx (-c ${clients}), msgs/s`,
+        rps: messagesPerSecond,
+        p50Ms: base.p50Ms,
+        p99Ms: base.p99Ms,
+      },
+      ratio: server.requestsPerSecond / messagesPerSecond,
+      ratioLabel: "of its own limit",
+    });
+  }
+  return rows;
+}
+
+/** The server's CPU time per request of a load run, in µs. */
+const cpuPerRequest = (cpuMs: number, run: LoadResult) =>
+  ((cpuMs * 1000) / Math.max(1, run.requestsPerSecond * plan.seconds)).toFixed(0);
+
 function sendRow(scenario: string, server: LoadResult, baseline: PgbenchResult, least: number): ScenarioRow {
   const ratio = server.requestsPerSecond / baseline.tps;
   return {

@@ -1,4 +1,5 @@
 import { fixed } from "./chart.js";
+import type { BenchServer } from "./server.js";
 
 /** The histogram the send coalescer exposes on /metrics: items stored per batch statement. */
 const METRIC = "send_batch_items";
@@ -23,17 +24,20 @@ export interface BatchFigures {
 
 /**
  * Runs `load` (which lasts `seconds`) and reports the batches the server stored meanwhile, from its
- * /metrics before and after (`token`: its METRICS_TOKEN); null when it reported none.
+ * /metrics before and after (`token`: its METRICS_TOKEN), null when it reported none, and the CPU
+ * time the server used.
  */
 export async function batchesDuring<T>(
-  serverUrl: string,
+  server: BenchServer,
   token: string,
   seconds: number,
   load: () => Promise<T>,
-): Promise<{ result: T; batches: BatchFigures | null }> {
-  const before = await scrapeBatches(serverUrl, token);
+): Promise<{ result: T; batches: BatchFigures | null; cpuMs: number }> {
+  const before = await scrapeBatches(server.url, token);
+  const cpuBefore = await server.cpuMs();
   const result = await load();
-  return { result, batches: batchFigures(before, await scrapeBatches(serverUrl, token), seconds) };
+  const cpuMs = (await server.cpuMs()) - cpuBefore;
+  return { result, batches: batchFigures(before, await scrapeBatches(server.url, token), seconds), cpuMs };
 }
 
 /** Reads the histogram from the server's /metrics (`token`: its METRICS_TOKEN). */

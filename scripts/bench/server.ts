@@ -7,6 +7,8 @@ export interface BenchServer {
   pid: number;
   /** Resident set size of the server process now, in bytes. */
   rss(): Promise<number>;
+  /** CPU time the server process has used so far (user and system), in ms: noise-proof next to req/s. */
+  cpuMs(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -59,6 +61,11 @@ export async function startServer(
     rss: async () => {
       const status = await readFile(`/proc/${serverPid}/status`, "utf8");
       return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
+    },
+    cpuMs: async () => {
+      // Fields 14 and 15 of /proc/<pid>/stat (after the parenthesised name): utime and stime, in clock ticks (100/s).
+      const fields = (await readFile(`/proc/${serverPid}/stat`, "utf8")).split(") ")[1]!.split(" ");
+      return (Number(fields[11]) + Number(fields[12])) * 10;
     },
     stop: async () => {
       const exited = new Promise((resolve) => child.once("exit", resolve));

@@ -5,6 +5,8 @@
  */
 import { DEFAULT_MAX_PAGE_BYTES } from "../../src/config.js";
 import { MESSAGE_PAGE_SQL } from "../../src/services/messagePage.js";
+import { ADVISORY_LOCK } from "../../src/db/advisoryLocks.js";
+import { SEND_BATCH_SQL } from "../../src/services/sendBatch.js";
 import { REFERENCE_SEND_SQL } from "./referenceSend.js";
 
 /** Replaces $1..$n with pgbench expressions (highest first, so $1 never eats the start of $10). */
@@ -56,6 +58,25 @@ export function sendMessageScript(target: { convos: number } | { hot: true }): s
   ]
     .filter(Boolean)
     .join("\n");
+}
+
+/**
+ * The server's own batch statement (group commit) storing `items` keyed sends of 160 bytes, each to a
+ * random conversation (or all to the hot one): what the server's batches cost the database at the
+ * batch size it reached, without HTTP.
+ */
+export function sendBatchScript(target: { convos: number } | { hot: true }, items: number): string {
+  const n = "hot" in target ? `'hot'` : `(1 + floor(random() * ${target.convos})::int)::text`;
+  const item = `jsonb_build_object('n', g - 1, 'c', 'bench-' || r, 's', ${text("did:plc:bench")} || r, 'd', '', 'e', 0,
+    'id', gen_random_uuid()::text, 't', 'app', 'g', NULL, 'o', true, 'k', gen_random_uuid()::text, 'h', ${HASH},
+    'x', now() + interval '1 day', 'off', (g - 1) * 160, 'len', 160)`;
+  return bind(SEND_BATCH_SQL, [
+    `(SELECT jsonb_agg(${item})::text FROM (SELECT g, ${n} AS r FROM generate_series(1, ${items}) AS g) i)`,
+    `decode(repeat('07', ${160 * items}), 'hex')`,
+    "now()",
+    `'blue.catbird.mls.sendMessage'`,
+    String(ADVISORY_LOCK.idempotencyKey),
+  ]);
 }
 
 /** One getMessages page (50) at a random position: the one statement that checks membership and builds the page's JSON. */

@@ -33,6 +33,10 @@ export interface BatchItem {
  * shows as a different `membership_version`, and that conversation's items take the general path.
  * A key whose committed record is found comes back `stored` (a repeat); an expired one takes the
  * general path (it is taken over there).
+ *
+ * Every table is reached by index from the items' values (`= ANY (ARRAY(...))`, LATERAL lookups,
+ * per-item subqueries), never by a join the planner may turn into a scan: the statement's generic
+ * plan is made once per connection, maybe while a table was still small, and then kept.
  */
 export const SEND_BATCH_SQL = `WITH item AS MATERIALIZED (
   SELECT * FROM jsonb_to_recordset($1::text::jsonb)
@@ -41,18 +45,18 @@ export const SEND_BATCH_SQL = `WITH item AS MATERIALIZED (
   SELECT item.n FROM item WHERE item.k IS NULL OR pg_try_advisory_xact_lock($5, ${keyLockId("item.s", "$4", "item.k")})
 ), convo AS MATERIALIZED (
   SELECT c.id, c.epoch, c.group_id, c.roster_checked, c.membership_version
-    FROM conversations c WHERE c.id IN (SELECT item.c FROM item)
-   ORDER BY c.id FOR NO KEY UPDATE SKIP LOCKED
+    FROM conversations c WHERE c.id = ANY (ARRAY(SELECT item.c FROM item))
+     FOR NO KEY UPDATE SKIP LOCKED
 ), existing AS (
   SELECT i.n, k.request_hash, k.status_code, k.response, k.expires_at <= $3 AS expired
-    FROM item i JOIN idempotency_keys k ON k.caller_did = i.s AND k.method = $4 AND k.key = i.k
+    FROM item i CROSS JOIN LATERAL (
+      SELECT * FROM idempotency_keys k WHERE k.caller_did = i.s AND k.method = $4 AND k.key = i.k LIMIT 1
+    ) k
 ), accepted AS (
   SELECT i.*, row_number() OVER (PARTITION BY i.c ORDER BY i.n) AS rank
-    FROM item i
-    JOIN convo l ON l.id = i.c
-    JOIN conversations v ON v.id = i.c
+    FROM item i JOIN convo l ON l.id = i.c
    WHERE i.n IN (SELECT free.n FROM free) AND i.n NOT IN (SELECT existing.n FROM existing)
-     AND l.membership_version = v.membership_version
+     AND l.membership_version = (SELECT v.membership_version FROM conversations v WHERE v.id = i.c)
      AND l.epoch >= i.e AND (i.g IS NULL OR l.group_id = i.g)
      AND ${perItem(`SELECT 1 FROM members m WHERE m.convo_id = i.c AND m.did = i.s AND m.left_at IS NULL`)}
      AND (i.d = '' OR ${perItem(`SELECT 1 FROM devices d WHERE d.did = i.s AND d.device_id = i.d AND d.revoked_at IS NULL`)})
@@ -64,7 +68,7 @@ export const SEND_BATCH_SQL = `WITH item AS MATERIALIZED (
          next_event_seq = c.next_event_seq + a.count,
          last_message_at = greatest(c.last_message_at, $3)
     FROM (SELECT accepted.c, count(*) AS count FROM accepted GROUP BY accepted.c) a
-   WHERE c.id = a.c
+   WHERE c.id = ANY (ARRAY(SELECT accepted.c FROM accepted)) AND c.id = a.c
   RETURNING c.id, c.next_seq - a.count AS first_seq, c.next_event_seq - a.count AS first_event_seq, c.last_message_at
 ), placed AS (
   SELECT a.*, b.first_seq + a.rank - 1 AS seq, b.first_event_seq + a.rank - 1 AS event_seq, b.last_message_at AS at
@@ -86,11 +90,13 @@ export const SEND_BATCH_SQL = `WITH item AS MATERIALIZED (
   SELECT answer.s, $4, answer.k, answer.h, 200, answer.response, $3, answer.x FROM answer WHERE answer.k IS NOT NULL
 ), seen AS (
   UPDATE devices SET last_seen_at = $3
-   WHERE (did, device_id) IN (
-     SELECT d.did, d.device_id FROM devices d
-      WHERE (d.did, d.device_id) IN (SELECT placed.s, placed.d FROM placed WHERE placed.d <> '')
-        AND d.revoked_at IS NULL AND d.last_seen_at < $3::timestamptz - interval '${LAST_SEEN_GRANULARITY}'
-        FOR NO KEY UPDATE SKIP LOCKED)
+   WHERE did = ANY (ARRAY(SELECT placed.s FROM placed WHERE placed.d <> '')) AND (did, device_id) IN (
+     SELECT d.did, d.device_id FROM placed p CROSS JOIN LATERAL (
+       SELECT d.did, d.device_id FROM devices d
+        WHERE d.did = p.s AND d.device_id = p.d AND d.revoked_at IS NULL
+          AND d.last_seen_at < $3::timestamptz - interval '${LAST_SEEN_GRANULARITY}'
+          FOR NO KEY UPDATE SKIP LOCKED) d
+      WHERE p.d <> '')
 )
 SELECT answer.n, true AS sent, answer.response, NULL AS request_hash, NULL AS status_code FROM answer
 UNION ALL

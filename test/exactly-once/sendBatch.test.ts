@@ -136,6 +136,15 @@ describe("a batch of sends (real PostgreSQL)", () => {
     expect(outcomes.map(seqOf)).toEqual([undefined, 1]);
   });
 
+  it("keeps a conversation id with a NUL character from failing the batch (jsonb refuses \\u0000)", async () => {
+    const alice = unique("did:plc:batchn");
+    const convo = await convoOf(alice);
+    const { sends, sizes } = coalescer();
+    const outcomes = await Promise.all([sends.send(message("a\u0000b", alice)), sends.send(message(convo.id, alice))]);
+    expect(sizes).toEqual([2]);
+    expect(outcomes.map(seqOf)).toEqual([undefined, 1]);
+  });
+
   it("answers keyed items with their own record, repeats with the committed answer, and stores each key once", async () => {
     const alice = unique("did:plc:batchk");
     const convo = await convoOf(alice);

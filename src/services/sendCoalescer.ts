@@ -38,9 +38,13 @@ export class SendCoalescer {
     this.lanes = Array.from({ length: options.lanes }, () => new SendLane(options));
   }
 
-  /** Stores `message` in its lane's next batch; a keyed send passes its claim (scoped to `options.method`). */
-  send(message: SendMessage, claim?: KeyClaim): Promise<OnceOutcome> {
-    return this.lanes[laneOf(message.convoId, this.lanes.length)]!.send(message, claim);
+  /**
+   * Stores `message` in its lane's next batch; a keyed send passes its claim (scoped to `options.method`).
+   * `deadlinePassed` is its request's: once true, the send is not put in a batch (undefined: the general path,
+   * which starts nothing then either).
+   */
+  send(message: SendMessage, claim?: KeyClaim, deadlinePassed: () => boolean = never): Promise<OnceOutcome> {
+    return this.lanes[laneOf(message.convoId, this.lanes.length)]!.send(message, claim, deadlinePassed);
   }
 }
 
@@ -51,7 +55,10 @@ function laneOf(convoId: string, lanes: number): number {
   return Math.abs(hash) % lanes;
 }
 
+const never = () => false;
+
 interface Waiting extends BatchItem {
+  deadlinePassed(): boolean;
   settle(outcome: OnceOutcome): void;
   fail(error: unknown): void;
 }
@@ -79,14 +86,14 @@ class SendLane {
 
   constructor(private readonly options: SendCoalescerOptions) {}
 
-  send(message: SendMessage, claim?: KeyClaim): Promise<OnceOutcome> {
+  send(message: SendMessage, claim: KeyClaim | undefined, deadlinePassed: () => boolean): Promise<OnceOutcome> {
     const key = claim && keyOf(claim);
     if (key !== undefined) {
       if (this.keys.has(key)) return Promise.resolve(undefined);
       this.keys.add(key);
     }
     return new Promise<OnceOutcome>((settle, fail) => {
-      this.queue.push({ message, claim, settle, fail });
+      this.queue.push({ message, claim, deadlinePassed, settle, fail });
       if (this.flushing) return;
       this.flushing = true;
       // Not a timer: sends read in this turn of the event loop join the first batch, and none waits.
@@ -95,7 +102,7 @@ class SendLane {
   }
 
   private async flush(): Promise<void> {
-    while (this.queue.length > 0) {
+    while (this.dropLate() > 0) {
       const batch = this.take();
       try {
         const outcomes = await storeBatch(this.options.db, batch, this.options.method);
@@ -105,10 +112,33 @@ class SendLane {
         const refused = error instanceof DatabaseError && error.code !== QUERY_CANCELED;
         for (const item of batch) refused ? item.settle(undefined) : item.fail(error);
       } finally {
-        for (const item of batch) if (item.claim) this.keys.delete(keyOf(item.claim));
+        for (const item of batch) this.forget(item);
       }
     }
     this.flushing = false;
+  }
+
+  /**
+   * Sends whose request's deadline passed while they waited start no statement: they take the general path,
+   * which answers 503 at once (nothing stored). So a queue behind a slow database holds no send past its
+   * request's deadline. Returns how many sends are left.
+   */
+  private dropLate(): number {
+    const waiting: Waiting[] = [];
+    for (const item of this.queue) {
+      if (!item.deadlinePassed()) {
+        waiting.push(item);
+        continue;
+      }
+      this.forget(item);
+      item.settle(undefined);
+    }
+    this.queue = waiting;
+    return waiting.length;
+  }
+
+  private forget(item: Waiting): void {
+    if (item.claim) this.keys.delete(keyOf(item.claim));
   }
 
   /** The next batch from the queue's head: at least one send, then as many as fit. */

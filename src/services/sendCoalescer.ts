@@ -67,12 +67,22 @@ interface Waiting extends BatchItem {
 const QUERY_CANCELED = "57014";
 
 /**
+ * A SQLSTATE (classes 00 to 72, F0, HV, P0, XX): the server's error for the statement, which rolled it back.
+ * Other codes a DatabaseError carries are the client's or the socket's (EHOSTUNREACH): the statement may have committed.
+ */
+const SQLSTATE = /^(?:[0-9][0-9A-Z]|F0|HV|P0|XX)[0-9A-Z]{3}$/;
+
+/** The database refused the statement: nothing of it was stored, and no overload says to hold back. */
+const refusedByDatabase = (error: unknown) =>
+  error instanceof DatabaseError && SQLSTATE.test(error.code ?? "") && error.code !== QUERY_CANCELED;
+
+/**
  * One lane: one batch in flight at a time. Only answered sends were stored: a send's promise
  * settles after the statement that stored it returned. If the statement failed, nothing of it was
  * stored: when the database refused it (a key conflict or any other error with a SQLSTATE), each
  * send takes the general path alone, so a poisoned item fails alone; when the connection was lost
- * (the commit may or may not have happened) or the statement timed out, every send fails as a lone
- * one would.
+ * or the socket failed (the commit may or may not have happened) or the statement timed out, every
+ * send fails as a lone one would.
  *
  * One key is in one batch at a time: a send whose key is queued or in flight takes the general
  * path, which waits for that batch's commit and replays its answer. (A key sent to two
@@ -109,7 +119,7 @@ class SendLane {
         this.options.observe(batch.length);
         batch.forEach((item, n) => item.settle(outcomes[n]));
       } catch (error) {
-        const refused = error instanceof DatabaseError && error.code !== QUERY_CANCELED;
+        const refused = refusedByDatabase(error);
         for (const item of batch) refused ? item.settle(undefined) : item.fail(error);
       } finally {
         for (const item of batch) this.forget(item);

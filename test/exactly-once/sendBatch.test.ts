@@ -4,7 +4,7 @@
  * and nothing in it waits for a conversation or a key another transaction holds.
  */
 import { afterAll, describe, expect, it } from "vitest";
-import { DatabaseError, DatabaseUnavailableError } from "../../src/db/driver.js";
+import { DatabaseError, DatabaseUnavailableError, type Database } from "../../src/db/driver.js";
 import { IMPLICIT_DEVICE } from "../../src/services/actingDevice.js";
 import type { KeyClaim, OnceOutcome } from "../../src/services/idempotencyKeys.js";
 import type { SendMessage } from "../../src/services/messages.js";
@@ -233,5 +233,26 @@ describe("a batch of sends (real PostgreSQL)", () => {
       convo.id,
     ]);
     expect(row!.n).toBe(0);
+  });
+
+  it("fails the sends, not re-sends them, when the statement's answer was lost to an error with no SQLSTATE (it may have committed)", async () => {
+    const alice = unique("did:plc:batchl");
+    const convo = await convoOf(alice);
+    // The statement runs and commits; then the socket reports an error (a code, but not the server's SQLSTATE).
+    const lost = new DatabaseError("read EHOSTUNREACH", "EHOSTUNREACH", undefined);
+    const answerLost: Database = {
+      ...db,
+      query: async (text, params) => {
+        const rows = await db.query(text, params);
+        if (text === SEND_BATCH_SQL) throw lost;
+        return rows as never;
+      },
+    };
+    const { sends } = coalescer(answerLost);
+    await expect(sends.send(message(convo.id, alice))).rejects.toBe(lost);
+    const [row] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM messages WHERE convo_id = $1`, [
+      convo.id,
+    ]);
+    expect(row!.n).toBe(1);
   });
 });

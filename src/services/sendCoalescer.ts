@@ -1,4 +1,4 @@
-import { DatabaseError, type Queryable } from "../db/driver.js";
+import { DatabaseError, UniqueViolationError, type Queryable } from "../db/driver.js";
 import type { KeyClaim, OnceOutcome } from "./idempotencyKeys.js";
 import type { SendMessage } from "./messages.js";
 import { storeBatch, type BatchItem } from "./sendBatch.js";
@@ -63,6 +63,9 @@ interface Waiting extends BatchItem {
   fail(error: unknown): void;
 }
 
+/** The primary key of idempotency_keys: a batch's record insert that meets one committed after its snapshot. */
+const KEY_RECORD = "idempotency_keys_pkey";
+
 /** 57014: the statement ran past its timeout (overload): sending each item again alone would add to it. */
 const QUERY_CANCELED = "57014";
 
@@ -115,7 +118,7 @@ class SendLane {
     while (this.dropLate() > 0) {
       const batch = this.take();
       try {
-        const outcomes = await storeBatch(this.options.db, batch, this.options.method);
+        const outcomes = await this.store(batch);
         this.options.observe(batch.length);
         batch.forEach((item, n) => item.settle(outcomes[n]));
       } catch (error) {
@@ -126,6 +129,23 @@ class SendLane {
       }
     }
     this.flushing = false;
+  }
+
+  /**
+   * The batch's outcomes. A key whose record another request committed after the statement's snapshot and
+   * before the statement took the key's lock is not seen, and its insert fails the whole statement (23505):
+   * run once more, the statement sees that record and answers its item as a repeat. (Two requests with one
+   * key in two lanes or processes, in flight together, do that; each would send the whole batch down the
+   * general path.) Nothing of the failed statement was stored.
+   */
+  private async store(batch: Waiting[]): Promise<OnceOutcome[]> {
+    const { db, method } = this.options;
+    try {
+      return await storeBatch(db, batch, method);
+    } catch (error) {
+      if (!(error instanceof UniqueViolationError && error.constraint === KEY_RECORD)) throw error;
+      return storeBatch(db, batch, method);
+    }
   }
 
   /**

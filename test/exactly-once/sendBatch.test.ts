@@ -255,4 +255,38 @@ describe("a batch of sends (real PostgreSQL)", () => {
     ]);
     expect(row!.n).toBe(1);
   });
+
+  it("runs the batch once more when a key's record committed after its snapshot (23505), not every item on the general path", async () => {
+    const alice = unique("did:plc:batchr");
+    const convo = await convoOf(alice);
+    // A record the batch's snapshot misses and whose advisory lock is free: a claim that commits while the batch runs.
+    const holder = holdRowLock(
+      db,
+      `INSERT INTO idempotency_keys (caller_did, method, key, request_hash, status_code, response, created_at, expires_at)
+       VALUES ($1, $2, 'late', $3, 200, '{"seq":0}', now(), now() + interval '1 day') RETURNING 1`,
+      [alice, METHOD, "a".repeat(64)],
+    );
+    await holder.held;
+    const { sends, sizes } = coalescer();
+    const outcomes = Promise.all([
+      sends.send(message(convo.id, alice)),
+      sends.send(message(convo.id, alice), claimOf(alice, "late")),
+    ]);
+    // The batch's insert of the key waits for the open transaction, which then commits: 23505.
+    for (let tries = 0; ; tries++) {
+      const [row] = await db.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND starts_with($1, query)`,
+        [SEND_BATCH_SQL],
+      );
+      if (row!.n > 0) break;
+      if (tries > 500) throw new Error("the batch never waited for the key's record");
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    holder.release();
+    await holder.done;
+    const [plain, keyed] = await outcomes;
+    expect(seqOf(plain)).toBe(1);
+    expect(keyed).toEqual({ stored: { requestHash: "a".repeat(64), statusCode: 200, response: '{"seq":0}' } });
+    expect(sizes).toEqual([2]);
+  });
 });

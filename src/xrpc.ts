@@ -26,6 +26,8 @@ declare module "hono" {
     changedConvos: string[] | undefined;
     /** This app's group commit for sendMessage (set by the app). */
     sends: SendCoalescer;
+    /** Whether the request's deadline passed (set by requestDeadline): from then on it starts no statement. */
+    deadlinePassed: () => boolean;
   }
 }
 
@@ -42,6 +44,8 @@ export interface HandlerContext {
   now: Date;
   /** Group commit for sendMessage: sends stored many to a statement, on the pool. */
   sends: SendCoalescer;
+  /** Whether the request's deadline passed: work queued for it (a send waiting for its batch) must not start then. */
+  deadlinePassed(): boolean;
   /** Request headers, for the few handlers that read one (streams). */
   header(name: string): string | undefined;
   /** Names conversations whose events the handler wrote (beyond the body's `convoId`), to wake their streams once committed. */
@@ -182,6 +186,7 @@ function handlerContext(c: Context): HandlerContext {
     idempotencyKey: c.get("idempotencyKey"),
     now: app.clock.now(),
     sends: c.get("sends"),
+    deadlinePassed: () => c.get("deadlinePassed")?.() ?? false,
     header: (name) => c.req.header(name),
     changed: (convoIds) => c.set("changedConvos", [...(c.get("changedConvos") ?? []), ...convoIds]),
     c,

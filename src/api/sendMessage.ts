@@ -22,7 +22,7 @@ export default procedure({
     const message = messageOf(body, hc);
     // A keyed send gets here only on the general path, inside its key's transaction: it cannot join a batch.
     if (hc.idempotencyKey !== undefined) return sendMessage(hc.db, message);
-    const outcome = await hc.sends.send(message);
+    const outcome = await hc.sends.send(message, undefined, hc.deadlinePassed);
     return outcome && "sent" in outcome ? jsonText(hc.c, outcome.sent) : sendMessage(hc.db, message);
   },
   async once(body, hc, claim) {
@@ -30,7 +30,7 @@ export default procedure({
     const [caller, , key] = claim.scope;
     // The batch scopes the key's record by the sender and the message's key: they must be the claim's.
     if (caller !== message.sender || key !== message.idempotencyKey) return undefined;
-    return hc.sends.send(message, claim);
+    return hc.sends.send(message, claim, hc.deadlinePassed);
   },
 });
 

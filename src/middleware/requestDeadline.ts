@@ -30,6 +30,8 @@ export function requestDeadline({ ms }: RequestDeadlineOptions): MiddlewareHandl
     const deadline = performance.now() + ms;
     const expired = () => performance.now() >= deadline;
     c.set("db", bounded(c.get("db"), expired));
+    // For work queued on the request's behalf outside its handle (a batch of sends): none may start once it passed.
+    c.set("deadlinePassed", expired);
     await next();
   };
 }

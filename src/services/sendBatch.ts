@@ -124,7 +124,8 @@ export async function storeBatch(db: Queryable, items: readonly BatchItem[], met
     const row = {
       n,
       // As the general path's text parameter would be (UTF-8 turns a lone surrogate into U+FFFD); jsonb refuses one.
-      c: message.convoId.toWellFormed(),
+      // No text holds NUL (jsonb refuses it too, failing the whole batch): such an id names no conversation, nor does null.
+      c: message.convoId.includes("\0") ? null : message.convoId.toWellFormed(),
       s: message.sender,
       d: message.senderDevice,
       e: message.epoch,

@@ -1,4 +1,4 @@
-import { DatabaseError, type Queryable } from "../db/driver.js";
+import { DatabaseError, UniqueViolationError, type Queryable } from "../db/driver.js";
 import type { KeyClaim, OnceOutcome } from "./idempotencyKeys.js";
 import type { SendMessage } from "./messages.js";
 import { storeBatch, type BatchItem } from "./sendBatch.js";
@@ -38,9 +38,13 @@ export class SendCoalescer {
     this.lanes = Array.from({ length: options.lanes }, () => new SendLane(options));
   }
 
-  /** Stores `message` in its lane's next batch; a keyed send passes its claim (scoped to `options.method`). */
-  send(message: SendMessage, claim?: KeyClaim): Promise<OnceOutcome> {
-    return this.lanes[laneOf(message.convoId, this.lanes.length)]!.send(message, claim);
+  /**
+   * Stores `message` in its lane's next batch; a keyed send passes its claim (scoped to `options.method`).
+   * `deadlinePassed` is its request's: once true, the send is not put in a batch (undefined: the general path,
+   * which starts nothing then either).
+   */
+  send(message: SendMessage, claim?: KeyClaim, deadlinePassed: () => boolean = never): Promise<OnceOutcome> {
+    return this.lanes[laneOf(message.convoId, this.lanes.length)]!.send(message, claim, deadlinePassed);
   }
 }
 
@@ -51,21 +55,37 @@ function laneOf(convoId: string, lanes: number): number {
   return Math.abs(hash) % lanes;
 }
 
+const never = () => false;
+
 interface Waiting extends BatchItem {
+  deadlinePassed(): boolean;
   settle(outcome: OnceOutcome): void;
   fail(error: unknown): void;
 }
 
+/** The primary key of idempotency_keys: a batch's record insert that meets one committed after its snapshot. */
+const KEY_RECORD = "idempotency_keys_pkey";
+
 /** 57014: the statement ran past its timeout (overload): sending each item again alone would add to it. */
 const QUERY_CANCELED = "57014";
+
+/**
+ * A SQLSTATE (classes 00 to 72, F0, HV, P0, XX): the server's error for the statement, which rolled it back.
+ * Other codes a DatabaseError carries are the client's or the socket's (EHOSTUNREACH): the statement may have committed.
+ */
+const SQLSTATE = /^(?:[0-9][0-9A-Z]|F0|HV|P0|XX)[0-9A-Z]{3}$/;
+
+/** The database refused the statement: nothing of it was stored, and no overload says to hold back. */
+const refusedByDatabase = (error: unknown) =>
+  error instanceof DatabaseError && SQLSTATE.test(error.code ?? "") && error.code !== QUERY_CANCELED;
 
 /**
  * One lane: one batch in flight at a time. Only answered sends were stored: a send's promise
  * settles after the statement that stored it returned. If the statement failed, nothing of it was
  * stored: when the database refused it (a key conflict or any other error with a SQLSTATE), each
  * send takes the general path alone, so a poisoned item fails alone; when the connection was lost
- * (the commit may or may not have happened) or the statement timed out, every send fails as a lone
- * one would.
+ * or the socket failed (the commit may or may not have happened) or the statement timed out, every
+ * send fails as a lone one would.
  *
  * One key is in one batch at a time: a send whose key is queued or in flight takes the general
  * path, which waits for that batch's commit and replays its answer. (A key sent to two
@@ -79,14 +99,14 @@ class SendLane {
 
   constructor(private readonly options: SendCoalescerOptions) {}
 
-  send(message: SendMessage, claim?: KeyClaim): Promise<OnceOutcome> {
+  send(message: SendMessage, claim: KeyClaim | undefined, deadlinePassed: () => boolean): Promise<OnceOutcome> {
     const key = claim && keyOf(claim);
     if (key !== undefined) {
       if (this.keys.has(key)) return Promise.resolve(undefined);
       this.keys.add(key);
     }
     return new Promise<OnceOutcome>((settle, fail) => {
-      this.queue.push({ message, claim, settle, fail });
+      this.queue.push({ message, claim, deadlinePassed, settle, fail });
       if (this.flushing) return;
       this.flushing = true;
       // Not a timer: sends read in this turn of the event loop join the first batch, and none waits.
@@ -95,20 +115,60 @@ class SendLane {
   }
 
   private async flush(): Promise<void> {
-    while (this.queue.length > 0) {
+    while (this.dropLate() > 0) {
       const batch = this.take();
       try {
-        const outcomes = await storeBatch(this.options.db, batch, this.options.method);
+        const outcomes = await this.store(batch);
         this.options.observe(batch.length);
         batch.forEach((item, n) => item.settle(outcomes[n]));
       } catch (error) {
-        const refused = error instanceof DatabaseError && error.code !== QUERY_CANCELED;
+        const refused = refusedByDatabase(error);
         for (const item of batch) refused ? item.settle(undefined) : item.fail(error);
       } finally {
-        for (const item of batch) if (item.claim) this.keys.delete(keyOf(item.claim));
+        for (const item of batch) this.forget(item);
       }
     }
     this.flushing = false;
+  }
+
+  /**
+   * The batch's outcomes. A key whose record another request committed after the statement's snapshot and
+   * before the statement took the key's lock is not seen, and its insert fails the whole statement (23505):
+   * run once more, the statement sees that record and answers its item as a repeat. (Two requests with one
+   * key in two lanes or processes, in flight together, do that; each would send the whole batch down the
+   * general path.) Nothing of the failed statement was stored.
+   */
+  private async store(batch: Waiting[]): Promise<OnceOutcome[]> {
+    const { db, method } = this.options;
+    try {
+      return await storeBatch(db, batch, method);
+    } catch (error) {
+      if (!(error instanceof UniqueViolationError && error.constraint === KEY_RECORD)) throw error;
+      return storeBatch(db, batch, method);
+    }
+  }
+
+  /**
+   * Sends whose request's deadline passed while they waited start no statement: they take the general path,
+   * which answers 503 at once (nothing stored). So a queue behind a slow database holds no send past its
+   * request's deadline. Returns how many sends are left.
+   */
+  private dropLate(): number {
+    const waiting: Waiting[] = [];
+    for (const item of this.queue) {
+      if (!item.deadlinePassed()) {
+        waiting.push(item);
+        continue;
+      }
+      this.forget(item);
+      item.settle(undefined);
+    }
+    this.queue = waiting;
+    return waiting.length;
+  }
+
+  private forget(item: Waiting): void {
+    if (item.claim) this.keys.delete(keyOf(item.claim));
   }
 
   /** The next batch from the queue's head: at least one send, then as many as fit. */

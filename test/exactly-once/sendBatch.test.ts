@@ -4,7 +4,7 @@
  * and nothing in it waits for a conversation or a key another transaction holds.
  */
 import { afterAll, describe, expect, it } from "vitest";
-import { DatabaseError, DatabaseUnavailableError } from "../../src/db/driver.js";
+import { DatabaseError, DatabaseUnavailableError, type Database } from "../../src/db/driver.js";
 import { IMPLICIT_DEVICE } from "../../src/services/actingDevice.js";
 import type { KeyClaim, OnceOutcome } from "../../src/services/idempotencyKeys.js";
 import type { SendMessage } from "../../src/services/messages.js";
@@ -136,6 +136,15 @@ describe("a batch of sends (real PostgreSQL)", () => {
     expect(outcomes.map(seqOf)).toEqual([undefined, 1]);
   });
 
+  it("keeps a conversation id with a NUL character from failing the batch (jsonb refuses \\u0000)", async () => {
+    const alice = unique("did:plc:batchn");
+    const convo = await convoOf(alice);
+    const { sends, sizes } = coalescer();
+    const outcomes = await Promise.all([sends.send(message("a\u0000b", alice)), sends.send(message(convo.id, alice))]);
+    expect(sizes).toEqual([2]);
+    expect(outcomes.map(seqOf)).toEqual([undefined, 1]);
+  });
+
   it("answers keyed items with their own record, repeats with the committed answer, and stores each key once", async () => {
     const alice = unique("did:plc:batchk");
     const convo = await convoOf(alice);
@@ -224,5 +233,60 @@ describe("a batch of sends (real PostgreSQL)", () => {
       convo.id,
     ]);
     expect(row!.n).toBe(0);
+  });
+
+  it("fails the sends, not re-sends them, when the statement's answer was lost to an error with no SQLSTATE (it may have committed)", async () => {
+    const alice = unique("did:plc:batchl");
+    const convo = await convoOf(alice);
+    // The statement runs and commits; then the socket reports an error (a code, but not the server's SQLSTATE).
+    const lost = new DatabaseError("read EHOSTUNREACH", "EHOSTUNREACH", undefined);
+    const answerLost: Database = {
+      ...db,
+      query: async (text, params) => {
+        const rows = await db.query(text, params);
+        if (text === SEND_BATCH_SQL) throw lost;
+        return rows as never;
+      },
+    };
+    const { sends } = coalescer(answerLost);
+    await expect(sends.send(message(convo.id, alice))).rejects.toBe(lost);
+    const [row] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM messages WHERE convo_id = $1`, [
+      convo.id,
+    ]);
+    expect(row!.n).toBe(1);
+  });
+
+  it("runs the batch once more when a key's record committed after its snapshot (23505), not every item on the general path", async () => {
+    const alice = unique("did:plc:batchr");
+    const convo = await convoOf(alice);
+    // A record the batch's snapshot misses and whose advisory lock is free: a claim that commits while the batch runs.
+    const holder = holdRowLock(
+      db,
+      `INSERT INTO idempotency_keys (caller_did, method, key, request_hash, status_code, response, created_at, expires_at)
+       VALUES ($1, $2, 'late', $3, 200, '{"seq":0}', now(), now() + interval '1 day') RETURNING 1`,
+      [alice, METHOD, "a".repeat(64)],
+    );
+    await holder.held;
+    const { sends, sizes } = coalescer();
+    const outcomes = Promise.all([
+      sends.send(message(convo.id, alice)),
+      sends.send(message(convo.id, alice), claimOf(alice, "late")),
+    ]);
+    // The batch's insert of the key waits for the open transaction, which then commits: 23505.
+    for (let tries = 0; ; tries++) {
+      const [row] = await db.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND starts_with($1, query)`,
+        [SEND_BATCH_SQL],
+      );
+      if (row!.n > 0) break;
+      if (tries > 500) throw new Error("the batch never waited for the key's record");
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    holder.release();
+    await holder.done;
+    const [plain, keyed] = await outcomes;
+    expect(seqOf(plain)).toBe(1);
+    expect(keyed).toEqual({ stored: { requestHash: "a".repeat(64), statusCode: 200, response: '{"seq":0}' } });
+    expect(sizes).toEqual([2]);
   });
 });

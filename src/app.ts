@@ -12,6 +12,7 @@ import { metricsAccess } from "./middleware/metricsAccess.js";
 import { onError } from "./middleware/errors.js";
 import { idempotency } from "./middleware/idempotency.js";
 import { clientAddress, rateLimit } from "./middleware/rateLimit.js";
+import { RecentAnswers } from "./middleware/recentAnswers.js";
 import { SendCoalescer } from "./services/sendCoalescer.js";
 import { requestDeadline } from "./middleware/requestDeadline.js";
 import { requestIds } from "./middleware/requestId.js";
@@ -105,10 +106,12 @@ export function createApp(context: AppContext): Hono {
     key: (c) => c.get("caller"),
   });
   const limitCaller = perCaller ? [perCaller] : [];
+  const recent = config.IDEMPOTENCY_RECENT_BYTES > 0 ? new RecentAnswers(config.IDEMPOTENCY_RECENT_BYTES) : undefined;
   const exactlyOnce = (method: XrpcMethod) =>
     idempotency({
       ttlSeconds: config.IDEMPOTENCY_TTL_SECONDS,
       waitMs: config.IDEMPOTENCY_WAIT_MS,
+      recent,
       once: oncePath(method),
     });
   // Procedures that write conversation events wake its streams after their transaction committed.

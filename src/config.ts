@@ -72,6 +72,8 @@ const configSchema = z.object({
 
   IDEMPOTENCY_TTL_SECONDS: int(1).default(86_400),
   IDEMPOTENCY_WAIT_MS: int(1).default(10_000),
+  // Answers this process committed, kept to answer repeats without the database (bytes; 0: none kept).
+  IDEMPOTENCY_RECENT_BYTES: int(0).default(16 * 1024 * 1024),
   WELCOME_GRACE_SECONDS: int(1).default(300),
   RETENTION_DAYS: int(1).default(30),
   CLEANUP_INTERVAL_SECONDS: int(0).default(300),

@@ -1,3 +1,4 @@
+import { BoundedCache } from "../boundedCache.js";
 import type { VerifiedToken } from "./verifyServiceToken.js";
 
 export interface VerifiedTokensOptions {
@@ -6,11 +7,6 @@ export interface VerifiedTokensOptions {
   maxBytes?: number;
   /** Whether the issuer key a token was verified with is still the issuer's current one. */
   keyIsCurrent?: (iss: string, key: string) => boolean;
-}
-
-interface Entry {
-  verified: VerifiedToken;
-  bytes: number;
 }
 
 const ENTRY_OVERHEAD_BYTES = 200;
@@ -23,10 +19,7 @@ const ENTRY_OVERHEAD_BYTES = 200;
  * in entries and in bytes; past either, the oldest entries go.
  */
 export class VerifiedTokens {
-  private readonly entries = new Map<string, Entry>();
-  private bytes = 0;
-  private readonly maxEntries: number;
-  private readonly maxBytes: number;
+  private readonly entries: BoundedCache<VerifiedToken>;
   private readonly keyIsCurrent: (iss: string, key: string) => boolean;
 
   constructor({
@@ -34,39 +27,24 @@ export class VerifiedTokens {
     maxBytes = 8 * 1024 * 1024,
     keyIsCurrent = () => true,
   }: VerifiedTokensOptions = {}) {
-    this.maxEntries = maxEntries;
-    this.maxBytes = maxBytes;
+    this.entries = new BoundedCache({ maxEntries, maxBytes });
     this.keyIsCurrent = keyIsCurrent;
   }
 
   get(method: string, token: string, now: Date): VerifiedToken | undefined {
     const key = `${method} ${token}`;
-    const entry = this.entries.get(key);
-    if (!entry) return undefined;
-    const { verified } = entry;
+    const verified = this.entries.get(key);
+    if (!verified) return undefined;
     if (now < verified.acceptedUntil && (verified.key === undefined || this.keyIsCurrent(verified.iss, verified.key))) {
       return verified;
     }
-    this.delete(key, entry);
+    this.entries.delete(key);
     return undefined;
   }
 
   set(method: string, token: string, verified: VerifiedToken): void {
     const key = `${method} ${token}`;
-    const old = this.entries.get(key);
-    if (old) this.delete(key, old);
     const bytes = ENTRY_OVERHEAD_BYTES + 2 * (key.length + verified.iss.length + (verified.key?.length ?? 0));
-    this.entries.set(key, { verified, bytes });
-    this.bytes += bytes;
-    // Map keeps insertion order: the oldest entries go first.
-    for (const [oldest, entry] of this.entries) {
-      if (this.entries.size <= this.maxEntries && this.bytes <= this.maxBytes) break;
-      this.delete(oldest, entry);
-    }
-  }
-
-  private delete(key: string, entry: Entry): void {
-    this.entries.delete(key);
-    this.bytes -= entry.bytes;
+    this.entries.set(key, verified, bytes);
   }
 }

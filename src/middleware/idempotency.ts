@@ -14,12 +14,15 @@ import {
 import { idempotencyKey as keySchema } from "../schemas.js";
 import { jsonBody, jsonText } from "../xrpc.js";
 import { canonicalJson } from "./canonicalJson.js";
+import type { RecentAnswers } from "./recentAnswers.js";
 
 export interface IdempotencyOptions {
   /** How long a stored response is replayed. */
   ttlSeconds: number;
   /** How long a repeat waits for the first request before answering 409 IdempotencyKeyInUse. */
   waitMs: number;
+  /** Answers this process committed, to answer repeats of them without the database (none: always read it). */
+  recent?: RecentAnswers;
   /** The route's own claiming write (claim, writes and answer in one statement), tried before the general path. */
   once?: (c: Context, claim: KeyClaim) => Promise<OnceOutcome>;
 }
@@ -45,7 +48,7 @@ class DoNotStore extends Error {}
  * @example
  * app.post("/xrpc/blue.catbird.mls.sendMessage", auth(...), idempotency({ ttlSeconds: 86400, waitMs: 10000 }), handler)
  */
-export function idempotency({ ttlSeconds, waitMs, once }: IdempotencyOptions): MiddlewareHandler {
+export function idempotency({ ttlSeconds, waitMs, recent, once }: IdempotencyOptions): MiddlewareHandler {
   return async function idempotency(c, next) {
     const key = await requestKey(c);
     c.set("idempotencyKey", key?.key);
@@ -63,13 +66,20 @@ export function idempotency({ ttlSeconds, waitMs, once }: IdempotencyOptions): M
       expiresAt: new Date(now.getTime() + ttlSeconds * 1000),
       waitMs,
     };
+    const known = recent?.get(scope, now);
+    if (known) return replay(c, claim, known);
+    const committed = (answer: StoredAnswer) => recent?.set(scope, { ...answer, expiresAt: claim.expiresAt });
     if (once) {
       const outcome = await once(c, claim);
-      if (outcome && "sent" in outcome) return jsonText(c, outcome.sent);
+      if (outcome && "sent" in outcome) {
+        committed({ requestHash: key.hash, statusCode: 200, response: outcome.sent });
+        return jsonText(c, outcome.sent);
+      }
       if (outcome) return replay(c, claim, outcome.stored);
     }
 
     let stored: StoredAnswer | undefined;
+    let answered: StoredAnswer | undefined;
     try {
       await db.transaction(async (tx) => {
         stored = await claimKey(tx, claim);
@@ -78,9 +88,15 @@ export function idempotency({ ttlSeconds, waitMs, once }: IdempotencyOptions): M
         await next();
         // A 429 (RejoinCooldown) means "not now": stored, the key would replay it for its whole life.
         if (c.res.status >= 500 || c.res.status === 429) throw new DoNotStore();
+        answered = {
+          requestHash: key.hash,
+          statusCode: c.res.status,
+          response: c.get("answer") ?? (await c.res.clone().text()),
+        };
         // Not awaited: it goes out with COMMIT, one round trip for both.
-        void storeAnswer(tx, scope, c.res.status, c.get("answer") ?? (await c.res.clone().text()));
+        void storeAnswer(tx, scope, answered.statusCode, answered.response);
       });
+      if (answered) committed(answered);
     } catch (error) {
       const failure = error instanceof DoNotStore ? c.error : error;
       if (isTransactionConflict(failure)) stored = await committedAnswer(db, claim);

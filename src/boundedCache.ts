@@ -1,0 +1,36 @@
+/**
+ * A map bounded in entries and in bytes (each entry's size is the caller's estimate): past either bound,
+ * the oldest entries go. For caches that must outlive requests without growing with them.
+ *
+ * @example
+ * const cache = new BoundedCache<string>({ maxEntries: 10_000, maxBytes: 8 << 20 });
+ * cache.set("k", "v", 200 + 2 * "k".length + 2 * "v".length);
+ */
+export class BoundedCache<V> {
+  private readonly entries = new Map<string, { value: V; bytes: number }>();
+  private bytes = 0;
+
+  constructor(private readonly bounds: { maxEntries: number; maxBytes: number }) {}
+
+  get(key: string): V | undefined {
+    return this.entries.get(key)?.value;
+  }
+
+  set(key: string, value: V, bytes: number): void {
+    this.delete(key);
+    this.entries.set(key, { value, bytes });
+    this.bytes += bytes;
+    // Map keeps insertion order: the oldest entries go first.
+    for (const oldest of this.entries.keys()) {
+      if (this.entries.size <= this.bounds.maxEntries && this.bytes <= this.bounds.maxBytes) break;
+      this.delete(oldest);
+    }
+  }
+
+  delete(key: string): void {
+    const entry = this.entries.get(key);
+    if (!entry) return;
+    this.entries.delete(key);
+    this.bytes -= entry.bytes;
+  }
+}

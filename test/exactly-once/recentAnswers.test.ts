@@ -1,0 +1,68 @@
+/**
+ * Repeats answered from what this process committed: no statement, the same bytes, a different request
+ * still refused (422), nothing kept past the key's expiry, and a key answered by another process still
+ * replayed from the database. Real PostgreSQL, the app over HTTP (in process).
+ */
+import { afterAll, describe, expect, it } from "vitest";
+import { ManualClock } from "../../src/clock.js";
+import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
+import { withStatementHook } from "../helpers/faults.js";
+import { xrpc } from "../helpers/xrpc.js";
+
+const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
+const db = testDatabase(4);
+afterAll(() => db.close());
+
+describe("recent answers (real PostgreSQL)", () => {
+  const statements: string[] = [];
+  const counted = withStatementHook(db, async (sql) => void statements.push(sql));
+  const clock = new ManualClock();
+  const env = { IDEMPOTENCY_TTL_SECONDS: "60" };
+  const { app } = testApp(counted, env, clock);
+
+  const send = (on: typeof app, did: string, convoId: string, key: string, ciphertext = "AQID") =>
+    xrpc(on, did, "sendMessage", { body: { convoId, ciphertext, epoch: 0 }, headers: { "Idempotency-Key": key } });
+
+  async function conversation() {
+    const alice = unique("did:plc:recent");
+    const created = await xrpc(app, alice, "createConvo", { body: { groupId: randomGroupId(), cipherSuite: SUITE } });
+    expect(created.status).toBe(200);
+    return { alice, convoId: created.body.id as string };
+  }
+
+  it("answers a repeat of its own committed answer without a statement, byte for byte", async () => {
+    const { alice, convoId } = await conversation();
+    const first = await send(app, alice, convoId, "k1");
+    statements.length = 0;
+    const repeat = await send(app, alice, convoId, "k1");
+    expect(statements).toEqual([]);
+    expect(repeat.status).toBe(200);
+    expect(repeat.headers.get("Idempotent-Replayed")).toBe("true");
+    expect(repeat.body).toEqual(first.body);
+
+    const other = await send(app, alice, convoId, "k1", "BAUG");
+    expect([other.status, other.body.error]).toEqual([422, "IdempotencyKeyReused"]);
+    expect(statements).toEqual([]);
+  });
+
+  it("keeps nothing past the key's expiry: the key is a new action then", async () => {
+    const { alice, convoId } = await conversation();
+    const first = await send(app, alice, convoId, "k2");
+    clock.advance(61_000);
+    const later = await send(app, alice, convoId, "k2");
+    expect(later.status).toBe(200);
+    expect(later.headers.get("Idempotent-Replayed")).toBeNull();
+    expect(later.body.messageId).not.toBe(first.body.messageId);
+  });
+
+  it("replays a key another process answered from the database", async () => {
+    const { alice, convoId } = await conversation();
+    const { app: other } = testApp(db, env, clock);
+    const first = await send(other, alice, convoId, "k3");
+    statements.length = 0;
+    const repeat = await send(app, alice, convoId, "k3");
+    expect(repeat.headers.get("Idempotent-Replayed")).toBe("true");
+    expect(repeat.body).toEqual(first.body);
+    expect(statements.length).toBeGreaterThan(0);
+  });
+});

@@ -2,15 +2,21 @@ import type { Queryable } from "../db/driver.js";
 import type { EventPage } from "../services/events.js";
 import { readSharedEvents, type SharedEventPage } from "../services/sharedEvents.js";
 import type { EventBus } from "./bus.js";
+import { encodeEvents, type SseEvents } from "./sseText.js";
 import type { Wakeup } from "./wakeup.js";
 
 /** Events a read of a conversation's stream holds at most (replay and live reads alike). */
 export const PAGE_SIZE = 100;
 
+/** A page of the feed as one reader may see it, with its events' SSE bytes (the same for every reader). */
+export interface FeedPage extends EventPage {
+  sse: SseEvents;
+}
+
 interface SharedRead {
   /** The readers whose membership the read reports. */
   readers: Set<string>;
-  page: Promise<SharedEventPage | undefined>;
+  page: Promise<(SharedEventPage & { sse: SseEvents }) | undefined>;
 }
 
 /**
@@ -52,13 +58,16 @@ export class ConvoFeed {
   }
 
   /** The events after `afterSeq` as `reader` may see them, if it is a live follower (past its joining); about `maxBytes` a page. */
-  async read(afterSeq: number, reader: string, maxBytes: number): Promise<EventPage | undefined> {
+  async read(afterSeq: number, reader: string, maxBytes: number): Promise<FeedPage | undefined> {
     let shared = this.reads.get(afterSeq);
     if (!shared || !shared.readers.has(reader)) {
       const readers = new Set(this.followers.values()).add(reader);
       const read: SharedRead = {
         readers,
-        page: readSharedEvents(this.db, this.convoId, [...readers], afterSeq, PAGE_SIZE, maxBytes),
+        // Encoded once for every stream that sends the page.
+        page: readSharedEvents(this.db, this.convoId, [...readers], afterSeq, PAGE_SIZE, maxBytes).then(
+          (page) => page && { ...page, sse: encodeEvents(page.events) },
+        ),
       };
       // A failed read is not handed to later callers.
       read.page.catch(() => this.reads.get(afterSeq) === read && this.reads.delete(afterSeq));

@@ -78,7 +78,7 @@ export async function followConvo(stream: EventStreamBody, options: ConvoStreamO
     writeTimeoutMs,
   } = options;
   const wakeup = new Wakeup();
-  const feed = bus.streams.feed(db, convoId);
+  const feed = bus.streams.feed(db, convoId, maxPageBytes);
   const unfollow = feed.follow(reader, wakeup);
   stream.onAbort(() => wakeup.wake());
   let cursor = options.cursor;
@@ -141,7 +141,7 @@ export async function followConvo(stream: EventStreamBody, options: ConvoStreamO
     for (;;) {
       const ended = stopped();
       if (ended) return ended;
-      const page = live ? await feed.read(cursor, reader, maxPageBytes) : await replay(cursor);
+      const page = live ? await feed.read(cursor, reader) : await replay(cursor);
       if (!page) return "removed";
       // Replay may be long; once caught up, a backlog means the client is not keeping up.
       if (live && page.head - cursor > maxBacklog) return backlog(page.head - cursor);

@@ -86,8 +86,8 @@ export async function followConvo(stream: EventStreamBody, options: ConvoStreamO
   const stopped = (): StreamEnd | undefined => (bus.closed ? "shutdown" : stream.aborted ? "client_closed" : undefined);
 
   /** False when the client did not take the write in time (it stays queued). */
-  const write = async (sending: Promise<unknown>) => {
-    const taken = await within(sending, writeTimeoutMs);
+  const write = async (bytes: Uint8Array) => {
+    const taken = stream.offer(bytes) || (await within(stream.write(bytes), writeTimeoutMs));
     lastWrite = Date.now();
     return taken;
   };
@@ -97,7 +97,7 @@ export async function followConvo(stream: EventStreamBody, options: ConvoStreamO
     return "slow_consumer";
   };
   const backlog = async (skipped: number): Promise<StreamEnd> => {
-    const taken = await write(stream.write(sseEvent("info", cursor, { type: "slow-consumer", skipped })));
+    const taken = await write(sseEvent("info", cursor, { type: "slow-consumer", skipped }));
     return slowConsumer(skipped, !taken);
   };
   /** Sends a page, up to and including an event that ends the stream; why the stream ends, or undefined to go on. */
@@ -110,7 +110,7 @@ export async function followConvo(stream: EventStreamBody, options: ConvoStreamO
       const ended = stopped();
       if (ended) return ended;
       const bytes = count === page.events.length ? page.sse.bytes : page.sse.bytes.subarray(0, page.sse.ends[last]);
-      if (!(await write(stream.write(bytes)))) return slowConsumer(page.head - cursor, true);
+      if (!(await write(bytes))) return slowConsumer(page.head - cursor, true);
     }
     if (last >= 0) {
       cursor = page.events[last]!.seq;
@@ -124,7 +124,7 @@ export async function followConvo(stream: EventStreamBody, options: ConvoStreamO
       const quiet = Date.now() - lastWrite;
       if (quiet < keepAliveMs) {
         if (await wakeup.wait(keepAliveMs - quiet)) return;
-      } else if (!(await write(stream.write(KEEP_ALIVE)))) {
+      } else if (!(await write(KEEP_ALIVE))) {
         return slowConsumer(0, true);
       }
     }
@@ -136,7 +136,7 @@ export async function followConvo(stream: EventStreamBody, options: ConvoStreamO
   };
   const run = async (): Promise<StreamEnd> => {
     // Sends the response head and tells the client the stream is open.
-    if (!(await write(stream.write(OPEN)))) return slowConsumer(0, true);
+    if (!(await write(OPEN))) return slowConsumer(0, true);
     let live = false;
     for (;;) {
       const ended = stopped();

@@ -133,7 +133,6 @@ class SendLane {
         const { outcomes, events } = await this.store(batch);
         this.options.observe(batch.length);
         batch.forEach((item, n) => item.settle(outcomes[n]));
-        // Before the answers go out (they wait for microtasks): the streams hear of the commit first.
         this.options.announcer.publishEvents(events);
       } catch (error) {
         const refused = refusedByDatabase(error);

@@ -46,6 +46,9 @@ async function stored(convoId: string, sender: string, text: string) {
   return events;
 }
 
+/** The bus hands events over in a task of its own: this resolves after the ones published before. */
+const handedOver = () => new Promise((resolve) => setTimeout(resolve, 0));
+
 const seqs = (page: { events: { seq: number }[] } | undefined) => page?.events.map((event) => event.seq);
 
 describe("ConvoFeed", () => {
@@ -64,6 +67,7 @@ describe("ConvoFeed", () => {
       // and the first page leads to the second.
       bus.publishEvents(await stored(convoId, alice, "four"));
       bus.publishEvents(await stored(convoId, alice, "five"));
+      await handedOver();
       expect(await wakeup.wait(0)).toBe(true);
       const four = await feed.read(3, bob);
       // Its head is the newest event the feed knows of: how far behind the follower is.
@@ -75,15 +79,18 @@ describe("ConvoFeed", () => {
       // A batch after events the feed never heard of (written elsewhere, no wake-up yet): it reads them all.
       await stored(convoId, alice, "six");
       bus.publishEvents(await stored(convoId, alice, "seven"));
+      await handedOver();
       expect(seqs(await feed.read(5, bob))).toEqual([6, 7]);
       expect(counted.reads).toBe(2);
 
       // From what that read learnt, the next batch is handed over again; a wake-up from outside ends that.
       bus.publishEvents(await stored(convoId, alice, "eight"));
+      await handedOver();
       expect(seqs(await feed.read(7, bob))).toEqual([8]);
       expect(counted.reads).toBe(2);
       bus.publish(convoId);
       bus.publishEvents(await stored(convoId, alice, "nine"));
+      await handedOver();
       expect(seqs(await feed.read(8, bob))).toEqual([9]);
       expect(counted.reads).toBe(3);
     } finally {

@@ -55,6 +55,7 @@ export function createApp(context: AppContext): Hono {
     lanes: config.SEND_BATCH_LANES,
     method: `${NSID_PREFIX}sendMessage`,
     observe: (items) => ctx.metrics.sendBatch(items),
+    announcer: ctx.events,
   });
   app.use(async function provideContext(c, next) {
     c.set("app", ctx);

@@ -24,6 +24,8 @@ declare module "hono" {
     idempotencyKey: string | undefined;
     /** Conversations besides the body's `convoId` whose events the handler wrote: their streams wake after commit. */
     changedConvos: string[] | undefined;
+    /** The body's `convoId` was announced by the write itself (a send batch): `announce` leaves it. */
+    announced: boolean | undefined;
     /** This app's group commit for sendMessage (set by the app). */
     sends: SendCoalescer;
     /** Whether the request's deadline passed (set by requestDeadline): from then on it starts no statement. */
@@ -50,6 +52,8 @@ export interface HandlerContext {
   header(name: string): string | undefined;
   /** Names conversations whose events the handler wrote (beyond the body's `convoId`), to wake their streams once committed. */
   changed(convoIds: readonly string[]): void;
+  /** Says the write announced the body's conversation itself (a send batch): nothing to wake after the answer. */
+  announced(): void;
   /** For handlers that answer with something other than JSON (streams). */
   c: Context;
 }
@@ -189,6 +193,7 @@ function handlerContext(c: Context): HandlerContext {
     deadlinePassed: () => c.get("deadlinePassed")?.() ?? false,
     header: (name) => c.req.header(name),
     changed: (convoIds) => c.set("changedConvos", [...(c.get("changedConvos") ?? []), ...convoIds]),
+    announced: () => c.set("announced", true),
     c,
   };
 }

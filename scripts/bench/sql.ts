@@ -6,6 +6,7 @@
 import { DEFAULT_MAX_PAGE_BYTES } from "../../src/config.js";
 import { MESSAGE_PAGE_SQL } from "../../src/services/messagePage.js";
 import { ADVISORY_LOCK } from "../../src/db/advisoryLocks.js";
+import { CHANNEL } from "../../src/events/bus.js";
 import { SEND_BATCH_SQL } from "../../src/services/sendBatch.js";
 import { REFERENCE_SEND_SQL } from "./referenceSend.js";
 
@@ -63,7 +64,7 @@ export function sendMessageScript(target: { convos: number } | { hot: true }): s
 /**
  * The server's own batch statement (group commit) storing `items` keyed sends of 160 bytes, each to a
  * random conversation (or all to the hot one): what the server's batches cost the database at the
- * batch size it reached, without HTTP.
+ * batch size it reached, without HTTP. Like the server's, it notifies the conversations it wrote.
  */
 export function sendBatchScript(target: { convos: number } | { hot: true }, items: number): string {
   const n = "hot" in target ? `'hot'` : `(1 + floor(random() * ${target.convos})::int)::text`;
@@ -76,6 +77,8 @@ export function sendBatchScript(target: { convos: number } | { hot: true }, item
     "now()",
     `'blue.catbird.mls.sendMessage'`,
     String(ADVISORY_LOCK.idempotencyKey),
+    `'${CHANNEL}'`,
+    `'pgbench'`,
   ]);
 }
 

@@ -23,14 +23,18 @@ export default procedure({
     // A keyed send gets here only on the general path, inside its key's transaction: it cannot join a batch.
     if (hc.idempotencyKey !== undefined) return sendMessage(hc.db, message);
     const outcome = await hc.sends.send(message, undefined, hc.deadlinePassed);
-    return outcome && "sent" in outcome ? jsonText(hc.c, outcome.sent) : sendMessage(hc.db, message);
+    if (!outcome || !("sent" in outcome)) return sendMessage(hc.db, message);
+    hc.announced();
+    return jsonText(hc.c, outcome.sent);
   },
   async once(body, hc, claim) {
     const message = messageOf(body, hc);
     const [caller, , key] = claim.scope;
     // The batch scopes the key's record by the sender and the message's key: they must be the claim's.
     if (caller !== message.sender || key !== message.idempotencyKey) return undefined;
-    return hc.sends.send(message, claim, hc.deadlinePassed);
+    const outcome = await hc.sends.send(message, claim, hc.deadlinePassed);
+    if (outcome && "sent" in outcome) hc.announced();
+    return outcome;
   },
 });
 

@@ -1,7 +1,7 @@
 import type { Context } from "hono";
-import { streamSSE, type SSEStreamingApi } from "hono/streaming";
 import { z } from "zod";
 import { followConvo, type StreamConnection } from "../events/convoStream.js";
+import { EVENT_STREAM_HEADERS, EventStreamBody } from "../events/eventStreamBody.js";
 import { invalidRequest, XrpcError } from "../errors.js";
 import * as schemas from "../schemas.js";
 import { requireDevice } from "../services/actingDevice.js";
@@ -41,10 +41,10 @@ export default query({
       total: config.EVENTS_MAX_STREAMS,
     });
     metrics.streamOpened();
-    c.header("X-Accel-Buffering", "no");
-    return streamSSE(c, async (stream) => {
-      const connection = nodeConnection(c) ?? webConnection(stream);
-      slot.onCut(connection.cut);
+    const stream = new EventStreamBody();
+    const connection = nodeConnection(c) ?? webConnection(stream);
+    slot.onCut(connection.cut);
+    void (async () => {
       try {
         await followConvo(stream, {
           db: app.db,
@@ -64,7 +64,8 @@ export default query({
       } finally {
         slot.release();
       }
-    });
+    })().catch((error: unknown) => logger.error("event stream failed", { error: String(error) }));
+    return c.newResponse(stream.readable, 200, { ...EVENT_STREAM_HEADERS, "X-Accel-Buffering": "no" });
   },
 });
 
@@ -92,6 +93,6 @@ function nodeConnection(c: Context): StreamConnection | undefined {
 }
 
 /** Elsewhere the runtime owns the socket: aborting the stream ends the response body. */
-function webConnection(stream: SSEStreamingApi): StreamConnection {
+function webConnection(stream: EventStreamBody): StreamConnection {
   return { finished: Promise.resolve(), cut: () => stream.abort() };
 }

@@ -1,9 +1,11 @@
 import type { Database } from "../db/driver.js";
 import type { Logger } from "../logger.js";
+import type { ConvoEvent } from "../services/events.js";
+import type { BatchNotice, StoredEvent } from "../services/sendBatch.js";
 import { OpenStreams } from "./openStreams.js";
 
 /** The one Postgres channel every instance listens on; a payload is `<origin> <convoId>...`, or `<origin>` for a ping. */
-const CHANNEL = "mls_events";
+export const CHANNEL = "mls_events";
 /** NOTIFY payloads must stay under 8000 bytes. */
 const MAX_PAYLOAD = 7900;
 /** How long publishes gather before a NOTIFY carries them all. */
@@ -23,6 +25,9 @@ export interface EventBusOptions {
   listen?: boolean;
 }
 
+/** Called when a conversation may have new events; with `written`, they are all of them, as this instance wrote them. */
+export type Waker = (written?: readonly ConvoEvent[]) => void;
+
 /**
  * Wake-ups for conversation streams. The database is the source of truth: a wake-up only tells a
  * stream to read its conversation again, so a lost one costs latency, never an event.
@@ -30,8 +35,10 @@ export interface EventBusOptions {
  * Streams in this process are woken directly. Other instances hear about a change through Postgres
  * NOTIFY, sent after the change committed (outside the writing transaction, so NOTIFY's commit lock
  * stays out of it) and batched: one NOTIFY names every conversation changed in the last few
- * milliseconds. Where LISTEN is unavailable or stops answering its own pings, streams fall back to
- * polling every `pollMs`.
+ * milliseconds. Send batches are the exception: their statement notifies with its own commit (`notice`),
+ * and their events are handed to this instance's streams (`publishEvents`), which then need not read
+ * them. Where LISTEN is unavailable or stops answering its own pings, streams fall back to polling
+ * every `pollMs`.
  *
  * @example
  * const events = new EventBus({ db, logger, pollMs: 1000, safetyPollMs: 30_000 });
@@ -41,7 +48,7 @@ export interface EventBusOptions {
 export class EventBus {
   /** This instance's open streams: admission caps, shared reads, and cutting them at shutdown. */
   readonly streams = new OpenStreams(this);
-  private readonly subscribers = new Map<string, Set<() => void>>();
+  private readonly subscribers = new Map<string, Set<Waker>>();
   /** Tells this instance's own notifications apart from everyone else's. */
   private readonly origin = crypto.randomUUID();
   /** Conversations changed since the last NOTIFY went out. */
@@ -74,8 +81,36 @@ export class EventBus {
     if (this.crossInstance) this.notify(convoId);
   }
 
+  /**
+   * The NOTIFY a statement that writes events sends with its own commit, for other instances (the payload
+   * `<origin> <convoId>`); undefined where other instances are not told (no LISTEN).
+   */
+  get notice(): BatchNotice | undefined {
+    return this.crossInstance ? { channel: CHANNEL, origin: this.origin } : undefined;
+  }
+
+  /**
+   * After a statement that sent `notice` committed: hands each conversation's events (all it wrote) to
+   * the streams here, in a task of its own: the writers' answers go out first instead of waiting behind
+   * a thousand streams' writes. Never throws.
+   */
+  publishEvents(events: readonly StoredEvent[]): void {
+    const byConvo = new Map<string, ConvoEvent[]>();
+    for (const { convoId, event } of events) {
+      if (!this.subscribers.has(convoId)) continue;
+      (byConvo.get(convoId) ?? byConvo.set(convoId, []).get(convoId)!).push(event);
+    }
+    if (byConvo.size === 0) return;
+    setTimeout(() => {
+      for (const [convoId, written] of byConvo) {
+        written.sort((a, b) => a.seq - b.seq);
+        for (const wake of this.subscribers.get(convoId) ?? []) wake(written);
+      }
+    }, 0);
+  }
+
   /** Calls `wake` whenever the conversation may have new events; returns the unsubscribe. */
-  subscribe(convoId: string, wake: () => void): () => void {
+  subscribe(convoId: string, wake: Waker): () => void {
     void this.startListening();
     const wakers = this.subscribers.get(convoId) ?? new Set();
     this.subscribers.set(convoId, wakers);

@@ -1,13 +1,17 @@
-import type { SSEMessage, SSEStreamingApi } from "hono/streaming";
 import type { Queryable } from "../db/driver.js";
 import type { Logger } from "../logger.js";
 import type { Metrics } from "../metrics.js";
 import { IMPLICIT_DEVICE } from "../services/actingDevice.js";
-import { readEvents, type ConvoEvent, type EventPage } from "../services/events.js";
+import { readEvents, type ConvoEvent } from "../services/events.js";
 import type { EventBus } from "./bus.js";
-import { PAGE_SIZE } from "./convoFeed.js";
+import { PAGE_SIZE, type FeedPage } from "./convoFeed.js";
+import type { EventStreamBody } from "./eventStreamBody.js";
+import { encodeEvents, sseComment, sseEvent } from "./sseText.js";
 import { Wakeup } from "./wakeup.js";
 import { within } from "./within.js";
+
+const OPEN = sseComment("open");
+const KEEP_ALIVE = sseComment("keep-alive");
 
 /** Why a stream ended (the label of `event_streams_ended_total`). */
 export type StreamEnd = "client_closed" | "slow_consumer" | "removed" | "shutdown" | "error";
@@ -49,7 +53,8 @@ export interface ConvoStreamOptions {
  * the cursor" from the database, in pages, so replay and live delivery are the same loop and there is
  * no seam to lose or repeat an event at. The replay reads as this member (`readEvents`); once caught
  * up it sleeps until the conversation's feed wakes it and reads through the feed, one read shared by
- * every stream of the conversation on this instance.
+ * every stream of the conversation on this instance. A page goes out in one write of bytes encoded
+ * once for every stream that sends it.
  *
  * A client that falls behind by more than `maxBacklog` gets an `info` event {type: "slow-consumer",
  * skipped} and the stream ends; one that does not take a write within `writeTimeoutMs` has its
@@ -57,7 +62,7 @@ export interface ConvoStreamOptions {
  * from its last event id. The member's own `left`/`removed` event is the last one sent, and so is the
  * `deviceRemoved`/`deviceRevoked` event of the device following.
  */
-export async function followConvo(stream: SSEStreamingApi, options: ConvoStreamOptions): Promise<void> {
+export async function followConvo(stream: EventStreamBody, options: ConvoStreamOptions): Promise<void> {
   const {
     db,
     bus,
@@ -73,7 +78,7 @@ export async function followConvo(stream: SSEStreamingApi, options: ConvoStreamO
     writeTimeoutMs,
   } = options;
   const wakeup = new Wakeup();
-  const feed = bus.streams.feed(db, convoId);
+  const feed = bus.streams.feed(db, convoId, maxPageBytes);
   const unfollow = feed.follow(reader, wakeup);
   stream.onAbort(() => wakeup.wake());
   let cursor = options.cursor;
@@ -81,8 +86,8 @@ export async function followConvo(stream: SSEStreamingApi, options: ConvoStreamO
   const stopped = (): StreamEnd | undefined => (bus.closed ? "shutdown" : stream.aborted ? "client_closed" : undefined);
 
   /** False when the client did not take the write in time (it stays queued). */
-  const write = async (sending: Promise<unknown>) => {
-    const taken = await within(sending, writeTimeoutMs);
+  const write = async (bytes: Uint8Array) => {
+    const taken = stream.offer(bytes) || (await within(stream.write(bytes), writeTimeoutMs));
     lastWrite = Date.now();
     return taken;
   };
@@ -92,20 +97,24 @@ export async function followConvo(stream: SSEStreamingApi, options: ConvoStreamO
     return "slow_consumer";
   };
   const backlog = async (skipped: number): Promise<StreamEnd> => {
-    const data = JSON.stringify({ type: "slow-consumer", skipped });
-    const taken = await write(stream.writeSSE({ event: "info", id: String(cursor), data }));
+    const taken = await write(sseEvent("info", cursor, { type: "slow-consumer", skipped }));
     return slowConsumer(skipped, !taken);
   };
-  /** Sends a page; why the stream ends, or undefined to go on. */
-  const deliver = async (page: EventPage): Promise<StreamEnd | undefined> => {
+  /** Sends a page, up to and including an event that ends the stream; why the stream ends, or undefined to go on. */
+  const deliver = async (page: FeedPage): Promise<StreamEnd | undefined> => {
+    const last = page.events.findIndex((event) => endsStream(event, reader, device));
     // No longer a member, and the page does not reach the end of the membership: nothing in it is theirs.
-    if (!page.active && !page.more && !page.events.some((event) => endsStream(event, reader, device))) return "removed";
-    for (const event of page.events) {
+    if (!page.active && !page.more && last < 0) return "removed";
+    const count = last < 0 ? page.events.length : last + 1;
+    if (count > 0) {
       const ended = stopped();
       if (ended) return ended;
-      if (!(await write(stream.writeSSE(toSse(event))))) return slowConsumer(page.head - cursor, true);
-      cursor = event.seq;
-      if (endsStream(event, reader, device)) return "removed";
+      const bytes = count === page.events.length ? page.sse.bytes : page.sse.bytes.subarray(0, page.sse.ends[last]);
+      if (!(await write(bytes))) return slowConsumer(page.head - cursor, true);
+    }
+    if (last >= 0) {
+      cursor = page.events[last]!.seq;
+      return "removed";
     }
     cursor = page.cursor;
   };
@@ -115,21 +124,24 @@ export async function followConvo(stream: SSEStreamingApi, options: ConvoStreamO
       const quiet = Date.now() - lastWrite;
       if (quiet < keepAliveMs) {
         if (await wakeup.wait(keepAliveMs - quiet)) return;
-      } else if (!(await write(stream.write(": keep-alive\n\n")))) {
+      } else if (!(await write(KEEP_ALIVE))) {
         return slowConsumer(0, true);
       }
     }
   };
+  /** A page of this member's own replay (read as this member, so never shared). */
+  const replay = async (after: number): Promise<FeedPage | undefined> => {
+    const page = await readEvents(db, convoId, reader, after, PAGE_SIZE, { maxBytes: maxPageBytes });
+    return page && { ...page, sse: encodeEvents(page.events) };
+  };
   const run = async (): Promise<StreamEnd> => {
     // Sends the response head and tells the client the stream is open.
-    if (!(await write(stream.write(": open\n\n")))) return slowConsumer(0, true);
+    if (!(await write(OPEN))) return slowConsumer(0, true);
     let live = false;
     for (;;) {
       const ended = stopped();
       if (ended) return ended;
-      const page = live
-        ? await feed.read(cursor, reader, maxPageBytes)
-        : await readEvents(db, convoId, reader, cursor, PAGE_SIZE, { maxBytes: maxPageBytes });
+      const page = live ? await feed.read(cursor, reader) : await replay(cursor);
       if (!page) return "removed";
       // Replay may be long; once caught up, a backlog means the client is not keeping up.
       if (live && page.head - cursor > maxBacklog) return backlog(page.head - cursor);
@@ -160,11 +172,6 @@ export async function followConvo(stream: SSEStreamingApi, options: ConvoStreamO
   if (!(await within(connection.finished, writeTimeoutMs))) connection.cut();
   logger.info("event stream ended", { convoId, reader, reason: end, cursor });
   metrics.streamEnded(end);
-}
-
-function toSse(event: ConvoEvent): SSEMessage {
-  const data = event.kind === "message" ? event.message : event.membership;
-  return { event: event.kind, id: String(event.seq), data: JSON.stringify(data) };
 }
 
 /** The reader's membership ends (it left or was removed), or the device following is no longer in the group. */

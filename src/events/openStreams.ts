@@ -68,14 +68,15 @@ export class OpenStreams {
     };
   }
 
-  /** The shared live reader of a conversation's events on this instance. */
-  feed(db: Queryable, convoId: string): ConvoFeed {
+  /** The shared live reader of a conversation's events on this instance (pages of at most `maxPageBytes`). */
+  feed(db: Queryable, convoId: string, maxPageBytes: number): ConvoFeed {
     let feed = this.feeds.get(convoId);
     if (!feed) {
       const created = new ConvoFeed(
         db,
         this.bus,
         convoId,
+        maxPageBytes,
         () => this.feeds.get(convoId) === created && this.feeds.delete(convoId),
       );
       this.feeds.set(convoId, created);

@@ -5,7 +5,8 @@ import { jsonBody } from "../xrpc.js";
  * Wakes the streams of the conversations a procedure changed, once the change has committed: it sits
  * before the idempotency middleware (whose transaction commits inside `next()`) and does nothing until
  * `next()` returned a 2xx. The conversation is the body's `convoId`, or the answer's `id` (createConvo), and any
- * the handler named with `HandlerContext.changed`.
+ * the handler named with `HandlerContext.changed`; not the body's when the write announced it itself (a send
+ * batch, whose statement notified other instances and whose events went to this instance's streams).
  *
  * @example
  * app.post("/xrpc/blue.catbird.mls.sendMessage", auth(...), announce(), idempotency(...), handler)
@@ -16,7 +17,7 @@ export function announce(): MiddlewareHandler {
     if (c.res.status < 200 || c.res.status >= 300) return;
     const convoId =
       field(await jsonBody(c).catch(() => undefined), "convoId") ?? field(answerOf(c.get("answer")), "id");
-    if (convoId !== undefined) c.get("app").events.publish(convoId);
+    if (convoId !== undefined && !c.get("announced")) c.get("app").events.publish(convoId);
     for (const changed of c.get("changedConvos") ?? []) c.get("app").events.publish(changed);
   };
 }

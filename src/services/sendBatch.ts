@@ -1,8 +1,9 @@
 import { ADVISORY_LOCK } from "../db/advisoryLocks.js";
 import type { Queryable } from "../db/driver.js";
 import { LAST_SEEN_GRANULARITY } from "./actingDevice.js";
+import type { ConvoEvent } from "./events.js";
 import { keyLockId, type KeyClaim, type OnceOutcome } from "./idempotencyKeys.js";
-import type { SendMessage } from "./messages.js";
+import { messageView, type SendMessage } from "./messages.js";
 import { iso } from "./sql.js";
 
 /**
@@ -17,13 +18,33 @@ export interface BatchItem {
   claim?: KeyClaim;
 }
 
+/** The NOTIFY a batch sends with its commit, one per conversation written: payload `<origin> <convoId>`. */
+export interface BatchNotice {
+  channel: string;
+  origin: string;
+}
+
+/** A message the batch stored, as the event its conversation's streams send. */
+export interface StoredEvent {
+  convoId: string;
+  event: ConvoEvent;
+}
+
+/** What a batch's statement did: each item's outcome in order, and the events it wrote. */
+export interface BatchResult {
+  outcomes: OnceOutcome[];
+  /** In no particular order; per conversation, every event seq the batch took (consecutive ones). */
+  events: StoredEvent[];
+}
+
 /**
  * Many sends in one statement and one commit (group commit), across conversations; each item keeps
  * every check of the one-message send and gets its own outcome.
  *
  * $1 the items (JSON: `n` the position, the message's fields, `off`/`len` its ciphertext in $2, and
  * for a keyed item its key `k`, request hash `h` and expiry `x`), $2 the ciphertexts end to end,
- * $3 the batch's time, $4 the method (the keys' scope), $5 the key lock class.
+ * $3 the batch's time, $4 the method (the keys' scope), $5 the key lock class, $6/$7 the NOTIFY's
+ * channel and origin (null: none).
  *
  * Nothing here waits for another transaction: a key another transaction holds (its advisory lock,
  * which every claim takes) and a conversation row another transaction holds are skipped, and their
@@ -33,6 +54,10 @@ export interface BatchItem {
  * shows as a different `membership_version`, and that conversation's items take the general path.
  * A key whose committed record is found comes back `stored` (a repeat); an expired one takes the
  * general path (it is taken over there).
+ *
+ * Each conversation written is notified (`<origin> <convoId>`) with the commit: other instances' streams
+ * wake without a NOTIFY transaction of the writer's own, and the notify lock taken at commit serialises
+ * batch commits only.
  *
  * Every table is reached by index from the items' values (`= ANY (ARRAY(...))`, LATERAL lookups,
  * per-item subqueries), never by a join the planner may turn into a scan: the statement's generic
@@ -69,7 +94,8 @@ export const SEND_BATCH_SQL = `WITH item AS MATERIALIZED (
          last_message_at = greatest(c.last_message_at, $3)
     FROM (SELECT accepted.c, count(*) AS count FROM accepted GROUP BY accepted.c) a
    WHERE c.id = ANY (ARRAY(SELECT accepted.c FROM accepted)) AND c.id = a.c
-  RETURNING c.id, c.next_seq - a.count AS first_seq, c.next_event_seq - a.count AS first_event_seq, c.last_message_at
+  RETURNING c.id, c.next_seq - a.count AS first_seq, c.next_event_seq - a.count AS first_event_seq, c.last_message_at,
+            CASE WHEN $6::text IS NOT NULL THEN pg_notify($6, $7::text || ' ' || c.id) END AS notified
 ), placed AS (
   SELECT a.*, b.first_seq + a.rank - 1 AS seq, b.first_event_seq + a.rank - 1 AS event_seq, b.last_message_at AS at
     FROM accepted a JOIN bump b ON b.id = a.c
@@ -80,7 +106,7 @@ export const SEND_BATCH_SQL = `WITH item AS MATERIALIZED (
   INSERT INTO events (convo_id, seq, kind, message_seq, created_at)
   SELECT p.c, p.event_seq, 'message', p.seq, p.at FROM placed p
 ), answer AS (
-  SELECT p.n, p.s, p.k, p.h, p.x, (
+  SELECT p.n, p.s, p.k, p.h, p.x, p.event_seq, (
     SELECT row_to_json(a)::text FROM (
       SELECT p.id AS "messageId", p.seq AS "seq", p.e AS "epoch", ${iso("p.at")} AS "receivedAt"
     ) a) AS response
@@ -98,9 +124,9 @@ export const SEND_BATCH_SQL = `WITH item AS MATERIALIZED (
           FOR NO KEY UPDATE SKIP LOCKED) d
       WHERE p.d <> '')
 )
-SELECT answer.n, true AS sent, answer.response, NULL AS request_hash, NULL AS status_code FROM answer
+SELECT answer.n, true AS sent, answer.response, NULL AS request_hash, NULL AS status_code, answer.event_seq FROM answer
 UNION ALL
-SELECT existing.n, false, existing.response, existing.request_hash, existing.status_code FROM existing
+SELECT existing.n, false, existing.response, existing.request_hash, existing.status_code, NULL FROM existing
  WHERE NOT existing.expired AND existing.response IS NOT NULL`;
 
 interface BatchRow {
@@ -109,15 +135,30 @@ interface BatchRow {
   response: string;
   request_hash: string | null;
   status_code: number | null;
+  event_seq: number | null;
+}
+
+/** A stored send's answer (the JSON the batch built). */
+interface Answer {
+  messageId: string;
+  seq: number;
+  epoch: number;
+  receivedAt: string;
 }
 
 /**
  * Stores a batch of sends in one statement (its own implicit transaction, one commit) and returns
  * each item's outcome in order: its answer, a repeat's committed answer, or undefined for an item
  * the general path must take (an error to explain, a held key or conversation, a raced membership
- * change, an expired key). Throws when the statement failed: then nothing of the batch was stored.
+ * change, an expired key), and the events it wrote. Throws when the statement failed: then nothing of
+ * the batch was stored. With `notice`, the commit notifies each conversation written.
  */
-export async function storeBatch(db: Queryable, items: readonly BatchItem[], method: string): Promise<OnceOutcome[]> {
+export async function storeBatch(
+  db: Queryable,
+  items: readonly BatchItem[],
+  method: string,
+  notice?: BatchNotice,
+): Promise<BatchResult> {
   const ciphertexts = new Uint8Array(items.reduce((total, { message }) => total + message.ciphertext.byteLength, 0));
   let offset = 0;
   const rows = items.map(({ message, claim }, n) => {
@@ -151,12 +192,32 @@ export async function storeBatch(db: Queryable, items: readonly BatchItem[], met
     now,
     method,
     ADVISORY_LOCK.idempotencyKey,
+    notice?.channel ?? null,
+    notice?.origin ?? null,
   ]);
   const outcomes: OnceOutcome[] = items.map(() => undefined);
+  const events: StoredEvent[] = [];
   for (const row of result) {
     outcomes[row.n] = row.sent
       ? { sent: row.response }
       : { stored: { requestHash: row.request_hash!, statusCode: row.status_code!, response: row.response } };
+    if (row.sent) events.push(storedEvent(items[row.n]!.message, rows[row.n]!.c!, row.event_seq!, row.response));
   }
-  return outcomes;
+  return { outcomes, events };
+}
+
+/** The message event a stored send wrote, as a read of the events table would return it. */
+function storedEvent(message: SendMessage, convoId: string, eventSeq: number, response: string): StoredEvent {
+  const answer = JSON.parse(response) as Answer;
+  const view = messageView(convoId, {
+    id: answer.messageId,
+    sender_did: message.sender,
+    sender_device: message.senderDevice,
+    ciphertext: message.ciphertext,
+    epoch: answer.epoch,
+    seq: answer.seq,
+    message_type: message.messageType,
+    created_at: answer.receivedAt,
+  });
+  return { convoId, event: { seq: eventSeq, kind: "message", message: view } };
 }

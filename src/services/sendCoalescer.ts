@@ -1,7 +1,15 @@
 import { DatabaseError, UniqueViolationError, type Queryable } from "../db/driver.js";
 import type { KeyClaim, OnceOutcome } from "./idempotencyKeys.js";
 import type { SendMessage } from "./messages.js";
-import { storeBatch, type BatchItem } from "./sendBatch.js";
+import { storeBatch, type BatchItem, type BatchNotice, type BatchResult, type StoredEvent } from "./sendBatch.js";
+
+/** Where batches announce what they stored (the app's EventBus). */
+export interface BatchAnnouncer {
+  /** The NOTIFY each batch statement sends with its commit, for other instances' streams; undefined: none. */
+  readonly notice: BatchNotice | undefined;
+  /** After a batch committed: the events it wrote, for this instance's streams. Never throws. */
+  publishEvents(events: readonly StoredEvent[]): void;
+}
 
 export interface SendCoalescerOptions {
   /** The pool the batches run on (not a request's transaction). */
@@ -16,6 +24,8 @@ export interface SendCoalescerOptions {
   method: string;
   /** Told the size of every batch stored. */
   observe(items: number): void;
+  /** Wakes the streams of what each batch stored: a stored send needs no announcing of its own. */
+  announcer: BatchAnnouncer;
 }
 
 /**
@@ -25,10 +35,12 @@ export interface SendCoalescerOptions {
  * one statement and one commit (`storeBatch`); lanes never hold the same conversation, so their
  * batches, in flight together, do not skip each other's rows, and their commits share WAL flushes.
  * Every send gets its own outcome: stored with its answer, a repeat's committed answer, or
- * undefined, for the caller's general path (errors to explain, held keys or conversations).
+ * undefined, for the caller's general path (errors to explain, held keys or conversations). What a
+ * batch stored is announced by the batch: its statement notifies other instances, and its events go to
+ * this instance's streams as soon as it committed.
  *
  * @example
- * const sends = new SendCoalescer({ db, maxItems: 128, maxBytes: 4 << 20, lanes: 2, method, observe });
+ * const sends = new SendCoalescer({ db, maxItems: 128, maxBytes: 4 << 20, lanes: 2, method, observe, announcer: events });
  * const outcome = await sends.send(message, claim); // undefined: take the general path
  */
 export class SendCoalescer {
@@ -118,9 +130,10 @@ class SendLane {
     while (this.dropLate() > 0) {
       const batch = this.take();
       try {
-        const outcomes = await this.store(batch);
+        const { outcomes, events } = await this.store(batch);
         this.options.observe(batch.length);
         batch.forEach((item, n) => item.settle(outcomes[n]));
+        this.options.announcer.publishEvents(events);
       } catch (error) {
         const refused = refusedByDatabase(error);
         for (const item of batch) refused ? item.settle(undefined) : item.fail(error);
@@ -138,13 +151,13 @@ class SendLane {
    * key in two lanes or processes, in flight together, do that; each would send the whole batch down the
    * general path.) Nothing of the failed statement was stored.
    */
-  private async store(batch: Waiting[]): Promise<OnceOutcome[]> {
-    const { db, method } = this.options;
+  private async store(batch: Waiting[]): Promise<BatchResult> {
+    const { db, method, announcer } = this.options;
     try {
-      return await storeBatch(db, batch, method);
+      return await storeBatch(db, batch, method, announcer.notice);
     } catch (error) {
       if (!(error instanceof UniqueViolationError && error.constraint === KEY_RECORD)) throw error;
-      return storeBatch(db, batch, method);
+      return storeBatch(db, batch, method, announcer.notice);
     }
   }
 

@@ -101,12 +101,16 @@ describe("event stream limits and cost", () => {
   });
 
   it("a shared read still ends the stream of a reader who is no longer a member, before anything after that", async () => {
-    const { app } = testApp(db);
+    const { app, ctx } = testApp(db);
     const { alice, bob, carol, convoId } = await conversation(app);
     const bobs = await stream(app, bob, { convoId });
     const carols = await stream(app, carol, { convoId });
-    // Membership ended without an event in the stream (as if by a path that writes none).
+    // Membership ended without an event in the stream (as if by a path that writes none), and the streams
+    // are woken as such a path would: the shared read that follows is what must end Bob's stream. (A send
+    // batch's events are handed to the streams with the membership the feed last read, which only an event
+    // can change: every path that ends a membership writes one, and a hand-off never skips an event.)
     await db.query(`UPDATE members SET left_at = now() WHERE convo_id = $1 AND did = $2`, [convoId, bob]);
+    ctx.events.publish(convoId);
     const sent = await send(app, alice, convoId, "after bob is gone");
 
     expect((await carols.events!.nextParsed())?.data.id).toBe(sent.messageId);

@@ -61,6 +61,8 @@ function coalescer(on = db, maxItems = 128, maxBytes = 4 << 20) {
     lanes: 1,
     method: METHOD,
     observe: (n) => sizes.push(n),
+    // No streams here: nothing to notify or wake.
+    announcer: { notice: undefined, publishEvents: () => {} },
   });
   return { sends, sizes };
 }

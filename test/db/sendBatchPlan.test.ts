@@ -35,9 +35,9 @@ it("reaches every table of the batch statement by index in a generic plan made o
     await migrate(db, await readMigrations());
     const scanned = await db.transaction(async (tx) => {
       await tx.query(`SET LOCAL plan_cache_mode = force_generic_plan`);
-      await tx.query(`PREPARE send_batch_plan (text, bytea, timestamptz, text, int) AS ${SEND_BATCH_SQL}`);
+      await tx.query(`PREPARE send_batch_plan (text, bytea, timestamptz, text, int, text, text) AS ${SEND_BATCH_SQL}`);
       const [row] = await tx.query<{ "QUERY PLAN": [{ Plan: Record<string, unknown> }] }>(
-        `EXPLAIN (FORMAT JSON) EXECUTE send_batch_plan ('[]', '\\x', now(), 'blue.catbird.mls.sendMessage', 1)`,
+        `EXPLAIN (FORMAT JSON) EXECUTE send_batch_plan ('[]', '\\x', now(), 'blue.catbird.mls.sendMessage', 1, 'mls_events', 'origin')`,
       );
       return [...nodesOf(row!["QUERY PLAN"][0].Plan)]
         .filter((node) => node["Node Type"] === "Seq Scan")

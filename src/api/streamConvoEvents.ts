@@ -4,7 +4,7 @@ import { followConvo, type StreamConnection } from "../events/convoStream.js";
 import { EVENT_STREAM_HEADERS, EventStreamBody } from "../events/eventStreamBody.js";
 import { invalidRequest, XrpcError } from "../errors.js";
 import * as schemas from "../schemas.js";
-import { requireDevice } from "../services/actingDevice.js";
+import { IMPLICIT_DEVICE, requireDevice } from "../services/actingDevice.js";
 import { eventHead } from "../services/events.js";
 import { query } from "../xrpc.js";
 
@@ -34,6 +34,9 @@ export default query({
     if (lastEventId !== undefined && resume === undefined) throw invalidRequest("Last-Event-ID must be an event id");
     const device = await requireDevice(app.db, caller, input.deviceId, now);
     const head = await eventHead(app.db, input.convoId, caller, resume);
+    // Checked again once the head is read: a revocation that committed meanwhile (its event at or before the head,
+    // which the stream would never send) is refused here; a later one's event comes after the head, and ends the stream.
+    if (device !== IMPLICIT_DEVICE) await requireDevice(app.db, caller, device, now);
     if (resume !== undefined && resume > head) throw invalidRequest("cursor is ahead of this conversation's events");
     const { config, events, logger, metrics } = app;
     const slot = events.streams.admit(caller, {

@@ -1,10 +1,10 @@
 import type { Context } from "hono";
 import { z } from "zod";
 import { followConvo, type StreamConnection } from "../events/convoStream.js";
-import { EVENT_STREAM_HEADERS, EventStreamBody } from "../events/eventStreamBody.js";
+import { CHUNKED, EVENT_STREAM_HEADERS, EventStreamBody } from "../events/eventStreamBody.js";
 import { invalidRequest, XrpcError } from "../errors.js";
 import * as schemas from "../schemas.js";
-import { requireDevice } from "../services/actingDevice.js";
+import { IMPLICIT_DEVICE, requireDevice } from "../services/actingDevice.js";
 import { eventHead } from "../services/events.js";
 import { query } from "../xrpc.js";
 
@@ -34,6 +34,9 @@ export default query({
     if (lastEventId !== undefined && resume === undefined) throw invalidRequest("Last-Event-ID must be an event id");
     const device = await requireDevice(app.db, caller, input.deviceId, now);
     const head = await eventHead(app.db, input.convoId, caller, resume);
+    // Checked again once the head is read: a revocation that committed meanwhile (its event at or before the head,
+    // which the stream would never send) is refused here; a later one's event comes after the head, and ends the stream.
+    if (device !== IMPLICIT_DEVICE) await requireDevice(app.db, caller, device, now);
     if (resume !== undefined && resume > head) throw invalidRequest("cursor is ahead of this conversation's events");
     const { config, events, logger, metrics } = app;
     const slot = events.streams.admit(caller, {
@@ -65,7 +68,8 @@ export default query({
         slot.release();
       }
     })().catch((error: unknown) => logger.error("event stream failed", { error: String(error) }));
-    return c.newResponse(stream.readable, 200, { ...EVENT_STREAM_HEADERS, "X-Accel-Buffering": "no" });
+    const framing = http11OnNode(c) ? CHUNKED : {};
+    return c.newResponse(stream.readable, 200, { ...EVENT_STREAM_HEADERS, ...framing, "X-Accel-Buffering": "no" });
   },
 });
 
@@ -90,6 +94,13 @@ function nodeConnection(c: Context): StreamConnection | undefined {
   // A reset drops what the kernel still holds for the client at once; a close would keep sending it.
   const cut = () => (outgoing.socket ? outgoing.socket.resetAndDestroy() : outgoing.destroy());
   return { finished, cut };
+}
+
+/** On Node, whether the request is HTTP/1.1 (not 1.0, not HTTP/2): the only one whose response may say it is chunked. */
+function http11OnNode(c: Context): boolean {
+  const incoming = (c.env as { incoming?: { httpVersionMajor?: number; httpVersionMinor?: number } } | undefined)
+    ?.incoming;
+  return incoming?.httpVersionMajor === 1 && (incoming.httpVersionMinor ?? 0) >= 1;
 }
 
 /** Elsewhere the runtime owns the socket: aborting the stream ends the response body. */

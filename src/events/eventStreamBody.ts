@@ -125,6 +125,11 @@ export const EVENT_STREAM_HEADERS = {
   "Content-Type": "text/event-stream",
   "Cache-Control": "no-cache",
   Connection: "keep-alive",
-  // A body of unknown length; @hono/node-server then writes the head at once instead of reading ahead to size it.
-  "Transfer-Encoding": "chunked",
 } as const;
+
+/**
+ * Added on Node for an HTTP/1.1 request: a body of unknown length, so @hono/node-server writes the head at once
+ * instead of reading ahead to size it. Never for HTTP/1.0, which has no chunked coding (RFC 9112 6.1: such a
+ * client would read the chunk sizes as events), nor elsewhere, where the runtime frames the body itself.
+ */
+export const CHUNKED = { "Transfer-Encoding": "chunked" } as const;

@@ -1,0 +1,78 @@
+/**
+ * A device stream opened while its device is being revoked: the revocation's `deviceRevoked` event is the last
+ * one such a stream may send. A stream that starts at the newest event must never start past that event with the
+ * device's check made before it (it would then send everything that follows, to a revoked device).
+ */
+import { afterAll, describe, expect, it } from "vitest";
+import { testApp, testDatabase, tokenFor } from "../helpers/context.js";
+import { withStatementHook } from "../helpers/faults.js";
+import { b64, RosterGroup, SUITE, type Device } from "../helpers/rosterGroup.js";
+import { xrpc } from "../helpers/xrpc.js";
+import { device, newDid, register } from "../roster/fixtures.js";
+import { opened } from "./sseClient.js";
+
+const db = testDatabase();
+afterAll(() => db.close());
+
+describe("a device stream opened while the device is revoked", () => {
+  it("is refused, or ends at the revocation: it never sends what follows it", async () => {
+    // The revocation commits right before the statement that reads where the stream starts.
+    let revokeBeforeHead: (() => Promise<void>) | undefined;
+    const hooked = withStatementHook(db, async (sql) => {
+      if (!revokeBeforeHead || !sql.includes("AS expired")) return;
+      const revoke = revokeBeforeHead;
+      revokeBeforeHead = undefined;
+      await revoke();
+    });
+    const { app } = testApp(hooked, { EVENTS_POLL_MS: "100", EVENTS_KEEPALIVE_MS: "600000" });
+    const ok = async (did: string, method: string, body: unknown) => {
+      const reply = await xrpc(app, did, method, { body });
+      expect(reply.status, JSON.stringify(reply.body)).toBe(200);
+      return reply.body;
+    };
+
+    const alice = newDid("alice");
+    const bob = newDid("bob");
+    const devices: Device[] = [device(alice, "phone"), device(bob, "phone"), device(bob, "laptop")];
+    await register(db, ...devices);
+    const expires = new Date(Date.now() + 86_400_000).toISOString();
+    const group = await RosterGroup.create(devices[0]!, {
+      publish: async ({ did }, keyPackage) =>
+        void (await ok(did, "publishKeyPackage", { keyPackage: b64(keyPackage), cipherSuite: SUITE, expires })),
+    });
+    const bundle = await group.commit(devices[0]!, { add: devices.slice(1) });
+    await bundle.apply();
+    const created = await ok(alice, "createConvo", {
+      groupId: group.groupIdHex,
+      cipherSuite: SUITE,
+      deviceId: "phone",
+      groupInfo: b64(await group.groupInfo(devices[0]!)),
+      welcomeMessage: b64(bundle.welcome!),
+      keyPackageHashes: bundle.keyPackageHashes,
+    });
+    const convoId = created.id as string;
+
+    revokeBeforeHead = async () => void (await ok(bob, "revokeDevice", { deviceId: "laptop" }));
+    const response = await app.request(
+      `/xrpc/blue.catbird.mls.streamConvoEvents?${new URLSearchParams({ convoId, deviceId: "laptop" })}`,
+      { headers: { Authorization: `Bearer ${await tokenFor(bob)}` } },
+    );
+    expect(revokeBeforeHead).toBeUndefined();
+    const stream = await opened(response);
+    try {
+      // Something that happens after the revocation: Bob's phone is revoked too.
+      await ok(bob, "revokeDevice", { deviceId: "phone" });
+      if (stream.status === 200) {
+        const next = await Promise.race([
+          stream.events!.nextParsed(),
+          new Promise((resolve) => setTimeout(() => resolve("nothing"), 1500)),
+        ]);
+        expect(next, "a revoked device's stream sent an event after its revocation").toBeUndefined();
+      } else {
+        expect(stream.status).toBe(403);
+      }
+    } finally {
+      await stream.close();
+    }
+  });
+});

@@ -8,8 +8,12 @@ import type { Wakeup } from "./wakeup.js";
 /** Events a read of a conversation's stream holds at most (replay and live reads alike). */
 export const PAGE_SIZE = 100;
 
-/** Pages kept for streams still behind: past this many, the oldest go (such a stream reads for itself). */
+/**
+ * Pages kept for streams still behind: past this many, or past this many times MAX_PAGE_BYTES of SSE text
+ * (their events are kept too, about as large), the oldest go; a stream that needs one reads it again.
+ */
 const MAX_PAGES = 32;
+const MAX_KEPT_PAGE_BYTES = 2;
 
 /** A page of the feed as one reader may see it, with its events' SSE bytes (the same for every reader). */
 export interface FeedPage extends EventPage {
@@ -20,6 +24,8 @@ interface Shared {
   /** The readers whose membership the page reports. */
   readers: Set<string>;
   page: Promise<(SharedEventPage & { sse: SseEvents }) | undefined>;
+  /** Its SSE bytes, once known (0 while its read runs). */
+  bytes: number;
 }
 
 /** What the feed knows for sure since its last read that no wake-up from outside overtook. */
@@ -93,10 +99,15 @@ export class ConvoFeed {
       const wakes = this.wakes;
       const read: Shared = {
         readers,
+        bytes: 0,
         page: readSharedEvents(this.db, this.convoId, [...readers], afterSeq, PAGE_SIZE, this.maxBytes).then((page) => {
-          if (page) this.learn(page, readers, wakes);
+          if (!page) return page;
+          this.learn(page, readers, wakes);
           // Encoded once for every stream that sends the page.
-          return page && { ...page, sse: encodeEvents(page.events) };
+          const sse = encodeEvents(page.events);
+          read.bytes = sse.bytes.byteLength;
+          this.trim();
+          return { ...page, sse };
         }),
       };
       // A failed read is not handed to later callers.
@@ -134,19 +145,27 @@ export class ConvoFeed {
     for (const { events: page, sse } of pagesOf(events, this.maxBytes)) {
       const cursor = page[page.length - 1]!.seq;
       const shared = { head, active: known.active, events: page, cursor, more: cursor < head, sse };
-      this.keep(afterSeq, { readers: known.readers, page: Promise.resolve(shared) });
+      this.keep(afterSeq, { readers: known.readers, page: Promise.resolve(shared), bytes: sse.bytes.byteLength });
       afterSeq = cursor;
     }
     for (const wakeup of this.followers.keys()) wakeup.wake();
   }
 
-  /** Keeps `shared` as the page after `afterSeq`; the oldest go past MAX_PAGES. */
+  /** Keeps `shared` as the page after `afterSeq`; the oldest go past the bounds. */
   private keep(afterSeq: number, shared: Shared): void {
     this.pages.delete(afterSeq);
     this.pages.set(afterSeq, shared);
-    for (const oldest of this.pages.keys()) {
-      if (this.pages.size <= MAX_PAGES) break;
+    this.trim();
+  }
+
+  /** Drops the oldest pages past MAX_PAGES or MAX_KEPT_PAGE_BYTES x MAX_PAGE_BYTES; the newest stays. */
+  private trim(): void {
+    let bytes = 0;
+    for (const shared of this.pages.values()) bytes += shared.bytes;
+    for (const [oldest, shared] of this.pages) {
+      if (this.pages.size <= 1 || (this.pages.size <= MAX_PAGES && bytes <= MAX_KEPT_PAGE_BYTES * this.maxBytes)) break;
       this.pages.delete(oldest);
+      bytes -= shared.bytes;
     }
   }
 

@@ -19,13 +19,13 @@ afterAll(() => db.close());
 const NEVER = 600_000;
 
 /** A feed of `convoId` on a bus of its own (no LISTEN, no polls), counting its shared reads. */
-function feedOf(convoId: string) {
+function feedOf(convoId: string, maxPageBytes = 1 << 20) {
   const counted = { reads: 0 };
   const hooked = withStatementHook(db, async (sql) => {
     if (sql === SHARED_EVENTS_SQL) counted.reads++;
   });
   const bus = new EventBus({ db: hooked, logger: createLogger("silent"), pollMs: NEVER, safetyPollMs: NEVER });
-  const feed = bus.streams.feed(hooked, convoId, 1 << 20);
+  const feed = bus.streams.feed(hooked, convoId, maxPageBytes);
   return { bus, feed, counted };
 }
 
@@ -52,6 +52,28 @@ const handedOver = () => new Promise((resolve) => setTimeout(resolve, 0));
 const seqs = (page: { events: { seq: number }[] } | undefined) => page?.events.map((event) => event.seq);
 
 describe("ConvoFeed", () => {
+  it("keeps at most about two pages' worth of bytes for followers behind: an older page is read again", async () => {
+    const { app } = testApp(db);
+    const { alice, bob, convoId } = await conversation(app); // events 1-3: the joinings
+    const { bus, feed, counted } = feedOf(convoId, 2048);
+    const unfollow = feed.follow(bob, new Wakeup());
+    try {
+      expect(seqs(await feed.read(3, bob))).toEqual([]);
+      // Five handed-over pages of about 1.4 kB of SSE text each (a 1 kB message in base64): more than 2 x 2 kB.
+      for (let i = 0; i < 5; i++) bus.publishEvents(await stored(convoId, alice, "x".repeat(1024)));
+      await handedOver();
+      expect(counted.reads).toBe(1);
+      // The newest ones are still kept; the first was dropped and is read again (a read packs its page itself).
+      expect(seqs(await feed.read(7, bob))).toEqual([8]);
+      expect(counted.reads).toBe(1);
+      expect(seqs(await feed.read(3, bob))?.[0]).toBe(4);
+      expect(counted.reads).toBe(2);
+    } finally {
+      unfollow();
+      await bus.close();
+    }
+  });
+
   it("hands over what this instance wrote after what it knows, pages a sleeping follower through all of it, and reads after a gap or a wake-up from outside", async () => {
     const { app } = testApp(db);
     const { alice, bob, convoId } = await conversation(app); // events 1-3: the joinings

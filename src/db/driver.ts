@@ -85,6 +85,11 @@ export class DatabaseUnavailableError extends Error {
 const CONNECTION_CODES = new Set([
   "ECONNREFUSED",
   "ECONNRESET",
+  "ECONNABORTED",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENETDOWN",
+  "EAI_AGAIN",
   "EPIPE",
   "ETIMEDOUT",
   "ENOTFOUND",

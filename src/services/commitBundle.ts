@@ -37,6 +37,7 @@ import {
   readStanding,
 } from "./rosterChange.js";
 import { checkWelcomeSuite, retireConvoDeviceWelcomes, storeWelcomes, type WelcomeInput } from "./welcomes.js";
+import { isActiveMember } from "./sql.js";
 
 export interface KeyPackageHash extends Device {
   hash: string;
@@ -174,7 +175,7 @@ export const notRosterChecked = () =>
 async function bundleConvoSuite(db: Queryable, convoId: string, caller: string): Promise<string> {
   const [row] = await db.query<{ cipher_suite: string; roster_checked: boolean; is_member: boolean }>(
     `SELECT c.cipher_suite, c.roster_checked,
-            EXISTS (SELECT 1 FROM members m WHERE m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL) AS is_member
+            ${isActiveMember("c.id", "$2")} AS is_member
        FROM conversations c WHERE c.id = $1`,
     [convoId, caller],
   );

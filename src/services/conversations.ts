@@ -1,6 +1,6 @@
 import type { Queryable } from "../db/driver.js";
 import { convoExists, invalidRequest } from "../errors.js";
-import { ACTIVE_MEMBERS_JSON, convoViewBytes, fitsPage, iso } from "./sql.js";
+import { ACTIVE_MEMBERS_JSON, convoViewBytes, fitsPage, isActiveMember, iso } from "./sql.js";
 import { upsertWelcomePayload, welcomePayloadHash } from "./welcomes.js";
 
 export interface ConvoView {
@@ -128,7 +128,7 @@ export async function createConvo(db: Queryable, convo: NewConvo): Promise<Convo
  */
 export async function existingConvo(db: Queryable, groupId: string, creator: string): Promise<ConvoView> {
   const [existing] = await db.query<{ id: string; caller_active: boolean }>(
-    `SELECT c.id, EXISTS (SELECT 1 FROM members m WHERE m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL) AS caller_active
+    `SELECT c.id, ${isActiveMember("c.id", "$2")} AS caller_active
        FROM conversations c WHERE c.group_id = $1 AND c.creator_did = $2`,
     [groupId, creator],
   );

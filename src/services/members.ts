@@ -4,6 +4,7 @@ import { checkCommit, type CommitInput } from "./commits.js";
 import { actorOf, recordConvoChange } from "./convoChange.js";
 import { lockConvo } from "./convoLock.js";
 import { checkWelcomeSuite, retireWelcomes, storeWelcomes, type WelcomeInput } from "./welcomes.js";
+import { isActiveMember } from "./sql.js";
 
 export interface MembershipResult {
   success: true;
@@ -47,7 +48,7 @@ export async function addMembers(db: Queryable, request: AddMembers): Promise<Me
       `SELECT coalesce(array_agg(d.did) FILTER (WHERE NOT d.active), '{}') AS added,
               coalesce(array_agg(d.did) FILTER (WHERE d.active AND d.last_welcome IN ('failed', 'expired')), '{}') AS reinvited
          FROM (SELECT d.did,
-                      EXISTS (SELECT 1 FROM members m WHERE m.convo_id = $1 AND m.did = d.did AND m.left_at IS NULL) AS active,
+                      ${isActiveMember("$1", "d.did")} AS active,
                       (SELECT CASE WHEN w.state IN ('available', 'in_flight') AND w.error_details IS NOT NULL THEN 'failed'
                                    ELSE w.state END
                          FROM welcome_messages w WHERE w.convo_id = $1 AND w.recipient_did = d.did

@@ -10,6 +10,7 @@ import {
 } from "../errors.js";
 import type { RosterLeaf } from "../mls/groupInfo.js";
 import { credentialIdentity, IMPLICIT_DEVICE } from "./actingDevice.js";
+import { isActiveMember } from "./sql.js";
 
 /**
  * The roster of a roster-checked conversation: the devices its MLS tree holds, one row per leaf, as the latest
@@ -248,7 +249,7 @@ export async function latestGroupInfo(
 ): Promise<{ epoch: number; groupInfo: Uint8Array }> {
   const [row] = await db.query<{ epoch: number | null; group_info: Uint8Array | null; is_member: boolean }>(
     `SELECT g.epoch, g.group_info,
-            EXISTS (SELECT 1 FROM members m WHERE m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL) AS is_member
+            ${isActiveMember("c.id", "$2")} AS is_member
        FROM conversations c LEFT JOIN group_infos g ON g.convo_id = c.id WHERE c.id = $1`,
     [convoId, did],
   );

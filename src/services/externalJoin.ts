@@ -16,9 +16,9 @@ export interface ExternalJoin {
 /**
  * An external commit (sender new_member_commit): a device of an active member DID (the caller checked that) joins
  * by itself, as a new device or resyncing its former leaf (same signature key: MLS finds the former leaf by it).
- * Its new leaf signs the GroupInfo (400 InvalidGroupInfo), nothing else in the tree changes (400 RosterMismatch), it
- * carries no Welcome,
- * and a device joins a conversation so at most once per REJOIN_COOLDOWN_SECONDS (429 RejoinCooldown).
+ * Its new leaf signs the GroupInfo (400 InvalidGroupInfo), nothing else in the tree changes (400 RosterMismatch),
+ * it carries no Welcome, and a device joins a conversation so at most once per REJOIN_COOLDOWN_SECONDS
+ * (429 RejoinCooldown).
  * Returns the diff as it counts: a resync is the device removed and added, even when its new leaf is its old one.
  */
 export async function checkExternalJoin(tx: Queryable, convoId: string, join: ExternalJoin): Promise<RosterDiff> {

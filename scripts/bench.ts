@@ -507,7 +507,6 @@ function sendHeaders(token: string, key: string) {
   return { Authorization: `Bearer ${token}`, "Content-Type": "application/json", "Idempotency-Key": key };
 }
 
-/** A send scenario next to its one-message-per-transaction baseline; `least`: the ratio it should reach. */
 /**
  * For each send scenario whose batches were reported: pgbench running the batch statement with the scenario's
  * mean batch size, in messages per second, next to the server's sends per second.
@@ -548,6 +547,7 @@ async function batchedRows(
 const cpuPerRequest = (cpuMs: number, run: LoadResult) =>
   ((cpuMs * 1000) / Math.max(1, run.requestsPerSecond * plan.seconds)).toFixed(0);
 
+/** A send scenario next to its one-message-per-transaction baseline; `least`: the ratio it should reach. */
 function sendRow(scenario: string, server: LoadResult, baseline: PgbenchResult, least: number): ScenarioRow {
   const ratio = server.requestsPerSecond / baseline.tps;
   return {

@@ -7,6 +7,7 @@ import type { Database } from "../../src/db/driver.js";
 import { CHANNEL } from "../../src/events/bus.js";
 import { SEND_BATCH_SQL, storeBatch } from "../../src/services/sendBatch.js";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
+import { watchingPool } from "../helpers/faults.js";
 import { xrpc } from "../helpers/xrpc.js";
 import { conversation, send, stream } from "./convo.js";
 
@@ -18,20 +19,7 @@ const WAKE_ONLY = { EVENTS_POLL_MS: "600000", EVENTS_SAFETY_POLL_MS: "500000", E
 /** `db` (LISTEN included), recording every statement run on the pool. */
 function recording(inner: Database) {
   const statements: string[] = [];
-  const recorded: Database = {
-    kind: inner.kind,
-    concurrent: inner.concurrent,
-    close: () => inner.close(),
-    exec: (script) => inner.exec(script),
-    query(text, params) {
-      statements.push(text);
-      return inner.query(text, params);
-    },
-    transaction: (fn) => inner.transaction(fn),
-    maintenance: (fn) => inner.maintenance(fn),
-    listen: inner.listen?.bind(inner),
-  };
-  return { recorded, statements };
+  return { recorded: watchingPool(inner, (sql) => statements.push(sql)), statements };
 }
 
 describe("a send batch's NOTIFY", () => {

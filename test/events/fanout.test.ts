@@ -8,6 +8,7 @@ import type { Database } from "../../src/db/driver.js";
 import { createLogger } from "../../src/logger.js";
 import { readSharedEvents } from "../../src/services/sharedEvents.js";
 import { testApp, testDatabase } from "../helpers/context.js";
+import { watchingPool } from "../helpers/faults.js";
 import { xrpc } from "../helpers/xrpc.js";
 import { conversation, send, stream } from "./convo.js";
 import type { OpenStream } from "./sseClient.js";
@@ -18,19 +19,9 @@ afterAll(() => db.close());
 /** `db`, counting the statements that read the events table (stream reads; sends only write it). */
 function countingEventReads(inner: Database) {
   const counter = { reads: 0 };
-  const counted: Database = {
-    kind: inner.kind,
-    concurrent: inner.concurrent,
-    close: () => inner.close(),
-    exec: (script) => inner.exec(script),
-    query(text, params) {
-      if (/\bFROM events\b/.test(text)) counter.reads++;
-      return inner.query(text, params);
-    },
-    transaction: (fn) => inner.transaction(fn),
-    maintenance: (fn) => inner.maintenance(fn),
-    listen: inner.listen?.bind(inner),
-  };
+  const counted = watchingPool(inner, (sql) => {
+    if (/\bFROM events\b/.test(sql)) counter.reads++;
+  });
   return { counted, counter };
 }
 

@@ -6,9 +6,10 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { testApp, testDatabase, tokenFor } from "../helpers/context.js";
 import { withStatementHook } from "../helpers/faults.js";
-import { b64, RosterGroup, SUITE, type Device } from "../helpers/rosterGroup.js";
+import type { Device } from "../helpers/rosterGroup.js";
 import { xrpc } from "../helpers/xrpc.js";
-import { device, newDid, register } from "../roster/fixtures.js";
+import { Xrpc } from "../messaging/client.js";
+import { device, newDid, register, rosterConvo } from "../roster/fixtures.js";
 import { opened } from "./sseClient.js";
 
 const db = testDatabase();
@@ -35,22 +36,7 @@ describe("a device stream opened while the device is revoked", () => {
     const bob = newDid("bob");
     const devices: Device[] = [device(alice, "phone"), device(bob, "phone"), device(bob, "laptop")];
     await register(db, ...devices);
-    const expires = new Date(Date.now() + 86_400_000).toISOString();
-    const group = await RosterGroup.create(devices[0]!, {
-      publish: async ({ did }, keyPackage) =>
-        void (await ok(did, "publishKeyPackage", { keyPackage: b64(keyPackage), cipherSuite: SUITE, expires })),
-    });
-    const bundle = await group.commit(devices[0]!, { add: devices.slice(1) });
-    await bundle.apply();
-    const created = await ok(alice, "createConvo", {
-      groupId: group.groupIdHex,
-      cipherSuite: SUITE,
-      deviceId: "phone",
-      groupInfo: b64(await group.groupInfo(devices[0]!)),
-      welcomeMessage: b64(bundle.welcome!),
-      keyPackageHashes: bundle.keyPackageHashes,
-    });
-    const convoId = created.id as string;
+    const { convoId } = await rosterConvo(new Xrpc(app), devices[0]!, devices.slice(1));
 
     revokeBeforeHead = async () => void (await ok(bob, "revokeDevice", { deviceId: "laptop" }));
     const response = await app.request(

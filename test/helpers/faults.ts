@@ -21,3 +21,23 @@ export function withStatementHook(db: Database, hook: (sql: string) => Promise<v
     ...wrap(db),
   };
 }
+
+/**
+ * The real database (LISTEN included) with `see` called for each statement run on the pool; statements inside
+ * transactions are not seen.
+ */
+export function watchingPool(db: Database, see: (sql: string) => void): Database {
+  return {
+    kind: db.kind,
+    concurrent: db.concurrent,
+    close: () => db.close(),
+    exec: (script) => db.exec(script),
+    query(text, params) {
+      see(text);
+      return db.query(text, params);
+    },
+    transaction: (fn) => db.transaction(fn),
+    maintenance: (fn) => db.maintenance(fn),
+    listen: db.listen?.bind(db),
+  };
+}

@@ -405,9 +405,9 @@ export class MlsDevice {
     };
   }
 
-  /** processCommit with a bundle: on success the device moves to the new epoch; on any failure it keeps its state. */
-  async sendCommit(convoId: string, bundle: PreparedCommit): Promise<CommitResult> {
-    const result: CommitResult = await this.http.post("processCommit", {
+  /** processCommit with a bundle as this device (its Welcome and key package hashes only when it has them). */
+  private postCommit(convoId: string, bundle: PreparedCommit): Promise<CommitResult> {
+    return this.http.post("processCommit", {
       convoId,
       epoch: bundle.epoch,
       commit: b64(bundle.commit),
@@ -416,6 +416,11 @@ export class MlsDevice {
       ...(bundle.keyPackageHashes.length ? { keyPackageHashes: bundle.keyPackageHashes } : {}),
       ...this.acting,
     });
+  }
+
+  /** processCommit with a bundle: on success the device moves to the new epoch; on any failure it keeps its state. */
+  async sendCommit(convoId: string, bundle: PreparedCommit): Promise<CommitResult> {
+    const result = await this.postCommit(convoId, bundle);
     const session = this.session(convoId);
     session.state = bundle.newState;
     session.mine.add(result.seq);
@@ -507,13 +512,7 @@ export class MlsDevice {
 
   /** processCommit with an external commit; on success the device's state starts at the new epoch, read from the commit's seq on. */
   async sendExternalJoin(convoId: string, bundle: PreparedCommit): Promise<CommitResult> {
-    const result: CommitResult = await this.http.post("processCommit", {
-      convoId,
-      epoch: bundle.epoch,
-      commit: b64(bundle.commit),
-      groupInfo: b64(bundle.groupInfo),
-      ...this.acting,
-    });
+    const result = await this.postCommit(convoId, bundle);
     this.sessions.set(convoId, {
       state: bundle.newState,
       cursor: result.seq,

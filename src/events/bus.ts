@@ -98,7 +98,9 @@ export class EventBus {
     const byConvo = new Map<string, ConvoEvent[]>();
     for (const { convoId, event } of events) {
       if (!this.subscribers.has(convoId)) continue;
-      (byConvo.get(convoId) ?? byConvo.set(convoId, []).get(convoId)!).push(event);
+      const written = byConvo.get(convoId);
+      if (written) written.push(event);
+      else byConvo.set(convoId, [event]);
     }
     if (byConvo.size === 0) return;
     setTimeout(() => {

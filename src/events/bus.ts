@@ -96,9 +96,11 @@ export class EventBus {
    */
   publishEvents(events: readonly StoredEvent[]): void {
     const byConvo = new Map<string, ConvoEvent[]>();
-    for (const { convoId, event } of events) {
+    for (const stored of events) {
+      const { convoId } = stored;
+      // Only now is the event built (its view's base64): not for a conversation no stream here follows.
       if (!this.subscribers.has(convoId)) continue;
-      (byConvo.get(convoId) ?? byConvo.set(convoId, []).get(convoId)!).push(event);
+      (byConvo.get(convoId) ?? byConvo.set(convoId, []).get(convoId)!).push(stored.event);
     }
     if (byConvo.size === 0) return;
     setTimeout(() => {

@@ -96,11 +96,13 @@ export class EventBus {
    */
   publishEvents(events: readonly StoredEvent[]): void {
     const byConvo = new Map<string, ConvoEvent[]>();
-    for (const { convoId, event } of events) {
+    for (const stored of events) {
+      const { convoId } = stored;
+      // Only now is the event built (its view's base64): not for a conversation no stream here follows.
       if (!this.subscribers.has(convoId)) continue;
       const written = byConvo.get(convoId);
-      if (written) written.push(event);
-      else byConvo.set(convoId, [event]);
+      if (written) written.push(stored.event);
+      else byConvo.set(convoId, [stored.event]);
     }
     if (byConvo.size === 0) return;
     setTimeout(() => {

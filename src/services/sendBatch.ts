@@ -27,7 +27,8 @@ export interface BatchNotice {
 /** A message the batch stored, as the event its conversation's streams send. */
 export interface StoredEvent {
   convoId: string;
-  event: ConvoEvent;
+  /** Built when read (a getter): only a conversation with a stream on this instance needs its view (base64 of the ciphertext). */
+  readonly event: ConvoEvent;
 }
 
 /** What a batch's statement did: each item's outcome in order, and the events it wrote. */
@@ -201,13 +202,23 @@ export async function storeBatch(
     outcomes[row.n] = row.sent
       ? { sent: row.response }
       : { stored: { requestHash: row.request_hash!, statusCode: row.status_code!, response: row.response } };
-    if (row.sent) events.push(storedEvent(items[row.n]!.message, rows[row.n]!.c!, row.event_seq!, row.response));
+    if (!row.sent) continue;
+    const { message } = items[row.n]!;
+    const convoId = rows[row.n]!.c!;
+    const eventSeq = row.event_seq!;
+    const response = row.response;
+    events.push({
+      convoId,
+      get event() {
+        return storedEvent(message, convoId, eventSeq, response);
+      },
+    });
   }
   return { outcomes, events };
 }
 
 /** The message event a stored send wrote, as a read of the events table would return it. */
-function storedEvent(message: SendMessage, convoId: string, eventSeq: number, response: string): StoredEvent {
+function storedEvent(message: SendMessage, convoId: string, eventSeq: number, response: string): ConvoEvent {
   const answer = JSON.parse(response) as Answer;
   const view = messageView(convoId, {
     id: answer.messageId,
@@ -219,5 +230,5 @@ function storedEvent(message: SendMessage, convoId: string, eventSeq: number, re
     message_type: message.messageType,
     created_at: answer.receivedAt,
   });
-  return { convoId, event: { seq: eventSeq, kind: "message", message: view } };
+  return { seq: eventSeq, kind: "message", message: view };
 }

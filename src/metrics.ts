@@ -105,7 +105,7 @@ export function createMetrics(): Metrics {
 
   const poolMaxGauge = new Gauge({
     name: "db_pool_max_connections",
-    help: "Connections the pool may open (DATABASE_POOL_MAX; 1 for PGlite): the ceiling of the two in-flight gauges' sum",
+    help: "Connections the pool may open (DATABASE_POOL_MAX; 1 for PGlite); statements in flight beyond it wait for one",
     registers: [registry],
   });
 

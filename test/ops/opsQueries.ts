@@ -11,7 +11,7 @@ export interface OpsQuery {
 }
 
 interface RuleFile {
-  groups: { rules: { alert?: string; record?: string; expr: string }[] }[];
+  groups: { rules: { alert: string; expr: string }[] }[];
 }
 interface Dashboard {
   panels: { title: string; targets: { expr: string }[] }[];
@@ -21,9 +21,7 @@ export async function opsQueries(): Promise<OpsQuery[]> {
   const rules = parse(await readFile(new URL("prometheus/alerts.yaml", OPS), "utf8")) as RuleFile;
   const dashboard = JSON.parse(await readFile(new URL("grafana/dashboard.json", OPS), "utf8")) as Dashboard;
   return [
-    ...rules.groups.flatMap((group) =>
-      group.rules.map((rule) => ({ source: `alert ${rule.alert ?? rule.record}`, expr: rule.expr })),
-    ),
+    ...rules.groups.flatMap((group) => group.rules.map((rule) => ({ source: `alert ${rule.alert}`, expr: rule.expr }))),
     ...dashboard.panels.flatMap((panel) => panel.targets.map(({ expr }) => ({ source: `panel ${panel.title}`, expr }))),
   ];
 }

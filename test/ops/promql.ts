@@ -25,8 +25,8 @@ export function exposedNames(exposition: string): Set<string> {
     const declared = /^# TYPE (\S+) (\S+)$/.exec(line);
     if (declared) {
       const [, family, type] = declared;
-      const suffixes =
-        type === "histogram" ? ["_bucket", "_sum", "_count"] : type === "summary" ? ["", "_sum", "_count"] : [""];
+      // The server has counters, gauges and histograms (no summaries).
+      const suffixes = type === "histogram" ? ["_bucket", "_sum", "_count"] : [""];
       for (const suffix of suffixes) names.add(family + suffix);
     } else if (line && !line.startsWith("#")) {
       names.add(/^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(line)![0]);

@@ -32,7 +32,8 @@ import { handle, NSID_PREFIX, oncePath, type XrpcMethod } from "./xrpc.js";
  */
 export function createApp(context: AppContext): Hono {
   // Every statement the app runs is counted in flight for /metrics (database pool use).
-  const ctx: AppContext = { ...context, db: context.metrics.instrument(context.db) };
+  const poolMax = context.db.concurrent ? context.config.DATABASE_POOL_MAX : 1;
+  const ctx: AppContext = { ...context, db: context.metrics.instrument(context.db, poolMax) };
   const app = new Hono();
   const { config } = ctx;
   const guards = context.guards ?? createGuards(config, ctx.clock);

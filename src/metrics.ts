@@ -15,6 +15,8 @@ export interface Metrics {
   readonly requests: MiddlewareHandler;
   /** An idempotent procedure answered from its stored response; `method` is the NSID. */
   idempotencyReplay(method: string): void;
+  /** An XRPC error answered (`xrpc_errors_total` by name): tells NotReady and IdempotencyKeyInUse from other 503s and 409s. */
+  xrpcError(error: string): void;
   /** What one cleanup run did (the counts per kind), or that it failed. */
   cleanupRan(outcome: CleanupResult | "failed"): void;
   /** A batch of `items` sends was stored in one statement (`send_batch_items`). */
@@ -23,8 +25,8 @@ export interface Metrics {
   streamOpened(): void;
   /** An event stream ended, and why (`event_streams_ended_total` by reason). */
   streamEnded(reason: StreamEnd): void;
-  /** The same database with its in-flight queries and transactions counted (pool use). */
-  instrument(db: Database): Database;
+  /** The same database with its in-flight queries and transactions counted, against `poolMax` connections (pool use). */
+  instrument(db: Database, poolMax: number): Database;
   /** The text exposition format, and its content type. */
   render(): Promise<{ contentType: string; body: string }>;
 }
@@ -37,6 +39,12 @@ export function createMetrics(): Metrics {
     name: "idempotency_replays_total",
     help: "Procedures answered from a stored idempotent response",
     labelNames: ["method"] as const,
+    registers: [registry],
+  });
+  const errors = new Counter({
+    name: "xrpc_errors_total",
+    help: "Error answers by XRPC error name (NotReady, IdempotencyKeyInUse, ...)",
+    labelNames: ["error"] as const,
     registers: [registry],
   });
   const cleanupRuns = new Counter({
@@ -95,8 +103,15 @@ export function createMetrics(): Metrics {
     },
   });
 
+  const poolMaxGauge = new Gauge({
+    name: "db_pool_max_connections",
+    help: "Connections the pool may open (DATABASE_POOL_MAX; 1 for PGlite); statements in flight beyond it wait for one",
+    registers: [registry],
+  });
+
   return {
     requests: registerMetrics,
+    xrpcError: (error) => errors.inc({ error }),
     idempotencyReplay: (method) => replays.inc({ method }),
     cleanupRan(outcome) {
       if (outcome === "failed" || !outcome.ran) {
@@ -115,7 +130,8 @@ export function createMetrics(): Metrics {
       streamsOpen.dec();
       streamsEnded.inc({ reason });
     },
-    instrument(db) {
+    instrument(db, poolMax) {
+      poolMaxGauge.set(poolMax);
       return {
         kind: db.kind,
         concurrent: db.concurrent,

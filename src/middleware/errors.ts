@@ -12,6 +12,7 @@ const UNSTORABLE_TEXT_SQLSTATES = new Set(["22021", "22P05"]);
 /** Maps anything thrown to the XRPC error body. 5xx never carries details of the failure. */
 export const onError: ErrorHandler = (error, c) => {
   const failure = toXrpcError(error);
+  c.get("app")?.metrics.xrpcError(failure.error);
   if (failure.status >= 500) {
     c.get("app")?.logger.error("request failed", {
       requestId: c.get("requestId"),

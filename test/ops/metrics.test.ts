@@ -81,16 +81,32 @@ describe("GET /metrics", () => {
     expect(await replays()).toBe(2);
   });
 
-  it("shows database pool use: statements and transactions in flight", async () => {
-    const { app, ctx } = testApp(db);
+  it("counts error answers by XRPC error name", async () => {
+    const { app } = testApp(db);
+    const alice = unique("did:plc:errors");
+    expect((await xrpc(app, alice, "getEpoch", { query: { convoId: "no-such-convo" } })).status).toBe(404);
+    expect(valueOf((await scrape(app)).samples, "xrpc_errors_total", { error: "ConvoNotFound" })).toBe(1);
+
+    // A database that cannot be reached: readiness answers NotReady.
+    const closed = testDatabase(1);
+    await closed.close();
+    const down = testApp(closed).app;
+    expect((await down.request("/health/ready")).status).toBe(503);
+    expect((await down.request("/health/ready")).status).toBe(503);
+    expect(valueOf((await scrape(down)).samples, "xrpc_errors_total", { error: "NotReady" })).toBe(2);
+  });
+
+  it("shows database pool use: statements and transactions in flight, and the pool's size", async () => {
+    const { app, ctx } = testApp(db, { DATABASE_POOL_MAX: "7" });
     const inFlight = async () => {
       const { samples } = await scrape(app);
       return [valueOf(samples, "db_queries_in_flight"), valueOf(samples, "db_transactions_in_flight")];
     };
     expect((await app.request("/health/ready")).status).toBe(200);
     expect(await inFlight()).toEqual([0, 0]);
+    expect(valueOf((await scrape(app)).samples, "db_pool_max_connections")).toBe(7);
 
-    const counted = ctx.metrics.instrument(ctx.db);
+    const counted = ctx.metrics.instrument(ctx.db, 7);
     const running = counted.query("SELECT pg_sleep(0.05)");
     expect(await inFlight()).toEqual([1, 0]);
     await running;

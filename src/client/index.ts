@@ -32,9 +32,10 @@ export interface ClientOptions {
 }
 
 /** Methods whose every input field is optional take no input at all. */
-type Method<N extends JsonMethodName> = {} extends Input<N>
-  ? (input?: Input<N>, options?: CallOptions) => Promise<Answer<Output<N>>>
-  : (input: Input<N>, options?: CallOptions) => Promise<Answer<Output<N>>>;
+type Method<N extends JsonMethodName> =
+  {} extends Input<N>
+    ? (input?: Input<N>, options?: CallOptions) => Promise<Answer<Output<N>>>
+    : (input: Input<N>, options?: CallOptions) => Promise<Answer<Output<N>>>;
 
 export type Client = { [N in JsonMethodName]: Method<N> } & {
   /** streamConvoEvents, followed across disconnects and restarts (see `subscribe`). */
@@ -45,7 +46,12 @@ export type Client = { [N in JsonMethodName]: Method<N> } & {
   acceptWelcome<T>(input: WelcomeInput, process: (welcome: Uint8Array) => Promise<T> | T): Promise<T>;
 };
 
-export function createClient({ service, token, fetch = (request) => globalThis.fetch(request), retry }: ClientOptions): Client {
+export function createClient({
+  service,
+  token,
+  fetch = (request) => globalThis.fetch(request),
+  retry,
+}: ClientOptions): Client {
   const transport: Transport = { service, token, fetch, retry: { ...DEFAULT_RETRY, ...retry } };
   const methods = Object.fromEntries(
     Object.keys(KINDS).map((name) => [

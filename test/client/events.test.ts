@@ -28,7 +28,8 @@ describe("streamConvoEvents", () => {
   it("resumes across a kill -9 and a graceful restart with nothing lost or repeated", async () => {
     const [alice, bob] = [newDid("alice"), newDid("bob")];
     const a = clientFor(server.url, alice, { retry: { deadlineMs: 60_000 } });
-    const convoId = (await a.createConvo({ groupId: randomGroupId(), cipherSuite: SUITE, initialMembers: [bob] })).data.id;
+    const convoId = (await a.createConvo({ groupId: randomGroupId(), cipherSuite: SUITE, initialMembers: [bob] })).data
+      .id;
     const counter = countingFetch();
     const b = clientFor(server.url, bob, { fetch: counter.fetch, retry: { deadlineMs: 60_000 } });
 

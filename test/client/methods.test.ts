@@ -3,6 +3,7 @@
  * and answers with bytes as Uint8Array, a roster-checked conversation with devices and commit bundles, paging and
  * the event stream.
  */
+import type { Client } from "mls-delivery-service/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { start, type BattleServer } from "../battle/server.js";
 import { randomGroupId } from "../helpers/context.js";
@@ -17,7 +18,12 @@ afterAll(() => server?.stop());
 describe("the typed client", () => {
   it("calls every method with typed inputs and answers", async () => {
     const [alice, bob, carol, dave] = ["alice", "bob", "carol", "dave"].map(newDid) as [string, string, string, string];
-    const [a, b, c, d] = [alice, bob, carol, dave].map((did) => clientFor(server.url, did));
+    const [a, b, c, d] = [alice, bob, carol, dave].map((did) => clientFor(server.url, did)) as [
+      Client,
+      Client,
+      Client,
+      Client,
+    ];
     const clients = new Map([alice, bob, carol, dave].map((did, i) => [did, [a, b, c, d][i]!]));
     const phone = (did: string): Device => ({ did, deviceId: "phone" });
 
@@ -36,7 +42,9 @@ describe("the typed client", () => {
     // A roster-checked conversation: Alice's phone and Bob's phone, key packages published through the client.
     const group = await RosterGroup.create(phone(alice), {
       publish: async (device, keyPackage) => {
-        const answer = await clients.get(device.did)!.publishKeyPackage({ keyPackage, cipherSuite: SUITE, expires: tomorrow() });
+        const answer = await clients
+          .get(device.did)!
+          .publishKeyPackage({ keyPackage, cipherSuite: SUITE, expires: tomorrow() });
         expect(answer.data).toEqual({ success: true });
       },
     });
@@ -53,7 +61,12 @@ describe("the typed client", () => {
         metadata: { name: "client test" },
       })
     ).data;
-    expect(convo).toMatchObject({ groupId: group.groupIdHex, creator: alice, epoch: 1, metadata: { name: "client test" } });
+    expect(convo).toMatchObject({
+      groupId: group.groupIdHex,
+      creator: alice,
+      epoch: 1,
+      metadata: { name: "client test" },
+    });
     const convoId = convo.id;
     expect((await a.getConvos()).data.conversations.map((view) => view.id)).toContain(convoId);
     expect((await b.getEpoch({ convoId })).data).toEqual({ convoId, currentEpoch: 1 });
@@ -82,7 +95,12 @@ describe("the typed client", () => {
       keyPackageHashes: joinCarol.keyPackageHashes,
       deviceId: "phone",
     });
-    expect(outcome.data).toMatchObject({ newEpoch: 2, seq: 2, added: [{ did: carol, deviceId: "phone" }], removed: [] });
+    expect(outcome.data).toMatchObject({
+      newEpoch: 2,
+      seq: 2,
+      added: [{ did: carol, deviceId: "phone" }],
+      removed: [],
+    });
     await joinCarol.apply();
     const commits = (await b.getCommits({ convoId, fromEpoch: 1 })).data.commits;
     expect(commits.map((commit) => [commit.epoch, commit.ciphertext])).toEqual([[1, joinCarol.commit]]);
@@ -91,7 +109,12 @@ describe("the typed client", () => {
     expect(page.messages.map((message) => message.ciphertext)).toEqual([ciphertext]);
     expect(page.cursor).toBe("1");
     for (const text of ["two", "three", "four"]) {
-      await a.sendMessage({ convoId, ciphertext: await group.application(phone(alice), text), epoch: 2, deviceId: "phone" });
+      await a.sendMessage({
+        convoId,
+        ciphertext: await group.application(phone(alice), text),
+        epoch: 2,
+        deviceId: "phone",
+      });
     }
     const all = [];
     for await (const message of b.allMessages({ convoId, limit: 2 })) all.push(message);

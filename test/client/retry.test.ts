@@ -91,7 +91,9 @@ describe("retries against a killed and restarted server", () => {
 
     const rows = await storedMessages(convoId);
     expect(rows.map((row) => row.seq)).toEqual(Array.from({ length: count }, (_, i) => i + 1));
-    expect(new Set(rows.map((row) => row.idempotency_key))).toEqual(new Set(answers.map((answer) => answer.idempotencyKey)));
+    expect(new Set(rows.map((row) => row.idempotency_key))).toEqual(
+      new Set(answers.map((answer) => answer.idempotencyKey)),
+    );
     expect(new Set(rows.map((row) => row.id))).toEqual(new Set(answers.map((answer) => answer.data.messageId)));
   });
 
@@ -133,10 +135,19 @@ describe("what is never retried", () => {
     const first = await own.sendMessage({ convoId, ciphertext: text("a"), epoch: 0 }, { idempotencyKey: "key-1" });
     const again = await own.sendMessage({ convoId, ciphertext: text("a"), epoch: 0 }, { idempotencyKey: "key-1" });
     expect([first.replayed, again.replayed, again.data]).toEqual([false, true, first.data]);
-    const reused = await failure(own.sendMessage({ convoId, ciphertext: text("b"), epoch: 0 }, { idempotencyKey: "key-1" }));
+    const reused = await failure(
+      own.sendMessage({ convoId, ciphertext: text("b"), epoch: 0 }, { idempotencyKey: "key-1" }),
+    );
     expect([reused.status, reused.error]).toEqual([422, "IdempotencyKeyReused"]);
 
-    expect(counter.sent).toEqual(["sendMessage", "getEpoch", "getMessages", "sendMessage", "sendMessage", "sendMessage"]);
+    expect(counter.sent).toEqual([
+      "sendMessage",
+      "getEpoch",
+      "getMessages",
+      "sendMessage",
+      "sendMessage",
+      "sendMessage",
+    ]);
     expect((await storedMessages(convoId)).length).toBe(1);
   });
 });
@@ -155,8 +166,10 @@ describe("the retry policy", () => {
       },
     };
   }
-  const error = (status: number, name: string, headers: Record<string, string> = {}) => () =>
-    Response.json({ error: name, message: name }, { status, headers });
+  const error =
+    (status: number, name: string, headers: Record<string, string> = {}) =>
+    () =>
+      Response.json({ error: name, message: name }, { status, headers });
   const lost = () => {
     throw new TypeError("fetch failed");
   };
@@ -172,7 +185,10 @@ describe("the retry policy", () => {
       lost,
       ok,
     ]);
-    const client = clientFor("http://mls.invalid", newDid("alice"), { fetch: script.fetch, retry: { baseDelayMs: 10 } });
+    const client = clientFor("http://mls.invalid", newDid("alice"), {
+      fetch: script.fetch,
+      retry: { baseDelayMs: 10 },
+    });
     const answer = await client.leaveConvo({ convoId: "c1" });
     expect(answer).toMatchObject({ data: { success: true, newEpoch: 3 }, replayed: true, requestId: "r1" });
     expect(script.requests).toHaveLength(6);
@@ -184,7 +200,10 @@ describe("the retry policy", () => {
 
   it("gives up at the deadline with the last failure", async () => {
     const script = scripted(Array.from({ length: 100 }, () => error(503, "NotReady", { "Retry-After": "0" })));
-    const client = clientFor("http://mls.invalid", newDid("alice"), { fetch: script.fetch, retry: { baseDelayMs: 50 } });
+    const client = clientFor("http://mls.invalid", newDid("alice"), {
+      fetch: script.fetch,
+      retry: { baseDelayMs: 50 },
+    });
     const began = Date.now();
     const failure = await client.getEpoch({ convoId: "c1" }, { deadlineMs: 400 }).catch((error: unknown) => error);
     expect(failure).toMatchObject({ status: 503, error: "NotReady", retryAfter: 0 });

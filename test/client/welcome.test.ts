@@ -32,10 +32,12 @@ async function invited() {
 }
 
 const welcomeRow = async (convoId: string) =>
-  (await db.query<{ state: string; error_details: string | null }>(
-    `SELECT state, error_details FROM welcome_messages WHERE convo_id = $1`,
-    [convoId],
-  ))[0];
+  (
+    await db.query<{ state: string; error_details: string | null }>(
+      `SELECT state, error_details FROM welcome_messages WHERE convo_id = $1`,
+      [convoId],
+    )
+  )[0];
 
 describe("acceptWelcome", () => {
   it("after a crash between fetch and confirm (and a server restart), fetches the same welcome again and confirms it", async () => {

@@ -10,29 +10,37 @@ export async function* readSse(body: ReadableStream<Uint8Array>): AsyncGenerator
   const reader = body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";
+  let fields: string[] = [];
   try {
     for (;;) {
       const { done, value } = await reader.read();
-      if (done) return;
-      buffer += decoder.decode(value, { stream: true }).replace(/\r\n?/g, "\n");
-      let end: number;
-      while ((end = buffer.indexOf("\n\n")) >= 0) {
-        const event = parseBlock(buffer.slice(0, end));
-        buffer = buffer.slice(end + 2);
+      if (!done) buffer += decoder.decode(value, { stream: true });
+      // A final "\r" may be the first half of a "\r\n": the next chunk tells, or the end.
+      const complete = buffer.endsWith("\r") && !done ? buffer.length - 1 : buffer.length;
+      const lines = buffer.slice(0, complete).split(/\r\n|\r|\n/);
+      buffer = lines.pop()! + buffer.slice(complete);
+      for (const line of lines) {
+        if (line !== "") {
+          fields.push(line);
+          continue;
+        }
+        const event = parseEvent(fields);
+        fields = [];
         if (event) yield event;
       }
+      if (done) return;
     }
   } finally {
     await reader.cancel().catch(() => {});
   }
 }
 
-function parseBlock(block: string): SseEvent | undefined {
+function parseEvent(lines: string[]): SseEvent | undefined {
   let event = "message";
   let id: string | undefined;
   const data: string[] = [];
-  for (const line of block.split("\n")) {
-    if (line === "" || line.startsWith(":")) continue;
+  for (const line of lines) {
+    if (line.startsWith(":")) continue;
     const colon = line.indexOf(":");
     const field = colon < 0 ? line : line.slice(0, colon);
     const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");

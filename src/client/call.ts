@@ -1,4 +1,4 @@
-import { XrpcClientError } from "./errors.js";
+import { ConnectionLostError, XrpcClientError } from "./errors.js";
 import { KINDS, type JsonMethodName } from "./methods.js";
 import { withRetry, type RetryOptions } from "./retry.js";
 import type { Answer } from "./types.js";
@@ -34,16 +34,19 @@ export async function send(
 ): Promise<Response> {
   const headers = new Headers(request.headers);
   if (transport.token) headers.set("Authorization", `Bearer ${await transport.token()}`);
+  // Aborted while the token came: an injected fetch need not look at a signal that was aborted before it was called.
+  signal?.throwIfAborted();
   if (request.body) headers.set("Content-Type", "application/json");
   const url = `${transport.service.replace(/\/+$/, "")}/xrpc/${NSID_PREFIX}${method}${queryString(request.query ?? {})}`;
-  const response = await transport.fetch(
-    new Request(url, {
-      method: request.body ? "POST" : "GET",
-      headers,
-      body: request.body && JSON.stringify(toWire(request.body)),
-      signal,
-    }),
-  );
+  const sent = new Request(url, {
+    method: request.body ? "POST" : "GET",
+    headers,
+    body: request.body && JSON.stringify(toWire(request.body)),
+    signal,
+  });
+  const response = await transport.fetch(sent).catch((error: unknown) => {
+    throw new ConnectionLostError(error);
+  });
   if (!response.ok) throw await XrpcClientError.of(response);
   return response;
 }
@@ -68,8 +71,11 @@ export function call(
     async (signal) => {
       const headers: Record<string, string> = key === undefined ? {} : { "Idempotency-Key": key };
       const response = await send(transport, method, body ? { body, headers } : { query: input }, signal);
+      const text = await response.text().catch((error: unknown) => {
+        throw new ConnectionLostError(error);
+      });
       return {
-        data: fromWire(await response.json()),
+        data: fromWire(JSON.parse(text)),
         status: response.status,
         replayed: response.headers.get("Idempotent-Replayed") === "true",
         ...(key !== undefined && { idempotencyKey: key }),

@@ -30,3 +30,12 @@ function retryAfterSeconds(headers: Headers): number | undefined {
   const date = Date.parse(value);
   return Number.isNaN(date) ? undefined : Math.max(0, (date - Date.now()) / 1000);
 }
+
+/** The request or its answer was lost on the way (fetch threw, or the body broke off): it may or may not have run. */
+export class ConnectionLostError extends Error {
+  override readonly name = "ConnectionLostError";
+
+  constructor(cause: unknown) {
+    super(cause instanceof Error ? cause.message : String(cause), { cause });
+  }
+}

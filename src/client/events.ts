@@ -1,7 +1,7 @@
 import type { MembershipPayload } from "../services/events.js";
 import type { MessageView } from "../services/messages.js";
 import { send, type Transport } from "./call.js";
-import { withRetry } from "./retry.js";
+import { sleep, withRetry } from "./retry.js";
 import { readSse } from "./sse.js";
 import type { FromWire } from "./types.js";
 import { fromWire } from "./wire.js";
@@ -32,16 +32,24 @@ export async function* subscribe(
   let cursor = input.cursor;
   while (!signal?.aborted) {
     const query = { convoId: input.convoId, cursor, deviceId: input.deviceId };
-    const response = await withRetry(
-      // The attempt's signal would end the body with the deadline: the stream is held open by the caller's alone.
-      () => send(transport, "streamConvoEvents", { query, headers: { Accept: "text/event-stream" } }, signal),
-      transport.retry,
-      signal,
-    );
+    let response: Response;
+    try {
+      response = await withRetry(
+        // The attempt's signal would end the body with the deadline: the stream is held open by the caller's alone.
+        () => send(transport, "streamConvoEvents", { query, headers: { Accept: "text/event-stream" } }, signal),
+        transport.retry,
+        signal,
+      );
+    } catch (error) {
+      if (signal?.aborted) return;
+      throw error;
+    }
+    let delivered = false;
     try {
       for await (const event of readSse(response.body!)) {
         const id = Number(event.id);
         if (event.event !== "info") cursor = id;
+        delivered = true;
         yield { id, type: event.event, data: fromWire(JSON.parse(event.data)) } as ConvoStreamEvent;
       }
     } catch (error) {
@@ -49,5 +57,7 @@ export async function* subscribe(
       // Data that is not JSON is a server fault; any other failure is the connection dropping: reconnect.
       if (error instanceof SyntaxError) throw error;
     }
+    // A stream that ended at once must not make this loop spin: wait a little before the next.
+    if (!delivered) await sleep(transport.retry.baseDelayMs, signal).catch(() => {});
   }
 }

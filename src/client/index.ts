@@ -16,7 +16,7 @@ import { DEFAULT_RETRY, type RetryOptions } from "./retry.js";
 import type { Answer, Input, Output } from "./types.js";
 import { acceptWelcome, type WelcomeInput } from "./welcome.js";
 
-export { XrpcClientError } from "./errors.js";
+export { ConnectionLostError, XrpcClientError } from "./errors.js";
 export { isRetryable } from "./retry.js";
 export type { Answer, CallOptions, ConvoStreamEvent, Input, JsonMethodName, Output, RetryOptions, SubscribeInput };
 

@@ -1,4 +1,4 @@
-import { XrpcClientError } from "./errors.js";
+import { ConnectionLostError, XrpcClientError } from "./errors.js";
 
 export interface RetryOptions {
   /** How long one logical call may take, its retries included (ms): an attempt still running then is aborted. */
@@ -11,17 +11,22 @@ export interface RetryOptions {
 export const DEFAULT_RETRY: RetryOptions = { deadlineMs: 30_000, baseDelayMs: 100, maxDelayMs: 5_000 };
 
 /**
- * Whether sending the same request again is safe and may succeed: the connection was lost (fetch threw), the
- * server failed or is not ready (5xx, nothing stored for the key), is still running the key's first request (409
- * IdempotencyKeyInUse) or asks to slow down (429). Any other 4xx would answer the same again.
+ * Whether sending the same request again is safe and may succeed: the connection was lost, the server failed or is
+ * not ready (5xx, nothing stored for the key), is still running the key's first request (409 IdempotencyKeyInUse)
+ * or asks to slow down (429). Any other 4xx would answer the same again; anything else (a token supplier that
+ * failed) is not the network's doing.
  */
 export function isRetryable(failure: unknown): boolean {
-  if (!(failure instanceof XrpcClientError)) return true;
+  if (failure instanceof ConnectionLostError) return true;
+  if (!(failure instanceof XrpcClientError)) return false;
   const { status, error } = failure;
   return status >= 500 || status === 429 || (status === 409 && error === "IdempotencyKeyInUse");
 }
 
-/** Runs `attempt` until it succeeds, fails for good, the deadline passes or `signal` aborts; the last failure is thrown. */
+/**
+ * Runs `attempt` until it succeeds, fails for good or the deadline passes (the last failure is thrown), or `signal`
+ * aborts (its reason is thrown; so is the deadline's TimeoutError when it cut an attempt short).
+ */
 export async function withRetry<T>(
   attempt: (signal: AbortSignal) => Promise<T>,
   options: RetryOptions,
@@ -37,7 +42,9 @@ export async function withRetry<T>(
     try {
       return await attempt(signal ? AbortSignal.any([signal, timeout.signal]) : timeout.signal);
     } catch (failure) {
-      if (signal?.aborted || timeout.signal.aborted || !isRetryable(failure)) throw failure;
+      if (signal?.aborted) throw signal.reason;
+      if (timeout.signal.aborted) throw timeout.signal.reason;
+      if (!isRetryable(failure)) throw failure;
       const wait = backoff(tries, failure, options);
       if (Date.now() + wait >= deadline) throw failure;
       await sleep(wait, signal);

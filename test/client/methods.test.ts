@@ -6,7 +6,7 @@
 import type { Client } from "mls-delivery-service/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { start, type BattleServer } from "../battle/server.js";
-import { randomGroupId } from "../helpers/context.js";
+import { randomGroupId, testApp, testDatabase } from "../helpers/context.js";
 import { makeKeyPackage } from "../helpers/mls.js";
 import { RosterGroup, type Device } from "../helpers/rosterGroup.js";
 import { clientFor, newDid, SUITE, tomorrow } from "./fixtures.js";
@@ -160,5 +160,25 @@ describe("the typed client", () => {
     expect((await c.revokeDevice({ deviceId: "phone" })).data).toEqual({ revoked: true });
     expect((await c.getDevices()).data.devices[0]!.revoked).toBe(true);
     expect((await b.confirmWelcome({ convoId, success: true, deviceId: "phone" })).data).toEqual({ confirmed: true });
+  });
+
+  it("works in-process too, over an app's fetch (no server, no port)", async () => {
+    const db = testDatabase(2);
+    try {
+      const { app } = testApp(db);
+      const alice = newDid("alice");
+      const client = clientFor("http://in-process", alice, { fetch: (request) => app.fetch(request) });
+      const convo = (await client.createConvo({ groupId: randomGroupId(), cipherSuite: SUITE })).data;
+      const ciphertext = new TextEncoder().encode("in process");
+      const options = { idempotencyKey: crypto.randomUUID() };
+      const sent = await client.sendMessage({ convoId: convo.id, ciphertext, epoch: 0 }, options);
+      const again = await client.sendMessage({ convoId: convo.id, ciphertext, epoch: 0 }, options);
+      expect([sent.replayed, again.replayed, again.data]).toEqual([false, true, sent.data]);
+      expect((await client.getMessages({ convoId: convo.id })).data.messages.map((m) => m.ciphertext)).toEqual([
+        ciphertext,
+      ]);
+    } finally {
+      await db.close();
+    }
   });
 });

@@ -5,7 +5,7 @@
  * Retry-After, the deadline) is checked with scripted answers.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { XrpcClientError } from "mls-delivery-service/client";
+import { createClient, XrpcClientError } from "mls-delivery-service/client";
 import { start, type BattleServer } from "../battle/server.js";
 import { randomGroupId, testDatabase } from "../helpers/context.js";
 import { clientFor, countingFetch, newDid, SUITE } from "./fixtures.js";
@@ -211,6 +211,30 @@ describe("the retry policy", () => {
     expect(script.requests.length).toBeGreaterThan(1);
     // Queries carry no key.
     expect(script.requests[0]!.key).toBeNull();
+  });
+
+  it("cuts an attempt that outlives the deadline, and ends at once when the caller aborts", async () => {
+    const hanging = (request: Request) =>
+      new Promise<Response>((_, reject) =>
+        request.signal.addEventListener("abort", () => reject(request.signal.reason)),
+      );
+    const client = clientFor("http://mls.invalid", newDid("alice"), { fetch: hanging });
+    await expect(client.getConvos({}, { deadlineMs: 200 })).rejects.toMatchObject({ name: "TimeoutError" });
+    const stop = new AbortController();
+    const call = client.sendMessage({ convoId: "c1", ciphertext: text("x"), epoch: 0 }, { signal: stop.signal });
+    stop.abort(new Error("the user left"));
+    await expect(call).rejects.toThrow("the user left");
+  });
+
+  it("does not retry a token supplier that failed", async () => {
+    const script = scripted([ok]);
+    const client = createClient({
+      service: "http://mls.invalid",
+      fetch: script.fetch,
+      token: () => Promise.reject(new Error("no session")),
+    });
+    await expect(client.leaveConvo({ convoId: "c1" })).rejects.toThrow("no session");
+    expect(script.requests).toHaveLength(0);
   });
 
   it("never retries 422 and other 4xx", async () => {

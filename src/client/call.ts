@@ -11,7 +11,7 @@ export interface Transport {
   /** The server's base URL, e.g. `https://mls.example.com`. */
   service: string;
   /** Sends one request: the global `fetch`, or an in-process app (`(request) => app.fetch(request)`). */
-  fetch: (request: Request) => Promise<Response>;
+  fetch: (request: Request) => Response | Promise<Response>;
   /** The bearer token, asked for on every request (a PDS service token is single-use). */
   token?: () => Promise<string> | string;
   retry: RetryOptions;
@@ -44,9 +44,12 @@ export async function send(
     body: request.body && JSON.stringify(toWire(request.body)),
     signal,
   });
-  const response = await transport.fetch(sent).catch((error: unknown) => {
+  let response: Response;
+  try {
+    response = await transport.fetch(sent);
+  } catch (error) {
     throw new ConnectionLostError(error);
-  });
+  }
   if (!response.ok) throw await XrpcClientError.of(response);
   return response;
 }

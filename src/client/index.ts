@@ -26,7 +26,7 @@ export interface ClientOptions {
   /** The bearer token, asked for per request. */
   token?: () => Promise<string> | string;
   /** Default: the global fetch. Tests pass an in-process app: `(request) => app.fetch(request)`. */
-  fetch?: (request: Request) => Promise<Response>;
+  fetch?: (request: Request) => Response | Promise<Response>;
   /** Deadline and backoff of every call; each call may override `deadlineMs`. */
   retry?: Partial<RetryOptions>;
 }

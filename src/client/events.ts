@@ -3,7 +3,7 @@ import type { MessageView } from "../services/messages.js";
 import { send, type Transport } from "./call.js";
 import { sleep, withRetry } from "./retry.js";
 import { readSse } from "./sse.js";
-import type { FromWire } from "./types.js";
+import type { FromWire, Input } from "./types.js";
 import { fromWire } from "./wire.js";
 
 /** An event of a conversation's stream; `id` is its cursor. `info` is a notice (a slow consumer's skip). */
@@ -12,12 +12,11 @@ export type ConvoStreamEvent =
   | { id: number; type: "membership"; data: MembershipPayload }
   | { id: number; type: "info"; data: { type: string; skipped?: number } };
 
-export interface SubscribeInput {
-  convoId: string;
-  /** Start after this event id (0: everything since the caller joined). Without it the stream starts now. */
-  cursor?: number;
-  deviceId?: string;
-}
+/**
+ * `cursor`: start after this event id (0: everything since the caller joined); without it the stream starts at the
+ * newest event, so a connection lost before the first event arrives may miss what came meanwhile.
+ */
+export type SubscribeInput = Input<"streamConvoEvents">;
 
 /**
  * Follows streamConvoEvents until `signal` aborts: whenever the stream ends or the connection drops (a server

@@ -1,9 +1,7 @@
 import type { Client } from "./index.js";
+import type { Input } from "./types.js";
 
-export interface WelcomeInput {
-  convoId: string;
-  deviceId?: string;
-}
+export type WelcomeInput = Input<"getWelcome">;
 
 /**
  * The Welcome two-phase flow: fetch it, let `process` join the group with it, then confirm. A process that

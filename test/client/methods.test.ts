@@ -5,25 +5,30 @@
  */
 import type { Client } from "mls-delivery-service/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { methods } from "../../src/api/index.js";
+import { KINDS } from "../../src/client/methods.js";
 import { start, type BattleServer } from "../battle/server.js";
 import { randomGroupId, testApp, testDatabase } from "../helpers/context.js";
 import { makeKeyPackage } from "../helpers/mls.js";
 import { RosterGroup, type Device } from "../helpers/rosterGroup.js";
-import { clientFor, newDid, SUITE, tomorrow } from "./fixtures.js";
+import { clientFor, countingFetch, newDid, SUITE, tomorrow } from "./fixtures.js";
 
 let server: BattleServer;
 beforeAll(async () => void (server = await start()));
 afterAll(() => server?.stop());
 
 describe("the typed client", () => {
+  it("has a method of the same kind for each of the server's", () => {
+    const client = { ...KINDS, streamConvoEvents: "query" };
+    expect(Object.entries(client).sort()).toEqual(methods.map((method) => [method.name, method.type]).sort());
+  });
+
   it("calls every method with typed inputs and answers", async () => {
     const [alice, bob, carol, dave] = ["alice", "bob", "carol", "dave"].map(newDid) as [string, string, string, string];
-    const [a, b, c, d] = [alice, bob, carol, dave].map((did) => clientFor(server.url, did)) as [
-      Client,
-      Client,
-      Client,
-      Client,
-    ];
+    const counter = countingFetch();
+    const [a, b, c, d] = [alice, bob, carol, dave].map((did) =>
+      clientFor(server.url, did, { fetch: counter.fetch }),
+    ) as [Client, Client, Client, Client];
     const clients = new Map([alice, bob, carol, dave].map((did, i) => [did, [a, b, c, d][i]!]));
     const phone = (did: string): Device => ({ did, deviceId: "phone" });
 
@@ -160,6 +165,7 @@ describe("the typed client", () => {
     expect((await c.revokeDevice({ deviceId: "phone" })).data).toEqual({ revoked: true });
     expect((await c.getDevices()).data.devices[0]!.revoked).toBe(true);
     expect((await b.confirmWelcome({ convoId, success: true, deviceId: "phone" })).data).toEqual({ confirmed: true });
+    expect(new Set(counter.sent)).toEqual(new Set(methods.map((method) => method.name)));
   });
 
   it("works in-process too, over an app's fetch (no server, no port)", async () => {

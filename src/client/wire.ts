@@ -1,13 +1,13 @@
 /** JSON on the wire: bytes as `{"$bytes": base64}`, query strings with repeated keys for arrays. No Node APIs. */
 
-export function encodeBase64(bytes: Uint8Array): string {
+function encodeBase64(bytes: Uint8Array): string {
   let binary = "";
   // In chunks: String.fromCharCode takes its bytes as arguments, and arguments are bounded.
   for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
   return btoa(binary);
 }
 
-export function decodeBase64(text: string): Uint8Array {
+function decodeBase64(text: string): Uint8Array {
   return Uint8Array.from(atob(text), (char) => char.charCodeAt(0));
 }
 

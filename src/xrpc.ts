@@ -58,11 +58,12 @@ export interface HandlerContext {
   c: Context;
 }
 
-export interface XrpcMethod<Schema extends z.ZodType = z.ZodType> {
+/** A method: its input schema and its handler, whose answer type (`Output`) the typed client reads. */
+export interface XrpcMethod<Schema extends z.ZodType = z.ZodType, Output = unknown> {
   name: string;
   type: "query" | "procedure";
   input: Schema;
-  handler(input: z.output<Schema>, hc: HandlerContext): Promise<unknown>;
+  handler(input: z.output<Schema>, hc: HandlerContext): Promise<Output>;
   /**
    * Optional fast path for a request with an idempotency key: the handler's work, the key's claim and
    * its stored answer in one statement (sendMessage: a batch of sends). It answers `undefined` for
@@ -72,14 +73,12 @@ export interface XrpcMethod<Schema extends z.ZodType = z.ZodType> {
   once?(input: z.output<Schema>, hc: HandlerContext, claim: KeyClaim): Promise<OnceOutcome>;
 }
 
-export const query = <Schema extends z.ZodType>(method: Omit<XrpcMethod<Schema>, "type">): XrpcMethod<Schema> => ({
-  ...method,
-  type: "query",
-});
-export const procedure = <Schema extends z.ZodType>(method: Omit<XrpcMethod<Schema>, "type">): XrpcMethod<Schema> => ({
-  ...method,
-  type: "procedure",
-});
+export const query = <Schema extends z.ZodType, Output>(
+  method: Omit<XrpcMethod<Schema, Output>, "type">,
+): XrpcMethod<Schema, Output> & { type: "query" } => ({ ...method, type: "query" });
+export const procedure = <Schema extends z.ZodType, Output>(
+  method: Omit<XrpcMethod<Schema, Output>, "type">,
+): XrpcMethod<Schema, Output> & { type: "procedure" } => ({ ...method, type: "procedure" });
 
 function describeIssues(error: z.ZodError): string {
   return error.issues

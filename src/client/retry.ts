@@ -1,0 +1,76 @@
+import { ConnectionLostError, XrpcClientError } from "./errors.js";
+
+export interface RetryOptions {
+  /** How long one logical call may take, its retries included (ms): an attempt still running then is aborted. */
+  deadlineMs: number;
+  /** The first backoff (ms); each retry doubles it, with jitter, up to `maxDelayMs`. `Retry-After` wins when longer. */
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+export const DEFAULT_RETRY: RetryOptions = { deadlineMs: 30_000, baseDelayMs: 100, maxDelayMs: 5_000 };
+
+/**
+ * Whether sending the same request again is safe and may succeed: the connection was lost, the server failed or is
+ * not ready (5xx, nothing stored for the key), is still running the key's first request (409 IdempotencyKeyInUse)
+ * or asks to slow down (429). Any other 4xx would answer the same again; anything else (a token supplier that
+ * failed) is not the network's doing.
+ */
+export function isRetryable(failure: unknown): boolean {
+  if (failure instanceof ConnectionLostError) return true;
+  if (!(failure instanceof XrpcClientError)) return false;
+  const { status, error } = failure;
+  return status >= 500 || status === 429 || (status === 409 && error === "IdempotencyKeyInUse");
+}
+
+/**
+ * Runs `attempt` until it succeeds, fails for good or the deadline passes (the last failure is thrown), or `signal`
+ * aborts (its reason is thrown; so is the deadline's TimeoutError when it cut an attempt short).
+ */
+export async function withRetry<T>(
+  attempt: (signal: AbortSignal) => Promise<T>,
+  options: RetryOptions,
+  signal?: AbortSignal,
+): Promise<T> {
+  const deadline = Date.now() + options.deadlineMs;
+  for (let tries = 0; ; tries++) {
+    const timeout = new AbortController();
+    const timer = setTimeout(
+      () => timeout.abort(new DOMException("the call's deadline passed", "TimeoutError")),
+      deadline - Date.now(),
+    );
+    try {
+      return await attempt(signal ? AbortSignal.any([signal, timeout.signal]) : timeout.signal);
+    } catch (failure) {
+      if (signal?.aborted) throw signal.reason;
+      if (timeout.signal.aborted) throw timeout.signal.reason;
+      if (!isRetryable(failure)) throw failure;
+      const wait = backoff(tries, failure, options);
+      if (Date.now() + wait >= deadline) throw failure;
+      await sleep(wait, signal);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+function backoff(tries: number, failure: unknown, { baseDelayMs, maxDelayMs }: RetryOptions): number {
+  const exponential = Math.min(maxDelayMs, baseDelayMs * 2 ** tries) * (0.5 + Math.random() / 2);
+  const retryAfter = failure instanceof XrpcClientError ? (failure.retryAfter ?? 0) * 1000 : 0;
+  return Math.max(exponential, retryAfter);
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", abort);
+      resolve();
+    }, ms);
+    const abort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    signal?.addEventListener("abort", abort, { once: true });
+  });
+}

@@ -6,9 +6,16 @@ export interface RetryOptions {
   /** The first backoff (ms); each retry doubles it, with jitter, up to `maxDelayMs`. `Retry-After` wins when longer. */
   baseDelayMs: number;
   maxDelayMs: number;
+  /** Attempts per logical call, the first included (1: never retried); the deadline bounds them in any case. */
+  maxAttempts: number;
 }
 
-export const DEFAULT_RETRY: RetryOptions = { deadlineMs: 30_000, baseDelayMs: 100, maxDelayMs: 5_000 };
+export const DEFAULT_RETRY: RetryOptions = {
+  deadlineMs: 30_000,
+  baseDelayMs: 100,
+  maxDelayMs: 5_000,
+  maxAttempts: Number.POSITIVE_INFINITY,
+};
 
 /**
  * Whether sending the same request again is safe and may succeed: the connection was lost, the server failed or is
@@ -44,7 +51,7 @@ export async function withRetry<T>(
     } catch (failure) {
       if (signal?.aborted) throw signal.reason;
       if (timeout.signal.aborted) throw timeout.signal.reason;
-      if (!isRetryable(failure)) throw failure;
+      if (!isRetryable(failure) || tries + 1 >= options.maxAttempts) throw failure;
       const wait = backoff(tries, failure, options);
       if (Date.now() + wait >= deadline) throw failure;
       await sleep(wait, signal);

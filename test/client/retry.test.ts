@@ -237,6 +237,18 @@ describe("the retry policy", () => {
     expect(script.requests).toHaveLength(0);
   });
 
+  it("makes at most maxAttempts attempts (1: none retried)", async () => {
+    for (const maxAttempts of [1, 3]) {
+      const script = scripted(Array.from({ length: 5 }, () => error(503, "NotReady", { "Retry-After": "0" })));
+      const client = clientFor("http://mls.invalid", newDid("alice"), {
+        fetch: script.fetch,
+        retry: { baseDelayMs: 1, maxAttempts },
+      });
+      await expect(client.leaveConvo({ convoId: "c1" })).rejects.toMatchObject({ status: 503, error: "NotReady" });
+      expect(script.requests).toHaveLength(maxAttempts);
+    }
+  });
+
   it("never retries 422 and other 4xx", async () => {
     for (const [status, name] of [
       [422, "IdempotencyKeyReused"],

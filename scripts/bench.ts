@@ -1,6 +1,6 @@
 /**
  * `npm run bench [-- --quick] [-- --soak] [-- --only send,read,fanout] [-- --profile]`: starts the server (Node entry) on a
- * throwaway database of the PostgreSQL at DATABASE_URL, loads it with autocannon and prints every figure next
+ * throwaway database of the PostgreSQL at DATABASE_URL, loads it with wrk and prints every figure next
  * to a baseline measured in the same run (pgbench running the one-message-per-transaction send and the
  * server's own reads, a bare Hono route), because these machines are noisy. Writes bench/results.json and
  * bench/results.svg.
@@ -16,6 +16,7 @@ import { batchesDuring, describeBatches, type BatchFigures } from "./bench/batch
 import { measureEmbeddedStart, type EmbeddedStart } from "./bench/embedded.js";
 import { describeFanout, fanout, fanoutRow, type FanoutResult } from "./bench/fanout.js";
 import { load, type LoadResult } from "./bench/load.js";
+import { readRequests, sendRequests } from "./bench/requests.js";
 import { bestPgbench, pgbench, type PgbenchResult } from "./bench/pgbench.js";
 import { printTable, writeResults, type ScenarioRow } from "./bench/report.js";
 import { selectScenarios } from "./bench/scenarios.js";
@@ -182,15 +183,18 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
     const ceiling = run.has("health")
       ? await load({
           title: "bare route",
-          url: server.url,
+          url: `${server.url}/health`,
           connections: CONNECTIONS,
           durationSeconds: plan.seconds,
-          next: () => ({ path: "/health" }),
         })
       : undefined;
 
     // 1: sendMessage spread over many conversations, with idempotency keys.
-    const sent: { n: string; key: string; body: string }[] = [];
+    const spreadConvos = Array.from({ length: plan.convos }, (_, i) => ({
+      id: convoId(i + 1),
+      token: tokens.get(String(i + 1))!,
+    }));
+    const spreadPlan = { convos: spreadConvos, keyPrefix: `spread-${randomUUID()}-`, ciphertext: CIPHERTEXT };
     let peakRss = 0;
     let spread: LoadResult | undefined;
     if (run.has("send")) {
@@ -201,16 +205,9 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
         load({
           title: "sendMessage spread",
           url: server!.url,
-          method: "POST",
           connections: CONNECTIONS,
           durationSeconds: plan.seconds,
-          next: () => {
-            const n = String(1 + Math.floor(Math.random() * plan.convos));
-            const key = randomUUID();
-            const body = JSON.stringify({ convoId: convoId(n), ciphertext: CIPHERTEXT, epoch: 0 });
-            sent.push({ n, key, body });
-            return { path: "/xrpc/blue.catbird.mls.sendMessage", headers: sendHeaders(tokens.get(n)!, key), body };
-          },
+          ...sendRequests(spreadPlan),
         }),
       );
       clearInterval(sampler);
@@ -232,13 +229,12 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
         load({
           title: "sendMessage hot",
           url: server!.url,
-          method: "POST",
           connections: CONNECTIONS,
           durationSeconds: plan.seconds,
-          next: () => ({
-            path: "/xrpc/blue.catbird.mls.sendMessage",
-            headers: sendHeaders(tokens.get("hot")!, randomUUID()),
-            body: JSON.stringify({ convoId: convoId("hot"), ciphertext: CIPHERTEXT, epoch: 0 }),
+          ...sendRequests({
+            convos: [{ id: convoId("hot"), token: tokens.get("hot")! }],
+            keyPrefix: `hot-${randomUUID()}-`,
+            ciphertext: CIPHERTEXT,
           }),
         }),
       );
@@ -276,21 +272,15 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
       errors.hot = hot.errors + hot.non2xx;
     }
 
-    // 4: replays of keys stored in scenario 1.
+    // 4: replays of keys stored in scenario 1 (the first 90% of its requests: the last ones sent may not have been).
     let replay: LoadResult | undefined;
     if (run.has("replay") && spread) {
-      let cursor = 0;
-      const stored = sent.slice(0, Math.max(1, Math.floor(spread.requestsPerSecond * plan.seconds * 0.9)));
       replay = await load({
         title: "idempotent replay",
         url: server.url,
-        method: "POST",
         connections: CONNECTIONS,
         durationSeconds: plan.seconds,
-        next: () => {
-          const { n, key, body } = stored[cursor++ % stored.length]!;
-          return { path: "/xrpc/blue.catbird.mls.sendMessage", headers: sendHeaders(tokens.get(n)!, key), body };
-        },
+        ...sendRequests({ ...spreadPlan, replayOf: Math.max(1, Math.floor(spread.requests * 0.9)) }),
       });
       errors.replay = replay.errors + replay.non2xx;
     }
@@ -336,17 +326,9 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
         await load({
           title: "soak",
           url: server.url,
-          method: "POST",
           connections: CONNECTIONS,
           durationSeconds: 300,
-          next: () => {
-            const n = String(1 + Math.floor(Math.random() * plan.convos));
-            return {
-              path: "/xrpc/blue.catbird.mls.sendMessage",
-              headers: sendHeaders(tokens.get(n)!, randomUUID()),
-              body: JSON.stringify({ convoId: convoId(n), ciphertext: CIPHERTEXT, epoch: 0 }),
-            };
-          },
+          ...sendRequests({ ...spreadPlan, keyPrefix: `soak-${randomUUID()}-` }),
         });
         clearInterval(soakSampler);
         memory.rssAfter1MinMb = (rssAt[0] ?? 0) / 2 ** 20;
@@ -442,10 +424,7 @@ async function readScenario(
       url: server.url,
       connections: READ_CONNECTIONS,
       durationSeconds: plan.seconds,
-      next: () => ({
-        path: `/xrpc/blue.catbird.mls.getMessages?convoId=${id}&limit=50&sinceSeq=${Math.floor(Math.random() * (size - 50))}`,
-        headers: { Authorization: `Bearer ${token}` },
-      }),
+      ...readRequests(id, token, size),
     });
     const baseline = await pgbench(
       benchUrl,
@@ -501,10 +480,6 @@ function embeddedRow(scenario: string, start: EmbeddedStart): ScenarioRow {
     met: start.rssMb < 300,
     memoryMb: { value: start.rssMb, limit: 300 },
   };
-}
-
-function sendHeaders(token: string, key: string) {
-  return { Authorization: `Bearer ${token}`, "Content-Type": "application/json", "Idempotency-Key": key };
 }
 
 /**

@@ -1,6 +1,11 @@
 /**
- * A small XRPC client over fetch for the battle tests: real HTTP to a real server. Every call has a
- * client-side timeout, so a server that hangs fails the test instead of hanging it.
+ * Raw HTTP requests only: a bare XRPC client over fetch, for what the typed client (src/client, see ./calls.ts)
+ * hides on purpose: many identical requests racing with one idempotency key, whose individual raw statuses and
+ * `Idempotent-Replayed` flags are the point (battle tests 1 and 10); requests sent with no idempotency key at all
+ * (natural idempotency, battle tests 2 and 5); and /health/ready, which is no XRPC method. Also the roster tests'
+ * racing commits over two servers (test/roster/servers.ts, lockOrderStress.test.ts). Everything else goes
+ * through the typed client. Every request has a client-side timeout, so a server that hangs fails the test
+ * instead of hanging it.
  */
 import { tokenFor } from "../helpers/context.js";
 
@@ -70,15 +75,6 @@ export class BattleClient {
     return this.send(`${XRPC}${method}?${search}`, { headers }, options);
   }
 
-  /** GET /health/ready: true when the server says it can reach its database. */
-  async ready(): Promise<boolean> {
-    try {
-      return (await this.send("/health/ready", {}, { timeoutMs: 5_000 })).status === 200;
-    } catch {
-      return false;
-    }
-  }
-
   private async send(path: string, init: RequestInit, { timeoutMs = this.timeoutMs }: CallOptions): Promise<Reply> {
     let response: Response;
     let text: string;
@@ -101,50 +97,13 @@ export class BattleClient {
 /** Base64 of a UTF-8 string: test ciphertexts that say whose and which message they are. */
 export const base64 = (text: string) => Buffer.from(text).toString("base64");
 
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** One try of a retried call: the server's answer, or no answer at all. */
-export type Attempt = { reply: Reply } | { noAnswer: NoAnswerError };
-
-/** Worth another try: no answer, a 5xx, or 409 IdempotencyKeyInUse (the first request is still running). */
-const retryable = (attempt: Attempt) =>
-  "noAnswer" in attempt || attempt.reply.status >= 500 || attempt.reply.body?.error === "IdempotencyKeyInUse";
-
-/**
- * A client that retries on any failure until it gets a final answer (2xx, or a 4xx that retrying cannot
- * change), recording every attempt in `attempts`. Gives up after `deadlineMs` so a broken server fails the
- * test instead of spinning forever.
- */
-export async function untilAnswered(
-  call: () => Promise<Reply>,
-  attempts: Attempt[],
-  { pauseMs = 50, deadlineMs = 45_000 } = {},
-): Promise<Reply> {
-  const deadline = Date.now() + deadlineMs;
-  for (let tries = 1; ; tries++) {
-    const attempt: Attempt = await call().then(
-      (reply) => ({ reply }),
-      (error: unknown) => {
-        if (error instanceof NoAnswerError) return { noAnswer: error };
-        throw error;
-      },
-    );
-    attempts.push(attempt);
-    if (!retryable(attempt) && "reply" in attempt) return attempt.reply;
-    if (Date.now() > deadline) {
-      const last =
-        "reply" in attempt ? `${attempt.reply.status} ${JSON.stringify(attempt.reply.body)}` : attempt.noAnswer.message;
-      throw new Error(`still no final answer after ${deadlineMs} ms (${tries} tries; the last: ${last})`);
-    }
-    await sleep(pauseMs);
-  }
-}
-
-/** Resolves once `condition` holds; rejects after `timeoutMs`. */
-export async function waitFor(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
+/** GET /health/ready of the server at `url`: true when it says it can reach its database. */
+export async function isReady(url: string): Promise<boolean> {
+  try {
+    const response = await fetch(`${url}/health/ready`, { signal: AbortSignal.timeout(5_000) });
+    await response.text();
+    return response.status === 200;
+  } catch {
+    return false;
   }
 }

@@ -8,7 +8,8 @@
  */
 import { afterAll, afterEach, describe, expect, inject, it } from "vitest";
 import { testDatabase } from "../helpers/context.js";
-import { base64, BattleClient, sleep, untilAnswered, waitFor } from "./client.js";
+import { battleClient, sleep, untilAnswered, utf8, waitFor } from "./calls.js";
+import { isReady } from "./client.js";
 import { createConvo, enterBattle } from "./fixtures.js";
 import { sendLoad, tally, verifyLoad } from "./load.js";
 import { battleReport, guarantee } from "./report.js";
@@ -58,16 +59,14 @@ describe("battle: database connection loss", () => {
     const battle = await enterBattle(db, "connloss");
     server = await start({ DATABASE_URL: markedUrl(battle.prefix), IDEMPOTENCY_WAIT_MS: "5000" });
     report.onFailure(() => `server output (last lines):\n${server?.output()}`);
-    const client = new BattleClient(server.url);
     const senders = Array.from({ length: SENDERS }, (_, i) => battle.did(`sender${i}`));
-    const convo = await createConvo(client, battle, senders[0]!, { initialMembers: senders.slice(1) });
+    const convo = await createConvo(server.url, battle, senders[0]!, { initialMembers: senders.slice(1) });
     report.log(
       `created conversation ${convo.name} (${convo.id}); server pid ${server.pid}, application_name ${battle.prefix}`,
     );
 
     // Every answer must come within HANG_MS; senders retry on 503 until they get their 200.
-    const timed = new BattleClient(server.url, HANG_MS);
-    const load = sendLoad(timed, convo.id, senders, PER_SENDER, battle.prefix);
+    const load = sendLoad(server.url, convo.id, senders, PER_SENDER, battle.prefix, HANG_MS);
     report.log(`launched ${SENDERS} senders x ${PER_SENDER} messages with idempotency keys`);
 
     await waitFor(() => load.done() >= 10 || load.settled(), 30_000, "the load to get going");
@@ -95,22 +94,24 @@ describe("battle: database connection loss", () => {
       `attempts ${attempts.total}: no answer ${attempts.noAnswer}, by status ${JSON.stringify(attempts.byStatus)}`,
     );
     const failures = load.attempts.flatMap((attempt) =>
-      "reply" in attempt && attempt.reply.status !== 200 ? [attempt.reply] : [],
+      "answer" in attempt && attempt.answer.status !== 200 ? [attempt.answer] : [],
     );
     expect(
       attempts.noAnswer,
       guarantee("the server always answers while its connections die (no hang, no crash)"),
     ).toBe(0);
     expect(
-      failures.filter((reply) => reply.status >= 500 && reply.status !== 503).map((reply) => reply.body),
+      failures.filter((answer) => answer.status >= 500 && answer.status !== 503),
       guarantee("never a 500 while the database connection is lost"),
     ).toEqual([]);
     expect(
-      failures.filter((reply) => reply.status !== 503).map((reply) => reply.body),
+      failures.filter((answer) => answer.status !== 503),
       guarantee("a lost database connection answers 503, nothing else"),
     ).toEqual([]);
-    for (const reply of failures) {
-      expect(reply.body, guarantee("503 is NotReady without details")).toEqual({
+    // The raw bodies as the server sent them (the typed client reads only error and message): exactly those two.
+    expect(load.errorBodies.length, "every failed answer's raw body was recorded").toBe(failures.length);
+    for (const { body } of load.errorBodies) {
+      expect(body, guarantee("503 is NotReady without details")).toEqual({
         error: "NotReady",
         message: expect.any(String),
       });
@@ -119,16 +120,12 @@ describe("battle: database connection loss", () => {
 
     let ready = false;
     const readyBy = Date.now() + 10_000;
-    while (!(ready = await client.ready()) && Date.now() < readyBy) await sleep(100);
+    while (!(ready = await isReady(server.url)) && Date.now() < readyBy) await sleep(100);
     const afterKey = `${battle.prefix}-after`;
+    const timed = battleClient(server.url, senders[0]!, { deadlineMs: HANG_MS });
     const after = await untilAnswered(
       () =>
-        timed.post(
-          senders[0]!,
-          "sendMessage",
-          { convoId: convo.id, ciphertext: base64(afterKey), epoch: 0 },
-          { idempotencyKey: afterKey },
-        ),
+        timed.sendMessage({ convoId: convo.id, ciphertext: utf8(afterKey), epoch: 0 }, { idempotencyKey: afterKey }),
       [],
       { deadlineMs: 10_000 },
     );
@@ -159,12 +156,10 @@ describe("battle: database connection loss", () => {
       REQUEST_TIMEOUT_MS: "4000",
     });
     report.onFailure(() => `server output (last lines):\n${server?.output()}`);
-    const client = new BattleClient(server.url);
     const senders = Array.from({ length: SENDERS }, (_, i) => battle.did(`sender${i}`));
-    const convo = await createConvo(client, battle, senders[0]!, { initialMembers: senders.slice(1) });
+    const convo = await createConvo(server.url, battle, senders[0]!, { initialMembers: senders.slice(1) });
 
-    const timed = new BattleClient(server.url, HANG_MS);
-    const load = sendLoad(timed, convo.id, senders, PER_SENDER, battle.prefix);
+    const load = sendLoad(server.url, convo.id, senders, PER_SENDER, battle.prefix, HANG_MS);
     await waitFor(() => load.done() >= 10 || load.settled(), 30_000, "the load to get going");
     // Sends share a connection now (group commit): readiness checks open the rest of the pool, so every
     // connection the server has is open when the network goes silent.
@@ -202,12 +197,10 @@ describe("battle: database connection loss", () => {
     );
     expect(attempts.noAnswer, guarantee("the server always answers while the network is silent (no hang)")).toBe(0);
     const failures = load.attempts.flatMap((attempt) =>
-      "reply" in attempt && attempt.reply.status !== 200 ? [attempt.reply] : [],
+      "answer" in attempt && attempt.answer.status !== 200 ? [attempt.answer] : [],
     );
     expect(
-      failures
-        .filter((reply) => reply.status !== 503 && reply.body?.error !== "IdempotencyKeyInUse")
-        .map((r) => r.body),
+      failures.filter((answer) => answer.status !== 503 && answer.error !== "IdempotencyKeyInUse"),
       guarantee("a silent database answers 503 NotReady (or 409 while a retry's first try still runs)"),
     ).toEqual([]);
     expect(

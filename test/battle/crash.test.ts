@@ -4,7 +4,7 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { testDatabase } from "../helpers/context.js";
-import { BattleClient, waitFor } from "./client.js";
+import { waitFor } from "./calls.js";
 import { createConvo, enterBattle } from "./fixtures.js";
 import { sendLoad, tally, verifyLoad } from "./load.js";
 import { battleReport, guarantee } from "./report.js";
@@ -34,12 +34,11 @@ describe("battle: crash recovery", () => {
     const battle = await enterBattle(db, "crash");
     let server = await launch();
     report.onFailure(() => `server output (last lines):\n${server.output()}`);
-    const client = new BattleClient(server.url);
     const senders = Array.from({ length: SENDERS }, (_, i) => battle.did(`sender${i}`));
-    const convo = await createConvo(client, battle, senders[0]!, { initialMembers: senders.slice(1) });
+    const convo = await createConvo(server.url, battle, senders[0]!, { initialMembers: senders.slice(1) });
     report.log(`created conversation ${convo.name} (${convo.id}); server pid ${server.pid} on port ${server.port}`);
 
-    const load = sendLoad(client, convo.id, senders, PER_SENDER, battle.prefix);
+    const load = sendLoad(server.url, convo.id, senders, PER_SENDER, battle.prefix);
     report.log(`launched ${SENDERS} senders x ${PER_SENDER} messages, each with its own idempotency key`);
     const killedAt: number[] = [];
     for (const threshold of KILL_AT) {

@@ -2,11 +2,13 @@
  * Battle tests 4 and 6: what time takes away. A server with a 2-second idempotency TTL and a 3-second welcome
  * grace period beside one with the defaults; the real clock does the waiting.
  */
+import type { Client } from "mls-delivery-service/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCleanup, type CleanupResult } from "../../src/jobs/cleanup.js";
+import { outcome } from "../helpers/client.js";
 import { testDatabase } from "../helpers/context.js";
 import { makeGroupWithCommit } from "../helpers/mls.js";
-import { base64, BattleClient, sleep } from "./client.js";
+import { battleClient, sleep, utf8 } from "./calls.js";
 import { createConvo, enterBattle, scalar } from "./fixtures.js";
 import { battleReport, guarantee } from "./report.js";
 import { start, stopAll, type BattleServer } from "./server.js";
@@ -16,8 +18,6 @@ const GRACE_SECONDS = 3;
 const db = testDatabase(4);
 let shortServer: BattleServer | undefined;
 let normalServer: BattleServer | undefined;
-let short: BattleClient;
-let normal: BattleClient;
 
 beforeAll(async () => {
   const [first, second] = await Promise.allSettled([
@@ -28,8 +28,6 @@ beforeAll(async () => {
   normalServer = second.status === "fulfilled" ? second.value : undefined;
   if (first.status === "rejected") throw first.reason;
   if (second.status === "rejected") throw second.reason;
-  short = new BattleClient(shortServer!.url);
-  normal = new BattleClient(normalServer!.url);
 });
 
 afterAll(async () => {
@@ -43,7 +41,12 @@ const sleepUntilPast = (moment: Date) => sleep(Math.max(0, moment.getTime() - Da
 /** The cleanup run cron would do now; other test files may hold its lock for a moment, so it tries again. */
 async function cleanupNow(): Promise<CleanupResult & { ran: true }> {
   for (;;) {
-    const result = await runCleanup(db, { now: new Date(), welcomeGraceSeconds: 300, welcomeTtlSeconds: 604_800, retentionDays: 30 });
+    const result = await runCleanup(db, {
+      now: new Date(),
+      welcomeGraceSeconds: 300,
+      welcomeTtlSeconds: 604_800,
+      retentionDays: 30,
+    });
     if (result.ran) return result;
     await sleep(100);
   }
@@ -54,16 +57,13 @@ describe("battle: expiry", () => {
     const report = battleReport("Idempotency Cache TTL and Cleanup (10 Entries, 2-Second TTL)");
     const battle = await enterBattle(db, "ttl");
     const alice = battle.did("alice");
-    const convo = await createConvo(normal, battle, alice);
+    const convo = await createConvo(normalServer!.url, battle, alice);
     report.log(`created conversation ${convo.name} (${convo.id})`);
 
-    const send = (client: BattleClient, key: string) =>
-      client.post(
-        alice,
-        "sendMessage",
-        { convoId: convo.id, ciphertext: base64(key), epoch: 0 },
-        { idempotencyKey: key },
-      );
+    const short = battleClient(shortServer!.url, alice);
+    const normal = battleClient(normalServer!.url, alice);
+    const send = (client: Client, key: string) =>
+      outcome(client.sendMessage({ convoId: convo.id, ciphertext: utf8(key), epoch: 0 }, { idempotencyKey: key }));
     const shortKeys = Array.from({ length: 10 }, (_, i) => `${battle.prefix}-short-${i}`);
     const liveKeys = Array.from({ length: 5 }, (_, i) => `${battle.prefix}-live-${i}`);
     const replies = await Promise.all([
@@ -110,8 +110,12 @@ describe("battle: expiry", () => {
     const report = battleReport(`Welcome Grace-Period Recovery (${GRACE_SECONDS}-Second Grace)`);
     const battle = await enterBattle(db, "welcome");
     const [alice, bob] = [battle.did("alice"), battle.did("bob")];
-    const welcome = Buffer.from((await makeGroupWithCommit()).welcomeBytes).toString("base64");
-    const convo = await createConvo(short, battle, alice, { initialMembers: [bob], welcomeMessage: welcome });
+    const welcome = new Uint8Array((await makeGroupWithCommit()).welcomeBytes);
+    const convo = await createConvo(shortServer!.url, battle, alice, {
+      initialMembers: [bob],
+      welcomeMessage: welcome,
+    });
+    const asBob = battleClient(shortServer!.url, bob);
     report.log(`created conversation ${convo.name} (${convo.id}) with a welcome for bob`);
     const state = async () =>
       (
@@ -121,26 +125,25 @@ describe("battle: expiry", () => {
         )
       )[0];
 
-    const first = await short.get(bob, "getWelcome", { convoId: convo.id });
+    const first = await outcome(asBob.getWelcome({ convoId: convo.id }));
     report.log(`bob fetched the welcome: ${first.status}; the app crashes before confirmWelcome`);
     expect(first.status, guarantee("the first fetch succeeds")).toBe(200);
-    expect(first.body.welcome, guarantee("the fetch returns the stored bytes")).toEqual({ $bytes: welcome });
+    expect(first.data?.welcome, guarantee("the fetch returns the stored bytes")).toEqual(welcome);
     const fetched = await state();
     expect(fetched?.state, guarantee("a fetched welcome is in flight")).toBe("in_flight");
 
-    const again = await short.get(bob, "getWelcome", { convoId: convo.id });
-    report.log(
-      `re-fetch within the grace period: ${again.status}, same bytes ${again.body.welcome?.$bytes === welcome}`,
-    );
+    const again = await outcome(asBob.getWelcome({ convoId: convo.id }));
+    const same = again.data !== undefined && Buffer.from(again.data.welcome).equals(welcome);
+    report.log(`re-fetch within the grace period: ${again.status}, same bytes ${same}`);
     expect(again.status, guarantee("re-fetch within the grace period succeeds")).toBe(200);
-    expect(again.body.welcome, guarantee("re-fetch returns the same bytes")).toEqual({ $bytes: welcome });
+    expect(again.data?.welcome, guarantee("re-fetch returns the same bytes")).toEqual(welcome);
 
     await sleepUntilPast(new Date(fetched!.fetched_at!.getTime() + GRACE_SECONDS * 1000));
-    const gone = await short.get(bob, "getWelcome", { convoId: convo.id });
+    const gone = await outcome(asBob.getWelcome({ convoId: convo.id }));
     const final = await state();
-    report.log(`re-fetch after the grace period: ${gone.status} ${gone.body.error}, welcome ${final?.state}`);
+    report.log(`re-fetch after the grace period: ${gone.status} ${gone.error}, welcome ${final?.state}`);
     expect(gone.status, guarantee("after the grace period the welcome is gone (410)")).toBe(410);
-    expect(gone.body.error).toBe("WelcomeGone");
+    expect(gone.error).toBe("WelcomeGone");
     expect(final?.state, guarantee("the welcome is marked expired")).toBe("expired");
     report.pass("a crashed client gets its welcome back within the grace period, and 410 after it");
   });

@@ -2,10 +2,13 @@
  * What every battle test starts from: a unique prefix `battle-<kind>-<8 hex>` carried by its DIDs and
  * conversation names, removal of everything under that prefix, and a conversation made over HTTP.
  */
+import type { Input } from "mls-delivery-service/client";
 import { expect, onTestFinished } from "vitest";
 import type { Queryable } from "../../src/db/driver.js";
+import { outcome } from "../helpers/client.js";
 import { randomGroupId, unique } from "../helpers/context.js";
-import { SUITE, type BattleClient } from "./client.js";
+import { battleClient } from "./calls.js";
+import { SUITE } from "./client.js";
 import { guarantee } from "./report.js";
 
 export interface Battle {
@@ -56,20 +59,26 @@ export async function removeBattleData(db: Queryable, { prefix }: Battle): Promi
   }
 }
 
-/** createConvo over HTTP; the conversation's name is `<prefix>-convo` (its id is the server's). */
+/**
+ * createConvo over HTTP to the server at `url`, through the typed client; the conversation's name is
+ * `<prefix>-convo` (its id is the server's).
+ */
 export async function createConvo(
-  client: BattleClient,
+  url: string,
   { prefix }: Battle,
   creator: string,
-  body: Record<string, unknown> = {},
+  input: Partial<Input<"createConvo">> = {},
 ): Promise<{ id: string; name: string }> {
   const name = `${prefix}-convo`;
-  const created = await client.post(creator, "createConvo", {
-    groupId: randomGroupId(),
-    cipherSuite: SUITE,
-    metadata: { name },
-    ...body,
-  });
-  expect(created.status, guarantee(`createConvo succeeds (${JSON.stringify(created.body)})`)).toBe(200);
-  return { id: created.body.id as string, name };
+  const created = await outcome(
+    battleClient(url, creator).createConvo({
+      groupId: randomGroupId(),
+      cipherSuite: SUITE,
+      metadata: { name },
+      ...input,
+    }),
+  );
+  const { data, ...answer } = created;
+  expect(created.status, guarantee(`createConvo succeeds (${JSON.stringify(data ?? answer)})`)).toBe(200);
+  return { id: data!.id, name };
 }

@@ -5,25 +5,25 @@
  * on another instance would, between its claim and its commit). The good ones are all answered and
  * stored while the key is still held, with gapless seqs; the poisoned ones get their own answers and
  * store nothing, and the held key's send is stored once after its holder let go. Checked over HTTP
- * and in the database.
+ * and in the database. Every send goes through the typed client, one attempt each.
  */
+import type { Output } from "mls-delivery-service/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ADVISORY_LOCK } from "../../src/db/advisoryLocks.js";
 import { keyLockId } from "../../src/services/idempotencyKeys.js";
+import { outcome, type Outcome } from "../helpers/client.js";
 import { testDatabase } from "../helpers/context.js";
-import { base64, BattleClient, type Reply } from "./client.js";
+import { battleClient, utf8 } from "./calls.js";
 import { createConvo, enterBattle, scalar } from "./fixtures.js";
 import { battleReport, guarantee } from "./report.js";
 import { start, stopAll, type BattleServer } from "./server.js";
 
 const db = testDatabase(4);
 let server: BattleServer | undefined;
-let client: BattleClient;
 const SEND_METHOD = "blue.catbird.mls.sendMessage";
 
 beforeAll(async () => {
   server = await start({ IDEMPOTENCY_WAIT_MS: "30000" });
-  client = new BattleClient(server.url);
 });
 
 afterAll(async () => {
@@ -68,7 +68,7 @@ describe("battle: a batch of sends with poisoned items among good ones", () => {
       string,
     ];
     const convos = [];
-    for (let i = 0; i < 3; i++) convos.push(await createConvo(client, battle, alice, { initialMembers: [bob] }));
+    for (let i = 0; i < 3; i++) convos.push(await createConvo(server!.url, battle, alice, { initialMembers: [bob] }));
     const [first] = convos;
 
     // Another transaction holds one of Alice's keys, its lock and its uncommitted record, as a claim
@@ -83,9 +83,12 @@ describe("battle: a batch of sends with poisoned items among good ones", () => {
     await holder.held;
     const before = await batchTotals();
 
-    const good: { convo: string; key: string; reply: Promise<Reply> }[] = [];
+    const good: { convo: string; key: string; reply: Promise<Outcome<Output<"sendMessage">>> }[] = [];
+    const clients = new Map([alice, bob, mallory].map((did) => [did, battleClient(server!.url, did)]));
     const send = (sender: string, convo: string, epoch: number, key: string) =>
-      client.post(sender, "sendMessage", { convoId: convo, ciphertext: base64(key), epoch }, { idempotencyKey: key });
+      outcome(
+        clients.get(sender)!.sendMessage({ convoId: convo, ciphertext: utf8(key), epoch }, { idempotencyKey: key }),
+      );
     for (let i = 0; i < 150; i++) {
       const convo = convos[i % 3]!.id;
       const key = `${battle.prefix}-good-${i}`;
@@ -114,11 +117,8 @@ describe("battle: a batch of sends with poisoned items among good ones", () => {
       guarantee("every good send is answered 200"),
     ).toEqual([200]);
     expect(heldWhileAnswered, guarantee("the good sends did not wait for the held key")).toBe(true);
-    expect([mallorys.status, mallorys.body.error], guarantee("a non-member's send fails alone")).toEqual([
-      403,
-      "NotMember",
-    ]);
-    expect([ahead.status, ahead.body.error], guarantee("a send for a future epoch fails alone")).toEqual([
+    expect([mallorys.status, mallorys.error], guarantee("a non-member's send fails alone")).toEqual([403, "NotMember"]);
+    expect([ahead.status, ahead.error], guarantee("a send for a future epoch fails alone")).toEqual([
       409,
       "EpochMismatch",
     ]);
@@ -145,7 +145,7 @@ describe("battle: a batch of sends with poisoned items among good ones", () => {
         max: expected,
       });
     }
-    const seqs = goodReplies.map((reply, i) => `${good[i]!.convo} ${reply.body.seq}`);
+    const seqs = goodReplies.map((reply, i) => `${good[i]!.convo} ${reply.data?.seq}`);
     expect(new Set(seqs).size, guarantee("no two answers share a (conversation, seq)")).toBe(seqs.length);
     const keyed = await scalar(
       db,

@@ -179,6 +179,10 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
     log(`server ${server.url} (pid ${server.pid})`);
     const errors: Record<string, number> = {};
 
+    // Unmeasured: a new process's first seconds (its JIT compiling the HTTP path, connections opening) are no
+    // steady state, and would set scenario 5's p99.
+    await load({ title: "warm-up", url: `${server.url}/health`, connections: CONNECTIONS, durationSeconds: 2 });
+
     // 5 first: the HTTP ceiling, a bare Hono route in the same process.
     const ceiling = run.has("health")
       ? await load({

@@ -74,9 +74,10 @@ describe.each(drivers)("idempotency keys ($name)", ({ open }) => {
     const { app } = testApp(db);
     const { alice, convoId } = await conversation(app);
     expect((await send(app, alice, convoId, "k", "AQID")).status).toBe(200);
-    // Raw: the test asserts the error body is exactly {error, message}, which the client does not show.
+    // Raw: the test asserts the error body is exactly {error, message}, which the client does not show. The bytes
+    // in the client's form ({"$bytes"}): only their value differs from the first send.
     const reused = await xrpc(app, alice, "sendMessage", {
-      body: { convoId, ciphertext: "BAUG", epoch: 0 },
+      body: { convoId, ciphertext: { $bytes: "BAUG" }, epoch: 0 },
       headers: { "Idempotency-Key": "k" },
     });
     expect(reused.status).toBe(422);

@@ -14,7 +14,7 @@ import { createPostgresDatabase } from "../src/db/postgres.js";
 import { runCleanup, type CleanupOptions } from "../src/jobs/cleanup.js";
 import { randomGroupId, testApp, unique } from "./helpers/context.js";
 import { holdRowLock } from "./helpers/rowLock.js";
-import { xrpc } from "./helpers/xrpc.js";
+import { clientFor, outcome } from "./helpers/client.js";
 import { ROOT } from "./runtimes/server.js";
 
 const SECOND = 1000;
@@ -410,7 +410,7 @@ describe("runCleanup", () => {
       await waitForLockWait("DELETE FROM seen_tokens");
       const { app } = testApp(db, { WELCOME_GRACE_SECONDS: String(GRACE_SECONDS) });
       let answered = false;
-      const fetched = xrpc(app, recipient, "getWelcome", { query: { convoId } }).finally(() => (answered = true));
+      const fetched = outcome(clientFor(app, recipient).getWelcome({ convoId })).finally(() => (answered = true));
       const blocked = waitForLockWait("welcome_messages", () => answered).then(
         () => "getWelcome waited for cleanup's lock",
       );

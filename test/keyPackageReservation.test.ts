@@ -3,18 +3,32 @@
  * caller's for KEY_PACKAGE_RESERVATION_SECONDS, so retries (even concurrent ones) burn nothing,
  * and no caller can drain another user's packages.
  */
-import { describe, expect, it } from "vitest";
-import { encodeBase64 } from "../src/bytes.js";
-import { unique } from "./helpers/context.js";
-import { makeGroupWithCommit } from "./helpers/mls.js";
-import { devicePackage, publishItem, realServer, SUITE } from "./keyPackages/fixtures.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { start, type BattleServer } from "./battle/server.js";
+import { clientFor, outcome } from "./helpers/client.js";
+import { testDatabase, unique } from "./helpers/context.js";
+import { makeGroupWithCommit, makeKeyPackage, TEST_CIPHER_SUITE as SUITE } from "./helpers/mls.js";
 
-const { db, call, getKeyPackages } = realServer();
+const db = testDatabase(5);
+let server: BattleServer;
+beforeAll(async () => {
+  server = await start();
+});
+afterAll(async () => {
+  await server?.stop();
+  await db.close();
+});
+
+/** The typed client (one attempt) acting as `did` on the server. */
+const api = (did: string) => clientFor(server.url, did);
+
+const getKeyPackages = (caller: string, dids: string[]) => outcome(api(caller).getKeyPackages({ dids }));
 
 async function publish(owner: string, count: number) {
-  const packages = await Promise.all(Array.from({ length: count }, () => devicePackage(owner)));
-  for (const bytes of packages) {
-    const res = await call(owner, "publishKeyPackage", { body: publishItem(bytes) });
+  const packages = await Promise.all(Array.from({ length: count }, () => makeKeyPackage(owner)));
+  for (const keyPackage of packages) {
+    const expires = new Date(Date.now() + 86_400_000).toISOString();
+    const res = await api(owner).publishKeyPackage({ keyPackage, cipherSuite: SUITE, expires });
     expect(res.status).toBe(200);
   }
 }
@@ -32,7 +46,7 @@ describe("getKeyPackages reservations", () => {
     await publish(alice, 5);
     const answers = await Promise.all(Array.from({ length: 20 }, () => getKeyPackages(bob, [alice])));
     expect(answers.map((answer) => answer.status)).toEqual(Array(20).fill(200));
-    const hashes = new Set(answers.map((answer) => answer.body.keyPackages[0]?.keyPackageHash));
+    const hashes = new Set(answers.map((answer) => answer.data?.keyPackages[0]?.keyPackageHash));
     expect(hashes.size).toBe(1);
     expect(await handedOut(alice)).toEqual([{ handed_out_to: bob }]);
   });
@@ -43,12 +57,12 @@ describe("getKeyPackages reservations", () => {
     const carol = unique("did:plc:rcarol");
     await publish(alice, 3);
     const [fromBob, fromCarol] = await Promise.all([getKeyPackages(bob, [alice]), getKeyPackages(carol, [alice])]);
-    expect(fromBob.body.keyPackages[0]!.keyPackageHash).not.toBe(fromCarol.body.keyPackages[0]!.keyPackageHash);
+    expect(fromBob.data!.keyPackages[0]!.keyPackageHash).not.toBe(fromCarol.data!.keyPackages[0]!.keyPackageHash);
     // Bob asking ten more times, with the DID repeated, still holds one.
     for (let i = 0; i < 10; i++) {
       const again = await getKeyPackages(bob, [alice, alice]);
-      expect(again.body.keyPackages.map((pkg) => pkg.keyPackageHash)).toEqual([
-        fromBob.body.keyPackages[0]!.keyPackageHash,
+      expect(again.data!.keyPackages.map((pkg) => pkg.keyPackageHash)).toEqual([
+        fromBob.data!.keyPackages[0]!.keyPackageHash,
       ]);
     }
     expect((await handedOut(alice)).map((row) => row.handed_out_to).sort()).toEqual([bob, carol].sort());
@@ -58,20 +72,18 @@ describe("getKeyPackages reservations", () => {
     const alice = unique("did:plc:ralice");
     const mallory = unique("did:plc:rmallory");
     await publish(alice, 6);
-    const welcome = encodeBase64((await makeGroupWithCommit()).welcomeBytes);
+    const welcome = (await makeGroupWithCommit()).welcomeBytes;
     for (let round = 0; round < 6; round++) {
       const fetched = await getKeyPackages(mallory, [alice]);
-      const hash = fetched.body.keyPackages[0]?.keyPackageHash;
+      const hash = fetched.data?.keyPackages[0]?.keyPackageHash;
       if (!hash) break;
       const groupId = crypto.randomUUID().replace(/-/g, "");
-      const created = await call(mallory, "createConvo", {
-        body: {
-          groupId,
-          cipherSuite: SUITE,
-          initialMembers: [alice],
-          welcomeMessage: welcome,
-          keyPackageHashes: [{ did: alice, hash }],
-        },
+      const created = await api(mallory).createConvo({
+        groupId,
+        cipherSuite: SUITE,
+        initialMembers: [alice],
+        welcomeMessage: welcome,
+        keyPackageHashes: [{ did: alice, hash }],
       });
       expect(created.status).toBe(200);
     }

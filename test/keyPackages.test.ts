@@ -3,9 +3,10 @@ import { MAX_KEY_PACKAGE_LIFETIME_MS } from "../src/api/publishKeyPackage.js";
 import { encodeBase64, sha256Hex } from "../src/bytes.js";
 import type { Clock } from "../src/clock.js";
 import type { Env } from "../src/config.js";
-import type { HandedOutKeyPackage } from "../src/services/keyPackageClaims.js";
+import { outcome } from "./helpers/client.js";
 import { testApp, testDatabase, tokenFor, unique } from "./helpers/context.js";
 import { lifetime, makeGroupWithCommit, makeKeyPackage } from "./helpers/mls.js";
+import { checkedClient } from "./helpers/xrpc.js";
 import type { CiphersuiteName } from "ts-mls/crypto/ciphersuite.js";
 
 const db = testDatabase();
@@ -46,12 +47,14 @@ class FrozenClock implements Clock {
 
 const inHours = (clock: Clock, hours: number) => new Date(clock.now().getTime() + hours * HOUR).toISOString();
 
-type HandedOut = { keyPackages: HandedOutKeyPackage[]; missing: string[] };
-
-/** An app plus small helpers that call it as `did`. */
+/**
+ * An app plus small helpers that call it as `did`: `api(did)` is the typed client (its error answers checked to be
+ * exactly {error, message}); `post` and `get` are raw requests, for the malformed input of the bad-input cases.
+ */
 function client(env: Env = {}) {
   const clock = new FrozenClock();
   const { app } = testApp(db, env, clock);
+  const api = (did: string) => checkedClient(app, did);
   const post = async (did: string, method: string, body: unknown) =>
     app.request(`/xrpc/blue.catbird.mls.${method}`, {
       method: "POST",
@@ -63,26 +66,20 @@ function client(env: Env = {}) {
       headers: { Authorization: `Bearer ${await tokenFor(did)}` },
     });
   const publish = async (did: string, bytes: Uint8Array, { suite = SUITE, hours = 24 } = {}) => {
-    const res = await post(did, "publishKeyPackage", {
-      keyPackage: encodeBase64(bytes),
-      cipherSuite: suite,
-      expires: inHours(clock, hours),
-    });
+    const res = await api(did).publishKeyPackage({ keyPackage: bytes, cipherSuite: suite, expires: inHours(clock, hours) });
     expect(res.status).toBe(200);
   };
   const fetchFor = async (caller: string, dids: string[], suite?: string) => {
-    const params: [string, string][] = dids.map((did) => ["dids", did]);
-    if (suite) params.push(["cipherSuite", suite]);
-    const res = await get(caller, "getKeyPackages", params);
+    const res = await api(caller).getKeyPackages({ dids, ...(suite && { cipherSuite: suite }) });
     expect(res.status).toBe(200);
-    return (await res.json()) as HandedOut;
+    return res.data;
   };
   const stats = async (did: string, suite?: string) => {
-    const res = await get(did, "getKeyPackageStats", suite ? [["cipherSuite", suite]] : []);
+    const res = await api(did).getKeyPackageStats(suite ? { cipherSuite: suite } : {});
     expect(res.status).toBe(200);
-    return (await res.json()) as { available: number; threshold: number; needsReplenish: boolean };
+    return res.data;
   };
-  return { app, clock, post, get, publish, fetchFor, stats };
+  return { app, clock, api, post, get, publish, fetchFor, stats };
 }
 
 const storedRows = (owner: string) =>
@@ -93,17 +90,13 @@ const storedRows = (owner: string) =>
 
 describe("publishing and fetching key packages", () => {
   it("hands out a published key package with the server-computed SHA-256 hash", async () => {
-    const { post, fetchFor, clock } = client();
+    const { api, fetchFor, clock } = client();
     const alice = unique("did:plc:alice");
     const bob = unique("did:plc:bob");
     const bytes = await keyPackageFor(alice);
-    const res = await post(alice, "publishKeyPackage", {
-      keyPackage: { $bytes: encodeBase64(bytes) },
-      cipherSuite: SUITE,
-      expires: inHours(clock, 24),
-    });
+    const res = await api(alice).publishKeyPackage({ keyPackage: bytes, cipherSuite: SUITE, expires: inHours(clock, 24) });
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ success: true });
+    expect(res.data).toEqual({ success: true });
 
     const handed = await fetchFor(bob, [alice]);
     expect(handed).toEqual({
@@ -111,7 +104,7 @@ describe("publishing and fetching key packages", () => {
         {
           did: alice,
           deviceId: "",
-          keyPackage: { $bytes: encodeBase64(bytes) },
+          keyPackage: bytes,
           cipherSuite: SUITE,
           keyPackageHash: await sha256Hex(bytes),
           lastResort: false,
@@ -127,7 +120,7 @@ describe("publishing and fetching key packages", () => {
   });
 
   it("stores the same bytes once, refreshes their expiry and counts repeats as duplicates", async () => {
-    const { post, publish, clock } = client();
+    const { api, publish, clock } = client();
     const alice = unique("did:plc:alice");
     const bytes = await keyPackageFor(alice);
     await publish(alice, bytes, { hours: 1 });
@@ -137,17 +130,13 @@ describe("publishing and fetching key packages", () => {
     expect(rows[0]!.expires_at.getTime()).toBe(new Date(inHours(clock, 48)).getTime());
 
     const fresh = [await keyPackageFor(alice), await keyPackageFor(alice)];
-    const entry = (b: Uint8Array, hours: number) => ({
-      keyPackage: encodeBase64(b),
-      cipherSuite: SUITE,
-      expires: inHours(clock, hours),
-    });
+    const entry = (b: Uint8Array, hours: number) => ({ keyPackage: b, cipherSuite: SUITE, expires: inHours(clock, hours) });
     // One already stored, two new, one new one repeated within the batch.
-    const res = await post(alice, "publishKeyPackages", {
+    const res = await api(alice).publishKeyPackages({
       keyPackages: [entry(bytes, 72), entry(fresh[0]!, 24), entry(fresh[1]!, 24), entry(fresh[1]!, 96)],
     });
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ published: 2, duplicates: 2 });
+    expect(res.data).toEqual({ published: 2, duplicates: 2 });
     rows = await storedRows(alice);
     expect(rows).toHaveLength(3);
     const expiry = new Map(rows.map((row) => [row.hash, row.expires_at.getTime()]));
@@ -166,10 +155,10 @@ describe("publishing and fetching key packages", () => {
   });
 
   it("checks a real MLS KeyPackage's cipher suite and lifetime and caps its expiry at notAfter", async () => {
-    const { post, fetchFor, clock } = client();
+    const { api, fetchFor, clock } = client();
     const alice = unique("did:plc:alice");
     const publish = (bytes: Uint8Array, cipherSuite: string) =>
-      post(alice, "publishKeyPackage", { keyPackage: encodeBase64(bytes), cipherSuite, expires: inHours(clock, 48) });
+      outcome(api(alice).publishKeyPackage({ keyPackage: bytes, cipherSuite, expires: inHours(clock, 48) }));
     const now = clock.now();
     const ended = await makeKeyPackage(
       alice,
@@ -178,11 +167,14 @@ describe("publishing and fetching key packages", () => {
     const shortLived = await makeKeyPackage(alice, lifetime(now, new Date(now.getTime() + 2 * HOUR)));
 
     const mismatch = await publish(shortLived, OTHER_SUITE);
-    expect(mismatch.status).toBe(400);
-    expect(await mismatch.json()).toEqual({ error: "InvalidRequest", message: expect.stringContaining(SUITE) });
+    expect(mismatch).toEqual({
+      status: 400,
+      error: "InvalidRequest",
+      message: expect.stringContaining(SUITE),
+      retryAfter: undefined,
+    });
     const expired = await publish(ended, SUITE);
-    expect(expired.status).toBe(400);
-    expect(await expired.json()).toEqual({ error: "KeyPackageExpired", message: expect.any(String) });
+    expect(expired).toEqual({ status: 400, error: "KeyPackageExpired", message: expect.any(String), retryAfter: undefined });
 
     expect((await publish(shortLived, SUITE)).status).toBe(200);
     const [row] = await storedRows(alice);
@@ -192,7 +184,7 @@ describe("publishing and fetching key packages", () => {
       {
         did: alice,
         deviceId: "",
-        keyPackage: { $bytes: encodeBase64(shortLived) },
+        keyPackage: shortLived,
         cipherSuite: SUITE,
         keyPackageHash: await sha256Hex(shortLived),
         lastResort: false,
@@ -201,38 +193,28 @@ describe("publishing and fetching key packages", () => {
   });
 
   it("refuses a real KeyPackage whose credential names another DID (mallory posing as bob)", async () => {
-    const { post, fetchFor, clock } = client();
+    const { api, fetchFor, clock } = client();
     const mallory = unique("did:plc:mallory");
     const bob = unique("did:plc:bob");
-    const posing = encodeBase64(await keyPackageFor(bob));
+    const posing = await keyPackageFor(bob);
     const entry = { keyPackage: posing, cipherSuite: SUITE, expires: inHours(clock, 24) };
-    const one = await post(mallory, "publishKeyPackage", entry);
-    expect(one.status).toBe(400);
-    expect(await one.json()).toEqual({ error: "InvalidKeyPackage", message: expect.any(String) });
-    const batch = await post(mallory, "publishKeyPackages", { keyPackages: [entry] });
-    expect(batch.status).toBe(400);
-    expect(await batch.json()).toEqual({ error: "InvalidKeyPackage", message: expect.any(String) });
+    const refused = { status: 400, error: "InvalidKeyPackage", message: expect.any(String), retryAfter: undefined };
+    expect(await outcome(api(mallory).publishKeyPackage(entry))).toEqual(refused);
+    expect(await outcome(api(mallory).publishKeyPackages({ keyPackages: [entry] }))).toEqual(refused);
     expect(await storedRows(mallory)).toEqual([]);
     expect(await fetchFor(unique("did:plc:carol"), [mallory])).toEqual({ keyPackages: [], missing: [mallory] });
   });
 
   it("stores each package once when 16 concurrent batches send the same packages in shuffled orders", async () => {
-    const { post, clock } = client();
+    const { api, clock } = client();
     const alice = unique("did:plc:alice");
     const packages = await Promise.all(Array.from({ length: 20 }, () => keyPackageFor(alice)));
-    const entries = packages.map((bytes) => ({
-      keyPackage: encodeBase64(bytes),
-      cipherSuite: SUITE,
-      expires: inHours(clock, 24),
-    }));
+    const entries = packages.map((bytes) => ({ keyPackage: bytes, cipherSuite: SUITE, expires: inHours(clock, 24) }));
     const answers = await Promise.all(
-      Array.from({ length: 16 }, async () => {
-        const res = await post(alice, "publishKeyPackages", { keyPackages: shuffled(entries) });
-        return { status: res.status, body: (await res.json()) as { published: number; duplicates: number } };
-      }),
+      Array.from({ length: 16 }, () => outcome(api(alice).publishKeyPackages({ keyPackages: shuffled(entries) }))),
     );
     expect(answers.map((answer) => answer.status)).toEqual(Array(16).fill(200));
-    expect(answers.reduce((sum, answer) => sum + answer.body.published, 0)).toBe(20);
+    expect(answers.reduce((sum, answer) => sum + (answer.data?.published ?? 0), 0)).toBe(20);
     const rows = await storedRows(alice);
     expect(rows).toHaveLength(20);
     expect(new Set(rows.map((row) => row.hash))).toEqual(new Set(packages.map((bytes) => sha256Hex(bytes))));

@@ -9,6 +9,7 @@ import { loadConfig } from "../../src/config.js";
 import { connectDatabase } from "../../src/db/connect.js";
 import type { Database } from "../../src/db/driver.js";
 import { randomGroupId, testApp, TEST_SECRET, unique } from "../helpers/context.js";
+import { clientFor, outcome } from "../helpers/client.js";
 import { xrpc } from "../helpers/xrpc.js";
 
 const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
@@ -44,9 +45,9 @@ describe("request timeout while the conversation row is locked", () => {
   it("sendMessage without a key: 503 with Retry-After, and after the lock is released nothing was stored", async () => {
     const { app } = testApp(db, env);
     const alice = unique("did:plc:reqtimeout");
-    const created = await xrpc(app, alice, "createConvo", { body: { groupId: randomGroupId(), cipherSuite: SUITE } });
+    const created = await clientFor(app, alice).createConvo({ groupId: randomGroupId(), cipherSuite: SUITE });
     expect(created.status).toBe(200);
-    const convoId = created.body.id as string;
+    const convoId = created.data.id;
 
     let release!: () => void;
     const released = new Promise<void>((resolve) => (release = resolve));
@@ -59,7 +60,8 @@ describe("request timeout while the conversation row is locked", () => {
     });
     await holding;
 
-    // Held until the answer is in, which is past REQUEST_TIMEOUT_MS.
+    // Held until the answer is in, which is past REQUEST_TIMEOUT_MS. Raw: a send without a key (the client keys
+    // every send), and the exact Retry-After header.
     const sent = await xrpc(app, alice, "sendMessage", { body: { convoId, ciphertext: "AQID", epoch: 0 } });
     release();
     await lock;
@@ -76,12 +78,14 @@ describe("request timeout while the conversation row is locked", () => {
     const { app } = testApp(db, env);
     const alice = unique("did:plc:reqtimeout");
     const bob = unique("did:plc:reqtimeout");
-    const created = await xrpc(app, alice, "createConvo", {
-      body: { groupId: randomGroupId(), cipherSuite: SUITE, initialMembers: [bob] },
+    const created = await clientFor(app, alice).createConvo({
+      groupId: randomGroupId(),
+      cipherSuite: SUITE,
+      initialMembers: [bob],
     });
     expect(created.status).toBe(200);
-    const convoId = created.body.id as string;
-    expect((await xrpc(app, bob, "leaveConvo", { body: { convoId } })).status).toBe(200);
+    const convoId = created.data.id;
+    expect((await clientFor(app, bob).leaveConvo({ convoId })).status).toBe(200);
 
     // Each wait stays under the statement limit (1500 ms); together they pass REQUEST_TIMEOUT_MS (2000 ms).
     const hold = (lockSql: (tx: postgres.TransactionSql) => Promise<unknown>) => {
@@ -101,7 +105,7 @@ describe("request timeout while the conversation row is locked", () => {
     await Promise.all([convo.holding, member.holding]);
 
     const started = performance.now();
-    const adding = xrpc(app, alice, "addMembers", { body: { convoId, didList: [bob] } });
+    const adding = outcome(clientFor(app, alice).addMembers({ convoId, didList: [bob] }));
     await sleep(800);
     convo.release();
     await sleep(Math.max(0, 2150 - (performance.now() - started)));

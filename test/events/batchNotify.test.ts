@@ -8,7 +8,7 @@ import { CHANNEL } from "../../src/events/bus.js";
 import { SEND_BATCH_SQL, storeBatch } from "../../src/services/sendBatch.js";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
 import { watchingPool } from "../helpers/faults.js";
-import { xrpc } from "../helpers/xrpc.js";
+import { clientFor } from "../helpers/client.js";
 import { conversation, send, stream } from "./convo.js";
 
 const db = testDatabase();
@@ -44,7 +44,7 @@ describe("a send batch's NOTIFY", () => {
     expect(statements.filter((sql) => sql.includes("pg_notify"))).toEqual([SEND_BATCH_SQL, SEND_BATCH_SQL]);
 
     // A write that is no send batch still notifies after its commit, in a statement of its own.
-    expect((await xrpc(writer.app, alice, "leaveConvo", { body: { convoId, targetDid: carol } })).status).toBe(200);
+    expect((await clientFor(writer.app, alice).leaveConvo({ convoId, targetDid: carol })).status).toBe(200);
     expect((await far.events!.nextParsed())?.data).toMatchObject({ type: "removed", did: carol });
     expect(statements.filter((sql) => sql.includes("pg_notify") && sql !== SEND_BATCH_SQL)).toHaveLength(1);
     await Promise.all([far.close(), near.close()]);

@@ -6,9 +6,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Database } from "../../src/db/driver.js";
 import { testDatabase } from "../helpers/context.js";
-import { b64, RosterGroup, SUITE, type Device } from "../helpers/rosterGroup.js";
-import { bundleBody, device, newDid, register } from "../roster/fixtures.js";
-import { post, SERVER_SECRET, startServer, type Server } from "./servers.js";
+import { RosterGroup, SUITE, type Bundle, type Device } from "../helpers/rosterGroup.js";
+import { device, newDid, register } from "../roster/fixtures.js";
+import { clientOn, SERVER_SECRET, startServer, type Server } from "./servers.js";
 import { openStream } from "./sseClient.js";
 
 const WAKE_ONLY = { EVENTS_POLL_MS: "600000", EVENTS_SAFETY_POLL_MS: "600000", EVENTS_KEEPALIVE_MS: "600000" };
@@ -27,11 +27,16 @@ afterAll(async () => {
   await db?.close();
 });
 
-async function ok(server: Server, did: string, method: string, body: unknown) {
-  const reply = await post(server, did, method, body);
-  expect(reply.status, JSON.stringify(reply.body)).toBe(200);
-  return reply.body;
-}
+/** A bundle as processCommit's input, sent by `by`. */
+const bundleInput = (convoId: string, bundle: Bundle, by: Device) => ({
+  convoId,
+  epoch: bundle.epoch,
+  commit: bundle.commit,
+  groupInfo: bundle.groupInfo,
+  ...(bundle.welcome && { welcomeMessage: bundle.welcome }),
+  ...(bundle.keyPackageHashes.length > 0 && { keyPackageHashes: bundle.keyPackageHashes }),
+  ...(by.deviceId && { deviceId: by.deviceId }),
+});
 
 /** Alice's roster-checked conversation (her phone) with Bob's phone and laptop, made through server b. */
 async function rosterConversation(bob = newDid("bob")) {
@@ -42,23 +47,22 @@ async function rosterConversation(bob = newDid("bob")) {
   const expires = () => new Date(Date.now() + 86_400_000).toISOString();
   const group = await RosterGroup.create(devices[0]!, {
     publish: async ({ did }, keyPackage) =>
-      void (await ok(b!, did, "publishKeyPackage", {
-        keyPackage: b64(keyPackage),
-        cipherSuite: SUITE,
-        expires: expires(),
-      })),
+      void expect(
+        (await clientOn(b!, did).publishKeyPackage({ keyPackage, cipherSuite: SUITE, expires: expires() })).status,
+      ).toBe(200),
   });
   const bundle = await group.commit(devices[0]!, { add: devices.slice(1) });
   await bundle.apply();
-  const created = await ok(b!, alice, "createConvo", {
+  const { status, data: created } = await clientOn(b!, alice).createConvo({
     groupId: group.groupIdHex,
     cipherSuite: SUITE,
     deviceId: "phone",
-    groupInfo: b64(await group.groupInfo(devices[0]!)),
-    welcomeMessage: b64(bundle.welcome!),
+    groupInfo: await group.groupInfo(devices[0]!),
+    welcomeMessage: bundle.welcome!,
     keyPackageHashes: bundle.keyPackageHashes,
   });
-  return { alice, bob, group, convoId: created.id as string };
+  expect(status).toBe(200);
+  return { alice, bob, group, convoId: created.id };
 }
 
 describe("streams wake for the devices work's writes", () => {
@@ -68,7 +72,7 @@ describe("streams wake for the devices work's writes", () => {
     const there = await openStream(a!.url, bob, { convoId }, SERVER_SECRET);
     const alicePhone = device(alice, "phone");
     const removal = await group.commit(alicePhone, { remove: [device(bob, "laptop")] });
-    await ok(b!, alice, "processCommit", bundleBody(convoId, removal, alicePhone));
+    expect((await clientOn(b!, alice).processCommit(bundleInput(convoId, removal, alicePhone))).status).toBe(200);
 
     for (const stream of [here, there]) {
       const [commit, removed] = await stream.events!.take(2);
@@ -89,7 +93,7 @@ describe("streams wake for the devices work's writes", () => {
       await openStream(b!.url, first.alice, { convoId: first.convoId }, SERVER_SECRET),
       await openStream(a!.url, second.alice, { convoId: second.convoId }, SERVER_SECRET),
     ];
-    await ok(b!, bob, "revokeDevice", { deviceId: "laptop" });
+    expect((await clientOn(b!, bob).revokeDevice({ deviceId: "laptop" })).status).toBe(200);
 
     for (const stream of streams) {
       expect(await stream.events!.nextParsed()).toMatchObject({

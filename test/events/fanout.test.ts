@@ -9,7 +9,7 @@ import { createLogger } from "../../src/logger.js";
 import { readSharedEvents } from "../../src/services/sharedEvents.js";
 import { testApp, testDatabase } from "../helpers/context.js";
 import { watchingPool } from "../helpers/faults.js";
-import { xrpc } from "../helpers/xrpc.js";
+import { clientFor } from "../helpers/client.js";
 import { conversation, send, stream } from "./convo.js";
 import type { OpenStream } from "./sseClient.js";
 
@@ -153,7 +153,7 @@ describe("event stream limits and cost", () => {
     expect(await metric(app, /^event_streams_ended_total\{reason="client_closed"\}/)).toBe(1);
 
     await send(app, alice, convoId, "hi");
-    expect((await xrpc(app, alice, "leaveConvo", { body: { convoId, targetDid: carol } })).status).toBe(200);
+    expect((await clientFor(app, alice).leaveConvo({ convoId, targetDid: carol })).status).toBe(200);
     expect((await carols.events!.take(10)).at(-1)).toMatchObject({ event: "membership", data: { type: "removed" } });
     await vi.waitFor(async () => expect(await metric(app, /^event_streams_open /)).toBe(0));
     expect(await metric(app, /^event_streams_ended_total\{reason="removed"\}/)).toBe(1);

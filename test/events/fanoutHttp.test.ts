@@ -12,7 +12,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { SHARED_EVENTS_SQL } from "../../src/services/sharedEvents.js";
 import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
 import { withStatementHook } from "../helpers/faults.js";
-import { xrpc } from "../helpers/xrpc.js";
+import { clientFor } from "../helpers/client.js";
 import { send, SUITE } from "./convo.js";
 import { openStream, type OpenStream, type SseEvent, type StreamRequest } from "./sseClient.js";
 
@@ -59,12 +59,14 @@ async function listen(app: Hono): Promise<{ url: string; close(): Promise<void> 
 async function bigConversation(app: Hono) {
   const alice = unique("did:plc:alice");
   const members = Array.from({ length: MEMBERS }, (_, i) => unique(`did:plc:m${i}-`));
-  const created = await xrpc(app, alice, "createConvo", {
-    body: { groupId: randomGroupId(), cipherSuite: SUITE, initialMembers: members },
+  const created = await clientFor(app, alice).createConvo({
+    groupId: randomGroupId(),
+    cipherSuite: SUITE,
+    initialMembers: members,
   });
-  expect(created.status, JSON.stringify(created.body)).toBe(200);
+  expect(created.status).toBe(200);
   // One `joined` event each for Alice and the members.
-  return { alice, members, convoId: created.body.id as string, head: MEMBERS + 1 };
+  return { alice, members, convoId: created.data.id, head: MEMBERS + 1 };
 }
 
 interface Follower {
@@ -123,7 +125,7 @@ describe("fan-out to many streams over HTTP", () => {
 
       // A membership change is written elsewhere (not a send batch): one wake-up, one read for every stream.
       const removed = members[MEMBERS - 1]!;
-      expect((await xrpc(app, alice, "leaveConvo", { body: { convoId, targetDid: removed } })).status).toBe(200);
+      expect((await clientFor(app, alice).leaveConvo({ convoId, targetDid: removed })).status).toBe(200);
       await Promise.all(followers.map((follower) => readUntil(follower, head + 32)));
       expect(counted.sharedReads - before).toBe(1);
 
@@ -160,7 +162,7 @@ describe("fan-out to many streams over HTTP", () => {
         members.slice(0, STREAMS - MEMBERS).map((did) => follow(url, did, { convoId, cursor: 0 })),
       );
       await new Promise((resolve) => setTimeout(resolve, 20));
-      expect((await xrpc(app, alice, "leaveConvo", { body: { convoId, targetDid: removed } })).status).toBe(200);
+      expect((await clientFor(app, alice).leaveConvo({ convoId, targetDid: removed })).status).toBe(200);
       await burst;
       const [sentinel] = await sendMany(app, alice, convoId, 1, 1);
       const last = head + 40 + 1 + 1;

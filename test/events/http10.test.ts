@@ -8,7 +8,7 @@ import type { Server } from "node:http";
 import { connect, type AddressInfo } from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
 import { randomGroupId, testApp, testDatabase, tokenFor, unique } from "../helpers/context.js";
-import { xrpc } from "../helpers/xrpc.js";
+import { clientFor } from "../helpers/client.js";
 import { SUITE } from "./convo.js";
 import { streamPath } from "./sseClient.js";
 
@@ -42,11 +42,11 @@ describe("an event stream over HTTP/1.0", () => {
     });
     try {
       const alice = unique("did:plc:alice");
-      const created = await xrpc(app, alice, "createConvo", { body: { groupId: randomGroupId(), cipherSuite: SUITE } });
+      const created = await clientFor(app, alice).createConvo({ groupId: randomGroupId(), cipherSuite: SUITE });
       expect(created.status).toBe(200);
       const { port } = server.address() as AddressInfo;
       const request =
-        `GET ${streamPath({ convoId: created.body.id as string })} HTTP/1.0\r\n` +
+        `GET ${streamPath({ convoId: created.data.id })} HTTP/1.0\r\n` +
         `Host: 127.0.0.1:${port}\r\nAuthorization: Bearer ${await tokenFor(alice)}\r\n\r\n`;
       const text = await exchange(port, request, (sent) => sent.includes(": open"));
       const [head, body = ""] = text.split("\r\n\r\n");

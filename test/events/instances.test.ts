@@ -3,7 +3,7 @@
  * (LISTEN/NOTIFY), reconnects with a cursor, and a restart between two connections.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { conversation, post, SERVER_SECRET, startServer, type Server } from "./servers.js";
+import { clientOn, conversation, SERVER_SECRET, startServer, type Server } from "./servers.js";
 import { openStream, type SseReader, type StreamEvent, type StreamRequest } from "./sseClient.js";
 
 // Polls and keep-alive re-reads are pushed past any test's length: only wake-ups can deliver here.
@@ -28,10 +28,10 @@ afterAll(async () => {
 function burst(server: Server, convoId: string, senders: string[], count: number, label: string): Promise<Sent[]> {
   return Promise.all(
     Array.from({ length: count }, async (_, i) => {
-      const ciphertext = Buffer.from(`${label}-${i}`).toString("base64");
-      const reply = await post(server, senders[i % senders.length]!, "sendMessage", { convoId, ciphertext, epoch: 0 });
-      expect(reply.status, JSON.stringify(reply.body)).toBe(200);
-      return reply.body as Sent;
+      const ciphertext = new TextEncoder().encode(`${label}-${i}`);
+      const reply = await clientOn(server, senders[i % senders.length]!).sendMessage({ convoId, ciphertext, epoch: 0 });
+      expect(reply.status).toBe(200);
+      return reply.data;
     }),
   );
 }

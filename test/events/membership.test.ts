@@ -5,7 +5,7 @@
 import type { Hono } from "hono";
 import { afterAll, describe, expect, it } from "vitest";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
-import { xrpc } from "../helpers/xrpc.js";
+import { clientFor } from "../helpers/client.js";
 import { conversation, send, stream } from "./convo.js";
 
 const db = testDatabase();
@@ -32,8 +32,8 @@ describe("streamConvoEvents membership", () => {
   it("refuses members who left or were removed", async () => {
     const { app } = testApp(db);
     const { alice, bob, carol, convoId } = await conversation(app);
-    expect((await xrpc(app, bob, "leaveConvo", { body: { convoId } })).status).toBe(200);
-    expect((await xrpc(app, alice, "leaveConvo", { body: { convoId, targetDid: carol } })).status).toBe(200);
+    expect((await clientFor(app, bob).leaveConvo({ convoId })).status).toBe(200);
+    expect((await clientFor(app, alice).leaveConvo({ convoId, targetDid: carol })).status).toBe(200);
     await expectRefused(app, bob, convoId, "NotMember");
     await expectRefused(app, carol, convoId, "NotMember");
   });
@@ -46,7 +46,7 @@ describe("streamConvoEvents membership", () => {
     const before = await send(app, alice, convoId, "before");
     expect((await carols.events!.nextParsed())?.data.id).toBe(before.messageId);
 
-    expect((await xrpc(app, alice, "leaveConvo", { body: { convoId, targetDid: carol } })).status).toBe(200);
+    expect((await clientFor(app, alice).leaveConvo({ convoId, targetDid: carol })).status).toBe(200);
     const after = await send(app, alice, convoId, "after");
     const removal = { type: "removed", did: carol, actor: alice, epoch: 0 };
     expect(await carols.events!.nextParsed()).toEqual({ cursor: 5, event: "membership", data: removal });
@@ -65,7 +65,7 @@ describe("streamConvoEvents membership", () => {
     const { app } = testApp(db);
     const { alice, bob, convoId } = await conversation(app);
     const bobs = await stream(app, bob, { convoId });
-    expect((await xrpc(app, bob, "leaveConvo", { body: { convoId } })).status).toBe(200);
+    expect((await clientFor(app, bob).leaveConvo({ convoId })).status).toBe(200);
     await send(app, alice, convoId, "after bob left");
     expect(await bobs.events!.nextParsed()).toEqual({
       cursor: 4,

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { testApp, testDatabase, tokenFor } from "../helpers/context.js";
 import { withStatementHook } from "../helpers/faults.js";
 import type { Device } from "../helpers/rosterGroup.js";
-import { xrpc } from "../helpers/xrpc.js";
+import { clientFor } from "../helpers/client.js";
 import { Xrpc } from "../messaging/client.js";
 import { device, newDid, register, rosterConvo } from "../roster/fixtures.js";
 import { opened } from "./sseClient.js";
@@ -26,19 +26,17 @@ describe("a device stream opened while the device is revoked", () => {
       await revoke();
     });
     const { app } = testApp(hooked, { EVENTS_POLL_MS: "100", EVENTS_KEEPALIVE_MS: "600000" });
-    const ok = async (did: string, method: string, body: unknown) => {
-      const reply = await xrpc(app, did, method, { body });
-      expect(reply.status, JSON.stringify(reply.body)).toBe(200);
-      return reply.body;
-    };
+    const revoke = async (did: string, deviceId: string) =>
+      expect((await clientFor(app, did).revokeDevice({ deviceId })).status).toBe(200);
 
     const alice = newDid("alice");
     const bob = newDid("bob");
     const devices: Device[] = [device(alice, "phone"), device(bob, "phone"), device(bob, "laptop")];
     await register(db, ...devices);
+    // rosterConvo (test/roster/fixtures.ts) takes the messaging tests' client.
     const { convoId } = await rosterConvo(new Xrpc(app), devices[0]!, devices.slice(1));
 
-    revokeBeforeHead = async () => void (await ok(bob, "revokeDevice", { deviceId: "laptop" }));
+    revokeBeforeHead = () => revoke(bob, "laptop");
     const response = await app.request(
       `/xrpc/blue.catbird.mls.streamConvoEvents?${new URLSearchParams({ convoId, deviceId: "laptop" })}`,
       { headers: { Authorization: `Bearer ${await tokenFor(bob)}` } },
@@ -47,7 +45,7 @@ describe("a device stream opened while the device is revoked", () => {
     const stream = await opened(response);
     try {
       // Something that happens after the revocation: Bob's phone is revoked too.
-      await ok(bob, "revokeDevice", { deviceId: "phone" });
+      await revoke(bob, "phone");
       if (stream.status === 200) {
         const next = await Promise.race([
           stream.events!.nextParsed(),

@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { expect, inject } from "vitest";
+import { clientFor } from "../helpers/client.js";
 import { randomGroupId, tokenFor, unique } from "../helpers/context.js";
 import { freePort } from "../setup/postgres.js";
 import { SUITE } from "./convo.js";
@@ -91,29 +92,20 @@ async function answers(url: string): Promise<boolean> {
   }
 }
 
-/** A procedure over HTTP as `did`, with a token the servers accept. */
-export async function post(server: Server, did: string, method: string, body: unknown) {
-  const response = await fetch(`${server.url}/xrpc/blue.catbird.mls.${method}`, {
-    method: "POST",
-    headers: {
-      Authorization: `Bearer ${await tokenFor(did, { secret: SERVER_SECRET })}`,
-      "Content-Type": "application/json",
-    },
-    body: JSON.stringify(body),
-  });
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  return { status: response.status, body: (await response.json()) as any };
+/** The typed client (one attempt) acting as `did` on `server`, with a token the servers accept. */
+export function clientOn(server: Server, did: string) {
+  return clientFor(server.url, null, { token: () => tokenFor(did, { secret: SERVER_SECRET }) });
 }
 
 /** Alice's new conversation with Bob, created on `server`. */
 export async function conversation(server: Server) {
   const alice = unique("did:plc:alice");
   const bob = unique("did:plc:bob");
-  const created = await post(server, alice, "createConvo", {
+  const created = await clientOn(server, alice).createConvo({
     groupId: randomGroupId(),
     cipherSuite: SUITE,
     initialMembers: [bob],
   });
-  expect(created.status, JSON.stringify(created.body)).toBe(200);
-  return { alice, bob, convoId: created.body.id as string };
+  expect(created.status).toBe(200);
+  return { alice, bob, convoId: created.data.id };
 }

@@ -1,6 +1,10 @@
 /**
- * A small Server-Sent Events client for the event stream tests: reads a response body (from fetch or
- * `app.request`) event by event, and counts the comments (keep-alives) in between.
+ * A small raw Server-Sent Events reader for the tests that assert a stream's exact behaviour (what the typed
+ * client's `streamConvoEvents` hides on purpose): reads a response body (from fetch or `app.request`) event by
+ * event with its id, counts the comments (the opening one, keep-alives) in between, and resolves an opened stream
+ * only once the server's opening comment arrived, so a test knows the stream is live before it writes. Also used
+ * by test/devices (`opened`, `OpenStream`). A test that only needs to receive a conversation's events uses the
+ * typed client's `streamConvoEvents` instead.
  */
 import { tokenFor } from "../helpers/context.js";
 

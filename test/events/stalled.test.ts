@@ -9,7 +9,7 @@ import { request } from "node:http";
 import { connect, type Socket } from "node:net";
 import { describe, expect, it, vi } from "vitest";
 import { tokenFor } from "../helpers/context.js";
-import { conversation, post, SERVER_SECRET, startServer, type Server } from "./servers.js";
+import { clientOn, conversation, SERVER_SECRET, startServer, type Server } from "./servers.js";
 import { openStream, streamPath } from "./sseClient.js";
 
 /** Enough to fill any socket buffers between a server and a client that does not read (a few MB here). */
@@ -19,9 +19,9 @@ const QUIET = { EVENTS_KEEPALIVE_MS: "600000", EVENTS_MAX_BACKLOG: "100000" };
 
 async function sendBig(server: Server, did: string, convoId: string): Promise<void> {
   for (let i = 0; i < MESSAGES; i++) {
-    const ciphertext = Buffer.alloc(CIPHERTEXT_BYTES, i).toString("base64");
-    const reply = await post(server, did, "sendMessage", { convoId, ciphertext, epoch: 0 });
-    expect(reply.status, JSON.stringify(reply.body)).toBe(200);
+    const ciphertext = new Uint8Array(CIPHERTEXT_BYTES).fill(i);
+    const reply = await clientOn(server, did).sendMessage({ convoId, ciphertext, epoch: 0 });
+    expect(reply.status).toBe(200);
   }
 }
 

@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { createApp } from "../../src/app.js";
 import { EventBus } from "../../src/events/bus.js";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
+import { clientFor } from "../helpers/client.js";
 import { xrpc } from "../helpers/xrpc.js";
 import { base64, conversation, send, stream } from "./convo.js";
 
@@ -19,7 +20,7 @@ describe("streamConvoEvents", () => {
     const hello = await send(app, alice, convoId, "hello");
     const hi = await send(app, bob, convoId, "hi");
     const dave = unique("did:plc:dave");
-    expect((await xrpc(app, alice, "addMembers", { body: { convoId, didList: [dave] } })).status).toBe(200);
+    expect((await clientFor(app, alice).addMembers({ convoId, didList: [dave] })).status).toBe(200);
 
     const { status, response, events } = await stream(app, bob, { convoId, cursor: 0 });
     expect(status).toBe(200);

@@ -9,6 +9,7 @@ import { SEND_BATCH_SQL } from "../../src/services/sendBatch.js";
 import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
 import { conversationLockWaiters, holdRowLock, keyLockWaiters } from "../helpers/rowLock.js";
 import { withStatementHook } from "../helpers/faults.js";
+import { clientFor, outcome } from "../helpers/client.js";
 import { xrpc } from "../helpers/xrpc.js";
 
 const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
@@ -22,27 +23,30 @@ describe("same-key sends from two processes while the conversation is held (real
     const { app: first } = testApp(db, env);
     const { app: second } = testApp(db, env);
     const alice = unique("did:plc:idemrace");
-    const created = await xrpc(first, alice, "createConvo", { body: { groupId: randomGroupId(), cipherSuite: SUITE } });
-    const convoId = created.body.id as string;
-    const request = { body: { convoId, ciphertext: "AQID", epoch: 0 }, headers: { "Idempotency-Key": "race" } };
+    const created = await clientFor(first, alice).createConvo({ groupId: randomGroupId(), cipherSuite: SUITE });
+    const convoId = created.data.id;
+    const send = (app: typeof first) =>
+      outcome(
+        clientFor(app, alice).sendMessage({ convoId, ciphertext: new Uint8Array([1, 2, 3]), epoch: 0 }, { idempotencyKey: "race" }),
+      );
 
     const holder = holdRowLock<{ ctid: string }>(db, `SELECT ctid::text FROM conversations WHERE id = $1 FOR UPDATE`, [
       convoId,
     ]);
     const ctid = (await holder.held)[0]!.ctid;
     // The batch skips the held conversation; the general path claims the key and waits for the row.
-    const waitsForConvo = xrpc(first, alice, "sendMessage", request);
+    const waitsForConvo = send(first);
     await conversationLockWaiters(db, ctid, 1);
     // The other process's batch skips the held key; its general path waits for the key.
-    const waitsForKey = xrpc(second, alice, "sendMessage", request);
+    const waitsForKey = send(second);
     await keyLockWaiters(db, 1);
     holder.release();
     await holder.done;
 
     const answers = await Promise.all([waitsForConvo, waitsForKey]);
     expect(answers.map((r) => r.status)).toEqual([200, 200]);
-    expect(answers[0]!.body).toEqual(answers[1]!.body);
-    expect(answers.map((r) => r.headers.get("Idempotent-Replayed"))).toEqual([null, "true"]);
+    expect(answers[0]!.data).toEqual(answers[1]!.data);
+    expect(answers.map((r) => r.data && r.replayed)).toEqual([false, true]);
     const [row] = await db.query<{ messages: number }>(
       `SELECT count(*) AS messages FROM messages WHERE convo_id = $1`,
       [convoId],
@@ -57,18 +61,19 @@ describe("same-key sends from two processes while the conversation is held (real
     });
     const { app } = testApp(deadlocked);
     const alice = unique("did:plc:idemdeadlock");
-    const created = await xrpc(app, alice, "createConvo", { body: { groupId: randomGroupId(), cipherSuite: SUITE } });
+    const client = clientFor(app, alice);
+    const created = await client.createConvo({ groupId: randomGroupId(), cipherSuite: SUITE });
     expect(created.status).toBe(200);
-    const convoId = created.body.id as string;
-    for (const headers of [{ "Idempotency-Key": "victim" }, undefined]) {
-      const request = { body: { convoId, ciphertext: "AQID", epoch: 0 }, headers };
-      const sent = await xrpc(app, alice, "sendMessage", request);
-      expect(sent.status).toBe(200);
-      if (!headers) continue;
-      const replay = await xrpc(app, alice, "sendMessage", request);
-      expect(replay.headers.get("Idempotent-Replayed")).toBe("true");
-      expect(replay.body).toEqual(sent.body);
-    }
+    const convoId = created.data.id;
+    const input = { convoId, ciphertext: new Uint8Array([1, 2, 3]), epoch: 0 };
+    const sent = await client.sendMessage(input, { idempotencyKey: "victim" });
+    expect(sent.status).toBe(200);
+    const replay = await client.sendMessage(input, { idempotencyKey: "victim" });
+    expect(replay.replayed).toBe(true);
+    expect(replay.data).toEqual(sent.data);
+    // Raw: a send without an Idempotency-Key (the client gives every send one).
+    const unkeyed = await xrpc(app, alice, "sendMessage", { body: { convoId, ciphertext: "AQID", epoch: 0 } });
+    expect(unkeyed.status).toBe(200);
     // Both first sends tried a batch first; the replay was answered from what this process committed.
     expect(refused).toBe(2);
   });

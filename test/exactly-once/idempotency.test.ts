@@ -6,9 +6,16 @@ import { claimKey } from "../../src/services/idempotencyKeys.js";
 import { randomGroupId, testApp, testDatabase, tokenFor, unique } from "../helpers/context.js";
 import { withStatementHook } from "../helpers/faults.js";
 import { migratedPglite } from "../helpers/pglite.js";
+import { clientFor, outcome } from "../helpers/client.js";
 import { xrpc } from "../helpers/xrpc.js";
 
 const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
+const bytes = { AQID: new Uint8Array([1, 2, 3]), BAUG: new Uint8Array([4, 5, 6]) };
+type App = ReturnType<typeof testApp>["app"];
+
+/** A keyed sendMessage through the typed client (one attempt); its answer or the XRPC error it was. */
+const send = (app: App, did: string, convoId: string, key: string, text: keyof typeof bytes = "AQID") =>
+  outcome(clientFor(app, did).sendMessage({ convoId, ciphertext: bytes[text], epoch: 0 }, { idempotencyKey: key }));
 
 const drivers: { name: string; open: () => Promise<Database> }[] = [
   { name: "postgres.js on real PostgreSQL", open: async () => testDatabase(10) },
@@ -22,15 +29,12 @@ describe.each(drivers)("idempotency keys ($name)", ({ open }) => {
   });
   afterAll(() => db.close());
 
-  async function conversation(app: ReturnType<typeof testApp>["app"]) {
+  async function conversation(app: App) {
     const alice = unique("did:plc:idem");
-    const created = await xrpc(app, alice, "createConvo", { body: { groupId: randomGroupId(), cipherSuite: SUITE } });
+    const created = await clientFor(app, alice).createConvo({ groupId: randomGroupId(), cipherSuite: SUITE });
     expect(created.status).toBe(200);
-    return { alice, convoId: created.body.id as string };
+    return { alice, convoId: created.data.id };
   }
-
-  const send = (app: ReturnType<typeof testApp>["app"], did: string, convoId: string, key: string, text = "AQID") =>
-    xrpc(app, did, "sendMessage", { body: { convoId, ciphertext: text, epoch: 0 }, headers: { "Idempotency-Key": key } });
 
   async function countRows(convoId: string, caller: string) {
     const [row] = await db.query<{ messages: number; entries: number }>(
@@ -46,8 +50,8 @@ describe.each(drivers)("idempotency keys ($name)", ({ open }) => {
     const { alice, convoId } = await conversation(app);
     const responses = await Promise.all(Array.from({ length: 100 }, () => send(app, alice, convoId, "stress-key")));
     expect(responses.map((r) => r.status)).toEqual(Array(100).fill(200));
-    expect(new Set(responses.map((r) => r.body.messageId)).size).toBe(1);
-    expect(responses.filter((r) => r.headers.get("Idempotent-Replayed") === "true")).toHaveLength(99);
+    expect(new Set(responses.map((r) => r.data?.messageId)).size).toBe(1);
+    expect(responses.filter((r) => r.data && r.replayed)).toHaveLength(99);
     expect(await countRows(convoId, alice)).toEqual({ messages: 1, entries: 1 });
   });
 
@@ -59,10 +63,10 @@ describe.each(drivers)("idempotency keys ($name)", ({ open }) => {
     const responses = await Promise.all(requests.map((key) => send(app, alice, convoId, key)));
     expect(responses.every((r) => r.status === 200)).toBe(true);
     for (const key of keys) {
-      const ids = new Set(responses.filter((_, i) => requests[i] === key).map((r) => r.body.messageId));
+      const ids = new Set(responses.filter((_, i) => requests[i] === key).map((r) => r.data?.messageId));
       expect(ids.size).toBe(1);
     }
-    expect(new Set(responses.map((r) => r.body.messageId)).size).toBe(10);
+    expect(new Set(responses.map((r) => r.data?.messageId)).size).toBe(10);
     expect(await countRows(convoId, alice)).toEqual({ messages: 10, entries: 10 });
   });
 
@@ -70,7 +74,12 @@ describe.each(drivers)("idempotency keys ($name)", ({ open }) => {
     const { app } = testApp(db);
     const { alice, convoId } = await conversation(app);
     expect((await send(app, alice, convoId, "k", "AQID")).status).toBe(200);
-    const reused = await send(app, alice, convoId, "k", "BAUG");
+    // Raw: the test asserts the error body is exactly {error, message}, which the client does not show. The bytes
+    // in the client's form ({"$bytes"}): only their value differs from the first send.
+    const reused = await xrpc(app, alice, "sendMessage", {
+      body: { convoId, ciphertext: { $bytes: "BAUG" }, epoch: 0 },
+      headers: { "Idempotency-Key": "k" },
+    });
     expect(reused.status).toBe(422);
     expect(reused.body).toEqual({ error: "IdempotencyKeyReused", message: expect.any(String) });
     expect(await countRows(convoId, alice)).toEqual({ messages: 1, entries: 1 });
@@ -108,6 +117,7 @@ describe.each(drivers)("idempotency keys ($name)", ({ open }) => {
       [alice],
     );
     expect(stored).toEqual({ response: firstText, status_code: 200 });
+    // Raw requests above and below: the stored and replayed answers are compared as text, byte for byte.
     const repeat = await authed();
     expect(repeat.headers.get("Idempotent-Replayed")).toBe("true");
     expect(await repeat.text()).toBe(firstText);
@@ -119,12 +129,17 @@ describe.each(drivers)("idempotency keys ($name)", ({ open }) => {
     const bob = unique("did:plc:idemlate");
     const early = await send(app, bob, convoId, "too-early");
     expect(early.status).toBe(403);
-    expect(early.body.error).toBe("NotMember");
-    expect((await xrpc(app, alice, "addMembers", { body: { convoId, didList: [bob] } })).status).toBe(200);
-    const repeat = await send(app, bob, convoId, "too-early");
+    expect(early.error).toBe("NotMember");
+    expect((await clientFor(app, alice).addMembers({ convoId, didList: [bob] })).status).toBe(200);
+    // Raw: a replayed error answer carries Idempotent-Replayed, which the client reports only on a success. The
+    // body as the client sent it (bytes as {"$bytes"}), so it is the same request.
+    const repeat = await xrpc(app, bob, "sendMessage", {
+      body: { convoId, ciphertext: { $bytes: "AQID" }, epoch: 0 },
+      headers: { "Idempotency-Key": "too-early" },
+    });
     expect(repeat.status).toBe(403);
     expect(repeat.headers.get("Idempotent-Replayed")).toBe("true");
-    expect(repeat.body).toEqual(early.body);
+    expect(repeat.body).toEqual({ error: early.error, message: early.error && early.message });
     const fresh = await send(app, bob, convoId, "after-joining");
     expect(fresh.status).toBe(200);
   });
@@ -132,6 +147,8 @@ describe.each(drivers)("idempotency keys ($name)", ({ open }) => {
   it("the body's idempotencyKey is the same key as the header's; key order does not change the fingerprint", async () => {
     const { app } = testApp(db);
     const { alice, convoId } = await conversation(app);
+    // Raw: the client always sends the key as a header too, and its own key order; here the key is only in the
+    // body first, then only in the header with the JSON fields in another order.
     const first = await xrpc(app, alice, "sendMessage", {
       body: { convoId, ciphertext: "AQID", epoch: 0, idempotencyKey: "body-key" },
     });
@@ -148,23 +165,21 @@ describe.each(drivers)("idempotency keys ($name)", ({ open }) => {
     const { app } = testApp(db);
     const { alice, convoId } = await conversation(app);
     const bob = unique("did:plc:idembob");
-    expect((await xrpc(app, alice, "addMembers", { body: { convoId, didList: [bob] } })).status).toBe(200);
+    expect((await clientFor(app, alice).addMembers({ convoId, didList: [bob] })).status).toBe(200);
     const fromAlice = await send(app, alice, convoId, "shared");
     const fromBob = await send(app, bob, convoId, "shared");
     expect(fromBob.status).toBe(200);
-    expect(fromBob.headers.get("Idempotent-Replayed")).toBeNull();
-    expect(fromBob.body.messageId).not.toBe(fromAlice.body.messageId);
-    const otherMethod = await xrpc(app, alice, "updateCursor", {
-      body: { convoId, cursor: "1" },
-      headers: { "Idempotency-Key": "shared" },
-    });
+    expect(fromBob.data && fromBob.replayed).toBe(false);
+    expect(fromBob.data?.messageId).not.toBe(fromAlice.data?.messageId);
+    const otherMethod = await clientFor(app, alice).updateCursor({ convoId, cursor: "1" }, { idempotencyKey: "shared" });
     expect(otherMethod.status).toBe(200);
-    expect(otherMethod.headers.get("Idempotent-Replayed")).toBeNull();
+    expect(otherMethod.data && otherMethod.replayed).toBe(false);
   });
 
   it("rejects a malformed key and a header that disagrees with the body", async () => {
     const { app } = testApp(db);
     const { alice, convoId } = await conversation(app);
+    // Raw: malformed keys, and a header that disagrees with the body (the client never sends either).
     for (const key of ["", "x".repeat(256), "tab\there", "é"]) {
       const response = await xrpc(app, alice, "sendMessage", { body: { convoId, ciphertext: "AQID", epoch: 0, idempotencyKey: key } });
       expect(response.status).toBe(400);
@@ -189,11 +204,11 @@ describe.each(drivers)("idempotency keys ($name)", ({ open }) => {
     const { alice, convoId } = await conversation(app);
     const failed = await send(app, alice, convoId, "retry-me");
     expect(failed.status).toBe(503);
-    expect(failed.body.error).toBe("NotReady");
+    expect(failed.error).toBe("NotReady");
     expect(await countRows(convoId, alice)).toEqual({ messages: 0, entries: 0 });
     const retried = await send(app, alice, convoId, "retry-me");
     expect(retried.status).toBe(200);
-    expect(retried.headers.get("Idempotent-Replayed")).toBeNull();
+    expect(retried.data && retried.replayed).toBe(false);
     expect(await countRows(convoId, alice)).toEqual({ messages: 1, entries: 1 });
   });
 
@@ -205,7 +220,7 @@ describe.each(drivers)("idempotency keys ($name)", ({ open }) => {
     clock.advance(61_000);
     const after = await send(app, alice, convoId, "old", "BAUG");
     expect(after.status).toBe(200);
-    expect(after.headers.get("Idempotent-Replayed")).toBeNull();
+    expect(after.data && after.replayed).toBe(false);
     expect((await send(app, alice, convoId, "expiring", "AQID")).status).toBe(200);
     clock.advance(61_000);
     expect((await send(app, alice, convoId, "live", "AQID")).status).toBe(200);
@@ -221,10 +236,10 @@ describe("idempotency wait limit (real PostgreSQL)", () => {
   const db = testDatabase(10);
   afterAll(() => db.close());
 
-  async function conversation(app: ReturnType<typeof testApp>["app"], prefix: string) {
+  async function conversation(app: App, prefix: string) {
     const alice = unique(prefix);
-    const created = await xrpc(app, alice, "createConvo", { body: { groupId: randomGroupId(), cipherSuite: SUITE } });
-    return { alice, convoId: created.body.id as string };
+    const created = await clientFor(app, alice).createConvo({ groupId: randomGroupId(), cipherSuite: SUITE });
+    return { alice, convoId: created.data.id };
   }
 
   it("a repeat that waits longer than IDEMPOTENCY_WAIT_MS gets 409 IdempotencyKeyInUse with Retry-After", async () => {
@@ -239,16 +254,17 @@ describe("idempotency wait limit (real PostgreSQL)", () => {
     const { app } = testApp(stalled, { IDEMPOTENCY_WAIT_MS: "200" });
     const { app: plain } = testApp(db);
     const { alice, convoId } = await conversation(plain, "did:plc:idemwait");
-    const body = { convoId, didList: [unique("did:plc:idemwaitbob")] };
-    const first = xrpc(app, alice, "addMembers", { body, headers: { "Idempotency-Key": "slow" } });
+    const input = { convoId, didList: [unique("did:plc:idemwaitbob")] };
+    const addMembers = () => outcome(clientFor(app, alice).addMembers(input, { idempotencyKey: "slow" }));
+    const first = addMembers();
     await isStalling; // the first request holds the key
-    const repeat = await xrpc(app, alice, "addMembers", { body, headers: { "Idempotency-Key": "slow" } });
+    const repeat = await addMembers();
     expect(repeat.status).toBe(409);
-    expect(repeat.body.error).toBe("IdempotencyKeyInUse");
-    expect(Number(repeat.headers.get("Retry-After"))).toBeGreaterThanOrEqual(1);
+    expect(repeat.error).toBe("IdempotencyKeyInUse");
+    expect(repeat.error && repeat.retryAfter).toBeGreaterThanOrEqual(1);
     expect((await first).status).toBe(200);
-    const replay = await xrpc(app, alice, "addMembers", { body, headers: { "Idempotency-Key": "slow" } });
-    expect(replay.headers.get("Idempotent-Replayed")).toBe("true");
+    const replay = await addMembers();
+    expect(replay.data && replay.replayed).toBe(true);
   });
 
   it("a keyed send whose key another transaction holds waits IDEMPOTENCY_WAIT_MS, then gets 409 and writes nothing", async () => {
@@ -267,16 +283,15 @@ describe("idempotency wait limit (real PostgreSQL)", () => {
       })
       .catch((error: Error) => expect(error.message).toBe("roll the claim back"));
     await isClaimed;
-    const body = { convoId, ciphertext: "AQID", epoch: 0 };
-    const blocked = await xrpc(app, alice, "sendMessage", { body, headers: { "Idempotency-Key": "held" } });
+    const blocked = await send(app, alice, convoId, "held");
     expect(blocked.status).toBe(409);
-    expect(blocked.body.error).toBe("IdempotencyKeyInUse");
-    expect(Number(blocked.headers.get("Retry-After"))).toBeGreaterThanOrEqual(1);
+    expect(blocked.error).toBe("IdempotencyKeyInUse");
+    expect(blocked.error && blocked.retryAfter).toBeGreaterThanOrEqual(1);
     release();
     await holder;
-    const sent = await xrpc(app, alice, "sendMessage", { body, headers: { "Idempotency-Key": "held" } });
+    const sent = await send(app, alice, convoId, "held");
     expect(sent.status).toBe(200);
-    expect(sent.headers.get("Idempotent-Replayed")).toBeNull();
+    expect(sent.data && sent.replayed).toBe(false);
     const [row] = await db.query<{ messages: number }>(`SELECT count(*) AS messages FROM messages WHERE convo_id = $1`, [convoId]);
     expect(row!.messages).toBe(1);
   });
@@ -293,16 +308,15 @@ describe("idempotency wait limit (real PostgreSQL)", () => {
       await new Promise<void>((resolve) => (release = resolve));
     });
     await isLocked;
-    const body = { convoId, ciphertext: "AQID", epoch: 0 };
-    const sending = xrpc(app, alice, "sendMessage", { body, headers: { "Idempotency-Key": "waits" } });
+    const sending = send(app, alice, convoId, "waits");
     await new Promise((resolve) => setTimeout(resolve, 800));
     release();
     await holder;
     const sent = await sending;
     expect(sent.status).toBe(200);
-    const replay = await xrpc(app, alice, "sendMessage", { body, headers: { "Idempotency-Key": "waits" } });
-    expect(replay.headers.get("Idempotent-Replayed")).toBe("true");
-    expect(replay.body).toEqual(sent.body);
+    const replay = await send(app, alice, convoId, "waits");
+    expect(replay.data && replay.replayed).toBe(true);
+    expect(replay.data).toEqual(sent.data);
     const [row] = await db.query<{ messages: number }>(`SELECT count(*) AS messages FROM messages WHERE convo_id = $1`, [convoId]);
     expect(row!.messages).toBe(1);
   });

@@ -7,10 +7,12 @@ import { ManualClock } from "../../src/clock.js";
 import { runCleanup } from "../../src/jobs/cleanup.js";
 import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
 import { conversationLockWaiters, holdRowLock } from "../helpers/rowLock.js";
-import { xrpc } from "../helpers/xrpc.js";
+import { clientFor, outcome } from "../helpers/client.js";
 
 const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 const TTL_MS = 86_400_000;
+const AQID = new Uint8Array([1, 2, 3]);
+const BAUG = new Uint8Array([4, 5, 6]);
 
 describe("an expired idempotency key is a new action (real PostgreSQL)", () => {
   const db = testDatabase(10);
@@ -18,20 +20,16 @@ describe("an expired idempotency key is a new action (real PostgreSQL)", () => {
 
   type App = ReturnType<typeof testApp>["app"];
   const createConvo = async (app: App, did: string) => {
-    const created = await xrpc(app, did, "createConvo", { body: { groupId: randomGroupId(), cipherSuite: SUITE } });
+    const created = await clientFor(app, did).createConvo({ groupId: randomGroupId(), cipherSuite: SUITE });
     expect(created.status).toBe(200);
-    return created.body.id as string;
+    return created.data.id;
   };
-  const send = (app: App, did: string, convoId: string, key: string, ciphertext: string) =>
-    xrpc(app, did, "sendMessage", { body: { convoId, ciphertext, epoch: 0 }, headers: { "Idempotency-Key": key } });
+  const send = (app: App, did: string, convoId: string, key: string, ciphertext: Uint8Array) =>
+    outcome(clientFor(app, did).sendMessage({ convoId, ciphertext, epoch: 0 }, { idempotencyKey: key }));
   const log = async (app: App, did: string, convoId: string) => {
-    const page = await xrpc(app, did, "getMessages", { query: { convoId } });
+    const page = await clientFor(app, did).getMessages({ convoId });
     expect(page.status).toBe(200);
-    return (page.body.messages as { id: string; seq: number; ciphertext: { $bytes: string } }[]).map((m) => ({
-      id: m.id,
-      seq: m.seq,
-      ciphertext: m.ciphertext.$bytes,
-    }));
+    return page.data.messages.map((m) => ({ id: m.id, seq: m.seq, ciphertext: m.ciphertext }));
   };
 
   it("the key reused after expiry, to another conversation and to the same one with another body, stores new messages", async () => {
@@ -41,32 +39,32 @@ describe("an expired idempotency key is a new action (real PostgreSQL)", () => {
     const first = await createConvo(app, alice);
     const second = await createConvo(app, alice);
 
-    const original = await send(app, alice, first, "reused", "AQID");
+    const original = await send(app, alice, first, "reused", AQID);
     expect(original.status).toBe(200);
-    expect(original.body.seq).toBe(1);
+    expect(original.data?.seq).toBe(1);
 
     clock.advance(TTL_MS + 1000);
-    const elsewhere = await send(app, alice, second, "reused", "AQID");
+    const elsewhere = await send(app, alice, second, "reused", AQID);
     expect(elsewhere.status).toBe(200);
-    expect(elsewhere.headers.get("Idempotent-Replayed")).toBeNull();
-    expect(elsewhere.body).toMatchObject({ seq: 1, epoch: 0 });
-    expect(elsewhere.body.messageId).not.toBe(original.body.messageId);
-    expect(await log(app, alice, second)).toEqual([{ id: elsewhere.body.messageId, seq: 1, ciphertext: "AQID" }]);
+    expect(elsewhere.data && elsewhere.replayed).toBe(false);
+    expect(elsewhere.data).toMatchObject({ seq: 1, epoch: 0 });
+    expect(elsewhere.data?.messageId).not.toBe(original.data?.messageId);
+    expect(await log(app, alice, second)).toEqual([{ id: elsewhere.data?.messageId, seq: 1, ciphertext: AQID }]);
 
     clock.advance(TTL_MS + 1000);
-    const changed = await send(app, alice, first, "reused", "BAUG");
+    const changed = await send(app, alice, first, "reused", BAUG);
     expect(changed.status).toBe(200);
-    expect(changed.headers.get("Idempotent-Replayed")).toBeNull();
-    expect(changed.body).toMatchObject({ seq: 2, epoch: 0 });
+    expect(changed.data && changed.replayed).toBe(false);
+    expect(changed.data).toMatchObject({ seq: 2, epoch: 0 });
     expect(await log(app, alice, first)).toEqual([
-      { id: original.body.messageId, seq: 1, ciphertext: "AQID" },
-      { id: changed.body.messageId, seq: 2, ciphertext: "BAUG" },
+      { id: original.data?.messageId, seq: 1, ciphertext: AQID },
+      { id: changed.data?.messageId, seq: 2, ciphertext: BAUG },
     ]);
 
     // The stored answer is the new message's, so a repeat within the new entry's life replays it.
-    const repeat = await send(app, alice, first, "reused", "BAUG");
-    expect(repeat.headers.get("Idempotent-Replayed")).toBe("true");
-    expect(repeat.body).toEqual(changed.body);
+    const repeat = await send(app, alice, first, "reused", BAUG);
+    expect(repeat.data && repeat.replayed).toBe(true);
+    expect(repeat.data).toEqual(changed.data);
   });
 
   it("the same request repeated after its entry expired, and after cleanup removed it, is sent again", async () => {
@@ -76,10 +74,10 @@ describe("an expired idempotency key is a new action (real PostgreSQL)", () => {
     const { app } = testApp(db, { IDEMPOTENCY_TTL_SECONDS: "60" }, clock);
     const alice = unique("did:plc:idemagain");
     const convoId = await createConvo(app, alice);
-    const sent = [await send(app, alice, convoId, "again", "AQID")];
+    const sent = [await send(app, alice, convoId, "again", AQID)];
 
     clock.advance(61_000);
-    sent.push(await send(app, alice, convoId, "again", "AQID"));
+    sent.push(await send(app, alice, convoId, "again", AQID));
 
     clock.advance(61_000);
     const cleaned = await runCleanup(db, {
@@ -89,14 +87,14 @@ describe("an expired idempotency key is a new action (real PostgreSQL)", () => {
       retentionDays: 30,
     });
     expect(cleaned.ran && cleaned.idempotencyKeys).toBeGreaterThanOrEqual(1);
-    sent.push(await send(app, alice, convoId, "again", "AQID"));
+    sent.push(await send(app, alice, convoId, "again", AQID));
 
-    expect(sent.map((r) => [r.status, r.body.seq, r.headers.get("Idempotent-Replayed")])).toEqual([
-      [200, 1, null],
-      [200, 2, null],
-      [200, 3, null],
+    expect(sent.map((r) => [r.status, r.data?.seq, r.data && r.replayed])).toEqual([
+      [200, 1, false],
+      [200, 2, false],
+      [200, 3, false],
     ]);
-    expect((await log(app, alice, convoId)).map((m) => m.id)).toEqual(sent.map((r) => r.body.messageId));
+    expect((await log(app, alice, convoId)).map((m) => m.id)).toEqual(sent.map((r) => r.data?.messageId));
   });
 });
 
@@ -108,27 +106,27 @@ describe("lock waits around a key (real PostgreSQL)", () => {
     const clock = new ManualClock();
     const { app } = testApp(db, { IDEMPOTENCY_WAIT_MS: "200", IDEMPOTENCY_TTL_SECONDS: "60" }, clock);
     const alice = unique("did:plc:idemtakeover");
-    const created = await xrpc(app, alice, "createConvo", { body: { groupId: randomGroupId(), cipherSuite: SUITE } });
-    const convoId = created.body.id as string;
-    const body = { convoId, ciphertext: "AQID", epoch: 0 };
-    expect((await xrpc(app, alice, "sendMessage", { body, headers: { "Idempotency-Key": "taken" } })).status).toBe(200);
+    const created = await clientFor(app, alice).createConvo({ groupId: randomGroupId(), cipherSuite: SUITE });
+    const convoId = created.data.id;
+    const send = () => outcome(clientFor(app, alice).sendMessage({ convoId, ciphertext: AQID, epoch: 0 }, { idempotencyKey: "taken" }));
+    expect((await send()).status).toBe(200);
     clock.advance(61_000);
 
     const holder = holdRowLock<{ ctid: string }>(db, `SELECT ctid::text FROM conversations WHERE id = $1 FOR UPDATE`, [
       convoId,
     ]);
     const ctid = (await holder.held)[0]!.ctid;
-    const sending = xrpc(app, alice, "sendMessage", { body, headers: { "Idempotency-Key": "taken" } });
+    const sending = send();
     await conversationLockWaiters(db, ctid);
     await new Promise((resolve) => setTimeout(resolve, 600)); // past the 200 ms wait limit
     holder.release();
     await holder.done;
     const sent = await sending;
     expect(sent.status).toBe(200);
-    expect(sent.body.seq).toBe(2);
-    const replay = await xrpc(app, alice, "sendMessage", { body, headers: { "Idempotency-Key": "taken" } });
-    expect(replay.headers.get("Idempotent-Replayed")).toBe("true");
-    expect(replay.body).toEqual(sent.body);
+    expect(sent.data?.seq).toBe(2);
+    const replay = await send();
+    expect(replay.data && replay.replayed).toBe(true);
+    expect(replay.data).toEqual(sent.data);
     const [row] = await db.query<{ messages: number }>(
       `SELECT count(*) AS messages FROM messages WHERE convo_id = $1`,
       [convoId],

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/clock.js";
 import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
 import { withStatementHook } from "../helpers/faults.js";
-import { xrpc } from "../helpers/xrpc.js";
+import { clientFor, outcome } from "../helpers/client.js";
 
 const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 const db = testDatabase(4);
@@ -20,14 +20,14 @@ describe("recent answers (real PostgreSQL)", () => {
   const env = { IDEMPOTENCY_TTL_SECONDS: "60" };
   const { app } = testApp(counted, env, clock);
 
-  const send = (on: typeof app, did: string, convoId: string, key: string, ciphertext = "AQID") =>
-    xrpc(on, did, "sendMessage", { body: { convoId, ciphertext, epoch: 0 }, headers: { "Idempotency-Key": key } });
+  const send = (on: typeof app, did: string, convoId: string, key: string, ciphertext = new Uint8Array([1, 2, 3])) =>
+    outcome(clientFor(on, did).sendMessage({ convoId, ciphertext, epoch: 0 }, { idempotencyKey: key }));
 
   async function conversation() {
     const alice = unique("did:plc:recent");
-    const created = await xrpc(app, alice, "createConvo", { body: { groupId: randomGroupId(), cipherSuite: SUITE } });
+    const created = await clientFor(app, alice).createConvo({ groupId: randomGroupId(), cipherSuite: SUITE });
     expect(created.status).toBe(200);
-    return { alice, convoId: created.body.id as string };
+    return { alice, convoId: created.data.id };
   }
 
   it("answers a repeat of its own committed answer without a statement, byte for byte", async () => {
@@ -37,11 +37,11 @@ describe("recent answers (real PostgreSQL)", () => {
     const repeat = await send(app, alice, convoId, "k1");
     expect(statements).toEqual([]);
     expect(repeat.status).toBe(200);
-    expect(repeat.headers.get("Idempotent-Replayed")).toBe("true");
-    expect(repeat.body).toEqual(first.body);
+    expect(repeat.data && repeat.replayed).toBe(true);
+    expect(repeat.data).toEqual(first.data);
 
-    const other = await send(app, alice, convoId, "k1", "BAUG");
-    expect([other.status, other.body.error]).toEqual([422, "IdempotencyKeyReused"]);
+    const other = await send(app, alice, convoId, "k1", new Uint8Array([4, 5, 6]));
+    expect([other.status, other.error]).toEqual([422, "IdempotencyKeyReused"]);
     expect(statements).toEqual([]);
   });
 
@@ -51,8 +51,8 @@ describe("recent answers (real PostgreSQL)", () => {
     clock.advance(61_000);
     const later = await send(app, alice, convoId, "k2");
     expect(later.status).toBe(200);
-    expect(later.headers.get("Idempotent-Replayed")).toBeNull();
-    expect(later.body.messageId).not.toBe(first.body.messageId);
+    expect(later.data && later.replayed).toBe(false);
+    expect(later.data?.messageId).not.toBe(first.data?.messageId);
   });
 
   it("replays a key another process answered from the database", async () => {
@@ -61,8 +61,8 @@ describe("recent answers (real PostgreSQL)", () => {
     const first = await send(other, alice, convoId, "k3");
     statements.length = 0;
     const repeat = await send(app, alice, convoId, "k3");
-    expect(repeat.headers.get("Idempotent-Replayed")).toBe("true");
-    expect(repeat.body).toEqual(first.body);
+    expect(repeat.data && repeat.replayed).toBe(true);
+    expect(repeat.data).toEqual(first.data);
     expect(statements.length).toBeGreaterThan(0);
   });
 });

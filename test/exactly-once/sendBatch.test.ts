@@ -14,7 +14,7 @@ import { registerDevices, revokeDeviceRow } from "../devices/acting.js";
 import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
 import { withStatementHook } from "../helpers/faults.js";
 import { holdRowLock } from "../helpers/rowLock.js";
-import { xrpc } from "../helpers/xrpc.js";
+import { clientFor } from "../helpers/client.js";
 
 const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 const METHOD = "blue.catbird.mls.sendMessage";
@@ -24,11 +24,9 @@ const { app } = testApp(db);
 
 async function convoOf(creator: string, members: string[] = []): Promise<{ id: string; groupId: string }> {
   const groupId = randomGroupId();
-  const created = await xrpc(app, creator, "createConvo", {
-    body: { groupId, cipherSuite: SUITE, initialMembers: members },
-  });
+  const created = await clientFor(app, creator).createConvo({ groupId, cipherSuite: SUITE, initialMembers: members });
   expect(created.status).toBe(200);
-  return { id: created.body.id as string, groupId };
+  return { id: created.data.id, groupId };
 }
 
 const message = (convoId: string, sender: string, extra: Partial<SendMessage> = {}): SendMessage => ({
@@ -166,8 +164,9 @@ describe("a batch of sends (real PostgreSQL)", () => {
     // A key already queued takes the general path, which waits for the batch and replays.
     expect(sameKeyInBatch).toBeUndefined();
     const keys = await db.query<{ key: string; response: string }>(
-      `SELECT key, response FROM idempotency_keys WHERE caller_did = $1 ORDER BY key`,
-      [alice],
+      // The sends' keys (createConvo, through the client, has one too).
+      `SELECT key, response FROM idempotency_keys WHERE caller_did = $1 AND method = $2 ORDER BY key`,
+      [alice, METHOD],
     );
     expect(keys).toEqual([
       { key: "k1", response: (first as { sent: string }).sent },

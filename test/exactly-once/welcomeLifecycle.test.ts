@@ -16,24 +16,27 @@ import { defaultLifetime } from "ts-mls/lifetime.js";
 import { decodeMlsMessage, encodeMlsMessage, type MLSMessage } from "ts-mls/message.js";
 import { processPrivateMessage } from "ts-mls/processMessages.js";
 import { emptyPskIndex } from "ts-mls/pskIndex.js";
-import { decodeBase64, encodeBase64, sha256Hex } from "../../src/bytes.js";
+import type { Answer } from "mls-delivery-service/client";
+import { sha256Hex } from "../../src/bytes.js";
 import { ManualClock } from "../../src/clock.js";
 import { fetchWelcome } from "../../src/services/welcomes.js";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
 import { TEST_CIPHER_SUITE } from "../helpers/mls.js";
-import { xrpc, type XrpcResult } from "../helpers/xrpc.js";
+import { clientFor, outcome } from "../helpers/client.js";
+import { xrpc } from "../helpers/xrpc.js";
 
 const db = testDatabase(10);
 afterAll(() => db.close());
 
 const cipherSuite = getCiphersuiteImpl(getCiphersuiteFromName(TEST_CIPHER_SUITE));
 const credential = (did: string): Credential => ({ credentialType: "basic", identity: new TextEncoder().encode(did) });
-const fromBase64 = (text: string) => decodeBase64(text)!;
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
 const decode = (bytes: Uint8Array): MLSMessage => decodeMlsMessage(bytes, 0)![0];
-const ok = (result: XrpcResult) => {
-  expect(result.status, JSON.stringify(result.body)).toBe(200);
-  return result.body;
+/** A client call's data once it answered 200 (any other answer throws its XrpcClientError). */
+const ok = async <T>(call: Promise<Answer<T>>): Promise<T> => {
+  const answer = await call;
+  expect(answer.status).toBe(200);
+  return answer.data;
 };
 
 interface OwnKeyPackage {
@@ -48,6 +51,7 @@ async function setup(env: Record<string, string> = {}) {
   const { app } = testApp(db, env, clock);
   const alice = unique("did:plc:lalice");
   const bob = unique("did:plc:lbob");
+  const [asAlice, asBob] = [clientFor(app, alice), clientFor(app, bob)];
 
   // Bob publishes two key packages and keeps their private halves by hash.
   const bobKeys = new Map<string, OwnKeyPackage>();
@@ -56,29 +60,23 @@ async function setup(env: Record<string, string> = {}) {
     const bytes = encodeMlsMessage({ version: "mls10", wireformat: "mls_key_package", keyPackage: pkg.publicPackage });
     bobKeys.set(await sha256Hex(bytes), pkg);
     const expires = new Date(clock.now().getTime() + 86_400_000).toISOString();
-    ok(
-      await xrpc(app, bob, "publishKeyPackage", {
-        body: { keyPackage: encodeBase64(bytes), cipherSuite: TEST_CIPHER_SUITE, expires },
-      }),
-    );
+    await ok(asBob.publishKeyPackage({ keyPackage: bytes, cipherSuite: TEST_CIPHER_SUITE, expires }));
   }
 
   const aliceKeys = await generateKeyPackage(credential(alice), defaultCapabilities(), defaultLifetime, [], cs);
   const groupId = crypto.getRandomValues(new Uint8Array(16));
   let state: ClientState = await createGroup(groupId, aliceKeys.publicPackage, aliceKeys.privatePackage, [], cs);
-  const created = ok(
-    await xrpc(app, alice, "createConvo", { body: { groupId: hex(groupId), cipherSuite: TEST_CIPHER_SUITE } }),
-  );
-  const convoId = created.id as string;
+  const created = await ok(asAlice.createConvo({ groupId: hex(groupId), cipherSuite: TEST_CIPHER_SUITE }));
+  const convoId = created.id;
 
   /**
    * Alice asks the server for one of Bob's key packages and adds Bob with a real commit and Welcome;
    * `replacingLeaf` removes Bob's old leaf in the same commit (a re-invite of a member who failed to join).
    */
   async function addBob(replacingLeaf?: number): Promise<string> {
-    const answer = ok(await xrpc(app, alice, "getKeyPackages", { query: { dids: [bob] } }));
-    const handed = answer.keyPackages[0] as { keyPackage: { $bytes: string }; keyPackageHash: string };
-    const message = decode(fromBase64(handed.keyPackage.$bytes));
+    const answer = await ok(asAlice.getKeyPackages({ dids: [bob] }));
+    const handed = answer.keyPackages[0]!;
+    const message = decode(handed.keyPackage);
     if (message.wireformat !== "mls_key_package") throw new Error("expected a key package");
     const epoch = Number(state.groupContext.epoch);
     const { commit, welcome, newState } = await createCommit(
@@ -95,16 +93,14 @@ async function setup(env: Record<string, string> = {}) {
     );
     if (!welcome) throw new Error("ts-mls made no Welcome");
     state = newState;
-    ok(
-      await xrpc(app, alice, "addMembers", {
-        body: {
-          convoId,
-          didList: [bob],
-          epoch,
-          commit: encodeBase64(encodeMlsMessage(commit)),
-          welcomeMessage: encodeBase64(encodeMlsMessage({ version: "mls10", wireformat: "mls_welcome", welcome })),
-          keyPackageHashes: [{ did: bob, hash: handed.keyPackageHash }],
-        },
+    await ok(
+      asAlice.addMembers({
+        convoId,
+        didList: [bob],
+        epoch,
+        commit: encodeMlsMessage(commit),
+        welcomeMessage: encodeMlsMessage({ version: "mls10", wireformat: "mls_welcome", welcome }),
+        keyPackageHashes: [{ did: bob, hash: handed.keyPackageHash }],
       }),
     );
     return handed.keyPackageHash;
@@ -118,11 +114,7 @@ async function setup(env: Record<string, string> = {}) {
       { extraProposals: [{ proposalType: "remove", remove: { removed: 1 } }] },
     );
     state = newState;
-    ok(
-      await xrpc(app, alice, "leaveConvo", {
-        body: { convoId, targetDid: bob, epoch, commit: encodeBase64(encodeMlsMessage(commit)) },
-      }),
-    );
+    await ok(asAlice.leaveConvo({ convoId, targetDid: bob, epoch, commit: encodeMlsMessage(commit) }));
   }
 
   /** Alice sends an application message in her current epoch. */
@@ -134,23 +126,19 @@ async function setup(env: Record<string, string> = {}) {
       wireformat: "mls_private_message",
       privateMessage: sent.privateMessage,
     });
-    ok(
-      await xrpc(app, alice, "sendMessage", {
-        body: { convoId, ciphertext: encodeBase64(bytes), epoch: Number(state.groupContext.epoch) },
-      }),
-    );
+    await ok(asAlice.sendMessage({ convoId, ciphertext: bytes, epoch: Number(state.groupContext.epoch) }));
   }
 
   /** Bob fetches his welcome, fails to join from it and says so (confirmWelcome success: false). */
   async function bobFails(errorDetails: string) {
-    ok(await xrpc(app, bob, "getWelcome", { query: { convoId } }));
-    ok(await xrpc(app, bob, "confirmWelcome", { body: { convoId, success: false, errorDetails } }));
+    await ok(asBob.getWelcome({ convoId }));
+    await ok(asBob.confirmWelcome({ convoId, success: false, errorDetails }));
   }
 
   /** Bob fetches his welcome and joins from it with the key package of `hash`; his new state. */
   async function bobJoins(hash: string): Promise<ClientState> {
-    const fetched = ok(await xrpc(app, bob, "getWelcome", { query: { convoId } }));
-    const message = decode(fromBase64(fetched.welcome.$bytes));
+    const fetched = await ok(asBob.getWelcome({ convoId }));
+    const message = decode(fetched.welcome);
     if (message.wireformat !== "mls_welcome") throw new Error("expected a Welcome");
     const keys = bobKeys.get(hash)!;
     return joinGroup(message.welcome, keys.publicPackage, keys.privatePackage, emptyPskIndex, cs);
@@ -161,6 +149,7 @@ async function setup(env: Record<string, string> = {}) {
     clock,
     alice,
     bob,
+    asBob,
     convoId,
     bobKeys,
     addBob,
@@ -197,13 +186,13 @@ describe("a welcome belongs to one membership", () => {
 
     let bobState = await t.bobJoins(secondHash);
     expect(Number(bobState.groupContext.epoch)).toBe(t.epoch());
-    ok(await xrpc(t.app, t.bob, "confirmWelcome", { body: { convoId: t.convoId, success: true } }));
+    await ok(t.asBob.confirmWelcome({ convoId: t.convoId, success: true }));
 
-    const page = ok(await xrpc(t.app, t.bob, "getMessages", { query: { convoId: t.convoId } }));
+    const page = await ok(t.asBob.getMessages({ convoId: t.convoId }));
     const texts: string[] = [];
-    for (const entry of page.messages as { messageType: string; ciphertext: { $bytes: string } }[]) {
+    for (const entry of page.messages) {
       if (entry.messageType !== "app") continue;
-      const framed = decode(fromBase64(entry.ciphertext.$bytes));
+      const framed = decode(entry.ciphertext);
       if (framed.wireformat !== "mls_private_message") continue;
       const result = await processPrivateMessage(bobState, framed.privateMessage, emptyPskIndex, t.cs);
       bobState = result.newState;
@@ -242,12 +231,13 @@ describe("the welcome's time limits hold wherever it is read", () => {
   it("a repeated convoId is 400 (getWelcome after the grace period cannot slip past it)", async () => {
     const t = await setup({ WELCOME_GRACE_SECONDS: String(GRACE) });
     await t.addBob();
-    ok(await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: t.convoId } }));
+    await ok(t.asBob.getWelcome({ convoId: t.convoId }));
     t.clock.advance((GRACE + 1) * 1000);
+    // Raw: a parameter given twice (malformed; the client sends each once).
     const twice = await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: ["nope", t.convoId] } });
     expect(twice.status).toBe(400);
     expect(twice.body.error).toBe("InvalidRequest");
-    expect((await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: t.convoId } })).status).toBe(410);
+    expect((await outcome(t.asBob.getWelcome({ convoId: t.convoId }))).status).toBe(410);
   });
 
   it.each([
@@ -259,6 +249,7 @@ describe("the welcome's time limits hold wherever it is read", () => {
     ["getKeyPackageStats", { cipherSuite: [TEST_CIPHER_SUITE, TEST_CIPHER_SUITE] }],
   ])("%s with a single-valued parameter given twice is 400", async (method, query) => {
     const { app } = testApp(db);
+    // Raw: malformed queries.
     const answer = await xrpc(app, unique("did:plc:q"), method, { query });
     expect(answer.status).toBe(400);
     expect(answer.body.error).toBe("InvalidRequest");
@@ -281,7 +272,7 @@ describe("the welcome's time limits hold wherever it is read", () => {
     const t = await setup({ WELCOME_TTL_SECONDS: "3600" });
     const hash = await t.addBob();
     t.clock.advance(3601 * 1000);
-    const gone = await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: t.convoId } });
+    const gone = await outcome(t.asBob.getWelcome({ convoId: t.convoId }));
     expect(gone.status).toBe(410);
     expect(await welcomeStates(t.convoId)).toEqual([{ state: "expired", key_package_hash: hash }]);
     const [row] = await db.query<{ consumed: boolean }>(
@@ -294,9 +285,9 @@ describe("the welcome's time limits hold wherever it is read", () => {
   it("confirmWelcome after the grace period is 410 too", async () => {
     const t = await setup({ WELCOME_GRACE_SECONDS: String(GRACE) });
     await t.addBob();
-    ok(await xrpc(t.app, t.bob, "getWelcome", { query: { convoId: t.convoId } }));
+    await ok(t.asBob.getWelcome({ convoId: t.convoId }));
     t.clock.advance((GRACE + 1) * 1000);
-    const late = await xrpc(t.app, t.bob, "confirmWelcome", { body: { convoId: t.convoId, success: true } });
+    const late = await outcome(t.asBob.confirmWelcome({ convoId: t.convoId, success: true }));
     expect(late.status).toBe(410);
     expect((await welcomeStates(t.convoId)).map((row) => row.state)).toEqual(["expired"]);
   });
@@ -304,7 +295,7 @@ describe("the welcome's time limits hold wherever it is read", () => {
   it("leaving by oneself (no commit) retires one's live welcome too", async () => {
     const t = await setup();
     await t.addBob();
-    ok(await xrpc(t.app, t.bob, "leaveConvo", { body: { convoId: t.convoId } }));
+    await ok(t.asBob.leaveConvo({ convoId: t.convoId }));
     expect((await welcomeStates(t.convoId)).map((row) => row.state)).toEqual(["expired"]);
   });
 });

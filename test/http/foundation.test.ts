@@ -1,9 +1,14 @@
 /**
- * The foundation's HTTP surface through `app.request(...)` on real Postgres: createConvo, getConvos,
- * getEpoch, health and readiness, and the error model of the contract (API.md).
+ * The foundation's HTTP surface on real Postgres: createConvo, getConvos, getEpoch, health and readiness, and the
+ * error model of the contract (API.md). Well-formed calls go through the typed client (`api`); raw requests
+ * (`send`, `post`, `get` over `app.request(...)`) are kept for malformed input, tokens and headers, routing, body
+ * limits and the bytes' wire forms. Both check every answer alike (`checkAnswer`).
  */
 import { afterAll, describe, expect, it } from "vitest";
+import type { Hono } from "hono";
+import type { Answer, Input } from "mls-delivery-service/client";
 import { createPostgresDatabase } from "../../src/db/postgres.js";
+import { clientFor, outcome } from "../helpers/client.js";
 import { randomGroupId, testApp, testDatabase, tokenFor, unique } from "../helpers/context.js";
 import { makeGroupWithCommit } from "../helpers/mls.js";
 import { freePort } from "../setup/postgres.js";
@@ -35,14 +40,34 @@ interface ErrorBody {
   message: string;
 }
 
-/** Sends a request and checks what every response must have: a request id, no 5xx but 503, and the error shape. */
-async function send(path: string, init: RequestInit = {}, target = app) {
-  const res = await target.request(path, init);
-  if (res.status >= 500) expect(res.status, `${init.method ?? "GET"} ${path}`).toBe(503);
+/** Checks what every response must have: a request id, no 5xx but 503, and the error shape; gives its body. */
+async function checkAnswer(res: Response, what: string): Promise<unknown> {
+  if (res.status >= 500) expect(res.status, what).toBe(503);
   expect(res.headers.get("X-Request-Id")).toBeTruthy();
   const body = (await res.json()) as unknown;
   if (res.status >= 400) expectErrorShape(body);
+  return body;
+}
+
+/** Sends a raw request and checks its answer (`checkAnswer`). */
+async function send(path: string, init: RequestInit = {}, target = app) {
+  const res = await target.request(path, init);
+  const body = await checkAnswer(res, `${init.method ?? "GET"} ${path}`);
   return { status: res.status, headers: res.headers, body };
+}
+
+/**
+ * The typed client (one attempt) acting as `did` on `target`, every answer checked as `send` checks it. A failed
+ * check fails the call (the client reports it as a lost connection, with the assertion as its cause).
+ */
+function api(did: string, target: Hono = app) {
+  return clientFor(target, did, {
+    fetch: async (request) => {
+      const res = await target.fetch(request);
+      await checkAnswer(res.clone(), `${request.method} ${request.url}`);
+      return res;
+    },
+  });
 }
 
 function expectErrorShape(body: unknown): asserts body is ErrorBody {
@@ -80,7 +105,15 @@ async function newCaller(prefix = "did:plc:") {
   return { did, token: await tokenFor(did) };
 }
 
-async function createConvo(token: string, fields: Record<string, unknown> = {}): Promise<ConvoView> {
+/** A conversation `did` creates through the typed client. */
+async function createConvo(did: string, fields: Partial<Input<"createConvo">> = {}): Promise<ConvoView> {
+  const { status, data } = await api(did).createConvo({ groupId: randomGroupId(), cipherSuite: SUITE, ...fields });
+  expect(status).toBe(200);
+  return data;
+}
+
+/** The raw form of createConvo, for the bytes' wire forms. */
+async function createConvoRaw(token: string, fields: Record<string, unknown> = {}): Promise<ConvoView> {
   const { status, body } = await post(
     "createConvo",
     { groupId: randomGroupId(), cipherSuite: SUITE, ...fields },
@@ -88,6 +121,12 @@ async function createConvo(token: string, fields: Record<string, unknown> = {}):
   );
   expect(status, JSON.stringify(body)).toBe(200);
   return body as ConvoView;
+}
+
+/** A typed client's error answer as `{status, error}`. */
+async function expectFailure<T>(call: Promise<Answer<T>>, status: number, error: string) {
+  const answer = await outcome(call);
+  expect({ status: answer.status, error: answer.error }).toEqual({ status, error });
 }
 
 describe("health", () => {
@@ -122,16 +161,9 @@ describe("health", () => {
     const unreachable = createPostgresDatabase(`postgres://postgres@127.0.0.1:${port}/none`, { max: 1 });
     try {
       const { app: down } = testApp(unreachable);
-      const { token } = await newCaller();
-      const { status, headers, body } = await post(
-        "createConvo",
-        { groupId: randomGroupId(), cipherSuite: SUITE },
-        token,
-        down,
-      );
-      expect(status).toBe(503);
-      expect((body as ErrorBody).error).toBe("NotReady");
-      expect(headers.get("Retry-After")).toBeTruthy();
+      const { did } = await newCaller();
+      const answer = await outcome(api(did, down).createConvo({ groupId: randomGroupId(), cipherSuite: SUITE }));
+      expect(answer).toEqual({ status: 503, error: "NotReady", message: expect.any(String), retryAfter: expect.any(Number) });
     } finally {
       await unreachable.close();
     }
@@ -290,14 +322,14 @@ describe("createConvo input validation", () => {
   });
 
   it("accepts a groupId of exactly 64 bytes and of 1 byte", async () => {
-    const { token } = await newCaller();
+    const { did } = await newCaller();
     const longest = randomGroupId().padEnd(128, "0");
-    expect((await createConvo(token, { groupId: longest })).groupId).toBe(longest);
+    expect((await createConvo(did, { groupId: longest })).groupId).toBe(longest);
     // Only 256 one-byte ids exist and other tests may hold some: find a free one.
     const answers = [];
     for (const groupId of crypto.randomUUID().replace(/-/g, "").match(/../g)!) {
-      const { status, body } = await post("createConvo", { groupId, cipherSuite: SUITE }, token);
-      answers.push(status === 200 ? "created" : (body as ErrorBody).error);
+      const { status, error } = await outcome(api(did).createConvo({ groupId, cipherSuite: SUITE }));
+      answers.push(status === 200 ? "created" : error);
       if (status === 200) break;
     }
     expect(answers.at(-1)).toBe("created");
@@ -305,9 +337,9 @@ describe("createConvo input validation", () => {
   });
 
   it("refuses an unknown cipher suite with 400 InvalidCipherSuite", async () => {
-    const { token } = await newCaller();
-    await expectError(
-      post("createConvo", { ...valid(), cipherSuite: "MLS_999_NOT_A_SUITE" }, token),
+    const { did } = await newCaller();
+    await expectFailure(
+      api(did).createConvo({ ...valid(), cipherSuite: "MLS_999_NOT_A_SUITE" }),
       400,
       "InvalidCipherSuite",
     );
@@ -315,30 +347,24 @@ describe("createConvo input validation", () => {
 
   it("accepts only the configured cipher suites", async () => {
     const { app: narrow } = testApp(db, { CIPHER_SUITES: "MLS_128_DHKEMP256_AES128GCM_SHA256_P256" });
-    const { token } = await newCaller();
-    await expectError(post("createConvo", valid(), token, narrow), 400, "InvalidCipherSuite");
-    const { status } = await post(
-      "createConvo",
-      { ...valid(), cipherSuite: "MLS_128_DHKEMP256_AES128GCM_SHA256_P256" },
-      token,
-      narrow,
-    );
+    const { did } = await newCaller();
+    await expectFailure(api(did, narrow).createConvo(valid()), 400, "InvalidCipherSuite");
+    const { status } = await api(did, narrow).createConvo({
+      ...valid(),
+      cipherSuite: "MLS_128_DHKEMP256_AES128GCM_SHA256_P256",
+    });
     expect(status).toBe(200);
   });
 
   it("refuses more than 100 initialMembers with 400 TooManyMembers", async () => {
-    const { token } = await newCaller();
+    const { did } = await newCaller();
     const members = Array.from({ length: 101 }, (_, i) => unique(`did:plc:m${i}x`));
-    await expectError(post("createConvo", { ...valid(), initialMembers: members }, token), 400, "TooManyMembers");
+    await expectFailure(api(did).createConvo({ ...valid(), initialMembers: members }), 400, "TooManyMembers");
   });
 
   it("refuses text the database cannot store (NUL characters) with 400, not 500", async () => {
-    const { token } = await newCaller();
-    await expectError(
-      post("createConvo", { ...valid(), metadata: { name: "a\u0000b" } }, token),
-      400,
-      "InvalidRequest",
-    );
+    const { did } = await newCaller();
+    await expectFailure(api(did).createConvo({ ...valid(), metadata: { name: "a\u0000b" } }), 400, "InvalidRequest");
   });
 });
 
@@ -348,18 +374,13 @@ describe("createConvo", () => {
     const bob = unique("did:web:bob.");
     const carol = unique("did:plc:");
     const groupId = randomGroupId();
-    const { status, body } = await post(
-      "createConvo",
-      {
-        groupId,
-        cipherSuite: SUITE,
-        initialMembers: [bob, carol, bob, alice.did],
-        metadata: { name: "Book club", description: "Monthly" },
-      },
-      alice.token,
-    );
+    const { status, data: convo } = await api(alice.did).createConvo({
+      groupId,
+      cipherSuite: SUITE,
+      initialMembers: [bob, carol, bob, alice.did],
+      metadata: { name: "Book club", description: "Monthly" },
+    });
     expect(status).toBe(200);
-    const convo = body as ConvoView;
     expect(Object.keys(convo).sort()).toEqual(
       ["cipherSuite", "createdAt", "creator", "epoch", "groupId", "id", "members", "metadata"].sort(),
     );
@@ -378,35 +399,36 @@ describe("createConvo", () => {
 
   it("omits metadata when none was given", async () => {
     const alice = await newCaller();
-    const convo = await createConvo(alice.token);
+    const convo = await createConvo(alice.did);
     expect(convo.metadata).toBeUndefined();
     expect(convo.members).toEqual([{ did: alice.did, joinedAt: convo.createdAt }]);
   });
 
   it("accepts welcomeMessage as base64 and as {$bytes}", async () => {
+    // Raw: the two wire forms of bytes (the client sends only {$bytes}).
     const alice = await newCaller();
     const bob = unique("did:plc:");
     const welcome = Buffer.from((await makeGroupWithCommit()).welcomeBytes).toString("base64");
-    await createConvo(alice.token, { initialMembers: [bob], welcomeMessage: welcome });
-    await createConvo(alice.token, { initialMembers: [bob], welcomeMessage: { $bytes: welcome } });
+    await createConvoRaw(alice.token, { initialMembers: [bob], welcomeMessage: welcome });
+    await createConvoRaw(alice.token, { initialMembers: [bob], welcomeMessage: { $bytes: welcome } });
   });
 
   it("answers the same conversation when the creator repeats the same groupId", async () => {
     const alice = await newCaller();
     const groupId = randomGroupId();
-    const first = await createConvo(alice.token, { groupId });
-    const again = await createConvo(alice.token, { groupId });
+    const first = await createConvo(alice.did, { groupId });
+    const again = await createConvo(alice.did, { groupId });
     expect(again).toEqual(first);
-    const { body } = await get("getConvos", {}, alice.token);
-    expect((body as { conversations: ConvoView[] }).conversations.map((c) => c.id)).toEqual([first.id]);
+    const { data } = await api(alice.did).getConvos();
+    expect(data.conversations.map((c) => c.id)).toEqual([first.id]);
   });
 
   it("refuses another creator's groupId with 409 ConvoExists", async () => {
     const alice = await newCaller();
     const mallory = await newCaller();
     const groupId = randomGroupId();
-    await createConvo(alice.token, { groupId });
-    await expectError(post("createConvo", { groupId, cipherSuite: SUITE }, mallory.token), 409, "ConvoExists");
+    await createConvo(alice.did, { groupId });
+    await expectFailure(api(mallory.did).createConvo({ groupId, cipherSuite: SUITE }), 409, "ConvoExists");
   });
 });
 
@@ -414,14 +436,14 @@ describe("getConvos", () => {
   it("lists the caller's conversations, including those they were added to", async () => {
     const alice = await newCaller();
     const bob = await newCaller();
-    const convo = await createConvo(alice.token, { initialMembers: [bob.did] });
+    const convo = await createConvo(alice.did, { initialMembers: [bob.did] });
     for (const who of [alice, bob]) {
-      const { status, body } = await get("getConvos", {}, who.token);
+      const { status, data } = await api(who.did).getConvos();
       expect(status).toBe(200);
-      expect(body).toEqual({ conversations: [convo] });
+      expect(data).toEqual({ conversations: [convo] });
     }
     const stranger = await newCaller();
-    expect((await get("getConvos", {}, stranger.token)).body).toEqual({ conversations: [] });
+    expect((await api(stranger.did).getConvos()).data).toEqual({ conversations: [] });
   });
 
   it("pages with a cursor: 7 conversations at limit 3 give 3, 3, 1 with no repeats", async () => {
@@ -430,22 +452,16 @@ describe("getConvos", () => {
     const alice = await newCaller();
     const created: string[] = [];
     for (let i = 0; i < 7; i++) {
-      const { status, body } = await post(
-        "createConvo",
-        { groupId: randomGroupId(), cipherSuite: SUITE },
-        alice.token,
-        frozen,
-      );
+      const { status, data } = await api(alice.did, frozen).createConvo({ groupId: randomGroupId(), cipherSuite: SUITE });
       expect(status).toBe(200);
-      created.push((body as ConvoView).id);
+      created.push(data.id);
     }
 
     const pages: string[][] = [];
     let cursor: string | undefined;
     do {
-      const { status, body } = await get("getConvos", { limit: "3", ...(cursor && { cursor }) }, alice.token);
+      const { status, data: page } = await api(alice.did).getConvos({ limit: 3, ...(cursor && { cursor }) });
       expect(status).toBe(200);
-      const page = body as { conversations: ConvoView[]; cursor?: string };
       pages.push(page.conversations.map((c) => c.id));
       cursor = page.cursor;
       if (cursor !== undefined) expect(typeof cursor).toBe("string");
@@ -464,16 +480,11 @@ describe("getConvos", () => {
     const alice = await newCaller();
     const ids: string[] = [];
     for (let i = 0; i < 3; i++) {
-      const { body } = await post(
-        "createConvo",
-        { groupId: randomGroupId(), cipherSuite: SUITE },
-        alice.token,
-        ticking,
-      );
-      ids.push((body as ConvoView).id);
+      const { data } = await api(alice.did, ticking).createConvo({ groupId: randomGroupId(), cipherSuite: SUITE });
+      ids.push(data.id);
     }
-    const { body } = await get("getConvos", {}, alice.token);
-    expect((body as { conversations: ConvoView[] }).conversations.map((c) => c.id)).toEqual(ids.reverse());
+    const { data } = await api(alice.did).getConvos();
+    expect(data.conversations.map((c) => c.id)).toEqual(ids.reverse());
   });
 
   it("refuses a bad cursor or limit with 400 InvalidRequest", async () => {
@@ -500,24 +511,24 @@ describe("getEpoch", () => {
   it("answers the current epoch to a member", async () => {
     const alice = await newCaller();
     const bob = await newCaller();
-    const convo = await createConvo(alice.token, { initialMembers: [bob.did] });
+    const convo = await createConvo(alice.did, { initialMembers: [bob.did] });
     for (const who of [alice, bob]) {
-      const { status, body } = await get("getEpoch", { convoId: convo.id }, who.token);
+      const { status, data } = await api(who.did).getEpoch({ convoId: convo.id });
       expect(status).toBe(200);
-      expect(body).toEqual({ convoId: convo.id, currentEpoch: 0 });
+      expect(data).toEqual({ convoId: convo.id, currentEpoch: 0 });
     }
   });
 
   it("refuses a stranger with 403 NotMember", async () => {
     const alice = await newCaller();
     const stranger = await newCaller();
-    const convo = await createConvo(alice.token);
-    await expectError(get("getEpoch", { convoId: convo.id }, stranger.token), 403, "NotMember");
+    const convo = await createConvo(alice.did);
+    await expectFailure(api(stranger.did).getEpoch({ convoId: convo.id }), 403, "NotMember");
   });
 
   it("answers 404 ConvoNotFound for an unknown conversation", async () => {
     const alice = await newCaller();
-    await expectError(get("getEpoch", { convoId: crypto.randomUUID() }, alice.token), 404, "ConvoNotFound");
+    await expectFailure(api(alice.did).getEpoch({ convoId: crypto.randomUUID() }), 404, "ConvoNotFound");
   });
 
   it("refuses a missing or malformed convoId with 400 InvalidRequest", async () => {

@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/clock.js";
 import { createLogger, type LogLevel } from "../../src/logger.js";
+import { clientFor, outcome } from "../helpers/client.js";
 import { randomGroupId, testApp, testDatabase, tokenFor, unique } from "../helpers/context.js";
 import { makeGroupWithCommit, makeKeyPackage } from "../helpers/mls.js";
 
@@ -24,14 +25,13 @@ function loggedApp(level: LogLevel = "info") {
   return { app, lines, requestLines };
 }
 
-/** Distinctive base64 payloads, so a leak into the log would be found by substring. */
-const secretBytes = (label: string) => Buffer.from(`${label}-${crypto.randomUUID()}`).toString("base64");
 
 describe("request logs", () => {
   it("write one JSON line per request with request id, method, path, status, caller and duration", async () => {
     const { app, lines, requestLines } = loggedApp();
     const alice = unique("did:plc:logs");
     const token = await tokenFor(alice);
+    // Raw: the request carries the client's own X-Request-Id, and the test reads the answer's header.
     const response = await app.request(`${NSID}createConvo`, {
       method: "POST",
       headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json", "X-Request-Id": "req-create-1" },
@@ -59,13 +59,9 @@ describe("request logs", () => {
 
   it("log every request once under concurrency, each with its own generated request id", async () => {
     const { app, requestLines } = loggedApp();
-    const token = await tokenFor(unique("did:plc:logsmany"));
-    const responses = await Promise.all(
-      Array.from({ length: 20 }, () =>
-        app.request(`${NSID}getConvos`, { headers: { Authorization: `Bearer ${token}` } }),
-      ),
-    );
-    const ids = responses.map((response) => response.headers.get("X-Request-Id"));
+    const client = clientFor(app, unique("did:plc:logsmany"));
+    const responses = await Promise.all(Array.from({ length: 20 }, () => client.getConvos()));
+    const ids = responses.map((response) => response.requestId);
     const logged = requestLines();
     expect(logged).toHaveLength(20);
     expect(new Set(logged.map((entry) => entry.requestId))).toEqual(new Set(ids));
@@ -74,7 +70,7 @@ describe("request logs", () => {
 
   it("log failures without a caller when there is none, and unknown paths without their query string", async () => {
     const { app, requestLines } = loggedApp();
-    expect((await app.request(`${NSID}getConvos`)).status).toBe(401);
+    expect((await outcome(clientFor(app, null).getConvos())).status).toBe(401);
     expect((await app.request("/nowhere?secret=s3cr3t")).status).toBe(404);
     const [unauthenticated, unknown] = requestLines();
     expect(unauthenticated).toMatchObject({ method: "GET", path: `${NSID}getConvos`, status: 401 });
@@ -88,6 +84,12 @@ describe("request logs", () => {
     const alice = unique("did:plc:leaka");
     const bob = unique("did:plc:leakb");
     const [aliceToken, bobToken] = [await tokenFor(alice), await tokenFor(bob)];
+    // The typed client with these very tokens, so the log can be searched for them.
+    const [asAlice, asBob] = [
+      clientFor(app, null, { token: () => aliceToken }),
+      clientFor(app, null, { token: () => bobToken }),
+    ];
+    // Raw, for the bad token and the bad body below.
     const call = (token: string, method: string, body: unknown) =>
       app.request(`${NSID}${method}`, {
         method: "POST",
@@ -95,23 +97,27 @@ describe("request logs", () => {
         body: JSON.stringify(body),
       });
     // A real KeyPackage and Welcome: their fresh public keys make it as distinctive as the secrets.
-    const keyPackage = Buffer.from(await makeKeyPackage(bob)).toString("base64");
-    const welcome = Buffer.from((await makeGroupWithCommit()).welcomeBytes).toString("base64");
-    const ciphertext = secretBytes("ciphertext");
+    const keyPackageBytes = await makeKeyPackage(bob);
+    const welcomeBytes = (await makeGroupWithCommit()).welcomeBytes;
+    // A distinctive payload, so a leak into the log would be found by substring (its base64, as sent).
+    const ciphertextBytes = new TextEncoder().encode(`ciphertext-${crypto.randomUUID()}`);
+    const [keyPackage, welcome, ciphertext] = [keyPackageBytes, welcomeBytes, ciphertextBytes].map((bytes) =>
+      Buffer.from(bytes).toString("base64"),
+    ) as [string, string, string];
     const expires = new Date(Date.now() + 86_400_000).toISOString();
-    expect((await call(bobToken, "publishKeyPackage", { keyPackage, cipherSuite: SUITE, expires })).status).toBe(200);
-    const created = await call(aliceToken, "createConvo", {
+    expect((await asBob.publishKeyPackage({ keyPackage: keyPackageBytes, cipherSuite: SUITE, expires })).status).toBe(
+      200,
+    );
+    const created = await asAlice.createConvo({
       groupId: randomGroupId(),
       cipherSuite: SUITE,
       initialMembers: [bob],
-      welcomeMessage: welcome,
+      welcomeMessage: welcomeBytes,
     });
     expect(created.status).toBe(200);
-    const { id: convoId } = (await created.json()) as { id: string };
-    expect((await call(aliceToken, "sendMessage", { convoId, ciphertext, epoch: 0 })).status).toBe(200);
-    const fetched = await app.request(`${NSID}getWelcome?convoId=${convoId}`, {
-      headers: { Authorization: `Bearer ${bobToken}` },
-    });
+    const convoId = created.data.id;
+    expect((await asAlice.sendMessage({ convoId, ciphertext: ciphertextBytes, epoch: 0 })).status).toBe(200);
+    const fetched = await asBob.getWelcome({ convoId });
     expect(fetched.status).toBe(200);
     // A bad token and a bad body are logged too, still without their contents.
     expect((await call(`${aliceToken}x`, "sendMessage", { convoId, ciphertext, epoch: 0 })).status).toBe(401);

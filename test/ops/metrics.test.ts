@@ -3,7 +3,7 @@ import { ManualClock } from "../../src/clock.js";
 import { cleanupOnce } from "../../src/jobs/cleanupTimer.js";
 import type { CleanupResult } from "../../src/jobs/cleanup.js";
 import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
-import { xrpc } from "../helpers/xrpc.js";
+import { clientFor, outcome } from "../helpers/client.js";
 import { scrape, valueOf } from "./prometheus.js";
 
 const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
@@ -15,9 +15,9 @@ afterAll(() => db.close());
 type App = ReturnType<typeof testApp>["app"];
 
 async function createConvo(app: App, did: string): Promise<string> {
-  const created = await xrpc(app, did, "createConvo", { body: { groupId: randomGroupId(), cipherSuite: SUITE } });
+  const created = await clientFor(app, did).createConvo({ groupId: randomGroupId(), cipherSuite: SUITE });
   expect(created.status).toBe(200);
-  return created.body.id;
+  return created.data.id;
 }
 
 describe("GET /metrics", () => {
@@ -25,10 +25,11 @@ describe("GET /metrics", () => {
     const { app } = testApp(db);
     const alice = unique("did:plc:metrics");
     await createConvo(app, alice);
-    expect((await xrpc(app, alice, "getConvos")).status).toBe(200);
-    expect((await xrpc(app, alice, "getConvos")).status).toBe(200);
-    expect((await xrpc(app, alice, "getEpoch", { query: { convoId: "no-such-convo" } })).status).toBe(404);
-    expect((await xrpc(app, undefined, "getConvos")).status).toBe(401);
+    const client = clientFor(app, alice);
+    expect((await client.getConvos()).status).toBe(200);
+    expect((await client.getConvos()).status).toBe(200);
+    expect((await outcome(client.getEpoch({ convoId: "no-such-convo" }))).status).toBe(404);
+    expect((await outcome(clientFor(app, null).getConvos())).status).toBe(401);
     expect((await app.request(`/nowhere/${unique("path")}`)).status).toBe(404);
 
     const { contentType, text, samples } = await scrape(app);
@@ -65,26 +66,26 @@ describe("GET /metrics", () => {
     const alice = unique("did:plc:replay");
     const convoId = await createConvo(app, alice);
     const send = () =>
-      xrpc(app, alice, "sendMessage", {
-        body: { convoId, ciphertext: "AQIDBA==", epoch: 0 },
-        headers: { "Idempotency-Key": "metrics-replay" },
-      });
-    expect((await send()).headers.get("Idempotent-Replayed")).toBeNull();
+      clientFor(app, alice).sendMessage(
+        { convoId, ciphertext: new Uint8Array([1, 2, 3, 4]), epoch: 0 },
+        { idempotencyKey: "metrics-replay" },
+      );
+    expect((await send()).replayed).toBe(false);
     const replays = () =>
       scrape(app).then(({ samples }) =>
         valueOf(samples, "idempotency_replays_total", { method: "blue.catbird.mls.sendMessage" }),
       );
     expect(await replays()).toBeUndefined();
-    expect((await send()).headers.get("Idempotent-Replayed")).toBe("true");
+    expect((await send()).replayed).toBe(true);
     expect(await replays()).toBe(1);
-    expect((await send()).headers.get("Idempotent-Replayed")).toBe("true");
+    expect((await send()).replayed).toBe(true);
     expect(await replays()).toBe(2);
   });
 
   it("counts error answers by XRPC error name", async () => {
     const { app } = testApp(db);
     const alice = unique("did:plc:errors");
-    expect((await xrpc(app, alice, "getEpoch", { query: { convoId: "no-such-convo" } })).status).toBe(404);
+    expect((await outcome(clientFor(app, alice).getEpoch({ convoId: "no-such-convo" }))).status).toBe(404);
     expect(valueOf((await scrape(app)).samples, "xrpc_errors_total", { error: "ConvoNotFound" })).toBe(1);
 
     // A database that cannot be reached: readiness answers NotReady.
@@ -122,10 +123,10 @@ describe("GET /metrics", () => {
     const { app, ctx } = testApp(db, { IDEMPOTENCY_TTL_SECONDS: "60" }, clock);
     const alice = unique("did:plc:cleanmetrics");
     const convoId = await createConvo(app, alice);
-    const sent = await xrpc(app, alice, "sendMessage", {
-      body: { convoId, ciphertext: "AQID", epoch: 0 },
-      headers: { "Idempotency-Key": "expires" },
-    });
+    const sent = await clientFor(app, alice).sendMessage(
+      { convoId, ciphertext: new Uint8Array([1, 2, 3]), epoch: 0 },
+      { idempotencyKey: "expires" },
+    );
     expect(sent.status).toBe(200);
     clock.advance(61_000);
 

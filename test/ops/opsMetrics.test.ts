@@ -2,7 +2,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { cleanupOnce } from "../../src/jobs/cleanupTimer.js";
 import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
-import { xrpc } from "../helpers/xrpc.js";
+import { clientFor, outcome } from "../helpers/client.js";
 import { opsQueries } from "./opsQueries.js";
 import { scrape } from "./prometheus.js";
 import { exposedNames, metricNames } from "./promql.js";
@@ -26,18 +26,20 @@ describe("the operations kit's queries", () => {
     const { app, ctx } = testApp(db);
     // Traffic of each kind, so the families show samples as in production, not only their declarations.
     const alice = unique("did:plc:ops");
-    const created = await xrpc(app, alice, "createConvo", {
-      body: { groupId: randomGroupId(), cipherSuite: "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519" },
+    const client = clientFor(app, alice);
+    const created = await client.createConvo({
+      groupId: randomGroupId(),
+      cipherSuite: "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519",
     });
     expect(created.status).toBe(200);
     const send = () =>
-      xrpc(app, alice, "sendMessage", {
-        body: { convoId: created.body.id, ciphertext: "AQID", epoch: 0 },
-        headers: { "Idempotency-Key": "ops-metrics" },
-      });
+      client.sendMessage(
+        { convoId: created.data.id, ciphertext: new Uint8Array([1, 2, 3]), epoch: 0 },
+        { idempotencyKey: "ops-metrics" },
+      );
     expect((await send()).status).toBe(200);
-    expect((await send()).headers.get("Idempotent-Replayed")).toBe("true");
-    expect((await xrpc(app, alice, "getEpoch", { query: { convoId: "no-such-convo" } })).status).toBe(404);
+    expect((await send()).replayed).toBe(true);
+    expect((await outcome(client.getEpoch({ convoId: "no-such-convo" }))).status).toBe(404);
     await cleanupOnce(ctx);
 
     const { text } = await scrape(app);

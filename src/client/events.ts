@@ -14,7 +14,7 @@ export type ConvoStreamEvent =
 
 /**
  * `cursor`: start after this event id (0: everything since the caller joined); without it the stream starts at the
- * newest event, so a connection lost before the first event arrives may miss what came meanwhile.
+ * newest event (and resumes from there if the connection drops before the first event arrives).
  */
 export type SubscribeInput = Input<"streamConvoEvents">;
 
@@ -47,6 +47,11 @@ export async function* subscribe(
     try {
       for await (const event of readSse(response.body!)) {
         const id = Number(event.id);
+        // The stream's opening id: where it began, the place to resume from until its first event arrives.
+        if (event.data === undefined) {
+          if (Number.isSafeInteger(id)) cursor = id;
+          continue;
+        }
         if (event.event !== "info") cursor = id;
         delivered = true;
         yield { id, type: event.event, data: fromWire(JSON.parse(event.data)) } as ConvoStreamEvent;

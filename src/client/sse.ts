@@ -1,7 +1,10 @@
-/** One Server-Sent Event as sent: its type, its data lines joined, its id if it had one. */
+/**
+ * One Server-Sent Event as sent: its type, its data lines joined, its id if it had one. A block with an id and no
+ * data (which SSE dispatches as no event, but takes as the last event id) comes with `data` undefined.
+ */
 export interface SseEvent {
   event: string;
-  data: string;
+  data: string | undefined;
   id: string | undefined;
 }
 
@@ -48,5 +51,6 @@ function parseEvent(lines: string[]): SseEvent | undefined {
     else if (field === "data") data.push(value);
     else if (field === "id") id = value;
   }
-  return data.length ? { event, data: data.join("\n"), id } : undefined;
+  if (data.length) return { event, data: data.join("\n"), id };
+  return id === undefined ? undefined : { event, data: undefined, id };
 }

@@ -6,11 +6,10 @@ import { readEvents, type ConvoEvent } from "../services/events.js";
 import type { EventBus } from "./bus.js";
 import { PAGE_SIZE, type FeedPage } from "./convoFeed.js";
 import type { EventStreamBody } from "./eventStreamBody.js";
-import { encodeEvents, sseComment, sseEvent } from "./sseText.js";
+import { encodeEvents, sseComment, sseEvent, sseOpen } from "./sseText.js";
 import { Wakeup } from "./wakeup.js";
 import { within } from "./within.js";
 
-const OPEN = sseComment("open");
 const KEEP_ALIVE = sseComment("keep-alive");
 
 /** Why a stream ended (the label of `event_streams_ended_total`). */
@@ -136,7 +135,7 @@ export async function followConvo(stream: EventStreamBody, options: ConvoStreamO
   };
   const run = async (): Promise<StreamEnd> => {
     // Sends the response head and tells the client the stream is open.
-    if (!(await write(OPEN))) return slowConsumer(0, true);
+    if (!(await write(sseOpen(cursor)))) return slowConsumer(0, true);
     let live = false;
     for (;;) {
       const ended = stopped();

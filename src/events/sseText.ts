@@ -12,6 +12,13 @@ const encoder = new TextEncoder();
 /** A comment line: proxies see traffic, clients ignore it. */
 export const sseComment = (text: string): Uint8Array => encoder.encode(`: ${text}\n\n`);
 
+/**
+ * What opens a stream: a comment, and the stream's starting cursor as an `id` with no data. SSE dispatches no event
+ * for it, but it is the client's last event id from then on: a client that reconnects before the first event (an
+ * EventSource, the typed client) resumes from where the stream began instead of from whatever is newest then.
+ */
+export const sseOpen = (cursor: number): Uint8Array => encoder.encode(`: open\nid: ${cursor}\n\n`);
+
 /** One event of `type` (JSON `data`) with the cursor `id`. */
 export const sseEvent = (type: string, id: number, data: unknown): Uint8Array =>
   encoder.encode(eventText(type, id, data));

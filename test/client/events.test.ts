@@ -72,6 +72,37 @@ describe("streamConvoEvents", () => {
     expect(counter.sent.filter((method) => method === "streamConvoEvents").length).toBeGreaterThanOrEqual(3);
   });
 
+  it("without a cursor, resumes from where the stream began when the connection drops before its first event", async () => {
+    const [alice, bob] = [newDid("alice"), newDid("bob")];
+    const a = clientFor(server.url, alice, { retry: { deadlineMs: 60_000 } });
+    const convoId = (await a.createConvo({ groupId: randomGroupId(), cipherSuite: SUITE, initialMembers: [bob] })).data
+      .id;
+    await a.sendMessage({ convoId, ciphertext: text("before the stream"), epoch: 0 });
+    const counter = countingFetch();
+    const b = clientFor(server.url, bob, { fetch: counter.fetch, retry: { deadlineMs: 60_000 } });
+    const stop = new AbortController();
+    const events: ConvoStreamEvent[] = [];
+    const following = (async () => {
+      for await (const event of b.streamConvoEvents({ convoId }, stop.signal)) events.push(event);
+    })();
+    // The stream is open (its request went out and the server answered) before the server goes down.
+    await until(() => counter.sent.includes("streamConvoEvents"), "the stream's request");
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await server.kill9();
+    const whileDown = Promise.all(
+      [1, 2, 3].map((i) => a.sendMessage({ convoId, ciphertext: text(`while down ${i}`), epoch: 0 })),
+    );
+    server = await start({ PORT: String(server.port) });
+    await whileDown;
+    const messages = () => events.flatMap((event) => (event.type === "message" ? [event.data] : []));
+    await until(() => messages().length >= 3, "the messages sent while the server was down");
+    stop.abort();
+    await following;
+    // Not the message sent before the stream opened; every one sent after it, once.
+    expect(messages().map((message) => message.seq)).toEqual([2, 3, 4]);
+    expect(counter.sent.filter((method) => method === "streamConvoEvents").length).toBeGreaterThanOrEqual(2);
+  });
+
   it("ends with the refusal when the stream cannot be reopened (4xx)", async () => {
     const [alice, mallory] = [newDid("alice"), newDid("mallory")];
     const convoId = (await clientFor(server.url, alice).createConvo({ groupId: randomGroupId(), cipherSuite: SUITE }))

@@ -19,8 +19,10 @@ async function read(chunks: string[]) {
 }
 
 describe("readSse", () => {
-  const text = ': open\n\nevent: message\ndata: {"a":1}\nid: 7\n\n: keep-alive\n\nevent: info\ndata: x\ndata: y\n\n';
+  const text =
+    ': open\nid: 3\n\nevent: message\ndata: {"a":1}\nid: 7\n\n: keep-alive\n\nevent: info\ndata: x\ndata: y\n\n';
   const expected = [
+    { event: "message", data: undefined, id: "3" },
     { event: "message", data: '{"a":1}', id: "7" },
     { event: "info", data: "x\ny", id: undefined },
   ];

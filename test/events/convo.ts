@@ -26,7 +26,11 @@ export async function conversation(app: Hono) {
 
 /** `did` sends `text` (its UTF-8 bytes as the ciphertext); the server's answer. */
 export async function send(app: Hono, did: string, convoId: string, text: string) {
-  const reply = await clientFor(app, did).sendMessage({ convoId, ciphertext: new TextEncoder().encode(text), epoch: 0 });
+  const reply = await clientFor(app, did).sendMessage({
+    convoId,
+    ciphertext: new TextEncoder().encode(text),
+    epoch: 0,
+  });
   expect(reply.status).toBe(200);
   return reply.data;
 }

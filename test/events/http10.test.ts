@@ -52,7 +52,7 @@ describe("an event stream over HTTP/1.0", () => {
       const [head, body = ""] = text.split("\r\n\r\n");
       expect(head).toMatch(/^HTTP\/1\.[01] 200/);
       expect(head).not.toMatch(/transfer-encoding/i);
-      expect(body.startsWith(": open\n\n"), JSON.stringify(body)).toBe(true);
+      expect(body, JSON.stringify(body)).toMatch(/^: open\nid: \d+\n\n/);
 
       // HTTP/1.1 keeps its chunked head, written at once (no read-ahead to size the body).
       const http11 = await exchange(port, request.replace(" HTTP/1.0\r\n", " HTTP/1.1\r\n"), (sent) =>

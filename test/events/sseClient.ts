@@ -25,6 +25,8 @@ export interface StreamEvent {
 export class SseReader {
   /** The comment lines read so far (`: open`, `: keep-alive`). */
   readonly comments: string[] = [];
+  /** The last `id` read, an event's or the stream's opening one (its starting cursor). */
+  lastEventId: string | undefined;
   private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
   private readonly decoder = new TextDecoder();
   private buffer = "";
@@ -96,7 +98,6 @@ export class SseReader {
     let event = "message";
     let id: string | undefined;
     const data: string[] = [];
-    let fields = 0;
     for (const line of block.split("\n")) {
       if (line.startsWith(":")) {
         this.comments.push(line.slice(1).trim());
@@ -105,12 +106,13 @@ export class SseReader {
       const colon = line.indexOf(":");
       const name = colon < 0 ? line : line.slice(0, colon);
       const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
-      fields++;
       if (name === "event") event = value;
       else if (name === "id") id = value;
       else if (name === "data") data.push(value);
     }
-    return fields ? { event, id, data: data.join("\n") } : undefined;
+    if (id !== undefined) this.lastEventId = id;
+    // As SSE: a block without data is no event (the stream's opening id only sets the last event id).
+    return data.length ? { event, id, data: data.join("\n") } : undefined;
   }
 }
 

@@ -50,11 +50,13 @@ describe("streamConvoEvents", () => {
     await events!.cancel();
   });
 
-  it("starts at the newest event without a cursor, and after Last-Event-ID (which wins over cursor) with one", async () => {
+  it("starts at the newest event without a cursor, and after Last-Event-ID (which wins over cursor) with one, saying where", async () => {
     const { app } = testApp(db);
     const { alice, bob, convoId } = await conversation(app);
     const fresh = await stream(app, bob, { convoId });
     const resumed = await stream(app, bob, { convoId, cursor: 0, lastEventId: 2 });
+    // Each opens with its starting cursor as its last event id (no event): the newest (3), or where it resumes.
+    expect([fresh.events!.lastEventId, resumed.events!.lastEventId]).toEqual(["3", "2"]);
     const sent = await send(app, alice, convoId, "after both opened");
 
     const first = await fresh.events!.nextParsed();

@@ -8,6 +8,7 @@ import { notReady } from "./errors.js";
 import { announce } from "./middleware/announce.js";
 import { auth } from "./middleware/auth.js";
 import { limitBody } from "./middleware/bodyLimit.js";
+import { knownMethods } from "./middleware/knownMethods.js";
 import { metricsAccess } from "./middleware/metricsAccess.js";
 import { onError } from "./middleware/errors.js";
 import { idempotency } from "./middleware/idempotency.js";
@@ -23,7 +24,7 @@ import { handle, NSID_PREFIX, oncePath, type XrpcMethod } from "./xrpc.js";
  * The whole HTTP surface, built from an application context. Entry points only construct the
  * context and hand requests to `app.fetch`.
  *
- * request → request ids → request log, metrics → secure headers → body limit (declared length only) → request deadline
+ * request → known methods → request ids → request log, metrics → secure headers → body limit (declared length only) → request deadline
  *   → rate limit per address (no token; XRPC methods on a limit of their own) → auth
  *   → rate limit per caller → announce, idempotency (procedures; the body is first read here)
  *   → handler → service → driver
@@ -44,6 +45,7 @@ export function createApp(context: AppContext): Hono {
     return c.json({ error, message: `no such route: ${c.req.method} ${c.req.path}` }, 404);
   });
 
+  app.use(knownMethods());
   app.use(requestIds());
   app.use(requestLog({ logger: ctx.logger }));
   app.use(ctx.metrics.requests);

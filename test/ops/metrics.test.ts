@@ -21,6 +21,18 @@ async function createConvo(app: App, did: string): Promise<string> {
 }
 
 describe("GET /metrics", () => {
+  it("refuses a method no route knows before it is counted: no client-chosen method becomes a label", async () => {
+    const { app } = testApp(db);
+    const method = `X${unique("M").toUpperCase()}`;
+    const refused = await app.request("/health", { method });
+    expect(refused.status).toBe(501);
+    expect(await refused.json()).toEqual({ error: "NotImplemented", message: "unknown HTTP method" });
+    expect((await app.request("/health", { method: "PATCH" })).status).toBe(404);
+    const { text } = await scrape(app);
+    expect(text).not.toContain(method);
+    expect(text).toContain('method="PATCH"');
+  });
+
   it("counts requests by method, route and status, times them in a histogram, and needs no token", async () => {
     const { app } = testApp(db);
     const alice = unique("did:plc:metrics");

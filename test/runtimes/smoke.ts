@@ -129,6 +129,15 @@ export function smokeScenario(target: () => SmokeTarget): void {
     expect(stranger.status).toBe(403);
   });
 
+  it("refuses a method no route knows: the runtime itself (Node 400, workerd 501) or the app (Deno: 501)", async () => {
+    const response = await fetch(`${target().baseUrl}/health`, { method: "FROBNICATE" });
+    const body = await response.text();
+    expect([400, 501], body).toContain(response.status);
+    // Where the app saw it, it said so in its own words (and counted nothing).
+    if (body.startsWith("{"))
+      expect(JSON.parse(body)).toEqual({ error: "NotImplemented", message: "unknown HTTP method" });
+  });
+
   it("100 identical sendMessage requests with one Idempotency-Key store one message; 99 are replays", async () => {
     const api = client(target());
     const alice = unique("did:plc:smokeidem");

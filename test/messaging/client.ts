@@ -1,12 +1,16 @@
 /**
- * A small XRPC client over `app.request(...)` for the messaging tests. Every reply is checked for what the
- * contract promises of any answer: never a 5xx, and an error body of exactly {error, message}.
+ * The messaging tests' clients over the in-process app. `Api` is the typed client (src/client, one attempt per
+ * call) for the normal API; `Xrpc` is a raw XRPC client over `app.request(...)`, for malformed or raw requests
+ * only (bad input, exact bodies, headers). Every answer of either is checked for what the contract promises of any
+ * answer: never a 5xx, and an error body of exactly {error, message}.
  */
 import type { Hono } from "hono";
 import { randomBytes as nodeRandomBytes } from "node:crypto";
 import { expect } from "vitest";
+import { XrpcClientError, type Answer, type Client, type Input } from "mls-delivery-service/client";
 import type { Database } from "../../src/db/driver.js";
 import { randomGroupId, tokenFor } from "../helpers/context.js";
+import { clientFor, outcome, type Outcome } from "../helpers/client.js";
 
 export const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 const XRPC = "/xrpc/blue.catbird.mls.";
@@ -91,6 +95,79 @@ export class Xrpc {
     return reply.body.id as string;
   }
 }
+
+/**
+ * The app's fetch, checking every answer as `Xrpc` does: never a 5xx, an error body of exactly {error, message}
+ * (an event stream: its status only).
+ */
+export function checkedFetch(app: Hono): (request: Request) => Promise<Response> {
+  return async (request) => {
+    const response = await app.fetch(request);
+    const what = `${request.method} ${new URL(request.url).pathname.slice(0, 200)}`;
+    if (response.headers.get("Content-Type")?.startsWith("text/event-stream")) {
+      expect(response.status, what).toBeLessThan(500);
+      return response;
+    }
+    const text = await response.clone().text();
+    expect(response.status, `${what} → ${text.slice(0, 300)}`).toBeLessThan(500);
+    const body: Json = JSON.parse(text);
+    if (response.status >= 400) expectErrorShape(body);
+    return response;
+  };
+}
+
+/** The typed client over an in-process app, one per caller (a DID, or null for no Authorization header). */
+export class Api {
+  private readonly clients = new Map<Caller, Client>();
+  constructor(readonly app: Hono) {}
+
+  /** The typed client acting as `caller`: one attempt per call, every answer checked (see `checkedFetch`). */
+  as(caller: Caller): Client {
+    let client = this.clients.get(caller);
+    if (!client) this.clients.set(caller, (client = clientFor(this.app, caller, { fetch: checkedFetch(this.app) })));
+    return client;
+  }
+
+  /** Creates a conversation and returns its id. */
+  async createConvo(creator: string, members: string[] = [], extra: Partial<Input<"createConvo">> = {}): Promise<string> {
+    const { data } = await this.as(creator).createConvo({
+      groupId: randomGroupId(),
+      cipherSuite: SUITE,
+      initialMembers: members,
+      ...extra,
+    });
+    return data.id;
+  }
+}
+
+/** Expects a client call to be refused with exactly this status (and error name); answers the refusal. */
+export async function expectRefusal(
+  call: Promise<Answer<unknown>>,
+  status: number,
+  error?: string,
+): Promise<XrpcClientError> {
+  const failure = await call.then(
+    (answer) => expect.fail(`expected ${status} ${error ?? ""}, got ${answer.status}: ${JSON.stringify(answer.data)}`),
+    (failure: unknown) => failure,
+  );
+  if (!(failure instanceof XrpcClientError)) throw failure;
+  expect(failure.status, `${failure.error}: ${failure.message}`).toBe(status);
+  if (error !== undefined) expect(failure.error, failure.message).toBe(error);
+  return failure;
+}
+
+/** Expects exactly this status (and error name, for errors) of an outcome, with the rest in the failure message. */
+export function expectOutcome(result: Outcome<unknown>, status: number, error?: string): void {
+  expect(result.status, JSON.stringify(result)).toBe(status);
+  if (error !== undefined) expect(result.error, JSON.stringify(result)).toBe(error);
+}
+
+export { outcome, type Outcome };
+
+/** UTF-8 bytes of a text. */
+export const utf8 = (text: string) => new TextEncoder().encode(text);
+/** The text of UTF-8 bytes. */
+export const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
 export const base64 = (bytes: Uint8Array | string) =>
   Buffer.from(typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes).toString("base64");

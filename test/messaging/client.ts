@@ -140,6 +140,13 @@ export class Api {
   }
 }
 
+/** Expects a client call to be answered 200; answers the answer. */
+export async function ok<T>(call: Promise<Answer<T>>): Promise<Answer<T>> {
+  const answer = await call;
+  expect(answer.status, JSON.stringify(answer.data)).toBe(200);
+  return answer;
+}
+
 /** Expects a client call to be refused with exactly this status (and error name); answers the refusal. */
 export async function expectRefusal(
   call: Promise<Answer<unknown>>,

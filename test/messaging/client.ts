@@ -7,7 +7,14 @@
 import type { Hono } from "hono";
 import { randomBytes as nodeRandomBytes } from "node:crypto";
 import { expect } from "vitest";
-import { XrpcClientError, type Answer, type Client, type Input } from "mls-delivery-service/client";
+import {
+  XrpcClientError,
+  type Answer,
+  type Client,
+  type Input,
+  type JsonMethodName,
+  type Output,
+} from "mls-delivery-service/client";
 import type { Database } from "../../src/db/driver.js";
 import { randomGroupId, tokenFor } from "../helpers/context.js";
 import { clientFor, outcome, type Outcome } from "../helpers/client.js";
@@ -128,8 +135,18 @@ export class Api {
     return client;
   }
 
+  /** `method` called through the typed client as `caller`, answered as an outcome (an answer or the refusal). */
+  call<N extends JsonMethodName>(caller: Caller, method: N, input: Input<N>): Promise<Outcome<Output<N>>> {
+    const typedMethod = this.as(caller)[method] as (input: Input<N>) => Promise<Answer<Output<N>>>;
+    return outcome(typedMethod(input));
+  }
+
   /** Creates a conversation and returns its id. */
-  async createConvo(creator: string, members: string[] = [], extra: Partial<Input<"createConvo">> = {}): Promise<string> {
+  async createConvo(
+    creator: string,
+    members: string[] = [],
+    extra: Partial<Input<"createConvo">> = {},
+  ): Promise<string> {
     const { data } = await this.as(creator).createConvo({
       groupId: randomGroupId(),
       cipherSuite: SUITE,
@@ -170,6 +187,27 @@ export function expectOutcome(result: Outcome<unknown>, status: number, error?: 
 }
 
 export { outcome, type Outcome };
+
+/** The answer of an outcome that must be one. */
+export function answerOf<T>(result: Outcome<T>): { status: number; data: T; replayed: boolean } {
+  if (result.error !== undefined) expect.fail(`expected an answer, got ${JSON.stringify(result)}`);
+  return result;
+}
+
+/** The refusal of an outcome that must be one. */
+export function refusalOf(result: Outcome<unknown>): {
+  status: number;
+  error: string;
+  message: string;
+  retryAfter?: number;
+} {
+  if (result.error === undefined) expect.fail(`expected a refusal, got ${JSON.stringify(result)}`);
+  return result;
+}
+
+/** A refusal's message (undefined for an answer, which then fails any expectation on the message). */
+export const messageOf = (result: Outcome<unknown>): string | undefined =>
+  result.error === undefined ? undefined : result.message;
 
 /** UTF-8 bytes of a text. */
 export const utf8 = (text: string) => new TextEncoder().encode(text);

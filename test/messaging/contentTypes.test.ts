@@ -19,8 +19,7 @@ async function mlsConvo(members: string[] = []) {
   return { alice, group, convoId };
 }
 
-const epochOf = async (did: string, convoId: string) =>
-  (await api.as(did).getEpoch({ convoId })).data.currentEpoch;
+const epochOf = async (did: string, convoId: string) => (await api.as(did).getEpoch({ convoId })).data.currentEpoch;
 const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
 
 describe("a commit cannot enter the log through sendMessage", () => {
@@ -65,7 +64,11 @@ describe("a commit cannot enter the log through sendMessage", () => {
 
     for (const bytes of [group.welcomeBytes, group.keyPackageBytes, group.groupInfoBytes]) {
       for (const epoch of [0, 1]) {
-        await expectRefusal(api.as(alice).sendMessage({ convoId, ciphertext: bytes, epoch }), 400, "NotApplicationMessage");
+        await expectRefusal(
+          api.as(alice).sendMessage({ convoId, ciphertext: bytes, epoch }),
+          400,
+          "NotApplicationMessage",
+        );
       }
     }
     expect(await storedMessages(db, convoId)).toEqual([]);

@@ -7,17 +7,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
 import { makeGroupWithCommit, TestGroup } from "../helpers/mls.js";
 import type { Input } from "mls-delivery-service/client";
-import {
-  Api,
-  expectOutcome,
-  expectRefusal,
-  ok,
-  outcome,
-  range,
-  storedMessages,
-  utf8,
-  type Outcome,
-} from "./client.js";
+import { Api, expectOutcome, expectRefusal, ok, outcome, range, storedMessages, utf8, type Outcome } from "./client.js";
 
 const db = testDatabase();
 afterAll(() => db.close());
@@ -227,9 +217,7 @@ describe("application messages and epochs", () => {
       }
     })();
     const sends = Promise.all(
-      range(0, 59).map((n) =>
-        outcome(api.as(bob).sendMessage({ convoId, ciphertext: utf8(`m${n}`), epoch: n % 6 })),
-      ),
+      range(0, 59).map((n) => outcome(api.as(bob).sendMessage({ convoId, ciphertext: utf8(`m${n}`), epoch: n % 6 }))),
     );
     await commits;
     const replies = await sends;

@@ -179,6 +179,10 @@ describe("refusals are what they were", () => {
     const since = await raw.get(alice, "getMessages", { convoId: untouched, sinceMessage: row!.id });
     expect(since.text).toBe(`{"messages":[]}`);
 
-    await expectRefusal(api.as(alice).getMessages({ convoId: untouched, sinceSeq: 0, cursor: "1" }), 400, "InvalidRequest");
+    await expectRefusal(
+      api.as(alice).getMessages({ convoId: untouched, sinceSeq: 0, cursor: "1" }),
+      400,
+      "InvalidRequest",
+    );
   });
 });

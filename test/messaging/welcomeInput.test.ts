@@ -33,10 +33,19 @@ beforeAll(async () => {
 });
 
 const welcomeRows = async (convoId: string) =>
-  Number((await db.query<{ n: number }>(`SELECT count(*) AS n FROM welcome_messages WHERE convo_id = $1`, [convoId]))[0]!.n);
+  Number(
+    (await db.query<{ n: number }>(`SELECT count(*) AS n FROM welcome_messages WHERE convo_id = $1`, [convoId]))[0]!.n,
+  );
 
 describe("welcomeMessage must be a Welcome for the conversation's cipher suite", () => {
-  const cases = ["opaque bytes", "a commit", "a KeyPackage", "a GroupInfo", "a Welcome with a trailing byte", "a Welcome of another cipher suite"];
+  const cases = [
+    "opaque bytes",
+    "a commit",
+    "a KeyPackage",
+    "a GroupInfo",
+    "a Welcome with a trailing byte",
+    "a Welcome of another cipher suite",
+  ];
 
   it.each(cases)("createConvo refuses %s with 400 InvalidRequest", async (name) => {
     const alice = unique("did:plc:alice");
@@ -48,7 +57,9 @@ describe("welcomeMessage must be a Welcome for the conversation's cipher suite",
     });
     const refusal = await expectRefusal(reply, 400, "InvalidRequest");
     expect(refusal.message).toMatch(/welcomeMessage/);
-    const [row] = await db.query<{ n: number }>(`SELECT count(*) AS n FROM conversations WHERE creator_did = $1`, [alice]);
+    const [row] = await db.query<{ n: number }>(`SELECT count(*) AS n FROM conversations WHERE creator_did = $1`, [
+      alice,
+    ]);
     expect(Number(row!.n)).toBe(0);
   });
 

@@ -11,6 +11,7 @@ import {
   XrpcClientError,
   type Answer,
   type Client,
+  type ClientOptions,
   type Input,
   type JsonMethodName,
   type Output,
@@ -107,9 +108,9 @@ export class Xrpc {
  * The app's fetch, checking every answer as `Xrpc` does: never a 5xx, an error body of exactly {error, message}
  * (an event stream: its status only).
  */
-export function checkedFetch(app: Hono): (request: Request) => Promise<Response> {
+export function checkedFetch(target: Hono | string): (request: Request) => Promise<Response> {
   return async (request) => {
-    const response = await app.fetch(request);
+    const response = await (typeof target === "string" ? fetch(request) : target.fetch(request));
     const what = `${request.method} ${new URL(request.url).pathname.slice(0, 200)}`;
     if (response.headers.get("Content-Type")?.startsWith("text/event-stream")) {
       expect(response.status, what).toBeLessThan(500);
@@ -126,12 +127,19 @@ export function checkedFetch(app: Hono): (request: Request) => Promise<Response>
 /** The typed client over an in-process app, one per caller (a DID, or null for no Authorization header). */
 export class Api {
   private readonly clients = new Map<Caller, Client>();
-  constructor(readonly app: Hono) {}
+  /** `target`: an in-process app, or a server's URL (real HTTP); `options` as `clientFor` takes them. */
+  constructor(
+    readonly target: Hono | string,
+    private readonly options: Partial<ClientOptions> = {},
+  ) {}
 
   /** The typed client acting as `caller`: one attempt per call, every answer checked (see `checkedFetch`). */
   as(caller: Caller): Client {
     let client = this.clients.get(caller);
-    if (!client) this.clients.set(caller, (client = clientFor(this.app, caller, { fetch: checkedFetch(this.app) })));
+    if (!client) {
+      client = clientFor(this.target, caller, { fetch: checkedFetch(this.target), ...this.options });
+      this.clients.set(caller, client);
+    }
     return client;
   }
 

@@ -12,6 +12,7 @@ import {
   type Answer,
   type Client,
   type ClientOptions,
+  type ConvoStreamEvent,
   type Input,
   type JsonMethodName,
   type Output,
@@ -163,6 +164,25 @@ export class Api {
     });
     return data.id;
   }
+}
+
+/** The first `count` events of a conversation's stream through the typed client; then the stream is closed. */
+export async function firstEvents(
+  client: Client,
+  input: Parameters<Client["streamConvoEvents"]>[0],
+  count: number,
+): Promise<ConvoStreamEvent[]> {
+  const stop = new AbortController();
+  const events: ConvoStreamEvent[] = [];
+  try {
+    for await (const event of client.streamConvoEvents(input, stop.signal)) {
+      events.push(event);
+      if (events.length >= count) break;
+    }
+  } finally {
+    stop.abort();
+  }
+  return events;
 }
 
 /** Expects a client call to be answered 200; answers the answer. */

@@ -185,6 +185,49 @@ export async function firstEvents(
   return events;
 }
 
+/**
+ * Opens a conversation's stream through the typed client and closes it again: 200 once the stream's answer came,
+ * or the refusal it was.
+ */
+export async function streamOutcome(
+  api: Api,
+  caller: Caller,
+  input: Parameters<Client["streamConvoEvents"]>[0],
+): Promise<Outcome<undefined>> {
+  let opened!: (status: number) => void;
+  const answered = new Promise<number>((resolve) => (opened = resolve));
+  const stop = new AbortController();
+  const checked = checkedFetch(api.target);
+  const client = clientFor(api.target, caller, {
+    fetch: async (request) => {
+      const response = await checked(request);
+      if (!response.ok || !response.body) return response;
+      opened(response.status);
+      // An in-process stream does not end with the request's signal: closing it is this pipe's, on `stop`.
+      const pipe = new TransformStream<Uint8Array, Uint8Array>();
+      response.body.pipeTo(pipe.writable, { signal: stop.signal }).catch(() => {});
+      return new Response(pipe.readable, response);
+    },
+  });
+  const first = client.streamConvoEvents(input, stop.signal).next();
+  try {
+    return await Promise.race([
+      answered.then((status) => ({ status, data: undefined, replayed: false })),
+      first.then(
+        () => new Promise<never>(() => {}),
+        (failure: unknown) => {
+          if (!(failure instanceof XrpcClientError)) throw failure;
+          const { status, error, message, retryAfter } = failure;
+          return { status, error, message, retryAfter };
+        },
+      ),
+    ]);
+  } finally {
+    stop.abort();
+    await first.catch(() => {});
+  }
+}
+
 /** Expects a client call to be answered 200; answers the answer. */
 export async function ok<T>(call: Promise<Answer<T>>): Promise<Answer<T>> {
   const answer = await call;

@@ -276,6 +276,20 @@ export function refusalOf(result: Outcome<unknown>): {
   return result;
 }
 
+/** A raw reply as an outcome, for tests that set raw requests beside client calls. */
+export function rawOutcome(reply: Reply): Outcome<Json> {
+  if (reply.status < 400) {
+    return { status: reply.status, data: reply.body, replayed: reply.headers.get("Idempotent-Replayed") === "true" };
+  }
+  const retryAfter = reply.headers.get("Retry-After");
+  return {
+    status: reply.status,
+    error: reply.body.error,
+    message: reply.body.message,
+    retryAfter: retryAfter === null ? undefined : Number(retryAfter),
+  };
+}
+
 /** A refusal's message (undefined for an answer, which then fails any expectation on the message). */
 export const messageOf = (result: Outcome<unknown>): string | undefined =>
   result.error === undefined ? undefined : result.message;

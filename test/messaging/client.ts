@@ -1,8 +1,9 @@
 /**
- * The messaging tests' clients over the in-process app. `Api` is the typed client (src/client, one attempt per
- * call) for the normal API; `Xrpc` is a raw XRPC client over `app.request(...)`, for malformed or raw requests
- * only (bad input, exact bodies, headers). Every answer of either is checked for what the contract promises of any
- * answer: never a 5xx, and an error body of exactly {error, message}.
+ * The messaging, roster, devices and key package tests' clients. `Api` is the typed client (src/client, one attempt
+ * per call) over an in-process app or a server's URL, for the normal API; `Xrpc` is a raw XRPC client over
+ * `app.request(...)`, for malformed or raw requests only (bad input, exact body text or size, headers, a request
+ * without an idempotency key). Every answer of either is checked for what the contract promises of any answer:
+ * never a 5xx, and an error body of exactly {error, message}.
  */
 import type { Hono } from "hono";
 import { randomBytes as nodeRandomBytes } from "node:crypto";
@@ -92,16 +93,9 @@ export class Xrpc {
     return { status: res.status, body, headers: res.headers, text };
   }
 
-  /** Creates a conversation and returns its id. */
-  async createConvo(creator: string, members: string[] = [], extra: Record<string, unknown> = {}): Promise<string> {
-    const reply = await this.post(creator, "createConvo", {
-      groupId: randomGroupId(),
-      cipherSuite: SUITE,
-      initialMembers: members,
-      ...extra,
-    });
-    expect(reply.status, JSON.stringify(reply.body)).toBe(200);
-    return reply.body.id as string;
+  /** Creates a conversation (through the typed client: it is set-up, not input under test) and returns its id. */
+  createConvo(creator: string, members: string[] = [], extra: Partial<Input<"createConvo">> = {}): Promise<string> {
+    return new Api(this.app).createConvo(creator, members, extra);
   }
 }
 

@@ -1,7 +1,8 @@
 /**
  * Requests that act as a device (`deviceId` on getWelcome, confirmWelcome, updateCursor, sendMessage and
  * streamConvoEvents), on real PostgreSQL: the device must be the caller's and live, welcomes and read cursors are
- * per device, and every message view names its sender's device.
+ * per device, and every message view names its sender's device. Calls go through the typed client; a stream that
+ * must be seen to end is read raw (`streamAs`): the client reconnects where a stream ends.
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/clock.js";
@@ -10,7 +11,18 @@ import { lockConvo } from "../../src/services/convoLock.js";
 import { storeWelcomes } from "../../src/services/welcomes.js";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
 import { TestGroup } from "../helpers/mls.js";
-import { base64, expectReply, Xrpc, type Reply } from "../messaging/client.js";
+import type { ConvoStreamEvent, Input } from "mls-delivery-service/client";
+import {
+  Api,
+  base64,
+  expectOutcome,
+  expectReply,
+  ok,
+  streamOutcome,
+  utf8,
+  Xrpc,
+  type Outcome,
+} from "../messaging/client.js";
 import { registerDevices, revokeDeviceRow, streamAs } from "./acting.js";
 
 const db = testDatabase();
@@ -19,7 +31,8 @@ afterAll(() => db.close());
 const GRACE_SECONDS = 300;
 const clock = new ManualClock();
 const { app, ctx } = testApp(db, { WELCOME_GRACE_SECONDS: String(GRACE_SECONDS) }, clock);
-const api = new Xrpc(app);
+const api = new Api(app);
+const raw = new Xrpc(app);
 
 /** Alice's conversation with Bob, who has the devices phone and laptop (and his implicit one). */
 async function setup() {
@@ -51,36 +64,32 @@ async function welcomeRows(convoId: string) {
 }
 
 const getWelcome = (did: string, convoId: string, deviceId?: string) =>
-  api.get(did, "getWelcome", { convoId, deviceId });
-const confirm = (did: string, convoId: string, body: Record<string, unknown>) =>
-  api.post(did, "confirmWelcome", { convoId, ...body });
+  api.call(did, "getWelcome", { convoId, deviceId });
+const confirm = (did: string, convoId: string, body: Omit<Input<"confirmWelcome">, "convoId">) =>
+  api.call(did, "confirmWelcome", { convoId, ...body });
 
-function expectWelcome(reply: Reply, bytes: Uint8Array) {
-  expectReply(reply, 200);
-  expect(reply.body.welcome).toEqual({ $bytes: base64(bytes) });
+function expectWelcome(reply: Outcome<{ welcome: Uint8Array }>, bytes: Uint8Array) {
+  expectOutcome(reply, 200);
+  expect(reply.data!.welcome).toEqual(bytes);
 }
 
 describe("deviceId names a live device of the caller", () => {
   /** Each method acting as `deviceId`: its reply. */
-  const requests: Record<string, (did: string, convoId: string, deviceId: string) => Promise<Reply>> = {
+  const requests: Record<string, (did: string, convoId: string, deviceId: string) => Promise<Outcome<unknown>>> = {
     getWelcome: (did, convoId, deviceId) => getWelcome(did, convoId, deviceId),
     confirmWelcome: (did, convoId, deviceId) => confirm(did, convoId, { success: true, deviceId }),
-    updateCursor: (did, convoId, deviceId) => api.post(did, "updateCursor", { convoId, cursor: "c1", deviceId }),
+    updateCursor: (did, convoId, deviceId) => api.call(did, "updateCursor", { convoId, cursor: "c1", deviceId }),
     sendMessage: (did, convoId, deviceId) =>
-      api.post(did, "sendMessage", { convoId, ciphertext: base64("opaque"), epoch: 0, deviceId }),
+      api.call(did, "sendMessage", { convoId, ciphertext: utf8("opaque"), epoch: 0, deviceId }),
     "sendMessage with an idempotency key": (did, convoId, deviceId) =>
-      api.post(did, "sendMessage", {
+      api.call(did, "sendMessage", {
         convoId,
-        ciphertext: base64("opaque"),
+        ciphertext: utf8("opaque"),
         epoch: 0,
         deviceId,
         idempotencyKey: unique("k"),
       }),
-    streamConvoEvents: async (did, convoId, deviceId) => {
-      const stream = await streamAs(app, did, convoId, { deviceId });
-      await stream.close();
-      return { status: stream.status, body: stream.events ? {} : await stream.response.json(), headers: new Headers() };
-    },
+    streamConvoEvents: (did, convoId, deviceId) => streamOutcome(api, did, { convoId, deviceId }),
   };
 
   it.each(Object.keys(requests))("%s: 403 UnknownDevice, 403 DeviceRevoked, 400 for a malformed id", async (name) => {
@@ -89,14 +98,14 @@ describe("deviceId names a live device of the caller", () => {
     await registerDevices(db, alice, "tablet");
     await revokeDeviceRow(db, bob, "laptop");
 
-    expectReply(await request(bob, convoId, "watch"), 403, "UnknownDevice");
+    expectOutcome(await request(bob, convoId, "watch"), 403, "UnknownDevice");
     // Alice's device is not Bob's.
-    expectReply(await request(bob, convoId, "tablet"), 403, "UnknownDevice");
-    expectReply(await request(bob, convoId, "laptop"), 403, "DeviceRevoked");
+    expectOutcome(await request(bob, convoId, "tablet"), 403, "UnknownDevice");
+    expectOutcome(await request(bob, convoId, "laptop"), 403, "DeviceRevoked");
     // The device is checked before the conversation: it is the caller's identity.
-    expectReply(await request(bob, "no-such-convo", "watch"), 403, "UnknownDevice");
+    expectOutcome(await request(bob, "no-such-convo", "watch"), 403, "UnknownDevice");
     for (const malformed of ["", "has space", "x".repeat(65), "a#b"]) {
-      expectReply(await request(bob, convoId, malformed), 400, "InvalidRequest");
+      expectOutcome(await request(bob, convoId, malformed), 400, "InvalidRequest");
     }
     const [stored] = await db.query<{ messages: number; cursors: number }>(
       `SELECT (SELECT count(*) FROM messages WHERE convo_id = $1 AND sender_did = $2)::int AS messages,
@@ -107,8 +116,8 @@ describe("deviceId names a live device of the caller", () => {
 
     // A registered, live device is accepted (getWelcome and confirmWelcome find no welcome for it).
     const accepted = await request(bob, convoId, "phone");
-    if (name === "getWelcome" || name === "confirmWelcome") expectReply(accepted, 404, "WelcomeNotFound");
-    else expectReply(accepted, 200);
+    if (name === "getWelcome" || name === "confirmWelcome") expectOutcome(accepted, 404, "WelcomeNotFound");
+    else expectOutcome(accepted, 200);
   });
 
   it("a revoked device's lastSeenAt stays; a live device's moves when it sends", async () => {
@@ -125,9 +134,9 @@ describe("deviceId names a live device of the caller", () => {
       );
     expect(await seen()).toEqual({ phone: false, laptop: false });
     const send = (deviceId: string) =>
-      api.post(bob, "sendMessage", { convoId, ciphertext: base64("hi"), epoch: 0, deviceId });
-    expectReply(await send("laptop"), 403, "DeviceRevoked");
-    expectReply(await send("phone"), 200);
+      api.call(bob, "sendMessage", { convoId, ciphertext: utf8("hi"), epoch: 0, deviceId });
+    expectOutcome(await send("laptop"), 403, "DeviceRevoked");
+    expectOutcome(await send("phone"), 200);
     expect(await seen()).toEqual({ phone: true, laptop: false });
   });
 });
@@ -146,15 +155,15 @@ describe("welcomes are per device", () => {
     );
 
     // The implicit device has none of its own.
-    expectReply(await getWelcome(bob, convoId), 404, "WelcomeNotFound");
-    expectReply(await confirm(bob, convoId, { success: true }), 404, "WelcomeNotFound");
+    expectOutcome(await getWelcome(bob, convoId), 404, "WelcomeNotFound");
+    expectOutcome(await confirm(bob, convoId, { success: true }), 404, "WelcomeNotFound");
 
     expectWelcome(await getWelcome(bob, convoId, "phone"), welcome);
     expectWelcome(await getWelcome(bob, convoId, "phone"), welcome); // again, within the grace period
-    expectReply(await confirm(bob, convoId, { success: true, deviceId: "phone" }), 200);
-    expectReply(await getWelcome(bob, convoId, "phone"), 410, "WelcomeGone");
+    expectOutcome(await confirm(bob, convoId, { success: true, deviceId: "phone" }), 200);
+    expectOutcome(await getWelcome(bob, convoId, "phone"), 410, "WelcomeGone");
     // Confirming twice is no error.
-    expect((await confirm(bob, convoId, { success: true, deviceId: "phone" })).body).toEqual({ confirmed: true });
+    expect((await confirm(bob, convoId, { success: true, deviceId: "phone" })).data).toEqual({ confirmed: true });
 
     // The laptop's welcome was neither fetched nor consumed by the phone.
     expect(await welcomeRows(convoId)).toEqual([
@@ -163,7 +172,7 @@ describe("welcomes are per device", () => {
     ]);
     expectWelcome(await getWelcome(bob, convoId, "laptop"), welcome);
     const failed = await confirm(bob, convoId, { success: false, errorDetails: "no key", deviceId: "laptop" });
-    expect(failed.body).toEqual({ confirmed: false });
+    expect(failed.data).toEqual({ confirmed: false });
     expectWelcome(await getWelcome(bob, convoId, "laptop"), welcome);
     expect(await welcomeRows(convoId)).toEqual([
       { recipient_device: "laptop", state: "in_flight", error_details: "no key" },
@@ -172,8 +181,8 @@ describe("welcomes are per device", () => {
 
     // The grace period holds per device: past it, the laptop's in-flight welcome is gone too.
     clock.advance((GRACE_SECONDS + 1) * 1000);
-    expectReply(await getWelcome(bob, convoId, "laptop"), 410, "WelcomeGone");
-    expectReply(await confirm(bob, convoId, { success: true, deviceId: "laptop" }), 410, "WelcomeGone");
+    expectOutcome(await getWelcome(bob, convoId, "laptop"), 410, "WelcomeGone");
+    expectOutcome(await confirm(bob, convoId, { success: true, deviceId: "laptop" }), 410, "WelcomeGone");
   });
 
   it("a new welcome replaces only the same device's live one", async () => {
@@ -205,8 +214,8 @@ describe("welcomes are per device", () => {
       [{ did: bob, deviceId: "phone" }, { did: bob, deviceId: "laptop" }, { did: bob }],
       Uint8Array.of(9),
     );
-    expectReply(await getWelcome(bob, convoId, "phone"), 200);
-    expectReply(await api.post(bob, "leaveConvo", { convoId }), 200);
+    expectOutcome(await getWelcome(bob, convoId, "phone"), 200);
+    expectOutcome(await api.call(bob, "leaveConvo", { convoId }), 200);
     expect((await welcomeRows(convoId)).map((row) => row.state)).toEqual(["expired", "expired", "expired"]);
   });
 });
@@ -215,14 +224,14 @@ describe("read cursors are per device", () => {
   it("each device keeps its own cursor; the implicit device's is the one without deviceId", async () => {
     const { bob, convoId } = await setup();
     const update = (cursor: string, deviceId?: string) =>
-      api.post(bob, "updateCursor", { convoId, cursor, ...(deviceId && { deviceId }) });
+      api.call(bob, "updateCursor", { convoId, cursor, ...(deviceId && { deviceId }) });
     for (const [cursor, deviceId] of [
       ["p1", "phone"],
       ["l1", "laptop"],
       ["i1", undefined],
       ["p2", "phone"],
     ] as const) {
-      expect((await update(cursor, deviceId)).body).toEqual({ success: true });
+      expect((await update(cursor, deviceId)).data).toEqual({ success: true });
     }
     const rows = await db.query<{ device_id: string; cursor: string }>(
       `SELECT device_id, cursor FROM read_cursors WHERE convo_id = $1 AND did = $2 ORDER BY device_id`,
@@ -239,10 +248,15 @@ describe("read cursors are per device", () => {
 describe("the sender's device on every message view", () => {
   it("getMessages, getCommits and the event stream (replayed and live) carry senderDevice, '' for the implicit device", async () => {
     const { alice, bob, convoId } = await setup();
-    const send = async (did: string, text: string, extra: Record<string, unknown> = {}) => {
-      const reply = await api.post(did, "sendMessage", { convoId, ciphertext: base64(text), epoch: 0, ...extra });
-      expectReply(reply, 200);
-      return reply.body.seq as number;
+    // Keyed sends through the typed client; unkeyed ones raw (the typed client keys every procedure).
+    const send = async (did: string, text: string, extra: { deviceId?: string; idempotencyKey?: string } = {}) => {
+      if (extra.idempotencyKey === undefined) {
+        const reply = await raw.post(did, "sendMessage", { convoId, ciphertext: base64(text), epoch: 0, ...extra });
+        expectReply(reply, 200);
+        return reply.body.seq as number;
+      }
+      const reply = await ok(api.as(did).sendMessage({ convoId, ciphertext: utf8(text), epoch: 0, ...extra }));
+      return reply.data.seq;
     };
     await send(bob, "from the phone", { deviceId: "phone" });
     await send(bob, "from the laptop, keyed", { deviceId: "laptop", idempotencyKey: unique("k") });
@@ -255,19 +269,23 @@ describe("the sender's device on every message view", () => {
       { sender: alice, senderDevice: "" },
       { sender: bob, senderDevice: "" },
     ];
-    const page = await api.get(alice, "getMessages", { convoId });
-    expectReply(page, 200);
-    expect(
-      page.body.messages.map(({ sender, senderDevice }: Record<string, string>) => ({ sender, senderDevice })),
-    ).toEqual(expected);
+    const page = await ok(api.as(alice).getMessages({ convoId }));
+    expect(page.data.messages.map(({ sender, senderDevice }) => ({ sender, senderDevice }))).toEqual(expected);
 
-    const phone = await streamAs(app, bob, convoId, { cursor: 0, deviceId: "phone" });
-    const replayed = (await phone.events!.take(6)).filter((event) => event.event === "message");
-    expect(replayed.map(({ data: { sender, senderDevice } }) => ({ sender, senderDevice }))).toEqual(expected);
-    await send(bob, "live", { deviceId: "laptop" });
-    const live = await phone.events!.nextParsed();
-    expect(live).toMatchObject({ event: "message", data: { sender: bob, senderDevice: "laptop" } });
-    await phone.close();
+    const stop = new AbortController();
+    const phone = api.as(bob).streamConvoEvents({ convoId, cursor: 0, deviceId: "phone" }, stop.signal);
+    try {
+      const first: ConvoStreamEvent[] = [];
+      for (let i = 0; i < 6; i++) first.push((await phone.next()).value!);
+      const replayed = first.flatMap((event) => (event.type === "message" ? [event.data] : []));
+      expect(replayed.map(({ sender, senderDevice }) => ({ sender, senderDevice }))).toEqual(expected);
+      await send(bob, "live", { deviceId: "laptop" });
+      const live = (await phone.next()).value;
+      expect(live).toMatchObject({ type: "message", data: { sender: bob, senderDevice: "laptop" } });
+    } finally {
+      stop.abort();
+      await phone.return(undefined);
+    }
   });
 
   it("a commit through addMembers or leaveConvo as a device records that device (getCommits, events' actorDevice)", async () => {
@@ -276,17 +294,13 @@ describe("the sender's device on every message view", () => {
     await registerDevices(db, alice, "phone");
     const group = await TestGroup.create({ creatorDid: alice });
     const convoId = await api.createConvo(alice, [bob], { groupId: group.groupIdHex });
-    const commit = async () => base64(await group.commit());
-    const added = { convoId, didList: [carol], commit: await commit(), deviceId: "phone" };
-    expectReply(await api.post(alice, "addMembers", added), 200);
-    const removed = { convoId, targetDid: carol, commit: await commit(), deviceId: "phone" };
-    expectReply(await api.post(alice, "leaveConvo", removed), 200);
+    const added = { convoId, didList: [carol], commit: await group.commit(), deviceId: "phone" };
+    await ok(api.as(alice).addMembers(added));
+    const removed = { convoId, targetDid: carol, commit: await group.commit(), deviceId: "phone" };
+    await ok(api.as(alice).leaveConvo(removed));
 
-    const commits = await api.get(alice, "getCommits", { convoId, fromEpoch: 0 });
-    expectReply(commits, 200);
-    expect(
-      commits.body.commits.map(({ sender, senderDevice }: Record<string, string>) => ({ sender, senderDevice })),
-    ).toEqual([
+    const commits = await ok(api.as(alice).getCommits({ convoId, fromEpoch: 0 }));
+    expect(commits.data.commits.map(({ sender, senderDevice }) => ({ sender, senderDevice }))).toEqual([
       { sender: alice, senderDevice: "phone" },
       { sender: alice, senderDevice: "phone" },
     ]);
@@ -319,7 +333,7 @@ describe("the sender's device on every message view", () => {
     expect(await phone.events!.nextParsed()).toBeUndefined();
 
     expect(await laptop.events!.nextParsed()).toMatchObject(revoked);
-    expectReply(await api.post(alice, "sendMessage", { convoId, ciphertext: base64("still here"), epoch: 0 }), 200);
+    await ok(api.as(alice).sendMessage({ convoId, ciphertext: utf8("still here"), epoch: 0 }));
     expect(await laptop.events!.nextParsed()).toMatchObject({ event: "message", data: { sender: alice } });
     await laptop.close();
   });

@@ -5,34 +5,25 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Database } from "../../src/db/driver.js";
 import { start, type BattleServer } from "../battle/server.js";
-import { randomGroupId, testDatabase, tokenFor, unique } from "../helpers/context.js";
+import { randomGroupId, testDatabase, unique } from "../helpers/context.js";
+import { Api } from "../messaging/client.js";
 import { insertRoster, membershipEvents, SUITE } from "./rows.js";
 
 const LIMIT = 4;
 let server: BattleServer;
 let db: Database;
+/** The typed client over HTTP (one attempt per call, every answer checked). */
+let api: Api;
 
 beforeAll(async () => {
   db = testDatabase(4);
   server = await start({ MAX_DEVICES_PER_DID: String(LIMIT), DATABASE_POOL_MAX: "20" });
+  api = new Api(server.url, { retry: { deadlineMs: 30_000 } });
 });
 afterAll(async () => {
   await server?.stop();
   await db?.close();
 });
-
-async function call(did: string, method: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const token = await tokenFor(did);
-  const response = await fetch(`${server.url}/xrpc/blue.catbird.mls.${method}`, {
-    method: body === undefined ? "GET" : "POST",
-    headers: {
-      Authorization: `Bearer ${token}`,
-      ...(body === undefined ? {} : { "Content-Type": "application/json" }),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: response.status, body: await response.json() };
-}
 
 const live = async (did: string) =>
   (
@@ -44,9 +35,9 @@ describe("devices under concurrency (real server, real PostgreSQL)", () => {
     for (let round = 0; round < 3; round++) {
       const alice = unique("did:plc:alice");
       const ids = Array.from({ length: LIMIT * 6 }, (_, i) => `device-${i}`);
-      const answers = await Promise.all(ids.map((deviceId) => call(alice, "registerDevice", { deviceId })));
+      const answers = await Promise.all(ids.map((deviceId) => api.call(alice, "registerDevice", { deviceId })));
       expect(
-        answers.every((a) => a.status === 200 || (a.status === 400 && a.body.error === "TooManyDevices")),
+        answers.every((a) => a.status === 200 || (a.status === 400 && a.error === "TooManyDevices")),
         JSON.stringify(answers),
       ).toBe(true);
       const accepted = ids.filter((_, i) => answers[i]!.status === 200);
@@ -58,10 +49,10 @@ describe("devices under concurrency (real server, real PostgreSQL)", () => {
   it("concurrent registrations of one device register it once and all answer the same", async () => {
     const alice = unique("did:plc:alice");
     const answers = await Promise.all(
-      Array.from({ length: 20 }, (_, i) => call(alice, "registerDevice", { deviceId: "phone", name: `n${i % 3}` })),
+      Array.from({ length: 20 }, (_, i) => api.call(alice, "registerDevice", { deviceId: "phone", name: `n${i % 3}` })),
     );
     expect(answers.map((a) => a.status)).toEqual(Array(20).fill(200));
-    expect(new Set(answers.map((a) => JSON.stringify(a.body)))).toEqual(
+    expect(new Set(answers.map((a) => JSON.stringify(a.data)))).toEqual(
       new Set([JSON.stringify({ deviceId: "phone", credentialIdentity: `${alice}#phone` })]),
     );
     expect(await live(alice)).toEqual(["phone"]);
@@ -71,43 +62,45 @@ describe("devices under concurrency (real server, real PostgreSQL)", () => {
   it("registrations racing revocations at the limit never leave more than the limit live", async () => {
     const alice = unique("did:plc:alice");
     const first = Array.from({ length: LIMIT }, (_, i) => `old-${i}`);
-    for (const deviceId of first) expect((await call(alice, "registerDevice", { deviceId })).status).toBe(200);
+    for (const deviceId of first) expect((await api.call(alice, "registerDevice", { deviceId })).status).toBe(200);
     const fresh = Array.from({ length: LIMIT * 3 }, (_, i) => `new-${i}`);
     const answers = await Promise.all([
-      ...first.map((deviceId) => call(alice, "revokeDevice", { deviceId })),
-      ...fresh.map((deviceId) => call(alice, "registerDevice", { deviceId })),
+      ...first.map((deviceId) => api.call(alice, "revokeDevice", { deviceId })),
+      ...fresh.map((deviceId) => api.call(alice, "registerDevice", { deviceId })),
     ]);
     expect(answers.slice(0, LIMIT).map((a) => a.status)).toEqual(Array(LIMIT).fill(200));
     const accepted = fresh.filter((_, i) => answers[LIMIT + i]!.status === 200);
-    expect(answers.slice(LIMIT).every((a) => a.status === 200 || a.body.error === "TooManyDevices")).toBe(true);
+    expect(answers.slice(LIMIT).every((a) => a.status === 200 || a.error === "TooManyDevices")).toBe(true);
     expect(accepted.length).toBeLessThanOrEqual(LIMIT);
     expect((await live(alice)).sort()).toEqual([...accepted].sort());
   });
 
   it("concurrent revocations of one device all answer the same and post one event per conversation", async () => {
     const [alice, bob] = [unique("did:plc:alice"), unique("did:plc:bob")];
-    expect((await call(alice, "registerDevice", { deviceId: "phone" })).status).toBe(200);
+    expect((await api.call(alice, "registerDevice", { deviceId: "phone" })).status).toBe(200);
     const convos: string[] = [];
     for (let i = 0; i < 3; i++) {
-      const created = await call(i % 2 ? bob : alice, "createConvo", {
+      const created = await api.call(i % 2 ? bob : alice, "createConvo", {
         groupId: randomGroupId(),
         cipherSuite: SUITE,
         initialMembers: [i % 2 ? alice : bob],
       });
-      expect(created.status, JSON.stringify(created.body)).toBe(200);
-      convos.push(created.body.id);
-      await insertRoster(db, created.body.id, [
+      expect(created.status, JSON.stringify(created)).toBe(200);
+      convos.push(created.data!.id);
+      await insertRoster(db, created.data!.id, [
         { did: bob, deviceId: "" },
         { did: alice, deviceId: "phone" },
       ]);
     }
     // Sends race the revocations in the same conversations: they share the conversation locks.
     const answers = await Promise.all([
-      ...Array.from({ length: 10 }, () => call(alice, "revokeDevice", { deviceId: "phone" })),
-      ...convos.map((convoId) => call(bob, "sendMessage", { convoId, ciphertext: "AQID", epoch: 0 })),
+      ...Array.from({ length: 10 }, () => api.call(alice, "revokeDevice", { deviceId: "phone" })),
+      ...convos.map((convoId) =>
+        api.call(bob, "sendMessage", { convoId, ciphertext: Uint8Array.of(1, 2, 3), epoch: 0 }),
+      ),
     ]);
-    expect(answers.map((a) => [a.status, a.body.error])).toEqual(Array(13).fill([200, undefined]));
-    expect(answers.slice(0, 10).map((a) => a.body)).toEqual(Array(10).fill({ revoked: true }));
+    expect(answers.map((a) => [a.status, a.error])).toEqual(Array(13).fill([200, undefined]));
+    expect(answers.slice(0, 10).map((a) => a.data)).toEqual(Array(10).fill({ revoked: true }));
     for (const convoId of convos) {
       expect(await membershipEvents(db, convoId)).toEqual([
         expect.objectContaining({ type: "joined" }),

@@ -1,12 +1,13 @@
 /**
  * revokeDevice over HTTP (in process) on real PostgreSQL: what a revocation does to the device's key packages,
  * welcomes and the conversations whose roster holds it, in one transaction; repeats, idempotency keys, errors.
+ * Well-formed calls go through the typed client; bad input, and a refusal's replay header, are raw (`xrpc`).
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { requireDevice } from "../../src/services/actingDevice.js";
 import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
 import { xrpc } from "../helpers/xrpc.js";
-import { stream } from "../events/convo.js";
+import { Api, expectOutcome, firstEvents } from "../messaging/client.js";
 import {
   insertKeyPackage,
   insertRoster,
@@ -22,22 +23,21 @@ afterAll(() => db.close());
 
 const { app } = testApp(db);
 
-const revoke = (did: string, body: unknown, headers: Record<string, string> = {}) =>
+const api = new Api(app);
+
+/** revokeDevice through the typed client, as an outcome; `idempotencyKey`: the call's key (else a fresh one). */
+const revoke = (did: string, input: { deviceId: string; idempotencyKey?: string }, idempotencyKey?: string) =>
+  api.call(did, "revokeDevice", { ...input, ...(idempotencyKey !== undefined && { idempotencyKey }) });
+/** revokeDevice sent raw: bad input, headers. */
+const revokeRaw = (did: string, body: unknown, headers: Record<string, string> = {}) =>
   xrpc(app, did, "revokeDevice", { body, headers });
 
 async function registered(did: string, ...deviceIds: string[]): Promise<void> {
-  for (const deviceId of deviceIds) {
-    const answer = await xrpc(app, did, "registerDevice", { body: { deviceId } });
-    expect(answer.status, JSON.stringify(answer.body)).toBe(200);
-  }
+  for (const deviceId of deviceIds) expectOutcome(await api.call(did, "registerDevice", { deviceId }), 200);
 }
 
 async function convo(creator: string, members: string[] = []): Promise<string> {
-  const created = await xrpc(app, creator, "createConvo", {
-    body: { groupId: randomGroupId(), cipherSuite: SUITE, initialMembers: members },
-  });
-  expect(created.status, JSON.stringify(created.body)).toBe(200);
-  return created.body.id as string;
+  return api.createConvo(creator, members, { groupId: randomGroupId(), cipherSuite: SUITE });
 }
 
 const lastEventSeq = async (convoId: string) => {
@@ -54,15 +54,15 @@ describe("revokeDevice", () => {
     await registered(alice, "phone", "laptop");
     const answer = await revoke(alice, { deviceId: "phone" });
     expect(answer.status).toBe(200);
-    expect(answer.body).toEqual({ revoked: true });
+    expect(answer.data).toEqual({ revoked: true });
 
     await expect(requireDevice(db, alice, "phone", new Date())).rejects.toMatchObject({
       status: 403,
       error: "DeviceRevoked",
     });
     expect(await requireDevice(db, alice, "laptop", new Date())).toBe("laptop");
-    const listed = (await xrpc(app, alice, "getDevices")).body.devices;
-    expect(listed.map((d: { deviceId: string; revoked: boolean }) => [d.deviceId, d.revoked])).toEqual([
+    const listed = (await api.as(alice).getDevices()).data.devices;
+    expect(listed.map((d) => [d.deviceId, d.revoked])).toEqual([
       ["phone", true],
       ["laptop", false],
     ]);
@@ -164,13 +164,12 @@ describe("revokeDevice", () => {
     expect(row!.epoch).toBe(4);
 
     // Members see it on the conversation's event stream.
-    const bobs = await stream(app, bob, { convoId: holding[0]!, cursor: before.get(holding[0]!) });
-    expect(await bobs.events!.nextParsed()).toMatchObject({ event: "membership", data: event(0) });
-    await bobs.close();
+    const [seen] = await firstEvents(api.as(bob), { convoId: holding[0]!, cursor: before.get(holding[0]!) }, 1);
+    expect(seen).toMatchObject({ type: "membership", data: event(0) });
 
     // Revoking again posts nothing more.
     const after = await lastEventSeq(holding[0]!);
-    expect((await revoke(alice, { deviceId: "phone" })).body).toEqual({ revoked: true });
+    expect((await revoke(alice, { deviceId: "phone" })).data).toEqual({ revoked: true });
     expect(await lastEventSeq(holding[0]!)).toBe(after);
   });
 
@@ -183,7 +182,7 @@ describe("revokeDevice", () => {
     const later = await insertKeyPackage(db, { owner: alice, deviceId: "phone" });
 
     const repeat = await revoke(alice, { deviceId: "phone" });
-    expect([repeat.status, repeat.body]).toEqual([200, { revoked: true }]);
+    expect([repeat.status, repeat.data]).toEqual([200, { revoked: true }]);
     const [second] = await db.query<{ revoked_at: Date }>(`SELECT revoked_at FROM devices WHERE did = $1`, [alice]);
     expect(second).toEqual(first);
     expect(await keyPackageHashes(db, alice)).toEqual([later]);
@@ -193,8 +192,7 @@ describe("revokeDevice", () => {
       [bob, "phone"],
     ] as const) {
       const unknown = await revoke(did, { deviceId });
-      expect(unknown.status).toBe(403);
-      expect(unknown.body).toEqual({ error: "UnknownDevice", message: expect.any(String) });
+      expect(unknown).toMatchObject({ status: 403, error: "UnknownDevice", message: expect.any(String) });
     }
     // Bob's attempt left Alice's device as it was.
     expect((await db.query(`SELECT 1 FROM devices WHERE did = $1 AND revoked_at IS NOT NULL`, [alice])).length).toBe(1);
@@ -210,18 +208,23 @@ describe("revokeDevice", () => {
     const first = await revoke(alice, { deviceId: "phone", idempotencyKey: "revoke-1" });
     expect(first.status).toBe(200);
     const replay = await revoke(alice, { deviceId: "phone", idempotencyKey: "revoke-1" });
-    expect([replay.status, replay.headers.get("Idempotent-Replayed"), replay.body]).toEqual([200, "true", first.body]);
+    expect([replay.status, replay.error === undefined && replay.replayed, replay.data]).toEqual([
+      200,
+      true,
+      first.data,
+    ]);
     expect(await membershipEvents(db, convoId, start)).toHaveLength(1);
 
     const reused = await revoke(alice, { deviceId: "laptop", idempotencyKey: "revoke-1" });
-    expect([reused.status, reused.body.error]).toEqual([422, "IdempotencyKeyReused"]);
+    expect([reused.status, reused.error]).toEqual([422, "IdempotencyKeyReused"]);
     expect((await db.query(`SELECT 1 FROM devices WHERE did = $1 AND revoked_at IS NULL`, [alice])).length).toBe(1);
 
     // A refusal is replayed as well, even once the device exists.
-    const refused = await revoke(alice, { deviceId: "tablet" }, { "Idempotency-Key": "revoke-2" });
-    expect(refused.body.error).toBe("UnknownDevice");
+    const refused = await revoke(alice, { deviceId: "tablet" }, "revoke-2");
+    expect(refused.error).toBe("UnknownDevice");
     await registered(alice, "tablet");
-    const again = await revoke(alice, { deviceId: "tablet" }, { "Idempotency-Key": "revoke-2" });
+    // Raw: the client shows no replay header on an error answer.
+    const again = await revokeRaw(alice, { deviceId: "tablet" }, { "Idempotency-Key": "revoke-2" });
     expect([again.status, again.body.error, again.headers.get("Idempotent-Replayed")]).toEqual([
       403,
       "UnknownDevice",
@@ -243,7 +246,7 @@ describe("revokeDevice", () => {
       [],
       null,
     ]) {
-      const answer = await revoke(alice, body);
+      const answer = await revokeRaw(alice, body);
       expect([answer.status, answer.body.error], JSON.stringify(body)).toEqual([400, "InvalidRequest"]);
     }
     expect((await db.query(`SELECT 1 FROM devices WHERE did = $1 AND revoked_at IS NULL`, [alice])).length).toBe(1);

@@ -12,7 +12,19 @@ import { testApp, testDatabase, unique } from "../helpers/context.js";
 import { withStatementHook } from "../helpers/faults.js";
 import { TestGroup } from "../helpers/mls.js";
 import { conversationLockWaiters } from "../helpers/rowLock.js";
-import { base64, expectReply, randomBytes, storedMessages, Xrpc } from "../messaging/client.js";
+import type { Input } from "mls-delivery-service/client";
+import {
+  Api,
+  base64,
+  expectOutcome,
+  expectReply,
+  messageOf,
+  ok,
+  randomBytes,
+  rawOutcome,
+  storedMessages,
+  Xrpc,
+} from "../messaging/client.js";
 import { registerDevices, revokeDeviceRow, rosterChecked } from "./acting.js";
 
 const db = testDatabase();
@@ -22,7 +34,7 @@ afterAll(() => db.close());
  * Alice's conversation over a real ts-mls group with Bob (devices phone and laptop): roster-checked with Alice's
  * implicit device and Bob's phone in the roster, unless `checked` is false.
  */
-async function setup(api: Xrpc, { checked = true } = {}) {
+async function setup(api: Api, { checked = true } = {}) {
   const alice = unique("did:plc:ralice");
   const bob = unique("did:plc:rbob");
   await registerDevices(db, bob, "phone", "laptop");
@@ -43,24 +55,40 @@ const sendBody = (convoId: string, bytes: Uint8Array, extra: Record<string, unkn
   epoch: 0,
   ...extra,
 });
+const sendInput = (
+  convoId: string,
+  ciphertext: Uint8Array,
+  extra: { deviceId?: string; idempotencyKey?: string } = {},
+): Input<"sendMessage"> => ({ convoId, ciphertext, epoch: 0, ...extra });
+
+/**
+ * sendMessage as `did`: keyed through the typed client, unkeyed raw (the typed client keys every procedure, and
+ * these tests send both ways).
+ */
+async function send(api: Api, raw: Xrpc, did: string, input: Input<"sendMessage">) {
+  if (input.idempotencyKey !== undefined) return api.call(did, "sendMessage", input);
+  return rawOutcome(await raw.post(did, "sendMessage", { ...input, ciphertext: base64(input.ciphertext) }));
+}
 
 describe("sendMessage in a roster-checked conversation", () => {
-  const api = new Xrpc(testApp(db).app);
+  const { app } = testApp(db);
+  const api = new Api(app);
+  const raw = new Xrpc(app);
 
   it("takes MLS application messages and proposals from devices in the roster, keyed or not", async () => {
     const { alice, bob, convoId, group } = await setup(api);
     const sends = [
-      { did: bob, body: sendBody(convoId, await group.application("phone"), { deviceId: "phone" }) },
+      { did: bob, input: sendInput(convoId, await group.application("phone"), { deviceId: "phone" }) },
       {
         did: bob,
-        body: sendBody(convoId, await group.application("keyed"), { deviceId: "phone", idempotencyKey: unique("k") }),
+        input: sendInput(convoId, await group.application("keyed"), { deviceId: "phone", idempotencyKey: unique("k") }),
       },
-      { did: alice, body: sendBody(convoId, await group.application("alice")) },
-      { did: alice, body: sendBody(convoId, await group.proposal()) },
+      { did: alice, input: sendInput(convoId, await group.application("alice")) },
+      { did: alice, input: sendInput(convoId, await group.proposal()) },
     ];
-    for (const { did, body } of sends) expectReply(await api.post(did, "sendMessage", body), 200);
-    const page = await api.get(alice, "getMessages", { convoId });
-    expect(page.body.messages.map((m: Record<string, string>) => [m.sender, m.senderDevice, m.messageType])).toEqual([
+    for (const { did, input } of sends) expectOutcome(await send(api, raw, did, input), 200);
+    const page = await ok(api.as(alice).getMessages({ convoId }));
+    expect(page.data.messages.map((m) => [m.sender, m.senderDevice, m.messageType])).toEqual([
       [bob, "phone", "app"],
       [bob, "phone", "app"],
       [alice, "", "app"],
@@ -74,18 +102,14 @@ describe("sendMessage in a roster-checked conversation", () => {
     for (const withKey of [false, true]) {
       const keyed = () => (withKey ? { idempotencyKey: unique("k") } : {});
       // A registered device of a member, not in the MLS group; and the member's implicit device, not in it either.
-      const laptop = await api.post(
-        bob,
-        "sendMessage",
-        sendBody(convoId, application, { deviceId: "laptop", ...keyed() }),
-      );
-      expectReply(laptop, 403, "NotMember");
-      expect(laptop.body.message).toMatch(/roster/);
-      expectReply(await api.post(bob, "sendMessage", sendBody(convoId, application, keyed())), 403, "NotMember");
+      const laptop = await send(api, raw, bob, sendInput(convoId, application, { deviceId: "laptop", ...keyed() }));
+      expectOutcome(laptop, 403, "NotMember");
+      expect(messageOf(laptop)).toMatch(/roster/);
+      expectOutcome(await send(api, raw, bob, sendInput(convoId, application, keyed())), 403, "NotMember");
       // Opaque bytes from a device in the roster.
       for (const opaque of [randomBytes(64), new TextEncoder().encode("plain text")]) {
-        const reply = await api.post(bob, "sendMessage", sendBody(convoId, opaque, { deviceId: "phone", ...keyed() }));
-        expectReply(reply, 400, "NotApplicationMessage");
+        const reply = await send(api, raw, bob, sendInput(convoId, opaque, { deviceId: "phone", ...keyed() }));
+        expectOutcome(reply, 400, "NotApplicationMessage");
       }
     }
     expect(await storedMessages(db, convoId)).toEqual([]);
@@ -94,14 +118,14 @@ describe("sendMessage in a roster-checked conversation", () => {
   it("a conversation that is not roster-checked keeps taking opaque bytes from any live device", async () => {
     const { bob, convoId } = await setup(api, { checked: false });
     for (const deviceId of [undefined, "phone", "laptop"]) {
-      expectReply(await api.post(bob, "sendMessage", sendBody(convoId, randomBytes(32), { deviceId })), 200);
+      await ok(api.as(bob).sendMessage(sendInput(convoId, randomBytes(32), { deviceId })));
     }
     expect((await storedMessages(db, convoId)).length).toBe(3);
   });
 });
 
 describe("a send that waited for the conversation", () => {
-  const api = new Xrpc(testApp(db).app);
+  const api = new Api(testApp(db).app);
 
   /**
    * Sends as Bob's phone while a transaction holds the conversation, and commits `change` (with the membership
@@ -117,12 +141,12 @@ describe("a send that waited for the conversation", () => {
   ) {
     const { bob, convoId, group } = await setup(api);
     const bytes = await group.application();
-    let reply: ReturnType<typeof api.post> | undefined;
+    let reply: ReturnType<typeof api.call<"sendMessage">> | undefined;
     await db.transaction(async (tx) => {
       await change.lockDevice?.(tx, bob);
       const convo = await lockConvo(tx, convoId, bob);
       const [row] = await tx.query<{ ctid: string }>(`SELECT ctid::text FROM conversations WHERE id = $1`, [convoId]);
-      reply = api.post(bob, "sendMessage", sendBody(convoId, bytes, { deviceId: "phone" }));
+      reply = api.call(bob, "sendMessage", sendInput(convoId, bytes, { deviceId: "phone" }));
       await conversationLockWaiters(db, row!.ctid, 1);
       await change.underLock?.(tx, bob, convoId);
       await recordConvoChange(tx, convo, { sender: bob, membership: [event(bob)], now: new Date() });
@@ -139,7 +163,7 @@ describe("a send that waited for the conversation", () => {
         },
       },
     );
-    expectReply(answer, 403, "NotMember");
+    expectOutcome(answer, 403, "NotMember");
     expect(messages).toEqual([]);
   });
 
@@ -148,7 +172,7 @@ describe("a send that waited for the conversation", () => {
       (bob) => ({ type: "deviceRevoked", did: bob, deviceId: "phone", actor: bob }),
       { lockDevice: (tx, bob) => revokeDeviceRow(tx, bob, "phone") },
     );
-    expectReply(answer, 403, "DeviceRevoked");
+    expectOutcome(answer, 403, "DeviceRevoked");
     expect(messages).toEqual([]);
   });
 });
@@ -156,7 +180,9 @@ describe("a send that waited for the conversation", () => {
 describe("the common send is one statement (a batch of its own when alone)", () => {
   const statements: string[] = [];
   const counted = withStatementHook(db, async (sql) => void statements.push(sql));
-  const api = new Xrpc(testApp(counted).app);
+  const { app } = testApp(counted);
+  const api = new Api(app);
+  const raw = new Xrpc(app);
 
   it.each([
     ["without deviceId (Alice's implicit device)", "alice", {}],
@@ -167,8 +193,8 @@ describe("the common send is one statement (a batch of its own when alone)", () 
       const { convoId, group } = convo;
       for (const keyed of [{}, { idempotencyKey: unique("k") }]) {
         statements.length = 0;
-        const body = sendBody(convoId, await group.application(), { ...device, ...keyed });
-        expectReply(await api.post(convo[sender], "sendMessage", body), 200);
+        const input = sendInput(convoId, await group.application(), { ...device, ...keyed });
+        expectOutcome(await send(api, raw, convo[sender], input), 200);
         expect(statements).toEqual([SEND_BATCH_SQL]);
       }
     }
@@ -189,11 +215,13 @@ describe("the common send is planned once", () => {
   ] as const)("%s", async (_, sender, device, mls) => {
     const single = testDatabase(1);
     try {
-      const api = new Xrpc(testApp(single).app);
-      const convo = await setup(api, { checked: false });
+      const { app } = testApp(single);
+      const convo = await setup(new Api(app), { checked: false });
+      // Raw: the plan of the unkeyed send (the typed client keys every procedure).
+      const raw = new Xrpc(app);
       for (let i = 0; i < 12; i++) {
         const bytes = mls ? await convo.group.application(`m${i}`) : randomBytes(48);
-        expectReply(await api.post(convo[sender], "sendMessage", sendBody(convo.convoId, bytes, device)), 200);
+        expectReply(await raw.post(convo[sender], "sendMessage", sendBody(convo.convoId, bytes, device)), 200);
       }
       const [plans] = await single.query<{ generic_plans: number }>(
         `SELECT generic_plans FROM pg_prepared_statements WHERE statement = $1`,

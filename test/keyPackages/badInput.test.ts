@@ -1,12 +1,14 @@
 /**
  * No input to the key package methods' new fields makes the server answer 5xx: device-form packages cut short or
- * mangled, random bytes, lastResort of the wrong type, bad deviceIds, the largest getKeyPackages request.
+ * mangled, random bytes, lastResort of the wrong type, bad deviceIds, the largest getKeyPackages request. Sent raw
+ * (bad input, an answer's size), but for the well-formed publishing of the first test (the typed client).
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { decodeMlsMessage, encodeMlsMessage } from "ts-mls/message.js";
 import { testApp, testDatabase, tokenFor, unique } from "../helpers/context.js";
 import { xrpc } from "../helpers/xrpc.js";
-import { devicePackage, publishItem, registerDevice, storedPackages } from "./fixtures.js";
+import { Api, expectOutcome } from "../messaging/client.js";
+import { devicePackage, publishInput, publishItem, registerDevice, storedPackages } from "./fixtures.js";
 
 const db = testDatabase();
 afterAll(() => db.close());
@@ -32,14 +34,12 @@ describe("publishing bad key packages", () => {
     const signature = Uint8Array.from(message.keyPackage.signature);
     signature[5]! ^= 0x10;
     const forged = encodeMlsMessage({ ...message, keyPackage: { ...message.keyPackage, signature } });
-    const refused = await xrpc(app, alice, "publishKeyPackages", { body: { keyPackages: [publishItem(forged)] } });
-    expect(refused.status).toBe(400);
-    expect(refused.body.error).toBe("InvalidKeyPackage");
+    const api = new Api(app);
+    const refused = await api.call(alice, "publishKeyPackages", { keyPackages: [publishInput(forged)] });
+    expectOutcome(refused, 400, "InvalidKeyPackage");
 
     const fresh = await devicePackage(alice, "laptop");
-    expect((await xrpc(app, alice, "publishKeyPackages", { body: { keyPackages: [publishItem(fresh)] } })).status).toBe(
-      200,
-    );
+    expectOutcome(await api.call(alice, "publishKeyPackages", { keyPackages: [publishInput(fresh)] }), 200);
     const [row] = await db.query<{ signature_key: Uint8Array }>(
       `SELECT signature_key FROM key_packages WHERE owner_did = $1 AND key_package = $2`,
       [alice, fresh],

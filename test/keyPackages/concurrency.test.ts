@@ -4,11 +4,12 @@
  * concurrent publishers of one device's last-resort package.
  */
 import { describe, expect, it } from "vitest";
-import { sha256Hex } from "../../src/bytes.js";
+import { decodeBase64, sha256Hex } from "../../src/bytes.js";
 import { unique } from "../helpers/context.js";
 import {
   devicePackage,
   devicePackages,
+  publishInput,
   publishItem,
   realServer,
   registerDevice,
@@ -16,13 +17,22 @@ import {
   storedPackages,
 } from "./fixtures.js";
 
-const { db, call, getKeyPackages } = realServer();
+const { db, call, api } = realServer();
 
 async function publish(owner: string, packages: Uint8Array[], lastResort?: boolean) {
-  const res = await call(owner, "publishKeyPackages", {
-    body: { keyPackages: packages.map((bytes) => publishItem(bytes, { lastResort })) },
+  const res = await api().call(owner, "publishKeyPackages", {
+    keyPackages: packages.map((bytes) => publishInput(bytes, { lastResort })),
   });
   expect(res.status).toBe(200);
+}
+
+/** A raw publish item (base64 text) as the typed client's input (bytes). */
+const asInput = (item: ReturnType<typeof publishItem>) => ({ ...item, keyPackage: decodeBase64(item.keyPackage)! });
+
+/** getKeyPackages through the typed client, as `{status, body}`. */
+async function getKeyPackages(caller: string, dids: string[]) {
+  const answer = await api().call(caller, "getKeyPackages", { dids });
+  return { status: answer.status, body: answer.data! };
 }
 
 describe("getKeyPackages under concurrency", () => {
@@ -133,11 +143,12 @@ describe("publishing under concurrency", () => {
     ].map((items) => [...items].sort(() => Math.random() - 0.5));
     const answers = await Promise.all(
       batches.map((keyPackages, i) =>
-        call<{ published: number; duplicates: number }>(alice, "publishKeyPackages", {
-          body: { keyPackages },
-          // Half go through the idempotency transaction, half through the pool.
-          ...(i % 2 === 0 && { headers: { "Idempotency-Key": `batch-${i}` } }),
-        }),
+        // Half go through the idempotency transaction (the typed client), half through the pool (raw: no key).
+        i % 2 === 0
+          ? api()
+              .call(alice, "publishKeyPackages", { keyPackages: keyPackages.map(asInput) })
+              .then((answer) => ({ status: answer.status, body: answer.data! }))
+          : call<{ published: number; duplicates: number }>(alice, "publishKeyPackages", { body: { keyPackages } }),
       ),
     );
     expect(answers.map((answer) => answer.status)).toEqual(Array(batches.length).fill(200));
@@ -153,16 +164,16 @@ describe("publishing under concurrency", () => {
 
   it("publishing and renaming the device at once never deadlock", async () => {
     const alice = unique("did:plc:calice");
-    expect((await call(alice, "registerDevice", { body: { deviceId: "laptop" } })).status).toBe(200);
+    expect((await api().call(alice, "registerDevice", { deviceId: "laptop" })).status).toBe(200);
     const batches = await Promise.all(Array.from({ length: 10 }, () => devicePackages(alice, "laptop", 2)));
     const answers = await Promise.all([
       ...batches.map((packages, i) =>
-        call(alice, "publishKeyPackages", {
-          body: { keyPackages: packages.map((bytes, n) => publishItem(bytes, { lastResort: i % 2 === 1 && n === 0 })) },
+        api().call(alice, "publishKeyPackages", {
+          keyPackages: packages.map((bytes, n) => publishInput(bytes, { lastResort: i % 2 === 1 && n === 0 })),
         }),
       ),
       ...Array.from({ length: 10 }, (_, i) =>
-        call(alice, "registerDevice", { body: { deviceId: "laptop", name: `laptop ${i}` } }),
+        api().call(alice, "registerDevice", { deviceId: "laptop", name: `laptop ${i}` }),
       ),
     ]);
     expect(answers.map((answer) => answer.status)).toEqual(Array(20).fill(200));
@@ -171,25 +182,23 @@ describe("publishing under concurrency", () => {
   it("revokeDevice racing publishers of the device's packages leaves none of them unhanded", async () => {
     for (let round = 0; round < 6; round++) {
       const alice = unique("did:plc:calice");
-      expect((await call(alice, "registerDevice", { body: { deviceId: "laptop" } })).status).toBe(200);
+      expect((await api().call(alice, "registerDevice", { deviceId: "laptop" })).status).toBe(200);
       const batches = await Promise.all(Array.from({ length: 8 }, () => devicePackages(alice, "laptop", 3)));
       const later = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
       // Publishers start one after another; the revocation starts among them, later each round.
       const publishing = batches.map((packages, i) =>
         later(i * 4).then(() =>
-          call<{ error?: string }>(alice, "publishKeyPackages", {
+          api().call(alice, "publishKeyPackages", {
             // Odd batches carry a last-resort package (their first) too: the path that locks the owner exclusively.
-            body: {
-              keyPackages: packages.map((bytes, n) => publishItem(bytes, { lastResort: i % 2 === 1 && n === 0 })),
-            },
+            keyPackages: packages.map((bytes, n) => publishInput(bytes, { lastResort: i % 2 === 1 && n === 0 })),
           }),
         ),
       );
-      const revoked = later(round * 6).then(() => call(alice, "revokeDevice", { body: { deviceId: "laptop" } }));
+      const revoked = later(round * 6).then(() => api().call(alice, "revokeDevice", { deviceId: "laptop" }));
       const answers = await Promise.all(publishing);
       expect((await revoked).status).toBe(200);
       for (const answer of answers) {
-        if (answer.status !== 200) expect(answer).toMatchObject({ status: 400, body: { error: "InvalidKeyPackage" } });
+        if (answer.status !== 200) expect(answer).toMatchObject({ status: 400, error: "InvalidKeyPackage" });
       }
       expect(await storedPackages(db, alice)).toEqual([]);
     }

@@ -4,12 +4,13 @@
  * bytes. In-process app on the run's real PostgreSQL; the concurrent cases are in concurrency.test.ts.
  */
 import { afterAll, describe, expect, it } from "vitest";
-import { encodeBase64, sha256Hex } from "../../src/bytes.js";
+import { decodeBase64, sha256Hex } from "../../src/bytes.js";
 import { ManualClock } from "../../src/clock.js";
 import type { Env } from "../../src/config.js";
 import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
 import { makeGroupWithCommit, makeKeyPackage } from "../helpers/mls.js";
 import { xrpc } from "../helpers/xrpc.js";
+import { Api, expectOutcome, ok } from "../messaging/client.js";
 import {
   devicePackage,
   devicePackages,
@@ -27,25 +28,35 @@ afterAll(() => db.close());
 function client(env: Env = {}) {
   const clock = new ManualClock();
   const { app } = testApp(db, env, clock);
+  const api = new Api(app);
   const publish = async (did: string, items: ReturnType<typeof publishItem>[]) => {
-    const res = await xrpc(app, did, "publishKeyPackages", { body: { keyPackages: items } });
-    expect(res.status, JSON.stringify(res.body)).toBe(200);
-    return res.body as { published: number; duplicates: number };
+    const res = await ok(api.as(did).publishKeyPackages({ keyPackages: items.map(asInput) }));
+    return res.data;
   };
   /** Publishes each package in its own call, in order (so created_at orders them). */
   const publishEach = async (did: string, packages: Uint8Array[], lastResort?: boolean) => {
     for (const bytes of packages) await publish(did, [publishItem(bytes, { lastResort })]);
   };
   const fetchFor = async (caller: string, dids: string[], cipherSuite?: string) => {
-    const res = await xrpc(app, caller, "getKeyPackages", { query: { dids, ...(cipherSuite && { cipherSuite }) } });
+    const res = await ok(api.as(caller).getKeyPackages({ dids, ...(cipherSuite && { cipherSuite }) }));
+    return res.data;
+  };
+  /** getKeyPackages raw: the answer's size as sent. */
+  const fetchRaw = async (caller: string, dids: string[]) => {
+    const res = await xrpc(app, caller, "getKeyPackages", { query: { dids } });
     expect(res.status, JSON.stringify(res.body)).toBe(200);
     return res.body as KeyPackagesAnswer;
   };
-  return { app, clock, publish, publishEach, fetchFor };
+  return { app, api, clock, publish, publishEach, fetchFor, fetchRaw };
 }
 
+/** A publish item (base64 text) as the typed client's input (bytes). */
+const asInput = (item: ReturnType<typeof publishItem>) => ({ ...item, keyPackage: decodeBase64(item.keyPackage)! });
+
 const hashOf = (bytes: Uint8Array) => sha256Hex(bytes);
-const handedTo = (answer: KeyPackagesAnswer) =>
+const handedTo = (answer: {
+  keyPackages: { did: string; deviceId: string; keyPackageHash: string; lastResort: boolean }[];
+}) =>
   answer.keyPackages.map(({ did, deviceId, keyPackageHash, lastResort }) => ({
     did,
     deviceId,
@@ -72,7 +83,7 @@ describe("publishing per device", () => {
   });
 
   it("refuses a package naming another DID's device, an unregistered device or a revoked one, storing nothing of its batch", async () => {
-    const { app } = client();
+    const { api } = client();
     const alice = unique("did:plc:alice");
     const bob = unique("did:plc:bob");
     await registerDevice(db, alice, "laptop");
@@ -89,13 +100,22 @@ describe("publishing per device", () => {
       "two hashes": await makeKeyPackage(`${alice}#laptop#x`),
     };
     for (const [name, bytes] of Object.entries(refused)) {
-      for (const [method, body] of [
-        ["publishKeyPackage", publishItem(bytes)],
-        ["publishKeyPackages", { keyPackages: [good, publishItem(bytes)] }],
-        ["publishKeyPackages", { keyPackages: [good, publishItem(bytes, { lastResort: true })] }],
+      for (const [method, send] of [
+        ["publishKeyPackage", () => api.call(alice, "publishKeyPackage", asInput(publishItem(bytes)))],
+        [
+          "publishKeyPackages",
+          () => api.call(alice, "publishKeyPackages", { keyPackages: [good, publishItem(bytes)].map(asInput) }),
+        ],
+        [
+          "publishKeyPackages",
+          () =>
+            api.call(alice, "publishKeyPackages", {
+              keyPackages: [good, publishItem(bytes, { lastResort: true })].map(asInput),
+            }),
+        ],
       ] as const) {
-        const res = await xrpc(app, alice, method, { body });
-        expect({ name, method, status: res.status, error: res.body.error }).toEqual({
+        const res = await send();
+        expect({ name, method, status: res.status, error: res.error }).toEqual({
           name,
           method,
           status: 400,
@@ -182,7 +202,7 @@ describe("publishing per device", () => {
   });
 
   it("refuses an ambiguous batch: one package under both flags, or two last-resort packages for one device and suite", async () => {
-    const { app } = client();
+    const { api } = client();
     const alice = unique("did:plc:alice");
     await registerDevice(db, alice, "laptop");
     const [a, b] = await devicePackages(alice, "laptop", 2);
@@ -190,9 +210,8 @@ describe("publishing per device", () => {
       [publishItem(a!), publishItem(a!, { lastResort: true })],
       [publishItem(a!, { lastResort: true }), publishItem(b!, { lastResort: true })],
     ]) {
-      const res = await xrpc(app, alice, "publishKeyPackages", { body: { keyPackages } });
-      expect(res.status).toBe(400);
-      expect(res.body).toEqual({ error: "InvalidRequest", message: expect.any(String) });
+      const res = await api.call(alice, "publishKeyPackages", { keyPackages: keyPackages.map(asInput) });
+      expect(res).toMatchObject({ status: 400, error: "InvalidRequest", message: expect.any(String) });
     }
     expect(await storedPackages(db, alice)).toEqual([]);
   });
@@ -263,7 +282,7 @@ describe("getKeyPackages per device", () => {
   });
 
   it("gives a caller who took its share of a device's packages the last-resort one, and one without it nothing", async () => {
-    const { app, publishEach, fetchFor } = client();
+    const { api, publishEach, fetchFor } = client();
     const alice = unique("did:plc:alice");
     const mallory = unique("did:plc:mallory");
     await registerDevice(db, alice, "laptop");
@@ -272,21 +291,19 @@ describe("getKeyPackages per device", () => {
     await publishEach(alice, await devicePackages(alice, "phone", 5));
     const [lastResort] = await devicePackages(alice, "laptop", 1);
     await publishEach(alice, [lastResort!], true);
-    const welcome = encodeBase64((await makeGroupWithCommit()).welcomeBytes);
+    const welcome = (await makeGroupWithCommit()).welcomeBytes;
     // Each round mallory uses the laptop's package in a welcome, so her reservation no longer answers.
     for (let round = 0; round < 3; round++) {
       const laptop = (await fetchFor(mallory, [alice])).keyPackages.find((pkg) => pkg.deviceId === "laptop")!;
       expect(laptop.lastResort).toBe(false);
-      const created = await xrpc(app, mallory, "createConvo", {
-        body: {
-          groupId: randomGroupId(),
-          cipherSuite: SUITE,
-          initialMembers: [alice],
-          welcomeMessage: welcome,
-          keyPackageHashes: [{ did: alice, hash: laptop.keyPackageHash }],
-        },
+      const created = await api.call(mallory, "createConvo", {
+        groupId: randomGroupId(),
+        cipherSuite: SUITE,
+        initialMembers: [alice],
+        welcomeMessage: welcome,
+        keyPackageHashes: [{ did: alice, hash: laptop.keyPackageHash }],
       });
-      expect(created.status).toBe(200);
+      expectOutcome(created, 200);
     }
     const after = await fetchFor(mallory, [alice]);
     expect(after.keyPackages.map(({ deviceId, lastResort: last }) => [deviceId, last])).toEqual([
@@ -343,34 +360,33 @@ describe("getKeyPackages per device", () => {
 
 describe("last-resort packages and welcomes", () => {
   it("a welcome confirmed or retired with a last-resort package leaves it unconsumed; a one-time one is consumed", async () => {
-    const { app, publishEach, fetchFor } = client();
+    const { api, publishEach, fetchFor } = client();
     const alice = unique("did:plc:alice");
     await registerDevice(db, alice, "laptop");
     const [oneTime] = await devicePackages(alice, "laptop", 1);
     const [lastResort] = await devicePackages(alice, "laptop", 1);
     await publishEach(alice, [oneTime!]);
     await publishEach(alice, [lastResort!], true);
-    const welcome = encodeBase64((await makeGroupWithCommit()).welcomeBytes);
+    const welcome = (await makeGroupWithCommit()).welcomeBytes;
 
     /** A conversation by `creator` adding alice with the package `creator` was handed. */
     const invite = async (creator: string) => {
       const [pkg] = (await fetchFor(creator, [alice])).keyPackages;
-      const created = await xrpc(app, creator, "createConvo", {
-        body: {
+      const created = await ok(
+        api.as(creator).createConvo({
           groupId: randomGroupId(),
           cipherSuite: SUITE,
           initialMembers: [alice],
           welcomeMessage: welcome,
           keyPackageHashes: [{ did: alice, hash: pkg!.keyPackageHash }],
-        },
-      });
-      expect(created.status).toBe(200);
-      return { convoId: created.body.id as string, pkg: pkg! };
+        }),
+      );
+      return { convoId: created.data.id, pkg: pkg! };
     };
     const confirm = async (convoId: string) => {
-      expect((await xrpc(app, alice, "getWelcome", { query: { convoId } })).status).toBe(200);
-      const res = await xrpc(app, alice, "confirmWelcome", { body: { convoId, success: true } });
-      expect(res.body).toEqual({ confirmed: true });
+      expectOutcome(await api.call(alice, "getWelcome", { convoId }), 200);
+      const res = await api.call(alice, "confirmWelcome", { convoId, success: true });
+      expect(res.data).toEqual({ confirmed: true });
     };
     const consumed = async () =>
       new Map((await storedPackages(db, alice)).map((row) => [row.hash, row.consumed_at !== null]));
@@ -389,7 +405,7 @@ describe("last-resort packages and welcomes", () => {
     const dave = unique("did:plc:dave");
     const third = await invite(dave);
     expect(third.pkg.lastResort).toBe(true);
-    const removed = await xrpc(app, dave, "leaveConvo", { body: { convoId: third.convoId, targetDid: alice } });
+    const removed = await api.call(dave, "leaveConvo", { convoId: third.convoId, targetDid: alice });
     expect(removed.status).toBe(200);
     const retired = await db.query<{ state: string }>(
       `SELECT state FROM welcome_messages WHERE convo_id = $1 AND recipient_did = $2`,
@@ -405,7 +421,7 @@ describe("last-resort packages and welcomes", () => {
 describe("the byte bound", () => {
   it("answers whole DIDs while they fit in MAX_PAGE_BYTES, defers the rest and hands out none of theirs", async () => {
     const maxBytes = 4096;
-    const { publishEach, fetchFor } = client({ MAX_PAGE_BYTES: String(maxBytes) });
+    const { publishEach, fetchRaw } = client({ MAX_PAGE_BYTES: String(maxBytes) });
     const owners = Array.from({ length: 6 }, () => unique("did:plc:owner"));
     for (const owner of owners) {
       await registerDevice(db, owner, "laptop");
@@ -416,7 +432,8 @@ describe("the byte bound", () => {
     const answered: string[] = [];
     let asked = owners;
     for (let round = 0; round < owners.length && asked.length > 0; round++) {
-      const answer = await fetchFor(bob, asked);
+      // Raw: the answer's size as sent is the point.
+      const answer = await fetchRaw(bob, asked);
       expect(JSON.stringify(answer).length).toBeLessThanOrEqual(maxBytes);
       const dids = [...new Set(answer.keyPackages.map((pkg) => pkg.did))];
       expect(dids.length).toBeGreaterThan(0);
@@ -454,17 +471,17 @@ describe("the byte bound", () => {
 
 describe("getKeyPackageStats per device", () => {
   it("tells an old client (no deviceId: the implicit device) to replenish its own stock, whatever its DID's new devices hold", async () => {
-    const { app, publishEach } = client({ KEY_PACKAGE_THRESHOLD: "2" });
+    const { api, publishEach } = client({ KEY_PACKAGE_THRESHOLD: "2" });
     const alice = unique("did:plc:alice");
     await registerDevice(db, alice, "phone");
     await publishEach(alice, await devicePackages(alice, "phone", 5));
     await publishEach(alice, await devicePackages(alice, "", 1));
-    const stats = await xrpc(app, alice, "getKeyPackageStats", {});
-    expect(stats.body).toEqual({ available: 1, threshold: 2, needsReplenish: true });
+    const stats = await api.call(alice, "getKeyPackageStats", {});
+    expect(stats.data).toEqual({ available: 1, threshold: 2, needsReplenish: true });
   });
 
   it("counts one device's one-time packages with deviceId, the implicit device's without; last-resort ones never", async () => {
-    const { app, publishEach, fetchFor } = client({ KEY_PACKAGE_THRESHOLD: "2" });
+    const { api, publishEach, fetchFor } = client({ KEY_PACKAGE_THRESHOLD: "2" });
     const alice = unique("did:plc:alice");
     await registerDevice(db, alice, "laptop");
     await registerDevice(db, alice, "gone");
@@ -473,13 +490,14 @@ describe("getKeyPackageStats per device", () => {
     await publishEach(alice, await devicePackages(alice, "laptop", 1), true);
     await publishEach(alice, await devicePackages(alice, "", 1));
     const stats = async (deviceId?: string) =>
-      xrpc(app, alice, "getKeyPackageStats", { query: deviceId === undefined ? {} : { deviceId } });
-    expect((await stats()).body).toEqual({ available: 1, threshold: 2, needsReplenish: true });
-    expect((await stats("laptop")).body).toEqual({ available: 2, threshold: 2, needsReplenish: false });
+      api.call(alice, "getKeyPackageStats", deviceId === undefined ? {} : { deviceId });
+    expect((await stats()).data).toEqual({ available: 1, threshold: 2, needsReplenish: true });
+    expect((await stats("laptop")).data).toEqual({ available: 2, threshold: 2, needsReplenish: false });
     await fetchFor(unique("did:plc:bob"), [alice]);
-    expect((await stats("laptop")).body).toEqual({ available: 1, threshold: 2, needsReplenish: true });
-    expect((await stats()).body).toEqual({ available: 0, threshold: 2, needsReplenish: true });
-    expect(await stats("ghost")).toMatchObject({ status: 403, body: { error: "UnknownDevice" } });
-    expect(await stats("gone")).toMatchObject({ status: 403, body: { error: "DeviceRevoked" } });
+    expect((await stats("laptop")).data).toEqual({ available: 1, threshold: 2, needsReplenish: true });
+    expect((await stats()).data).toEqual({ available: 0, threshold: 2, needsReplenish: true });
+    const ghost = await stats("ghost");
+    expect(ghost, JSON.stringify(ghost)).toMatchObject({ status: 403, error: "UnknownDevice" });
+    expect(await stats("gone")).toMatchObject({ status: 403, error: "DeviceRevoked" });
   });
 });

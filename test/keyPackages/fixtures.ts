@@ -10,6 +10,7 @@ import type { HandedOutKeyPackage } from "../../src/services/keyPackageClaims.js
 import { start, type BattleServer } from "../battle/server.js";
 import { testDatabase, tokenFor } from "../helpers/context.js";
 import { makeKeyPackage, TEST_CIPHER_SUITE } from "../helpers/mls.js";
+import { Api } from "../messaging/client.js";
 
 export const SUITE = TEST_CIPHER_SUITE;
 
@@ -46,6 +47,19 @@ export function publishItem(
   };
 }
 
+/** One item of publishKeyPackages (or the input of publishKeyPackage) for the typed client. */
+export function publishInput(
+  keyPackage: Uint8Array,
+  { lastResort, now = new Date() }: { lastResort?: boolean; now?: Date } = {},
+) {
+  return {
+    keyPackage,
+    cipherSuite: SUITE,
+    expires: new Date(now.getTime() + 86_400_000).toISOString(),
+    ...(lastResort !== undefined && { lastResort }),
+  };
+}
+
 export type HandedOut = HandedOutKeyPackage;
 
 export interface KeyPackagesAnswer {
@@ -71,13 +85,16 @@ export const storedPackages = (db: Queryable, owner: string) =>
 
 /**
  * The real server process on real PostgreSQL for one test file, started before its tests and stopped after them:
- * `db` to read rows, `call` an XRPC method over real HTTP as a DID, `getKeyPackages` for some DIDs as a caller.
+ * `db` to read rows, `api()` the typed client over real HTTP (one attempt per call, every answer checked); raw, for
+ * requests the typed client does not make (no idempotency key): `call` an XRPC method as a DID, `getKeyPackages`.
  */
 export function realServer() {
   const db = testDatabase(5);
   let server: BattleServer;
+  let typed: Api;
   beforeAll(async () => {
     server = await start();
+    typed = new Api(server.url, { retry: { deadlineMs: 30_000 } });
   });
   afterAll(async () => {
     await server?.stop();
@@ -100,5 +117,5 @@ export function realServer() {
   const getKeyPackages = (caller: string, dids: string[]) =>
     call<KeyPackagesAnswer>(caller, "getKeyPackages", { query: new URLSearchParams(dids.map((did) => ["dids", did])) });
 
-  return { db, call, getKeyPackages };
+  return { db, call, getKeyPackages, api: () => typed };
 }

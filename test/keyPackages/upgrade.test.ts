@@ -10,11 +10,11 @@ import { migrate } from "../../src/db/migrate.js";
 import { readMigrations } from "../../src/db/migrations-fs.js";
 import { runCleanup } from "../../src/jobs/cleanup.js";
 import { testApp } from "../helpers/context.js";
-import { b64, RosterGroup, SUITE, type Device } from "../helpers/rosterGroup.js";
+import { RosterGroup, SUITE, type Device } from "../helpers/rosterGroup.js";
 import { holdRowLock } from "../helpers/rowLock.js";
 import { schemaBefore, type SchemaBefore } from "../helpers/upgrade.js";
-import { expectReply, Xrpc } from "../messaging/client.js";
-import { bundleBody, device, newDid, publisher } from "../roster/fixtures.js";
+import { Api, ok } from "../messaging/client.js";
+import { bundleInput, device, newDid, publisher } from "../roster/fixtures.js";
 
 let schema: SchemaBefore | undefined;
 afterAll(() => schema?.drop());
@@ -62,28 +62,25 @@ it("a package stored before 0012 gets its signature key from cleanup and vouches
   ]);
 
   // Alice, a new client, makes a roster-checked conversation and adds Bob with the package the server hands out.
-  const api = new Xrpc(testApp(db).app);
+  const api = new Api(testApp(db).app);
   const publishOwn = publisher(api);
   const group = await RosterGroup.create(alice, {
     publish: (owner: Device, bytes: Uint8Array) =>
       owner.did === alice.did ? publishOwn(owner, bytes) : Promise.resolve(),
   });
-  const created = await api.post(alice.did, "createConvo", {
-    groupId: group.groupIdHex,
-    cipherSuite: SUITE,
-    groupInfo: b64(await group.groupInfo(alice)),
-  });
-  expectReply(created, 200);
-  const handed = await api.get(alice.did, "getKeyPackages", { dids: [bob.did] });
-  expectReply(handed, 200);
-  expect(handed.body.keyPackages.map((pkg: { keyPackageHash: string }) => pkg.keyPackageHash)).toEqual([
-    sha256Hex(good),
-  ]);
+  const created = await ok(
+    api.as(alice.did).createConvo({
+      groupId: group.groupIdHex,
+      cipherSuite: SUITE,
+      groupInfo: await group.groupInfo(alice),
+    }),
+  );
+  const handed = await ok(api.as(alice.did).getKeyPackages({ dids: [bob.did] }));
+  expect(handed.data.keyPackages.map((pkg) => pkg.keyPackageHash)).toEqual([sha256Hex(good)]);
 
   const bundle = await group.commit(alice, { extraKeyPackages: [{ device: bob, keys: bobKeys }] });
-  const added = await api.post(alice.did, "processCommit", bundleBody(created.body.id, bundle, alice));
-  expectReply(added, 200);
-  expect(added.body.added).toEqual([bob]);
+  const added = await ok(api.as(alice.did).processCommit(bundleInput(created.data.id, bundle, alice)));
+  expect(added.data.added).toEqual([bob]);
 });
 
 it("keys old packages a batch at a time and skips, without waiting, one a live request holds", async () => {

@@ -6,16 +6,16 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
 import { makeGroupWithCommit, TestGroup } from "../helpers/mls.js";
-import { base64, expectReply, range, storedMessages, Xrpc, type Reply } from "./client.js";
+import type { Input } from "mls-delivery-service/client";
+import { Api, expectOutcome, expectRefusal, ok, outcome, range, storedMessages, utf8, type Outcome } from "./client.js";
 
 const db = testDatabase();
 afterAll(() => db.close());
-const api = new Xrpc(testApp(db).app);
+const api = new Api(testApp(db).app);
 
 async function currentEpoch(did: string, convoId: string): Promise<number> {
-  const reply = await api.get(did, "getEpoch", { convoId });
-  expectReply(reply, 200);
-  return reply.body.currentEpoch as number;
+  const reply = await ok(api.as(did).getEpoch({ convoId }));
+  return reply.data.currentEpoch;
 }
 
 async function commitRows(convoId: string) {
@@ -23,13 +23,13 @@ async function commitRows(convoId: string) {
 }
 
 /** Exactly one winner; everyone else 409 EpochMismatch naming the epoch the winner moved the conversation to. */
-function expectOneWinner(replies: Reply[], newEpoch: number): number {
+function expectOneWinner(replies: Outcome<unknown>[], newEpoch: number): number {
   const winners = replies.flatMap((reply, i) => (reply.status === 200 ? [i] : []));
   expect(winners).toHaveLength(1);
-  expect(replies[winners[0]!]!.body).toEqual({ success: true, newEpoch });
+  expect(replies[winners[0]!]!.data).toEqual({ success: true, newEpoch });
   for (const reply of replies.filter((reply) => reply.status !== 200)) {
-    expectReply(reply, 409, "EpochMismatch");
-    expect(reply.body.message).toContain(`epoch ${newEpoch}`);
+    expectOutcome(reply, 409, "EpochMismatch");
+    expect("message" in reply && reply.message).toContain(`epoch ${newEpoch}`);
   }
   return winners[0]!;
 }
@@ -45,13 +45,7 @@ async function groupConvo(creator: string, members: string[] = []) {
 async function addWithCommit(creator: string, convoId: string, group: TestGroup): Promise<Uint8Array> {
   const epoch = group.epoch;
   const commit = await group.commit();
-  const reply = await api.post(creator, "addMembers", {
-    convoId,
-    didList: [unique("did:plc:new")],
-    commit: base64(commit),
-    epoch,
-  });
-  expectReply(reply, 200);
+  await ok(api.as(creator).addMembers({ convoId, didList: [unique("did:plc:new")], commit, epoch }));
   return commit;
 }
 
@@ -66,7 +60,7 @@ describe("one commit per epoch", () => {
 
     const replies = await Promise.all(
       newcomers.map((did, i) =>
-        api.post(alice, "addMembers", { convoId, didList: [did], commit: base64(rivals[i]!), epoch: 0 }),
+        outcome(api.as(alice).addMembers({ convoId, didList: [did], commit: rivals[i]!, epoch: 0 })),
       ),
     );
 
@@ -92,7 +86,7 @@ describe("one commit per epoch", () => {
     const rivals = await Promise.all(members.map(() => group.rivalCommit()));
 
     const replies = await Promise.all(
-      members.map((did, i) => api.post(did, "leaveConvo", { convoId, commit: base64(rivals[i]!), epoch: 1 })),
+      members.map((did, i) => outcome(api.as(did).leaveConvo({ convoId, commit: rivals[i]!, epoch: 1 }))),
     );
 
     const winner = expectOneWinner(replies, 2);
@@ -116,14 +110,13 @@ describe("one commit per epoch", () => {
 
     const replies = await Promise.all(
       members.map((did, i) =>
-        api.post(alice, "leaveConvo", { convoId, targetDid: did, commit: base64(rivals[i]!), epoch: 0 }),
+        outcome(api.as(alice).leaveConvo({ convoId, targetDid: did, commit: rivals[i]!, epoch: 0 })),
       ),
     );
 
     const winner = expectOneWinner(replies, 1);
     expect(await commitRows(convoId)).toHaveLength(1);
-    const active = await api.get(members[winner]!, "getEpoch", { convoId });
-    expectReply(active, 403, "NotMember");
+    await expectRefusal(api.as(members[winner]!).getEpoch({ convoId }), 403, "NotMember");
   });
 
   it("refuses other commits for a past or future epoch, with or without the epoch field", async () => {
@@ -138,14 +131,9 @@ describe("one commit per epoch", () => {
       const commit = await rival.commit();
       if (epoch === 2) continue;
       for (const field of [{ epoch }, {}]) {
-        const reply = await api.post(alice, "addMembers", {
-          convoId,
-          didList: [unique("did:plc:new")],
-          commit: base64(commit),
-          ...field,
-        });
-        expectReply(reply, 409, "EpochMismatch");
-        expect(reply.body.message).toContain("epoch 2");
+        const reply = api.as(alice).addMembers({ convoId, didList: [unique("did:plc:new")], commit, ...field });
+        const refusal = await expectRefusal(reply, 409, "EpochMismatch");
+        expect(refusal.message).toContain("epoch 2");
       }
     }
     expect(await currentEpoch(alice, convoId)).toBe(2);
@@ -156,36 +144,37 @@ describe("one commit per epoch", () => {
     const alice = unique("did:plc:alice");
     const bob = unique("did:plc:bob");
     const { group, convoId } = await groupConvo(alice);
-    const body = { convoId, didList: [bob], commit: base64(await group.commit()), epoch: 0 };
+    // Each call has its own idempotency key: the same commit is recognised by its bytes, not by a key.
+    const body: Input<"addMembers"> = { convoId, didList: [bob], commit: await group.commit(), epoch: 0 };
 
-    const first = await api.post(alice, "addMembers", body);
-    expectReply(first, 200);
-    expect(first.body).toEqual({ success: true, newEpoch: 1 });
-    const again = await api.post(alice, "addMembers", body);
-    expect(again.body).toEqual(first.body);
+    const first = await ok(api.as(alice).addMembers(body));
+    expect(first.data).toEqual({ success: true, newEpoch: 1 });
+    const again = await api.as(alice).addMembers(body);
+    expect(again.data).toEqual(first.data);
+    expect(again.replayed).toBe(false);
     // Still the same answer after the conversation moved on, and ten concurrent repeats too.
     await addWithCommit(alice, convoId, group);
-    const repeats = await Promise.all(range(1, 10).map(() => api.post(alice, "addMembers", body)));
-    for (const reply of repeats) expect(reply.body).toEqual(first.body);
+    const repeats = await Promise.all(range(1, 10).map(() => outcome(api.as(alice).addMembers(body))));
+    for (const reply of repeats) expect(reply.data).toEqual(first.data);
 
     expect(await currentEpoch(alice, convoId)).toBe(2);
     expect((await commitRows(convoId)).map((row) => row.epoch)).toEqual([0, 1]);
     // A repeated leave commit is the same success too.
-    const leave = { convoId, commit: base64(await group.commit()), epoch: 2 };
-    const left = await api.post(bob, "leaveConvo", leave);
-    expect(left.body).toEqual({ success: true, newEpoch: 3 });
-    expect((await api.post(bob, "leaveConvo", leave)).body).toEqual(left.body);
+    const leave = { convoId, commit: await group.commit(), epoch: 2 };
+    const left = await api.as(bob).leaveConvo(leave);
+    expect(left.data).toEqual({ success: true, newEpoch: 3 });
+    expect((await outcome(api.as(bob).leaveConvo(leave))).data).toEqual(left.data);
     expect((await commitRows(convoId)).map((row) => row.epoch)).toEqual([0, 1, 2]);
   });
 
   it("accepts the same commit bytes sent concurrently as one commit", async () => {
     const alice = unique("did:plc:alice");
     const { group, convoId } = await groupConvo(alice);
-    const body = { convoId, didList: [unique("did:plc:bob")], commit: base64(await group.commit()), epoch: 0 };
+    const body = { convoId, didList: [unique("did:plc:bob")], commit: await group.commit(), epoch: 0 };
 
-    const replies = await Promise.all(range(1, 20).map(() => api.post(alice, "addMembers", body)));
+    const replies = await Promise.all(range(1, 20).map(() => outcome(api.as(alice).addMembers(body))));
 
-    for (const reply of replies) expect(reply.body).toEqual({ success: true, newEpoch: 1 });
+    for (const reply of replies) expect(reply.data).toEqual({ success: true, newEpoch: 1 });
     expect(await commitRows(convoId)).toHaveLength(1);
     expect(await currentEpoch(alice, convoId)).toBe(1);
   });
@@ -196,22 +185,20 @@ describe("application messages and epochs", () => {
     const alice = unique("did:plc:alice");
     const bob = unique("did:plc:bob");
     const { group, convoId } = await groupConvo(alice, [bob]);
-    const send = (epoch: number) => api.post(bob, "sendMessage", { convoId, ciphertext: base64("hi"), epoch });
+    const send = (epoch: number) => api.as(bob).sendMessage({ convoId, ciphertext: utf8("hi"), epoch });
 
-    const ahead = await send(1);
-    expectReply(ahead, 409, "EpochMismatch");
-    expect(ahead.body.message).toContain("epoch 0");
-    expectReply(await send(0), 200);
+    const ahead = await expectRefusal(send(1), 409, "EpochMismatch");
+    expect(ahead.message).toContain("epoch 0");
+    await ok(send(0));
 
     await addWithCommit(alice, convoId, group);
     await addWithCommit(alice, convoId, group);
     for (const epoch of [0, 1, 2]) {
-      const reply = await send(epoch);
-      expectReply(reply, 200);
-      expect(reply.body.epoch).toBe(epoch);
+      const reply = await ok(send(epoch));
+      expect(reply.data.epoch).toBe(epoch);
     }
-    expectReply(await send(3), 409, "EpochMismatch");
-    expectReply(await send(Number.MAX_SAFE_INTEGER), 409, "EpochMismatch");
+    await expectRefusal(send(3), 409, "EpochMismatch");
+    await expectRefusal(send(Number.MAX_SAFE_INTEGER), 409, "EpochMismatch");
 
     const stored = (await storedMessages(db, convoId)).filter((row) => row.message_type === "app");
     expect(stored.map((row) => row.epoch)).toEqual([0, 0, 1, 2]);
@@ -226,17 +213,11 @@ describe("application messages and epochs", () => {
     // Messages for epochs 0..5 race five commits; each message is stored only if its epoch was reached.
     const commits = (async () => {
       for (const [epoch, commit] of pending.entries()) {
-        const reply = await api.post(alice, "addMembers", {
-          convoId,
-          didList: [unique("did:plc:new")],
-          commit: base64(commit),
-          epoch,
-        });
-        expectReply(reply, 200);
+        await ok(api.as(alice).addMembers({ convoId, didList: [unique("did:plc:new")], commit, epoch }));
       }
     })();
     const sends = Promise.all(
-      range(0, 59).map((n) => api.post(bob, "sendMessage", { convoId, ciphertext: base64(`m${n}`), epoch: n % 6 })),
+      range(0, 59).map((n) => outcome(api.as(bob).sendMessage({ convoId, ciphertext: utf8(`m${n}`), epoch: n % 6 }))),
     );
     await commits;
     const replies = await sends;
@@ -259,15 +240,14 @@ describe("getCommits", () => {
     const { group, convoId } = await groupConvo(alice, [bob]);
     for (let epoch = 0; epoch < 6; epoch++) {
       await addWithCommit(alice, convoId, group);
-      expectReply(await api.post(bob, "sendMessage", { convoId, ciphertext: base64("app"), epoch: epoch + 1 }), 200);
+      await ok(api.as(bob).sendMessage({ convoId, ciphertext: utf8("app"), epoch: epoch + 1 }));
     }
     const stored = await commitRows(convoId);
 
-    const epochsOf = async (params: Record<string, number>) => {
-      const reply = await api.get(bob, "getCommits", { convoId, ...params });
-      expectReply(reply, 200);
-      expect(reply.body.convoId).toBe(convoId);
-      return (reply.body.commits as { epoch: number }[]).map((commit) => commit.epoch);
+    const epochsOf = async (params: { fromEpoch: number; toEpoch?: number }) => {
+      const reply = await ok(api.as(bob).getCommits({ convoId, ...params }));
+      expect(reply.data.convoId).toBe(convoId);
+      return reply.data.commits.map((commit) => commit.epoch);
     };
     expect(await epochsOf({ fromEpoch: 0 })).toEqual([0, 1, 2, 3, 4, 5]);
     expect(await epochsOf({ fromEpoch: 2, toEpoch: 4 })).toEqual([2, 3, 4]);
@@ -275,18 +255,18 @@ describe("getCommits", () => {
     expect(await epochsOf({ fromEpoch: 5, toEpoch: 5 })).toEqual([5]);
     expect(await epochsOf({ fromEpoch: 6 })).toEqual([]);
 
-    const all = await api.get(bob, "getCommits", { convoId, fromEpoch: 0 });
-    expect(all.body.commits).toEqual(
+    const all = await api.as(bob).getCommits({ convoId, fromEpoch: 0 });
+    expect(all.data.commits).toEqual(
       stored.map((row) => ({
         id: row.id,
         epoch: row.epoch,
-        ciphertext: { $bytes: base64(row.ciphertext) },
+        ciphertext: new Uint8Array(row.ciphertext),
         sender: alice,
         senderDevice: "",
         createdAt: row.created_at.toISOString(),
       })),
     );
-    expectReply(await api.get(bob, "getCommits", { convoId, fromEpoch: 4, toEpoch: 3 }), 400, "InvalidRequest");
+    await expectRefusal(api.as(bob).getCommits({ convoId, fromEpoch: 4, toEpoch: 3 }), 400, "InvalidRequest");
   });
 });
 
@@ -306,20 +286,18 @@ describe("real MLS commit and message bytes", () => {
     const { alice, bob, group, convoId } = await mlsConvo({ publicCommit });
     const other = await makeGroupWithCommit({ publicCommit });
     const add = (commit: Uint8Array, epoch?: number) =>
-      api.post(alice, "addMembers", { convoId, didList: [bob], commit: base64(commit), epoch });
+      api.as(alice).addMembers({ convoId, didList: [bob], commit, epoch });
 
-    const disagreeing = await add(group.commitBytes, group.commitEpoch + 1);
-    expectReply(disagreeing, 400, "InvalidCommit");
-    expect(disagreeing.body.message).toContain("epoch");
-    expectReply(await add(other.commitBytes, 0), 400, "InvalidCommit");
-    expectReply(await add(other.commitBytes), 400, "InvalidCommit");
+    const disagreeing = await expectRefusal(add(group.commitBytes, group.commitEpoch + 1), 400, "InvalidCommit");
+    expect(disagreeing.message).toContain("epoch");
+    await expectRefusal(add(other.commitBytes, 0), 400, "InvalidCommit");
+    await expectRefusal(add(other.commitBytes), 400, "InvalidCommit");
     expect(await commitRows(convoId)).toHaveLength(0);
 
     // No epoch field: the commit's own epoch (0) is the one checked.
-    const accepted = await add(group.commitBytes);
-    expectReply(accepted, 200);
-    expect(accepted.body).toEqual({ success: true, newEpoch: 1 });
-    expect((await add(group.commitBytes, 0)).body).toEqual(accepted.body);
+    const accepted = await ok(add(group.commitBytes));
+    expect(accepted.data).toEqual({ success: true, newEpoch: 1 });
+    expect((await outcome(add(group.commitBytes, 0))).data).toEqual(accepted.data);
     const commits = await commitRows(convoId);
     expect(commits.map((row) => row.epoch)).toEqual([group.commitEpoch]);
     expect(Buffer.from(commits[0]!.ciphertext).equals(Buffer.from(group.commitBytes))).toBe(true);
@@ -328,23 +306,18 @@ describe("real MLS commit and message bytes", () => {
   it("reads the epoch and group id from an application message", async () => {
     const { alice, bob, group, convoId } = await mlsConvo();
     const other = await makeGroupWithCommit();
-    expectReply(
-      await api.post(alice, "addMembers", { convoId, didList: [bob], commit: base64(group.commitBytes) }),
-      200,
-    );
-    const send = (ciphertext: Uint8Array, epoch: number) =>
-      api.post(alice, "sendMessage", { convoId, ciphertext: base64(ciphertext), epoch });
+    await ok(api.as(alice).addMembers({ convoId, didList: [bob], commit: group.commitBytes }));
+    const send = (ciphertext: Uint8Array, epoch: number) => api.as(alice).sendMessage({ convoId, ciphertext, epoch });
 
-    expectReply(await send(group.appMessageBytes, 0), 400, "InvalidRequest");
-    expectReply(await send(group.appMessageBytes, 2), 400, "InvalidRequest");
-    expectReply(await send(other.appMessageBytes, 1), 400, "InvalidRequest");
-    const sent = await send(group.appMessageBytes, 1);
-    expectReply(sent, 200);
+    await expectRefusal(send(group.appMessageBytes, 0), 400, "InvalidRequest");
+    await expectRefusal(send(group.appMessageBytes, 2), 400, "InvalidRequest");
+    await expectRefusal(send(other.appMessageBytes, 1), 400, "InvalidRequest");
+    await ok(send(group.appMessageBytes, 1));
 
-    const page = await api.get(bob, "getMessages", { convoId });
-    expect(page.body.messages.map((m: { ciphertext: { $bytes: string } }) => m.ciphertext.$bytes)).toEqual([
-      base64(group.commitBytes),
-      base64(group.appMessageBytes),
+    const page = await api.as(bob).getMessages({ convoId });
+    expect(page.data.messages.map((m) => m.ciphertext)).toEqual([
+      new Uint8Array(group.commitBytes),
+      new Uint8Array(group.appMessageBytes),
     ]);
   });
 });

@@ -6,22 +6,19 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { eventHead, readEvents } from "../../src/services/events.js";
-import { randomGroupId, testApp, testDatabase, tokenFor, unique } from "../helpers/context.js";
-import { base64, expectReply, range, storeCommits, SUITE, Xrpc, type Json } from "./client.js";
+import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
+import type { ConvoStreamEvent, Input, Output } from "mls-delivery-service/client";
+import { Api, expectRefusal, range, storeCommits, SUITE, text, utf8 } from "./client.js";
 
 const db = testDatabase();
 afterAll(() => db.close());
 const { app } = testApp(db);
-const api = new Xrpc(app);
+const api = new Api(app);
 
 async function send(did: string, convoId: string, text: string): Promise<number> {
-  const reply = await api.post(did, "sendMessage", {
-    convoId,
-    ciphertext: base64(text),
-    epoch: await epochOf(convoId),
-  });
-  expectReply(reply, 200);
-  return reply.body.seq;
+  const reply = await api.as(did).sendMessage({ convoId, ciphertext: utf8(text), epoch: await epochOf(convoId) });
+  expect(reply.status).toBe(200);
+  return reply.data.seq;
 }
 
 async function epochOf(convoId: string): Promise<number> {
@@ -29,8 +26,13 @@ async function epochOf(convoId: string): Promise<number> {
   return row!.epoch;
 }
 
-const texts = (messages: Json[]) =>
-  messages.filter((m) => m.messageType === "app").map((m) => Buffer.from(m.ciphertext.$bytes, "base64").toString());
+type Message = Output<"getMessages">["messages"][number];
+const texts = (messages: { messageType: string; ciphertext: Uint8Array | { $bytes: string } }[]) =>
+  messages
+    .filter((m) => m.messageType === "app")
+    .map((m) =>
+      m.ciphertext instanceof Uint8Array ? text(m.ciphertext) : Buffer.from(m.ciphertext.$bytes, "base64").toString(),
+    );
 
 /** Alice's conversation in which Bob was a member, was removed while things happened, and was added again. */
 async function rejoined() {
@@ -39,7 +41,7 @@ async function rejoined() {
   const convoId = await api.createConvo(alice, [bob]);
   await send(alice, convoId, "before");
   await storeCommits(db, convoId, alice, [new Uint8Array([1])]);
-  expectReply(await api.post(alice, "leaveConvo", { convoId, targetDid: bob }), 200);
+  expect((await api.as(alice).leaveConvo({ convoId, targetDid: bob })).status).toBe(200);
   await send(alice, convoId, "while away 1");
   await storeCommits(db, convoId, alice, [new Uint8Array([2]), new Uint8Array([3])]);
   const awaySeq = await send(alice, convoId, "while away 2");
@@ -47,7 +49,7 @@ async function rejoined() {
     `SELECT next_event_seq - 1 AS head FROM conversations WHERE id = $1`,
     [convoId],
   );
-  expectReply(await api.post(alice, "addMembers", { convoId, didList: [bob] }), 200);
+  expect((await api.as(alice).addMembers({ convoId, didList: [bob] })).status).toBe(200);
   const rejoinEpoch = await epochOf(convoId);
   await send(alice, convoId, "after 1");
   await storeCommits(db, convoId, alice, [new Uint8Array([4])]);
@@ -63,25 +65,32 @@ describe("a member reads from their latest joining on", () => {
       awaySeq,
     ]);
 
-    for (const start of [{}, { sinceSeq: 0 }, { sinceSeq: 1 }, { sinceMessage: away!.id }, { cursor: "2" }]) {
-      const reply = await api.get(bob, "getMessages", { convoId, ...start });
-      expectReply(reply, 200);
-      expect(texts(reply.body.messages), JSON.stringify(start)).toEqual(["after 1", "after 2"]);
-      expect(reply.body.messages.every((m: Json) => m.seq > awaySeq)).toBe(true);
+    const starts: Partial<Input<"getMessages">>[] = [
+      {},
+      { sinceSeq: 0 },
+      { sinceSeq: 1 },
+      { sinceMessage: away!.id },
+      { cursor: "2" },
+    ];
+    for (const start of starts) {
+      const reply = await api.as(bob).getMessages({ convoId, ...start });
+      expect(reply.status).toBe(200);
+      expect(texts(reply.data.messages), JSON.stringify(start)).toEqual(["after 1", "after 2"]);
+      expect(reply.data.messages.every((m: Message) => m.seq > awaySeq)).toBe(true);
     }
     // The member who never left still reads everything.
-    const all = await api.get(alice, "getMessages", { convoId });
-    expect(texts(all.body.messages)).toEqual(["before", "while away 1", "while away 2", "after 1", "after 2"]);
+    const all = await api.as(alice).getMessages({ convoId });
+    expect(texts(all.data.messages)).toEqual(["before", "while away 1", "while away 2", "after 1", "after 2"]);
   });
 
   it("getCommits gives a re-added member the commits from the epoch they rejoined at on", async () => {
     const { alice, bob, convoId, rejoinEpoch } = await rejoined();
 
-    const bobs = await api.get(bob, "getCommits", { convoId, fromEpoch: 0 });
-    expectReply(bobs, 200);
-    expect(bobs.body.commits.map((c: Json) => c.epoch)).toEqual([rejoinEpoch]);
-    const alices = await api.get(alice, "getCommits", { convoId, fromEpoch: 0 });
-    expect(alices.body.commits.map((c: Json) => c.epoch)).toEqual([0, 1, 2, 3]);
+    const bobs = await api.as(bob).getCommits({ convoId, fromEpoch: 0 });
+    expect(bobs.status).toBe(200);
+    expect(bobs.data.commits.map((c) => c.epoch)).toEqual([rejoinEpoch]);
+    const alices = await api.as(alice).getCommits({ convoId, fromEpoch: 0 });
+    expect(alices.data.commits.map((c) => c.epoch)).toEqual([0, 1, 2, 3]);
   });
 
   it("events (stream pages) start at the member's latest joining: their own `joined`, nothing from while away", async () => {
@@ -94,16 +103,16 @@ describe("a member reads from their latest joining on", () => {
     expect(texts(messages)).toEqual(["after 1", "after 2"]);
 
     // Over HTTP, a stream from an old cursor replays from the same place.
-    const res = await app.request(`/xrpc/blue.catbird.mls.streamConvoEvents?convoId=${convoId}&cursor=1`, {
-      headers: { Authorization: `Bearer ${await tokenFor(bob)}` },
-    });
-    expect(res.status).toBe(200);
-    const reader = res.body!.getReader();
-    let text = "";
-    while (!text.includes(`"type":"joined"`)) text += new TextDecoder().decode((await reader.read()).value);
-    await reader.cancel();
-    expect(text).not.toContain("while away");
-    expect(text).toContain(`id: ${awayEvent + 1}\n`);
+    const stop = new AbortController();
+    const streamed: ConvoStreamEvent[] = [];
+    for await (const event of api.as(bob).streamConvoEvents({ convoId, cursor: 1 }, stop.signal)) {
+      streamed.push(event);
+      if (event.type === "membership" && event.data.type === "joined") break;
+    }
+    stop.abort();
+    expect(streamed[0]).toMatchObject({ id: awayEvent + 1, type: "membership", data: { type: "joined", did: bob } });
+    const streamedTexts = streamed.flatMap((event) => (event.type === "message" ? [text(event.data.ciphertext)] : []));
+    expect(streamedTexts.filter((sent) => sent.includes("while away"))).toEqual([]);
   });
 });
 
@@ -123,14 +132,14 @@ describe("a position older than retention is 400 CursorExpired", () => {
     ]);
     await prune(convoId, 5, 3);
 
-    expectReply(await api.get(alice, "getMessages", { convoId, sinceMessage: pruned!.id }), 400, "CursorExpired");
+    await expectRefusal(api.as(alice).getMessages({ convoId, sinceMessage: pruned!.id }), 400, "CursorExpired");
     for (const start of [{ cursor: "3" }, { sinceSeq: 1 }, { sinceSeq: 4 }]) {
-      expectReply(await api.get(alice, "getMessages", { convoId, ...start }), 400, "CursorExpired");
+      await expectRefusal(api.as(alice).getMessages({ convoId, ...start }), 400, "CursorExpired");
     }
     for (const start of [{}, { sinceSeq: 0 }, { cursor: "5" }, { sinceSeq: 7 }]) {
-      const reply = await api.get(alice, "getMessages", { convoId, ...start });
-      expectReply(reply, 200);
-      expect(reply.body.messages[0].seq).toBe(Math.max(6, Number(Object.values(start)[0] ?? 0) + 1));
+      const reply = await api.as(alice).getMessages({ convoId, ...start });
+      expect(reply.status).toBe(200);
+      expect(reply.data.messages[0]!.seq).toBe(Math.max(6, Number(Object.values(start)[0] ?? 0) + 1));
     }
   });
 
@@ -139,8 +148,8 @@ describe("a position older than retention is 400 CursorExpired", () => {
     const convoId = await api.createConvo(alice);
     for (const n of range(1, 4)) await send(alice, convoId, `m${n}`);
     await prune(convoId, 4, 0);
-    expectReply(await api.get(alice, "getMessages", { convoId, cursor: "2" }), 400, "CursorExpired");
-    expect((await api.get(alice, "getMessages", { convoId, cursor: "4" })).body).toEqual({ messages: [] });
+    await expectRefusal(api.as(alice).getMessages({ convoId, cursor: "2" }), 400, "CursorExpired");
+    expect((await api.as(alice).getMessages({ convoId, cursor: "4" })).data).toEqual({ messages: [] });
   });
 
   it("getCommits: asking for epochs whose commits retention removed", async () => {
@@ -154,11 +163,11 @@ describe("a position older than retention is 400 CursorExpired", () => {
     );
     await prune(convoId, 3, 0);
 
-    expectReply(await api.get(alice, "getCommits", { convoId, fromEpoch: 0 }), 400, "CursorExpired");
-    expectReply(await api.get(alice, "getCommits", { convoId, fromEpoch: 0, cursor: "1" }), 400, "CursorExpired");
-    const kept = await api.get(alice, "getCommits", { convoId, fromEpoch: 3 });
-    expectReply(kept, 200);
-    expect(kept.body.commits.map((c: Json) => c.epoch)).toEqual([3, 4, 5]);
+    await expectRefusal(api.as(alice).getCommits({ convoId, fromEpoch: 0 }), 400, "CursorExpired");
+    await expectRefusal(api.as(alice).getCommits({ convoId, fromEpoch: 0, cursor: "1" }), 400, "CursorExpired");
+    const kept = await api.as(alice).getCommits({ convoId, fromEpoch: 3 });
+    expect(kept.status).toBe(200);
+    expect(kept.data.commits.map((c) => c.epoch)).toEqual([3, 4, 5]);
   });
 
   it("streamConvoEvents: a cursor before the oldest kept event is refused before the stream starts", async () => {
@@ -167,20 +176,18 @@ describe("a position older than retention is 400 CursorExpired", () => {
     for (const n of range(1, 6)) await send(alice, convoId, `m${n}`);
     await prune(convoId, 3, 4);
 
-    const token = await tokenFor(alice);
-    const expired = await app.request(`/xrpc/blue.catbird.mls.streamConvoEvents?convoId=${convoId}&cursor=2`, {
-      headers: { Authorization: `Bearer ${token}` },
-    });
-    expect(expired.status).toBe(400);
-    expect((await expired.json()).error).toBe("CursorExpired");
+    const expired = api.as(alice).streamConvoEvents({ convoId, cursor: 2 }).next();
+    await expect(expired).rejects.toMatchObject({ status: 400, error: "CursorExpired" });
     await expect(eventHead(db, convoId, alice, 4)).resolves.toBe(7);
     await expect(eventHead(db, convoId, alice, 3)).rejects.toMatchObject({ error: "CursorExpired" });
   });
 });
 
 describe("createConvo with a groupId that exists", () => {
-  const create = (caller: string, groupId: string, extra: Record<string, unknown> = {}) =>
-    api.post(caller, "createConvo", { groupId, cipherSuite: SUITE, ...extra });
+  const create = (caller: string, groupId: string, extra: Partial<Input<"createConvo">> = {}) =>
+    api.as(caller).createConvo({ groupId, cipherSuite: SUITE, ...extra });
+  /** A refusal's whole body ({error, message}: every answer's shape is checked), as text. */
+  const bodyOf = ({ error, message }: { error: string; message: string }) => JSON.stringify({ error, message });
 
   it("answers the active creator's repeat with the conversation, and everyone else 409 ConvoExists with nothing more", async () => {
     const alice = unique("did:plc:alice");
@@ -188,26 +195,24 @@ describe("createConvo with a groupId that exists", () => {
     const stranger = unique("did:plc:stranger");
     const groupId = randomGroupId();
     const first = await create(alice, groupId, { initialMembers: [bob] });
-    expectReply(first, 200);
+    expect(first.status).toBe(200);
 
     const repeat = await create(alice, groupId, { initialMembers: [bob] });
-    expectReply(repeat, 200);
-    expect(repeat.body.id).toBe(first.body.id);
+    expect(repeat.status).toBe(200);
+    expect(repeat.data.id).toBe(first.data.id);
 
     for (const caller of [bob, stranger]) {
-      const reply = await create(caller, groupId);
-      expectReply(reply, 409, "ConvoExists");
-      expect(JSON.stringify(reply.body)).not.toContain(first.body.id);
+      const refusal = await expectRefusal(create(caller, groupId), 409, "ConvoExists");
+      expect(bodyOf(refusal)).not.toContain(first.data.id);
     }
 
     // The creator leaves; a new member joins. The former creator learns nothing of the current roster.
-    expectReply(await api.post(alice, "leaveConvo", { convoId: first.body.id }), 200);
+    expect((await api.as(alice).leaveConvo({ convoId: first.data.id })).status).toBe(200);
     const carol = unique("did:plc:carol");
-    expectReply(await api.post(bob, "addMembers", { convoId: first.body.id, didList: [carol] }), 200);
-    const former = await create(alice, groupId, { initialMembers: [bob] });
-    expectReply(former, 409, "ConvoExists");
-    expect(JSON.stringify(former.body)).not.toContain(carol);
-    expect(JSON.stringify(former.body)).not.toContain(first.body.id);
+    expect((await api.as(bob).addMembers({ convoId: first.data.id, didList: [carol] })).status).toBe(200);
+    const former = await expectRefusal(create(alice, groupId, { initialMembers: [bob] }), 409, "ConvoExists");
+    expect(bodyOf(former)).not.toContain(carol);
+    expect(bodyOf(former)).not.toContain(first.data.id);
   });
 
   it("replays a keyed createConvo's own stored answer, never the current roster", async () => {
@@ -215,17 +220,19 @@ describe("createConvo with a groupId that exists", () => {
     const bob = unique("did:plc:bob");
     const groupId = randomGroupId();
     const body = { groupId, cipherSuite: SUITE, initialMembers: [bob], idempotencyKey: unique("key-") };
-    const first = await api.post(alice, "createConvo", body);
-    expectReply(first, 200);
-    expectReply(await api.post(alice, "leaveConvo", { convoId: first.body.id }), 200);
+    const first = await api.as(alice).createConvo(body);
+    expect(first.status).toBe(200);
+    expect(first.replayed).toBe(false);
+    expect((await api.as(alice).leaveConvo({ convoId: first.data.id })).status).toBe(200);
     const carol = unique("did:plc:carol");
-    expectReply(await api.post(bob, "addMembers", { convoId: first.body.id, didList: [carol] }), 200);
+    expect((await api.as(bob).addMembers({ convoId: first.data.id, didList: [carol] })).status).toBe(200);
 
-    const replayed = await api.post(alice, "createConvo", body);
-    expectReply(replayed, 200);
-    expect(replayed.headers.get("Idempotent-Replayed")).toBe("true");
-    expect(replayed.body).toEqual(first.body);
-    expect(JSON.stringify(replayed.body)).not.toContain(carol);
-    expectReply(await api.post(alice, "createConvo", { ...body, idempotencyKey: unique("key-") }), 409, "ConvoExists");
+    const replayed = await api.as(alice).createConvo(body);
+    expect(replayed.status).toBe(200);
+    expect(replayed.replayed).toBe(true);
+    expect(replayed.data).toEqual(first.data);
+    expect(JSON.stringify(replayed.data)).not.toContain(carol);
+    const rekeyed = api.as(alice).createConvo({ ...body, idempotencyKey: unique("key-") });
+    await expectRefusal(rekeyed, 409, "ConvoExists");
   });
 });

@@ -5,21 +5,32 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
 import { makeGroupWithCommit, TestGroup } from "../helpers/mls.js";
-import { base64, expectReply, range, Xrpc, type Caller, type Reply } from "./client.js";
+import {
+  Api,
+  base64,
+  expectOutcome,
+  expectRefusal,
+  ok,
+  outcome,
+  range,
+  utf8,
+  type Caller,
+  type Outcome,
+} from "./client.js";
 
 const db = testDatabase();
 afterAll(() => db.close());
-const api = new Xrpc(testApp(db).app);
+const api = new Api(testApp(db).app);
 
 /** One call of each messaging method that an active member may make, on conversation `convoId`. */
-const calls: Record<string, (caller: Caller, convoId: string) => Promise<Reply>> = {
-  addMembers: (caller, convoId) => api.post(caller, "addMembers", { convoId, didList: [unique("did:plc:new")] }),
-  leaveConvo: (caller, convoId) => api.post(caller, "leaveConvo", { convoId }),
-  sendMessage: (caller, convoId) => api.post(caller, "sendMessage", { convoId, ciphertext: base64("hi"), epoch: 0 }),
-  getMessages: (caller, convoId) => api.get(caller, "getMessages", { convoId }),
-  getCommits: (caller, convoId) => api.get(caller, "getCommits", { convoId, fromEpoch: 0 }),
-  getEpoch: (caller, convoId) => api.get(caller, "getEpoch", { convoId }),
-  updateCursor: (caller, convoId) => api.post(caller, "updateCursor", { convoId, cursor: "1" }),
+const calls: Record<string, (caller: Caller, convoId: string) => Promise<Outcome<unknown>>> = {
+  addMembers: (caller, convoId) => outcome(api.as(caller).addMembers({ convoId, didList: [unique("did:plc:new")] })),
+  leaveConvo: (caller, convoId) => outcome(api.as(caller).leaveConvo({ convoId })),
+  sendMessage: (caller, convoId) => outcome(api.as(caller).sendMessage({ convoId, ciphertext: utf8("hi"), epoch: 0 })),
+  getMessages: (caller, convoId) => outcome(api.as(caller).getMessages({ convoId })),
+  getCommits: (caller, convoId) => outcome(api.as(caller).getCommits({ convoId, fromEpoch: 0 })),
+  getEpoch: (caller, convoId) => outcome(api.as(caller).getEpoch({ convoId })),
+  updateCursor: (caller, convoId) => outcome(api.as(caller).updateCursor({ convoId, cursor: "1" })),
 };
 type Role = "member" | "former member" | "stranger" | "no token";
 
@@ -63,20 +74,20 @@ describe("authorization matrix", () => {
     const member = unique("did:plc:member");
     const former = unique("did:plc:former");
     const convoId = await api.createConvo(creator, [member, former]);
-    expectReply(await api.post(former, "leaveConvo", { convoId }), 200);
+    await ok(api.as(former).leaveConvo({ convoId }));
     const caller: Caller = { member, "former member": former, stranger: unique("did:plc:stranger"), "no token": null }[
       role
     ];
 
     const [status, error] = expected(method, role);
     const reply = await calls[method]!(caller, convoId);
-    expectReply(reply, status, error);
-    if (role === "former member" && method === "leaveConvo") expect(reply.body).toEqual({ success: true, newEpoch: 0 });
+    expectOutcome(reply, status, error);
+    if (role === "former member" && method === "leaveConvo") expect(reply.data).toEqual({ success: true, newEpoch: 0 });
   });
 
   it.each(Object.keys(calls))("%s of a conversation that does not exist is 404 ConvoNotFound", async (method) => {
     const reply = await calls[method]!(unique("did:plc:someone"), unique("no-such-convo-"));
-    expectReply(reply, 404, "ConvoNotFound");
+    expectOutcome(reply, 404, "ConvoNotFound");
   });
 
   it("refuses senderDid other than the caller", async () => {
@@ -84,10 +95,10 @@ describe("authorization matrix", () => {
     const bob = unique("did:plc:bob");
     const convoId = await api.createConvo(alice, [bob]);
     const send = (senderDid: string) =>
-      api.post(alice, "sendMessage", { convoId, ciphertext: base64("hi"), epoch: 0, senderDid });
+      api.as(alice).sendMessage({ convoId, ciphertext: utf8("hi"), epoch: 0, senderDid });
 
-    expectReply(await send(bob), 403, "Forbidden");
-    expectReply(await send(alice), 200);
+    await expectRefusal(send(bob), 403, "Forbidden");
+    await ok(send(alice));
     const rows = await db.query<{ sender_did: string }>(`SELECT sender_did FROM messages WHERE convo_id = $1`, [
       convoId,
     ]);
@@ -100,19 +111,14 @@ describe("removing members", () => {
     const alice = unique("did:plc:alice");
     const bob = unique("did:plc:bob");
     const convoId = await api.createConvo(alice, [bob]);
-    expectReply(await api.post(alice, "sendMessage", { convoId, ciphertext: base64("before"), epoch: 0 }), 200);
-    expectReply(await api.get(bob, "getMessages", { convoId }), 200);
+    await ok(api.as(alice).sendMessage({ convoId, ciphertext: utf8("before"), epoch: 0 }));
+    await ok(api.as(bob).getMessages({ convoId }));
 
-    const removed = await api.post(alice, "leaveConvo", { convoId, targetDid: bob });
-    expectReply(removed, 200);
-    expect(removed.body).toEqual({ success: true, newEpoch: 0 });
+    const removed = await ok(api.as(alice).leaveConvo({ convoId, targetDid: bob }));
+    expect(removed.data).toEqual({ success: true, newEpoch: 0 });
 
-    expectReply(await api.get(bob, "getMessages", { convoId }), 403, "NotMember");
-    expectReply(
-      await api.post(bob, "sendMessage", { convoId, ciphertext: base64("after"), epoch: 0 }),
-      403,
-      "NotMember",
-    );
+    await expectRefusal(api.as(bob).getMessages({ convoId }), 403, "NotMember");
+    await expectRefusal(api.as(bob).sendMessage({ convoId, ciphertext: utf8("after"), epoch: 0 }), 403, "NotMember");
     expect(await activeDids(convoId)).toEqual([alice]);
     expect((await membershipEvents(convoId)).at(-1)).toEqual({ type: "removed", did: bob });
   });
@@ -124,27 +130,23 @@ describe("removing members", () => {
     const group = await TestGroup.create({ creatorDid: bob });
     const convoId = await api.createConvo(alice, [bob, carol], { groupId: group.groupIdHex });
 
-    expectReply(await api.post(bob, "leaveConvo", { convoId, targetDid: carol }), 403, "NotCreator");
-    expectReply(await api.post(bob, "leaveConvo", { convoId, targetDid: alice }), 403, "NotCreator");
+    await expectRefusal(api.as(bob).leaveConvo({ convoId, targetDid: carol }), 403, "NotCreator");
+    await expectRefusal(api.as(bob).leaveConvo({ convoId, targetDid: alice }), 403, "NotCreator");
     const commit = await group.commit();
-    expectReply(
-      await api.post(bob, "leaveConvo", { convoId, targetDid: carol, commit: base64(commit), epoch: 0 }),
-      403,
-      "NotCreator",
-    );
+    await expectRefusal(api.as(bob).leaveConvo({ convoId, targetDid: carol, commit, epoch: 0 }), 403, "NotCreator");
     expect((await activeDids(convoId)).sort()).toEqual([alice, bob, carol].sort());
-    expect((await api.get(alice, "getEpoch", { convoId })).body.currentEpoch).toBe(0);
+    expect((await api.as(alice).getEpoch({ convoId })).data.currentEpoch).toBe(0);
   });
 
   it("lets an admin from ADMIN_DIDS who is a member remove someone else", async () => {
     const admin = unique("did:plc:admin");
-    const admins = new Xrpc(testApp(db, { ADMIN_DIDS: admin }).app);
+    const admins = new Api(testApp(db, { ADMIN_DIDS: admin }).app);
     const alice = unique("did:plc:alice");
     const bob = unique("did:plc:bob");
     const convoId = await admins.createConvo(alice, [bob, admin]);
 
-    expectReply(await admins.post(bob, "leaveConvo", { convoId, targetDid: alice }), 403, "NotCreator");
-    expectReply(await admins.post(admin, "leaveConvo", { convoId, targetDid: bob }), 200);
+    await expectRefusal(admins.as(bob).leaveConvo({ convoId, targetDid: alice }), 403, "NotCreator");
+    await ok(admins.as(admin).leaveConvo({ convoId, targetDid: bob }));
     expect((await activeDids(convoId)).sort()).toEqual([admin, alice].sort());
   });
 });
@@ -158,13 +160,13 @@ describe("concurrent membership changes", () => {
     const replies = await Promise.all(
       range(1, 50).map((n) =>
         // Each request names the same ten, in a different order.
-        api.post(alice, "addMembers", { convoId, didList: [...dids.slice(n % 10), ...dids.slice(0, n % 10)] }),
+        api.as(alice).addMembers({ convoId, didList: [...dids.slice(n % 10), ...dids.slice(0, n % 10)] }),
       ),
     );
 
     for (const reply of replies) {
-      expectReply(reply, 200);
-      expect(reply.body).toEqual({ success: true, newEpoch: 0 });
+      expect(reply.status).toBe(200);
+      expect(reply.data).toEqual({ success: true, newEpoch: 0 });
     }
     const rows = await memberRows(convoId);
     expect(rows).toHaveLength(11);
@@ -179,11 +181,11 @@ describe("concurrent membership changes", () => {
     const bob = unique("did:plc:bob");
     const convoId = await api.createConvo(alice, [bob]);
 
-    const replies = await Promise.all(range(1, 50).map(() => api.post(bob, "leaveConvo", { convoId })));
+    const replies = await Promise.all(range(1, 50).map(() => api.as(bob).leaveConvo({ convoId })));
 
     for (const reply of replies) {
-      expectReply(reply, 200);
-      expect(reply.body).toEqual({ success: true, newEpoch: 0 });
+      expect(reply.status).toBe(200);
+      expect(reply.data).toEqual({ success: true, newEpoch: 0 });
     }
     const bobRow = (await memberRows(convoId)).find((row) => row.did === bob)!;
     expect(bobRow.left_at).toBeInstanceOf(Date);
@@ -198,10 +200,10 @@ describe("concurrent membership changes", () => {
       const bob = unique("did:plc:bob");
       const convoId = await api.createConvo(alice, [bob]);
       const sends = range(1, 10).map(() =>
-        api.post(bob, "sendMessage", { convoId, ciphertext: base64("racing"), epoch: 0 }),
+        outcome(api.as(bob).sendMessage({ convoId, ciphertext: utf8("racing"), epoch: 0 })),
       );
-      const [left, ...sent] = await Promise.all([api.post(bob, "leaveConvo", { convoId }), ...sends]);
-      expectReply(left!, 200);
+      const [left, ...sent] = await Promise.all([outcome(api.as(bob).leaveConvo({ convoId })), ...sends]);
+      expectOutcome(left!, 200);
       for (const reply of sent) expect([200, 403]).toContain(reply.status);
 
       const [order] = await db.query<{ left_seq: number; last_message_seq: number | null }>(
@@ -218,15 +220,15 @@ describe("concurrent membership changes", () => {
     const alice = unique("did:plc:alice");
     const bob = unique("did:plc:bob");
     const convoId = await api.createConvo(alice, [bob]);
-    expectReply(await api.post(alice, "leaveConvo", { convoId, targetDid: bob }), 200);
-    expectReply(await api.get(bob, "getEpoch", { convoId }), 403, "NotMember");
+    await ok(api.as(alice).leaveConvo({ convoId, targetDid: bob }));
+    await expectRefusal(api.as(bob).getEpoch({ convoId }), 403, "NotMember");
 
-    expectReply(await api.post(alice, "addMembers", { convoId, didList: [bob] }), 200);
+    await ok(api.as(alice).addMembers({ convoId, didList: [bob] }));
 
     const bobRow = (await memberRows(convoId)).find((row) => row.did === bob)!;
     expect(bobRow.left_at).toBeNull();
-    expectReply(await api.get(bob, "getMessages", { convoId }), 200);
-    expectReply(await api.post(bob, "sendMessage", { convoId, ciphertext: base64("back"), epoch: 0 }), 200);
+    await ok(api.as(bob).getMessages({ convoId }));
+    await ok(api.as(bob).sendMessage({ convoId, ciphertext: utf8("back"), epoch: 0 }));
     const events = (await membershipEvents(convoId)).filter((event) => event.did === bob);
     expect(events.map((event) => event.type)).toEqual(["joined", "removed", "joined"]);
   });
@@ -238,26 +240,26 @@ describe("member limits", () => {
     const convoId = await api.createConvo(alice);
     const dids = (n: number) => range(1, n).map(() => unique("did:plc:m"));
 
-    expectReply(await api.post(alice, "addMembers", { convoId, didList: dids(101) }), 400, "TooManyMembers");
+    await expectRefusal(api.as(alice).addMembers({ convoId, didList: dids(101) }), 400, "TooManyMembers");
     expect(await activeDids(convoId)).toEqual([alice]);
-    expectReply(await api.post(alice, "addMembers", { convoId, didList: dids(100) }), 200);
+    await ok(api.as(alice).addMembers({ convoId, didList: dids(100) }));
     expect(await activeDids(convoId)).toHaveLength(101);
 
-    const tooMany = await api.post(alice, "createConvo", {
+    const tooMany = api.as(alice).createConvo({
       groupId: crypto.randomUUID().replace(/-/g, ""),
       cipherSuite: "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519",
       initialMembers: dids(101),
     });
-    expectReply(tooMany, 400, "TooManyMembers");
+    await expectRefusal(tooMany, 400, "TooManyMembers");
   });
 
   it("keeps a conversation within MAX_MEMBERS_PER_CONVO", async () => {
-    const small = new Xrpc(testApp(db, { MAX_MEMBERS_PER_CONVO: "5" }).app);
+    const small = new Api(testApp(db, { MAX_MEMBERS_PER_CONVO: "5" }).app);
     const alice = unique("did:plc:alice");
     const four = range(1, 4).map(() => unique("did:plc:m"));
 
-    expectReply(
-      await small.post(alice, "createConvo", {
+    await expectRefusal(
+      small.as(alice).createConvo({
         groupId: crypto.randomUUID().replace(/-/g, ""),
         cipherSuite: "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519",
         initialMembers: [...four, unique("did:plc:m")],
@@ -266,38 +268,34 @@ describe("member limits", () => {
       "TooManyMembers",
     );
     const convoId = await small.createConvo(alice, four);
-    expectReply(
-      await small.post(alice, "addMembers", { convoId, didList: [unique("did:plc:m")] }),
-      400,
-      "TooManyMembers",
-    );
+    await expectRefusal(small.as(alice).addMembers({ convoId, didList: [unique("did:plc:m")] }), 400, "TooManyMembers");
     // Naming members who are already in adds nothing, so it fits.
-    expectReply(await small.post(alice, "addMembers", { convoId, didList: four }), 200);
-    expectReply(await small.post(four[0]!, "leaveConvo", { convoId }), 200);
-    expectReply(await small.post(alice, "addMembers", { convoId, didList: [unique("did:plc:m")] }), 200);
+    await ok(small.as(alice).addMembers({ convoId, didList: four }));
+    await ok(small.as(four[0]!).leaveConvo({ convoId }));
+    await ok(small.as(alice).addMembers({ convoId, didList: [unique("did:plc:m")] }));
     expect(await activeDids(convoId)).toHaveLength(5);
   });
 
   it("admits exactly up to MAX_MEMBERS_PER_CONVO when adds race", async () => {
-    const small = new Xrpc(testApp(db, { MAX_MEMBERS_PER_CONVO: "5" }).app);
+    const small = new Api(testApp(db, { MAX_MEMBERS_PER_CONVO: "5" }).app);
     const alice = unique("did:plc:alice");
     const convoId = await small.createConvo(alice);
 
     const replies = await Promise.all(
-      range(1, 12).map(() => small.post(alice, "addMembers", { convoId, didList: [unique("did:plc:m")] })),
+      range(1, 12).map(() => outcome(small.as(alice).addMembers({ convoId, didList: [unique("did:plc:m")] }))),
     );
 
     expect(replies.filter((reply) => reply.status === 200)).toHaveLength(4);
-    for (const reply of replies.filter((reply) => reply.status !== 200)) expectReply(reply, 400, "TooManyMembers");
+    for (const reply of replies.filter((reply) => reply.status !== 200)) expectOutcome(reply, 400, "TooManyMembers");
     expect(await activeDids(convoId)).toHaveLength(5);
   });
 });
 
 describe("welcome rows", () => {
   const hash = (n: number) => n.toString(16).padStart(64, "0");
-  let welcome: string;
+  let welcome: Uint8Array;
   beforeAll(async () => {
-    welcome = base64((await makeGroupWithCommit()).welcomeBytes);
+    welcome = (await makeGroupWithCommit()).welcomeBytes;
   });
 
   function welcomeRows(convoId: string) {
@@ -315,28 +313,29 @@ describe("welcome rows", () => {
     const convoId = await api.createConvo(alice, [bob]);
     const newcomers = range(1, 3).map(() => unique("did:plc:new"));
 
-    const reply = await api.post(alice, "addMembers", {
-      convoId,
-      didList: [bob, ...newcomers],
-      welcomeMessage: { $bytes: welcome },
-      keyPackageHashes: [
-        { did: newcomers[0], hash: hash(1) },
-        { did: newcomers[1], hash: hash(2) },
-      ],
-    });
-    expectReply(reply, 200);
+    await ok(
+      api.as(alice).addMembers({
+        convoId,
+        didList: [bob, ...newcomers],
+        welcomeMessage: welcome,
+        keyPackageHashes: [
+          { did: newcomers[0]!, hash: hash(1) },
+          { did: newcomers[1]!, hash: hash(2) },
+        ],
+      }),
+    );
 
     const rows = await welcomeRows(convoId);
     expect(rows.map((row) => row.recipient_did)).toEqual([...newcomers].sort());
     for (const row of rows) {
-      expect(base64(row.welcome)).toBe(welcome);
+      expect(base64(row.welcome)).toBe(base64(welcome));
       expect(row.state).toBe("available");
     }
     const hashes = Object.fromEntries(rows.map((row) => [row.recipient_did, row.key_package_hash]));
     expect(hashes).toEqual({ [newcomers[0]!]: hash(1), [newcomers[1]!]: hash(2), [newcomers[2]!]: null });
 
     // Without a welcome, new members get no row.
-    expectReply(await api.post(alice, "addMembers", { convoId, didList: [unique("did:plc:new")] }), 200);
+    await ok(api.as(alice).addMembers({ convoId, didList: [unique("did:plc:new")] }));
     expect(await welcomeRows(convoId)).toHaveLength(3);
   });
 

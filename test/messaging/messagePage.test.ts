@@ -2,18 +2,24 @@
  * getMessages answers with JSON the database built: on real Postgres over HTTP, the body is byte for
  * byte what the JS mapping of the stored rows (`messageView`, `JSON.stringify`) gives, base64 flavour
  * included (padded standard alphabet, no line breaks); pages stay bounded in bytes; and every refusal
- * is the same status, error and message as before.
+ * is the same status, error and message as before. The pages are read raw (`Xrpc`): their exact text is the point;
+ * everything else goes through the typed client.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { messageView, type MessageRow } from "../../src/services/messages.js";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
-import { base64, expectReply, randomBytes, range, storeCommits, Xrpc, type Params } from "./client.js";
+import { Api, expectRefusal, expectReply, ok, randomBytes, range, storeCommits, Xrpc, type Params } from "./client.js";
 
 const db = testDatabase();
 afterAll(() => db.close());
 const MAX_PAGE_BYTES = 16 * 1024;
-const api = new Xrpc(testApp(db).app);
-const bounded = new Xrpc(testApp(db, { MAX_PAGE_BYTES: String(MAX_PAGE_BYTES) }).app);
+const { app } = testApp(db);
+const { app: boundedApp } = testApp(db, { MAX_PAGE_BYTES: String(MAX_PAGE_BYTES) });
+const api = new Api(app);
+const bounded = new Api(boundedApp);
+/** Raw reads, for the pages' exact text. */
+const raw = new Xrpc(app);
+const rawBounded = new Xrpc(boundedApp);
 
 /** The answer as the handler built it in JS: `messageView` of each stored row, `cursor` after the last when more follow. */
 async function jsAnswer(convoId: string, seqs: number[], more: boolean): Promise<string> {
@@ -27,8 +33,8 @@ async function jsAnswer(convoId: string, seqs: number[], more: boolean): Promise
   return JSON.stringify({ messages, ...(more && { cursor: String(seqs.at(-1)) }) });
 }
 
-async function send(client: Xrpc, did: string, convoId: string, bytes: Uint8Array): Promise<void> {
-  expectReply(await client.post(did, "sendMessage", { convoId, ciphertext: base64(bytes), epoch: 0 }), 200);
+async function send(client: Api, did: string, convoId: string, bytes: Uint8Array): Promise<void> {
+  await ok(client.as(did).sendMessage({ convoId, ciphertext: bytes, epoch: 0 }));
 }
 
 /** Bytes whose base64 starts with "+///" (and so holds both characters base64 could spell otherwise). */
@@ -52,7 +58,7 @@ describe("the page's JSON, built by the database", () => {
   });
 
   it("is byte for byte the JS mapping, ciphertexts longer than a base64 line and with '+' and '/' included", async () => {
-    const reply = await api.get(bob, "getMessages", { convoId });
+    const reply = await raw.get(bob, "getMessages", { convoId });
 
     expectReply(reply, 200);
     expect(reply.headers.get("Content-Type")).toBe("application/json");
@@ -66,13 +72,13 @@ describe("the page's JSON, built by the database", () => {
   });
 
   it("adds the cursor exactly as before when more follow, and none on the last page", async () => {
-    const first = await api.get(bob, "getMessages", { convoId, limit: 4 });
+    const first = await raw.get(bob, "getMessages", { convoId, limit: 4 });
     expect(first.text).toBe(await jsAnswer(convoId, range(1, 4), true));
 
-    const last = await api.get(bob, "getMessages", { convoId, cursor: first.body.cursor, limit: 5 });
+    const last = await raw.get(bob, "getMessages", { convoId, cursor: first.body.cursor, limit: 5 });
     expect(last.text).toBe(await jsAnswer(convoId, range(5, 9), false));
 
-    const past = await api.get(bob, "getMessages", { convoId, sinceSeq: 9 });
+    const past = await raw.get(bob, "getMessages", { convoId, sinceSeq: 9 });
     expect(past.text).toBe(`{"messages":[]}`);
   });
 });
@@ -88,7 +94,7 @@ describe("a page bounded by bytes", () => {
     const seqs: number[][] = [];
     let params: Params = { convoId, limit: 100 };
     for (;;) {
-      const reply = await bounded.get(alice, "getMessages", params);
+      const reply = await rawBounded.get(alice, "getMessages", params);
       expectReply(reply, 200);
       const page: number[] = reply.body.messages.map((message: { seq: number }) => message.seq);
       const more = reply.body.cursor !== undefined;
@@ -120,7 +126,7 @@ describe("refusals are what they were", () => {
     prunedId = row!.id;
     // What retention does: the oldest seqs go.
     await db.query(`DELETE FROM messages WHERE convo_id = $1 AND seq <= 3`, [convoId]);
-    expectReply(await api.post(alice, "leaveConvo", { convoId, targetDid: bob }), 200);
+    await ok(api.as(alice).leaveConvo({ convoId, targetDid: bob }));
   });
 
   const notMember = { error: "NotMember", message: "caller is not an active member of this conversation" };
@@ -128,55 +134,55 @@ describe("refusals are what they were", () => {
   it("403 NotMember for a stranger and for a member who left, before any check of the position", async () => {
     for (const caller of [stranger, bob]) {
       for (const start of [{}, { cursor: "1" }, { sinceMessage: "no-such-message" }]) {
-        const reply = await api.get(caller, "getMessages", { convoId, ...start });
-        expectReply(reply, 403);
-        expect(reply.body).toEqual(notMember);
+        const { error, message } = await expectRefusal(api.as(caller).getMessages({ convoId, ...start }), 403);
+        expect({ error, message }).toEqual(notMember);
       }
     }
   });
 
   it("404 ConvoNotFound for a conversation that does not exist", async () => {
-    const reply = await api.get(alice, "getMessages", { convoId: unique("no-such-convo-"), cursor: "1" });
-    expectReply(reply, 404);
-    expect(reply.body).toEqual({ error: "ConvoNotFound", message: "conversation not found" });
+    const reply = api.as(alice).getMessages({ convoId: unique("no-such-convo-"), cursor: "1" });
+    const { error, message } = await expectRefusal(reply, 404);
+    expect({ error, message }).toEqual({ error: "ConvoNotFound", message: "conversation not found" });
   });
 
   it("400 CursorExpired for a position retention passed, by cursor, sinceSeq or sinceMessage", async () => {
     for (const start of [{ cursor: "1" }, { sinceSeq: 2 }]) {
-      const reply = await api.get(alice, "getMessages", { convoId, ...start });
-      expectReply(reply, 400);
-      expect(reply.body).toEqual({
+      const { error, message } = await expectRefusal(api.as(alice).getMessages({ convoId, ...start }), 400);
+      expect({ error, message }).toEqual({
         error: "CursorExpired",
         message: "messages after this position were removed by retention; read again without a position",
       });
     }
     for (const sinceMessage of [prunedId, "no-such-message"]) {
-      const reply = await api.get(alice, "getMessages", { convoId, sinceMessage });
-      expectReply(reply, 400);
-      expect(reply.body).toEqual({
+      const { error, message } = await expectRefusal(api.as(alice).getMessages({ convoId, sinceMessage }), 400);
+      expect({ error, message }).toEqual({
         error: "CursorExpired",
         message: "sinceMessage names no message kept in this conversation",
       });
     }
-    const kept = await api.get(alice, "getMessages", { convoId, cursor: "3" });
+    const kept = await raw.get(alice, "getMessages", { convoId, cursor: "3" });
     expect(kept.text).toBe(await jsAnswer(convoId, range(4, 6), false));
   });
 
   it("400 InvalidRequest for a sinceMessage of no message in a conversation retention never touched, or two starting points", async () => {
     const untouched = await api.createConvo(alice);
     await send(api, alice, untouched, randomBytes(8));
-    const unknown = await api.get(alice, "getMessages", { convoId: untouched, sinceMessage: "no-such-message" });
-    expectReply(unknown, 400);
-    expect(unknown.body).toEqual({
+    const unknown = api.as(alice).getMessages({ convoId: untouched, sinceMessage: "no-such-message" });
+    const { error, message } = await expectRefusal(unknown, 400);
+    expect({ error, message }).toEqual({
       error: "InvalidRequest",
       message: "sinceMessage names no message of this conversation",
     });
 
     const [row] = await db.query<{ id: string }>(`SELECT id FROM messages WHERE convo_id = $1`, [untouched]);
-    const since = await api.get(alice, "getMessages", { convoId: untouched, sinceMessage: row!.id });
+    const since = await raw.get(alice, "getMessages", { convoId: untouched, sinceMessage: row!.id });
     expect(since.text).toBe(`{"messages":[]}`);
 
-    const both = await api.get(alice, "getMessages", { convoId: untouched, sinceSeq: 0, cursor: "1" });
-    expectReply(both, 400, "InvalidRequest");
+    await expectRefusal(
+      api.as(alice).getMessages({ convoId: untouched, sinceSeq: 0, cursor: "1" }),
+      400,
+      "InvalidRequest",
+    );
   });
 });

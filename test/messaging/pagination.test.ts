@@ -4,11 +4,13 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
-import { base64, expectReply, range, storedMessages, Xrpc, type Json } from "./client.js";
+import type { Input, Output } from "mls-delivery-service/client";
+import { Api, expectRefusal, range, storedMessages, utf8 } from "./client.js";
 
 const db = testDatabase();
 afterAll(() => db.close());
-const api = new Xrpc(testApp(db).app);
+const api = new Api(testApp(db).app);
+type Page = Output<"getMessages">;
 
 const TOTAL = 1000;
 const alice = unique("did:plc:alice");
@@ -20,32 +22,28 @@ beforeAll(async () => {
   for (let batch = 0; batch < TOTAL / 50; batch++) {
     const replies = await Promise.all(
       range(1, 50).map((n) =>
-        api.post(n % 2 ? alice : bob, "sendMessage", {
-          convoId,
-          ciphertext: base64(`message ${batch * 50 + n}`),
-          epoch: 0,
-        }),
+        api.as(n % 2 ? alice : bob).sendMessage({ convoId, ciphertext: utf8(`message ${batch * 50 + n}`), epoch: 0 }),
       ),
     );
-    for (const reply of replies) expectReply(reply, 200);
+    for (const reply of replies) expect(reply.status).toBe(200);
   }
 });
 
 /** Follows `cursor` from the first page to the last; returns every page. */
-async function walk(limit: number, start: Record<string, string | number> = {}): Promise<Json[]> {
-  const pages: Json[] = [];
-  let params: Record<string, string | number> = { ...start };
+async function walk(limit: number, start: Partial<Input<"getMessages">> = {}): Promise<Page[]> {
+  const pages: Page[] = [];
+  let params: Partial<Input<"getMessages">> = { ...start };
   for (;;) {
-    const reply = await api.get(bob, "getMessages", { convoId, limit, ...params });
-    expectReply(reply, 200);
-    pages.push(reply.body);
-    if (reply.body.cursor === undefined) return pages;
+    const reply = await api.as(bob).getMessages({ convoId, limit, ...params });
+    expect(reply.status).toBe(200);
+    pages.push(reply.data);
+    if (reply.data.cursor === undefined) return pages;
     expect(pages.length, "more pages than messages").toBeLessThanOrEqual(TOTAL);
-    params = { cursor: reply.body.cursor };
+    params = { cursor: reply.data.cursor };
   }
 }
 
-const seqsOf = (pages: Json[]) => pages.flatMap((page) => page.messages.map((message: { seq: number }) => message.seq));
+const seqsOf = (pages: Page[]) => pages.flatMap((page) => page.messages.map((message) => message.seq));
 
 describe("getMessages paging", () => {
   it("walks 1,000 messages 37 at a time: every seq once, in order, the last page without a cursor", async () => {
@@ -54,7 +52,7 @@ describe("getMessages paging", () => {
     expect(seqsOf(pages)).toEqual(range(1, TOTAL));
     expect(pages).toHaveLength(Math.ceil(TOTAL / 37));
     for (const page of pages.slice(0, -1)) expect(page.messages).toHaveLength(37);
-    expect(pages.at(-1).messages).toHaveLength(TOTAL % 37);
+    expect(pages.at(-1)!.messages).toHaveLength(TOTAL % 37);
     expect(pages.at(-1)).not.toHaveProperty("cursor");
   });
 
@@ -74,7 +72,7 @@ describe("getMessages paging", () => {
         convoId,
         sender: row.sender_did,
         senderDevice: "",
-        ciphertext: { $bytes: base64(row.ciphertext) },
+        ciphertext: new Uint8Array(row.ciphertext),
         epoch: 0,
         seq: row.seq,
         messageType: "app",
@@ -84,18 +82,18 @@ describe("getMessages paging", () => {
   });
 
   it("uses 50 as the default limit", async () => {
-    const reply = await api.get(bob, "getMessages", { convoId });
-    expect(reply.body.messages.map((message: { seq: number }) => message.seq)).toEqual(range(1, 50));
-    expect(reply.body.cursor).toBeDefined();
+    const reply = await api.as(bob).getMessages({ convoId });
+    expect(reply.data.messages.map((message) => message.seq)).toEqual(range(1, 50));
+    expect(reply.data.cursor).toBeDefined();
   });
 
   it("starts after sinceSeq", async () => {
     expect(seqsOf(await walk(37, { sinceSeq: 500 }))).toEqual(range(501, TOTAL));
     expect(seqsOf(await walk(37, { sinceSeq: 0 }))).toEqual(range(1, TOTAL));
-    const atEnd = await api.get(bob, "getMessages", { convoId, sinceSeq: TOTAL });
-    expect(atEnd.body).toEqual({ messages: [] });
-    const beyond = await api.get(bob, "getMessages", { convoId, sinceSeq: TOTAL + 50 });
-    expect(beyond.body).toEqual({ messages: [] });
+    const atEnd = await api.as(bob).getMessages({ convoId, sinceSeq: TOTAL });
+    expect(atEnd.data).toEqual({ messages: [] });
+    const beyond = await api.as(bob).getMessages({ convoId, sinceSeq: TOTAL + 50 });
+    expect(beyond.data).toEqual({ messages: [] });
   });
 
   it("starts after sinceMessage", async () => {
@@ -107,12 +105,12 @@ describe("getMessages paging", () => {
 
   it("refuses a sinceMessage of another conversation or none at all", async () => {
     const otherConvo = await api.createConvo(bob);
-    const sent = await api.post(bob, "sendMessage", { convoId: otherConvo, ciphertext: base64("x"), epoch: 0 });
-    expectReply(sent, 200);
+    const sent = await api.as(bob).sendMessage({ convoId: otherConvo, ciphertext: utf8("x"), epoch: 0 });
+    expect(sent.status).toBe(200);
 
-    const foreign = await api.get(bob, "getMessages", { convoId, sinceMessage: sent.body.messageId });
-    expectReply(foreign, 400, "InvalidRequest");
-    expectReply(await api.get(bob, "getMessages", { convoId, sinceMessage: "no-such-message" }), 400, "InvalidRequest");
+    const foreign = api.as(bob).getMessages({ convoId, sinceMessage: sent.data.messageId });
+    await expectRefusal(foreign, 400, "InvalidRequest");
+    await expectRefusal(api.as(bob).getMessages({ convoId, sinceMessage: "no-such-message" }), 400, "InvalidRequest");
   });
 
   it("refuses more than one starting point", async () => {
@@ -122,7 +120,7 @@ describe("getMessages paging", () => {
       { cursor: "37", sinceMessage: row!.id },
       { sinceSeq: 10, sinceMessage: row!.id },
     ]) {
-      expectReply(await api.get(bob, "getMessages", { convoId, ...params }), 400, "InvalidRequest");
+      await expectRefusal(api.as(bob).getMessages({ convoId, ...params }), 400, "InvalidRequest");
     }
   });
 });

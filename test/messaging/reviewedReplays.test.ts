@@ -7,11 +7,11 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
 import { makeGroupWithCommit, TestGroup } from "../helpers/mls.js";
-import { base64, expectReply, storedMessages, Xrpc } from "./client.js";
+import { Api, expectRefusal, ok, storedMessages } from "./client.js";
 
 const db = testDatabase();
 afterAll(() => db.close());
-const api = new Xrpc(testApp(db).app);
+const api = new Api(testApp(db).app);
 
 async function mlsConvo(members: string[]) {
   const alice = unique("did:plc:alice");
@@ -29,17 +29,13 @@ describe("an accepted commit sent again", () => {
     const bob = unique("did:plc:bob");
     const { alice, group, convoId } = await mlsConvo([bob]);
     const first = await group.commit();
-    expectReply(await api.post(alice, "addMembers", { convoId, didList: [bob], commit: base64(first) }), 200);
+    await ok(api.as(alice).addMembers({ convoId, didList: [bob], commit: first }));
 
     const mallory = unique("did:plc:mallory");
-    expectReply(
-      await api.post(bob, "addMembers", { convoId, didList: [mallory], commit: base64(first) }),
-      409,
-      "EpochMismatch",
-    );
+    await expectRefusal(api.as(bob).addMembers({ convoId, didList: [mallory], commit: first }), 409, "EpochMismatch");
     expect(await isActive(convoId, mallory)).toBe(false);
-    // The very same request again is still a harmless repeat.
-    expect((await api.post(alice, "addMembers", { convoId, didList: [bob], commit: base64(first) })).body).toEqual({
+    // The very same request again (its own idempotency key) is still a harmless repeat.
+    expect((await api.as(alice).addMembers({ convoId, didList: [bob], commit: first })).data).toEqual({
       success: true,
       newEpoch: 1,
     });
@@ -50,14 +46,10 @@ describe("an accepted commit sent again", () => {
     const carol = unique("did:plc:carol");
     const { alice, group, convoId } = await mlsConvo([bob, carol]);
     const first = await group.commit();
-    expectReply(await api.post(alice, "addMembers", { convoId, didList: [bob], commit: base64(first) }), 200);
+    await ok(api.as(alice).addMembers({ convoId, didList: [bob], commit: first }));
 
-    expectReply(await api.post(bob, "leaveConvo", { convoId, commit: base64(first) }), 409, "EpochMismatch");
-    expectReply(
-      await api.post(alice, "leaveConvo", { convoId, targetDid: carol, commit: base64(first) }),
-      409,
-      "EpochMismatch",
-    );
+    await expectRefusal(api.as(bob).leaveConvo({ convoId, commit: first }), 409, "EpochMismatch");
+    await expectRefusal(api.as(alice).leaveConvo({ convoId, targetDid: carol, commit: first }), 409, "EpochMismatch");
     expect([await isActive(convoId, bob), await isActive(convoId, carol)]).toEqual([true, true]);
   });
 });
@@ -67,8 +59,8 @@ describe("bytes that begin with an MLS message", () => {
     const { alice, group, convoId } = await mlsConvo([]);
     const commit = await group.rivalCommit({ publicMessage: true });
     const padded = new Uint8Array([...commit, 0]);
-    expectReply(
-      await api.post(alice, "sendMessage", { convoId, ciphertext: base64(padded), epoch: 0 }),
+    await expectRefusal(
+      api.as(alice).sendMessage({ convoId, ciphertext: padded, epoch: 0 }),
       400,
       "NotApplicationMessage",
     );
@@ -82,20 +74,13 @@ describe("a pending welcome", () => {
     const mallory = unique("did:plc:mallory");
     const { alice, convoId } = await mlsConvo([]);
     const [welcome, rival] = [(await makeGroupWithCommit()).welcomeBytes, (await makeGroupWithCommit()).welcomeBytes];
-    expectReply(
-      await api.post(alice, "addMembers", {
-        convoId,
-        didList: [bob, mallory],
-        welcomeMessage: base64(welcome),
-      }),
-      200,
-    );
-    const fetched = await api.get(bob, "getWelcome", { convoId });
-    expectReply(fetched, 200);
+    await ok(api.as(alice).addMembers({ convoId, didList: [bob, mallory], welcomeMessage: welcome }));
+    const fetched = await ok(api.as(bob).getWelcome({ convoId }));
 
-    expectReply(await api.post(mallory, "addMembers", { convoId, didList: [bob], welcomeMessage: base64(rival) }), 200);
-    const again = await api.get(bob, "getWelcome", { convoId });
-    expect(again.body.welcome).toEqual(fetched.body.welcome);
+    await ok(api.as(mallory).addMembers({ convoId, didList: [bob], welcomeMessage: rival }));
+    const again = await api.as(bob).getWelcome({ convoId });
+    expect(again.data.welcome).toEqual(fetched.data.welcome);
+    expect(again.data.welcome).toEqual(new Uint8Array(welcome));
   });
 });
 
@@ -103,15 +88,8 @@ describe("a former member leaving again", () => {
   it("answers the epoch it left at, not the conversation's current one", async () => {
     const carol = unique("did:plc:carol");
     const { alice, group, convoId } = await mlsConvo([carol]);
-    expect((await api.post(carol, "leaveConvo", { convoId })).body).toEqual({ success: true, newEpoch: 0 });
-    expectReply(
-      await api.post(alice, "addMembers", {
-        convoId,
-        didList: [unique("did:plc:dan")],
-        commit: base64(await group.commit()),
-      }),
-      200,
-    );
-    expect((await api.post(carol, "leaveConvo", { convoId })).body).toEqual({ success: true, newEpoch: 0 });
+    expect((await api.as(carol).leaveConvo({ convoId })).data).toEqual({ success: true, newEpoch: 0 });
+    await ok(api.as(alice).addMembers({ convoId, didList: [unique("did:plc:dan")], commit: await group.commit() }));
+    expect((await api.as(carol).leaveConvo({ convoId })).data).toEqual({ success: true, newEpoch: 0 });
   });
 });

@@ -6,11 +6,11 @@ import { decodeMlsMessage, encodeMlsMessage } from "ts-mls/message.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
 import { makeGroupWithCommit, makeKeyPackage } from "../helpers/mls.js";
-import { base64, expectReply, Xrpc } from "./client.js";
+import { Api, expectRefusal, ok } from "./client.js";
 
 const db = testDatabase();
 afterAll(() => db.close());
-const api = new Xrpc(testApp(db).app);
+const api = new Api(testApp(db).app);
 
 /** The same Welcome relabelled with another cipher suite (its secrets no longer open; the framing reads). */
 function withSuite(welcomeBytes: Uint8Array, cipherSuite: "MLS_128_DHKEMP256_AES128GCM_SHA256_P256"): Uint8Array {
@@ -33,35 +33,42 @@ beforeAll(async () => {
 });
 
 const welcomeRows = async (convoId: string) =>
-  Number((await db.query<{ n: number }>(`SELECT count(*) AS n FROM welcome_messages WHERE convo_id = $1`, [convoId]))[0]!.n);
+  Number(
+    (await db.query<{ n: number }>(`SELECT count(*) AS n FROM welcome_messages WHERE convo_id = $1`, [convoId]))[0]!.n,
+  );
 
 describe("welcomeMessage must be a Welcome for the conversation's cipher suite", () => {
-  const cases = ["opaque bytes", "a commit", "a KeyPackage", "a GroupInfo", "a Welcome with a trailing byte", "a Welcome of another cipher suite"];
+  const cases = [
+    "opaque bytes",
+    "a commit",
+    "a KeyPackage",
+    "a GroupInfo",
+    "a Welcome with a trailing byte",
+    "a Welcome of another cipher suite",
+  ];
 
   it.each(cases)("createConvo refuses %s with 400 InvalidRequest", async (name) => {
     const alice = unique("did:plc:alice");
-    const reply = await api.post(alice, "createConvo", {
+    const reply = api.as(alice).createConvo({
       groupId: randomGroupId(),
       cipherSuite: "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519",
       initialMembers: [unique("did:plc:bob")],
-      welcomeMessage: base64(bad[name]!),
+      welcomeMessage: bad[name]!,
     });
-    expectReply(reply, 400, "InvalidRequest");
-    expect(reply.body.message).toMatch(/welcomeMessage/);
-    const [row] = await db.query<{ n: number }>(`SELECT count(*) AS n FROM conversations WHERE creator_did = $1`, [alice]);
+    const refusal = await expectRefusal(reply, 400, "InvalidRequest");
+    expect(refusal.message).toMatch(/welcomeMessage/);
+    const [row] = await db.query<{ n: number }>(`SELECT count(*) AS n FROM conversations WHERE creator_did = $1`, [
+      alice,
+    ]);
     expect(Number(row!.n)).toBe(0);
   });
 
   it.each(cases)("addMembers refuses %s with 400 InvalidRequest", async (name) => {
     const alice = unique("did:plc:alice");
     const convoId = await api.createConvo(alice);
-    const reply = await api.post(alice, "addMembers", {
-      convoId,
-      didList: [unique("did:plc:bob")],
-      welcomeMessage: base64(bad[name]!),
-    });
-    expectReply(reply, 400, "InvalidRequest");
-    expect(reply.body.message).toMatch(/welcomeMessage/);
+    const reply = api.as(alice).addMembers({ convoId, didList: [unique("did:plc:bob")], welcomeMessage: bad[name]! });
+    const refusal = await expectRefusal(reply, 400, "InvalidRequest");
+    expect(refusal.message).toMatch(/welcomeMessage/);
     expect(await welcomeRows(convoId)).toBe(0);
   });
 
@@ -69,12 +76,11 @@ describe("welcomeMessage must be a Welcome for the conversation's cipher suite",
     const alice = unique("did:plc:alice");
     const bob = unique("did:plc:bob");
     const carol = unique("did:plc:carol");
-    const convoId = await api.createConvo(alice, [bob], { welcomeMessage: base64(welcome) });
-    expectReply(await api.post(alice, "addMembers", { convoId, didList: [carol], welcomeMessage: base64(welcome) }), 200);
+    const convoId = await api.createConvo(alice, [bob], { welcomeMessage: welcome });
+    await ok(api.as(alice).addMembers({ convoId, didList: [carol], welcomeMessage: welcome }));
     for (const who of [bob, carol]) {
-      const reply = await api.get(who, "getWelcome", { convoId });
-      expectReply(reply, 200);
-      expect(Buffer.from(reply.body.welcome.$bytes, "base64")).toEqual(Buffer.from(welcome));
+      const reply = await ok(api.as(who).getWelcome({ convoId }));
+      expect(Buffer.from(reply.data.welcome)).toEqual(Buffer.from(welcome));
     }
   });
 });

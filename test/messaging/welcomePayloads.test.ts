@@ -6,11 +6,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sha256Hex } from "../../src/bytes.js";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
 import { makeGroupWithCommit } from "../helpers/mls.js";
-import { base64, expectReply, range, Xrpc } from "./client.js";
+import { Api, ok, range } from "./client.js";
 
 const db = testDatabase();
 afterAll(() => db.close());
-const api = new Xrpc(testApp(db).app);
+const api = new Api(testApp(db).app);
 
 let welcome: Uint8Array;
 beforeAll(async () => {
@@ -33,7 +33,7 @@ describe("welcome storage", () => {
   it("stores createConvo's Welcome once for N recipients, and each recipient fetches the same bytes", async () => {
     const alice = unique("did:plc:alice");
     const members = range(1, 20).map(() => unique("did:plc:m"));
-    const convoId = await api.createConvo(alice, members, { welcomeMessage: base64(welcome) });
+    const convoId = await api.createConvo(alice, members, { welcomeMessage: welcome });
 
     expect(await stored(convoId, sha256Hex(welcome))).toEqual({
       rows: 20,
@@ -42,26 +42,22 @@ describe("welcome storage", () => {
       payload_bytes: welcome.byteLength,
     });
     for (const did of members) {
-      const reply = await api.get(did, "getWelcome", { convoId });
-      expectReply(reply, 200);
-      expect(reply.body.welcome).toEqual({ $bytes: base64(welcome) });
+      const reply = await ok(api.as(did).getWelcome({ convoId }));
+      expect(reply.data.welcome).toEqual(new Uint8Array(welcome));
     }
   });
 
   it("reuses the stored bytes for addMembers and for another conversation with the same Welcome", async () => {
     const alice = unique("did:plc:alice");
-    const first = await api.createConvo(alice, [unique("did:plc:bob")], { welcomeMessage: base64(welcome) });
+    const first = await api.createConvo(alice, [unique("did:plc:bob")], { welcomeMessage: welcome });
     const second = await api.createConvo(alice);
     const newcomers = range(1, 5).map(() => unique("did:plc:new"));
-    expectReply(
-      await api.post(alice, "addMembers", { convoId: second, didList: newcomers, welcomeMessage: base64(welcome) }),
-      200,
-    );
+    await ok(api.as(alice).addMembers({ convoId: second, didList: newcomers, welcomeMessage: welcome }));
 
     expect(await stored(first, sha256Hex(welcome))).toMatchObject({ rows: 1, row_bytes: 0, payloads: 1 });
     expect(await stored(second, sha256Hex(welcome))).toMatchObject({ rows: 5, row_bytes: 0, payloads: 1 });
     for (const did of newcomers) {
-      expect((await api.get(did, "getWelcome", { convoId: second })).body.welcome).toEqual({ $bytes: base64(welcome) });
+      expect((await api.as(did).getWelcome({ convoId: second })).data.welcome).toEqual(new Uint8Array(welcome));
     }
   });
 });

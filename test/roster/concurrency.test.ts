@@ -6,10 +6,10 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { testApp, testDatabase } from "../helpers/context.js";
 import { conversationLockWaiters, deviceLockWaiters, holdRowLock } from "../helpers/rowLock.js";
-import { b64, type Bundle, type Device } from "../helpers/rosterGroup.js";
-import { Xrpc } from "../messaging/client.js";
+import type { Bundle, Device } from "../helpers/rosterGroup.js";
+import { Api } from "../messaging/client.js";
 import {
-  bundleBody,
+  bundleInput,
   device,
   epochOf,
   expectRosterOf,
@@ -46,16 +46,16 @@ describe("one commit per epoch (real servers, real PostgreSQL)", () => {
         rivals.push({ by, bundle: await group.commit(by, { add: [added] }) });
       }
       const answers = await Promise.all(
-        rivals.map(({ by, bundle }, i) => server(i).post(by.did, "processCommit", bundleBody(convoId, bundle, by))),
+        rivals.map(({ by, bundle }, i) => server(i).call(by.did, "processCommit", bundleInput(convoId, bundle, by))),
       );
       const winners = answers.flatMap((answer, i) => (answer.status === 200 ? [i] : []));
       expect(winners, JSON.stringify(answers)).toHaveLength(1);
       for (const [i, answer] of answers.entries()) {
         if (i === winners[0]) continue;
-        expect(answer, JSON.stringify(answer)).toMatchObject({ status: 409, body: { error: "EpochMismatch" } });
+        expect(answer, JSON.stringify(answer)).toMatchObject({ status: 409, error: "EpochMismatch" });
       }
       const winner = rivals[winners[0]!]!;
-      expect(answers[winners[0]!]!.body).toMatchObject({
+      expect(answers[winners[0]!]!.data).toMatchObject({
         newEpoch: epoch + 1,
         added: winner.bundle.added,
         removed: [],
@@ -67,7 +67,7 @@ describe("one commit per epoch (real servers, real PostgreSQL)", () => {
         `SELECT group_info FROM group_infos WHERE convo_id = $1`,
         [convoId],
       );
-      expect(b64(new Uint8Array(info!.group_info))).toBe(b64(winner.bundle.groupInfo));
+      expect(new Uint8Array(info!.group_info)).toEqual(new Uint8Array(winner.bundle.groupInfo));
     }
   });
 
@@ -81,7 +81,7 @@ describe("one commit per epoch (real servers, real PostgreSQL)", () => {
         { by: device(bob, "phone"), bundle: await group.commit(device(bob, "phone")) },
       ];
       const answers = await Promise.all(
-        rivals.map(({ by, bundle }, i) => server(i).post(by.did, "processCommit", bundleBody(convoId, bundle, by))),
+        rivals.map(({ by, bundle }, i) => server(i).call(by.did, "processCommit", bundleInput(convoId, bundle, by))),
       );
       const winners = answers.flatMap((answer, i) => (answer.status === 200 ? [i] : []));
       expect(winners, JSON.stringify(answers)).toHaveLength(1);
@@ -100,10 +100,10 @@ describe("revocation racing commits (lock order: devices, then conversations)", 
       await register(db, target);
       const bundle = await group.commit(device(alice, "phone"), { add: [target] });
       const [commit, revoked] = await Promise.all([
-        server(round).post(alice, "processCommit", bundleBody(convoId, bundle, device(alice, "phone"))),
-        server(round + 1).post(bob, "revokeDevice", { deviceId: target.deviceId }),
+        server(round).call(alice, "processCommit", bundleInput(convoId, bundle, device(alice, "phone"))),
+        server(round + 1).call(bob, "revokeDevice", { deviceId: target.deviceId }),
       ]);
-      expect(revoked.status, JSON.stringify(revoked.body)).toBe(200);
+      expect(revoked.status, JSON.stringify(revoked)).toBe(200);
       const inRoster = (await storedRoster(db, convoId)).includes(`${bob}#${target.deviceId}`);
       const revocationEvent = (await membershipEvents(db, convoId)).some(
         (event) => event.type === "deviceRevoked" && event.did === bob && event.deviceId === target.deviceId,
@@ -113,7 +113,7 @@ describe("revocation racing commits (lock order: devices, then conversations)", 
         expect(inRoster && revocationEvent).toBe(true);
         await bundle.apply();
       } else {
-        expect(commit, JSON.stringify(commit)).toMatchObject({ status: 400, body: { error: "RosterMismatch" } });
+        expect(commit, JSON.stringify(commit)).toMatchObject({ status: 400, error: "RosterMismatch" });
         expect(inRoster || revocationEvent).toBe(false);
       }
     }
@@ -123,7 +123,7 @@ describe("revocation racing commits (lock order: devices, then conversations)", 
 
 describe("the lock order, step by step", () => {
   it("a commit holding a device (FOR SHARE) and waiting for the conversation, a revocation waiting for the device: both finish", async () => {
-    const api = new Xrpc(testApp(db).app);
+    const api = new Api(testApp(db).app);
     const { alice, bob, group, convoId } = await conversation();
     const added = device(alice, "tablet");
     await register(db, added);
@@ -134,21 +134,21 @@ describe("the lock order, step by step", () => {
     ]);
     const convoCtid = (await convo.held)[0]!.ctid;
     // The commit locks the devices of its tree (Bob's laptop among them), then waits for the conversation.
-    const commit = api.post(alice, "processCommit", bundleBody(convoId, bundle, device(alice, "phone")));
+    const commit = api.call(alice, "processCommit", bundleInput(convoId, bundle, device(alice, "phone")));
     await conversationLockWaiters(db, convoCtid, 1);
     // Revoking Bob's laptop waits for the commit's share lock; once it has the device, it locks the conversation.
     const [laptop] = await db.query<{ ctid: string }>(
       `SELECT ctid::text FROM devices WHERE did = $1 AND device_id = 'laptop'`,
       [bob],
     );
-    const revoke = api.post(bob, "revokeDevice", { deviceId: "laptop" });
+    const revoke = api.call(bob, "revokeDevice", { deviceId: "laptop" });
     await deviceLockWaiters(db, laptop!.ctid, 1);
     convo.release();
     await convo.done;
 
     const [committed, revoked] = await Promise.all([commit, revoke]);
-    expect(committed.status, JSON.stringify(committed.body)).toBe(200);
-    expect(revoked.status, JSON.stringify(revoked.body)).toBe(200);
+    expect(committed.status, JSON.stringify(committed)).toBe(200);
+    expect(revoked.status, JSON.stringify(revoked)).toBe(200);
     const events = await membershipEvents(db, convoId);
     expect(events.at(-1)).toMatchObject({ type: "deviceRevoked", did: bob, deviceId: "laptop", epoch: 2 });
   });

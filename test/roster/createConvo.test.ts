@@ -4,8 +4,8 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { testApp, testDatabase } from "../helpers/context.js";
-import { b64, RosterGroup, SUITE } from "../helpers/rosterGroup.js";
-import { expectReply, randomBytes, Xrpc } from "../messaging/client.js";
+import { RosterGroup, SUITE } from "../helpers/rosterGroup.js";
+import { Api, expectOutcome, messageOf, randomBytes } from "../messaging/client.js";
 import {
   activeMembers,
   device,
@@ -21,7 +21,7 @@ import {
 
 const db = testDatabase();
 afterAll(() => db.close());
-const api = new Xrpc(testApp(db).app);
+const api = new Api(testApp(db).app);
 
 /** A group by Alice's phone that added Alice's laptop and Bob's two devices, not yet on the server. */
 async function prepared() {
@@ -36,9 +36,9 @@ async function prepared() {
   const body = {
     groupId: group.groupIdHex,
     cipherSuite: SUITE,
-    groupInfo: b64(await group.groupInfo(alicePhone)),
+    groupInfo: await group.groupInfo(alicePhone),
     deviceId: "phone",
-    welcomeMessage: b64(bundle.welcome!),
+    welcomeMessage: bundle.welcome!,
     keyPackageHashes: bundle.keyPackageHashes,
   };
   return { alice, bob, alicePhone, group, bundle, body };
@@ -47,11 +47,11 @@ async function prepared() {
 describe("createConvo with groupInfo", () => {
   it("starts at the GroupInfo's epoch with the tree as roster, its DIDs as members, a welcome per other device", async () => {
     const { alice, bob, group, body } = await prepared();
-    const reply = await api.post(alice, "createConvo", { ...body, initialMembers: [bob] });
-    expectReply(reply, 200);
-    const convoId = reply.body.id;
-    expect(reply.body).toMatchObject({ groupId: group.groupIdHex, creator: alice, epoch: 1 });
-    expect(reply.body.members.map((member: { did: string }) => member.did).sort()).toEqual([alice, bob].sort());
+    const reply = await api.call(alice, "createConvo", { ...body, initialMembers: [bob] });
+    expectOutcome(reply, 200);
+    const convoId = reply.data!.id;
+    expect(reply.data).toMatchObject({ groupId: group.groupIdHex, creator: alice, epoch: 1 });
+    expect(reply.data!.members.map((member: { did: string }) => member.did).sort()).toEqual([alice, bob].sort());
     expect(await epochOf(db, convoId)).toBe(1);
     await expectRosterOf(db, convoId, group);
     expect(await activeMembers(db, convoId)).toEqual([alice, bob].sort());
@@ -62,7 +62,7 @@ describe("createConvo with groupInfo", () => {
     );
     expect(stored!.roster_checked).toBe(true);
     expect(Number(stored!.epoch)).toBe(1);
-    expect(b64(new Uint8Array(stored!.group_info))).toBe(body.groupInfo);
+    expect(new Uint8Array(stored!.group_info)).toEqual(body.groupInfo);
     const actor = { actor: alice, actorDevice: "phone", epoch: 1 };
     expect(await membershipEvents(db, convoId)).toEqual([
       { type: "joined", did: alice, ...actor },
@@ -83,37 +83,37 @@ describe("createConvo with groupInfo", () => {
 
   it("a repeat by its creator answers the conversation; anyone else gets 409 ConvoExists", async () => {
     const { alice, bob, group, body } = await prepared();
-    const first = await api.post(alice, "createConvo", body);
-    expectReply(first, 200);
-    const again = await api.post(alice, "createConvo", body);
-    expectReply(again, 200);
-    expect(again.body.id).toBe(first.body.id);
+    const first = await api.call(alice, "createConvo", body);
+    expectOutcome(first, 200);
+    const again = await api.call(alice, "createConvo", body);
+    expectOutcome(again, 200);
+    expect(again.data!.id).toBe(first.data!.id);
     // Bob's own valid GroupInfo for the same group (his phone signs it): the group id is taken.
-    const bobs = { ...body, deviceId: "phone", groupInfo: b64(await group.groupInfo(device(bob, "phone"))) };
-    delete (bobs as { welcomeMessage?: string }).welcomeMessage;
+    const bobs = { ...body, deviceId: "phone", groupInfo: await group.groupInfo(device(bob, "phone")) };
+    delete (bobs as { welcomeMessage?: unknown }).welcomeMessage;
     delete (bobs as { keyPackageHashes?: unknown }).keyPackageHashes;
-    expectReply(await api.post(bob, "createConvo", bobs), 409, "ConvoExists");
+    expectOutcome(await api.call(bob, "createConvo", bobs), 409, "ConvoExists");
   });
 
   it("initialMembers that disagree with the tree's DIDs: RosterMismatch", async () => {
     const { alice, bob, body } = await prepared();
     for (const initialMembers of [[], [newDid("carol")], [bob, newDid("carol")]]) {
-      expectReply(await api.post(alice, "createConvo", { ...body, initialMembers }), 400, "RosterMismatch");
+      expectOutcome(await api.call(alice, "createConvo", { ...body, initialMembers }), 400, "RosterMismatch");
     }
   });
 
   it("a tree without the caller's acting device (RosterMismatch), or signed by another device (InvalidGroupInfo)", async () => {
     const { alice, bob, group, body } = await prepared();
-    expectReply(await api.post(alice, "createConvo", { ...body, deviceId: undefined }), 400, "RosterMismatch");
-    expectReply(await api.post(alice, "createConvo", { ...body, deviceId: "laptop" }), 400, "InvalidGroupInfo");
-    const signedByBob = b64(await group.groupInfo(device(bob, "phone")));
-    expectReply(await api.post(alice, "createConvo", { ...body, groupInfo: signedByBob }), 400, "InvalidGroupInfo");
+    expectOutcome(await api.call(alice, "createConvo", { ...body, deviceId: undefined }), 400, "RosterMismatch");
+    expectOutcome(await api.call(alice, "createConvo", { ...body, deviceId: "laptop" }), 400, "InvalidGroupInfo");
+    const signedByBob = await group.groupInfo(device(bob, "phone"));
+    expectOutcome(await api.call(alice, "createConvo", { ...body, groupInfo: signedByBob }), 400, "InvalidGroupInfo");
   });
 
   it("a groupId other than the GroupInfo's: InvalidGroupInfo", async () => {
     const { alice, body } = await prepared();
     const other = (await RosterGroup.create(device(alice))).groupIdHex;
-    expectReply(await api.post(alice, "createConvo", { ...body, groupId: other }), 400, "InvalidGroupInfo");
+    expectOutcome(await api.call(alice, "createConvo", { ...body, groupId: other }), 400, "InvalidGroupInfo");
   });
 
   it("a tree with an unregistered or revoked device: RosterMismatch", async () => {
@@ -123,13 +123,13 @@ describe("createConvo with groupInfo", () => {
       const group = await newGroup(api, device(alice, "phone"));
       const bundle = await group.commit(device(alice, "phone"), { add: [other] });
       await bundle.apply();
-      const reply = await api.post(alice, "createConvo", {
+      const reply = await api.call(alice, "createConvo", {
         groupId: group.groupIdHex,
         cipherSuite: SUITE,
-        groupInfo: b64(await group.groupInfo(device(alice, "phone"))),
+        groupInfo: await group.groupInfo(device(alice, "phone")),
         deviceId: "phone",
       });
-      expectReply(reply, 400, "RosterMismatch");
+      expectOutcome(reply, 400, "RosterMismatch");
     }
   });
 
@@ -140,24 +140,24 @@ describe("createConvo with groupInfo", () => {
     const group = await RosterGroup.create(device(alice, "phone")); // publishes nothing
     const bundle = await group.commit(device(alice, "phone"), { add: [device(bob, "phone")] });
     await bundle.apply();
-    const reply = await api.post(alice, "createConvo", {
+    const reply = await api.call(alice, "createConvo", {
       groupId: group.groupIdHex,
       cipherSuite: SUITE,
-      groupInfo: b64(await group.groupInfo(device(alice, "phone"))),
+      groupInfo: await group.groupInfo(device(alice, "phone")),
       deviceId: "phone",
-      welcomeMessage: b64(bundle.welcome!),
+      welcomeMessage: bundle.welcome!,
     });
-    expectReply(reply, 400, "RosterMismatch");
-    expect(reply.body.message).toMatch(/key package/);
+    expectOutcome(reply, 400, "RosterMismatch");
+    expect(messageOf(reply)).toMatch(/key package/);
   });
 
   it("keyPackageHashes that do not name exactly the welcomed devices: RosterMismatch", async () => {
     const { alice, body } = await prepared();
     const [first, ...rest] = body.keyPackageHashes;
-    expectReply(await api.post(alice, "createConvo", { ...body, keyPackageHashes: rest }), 400, "RosterMismatch");
+    expectOutcome(await api.call(alice, "createConvo", { ...body, keyPackageHashes: rest }), 400, "RosterMismatch");
     const self = { did: alice, deviceId: "phone", hash: first!.hash };
-    expectReply(
-      await api.post(alice, "createConvo", { ...body, keyPackageHashes: [...body.keyPackageHashes, self] }),
+    expectOutcome(
+      await api.call(alice, "createConvo", { ...body, keyPackageHashes: [...body.keyPackageHashes, self] }),
       400,
       "RosterMismatch",
     );
@@ -165,31 +165,31 @@ describe("createConvo with groupInfo", () => {
 
   it("the acting device must be registered and live: 403 UnknownDevice / DeviceRevoked", async () => {
     const { alice, body } = await prepared();
-    expectReply(await api.post(alice, "createConvo", { ...body, deviceId: "nope" }), 403, "UnknownDevice");
+    expectOutcome(await api.call(alice, "createConvo", { ...body, deviceId: "nope" }), 403, "UnknownDevice");
     await db.query(`UPDATE devices SET revoked_at = now() WHERE did = $1 AND device_id = 'phone'`, [alice]);
-    expectReply(await api.post(alice, "createConvo", body), 403, "DeviceRevoked");
+    expectOutcome(await api.call(alice, "createConvo", body), 403, "DeviceRevoked");
   });
 
   it("bytes that are no valid GroupInfo: 400 InvalidGroupInfo; a Welcome with no one to welcome: 400", async () => {
     const { alice, bundle, body } = await prepared();
-    for (const groupInfo of [b64(randomBytes(64)), b64(bundle.commit), body.welcomeMessage]) {
-      expectReply(await api.post(alice, "createConvo", { ...body, groupInfo }), 400, "InvalidGroupInfo");
+    for (const groupInfo of [randomBytes(64), bundle.commit, body.welcomeMessage]) {
+      expectOutcome(await api.call(alice, "createConvo", { ...body, groupInfo }), 400, "InvalidGroupInfo");
     }
     const solo = await RosterGroup.create(device(alice, "phone"));
-    const reply = await api.post(alice, "createConvo", {
+    const reply = await api.call(alice, "createConvo", {
       groupId: solo.groupIdHex,
       cipherSuite: SUITE,
-      groupInfo: b64(await solo.groupInfo(device(alice, "phone"))),
+      groupInfo: await solo.groupInfo(device(alice, "phone")),
       deviceId: "phone",
       welcomeMessage: body.welcomeMessage,
     });
-    expectReply(reply, 400, "InvalidRequest");
+    expectOutcome(reply, 400, "InvalidRequest");
   });
 
   it("a one-device creator with the implicit device makes a roster-checked conversation of one", async () => {
     const alice = newDid("alice");
     const { convoId, reply } = await rosterConvo(api, device(alice));
-    expect(reply.body.epoch).toBe(0);
+    expect(reply.data!.epoch).toBe(0);
     expect(await activeMembers(db, convoId)).toEqual([alice]);
   });
 });

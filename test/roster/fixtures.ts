@@ -2,11 +2,15 @@
  * Shared set-up for the roster tests: devices registered straight in the `devices` table, roster-checked
  * conversations created through createConvo with a real GroupInfo, and readers for what the server stored.
  */
+import type { Answer, Input, Output } from "mls-delivery-service/client";
 import { expect } from "vitest";
 import type { Database } from "../../src/db/driver.js";
 import { unique } from "../helpers/context.js";
 import { b64, identityOf, RosterGroup, SUITE, type Bundle, type Device, type Publish } from "../helpers/rosterGroup.js";
-import { expectReply, type Reply, type Xrpc } from "../messaging/client.js";
+import { Api, ok, outcome, type Outcome, type Xrpc } from "../messaging/client.js";
+
+/** The typed client over an app; a raw `Xrpc` given by a caller is taken for its app. */
+export const typed = (api: Api | Xrpc): Api => (api instanceof Api ? api : new Api(api.app));
 
 /** A fresh DID for one test. */
 export const newDid = (name: string) => unique(`did:plc:${name}`);
@@ -33,49 +37,56 @@ export const device = (did: string, deviceId = ""): Device => ({ did, deviceId }
 
 /** Publishes a device's key package as its owner would (a device that cannot publish is left to fail later). */
 export const publisher =
-  (api: Xrpc): Publish =>
+  (api: Api | Xrpc): Publish =>
   async (device, keyPackage) => {
-    await api.post(device.did, "publishKeyPackage", {
-      keyPackage: b64(keyPackage),
-      cipherSuite: SUITE,
-      expires: new Date(Date.now() + 86_400_000).toISOString(),
-    });
+    await outcome(
+      typed(api)
+        .as(device.did)
+        .publishKeyPackage({
+          keyPackage,
+          cipherSuite: SUITE,
+          expires: new Date(Date.now() + 86_400_000).toISOString(),
+        }),
+    );
   };
 
 /** A group in epoch 0 whose commits publish the key packages they add through `api`. */
-export const newGroup = (api: Xrpc, creator: Device) => RosterGroup.create(creator, { publish: publisher(api) });
+export const newGroup = (api: Api | Xrpc, creator: Device) => RosterGroup.create(creator, { publish: publisher(api) });
 
 /**
  * A group made by `creator` holding `others` (one commit, applied), and its roster-checked conversation created
  * from that GroupInfo; answers the conversation id.
  */
 export async function rosterConvo(
-  api: Xrpc,
+  api: Api | Xrpc,
   creator: Device,
   others: Device[] = [],
-  extra: Record<string, unknown> = {},
-): Promise<{ group: RosterGroup; convoId: string; reply: Reply }> {
+  extra: Partial<Input<"createConvo">> = {},
+): Promise<{ group: RosterGroup; convoId: string; reply: Answer<Output<"createConvo">> }> {
   const group = await newGroup(api, creator);
-  let body: Record<string, unknown> = {};
+  let body: Partial<Input<"createConvo">> = {};
   if (others.length > 0) {
     const bundle = await group.commit(creator, { add: others });
     await bundle.apply();
-    body = { welcomeMessage: b64(bundle.welcome!), keyPackageHashes: bundle.keyPackageHashes };
+    body = { welcomeMessage: bundle.welcome!, keyPackageHashes: bundle.keyPackageHashes };
   }
-  const reply = await api.post(creator.did, "createConvo", {
-    groupId: group.groupIdHex,
-    cipherSuite: SUITE,
-    groupInfo: b64(await group.groupInfo(creator)),
-    ...(creator.deviceId && { deviceId: creator.deviceId }),
-    ...body,
-    ...extra,
-  });
-  expectReply(reply, 200);
-  return { group, convoId: reply.body.id, reply };
+  const reply = await ok(
+    typed(api)
+      .as(creator.did)
+      .createConvo({
+        groupId: group.groupIdHex,
+        cipherSuite: SUITE,
+        groupInfo: await group.groupInfo(creator),
+        ...(creator.deviceId && { deviceId: creator.deviceId }),
+        ...body,
+        ...extra,
+      }),
+  );
+  return { group, convoId: reply.data.id, reply };
 }
 
 /** Alice (creator: phone and laptop) and Bob (phone) in a roster-checked conversation made by Alice's phone. */
-export async function aliceAndBob(db: Database, api: Xrpc) {
+export async function aliceAndBob(db: Database, api: Api | Xrpc) {
   const alice = newDid("alice");
   const bob = newDid("bob");
   const alicePhone = device(alice, "phone");
@@ -86,7 +97,7 @@ export async function aliceAndBob(db: Database, api: Xrpc) {
   return { alice, bob, alicePhone, aliceLaptop, bobPhone, group, convoId };
 }
 
-/** The body of processCommit for a bundle. */
+/** The raw JSON body of processCommit for a bundle (bytes as base64 text), for raw requests. */
 export function bundleBody(convoId: string, bundle: Bundle, by: Device, extra: Record<string, unknown> = {}) {
   return {
     convoId,
@@ -100,15 +111,34 @@ export function bundleBody(convoId: string, bundle: Bundle, by: Device, extra: R
   };
 }
 
-/** Sends a bundle by `by` through processCommit; on 200 the group moves on. */
-export async function commitBundle(
-  api: Xrpc,
+/** processCommit's input for a bundle, for the typed client. */
+export function bundleInput(
   convoId: string,
   bundle: Bundle,
   by: Device,
-  extra: Record<string, unknown> = {},
-): Promise<Reply> {
-  const reply = await api.post(by.did, "processCommit", bundleBody(convoId, bundle, by, extra));
+  extra: Partial<Input<"processCommit">> = {},
+): Input<"processCommit"> {
+  return {
+    convoId,
+    epoch: bundle.epoch,
+    commit: bundle.commit,
+    groupInfo: bundle.groupInfo,
+    ...(bundle.welcome && { welcomeMessage: bundle.welcome }),
+    ...(bundle.keyPackageHashes.length > 0 && { keyPackageHashes: bundle.keyPackageHashes }),
+    ...(by.deviceId && { deviceId: by.deviceId }),
+    ...extra,
+  };
+}
+
+/** Sends a bundle by `by` through processCommit (the typed client); on 200 the group moves on. */
+export async function commitBundle(
+  api: Api,
+  convoId: string,
+  bundle: Bundle,
+  by: Device,
+  extra: Partial<Input<"processCommit">> = {},
+): Promise<Outcome<Output<"processCommit">>> {
+  const reply = await outcome(api.as(by.did).processCommit(bundleInput(convoId, bundle, by, extra)));
   if (reply.status === 200) await bundle.apply();
   return reply;
 }

@@ -9,10 +9,10 @@ import type { LeafNode } from "ts-mls/leafNode.js";
 import type { RatchetTree } from "ts-mls/ratchetTree.js";
 import { testApp, testDatabase } from "../helpers/context.js";
 import { alteredLeaf, basicCredential, forgeGroupInfo } from "../helpers/forgedGroupInfo.js";
-import { b64, RosterGroup, SUITE, type Bundle, type Device, type Member } from "../helpers/rosterGroup.js";
-import { expectReply, randomBytes, Xrpc } from "../messaging/client.js";
+import { RosterGroup, SUITE, type Bundle, type Device, type Member } from "../helpers/rosterGroup.js";
+import { Api, expectOutcome, messageOf, randomBytes } from "../messaging/client.js";
 import {
-  bundleBody,
+  bundleInput,
   commitBundle,
   device,
   epochOf,
@@ -25,13 +25,13 @@ import {
 
 const db = testDatabase();
 afterAll(() => db.close());
-const api = new Xrpc(testApp(db).app);
+const api = new Api(testApp(db).app);
 
 const aliceAndBob = () => fixtureAliceAndBob(db, api);
 
 /** `bundle` with its GroupInfo's tree edited by `forger`, re-hashed and signed with the forger's own leaf key. */
 const forged = async (bundle: Bundle, forger: Member, edit: (tree: RatchetTree) => RatchetTree) =>
-  b64(await forgeGroupInfo(bundle.groupInfo, forger.state.signaturePrivateKey, edit));
+  await forgeGroupInfo(bundle.groupInfo, forger.state.signaturePrivateKey, edit);
 
 /** Replaces the signature key of `leafIndex`'s leaf (its leaf signature goes stale; the server never reads it). */
 const rekey = (leafIndex: number, signaturePublicKey: Uint8Array) => (tree: RatchetTree) => {
@@ -60,12 +60,12 @@ describe("a forged tree changes no other device's signature key", () => {
       bobMember,
       rekey(group.member(aliceLaptop).leafIndex, bobMember.keys.publicPackage.leafNode.signaturePublicKey),
     );
-    const reply = await api.post(bob, "processCommit", bundleBody(convoId, bundle, bobPhone, { groupInfo }));
-    expectReply(reply, 400, "RosterMismatch");
+    const reply = await api.call(bob, "processCommit", bundleInput(convoId, bundle, bobPhone, { groupInfo }));
+    expectOutcome(reply, 400, "RosterMismatch");
     expect(await epochOf(db, convoId)).toBe(1);
     expect(await rosterKey(convoId, aliceLaptop)).toBe(laptopKey);
     // Had it been accepted, the laptop's own GroupInfos would no longer match "its" key: it could never commit again.
-    expectReply(await commitBundle(api, convoId, await group.commit(aliceLaptop), aliceLaptop), 200);
+    expectOutcome(await commitBundle(api, convoId, await group.commit(aliceLaptop), aliceLaptop), 200);
   });
 
   it("a kept leaf may take a key its own device published (an update of that leaf)", async () => {
@@ -74,13 +74,13 @@ describe("a forged tree changes no other device's signature key", () => {
     const newKey = fresh.publicPackage.leafNode.signaturePublicKey;
     const bundle = await group.commit(bobPhone);
     const groupInfo = await forged(bundle, group.member(bobPhone), rekey(group.member(aliceLaptop).leafIndex, newKey));
-    const body = bundleBody(convoId, bundle, bobPhone, { groupInfo });
-    expectReply(await api.post(bob, "processCommit", body), 400, "RosterMismatch");
+    const body = bundleInput(convoId, bundle, bobPhone, { groupInfo });
+    expectOutcome(await api.call(bob, "processCommit", body), 400, "RosterMismatch");
     await publisher(api)(
       aliceLaptop,
       encodeMlsMessage({ version: "mls10", wireformat: "mls_key_package", keyPackage: fresh.publicPackage }),
     );
-    expectReply(await api.post(bob, "processCommit", body), 200);
+    expectOutcome(await api.call(bob, "processCommit", body), 200);
     expect(await rosterKey(convoId, aliceLaptop)).toBe(Buffer.from(newKey).toString("hex"));
   });
 });
@@ -152,22 +152,25 @@ describe("hostile but well-formed GroupInfos", () => {
     );
     for (const [label, edit, options] of variants) {
       const before = await storedRoster(db, state.convoId);
-      const groupInfo = b64(
-        await forgeGroupInfo(state.bundle.groupInfo, state.forger.state.signaturePrivateKey, edit, options),
+      const groupInfo = await forgeGroupInfo(
+        state.bundle.groupInfo,
+        state.forger.state.signaturePrivateKey,
+        edit,
+        options,
       );
-      const reply = await api.post(
+      const reply = await api.call(
         state.bob,
         "processCommit",
-        bundleBody(state.convoId, state.bundle, state.bobPhone, { groupInfo }),
+        bundleInput(state.convoId, state.bundle, state.bobPhone, { groupInfo }),
       );
-      expect(reply.status, `${label}: ${JSON.stringify(reply.body)}`).toBeLessThan(500);
+      expect(reply.status, `${label}: ${JSON.stringify(reply.data)}`).toBeLessThan(500);
       if (reply.status === 200) {
         // Only what the server does not read (HPKE keys, extensions, leaf signatures) may differ.
         expect(await storedRoster(db, state.convoId), label).toEqual(before);
         state = await setup();
       } else {
-        expect(["InvalidGroupInfo", "RosterMismatch"], `${label}: ${JSON.stringify(reply.body)}`).toContain(
-          reply.body.error,
+        expect(["InvalidGroupInfo", "RosterMismatch"], `${label}: ${JSON.stringify(reply.data)}`).toContain(
+          reply.error,
         );
       }
     }
@@ -182,13 +185,13 @@ describe("hostile but well-formed GroupInfos", () => {
         edit,
         options,
       );
-      const reply = await api.post(alice, "createConvo", {
+      const reply = await api.call(alice, "createConvo", {
         groupId: group.groupIdHex,
         cipherSuite: SUITE,
-        groupInfo: b64(groupInfo),
+        groupInfo: groupInfo,
         deviceId: "phone",
       });
-      expect(reply.status, `createConvo ${label}: ${JSON.stringify(reply.body)}`).toBeLessThan(500);
+      expect(reply.status, `createConvo ${label}: ${JSON.stringify(reply.data)}`).toBeLessThan(500);
     }
   });
 });
@@ -217,13 +220,13 @@ describe("the size of a tree", () => {
         return out;
       },
     );
-    const reply = await api.post(alice, "createConvo", {
+    const reply = await api.call(alice, "createConvo", {
       groupId: group.groupIdHex,
       cipherSuite: SUITE,
-      groupInfo: b64(crowded),
+      groupInfo: crowded,
       deviceId: "phone",
     });
-    expectReply(reply, 400, "RosterMismatch");
-    expect(reply.body.message).toMatch(/more than 1111 leaves/);
+    expectOutcome(reply, 400, "RosterMismatch");
+    expect(messageOf(reply)).toMatch(/more than 1111 leaves/);
   });
 });

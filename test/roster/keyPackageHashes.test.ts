@@ -6,13 +6,13 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { testApp, testDatabase } from "../helpers/context.js";
-import { b64, SUITE } from "../helpers/rosterGroup.js";
-import { expectReply, Xrpc } from "../messaging/client.js";
-import { bundleBody, device, newDid, newGroup, register, rosterConvo } from "./fixtures.js";
+import { SUITE } from "../helpers/rosterGroup.js";
+import { Api, expectOutcome } from "../messaging/client.js";
+import { bundleInput, device, newDid, newGroup, register, rosterConvo } from "./fixtures.js";
 
 const db = testDatabase();
 afterAll(() => db.close());
-const api = new Xrpc(testApp(db).app);
+const api = new Api(testApp(db).app);
 
 async function consumed(did: string): Promise<Record<string, boolean>> {
   const rows = await db.query<{ device_id: string; consumed: boolean }>(
@@ -32,25 +32,25 @@ describe("keyPackageHashes name the added device's own key package", () => {
     // A package Bob's phone published (the group's publish hook puts it on the server).
     const phoneHash = (await group.commit(device(alice), { add: [device(bob, "phone")] })).keyPackageHashes[0]!.hash;
     const forged = [{ did: bob, deviceId: "tablet", hash: phoneHash }];
-    const reply = await api.post(
+    const reply = await api.call(
       alice,
       "processCommit",
-      bundleBody(convoId, addsTablet, device(alice), { keyPackageHashes: forged }),
+      bundleInput(convoId, addsTablet, device(alice), { keyPackageHashes: forged }),
     );
-    expectReply(reply, 400, "RosterMismatch");
+    expectOutcome(reply, 400, "RosterMismatch");
     const unknown = [{ did: bob, deviceId: "tablet", hash: "ab".repeat(32) }];
-    expectReply(
-      await api.post(
+    expectOutcome(
+      await api.call(
         alice,
         "processCommit",
-        bundleBody(convoId, addsTablet, device(alice), { keyPackageHashes: unknown }),
+        bundleInput(convoId, addsTablet, device(alice), { keyPackageHashes: unknown }),
       ),
       400,
       "RosterMismatch",
     );
     // The honest bundle goes through, and its welcome consumes the tablet's package, not the phone's.
-    expectReply(await api.post(alice, "processCommit", bundleBody(convoId, addsTablet, device(alice))), 200);
-    expectReply(await api.post(bob, "confirmWelcome", { convoId, success: true, deviceId: "tablet" }), 200);
+    expectOutcome(await api.call(alice, "processCommit", bundleInput(convoId, addsTablet, device(alice))), 200);
+    expectOutcome(await api.call(bob, "confirmWelcome", { convoId, success: true, deviceId: "tablet" }), 200);
     expect(await consumed(bob)).toEqual({ phone: false, tablet: true });
   });
 
@@ -65,12 +65,12 @@ describe("keyPackageHashes name the added device's own key package", () => {
     const body = {
       groupId: group.groupIdHex,
       cipherSuite: SUITE,
-      groupInfo: b64(await group.groupInfo(device(alice))),
-      welcomeMessage: b64(bundle.welcome!),
+      groupInfo: await group.groupInfo(device(alice)),
+      welcomeMessage: bundle.welcome!,
     };
     const forged = [{ did: bob, deviceId: "tablet", hash: phoneHash }];
-    expectReply(await api.post(alice, "createConvo", { ...body, keyPackageHashes: forged }), 400, "RosterMismatch");
-    expectReply(await api.post(alice, "createConvo", { ...body, keyPackageHashes: bundle.keyPackageHashes }), 200);
+    expectOutcome(await api.call(alice, "createConvo", { ...body, keyPackageHashes: forged }), 400, "RosterMismatch");
+    expectOutcome(await api.call(alice, "createConvo", { ...body, keyPackageHashes: bundle.keyPackageHashes }), 200);
     expect(await consumed(bob)).toEqual({ phone: false, tablet: false });
   });
 });

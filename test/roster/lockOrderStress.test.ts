@@ -7,10 +7,10 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { encodeMlsMessage } from "ts-mls/message.js";
-import type { Reply } from "../battle/client.js";
 import { testDatabase } from "../helpers/context.js";
-import { b64, RosterGroup, SUITE, type Bundle } from "../helpers/rosterGroup.js";
-import { bundleBody, device, expectRosterOf, newDid, register } from "./fixtures.js";
+import { RosterGroup, SUITE, type Bundle } from "../helpers/rosterGroup.js";
+import type { Outcome } from "../messaging/client.js";
+import { bundleInput, device, expectRosterOf, newDid, register } from "./fixtures.js";
 import { httpRosterConvo, twoServers } from "./servers.js";
 
 const db = testDatabase(4);
@@ -18,7 +18,7 @@ afterAll(() => db.close());
 const server = twoServers();
 
 /** An answer with what it answered, for failure messages. */
-const labelled = async (label: string, reply: Promise<Reply>) => ({ label, ...(await reply) });
+const labelled = async (label: string, reply: Promise<Outcome<unknown>>) => ({ label, ...(await reply) });
 
 const expires = () => new Date(Date.now() + 86_400_000).toISOString();
 
@@ -44,21 +44,19 @@ describe("the lock order under everything at once", () => {
       const lastResort = await RosterGroup.keyPair(bobLaptop);
       const message = await group.application(aliceLaptop, `round ${round}`);
       const answers = await Promise.all([
-        labelled("commit", server(round).post(alice, "processCommit", bundleBody(convoId, commit, alicePhone))),
-        labelled("rival", server(round + 1).post(bob, "processCommit", bundleBody(convoId, rival, bobPhone))),
-        ...(previous ? [labelled("revoke", server(round).post(bob, "revokeDevice", { deviceId: previous }))] : []),
+        labelled("commit", server(round).call(alice, "processCommit", bundleInput(convoId, commit, alicePhone))),
+        labelled("rival", server(round + 1).call(bob, "processCommit", bundleInput(convoId, rival, bobPhone))),
+        ...(previous ? [labelled("revoke", server(round).call(bob, "revokeDevice", { deviceId: previous }))] : []),
         labelled(
           "lastResort",
-          server(round + 1).post(bob, "publishKeyPackages", {
+          server(round + 1).call(bob, "publishKeyPackages", {
             keyPackages: [
               {
-                keyPackage: b64(
-                  encodeMlsMessage({
-                    version: "mls10",
-                    wireformat: "mls_key_package",
-                    keyPackage: lastResort.publicPackage,
-                  }),
-                ),
+                keyPackage: encodeMlsMessage({
+                  version: "mls10",
+                  wireformat: "mls_key_package",
+                  keyPackage: lastResort.publicPackage,
+                }),
                 cipherSuite: SUITE,
                 expires: expires(),
                 lastResort: true,
@@ -66,28 +64,28 @@ describe("the lock order under everything at once", () => {
             ],
           }),
         ),
-        labelled("rename", server(round).post(bob, "registerDevice", { deviceId: "laptop", name: `laptop ${round}` })),
+        labelled("rename", server(round).call(bob, "registerDevice", { deviceId: "laptop", name: `laptop ${round}` })),
         labelled(
           "send",
-          server(round + 1).post(alice, "sendMessage", {
+          server(round + 1).call(alice, "sendMessage", {
             convoId,
-            ciphertext: b64(message),
+            ciphertext: message,
             epoch: group.epoch,
             deviceId: "laptop",
           }),
         ),
-        labelled("claim", server(round).get(alice, "getKeyPackages", { dids: bob })),
+        labelled("claim", server(round).call(alice, "getKeyPackages", { dids: [bob] })),
         ...(previous
           ? [
               labelled(
                 "confirm",
-                server(round + 1).post(bob, "confirmWelcome", { convoId, success: true, deviceId: previous }),
+                server(round + 1).call(bob, "confirmWelcome", { convoId, success: true, deviceId: previous }),
               ),
             ]
           : []),
       ]);
       for (const answer of answers) {
-        expect(answer.status, `${answer.label}: ${JSON.stringify(answer.body)}`).toBeLessThan(500);
+        expect(answer.status, `${answer.label}: ${JSON.stringify(answer)}`).toBeLessThan(500);
       }
       const [committed, rivalled] = answers;
       expect([committed.status, rivalled.status].filter((status) => status === 200)).toHaveLength(1);

@@ -4,8 +4,8 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { randomGroupId, testApp, testDatabase } from "../helpers/context.js";
-import { b64, RosterGroup, SUITE, type Bundle, type Device } from "../helpers/rosterGroup.js";
-import { expectReply, Xrpc } from "../messaging/client.js";
+import { RosterGroup, SUITE, type Bundle, type Device } from "../helpers/rosterGroup.js";
+import { Api, expectOutcome, messageOf } from "../messaging/client.js";
 import {
   activeMembers,
   device,
@@ -21,7 +21,7 @@ import {
 
 const db = testDatabase();
 afterAll(() => db.close());
-const api = new Xrpc(testApp(db).app);
+const api = new Api(testApp(db).app);
 
 /** Alice (creator, phone), Bob (phone, laptop) and Carol (implicit device). */
 async function threeMembers() {
@@ -39,10 +39,10 @@ async function threeMembers() {
 
 /** The body fields of a bundle as addMembers / leaveConvo take them. */
 const bundleFields = (bundle: Bundle, by: Device) => ({
-  commit: b64(bundle.commit),
+  commit: bundle.commit,
   epoch: bundle.epoch,
-  groupInfo: b64(bundle.groupInfo),
-  ...(bundle.welcome && { welcomeMessage: b64(bundle.welcome) }),
+  groupInfo: bundle.groupInfo,
+  ...(bundle.welcome && { welcomeMessage: bundle.welcome }),
   ...(bundle.keyPackageHashes.length > 0 && { keyPackageHashes: bundle.keyPackageHashes }),
   ...(by.deviceId && { deviceId: by.deviceId }),
 });
@@ -54,15 +54,15 @@ describe("addMembers in a roster-checked conversation", () => {
     await register(db, device(dave, "phone"), device(bob, "tablet"));
     const bundle = await group.commit(device(alice, "phone"), { add: [device(dave, "phone"), device(bob, "tablet")] });
     const body = { convoId, didList: [dave, bob], ...bundleFields(bundle, device(alice, "phone")) };
-    const reply = await api.post(alice, "addMembers", body);
-    expectReply(reply, 200);
-    expect(reply.body).toEqual({ success: true, newEpoch: 2 });
+    const reply = await api.call(alice, "addMembers", body);
+    expectOutcome(reply, 200);
+    expect(reply.data).toEqual({ success: true, newEpoch: 2 });
     await bundle.apply();
     await expectRosterOf(db, convoId, group);
     expect(await activeMembers(db, convoId)).toContain(dave);
-    expect(await api.post(alice, "addMembers", body)).toMatchObject({
+    expect(await api.call(alice, "addMembers", body)).toMatchObject({
       status: 200,
-      body: { success: true, newEpoch: 2 },
+      data: { success: true, newEpoch: 2 },
     });
   });
 
@@ -72,52 +72,52 @@ describe("addMembers in a roster-checked conversation", () => {
     await register(db, device(dave, "phone"));
     const adding = await group.commit(device(alice, "phone"), { add: [device(dave, "phone")] });
     for (const didList of [[bob], [dave, bob]]) {
-      const reply = await api.post(alice, "addMembers", {
+      const reply = await api.call(alice, "addMembers", {
         convoId,
         didList,
         ...bundleFields(adding, device(alice, "phone")),
       });
-      expectReply(reply, 400, "RosterMismatch");
+      expectOutcome(reply, 400, "RosterMismatch");
     }
     const removing = await group.commit(device(alice, "phone"), {
       add: [device(dave, "phone")],
       remove: [device(carol)],
     });
-    const reply = await api.post(alice, "addMembers", {
+    const reply = await api.call(alice, "addMembers", {
       convoId,
       didList: [dave],
       ...bundleFields(removing, device(alice, "phone")),
     });
-    expectReply(reply, 400, "RosterMismatch");
+    expectOutcome(reply, 400, "RosterMismatch");
     expect(await epochOf(db, convoId)).toBe(1);
   });
 
   it("without a GroupInfo: 400 InvalidRequest, with or without a commit", async () => {
     const { alice, group, convoId } = await threeMembers();
     const dave = newDid("dave");
-    expectReply(await api.post(alice, "addMembers", { convoId, didList: [dave] }), 400, "InvalidRequest");
+    expectOutcome(await api.call(alice, "addMembers", { convoId, didList: [dave] }), 400, "InvalidRequest");
     const bundle = await group.commit(device(alice, "phone"), { add: [device(dave)] });
     const { groupInfo: _, ...withoutGroupInfo } = bundleFields(bundle, device(alice, "phone"));
-    const reply = await api.post(alice, "addMembers", { convoId, didList: [dave], ...withoutGroupInfo });
-    expectReply(reply, 400, "InvalidRequest");
-    expect(reply.body.message).toMatch(/groupInfo/);
+    const reply = await api.call(alice, "addMembers", { convoId, didList: [dave], ...withoutGroupInfo });
+    expectOutcome(reply, 400, "InvalidRequest");
+    expect(messageOf(reply)).toMatch(/groupInfo/);
   });
 
   it("a GroupInfo in a conversation that is not roster-checked, or without a commit: 400 InvalidRequest", async () => {
     const alice = newDid("alice");
     const group = await RosterGroup.create(device(alice));
-    const created = await api.post(alice, "createConvo", { groupId: group.groupIdHex, cipherSuite: SUITE });
+    const created = await api.call(alice, "createConvo", { groupId: group.groupIdHex, cipherSuite: SUITE });
     const dave = newDid("dave");
     const bundle = await group.commit(device(alice), { add: [device(dave)] });
-    const convoId = created.body.id;
-    expectReply(
-      await api.post(alice, "addMembers", { convoId, didList: [dave], ...bundleFields(bundle, device(alice)) }),
+    const convoId = created.data!.id;
+    expectOutcome(
+      await api.call(alice, "addMembers", { convoId, didList: [dave], ...bundleFields(bundle, device(alice)) }),
       400,
       "InvalidRequest",
     );
     const { commit: _, ...withoutCommit } = bundleFields(bundle, device(alice));
-    expectReply(
-      await api.post(alice, "addMembers", { convoId, didList: [dave], ...withoutCommit }),
+    expectOutcome(
+      await api.call(alice, "addMembers", { convoId, didList: [dave], ...withoutCommit }),
       400,
       "InvalidRequest",
     );
@@ -130,13 +130,13 @@ describe("leaveConvo in a roster-checked conversation", () => {
     const bundle = await group.commit(device(alice, "phone"), {
       remove: [device(bob, "phone"), device(bob, "laptop")],
     });
-    const reply = await api.post(alice, "leaveConvo", {
+    const reply = await api.call(alice, "leaveConvo", {
       convoId,
       targetDid: bob,
       ...bundleFields(bundle, device(alice, "phone")),
     });
-    expectReply(reply, 200);
-    expect(reply.body).toEqual({ success: true, newEpoch: 2 });
+    expectOutcome(reply, 200);
+    expect(reply.data).toEqual({ success: true, newEpoch: 2 });
     await bundle.apply();
     expect(await activeMembers(db, convoId)).toEqual([alice, carol].sort());
     await expectRosterOf(db, convoId, group);
@@ -151,50 +151,50 @@ describe("leaveConvo in a roster-checked conversation", () => {
     const { alice, bob, carol, group, convoId } = await threeMembers();
     const partial = await group.commit(device(alice, "phone"), { remove: [device(bob, "phone")] });
     const body = { convoId, targetDid: bob, ...bundleFields(partial, device(alice, "phone")) };
-    expectReply(await api.post(alice, "leaveConvo", body), 400, "RosterMismatch");
+    expectOutcome(await api.call(alice, "leaveConvo", body), 400, "RosterMismatch");
     const more = await group.commit(device(alice, "phone"), {
       remove: [device(bob, "phone"), device(bob, "laptop"), device(carol)],
     });
-    const reply = await api.post(alice, "leaveConvo", {
+    const reply = await api.call(alice, "leaveConvo", {
       convoId,
       targetDid: bob,
       ...bundleFields(more, device(alice, "phone")),
     });
-    expectReply(reply, 400, "RosterMismatch");
+    expectOutcome(reply, 400, "RosterMismatch");
   });
 
   it("a member who is not the creator may not remove an active DID (403 NotCreator)", async () => {
     const { bob, carol, group, convoId } = await threeMembers();
     const bundle = await group.commit(device(carol), { remove: [device(bob, "phone"), device(bob, "laptop")] });
-    const reply = await api.post(carol, "leaveConvo", {
+    const reply = await api.call(carol, "leaveConvo", {
       convoId,
       targetDid: bob,
       ...bundleFields(bundle, device(carol)),
     });
-    expectReply(reply, 403, "NotCreator");
+    expectOutcome(reply, 403, "NotCreator");
   });
 
   it("leaving by oneself without a commit leaves at once; the leaves stay until any member commits their removal", async () => {
     const { alice, bob, carol, group, convoId } = await threeMembers();
     const rosterBefore = await storedRoster(db, convoId);
-    const left = await api.post(bob, "leaveConvo", { convoId });
-    expectReply(left, 200);
-    expect(left.body).toEqual({ success: true, newEpoch: 1 });
+    const left = await api.call(bob, "leaveConvo", { convoId });
+    expectOutcome(left, 200);
+    expect(left.data).toEqual({ success: true, newEpoch: 1 });
     expect(await activeMembers(db, convoId)).toEqual([alice, carol].sort());
     expect(await storedRoster(db, convoId)).toEqual(rosterBefore);
     expect(await liveWelcomes(db, convoId)).toEqual([carol]); // both of Bob's devices' welcomes retired
-    expectReply(await api.get(bob, "getMessages", { convoId }), 403, "NotMember");
-    expectReply(await api.get(bob, "getGroupInfo", { convoId }), 403, "NotMember");
-    expectReply(await api.post(bob, "leaveConvo", { convoId }), 200); // leaving twice leaves once
+    expectOutcome(await api.call(bob, "getMessages", { convoId }), 403, "NotMember");
+    expectOutcome(await api.call(bob, "getGroupInfo", { convoId }), 403, "NotMember");
+    expectOutcome(await api.call(bob, "leaveConvo", { convoId }), 200); // leaving twice leaves once
 
     // Carol, not the creator, removes the leaves of a DID that has left.
     const bundle = await group.commit(device(carol), { remove: [device(bob, "phone"), device(bob, "laptop")] });
-    const reply = await api.post(carol, "leaveConvo", {
+    const reply = await api.call(carol, "leaveConvo", {
       convoId,
       targetDid: bob,
       ...bundleFields(bundle, device(carol)),
     });
-    expectReply(reply, 200);
+    expectOutcome(reply, 200);
     await bundle.apply();
     await expectRosterOf(db, convoId, group);
     const types = (await membershipEvents(db, convoId)).filter((event) => event.did === bob).map((event) => event.type);
@@ -203,13 +203,13 @@ describe("leaveConvo in a roster-checked conversation", () => {
 
   it("removing someone else without a commit, or committing without the GroupInfo: 400 InvalidRequest", async () => {
     const { alice, bob, group, convoId } = await threeMembers();
-    expectReply(await api.post(alice, "leaveConvo", { convoId, targetDid: bob }), 400, "InvalidRequest");
+    expectOutcome(await api.call(alice, "leaveConvo", { convoId, targetDid: bob }), 400, "InvalidRequest");
     const bundle = await group.commit(device(alice, "phone"), {
       remove: [device(bob, "phone"), device(bob, "laptop")],
     });
     const { groupInfo: _, ...withoutGroupInfo } = bundleFields(bundle, device(alice, "phone"));
-    const reply = await api.post(alice, "leaveConvo", { convoId, targetDid: bob, ...withoutGroupInfo });
-    expectReply(reply, 400, "InvalidRequest");
+    const reply = await api.call(alice, "leaveConvo", { convoId, targetDid: bob, ...withoutGroupInfo });
+    expectOutcome(reply, 400, "InvalidRequest");
     expect(await activeMembers(db, convoId)).toContain(bob);
   });
 });
@@ -218,12 +218,12 @@ describe("the DID-level methods in conversations that are not roster-checked", (
   it("keep working as before, deviceId entries in keyPackageHashes included", async () => {
     const alice = newDid("alice");
     const bob = newDid("bob");
-    const created = await api.post(alice, "createConvo", { groupId: randomGroupId(), cipherSuite: SUITE });
-    expectReply(created, 200);
+    const created = await api.call(alice, "createConvo", { groupId: randomGroupId(), cipherSuite: SUITE });
+    expectOutcome(created, 200);
     const keyPackageHashes = [{ did: bob, deviceId: "phone", hash: "a".repeat(64) }];
-    const reply = await api.post(alice, "addMembers", { convoId: created.body.id, didList: [bob], keyPackageHashes });
-    expectReply(reply, 200);
-    expect(reply.body).toEqual({ success: true, newEpoch: 0 });
-    expectReply(await api.post(alice, "leaveConvo", { convoId: created.body.id, targetDid: bob }), 200);
+    const reply = await api.call(alice, "addMembers", { convoId: created.data!.id, didList: [bob], keyPackageHashes });
+    expectOutcome(reply, 200);
+    expect(reply.data).toEqual({ success: true, newEpoch: 0 });
+    expectOutcome(await api.call(alice, "leaveConvo", { convoId: created.data!.id, targetDid: bob }), 200);
   });
 });

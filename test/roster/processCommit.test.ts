@@ -6,11 +6,11 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { decodeMlsMessage, encodeMlsMessage } from "ts-mls/message.js";
 import { randomGroupId, testApp, testDatabase } from "../helpers/context.js";
-import { b64, RosterGroup, SUITE } from "../helpers/rosterGroup.js";
-import { expectReply, Xrpc } from "../messaging/client.js";
+import { RosterGroup, SUITE } from "../helpers/rosterGroup.js";
+import { Api, expectOutcome, messageOf } from "../messaging/client.js";
 import {
   activeMembers,
-  bundleBody,
+  bundleInput,
   commitBundle,
   device,
   epochOf,
@@ -29,7 +29,7 @@ import {
 const db = testDatabase();
 afterAll(() => db.close());
 const admin = newDid("admin");
-const api = new Xrpc(testApp(db, { ADMIN_DIDS: admin }).app);
+const api = new Api(testApp(db, { ADMIN_DIDS: admin }).app);
 
 const aliceAndBob = () => fixtureAliceAndBob(db, api);
 
@@ -45,8 +45,8 @@ describe("processCommit: adds", () => {
 
     const bundle = await group.commit(alicePhone, { add: [bobTablet, carolPhone, carolLaptop] });
     const reply = await commitBundle(api, convoId, bundle, alicePhone);
-    expectReply(reply, 200);
-    expect(reply.body).toEqual({
+    expectOutcome(reply, 200);
+    expect(reply.data).toEqual({
       newEpoch: 2,
       seq: 1,
       added: [bobTablet, carolPhone, carolLaptop],
@@ -93,7 +93,7 @@ describe("processCommit: adds", () => {
       await group.commit(bobPhone, { add: [device(dave, "phone")] }),
       bobPhone,
     );
-    expectReply(reply, 200);
+    expectOutcome(reply, 200);
     expect(await activeMembers(db, convoId)).toContain(dave);
     await expectRosterOf(db, convoId, group);
   });
@@ -108,7 +108,7 @@ describe("processCommit: adds", () => {
       await group.commit(device(erin), { add: [device(frank, "tablet")] }),
       device(erin),
     );
-    expectReply(reply, 400, "RosterMismatch"); // frank#tablet is not registered
+    expectOutcome(reply, 400, "RosterMismatch"); // frank#tablet is not registered
     await register(db, device(frank, "tablet"));
     const again = await commitBundle(
       api,
@@ -116,7 +116,7 @@ describe("processCommit: adds", () => {
       await group.commit(device(erin), { add: [device(frank, "tablet")] }),
       device(erin),
     );
-    expectReply(again, 200);
+    expectOutcome(again, 200);
     expect(await storedRoster(db, convoId)).toEqual([erin, frank, `${frank}#tablet`]);
   });
 });
@@ -130,8 +130,8 @@ describe("processCommit: removals and who may make them", () => {
       await group.commit(aliceLaptop, { remove: [alicePhone] }),
       aliceLaptop,
     );
-    expectReply(reply, 200);
-    expect(reply.body.removed).toEqual([alicePhone]);
+    expectOutcome(reply, 200);
+    expect(reply.data!.removed).toEqual([alicePhone]);
     expect(await activeMembers(db, convoId)).toContain(alice);
     const events = await membershipEvents(db, convoId);
     expect(events.at(-1)).toMatchObject({
@@ -145,22 +145,22 @@ describe("processCommit: removals and who may make them", () => {
   it("a member who is not the creator may not remove another DID's live device (403 NotCreator)", async () => {
     const { aliceLaptop, bobPhone, group, convoId } = await aliceAndBob();
     const reply = await commitBundle(api, convoId, await group.commit(bobPhone, { remove: [aliceLaptop] }), bobPhone);
-    expectReply(reply, 403, "NotCreator");
+    expectOutcome(reply, 403, "NotCreator");
     expect(await epochOf(db, convoId)).toBe(1);
   });
 
   it("the creator removes another DID's last device: that DID is removed and its welcome retired", async () => {
     const { alice, bob, alicePhone, bobPhone, group, convoId } = await aliceAndBob();
     const reply = await commitBundle(api, convoId, await group.commit(alicePhone, { remove: [bobPhone] }), alicePhone);
-    expectReply(reply, 200);
+    expectOutcome(reply, 200);
     expect(await activeMembers(db, convoId)).toEqual([alice]);
     expect(await liveWelcomes(db, convoId)).toEqual([`${alice}#laptop`]);
     expect((await membershipEvents(db, convoId)).slice(-2)).toEqual([
       { type: "deviceRemoved", did: bob, deviceId: "phone", actor: alice, actorDevice: "phone", epoch: 2 },
       { type: "removed", did: bob, actor: alice, actorDevice: "phone", epoch: 2 },
     ]);
-    const gone = await api.get(bob, "getMessages", { convoId });
-    expectReply(gone, 403, "NotMember");
+    const gone = await api.call(bob, "getMessages", { convoId });
+    expectOutcome(gone, 403, "NotMember");
   });
 
   it("an admin (ADMIN_DIDS) may remove another DID's devices without being the creator", async () => {
@@ -173,7 +173,7 @@ describe("processCommit: removals and who may make them", () => {
       await group.commit(device(admin), { remove: [device(bob)] }),
       device(admin),
     );
-    expectReply(reply, 200);
+    expectOutcome(reply, 200);
     expect(await activeMembers(db, convoId)).toEqual([admin, creator].sort());
   });
 
@@ -181,13 +181,13 @@ describe("processCommit: removals and who may make them", () => {
     const { aliceLaptop, bobPhone, group, convoId } = await aliceAndBob();
     await revoke(db, aliceLaptop);
     const reply = await commitBundle(api, convoId, await group.commit(bobPhone, { remove: [aliceLaptop] }), bobPhone);
-    expectReply(reply, 200);
-    expect(reply.body.removed).toEqual([aliceLaptop]);
+    expectOutcome(reply, 200);
+    expect(reply.data!.removed).toEqual([aliceLaptop]);
   });
 
   it("any member removes the devices of a DID that has left; the DID gets no second departure event", async () => {
     const { alice, alicePhone, aliceLaptop, bobPhone, group, convoId } = await aliceAndBob();
-    expectReply(await api.post(alice, "leaveConvo", { convoId }), 200);
+    expectOutcome(await api.call(alice, "leaveConvo", { convoId }), 200);
     expect(await storedRoster(db, convoId)).toHaveLength(3); // the leaves stay until a member commits their removal
     const reply = await commitBundle(
       api,
@@ -195,7 +195,7 @@ describe("processCommit: removals and who may make them", () => {
       await group.commit(bobPhone, { remove: [alicePhone, aliceLaptop] }),
       bobPhone,
     );
-    expectReply(reply, 200);
+    expectOutcome(reply, 200);
     const events = await membershipEvents(db, convoId);
     expect(events.filter((event) => event.did === alice).map((event) => event.type)).toEqual([
       "joined",
@@ -210,14 +210,14 @@ describe("processCommit: removals and who may make them", () => {
 
   it("a DID that has left can no longer commit, even with leaves in the roster", async () => {
     const { alice, aliceLaptop, bobPhone, group, convoId } = await aliceAndBob();
-    expectReply(await api.post(alice, "leaveConvo", { convoId }), 200);
+    expectOutcome(await api.call(alice, "leaveConvo", { convoId }), 200);
     const reply = await commitBundle(
       api,
       convoId,
       await group.commit(aliceLaptop, { remove: [bobPhone] }),
       aliceLaptop,
     );
-    expectReply(reply, 403, "NotMember");
+    expectOutcome(reply, 403, "NotMember");
   });
 });
 
@@ -226,32 +226,32 @@ describe("processCommit: the acting device", () => {
     const { bob, bobPhone, group, convoId } = await aliceAndBob();
     await register(db, device(bob, "tablet"));
     const bundle = await group.commit(bobPhone);
-    const reply = await api.post(bob, "processCommit", bundleBody(convoId, bundle, device(bob, "tablet")));
-    expectReply(reply, 403, "NotMember");
+    const reply = await api.call(bob, "processCommit", bundleInput(convoId, bundle, device(bob, "tablet")));
+    expectOutcome(reply, 403, "NotMember");
   });
 
   it("an unregistered deviceId is 403 UnknownDevice, a revoked one 403 DeviceRevoked", async () => {
     const { bob, bobPhone, group, convoId } = await aliceAndBob();
     const bundle = await group.commit(bobPhone);
-    expectReply(
-      await api.post(bob, "processCommit", bundleBody(convoId, bundle, device(bob, "nope"))),
+    expectOutcome(
+      await api.call(bob, "processCommit", bundleInput(convoId, bundle, device(bob, "nope"))),
       403,
       "UnknownDevice",
     );
     await revoke(db, bobPhone);
-    expectReply(await api.post(bob, "processCommit", bundleBody(convoId, bundle, bobPhone)), 403, "DeviceRevoked");
+    expectOutcome(await api.call(bob, "processCommit", bundleInput(convoId, bundle, bobPhone)), 403, "DeviceRevoked");
   });
 
   it("a stranger gets 403 NotMember, an unknown conversation 404", async () => {
     const { bobPhone, group, convoId } = await aliceAndBob();
     const bundle = await group.commit(bobPhone);
-    expectReply(
-      await api.post(newDid("eve"), "processCommit", bundleBody(convoId, bundle, device("did:plc:x"))),
+    expectOutcome(
+      await api.call(newDid("eve"), "processCommit", bundleInput(convoId, bundle, device("did:plc:x"))),
       403,
       "NotMember",
     );
-    expectReply(
-      await api.post(bobPhone.did, "processCommit", bundleBody("nope", bundle, bobPhone)),
+    expectOutcome(
+      await api.call(bobPhone.did, "processCommit", bundleInput("nope", bundle, bobPhone)),
       404,
       "ConvoNotFound",
     );
@@ -260,11 +260,11 @@ describe("processCommit: the acting device", () => {
   it("in a conversation that is not roster-checked: 400 InvalidRequest", async () => {
     const alice = newDid("alice");
     const group = await RosterGroup.create(device(alice));
-    const created = await api.post(alice, "createConvo", { groupId: group.groupIdHex, cipherSuite: SUITE });
+    const created = await api.call(alice, "createConvo", { groupId: group.groupIdHex, cipherSuite: SUITE });
     const bundle = await group.commit(device(alice));
-    const reply = await api.post(alice, "processCommit", bundleBody(created.body.id, bundle, device(alice)));
-    expectReply(reply, 400, "InvalidRequest");
-    expect(reply.body.message).toMatch(/roster-checked/);
+    const reply = await api.call(alice, "processCommit", bundleInput(created.data!.id, bundle, device(alice)));
+    expectOutcome(reply, 400, "InvalidRequest");
+    expect(messageOf(reply)).toMatch(/roster-checked/);
   });
 });
 
@@ -272,11 +272,11 @@ describe("processCommit: a GroupInfo that is not the new epoch's of this group b
   it("a GroupInfo of the wrong epoch", async () => {
     const { alicePhone, group, convoId } = await aliceAndBob();
     const bundle = await group.commit(alicePhone);
-    const reply = await api.post(alicePhone.did, "processCommit", {
-      ...bundleBody(convoId, bundle, alicePhone),
-      groupInfo: b64(await group.groupInfo(alicePhone)), // the current epoch's, not the new one's
+    const reply = await api.call(alicePhone.did, "processCommit", {
+      ...bundleInput(convoId, bundle, alicePhone),
+      groupInfo: await group.groupInfo(alicePhone), // the current epoch's, not the new one's
     });
-    expectReply(reply, 400, "InvalidGroupInfo");
+    expectOutcome(reply, 400, "InvalidGroupInfo");
   });
 
   it("a GroupInfo of another group", async () => {
@@ -284,29 +284,29 @@ describe("processCommit: a GroupInfo that is not the new epoch's of this group b
     const other = await RosterGroup.create(alicePhone);
     const otherBundle = await other.commit(alicePhone);
     const bundle = await group.commit(alicePhone);
-    const reply = await api.post(alicePhone.did, "processCommit", {
-      ...bundleBody(convoId, bundle, alicePhone),
-      groupInfo: b64(otherBundle.groupInfo),
+    const reply = await api.call(alicePhone.did, "processCommit", {
+      ...bundleInput(convoId, bundle, alicePhone),
+      groupInfo: otherBundle.groupInfo,
     });
-    expectReply(reply, 400, "InvalidGroupInfo");
+    expectOutcome(reply, 400, "InvalidGroupInfo");
   });
 
   it("a GroupInfo signed by another member than the committer", async () => {
     const { alicePhone, bobPhone, group, convoId } = await aliceAndBob();
     const bundle = await group.commit(alicePhone);
-    const reply = await api.post(alicePhone.did, "processCommit", {
-      ...bundleBody(convoId, bundle, alicePhone),
-      groupInfo: b64(await group.groupInfoAfter(bundle, bobPhone)),
+    const reply = await api.call(alicePhone.did, "processCommit", {
+      ...bundleInput(convoId, bundle, alicePhone),
+      groupInfo: await group.groupInfoAfter(bundle, bobPhone),
     });
-    expectReply(reply, 400, "InvalidGroupInfo");
-    expect(reply.body.message).toMatch(/signed by the committing device/);
+    expectOutcome(reply, 400, "InvalidGroupInfo");
+    expect(messageOf(reply)).toMatch(/signed by the committing device/);
   });
 
   it("the GroupInfo's signer is the committer's leaf but the request names another device of the DID", async () => {
     const { alice, aliceLaptop, alicePhone, group, convoId } = await aliceAndBob();
     const bundle = await group.commit(alicePhone);
-    const reply = await api.post(alice, "processCommit", bundleBody(convoId, bundle, aliceLaptop));
-    expectReply(reply, 400, "InvalidGroupInfo");
+    const reply = await api.call(alice, "processCommit", bundleInput(convoId, bundle, aliceLaptop));
+    expectOutcome(reply, 400, "InvalidGroupInfo");
   });
 });
 
@@ -316,14 +316,14 @@ describe("processCommit: RosterMismatch", () => {
     await register(db, device(bob, "tablet"), device(bob, "watch"));
     const bundle = await group.commit(alicePhone, { add: [device(bob, "tablet"), device(bob, "watch")] });
     const [first, second] = bundle.keyPackageHashes;
-    for (const keyPackageHashes of [[first], [first, second, first], [first, { ...second!, deviceId: "phone" }]]) {
-      const reply = await api.post(alicePhone.did, "processCommit", {
-        ...bundleBody(convoId, bundle, alicePhone),
+    for (const keyPackageHashes of [[first!], [first!, second!, first!], [first!, { ...second!, deviceId: "phone" }]]) {
+      const reply = await api.call(alicePhone.did, "processCommit", {
+        ...bundleInput(convoId, bundle, alicePhone),
         keyPackageHashes,
       });
-      expectReply(reply, 400, "RosterMismatch");
+      expectOutcome(reply, 400, "RosterMismatch");
     }
-    expectReply(await commitBundle(api, convoId, bundle, alicePhone), 200);
+    expectOutcome(await commitBundle(api, convoId, bundle, alicePhone), 200);
     const rows = await db.query<{ recipient_device: string; key_package_hash: string }>(
       `SELECT recipient_device, key_package_hash FROM welcome_messages WHERE convo_id = $1 AND recipient_did = $2 AND recipient_device <> 'phone' ORDER BY recipient_device`,
       [convoId, bob],
@@ -342,23 +342,23 @@ describe("processCommit: RosterMismatch", () => {
       add: [tablet],
       extraKeyPackages: [{ device: tablet, keys: await RosterGroup.keyPair(tablet) }],
     });
-    const reply = await api.post(alicePhone.did, "processCommit", {
-      ...bundleBody(convoId, bundle, alicePhone),
+    const reply = await api.call(alicePhone.did, "processCommit", {
+      ...bundleInput(convoId, bundle, alicePhone),
       keyPackageHashes: undefined,
     });
-    expectReply(reply, 400, "RosterMismatch");
-    expect(reply.body.message).toMatch(/twice/);
+    expectOutcome(reply, 400, "RosterMismatch");
+    expect(messageOf(reply)).toMatch(/twice/);
   });
 
   it("a device not registered to its DID, and a revoked device that was not there before", async () => {
     const { bob, alicePhone, group, convoId } = await aliceAndBob();
     const unregistered = await group.commit(alicePhone, { add: [device(bob, "ghost")] });
-    expectReply(await commitBundle(api, convoId, unregistered, alicePhone), 400, "RosterMismatch");
+    expectOutcome(await commitBundle(api, convoId, unregistered, alicePhone), 400, "RosterMismatch");
     await register(db, { ...device(bob, "old"), revoked: true });
     const revoked = await group.commit(alicePhone, { add: [device(bob, "old")] });
     const reply = await commitBundle(api, convoId, revoked, alicePhone);
-    expectReply(reply, 400, "RosterMismatch");
-    expect(reply.body.message).toMatch(/revoked/);
+    expectOutcome(reply, 400, "RosterMismatch");
+    expect(messageOf(reply)).toMatch(/revoked/);
     expect(await epochOf(db, convoId)).toBe(1);
   });
 
@@ -370,18 +370,18 @@ describe("processCommit: RosterMismatch", () => {
     await register(db, alicePhone, bobTablet);
     // Alice's client makes key packages itself instead of fetching Bob's: nothing it adds is published.
     const group = await RosterGroup.create(alicePhone);
-    const created = await api.post(alice, "createConvo", {
+    const created = await api.call(alice, "createConvo", {
       groupId: group.groupIdHex,
       cipherSuite: SUITE,
-      groupInfo: b64(await group.groupInfo(alicePhone)),
+      groupInfo: await group.groupInfo(alicePhone),
       deviceId: "phone",
     });
-    expectReply(created, 200);
-    const convoId = created.body.id;
+    expectOutcome(created, 200);
+    const convoId = created.data!.id;
     const forged = await group.commit(alicePhone, { add: [bobTablet] });
-    const reply = await api.post(alice, "processCommit", bundleBody(convoId, forged, alicePhone));
-    expectReply(reply, 400, "RosterMismatch");
-    expect(reply.body.message).toMatch(/key package/);
+    const reply = await api.call(alice, "processCommit", bundleInput(convoId, forged, alicePhone));
+    expectOutcome(reply, 400, "RosterMismatch");
+    expect(messageOf(reply)).toMatch(/key package/);
     // Bob publishing some other key package for his tablet does not vouch for Alice's key.
     await publisher(api)(bobTablet, (await group.commit(alicePhone, { add: [bobTablet] })).keyPackageBytes![0]!);
     const [published] = await db.query<{ n: number }>(
@@ -389,7 +389,11 @@ describe("processCommit: RosterMismatch", () => {
       [bob],
     );
     expect(Number(published!.n)).toBe(1);
-    expectReply(await api.post(alice, "processCommit", bundleBody(convoId, forged, alicePhone)), 400, "RosterMismatch");
+    expectOutcome(
+      await api.call(alice, "processCommit", bundleInput(convoId, forged, alicePhone)),
+      400,
+      "RosterMismatch",
+    );
     expect(await storedRoster(db, convoId)).toEqual([`${alice}#phone`]);
   });
 
@@ -403,7 +407,7 @@ describe("processCommit: RosterMismatch", () => {
       await group.commit(alicePhone, { add: [device(bob, "tablet")] }),
       alicePhone,
     );
-    expectReply(reply, 200);
+    expectOutcome(reply, 200);
   });
 });
 
@@ -412,54 +416,55 @@ describe("processCommit: one commit per epoch and repeats", () => {
     const { alicePhone, bobPhone, group, convoId } = await aliceAndBob();
     const first = await group.commit(alicePhone);
     const rival = await group.commit(bobPhone);
-    expectReply(await commitBundle(api, convoId, first, alicePhone), 200);
-    const reply = await api.post(bobPhone.did, "processCommit", bundleBody(convoId, rival, bobPhone));
-    expectReply(reply, 409, "EpochMismatch");
+    expectOutcome(await commitBundle(api, convoId, first, alicePhone), 200);
+    const reply = await api.call(bobPhone.did, "processCommit", bundleInput(convoId, rival, bobPhone));
+    expectOutcome(reply, 409, "EpochMismatch");
   });
 
   it("the same bundle again answers the same result while it is the latest; after a later commit, 409", async () => {
     const { alicePhone, bob, group, convoId } = await aliceAndBob();
     await register(db, device(bob, "tablet"));
     const bundle = await group.commit(alicePhone, { add: [device(bob, "tablet")] });
-    const body = bundleBody(convoId, bundle, alicePhone);
-    const first = await api.post(alicePhone.did, "processCommit", body);
-    expectReply(first, 200);
+    const body = bundleInput(convoId, bundle, alicePhone);
+    const first = await api.call(alicePhone.did, "processCommit", body);
+    expectOutcome(first, 200);
     await bundle.apply();
-    const again = await api.post(alicePhone.did, "processCommit", body);
-    expectReply(again, 200);
-    expect(again.body).toEqual(first.body);
+    const again = await api.call(alicePhone.did, "processCommit", body);
+    expectOutcome(again, 200);
+    expect(again.data).toEqual(first.data);
     // The same commit with another GroupInfo is not the same bundle.
-    const other = await api.post(alicePhone.did, "processCommit", {
+    const other = await api.call(alicePhone.did, "processCommit", {
       ...body,
-      groupInfo: b64(await group.groupInfo(device(bob, "tablet"))),
+      groupInfo: await group.groupInfo(device(bob, "tablet")),
     });
-    expectReply(other, 409, "EpochMismatch");
-    expectReply(await commitBundle(api, convoId, await group.commit(alicePhone), alicePhone), 200);
-    expectReply(await api.post(alicePhone.did, "processCommit", body), 409, "EpochMismatch");
+    expectOutcome(other, 409, "EpochMismatch");
+    expectOutcome(await commitBundle(api, convoId, await group.commit(alicePhone), alicePhone), 200);
+    expectOutcome(await api.call(alicePhone.did, "processCommit", body), 409, "EpochMismatch");
   });
 
   it("an idempotency key replays the stored answer", async () => {
     const { alicePhone, group, convoId } = await aliceAndBob();
     const bundle = await group.commit(alicePhone);
-    const body = { ...bundleBody(convoId, bundle, alicePhone), idempotencyKey: "commit-1" };
-    const first = await api.post(alicePhone.did, "processCommit", body);
-    expectReply(first, 200);
+    const body = { ...bundleInput(convoId, bundle, alicePhone), idempotencyKey: "commit-1" };
+    const first = await api.call(alicePhone.did, "processCommit", body);
+    expectOutcome(first, 200);
     await bundle.apply();
-    expectReply(await commitBundle(api, convoId, await group.commit(alicePhone), alicePhone), 200);
-    const replay = await api.post(alicePhone.did, "processCommit", body);
-    expectReply(replay, 200);
-    expect(replay.headers.get("Idempotent-Replayed")).toBe("true");
-    expect(replay.body).toEqual(first.body);
+    expectOutcome(await commitBundle(api, convoId, await group.commit(alicePhone), alicePhone), 200);
+    const replay = await api.call(alicePhone.did, "processCommit", body);
+    expectOutcome(replay, 200);
+    expect(first.error === undefined && first.replayed).toBe(false);
+    expect(replay.error === undefined && replay.replayed).toBe(true);
+    expect(replay.data).toEqual(first.data);
     expect(await epochOf(db, convoId)).toBe(3);
   });
 
   it("a commit whose framing disagrees with the epoch field, or bytes that are no commit: 400 InvalidCommit", async () => {
     const { alicePhone, group, convoId } = await aliceAndBob();
     const bundle = await group.commit(alicePhone);
-    const body = bundleBody(convoId, bundle, alicePhone);
-    expectReply(await api.post(alicePhone.did, "processCommit", { ...body, epoch: 7 }), 400, "InvalidCommit");
-    expectReply(
-      await api.post(alicePhone.did, "processCommit", { ...body, commit: body.groupInfo }),
+    const body = bundleInput(convoId, bundle, alicePhone);
+    expectOutcome(await api.call(alicePhone.did, "processCommit", { ...body, epoch: 7 }), 400, "InvalidCommit");
+    expectOutcome(
+      await api.call(alicePhone.did, "processCommit", { ...body, commit: body.groupInfo }),
       400,
       "InvalidCommit",
     );
@@ -468,9 +473,9 @@ describe("processCommit: one commit per epoch and repeats", () => {
   it("a PublicMessage commit whose sender leaf is not the acting device's: 400 InvalidCommit", async () => {
     const { alice, alicePhone, aliceLaptop, group, convoId } = await aliceAndBob();
     const bundle = await group.commit(aliceLaptop, { publicMessage: true });
-    const reply = await api.post(alice, "processCommit", bundleBody(convoId, bundle, alicePhone));
-    expectReply(reply, 400, "InvalidCommit");
-    expectReply(await commitBundle(api, convoId, bundle, aliceLaptop), 200);
+    const reply = await api.call(alice, "processCommit", bundleInput(convoId, bundle, alicePhone));
+    expectOutcome(reply, 400, "InvalidCommit");
+    expectOutcome(await commitBundle(api, convoId, bundle, aliceLaptop), 200);
   });
 
   it("a welcome with a commit that adds no device: 400 InvalidRequest", async () => {
@@ -478,11 +483,11 @@ describe("processCommit: one commit per epoch and repeats", () => {
     await register(db, device(bob, "tablet"));
     const withWelcome = await group.commit(alicePhone, { add: [device(bob, "tablet")] });
     const bundle = await group.commit(alicePhone);
-    const reply = await api.post(alicePhone.did, "processCommit", {
-      ...bundleBody(convoId, bundle, alicePhone),
-      welcomeMessage: b64(withWelcome.welcome!),
+    const reply = await api.call(alicePhone.did, "processCommit", {
+      ...bundleInput(convoId, bundle, alicePhone),
+      welcomeMessage: withWelcome.welcome!,
     });
-    expectReply(reply, 400, "InvalidRequest");
+    expectOutcome(reply, 400, "InvalidRequest");
   });
 });
 
@@ -500,13 +505,13 @@ describe("processCommit: commits sent as PublicMessages are checked further", ()
   it("a signature that does not verify with the committing device's key: 400 InvalidCommit", async () => {
     const { alicePhone, group, convoId } = await aliceAndBob();
     const bundle = await group.commit(alicePhone, { publicMessage: true });
-    const reply = await api.post(alicePhone.did, "processCommit", {
-      ...bundleBody(convoId, bundle, alicePhone),
-      commit: b64(withBadSignature(bundle.commit)),
+    const reply = await api.call(alicePhone.did, "processCommit", {
+      ...bundleInput(convoId, bundle, alicePhone),
+      commit: withBadSignature(bundle.commit),
     });
-    expectReply(reply, 400, "InvalidCommit");
-    expect(reply.body.message).toMatch(/signature/);
-    expectReply(await commitBundle(api, convoId, bundle, alicePhone), 200);
+    expectOutcome(reply, 400, "InvalidCommit");
+    expect(messageOf(reply)).toMatch(/signature/);
+    expectOutcome(await commitBundle(api, convoId, bundle, alicePhone), 200);
   });
 
   it("a GroupInfo whose tree is not what the commit's proposals make: RosterMismatch", async () => {
@@ -515,20 +520,20 @@ describe("processCommit: commits sent as PublicMessages are checked further", ()
     await register(db, tablet, watch);
     const addsTablet = await group.commit(alicePhone, { add: [tablet], publicMessage: true });
     const addsWatch = await group.commit(alicePhone, { add: [watch], publicMessage: true });
-    const reply = await api.post(alicePhone.did, "processCommit", {
-      ...bundleBody(convoId, addsWatch, alicePhone),
-      commit: b64(addsTablet.commit),
+    const reply = await api.call(alicePhone.did, "processCommit", {
+      ...bundleInput(convoId, addsWatch, alicePhone),
+      commit: addsTablet.commit,
     });
-    expectReply(reply, 400, "RosterMismatch");
-    expect(reply.body.message).toMatch(/proposals/);
+    expectOutcome(reply, 400, "RosterMismatch");
+    expect(messageOf(reply)).toMatch(/proposals/);
     // The same mix as a PrivateMessage cannot be told apart by the server: that is what PublicMessages buy.
     const privateTablet = await group.commit(alicePhone, { add: [tablet] });
     const privateWatch = await group.commit(alicePhone, { add: [watch] });
-    const blind = await api.post(alicePhone.did, "processCommit", {
-      ...bundleBody(convoId, privateWatch, alicePhone),
-      commit: b64(privateTablet.commit),
+    const blind = await api.call(alicePhone.did, "processCommit", {
+      ...bundleInput(convoId, privateWatch, alicePhone),
+      commit: privateTablet.commit,
     });
-    expectReply(blind, 200);
+    expectOutcome(blind, 200);
   });
 
   it("an external commit whose signature does not verify with its new leaf's key: 400 InvalidCommit", async () => {
@@ -536,11 +541,11 @@ describe("processCommit: commits sent as PublicMessages are checked further", ()
     const tablet = device(bob, "tablet");
     await register(db, tablet);
     const bundle = await group.externalJoin(tablet);
-    const reply = await api.post(bob, "processCommit", {
-      ...bundleBody(convoId, bundle, tablet),
-      commit: b64(withBadSignature(bundle.commit)),
+    const reply = await api.call(bob, "processCommit", {
+      ...bundleInput(convoId, bundle, tablet),
+      commit: withBadSignature(bundle.commit),
     });
-    expectReply(reply, 400, "InvalidCommit");
+    expectOutcome(reply, 400, "InvalidCommit");
   });
 });
 
@@ -548,15 +553,15 @@ describe("getGroupInfo", () => {
   it("answers the latest GroupInfo to active members, 403 to others, 404 where there is none", async () => {
     const { alicePhone, bob, group, convoId } = await aliceAndBob();
     const bundle = await group.commit(alicePhone);
-    expectReply(await commitBundle(api, convoId, bundle, alicePhone), 200);
-    const reply = await api.get(bob, "getGroupInfo", { convoId });
-    expectReply(reply, 200);
-    expect(reply.body).toEqual({ convoId, epoch: 2, groupInfo: { $bytes: b64(bundle.groupInfo) } });
-    expectReply(await api.get(newDid("eve"), "getGroupInfo", { convoId }), 403, "NotMember");
-    expectReply(await api.get(bob, "getGroupInfo", { convoId: "nope" }), 404, "ConvoNotFound");
-    expectReply(await api.post(bob, "leaveConvo", { convoId }), 200);
-    expectReply(await api.get(bob, "getGroupInfo", { convoId }), 403, "NotMember");
-    const plain = await api.post(bob, "createConvo", { groupId: randomGroupId(), cipherSuite: SUITE });
-    expectReply(await api.get(bob, "getGroupInfo", { convoId: plain.body.id }), 404, "GroupInfoNotFound");
+    expectOutcome(await commitBundle(api, convoId, bundle, alicePhone), 200);
+    const reply = await api.call(bob, "getGroupInfo", { convoId });
+    expectOutcome(reply, 200);
+    expect(reply.data).toEqual({ convoId, epoch: 2, groupInfo: new Uint8Array(bundle.groupInfo) });
+    expectOutcome(await api.call(newDid("eve"), "getGroupInfo", { convoId }), 403, "NotMember");
+    expectOutcome(await api.call(bob, "getGroupInfo", { convoId: "nope" }), 404, "ConvoNotFound");
+    expectOutcome(await api.call(bob, "leaveConvo", { convoId }), 200);
+    expectOutcome(await api.call(bob, "getGroupInfo", { convoId }), 403, "NotMember");
+    const plain = await api.call(bob, "createConvo", { groupId: randomGroupId(), cipherSuite: SUITE });
+    expectOutcome(await api.call(bob, "getGroupInfo", { convoId: plain.data!.id }), 404, "GroupInfoNotFound");
   });
 });

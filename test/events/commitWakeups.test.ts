@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Database } from "../../src/db/driver.js";
 import { testDatabase } from "../helpers/context.js";
 import { RosterGroup, SUITE, type Bundle, type Device } from "../helpers/rosterGroup.js";
-import { device, newDid, register } from "../roster/fixtures.js";
+import { bundleInput, device, newDid, register } from "../roster/fixtures.js";
 import { clientOn, SERVER_SECRET, startServer, type Server } from "./servers.js";
 import { openStream } from "./sseClient.js";
 
@@ -25,17 +25,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all([a?.stop(), b?.stop()]);
   await db?.close();
-});
-
-/** A bundle as processCommit's input, sent by `by`. */
-const bundleInput = (convoId: string, bundle: Bundle, by: Device) => ({
-  convoId,
-  epoch: bundle.epoch,
-  commit: bundle.commit,
-  groupInfo: bundle.groupInfo,
-  ...(bundle.welcome && { welcomeMessage: bundle.welcome }),
-  ...(bundle.keyPackageHashes.length > 0 && { keyPackageHashes: bundle.keyPackageHashes }),
-  ...(by.deviceId && { deviceId: by.deviceId }),
 });
 
 /** Alice's roster-checked conversation (her phone) with Bob's phone and laptop, made through server b. */

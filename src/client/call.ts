@@ -55,9 +55,13 @@ export async function send(
   let response: Response;
   try {
     // Raced against the signal too: the Request's own link to it is weak (see signals.ts).
-    response = await abortable(Promise.resolve().then(() => transport.fetch(sent)), signal, (late) => {
-      void late.body?.cancel().catch(() => {});
-    });
+    response = await abortable(
+      Promise.resolve().then(() => transport.fetch(sent)),
+      signal,
+      (late) => {
+        void late.body?.cancel().catch(() => {});
+      },
+    );
   } catch (error) {
     if (signal?.aborted) throw error;
     throw new ConnectionLostError(error);

@@ -45,7 +45,9 @@ export async function* subscribe(
           const answer = await send(transport, "streamConvoEvents", { query, headers: SSE_HEADERS }, attempt);
           if (!answer.headers.get("Content-Type")?.startsWith("text/event-stream")) {
             void answer.body?.cancel().catch(() => {});
-            throw new ProtocolError(`streamConvoEvents answered ${answer.headers.get("Content-Type")}, not an event stream`);
+            throw new ProtocolError(
+              `streamConvoEvents answered ${answer.headers.get("Content-Type")}, not an event stream`,
+            );
           }
           return answer;
         },
@@ -86,7 +88,8 @@ export async function* subscribe(
 const SSE_HEADERS = { Accept: "text/event-stream" };
 
 function decode(event: SseEvent, id: number): ConvoStreamEvent {
-  if (!Number.isSafeInteger(id) || event.id === "") throw new ProtocolError(`an event without a numeric id: ${event.id}`);
+  if (!Number.isSafeInteger(id) || event.id === "")
+    throw new ProtocolError(`an event without a numeric id: ${event.id}`);
   try {
     return { id, type: event.event, data: fromWire(JSON.parse(event.data!)) } as ConvoStreamEvent;
   } catch (error) {

@@ -18,7 +18,17 @@ import { acceptWelcome, type WelcomeInput, type WelcomeOptions } from "./welcome
 
 export { ConnectionLostError, DeadlineError, ProtocolError, WelcomeConfirmError, XrpcClientError } from "./errors.js";
 export { isRetryable } from "./retry.js";
-export type { Answer, CallOptions, WelcomeOptions, ConvoStreamEvent, Input, JsonMethodName, Output, RetryOptions, SubscribeInput };
+export type {
+  Answer,
+  CallOptions,
+  WelcomeOptions,
+  ConvoStreamEvent,
+  Input,
+  JsonMethodName,
+  Output,
+  RetryOptions,
+  SubscribeInput,
+};
 
 export interface ClientOptions {
   /** The server's base URL. */

@@ -50,7 +50,8 @@ export async function* readSse(body: ReadableStream<Uint8Array>, options: SseOpt
         start = end.index + end[0].length;
         if (line !== "") {
           size += line.length;
-          if (size > maxEventLength) throw new ProtocolError(`an event stream event is over ${maxEventLength} characters`);
+          if (size > maxEventLength)
+            throw new ProtocolError(`an event stream event is over ${maxEventLength} characters`);
           fields.push(line);
           line = "";
           continue;
@@ -63,7 +64,8 @@ export async function* readSse(body: ReadableStream<Uint8Array>, options: SseOpt
       }
       afterCr = text.endsWith("\r");
       line += text.slice(start);
-      if (size + line.length > maxEventLength) throw new ProtocolError(`an event stream line is over ${maxEventLength} characters`);
+      if (size + line.length > maxEventLength)
+        throw new ProtocolError(`an event stream line is over ${maxEventLength} characters`);
     }
   } finally {
     watch.dispose();

@@ -72,7 +72,10 @@ describe("the deadline bounds what a call waits for", () => {
   it("a stream's connect to a server that never answers", async () => {
     const { url } = await server(() => {});
     const client = createClient({ service: url, retry: { deadlineMs: 300 } });
-    const outcome = client.streamConvoEvents({ convoId: "c1", cursor: 0 }).next().catch((error: unknown) => error);
+    const outcome = client
+      .streamConvoEvents({ convoId: "c1", cursor: 0 })
+      .next()
+      .catch((error: unknown) => error);
     expect(await within(outcome, 4_000)).toMatchObject({ name: "TimeoutError" });
   });
 
@@ -83,7 +86,12 @@ describe("the deadline bounds what a call waits for", () => {
       fetch: () => Response.json({ conversations: [] }),
       retry: { deadlineMs: 300 },
     });
-    expect(await within(client.getConvos({}).catch((error: unknown) => error), 4_000)).toMatchObject({
+    expect(
+      await within(
+        client.getConvos({}).catch((error: unknown) => error),
+        4_000,
+      ),
+    ).toMatchObject({
       name: "TimeoutError",
     });
   });

@@ -39,7 +39,11 @@ async function follow(url: string, ms: number) {
 
 describe("event stream faults end the subscription", () => {
   for (const [fault, contentType, body] of [
-    ["bytes that are not base64", "text/event-stream", ': open\nid: 0\n\ndata: {"ciphertext":{"$bytes":"!!!!"}}\nid: 1\n\n'],
+    [
+      "bytes that are not base64",
+      "text/event-stream",
+      ': open\nid: 0\n\ndata: {"ciphertext":{"$bytes":"!!!!"}}\nid: 1\n\n',
+    ],
     ["an event without an id", "text/event-stream", ": open\nid: 0\n\ndata: {}\n\n"],
     ["an event with an id that is not a number", "text/event-stream", "data: {}\nid: seven\n\n"],
     ["data that is not JSON", "text/event-stream", "data: {\nid: 1\n\n"],

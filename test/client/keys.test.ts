@@ -37,7 +37,9 @@ describe("the idempotency key on a failure", () => {
 
   it("the deadline", async () => {
     const hanging = (request: Request) =>
-      new Promise<Response>((_, reject) => request.signal.addEventListener("abort", () => reject(request.signal.reason)));
+      new Promise<Response>((_, reject) =>
+        request.signal.addEventListener("abort", () => reject(request.signal.reason)),
+      );
     const { error, key } = await failing(hanging, 200);
     expect(error).toMatchObject({ name: "TimeoutError", idempotencyKey: key });
   });

@@ -52,7 +52,9 @@ it("decodes 8 MiB of bytes quickly", () => {
   expect(performance.now() - began).toBeLessThan(400);
   // Compared by hand: toEqual on 8 MiB takes a minute.
   expect(decoded).toBeInstanceOf(Uint8Array);
-  expect((decoded as Uint8Array).every((byte, i) => byte === bytes[i]) && (decoded as Uint8Array).length).toBe(bytes.length);
+  expect((decoded as Uint8Array).every((byte, i) => byte === bytes[i]) && (decoded as Uint8Array).length).toBe(
+    bytes.length,
+  );
 });
 
 describe("a long-lived caller signal", () => {

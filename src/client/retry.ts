@@ -66,9 +66,9 @@ export async function withRetry<T>(
   }
 }
 
-/** A timer's delay, within what setTimeout takes. */
+/** A timer's delay, within what setTimeout takes (NaN: none). */
 export function delay(ms: number): number {
-  return Math.min(Math.max(0, ms), MAX_TIMER_MS);
+  return Number.isNaN(ms) ? 0 : Math.min(Math.max(0, ms), MAX_TIMER_MS);
 }
 
 function backoff(tries: number, failure: unknown, { baseDelayMs, maxDelayMs }: RetryOptions): number {

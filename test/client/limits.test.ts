@@ -46,10 +46,14 @@ it("decodes 8 MiB of bytes quickly", () => {
   let binary = "";
   for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
   const wire = { $bytes: btoa(binary) };
-  const began = performance.now();
+  // Measured against atob alone, so a loaded machine slows both: the indexed loop takes about twice atob's time,
+  // Uint8Array.from with a map function took some forty times it.
+  let began = performance.now();
+  atob(wire.$bytes);
+  const atobMs = performance.now() - began;
+  began = performance.now();
   const decoded = fromWire(wire);
-  // The indexed loop takes ~40 ms here; Uint8Array.from with a map function took ~900.
-  expect(performance.now() - began).toBeLessThan(400);
+  expect(performance.now() - began).toBeLessThan(Math.max(10 * atobMs, 50));
   // Compared by hand: toEqual on 8 MiB takes a minute.
   expect(decoded).toBeInstanceOf(Uint8Array);
   expect((decoded as Uint8Array).every((byte, i) => byte === bytes[i]) && (decoded as Uint8Array).length).toBe(

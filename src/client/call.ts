@@ -1,6 +1,7 @@
-import { ConnectionLostError, XrpcClientError } from "./errors.js";
+import { ConnectionLostError, DeadlineError, XrpcClientError } from "./errors.js";
 import { KINDS, type JsonMethodName } from "./methods.js";
 import { withRetry, type RetryOptions } from "./retry.js";
+import { abortable, readText } from "./signals.js";
 import type { Answer } from "./types.js";
 import { fromWire, queryString, toWire } from "./wire.js";
 
@@ -15,6 +16,8 @@ export interface Transport {
   /** The bearer token, asked for on every request (a PDS service token is single-use). */
   token?: () => Promise<string> | string;
   retry: RetryOptions;
+  /** An open event stream with nothing (not even a keep-alive) for this long is reconnected (ms). */
+  streamIdleMs: number;
 }
 
 export interface CallOptions {
@@ -25,32 +28,49 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
-/** One XRPC request; any answer but 2xx is thrown as an XrpcClientError. */
+/**
+ * One XRPC request; any answer but 2xx is thrown as an XrpcClientError. `body` is the JSON text. `signal` bounds
+ * the token, the fetch and an error answer's body; a 2xx body is the caller's to read (and to cancel).
+ */
 export async function send(
   transport: Transport,
   method: string,
-  request: { query?: object; body?: object; headers?: Record<string, string> },
+  request: { query?: object; body?: string; headers?: Record<string, string> },
   signal?: AbortSignal,
 ): Promise<Response> {
   const headers = new Headers(request.headers);
-  if (transport.token) headers.set("Authorization", `Bearer ${await transport.token()}`);
+  if (transport.token) {
+    headers.set("Authorization", `Bearer ${await abortable(Promise.resolve(transport.token()), signal)}`);
+  }
   // Aborted while the token came: an injected fetch need not look at a signal that was aborted before it was called.
   signal?.throwIfAborted();
-  if (request.body) headers.set("Content-Type", "application/json");
+  if (request.body !== undefined) headers.set("Content-Type", "application/json");
   const url = `${transport.service.replace(/\/+$/, "")}/xrpc/${NSID_PREFIX}${method}${queryString(request.query ?? {})}`;
   const sent = new Request(url, {
-    method: request.body ? "POST" : "GET",
+    method: request.body !== undefined ? "POST" : "GET",
     headers,
-    body: request.body && JSON.stringify(toWire(request.body)),
+    body: request.body,
     signal,
   });
   let response: Response;
   try {
-    response = await transport.fetch(sent);
+    // Raced against the signal too: the Request's own link to it is weak (see signals.ts).
+    response = await abortable(
+      Promise.resolve().then(() => transport.fetch(sent)),
+      signal,
+      (late) => {
+        void late.body?.cancel().catch(() => {});
+      },
+    );
   } catch (error) {
+    if (signal?.aborted) throw error;
     throw new ConnectionLostError(error);
   }
-  if (!response.ok) throw await XrpcClientError.of(response);
+  if (!response.ok) {
+    const text = await readText(response, signal).catch(() => undefined);
+    signal?.throwIfAborted();
+    throw XrpcClientError.of(response, text);
+  }
   return response;
 }
 
@@ -70,11 +90,14 @@ export function call(
   // The server refuses a header and a body field that differ: the body carries the key the call uses.
   const body = procedure ? (fieldKey === undefined ? input : { ...input, idempotencyKey: key }) : undefined;
   const retry = { ...transport.retry, ...(options.deadlineMs !== undefined && { deadlineMs: options.deadlineMs }) };
+  // Serialized once: every attempt sends the same bytes under the key, whatever the caller does to its buffers.
+  const payload = body && JSON.stringify(toWire(body));
+  const headers: Record<string, string> = key === undefined ? {} : { "Idempotency-Key": key };
   return withRetry(
     async (signal) => {
-      const headers: Record<string, string> = key === undefined ? {} : { "Idempotency-Key": key };
-      const response = await send(transport, method, body ? { body, headers } : { query: input }, signal);
-      const text = await response.text().catch((error: unknown) => {
+      const response = await send(transport, method, payload ? { body: payload, headers } : { query: input }, signal);
+      const text = await readText(response, signal).catch((error: unknown) => {
+        if (signal.aborted) throw error;
         throw new ConnectionLostError(error);
       });
       return {
@@ -87,5 +110,10 @@ export function call(
     },
     retry,
     options.signal,
-  );
+  ).catch((error: unknown) => {
+    // The caller continues the logical call with this key (the call may have run).
+    const keyed = error instanceof XrpcClientError || error instanceof ConnectionLostError;
+    if (key !== undefined && (keyed || error instanceof DeadlineError)) error.idempotencyKey = key;
+    throw error;
+  });
 }

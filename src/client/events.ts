@@ -1,8 +1,9 @@
 import type { MembershipPayload } from "../services/events.js";
 import type { MessageView } from "../services/messages.js";
 import { send, type Transport } from "./call.js";
-import { sleep, withRetry } from "./retry.js";
-import { readSse } from "./sse.js";
+import { ProtocolError } from "./errors.js";
+import { delay, sleep, withRetry } from "./retry.js";
+import { readSse, type SseEvent } from "./sse.js";
 import type { FromWire, Input } from "./types.js";
 import { fromWire } from "./wire.js";
 
@@ -19,9 +20,11 @@ export type ConvoStreamEvent =
 export type SubscribeInput = Input<"streamConvoEvents">;
 
 /**
- * Follows streamConvoEvents until `signal` aborts: whenever the stream ends or the connection drops (a server
- * restart), it reconnects from the last event id it yielded, so every event comes once, in order. Reconnecting is
- * retried like a call, within the deadline; a refusal (403 once the caller was removed) ends the iterator with it.
+ * Follows streamConvoEvents until `signal` aborts: whenever the stream ends, the connection drops (a server
+ * restart) or the stream is idle past `transport.streamIdleMs` (the server sends keep-alives), it reconnects from
+ * the last event id it yielded, so every event comes once, in order. Reconnecting is retried like a call, within
+ * the deadline; a refusal (403 once the caller was removed) ends the iterator with it, and so does a ProtocolError
+ * (an answer that is not an event stream, an event without a numeric id or with data that does not decode).
  */
 export async function* subscribe(
   transport: Transport,
@@ -29,13 +32,25 @@ export async function* subscribe(
   signal?: AbortSignal,
 ): AsyncGenerator<ConvoStreamEvent> {
   let cursor = input.cursor;
+  // Connections in a row that delivered nothing: each waits twice as long before the next.
+  let empty = 0;
   while (!signal?.aborted) {
     const query = { convoId: input.convoId, cursor, deviceId: input.deviceId };
     let response: Response;
     try {
+      // The attempt's signal bounds the connect (and its answer's headers) by the deadline; the body is held open by
+      // the caller's signal alone (the attempt's is unlinked once withRetry returns).
       response = await withRetry(
-        // The attempt's signal would end the body with the deadline: the stream is held open by the caller's alone.
-        () => send(transport, "streamConvoEvents", { query, headers: { Accept: "text/event-stream" } }, signal),
+        async (attempt) => {
+          const answer = await send(transport, "streamConvoEvents", { query, headers: SSE_HEADERS }, attempt);
+          if (!answer.headers.get("Content-Type")?.startsWith("text/event-stream")) {
+            void answer.body?.cancel().catch(() => {});
+            throw new ProtocolError(
+              `streamConvoEvents answered ${answer.headers.get("Content-Type")}, not an event stream`,
+            );
+          }
+          return answer;
+        },
         transport.retry,
         signal,
       );
@@ -45,23 +60,45 @@ export async function* subscribe(
     }
     let delivered = false;
     try {
-      for await (const event of readSse(response.body!)) {
+      const events = readSse(response.body!, { signal, idleMs: transport.streamIdleMs });
+      for await (const event of events) {
         const id = Number(event.id);
         // The stream's opening id: where it began, the place to resume from until its first event arrives.
         if (event.data === undefined) {
           if (Number.isSafeInteger(id)) cursor = id;
           continue;
         }
+        const decoded = decode(event, id);
         if (event.event !== "info") cursor = id;
         delivered = true;
-        yield { id, type: event.event, data: fromWire(JSON.parse(event.data)) } as ConvoStreamEvent;
+        yield decoded;
+        if (signal?.aborted) return;
       }
     } catch (error) {
       if (signal?.aborted) return;
-      // Data that is not JSON is a server fault; any other failure is the connection dropping: reconnect.
-      if (error instanceof SyntaxError) throw error;
+      // A server fault ends the iterator; any other failure is the connection dropping: reconnect.
+      if (error instanceof ProtocolError) throw error;
     }
-    // A stream that ended at once must not make this loop spin: wait a little before the next.
-    if (!delivered) await sleep(transport.retry.baseDelayMs, signal).catch(() => {});
+    empty = delivered ? 0 : empty + 1;
+    // A stream that ended at once must not make this loop spin: wait, longer each time, before the next.
+    if (empty > 0) await sleep(reconnectDelay(empty, transport), signal).catch(() => {});
   }
+}
+
+const SSE_HEADERS = { Accept: "text/event-stream" };
+
+function decode(event: SseEvent, id: number): ConvoStreamEvent {
+  if (!Number.isSafeInteger(id) || event.id === "")
+    throw new ProtocolError(`an event without a numeric id: ${event.id}`);
+  try {
+    return { id, type: event.event, data: fromWire(JSON.parse(event.data!)) } as ConvoStreamEvent;
+  } catch (error) {
+    // Not JSON (SyntaxError), or bytes that are not base64 (atob's DOMException).
+    throw new ProtocolError(`event ${id} does not decode`, error);
+  }
+}
+
+function reconnectDelay(empty: number, { retry }: Transport): number {
+  const cap = Math.min(retry.maxDelayMs, retry.deadlineMs);
+  return delay(Math.min(cap, retry.baseDelayMs * 2 ** (empty - 1)) * (0.5 + Math.random() / 2));
 }

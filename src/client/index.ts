@@ -14,11 +14,21 @@ import { KINDS, type JsonMethodName } from "./methods.js";
 import { allMessages } from "./pages.js";
 import { DEFAULT_RETRY, type RetryOptions } from "./retry.js";
 import type { Answer, Input, Output } from "./types.js";
-import { acceptWelcome, type WelcomeInput } from "./welcome.js";
+import { acceptWelcome, type WelcomeInput, type WelcomeOptions } from "./welcome.js";
 
-export { ConnectionLostError, XrpcClientError } from "./errors.js";
+export { ConnectionLostError, DeadlineError, ProtocolError, WelcomeConfirmError, XrpcClientError } from "./errors.js";
 export { isRetryable } from "./retry.js";
-export type { Answer, CallOptions, ConvoStreamEvent, Input, JsonMethodName, Output, RetryOptions, SubscribeInput };
+export type {
+  Answer,
+  CallOptions,
+  WelcomeOptions,
+  ConvoStreamEvent,
+  Input,
+  JsonMethodName,
+  Output,
+  RetryOptions,
+  SubscribeInput,
+};
 
 export interface ClientOptions {
   /** The server's base URL. */
@@ -29,6 +39,11 @@ export interface ClientOptions {
   fetch?: (request: Request) => Response | Promise<Response>;
   /** Deadline and backoff of every call; each call may override `deadlineMs`. */
   retry?: Partial<RetryOptions>;
+  /**
+   * An open event stream silent this long (no event, no keep-alive) is reconnected (ms). Default 45 s: three of the
+   * server's 15 s keep-alives (EVENTS_KEEPALIVE_MS).
+   */
+  streamIdleMs?: number;
 }
 
 /** Methods whose every input field is optional take no input at all. */
@@ -43,7 +58,11 @@ export type Client = { [N in JsonMethodName]: Method<N> } & {
   /** getMessages, page after page to the end. */
   allMessages(input: Parameters<typeof allMessages>[1], signal?: AbortSignal): ReturnType<typeof allMessages>;
   /** getWelcome, `process`, confirmWelcome (see `acceptWelcome`). */
-  acceptWelcome<T>(input: WelcomeInput, process: (welcome: Uint8Array) => Promise<T> | T): Promise<T>;
+  acceptWelcome<T>(
+    input: WelcomeInput,
+    process: (welcome: Uint8Array) => Promise<T> | T,
+    options?: WelcomeOptions,
+  ): Promise<T>;
 };
 
 export function createClient({
@@ -51,8 +70,9 @@ export function createClient({
   token,
   fetch = (request) => globalThis.fetch(request),
   retry,
+  streamIdleMs = 45_000,
 }: ClientOptions): Client {
-  const transport: Transport = { service, token, fetch, retry: { ...DEFAULT_RETRY, ...retry } };
+  const transport: Transport = { service, token, fetch, retry: { ...DEFAULT_RETRY, ...retry }, streamIdleMs };
   const methods = Object.fromEntries(
     Object.keys(KINDS).map((name) => [
       name,
@@ -63,7 +83,7 @@ export function createClient({
     ...(methods as { [N in JsonMethodName]: Method<N> }),
     streamConvoEvents: (input, signal) => subscribe(transport, input, signal),
     allMessages: (input, signal) => allMessages(client, input, signal),
-    acceptWelcome: (input, process) => acceptWelcome(client, input, process),
+    acceptWelcome: (input, process, options) => acceptWelcome(client, input, process, options),
   };
   return client;
 }

@@ -1,3 +1,4 @@
+import { ProtocolError } from "./errors.js";
 import type { Client } from "./index.js";
 import type { Input, Output } from "./types.js";
 
@@ -11,7 +12,11 @@ export async function* allMessages(
 ): AsyncGenerator<Message> {
   let page = (await client.getMessages(input, { signal })).data;
   yield* page.messages;
+  let previous: string | undefined;
   while (page.cursor !== undefined) {
+    // A cursor that does not move would loop forever on the same page.
+    if (page.cursor === previous) throw new ProtocolError(`getMessages answered cursor ${page.cursor} again`);
+    previous = page.cursor;
     const next = { convoId: input.convoId, cursor: page.cursor, limit: input.limit };
     page = (await client.getMessages(next, { signal })).data;
     yield* page.messages;

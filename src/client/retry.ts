@@ -1,4 +1,5 @@
-import { ConnectionLostError, XrpcClientError } from "./errors.js";
+import { ConnectionLostError, DeadlineError, XrpcClientError } from "./errors.js";
+import { linked, MAX_TIMER_MS } from "./signals.js";
 
 export interface RetryOptions {
   /** How long one logical call may take, its retries included (ms): an attempt still running then is aborted. */
@@ -39,26 +40,35 @@ export async function withRetry<T>(
   options: RetryOptions,
   signal?: AbortSignal,
 ): Promise<T> {
-  const deadline = Date.now() + options.deadlineMs;
+  const { deadlineMs } = options;
+  // A longer one would overflow setTimeout, which then fires at once.
+  if (!(deadlineMs > 0 && deadlineMs <= MAX_TIMER_MS)) {
+    throw new RangeError(`deadlineMs must be a number of ms in (0, ${MAX_TIMER_MS}], not ${deadlineMs}`);
+  }
+  const deadline = Date.now() + deadlineMs;
   for (let tries = 0; ; tries++) {
-    const timeout = new AbortController();
-    const timer = setTimeout(
-      () => timeout.abort(new DOMException("the call's deadline passed", "TimeoutError")),
-      deadline - Date.now(),
-    );
+    const { controller, dispose } = linked(signal);
+    const timer = setTimeout(() => controller.abort(new DeadlineError()), delay(deadline - Date.now()));
     try {
-      return await attempt(signal ? AbortSignal.any([signal, timeout.signal]) : timeout.signal);
+      return await attempt(controller.signal);
     } catch (failure) {
       if (signal?.aborted) throw signal.reason;
-      if (timeout.signal.aborted) throw timeout.signal.reason;
+      if (controller.signal.aborted) throw controller.signal.reason;
       if (!isRetryable(failure) || tries + 1 >= options.maxAttempts) throw failure;
       const wait = backoff(tries, failure, options);
-      if (Date.now() + wait >= deadline) throw failure;
+      // A wait past the deadline (a long Retry-After) would only end at it: the failure is final now.
+      if (!(Date.now() + wait < deadline)) throw failure;
       await sleep(wait, signal);
     } finally {
       clearTimeout(timer);
+      dispose();
     }
   }
+}
+
+/** A timer's delay, within what setTimeout takes (NaN: none). */
+export function delay(ms: number): number {
+  return Number.isNaN(ms) ? 0 : Math.min(Math.max(0, ms), MAX_TIMER_MS);
 }
 
 function backoff(tries: number, failure: unknown, { baseDelayMs, maxDelayMs }: RetryOptions): number {
@@ -73,7 +83,7 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     const timer = setTimeout(() => {
       signal?.removeEventListener("abort", abort);
       resolve();
-    }, ms);
+    }, delay(ms));
     const abort = () => {
       clearTimeout(timer);
       reject(signal!.reason);

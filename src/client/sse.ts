@@ -1,3 +1,6 @@
+import { ProtocolError } from "./errors.js";
+import { guard } from "./signals.js";
+
 /**
  * One Server-Sent Event as sent: its type, its data lines joined, its id if it had one. A block with an id and no
  * data (which SSE dispatches as no event, but takes as the last event id) comes with `data` undefined.
@@ -8,32 +11,64 @@ export interface SseEvent {
   id: string | undefined;
 }
 
+export interface SseOptions {
+  /** Cancels the body and ends the events (without an error) when it aborts. */
+  signal?: AbortSignal;
+  /** The body is cancelled (the events end) after this long without a byte (ms). */
+  idleMs?: number;
+  /** The most characters a line, or an event's lines together, may hold: more is a ProtocolError. */
+  maxEventLength?: number;
+}
+
+/** Generous: far above any message the server stores, yet bounded. */
+export const MAX_EVENT_LENGTH = 16 * 1024 * 1024;
+
 /** Reads a text/event-stream body event by event; comments (keep-alives) are skipped. */
-export async function* readSse(body: ReadableStream<Uint8Array>): AsyncGenerator<SseEvent> {
+export async function* readSse(body: ReadableStream<Uint8Array>, options: SseOptions = {}): AsyncGenerator<SseEvent> {
+  const { signal, idleMs, maxEventLength = MAX_EVENT_LENGTH } = options;
   const reader = body.getReader();
+  const watch = guard(reader, signal, idleMs);
   const decoder = new TextDecoder();
-  let buffer = "";
+  let line = "";
   let fields: string[] = [];
+  let size = 0;
+  // The chunk before ended in "\r": a "\n" opening this one belongs to that line end.
+  let afterCr = false;
   try {
     for (;;) {
       const { done, value } = await reader.read();
-      if (!done) buffer += decoder.decode(value, { stream: true });
-      // A final "\r" may be the first half of a "\r\n": the next chunk tells, or the end.
-      const complete = buffer.endsWith("\r") && !done ? buffer.length - 1 : buffer.length;
-      const lines = buffer.slice(0, complete).split(/\r\n|\r|\n/);
-      buffer = lines.pop()! + buffer.slice(complete);
-      for (const line of lines) {
+      if (done || signal?.aborted) return;
+      watch.touch();
+      const text = decoder.decode(value, { stream: true });
+      if (text === "") continue;
+      // Only the new text is scanned for line ends, so a long line costs what it holds (not its square).
+      let start = afterCr && text.startsWith("\n") ? 1 : 0;
+      afterCr = false;
+      for (const end of text.matchAll(/\r\n|\r|\n/g)) {
+        if (end.index < start) continue;
+        line += text.slice(start, end.index);
+        start = end.index + end[0].length;
         if (line !== "") {
+          size += line.length;
+          if (size > maxEventLength)
+            throw new ProtocolError(`an event stream event is over ${maxEventLength} characters`);
           fields.push(line);
+          line = "";
           continue;
         }
         const event = parseEvent(fields);
         fields = [];
+        size = 0;
         if (event) yield event;
+        if (signal?.aborted) return;
       }
-      if (done) return;
+      afterCr = text.endsWith("\r");
+      line += text.slice(start);
+      if (size + line.length > maxEventLength)
+        throw new ProtocolError(`an event stream line is over ${maxEventLength} characters`);
     }
   } finally {
+    watch.dispose();
     await reader.cancel().catch(() => {});
   }
 }

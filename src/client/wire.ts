@@ -8,7 +8,11 @@ function encodeBase64(bytes: Uint8Array): string {
 }
 
 function decodeBase64(text: string): Uint8Array {
-  return Uint8Array.from(atob(text), (char) => char.charCodeAt(0));
+  const binary = atob(text);
+  // Indexed: Uint8Array.from with a map function walks an iterator and calls back per byte, many times slower.
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
 }
 
 /** The request body: every Uint8Array becomes `{"$bytes": ...}`. */

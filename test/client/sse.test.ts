@@ -41,6 +41,13 @@ describe("readSse", () => {
     expect(await read([text.replace(/\n/g, "\r")])).toEqual(expected);
   });
 
+  it("reads a body cut into single characters, with every kind of line end", async () => {
+    for (const ending of ["\n", "\r\n", "\r"]) {
+      const cut = text.replace(/\n/g, ending).split("");
+      expect(await read(cut)).toEqual(expected);
+    }
+  });
+
   it("drops an event the body ends in the middle of", async () => {
     expect(await read(['event: message\ndata: {"a":1}\nid: 7\n'])).toEqual([]);
   });

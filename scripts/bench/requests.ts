@@ -9,21 +9,26 @@ export interface SendPlan {
   /** Keys are `<keyPrefix><n>`: a run's own. */
   keyPrefix: string;
   ciphertext: string;
-  /** Replays: the first `replayOf` requests of the run with the same plan, again and again, bodies and keys alike. */
-  replayOf?: number;
+  /** Replays: requests `first` .. `first + count - 1` of the run with the same plan, again and again, bodies and keys alike. */
+  replay?: { first: number; count: number };
 }
 
 /**
  * Keyed sends: request n goes to conversation (n * 7919) mod count (a prime: every conversation in turn, spread
  * out), with key `<keyPrefix><n>`, so a replay run rebuilds any request of the first run exactly.
  */
-export function sendRequests({ convos, keyPrefix, ciphertext, replayOf }: SendPlan): Pick<LoadOptions, "setup" | "request"> {
+export function sendRequests({
+  convos,
+  keyPrefix,
+  ciphertext,
+  replay,
+}: SendPlan): Pick<LoadOptions, "setup" | "request"> {
   return {
     setup: `local convos = ${luaStrings(convos.map((convo) => convo.id))}
 local tokens = ${luaStrings(convos.map((convo) => `Bearer ${convo.token}`))}
 local prefix = ${luaString(keyPrefix)}
 local ciphertext = ${luaString(ciphertext)}`,
-    request: `local m = ${replayOf ? `(n - 1) % ${replayOf} + 1` : "n"}
+    request: `local m = ${replay ? `${replay.first} + (n - 1) % ${replay.count}` : "n"}
   local i = (m * 7919) % #convos + 1
   local body = '{"convoId":"' .. convos[i] .. '","ciphertext":"' .. ciphertext .. '","epoch":0}'
   return wrk.format("POST", ${luaString(SEND_PATH)}, {

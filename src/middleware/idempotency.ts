@@ -15,6 +15,7 @@ import {
 import { idempotencyKey as keySchema } from "../schemas.js";
 import { jsonBody, jsonText } from "../xrpc.js";
 import { canonicalJson } from "./canonicalJson.js";
+import type { ReplaySource } from "../metrics.js";
 import type { RecentAnswers } from "./recentAnswers.js";
 
 export interface IdempotencyOptions {
@@ -68,7 +69,7 @@ export function idempotency({ ttlSeconds, waitMs, recent, once }: IdempotencyOpt
       waitMs,
     };
     const known = recent?.get(scope, now);
-    if (known) return replay(c, claim, known);
+    if (known) return replay(c, claim, known, "memory");
     const committed = (answer: StoredAnswer) => recent?.set(scope, { ...answer, expiresAt: claim.expiresAt });
     if (once) {
       const outcome = await once(c, claim);
@@ -76,7 +77,7 @@ export function idempotency({ ttlSeconds, waitMs, recent, once }: IdempotencyOpt
         committed({ requestHash: key.hash, statusCode: 200, response: outcome.sent });
         return jsonText(c, outcome.sent);
       }
-      if (outcome) return replay(c, claim, outcome.stored);
+      if (outcome) return replay(c, claim, outcome.stored, "database");
     }
 
     let stored: StoredAnswer | undefined;
@@ -104,16 +105,16 @@ export function idempotency({ ttlSeconds, waitMs, recent, once }: IdempotencyOpt
       if (!stored && error instanceof DoNotStore) return;
       if (!stored) throw error;
     }
-    if (stored) c.res = replay(c, claim, stored);
+    if (stored) c.res = replay(c, claim, stored, "database");
   };
 }
 
 /** Answers with the committed answer of the first request, if this request is the same one (else 422). */
-function replay(c: Context, { scope, requestHash }: KeyClaim, stored: StoredAnswer): Response {
+function replay(c: Context, { scope, requestHash }: KeyClaim, stored: StoredAnswer, from: ReplaySource): Response {
   if (stored.requestHash !== requestHash) {
     throw new XrpcError(422, "IdempotencyKeyReused", "this idempotency key was used with a different request");
   }
-  c.get("app").metrics.idempotencyReplay(scope[1]);
+  c.get("app").metrics.idempotencyReplay(scope[1], from);
   // Through the context, like every other answer: a bare Response would make Hono copy it into a new one (with the
   // headers set so far) and the Node adapter stream its body, which cost a replay as much CPU as a send.
   return c.body(stored.response, stored.statusCode as ContentfulStatusCode, {

@@ -73,7 +73,7 @@ describe("GET /metrics", () => {
     expect(valueOf((await scrape(second)).samples, "http_requests_total", health)).toBeUndefined();
   });
 
-  it("counts idempotent replays per method", async () => {
+  it("counts idempotent replays per method and source (this process's recent answers, or the database)", async () => {
     const { app } = testApp(db);
     const alice = unique("did:plc:replay");
     const convoId = await createConvo(app, alice);
@@ -83,15 +83,26 @@ describe("GET /metrics", () => {
         { idempotencyKey: "metrics-replay" },
       );
     expect((await send()).replayed).toBe(false);
-    const replays = () =>
+    const replays = (from: string) =>
       scrape(app).then(({ samples }) =>
-        valueOf(samples, "idempotency_replays_total", { method: "blue.catbird.mls.sendMessage" }),
+        valueOf(samples, "idempotency_replays_total", { method: "blue.catbird.mls.sendMessage", from }),
       );
-    expect(await replays()).toBeUndefined();
+    expect(await replays("memory")).toBeUndefined();
     expect((await send()).replayed).toBe(true);
-    expect(await replays()).toBe(1);
+    expect(await replays("memory")).toBe(1);
     expect((await send()).replayed).toBe(true);
-    expect(await replays()).toBe(2);
+    expect(await replays("memory")).toBe(2);
+    // Another process (no recent answers) reads the same key's answer from the database.
+    const other = testApp(db, { IDEMPOTENCY_RECENT_BYTES: "0" }).app;
+    const again = await clientFor(other, alice).sendMessage(
+      { convoId, ciphertext: new Uint8Array([1, 2, 3, 4]), epoch: 0 },
+      { idempotencyKey: "metrics-replay" },
+    );
+    expect(again.replayed).toBe(true);
+    const fromDatabase = await scrape(other).then(({ samples }) =>
+      valueOf(samples, "idempotency_replays_total", { method: "blue.catbird.mls.sendMessage", from: "database" }),
+    );
+    expect(fromDatabase).toBe(1);
   });
 
   it("counts error answers by XRPC error name", async () => {

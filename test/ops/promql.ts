@@ -8,6 +8,7 @@ export function metricNames(expr: string): string[] {
     .replace(/"(?:[^"\\]|\\.)*"/g, '""') // strings (label values) first: they may hold braces
     .replace(/\{[^}]*\}/g, "") // label matchers
     .replace(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, "") // label lists
+    .replace(/\b(?:group_left|group_right)\b/g, "") // and the matching modifiers without one
     .replace(/\[[^\]]*\]/g, ""); // range and subquery durations
   // A name followed by "(" is a function.
   const words = [...bare.matchAll(/\b[a-zA-Z_:][a-zA-Z0-9_:]*\b(?!\s*\()/g)].map(([word]) => word);

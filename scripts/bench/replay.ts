@@ -1,0 +1,79 @@
+/**
+ * 4: idempotent replays. Of scenario 1's keys: in a full run scenario 2's sends have pushed them out of the
+ * server's recent answers (IDEMPOTENCY_RECENT_BYTES) by then, so the database answers most. 4b: of scenario 2's
+ * newest keys, which the server answers from memory, as it does a client's quick retry. Each row says which it was
+ * (from the server's idempotency_replays_total by source).
+ */
+import { load, type LoadResult } from "./load.js";
+import type { ScenarioRow } from "./report.js";
+import { sendRequests, type SendPlan } from "./requests.js";
+
+/** 4b's keys: the newest of scenario 2, well within what the recent answers hold (about 20,000 sends' worth). */
+const RECENT_KEYS = 10_000;
+/** Requests still in flight when a run ended may not have been stored: replays leave them out. */
+const IN_FLIGHT = 64;
+
+interface SendRun {
+  plan: SendPlan;
+  result: LoadResult;
+}
+
+/** idempotency_replays_total by `from` (memory, database), from the server's /metrics (`token`: its METRICS_TOKEN). */
+async function replaysBySource(url: string, token: string): Promise<Record<string, number>> {
+  const text = await (await fetch(`${url}/metrics`, { headers: { Authorization: `Bearer ${token}` } })).text();
+  const counts: Record<string, number> = {};
+  for (const [, from, value] of text.matchAll(/^idempotency_replays_total\{[^}]*from="(\w+)"[^}]*\} (\S+)$/gm)) {
+    counts[from!] = (counts[from!] ?? 0) + Number(value);
+  }
+  return counts;
+}
+
+/** "N% from memory": where the replays of a run were read. */
+function sourceShare(before: Record<string, number>, after: Record<string, number>): string {
+  const memory = (after.memory ?? 0) - (before.memory ?? 0);
+  const database = (after.database ?? 0) - (before.database ?? 0);
+  return `${((100 * memory) / Math.max(1, memory + database)).toFixed(0)}% from memory`;
+}
+
+export async function replayScenarios(
+  { url, connections, seconds, token }: { url: string; connections: number; seconds: number; token: string },
+  spread: SendRun,
+  hot: SendRun | undefined,
+): Promise<{ rows: ScenarioRow[]; failures: number }> {
+  const replayLoad = async (title: string, plan: SendPlan, first: number, count: number) => {
+    const before = await replaysBySource(url, token);
+    const result = await load({
+      title,
+      url,
+      connections,
+      durationSeconds: seconds,
+      ...sendRequests({ ...plan, replay: { first, count } }),
+    });
+    return { result, sources: sourceShare(before, await replaysBySource(url, token)) };
+  };
+  const stored = Math.max(1, spread.result.requests - IN_FLIGHT);
+  const runs = [
+    { scenario: "4 idempotent replay", ...(await replayLoad("idempotent replay", spread.plan, 1, stored)) },
+  ];
+  if (hot) {
+    const newest = Math.max(1, Math.min(RECENT_KEYS, hot.result.requests - IN_FLIGHT));
+    const first = Math.max(1, hot.result.requests - IN_FLIGHT - newest + 1);
+    runs.push({
+      scenario: "4b replay of recent keys",
+      ...(await replayLoad("recent replay", hot.plan, first, newest)),
+    });
+  }
+  const writes = spread.result;
+  return {
+    rows: runs.map(({ scenario, result, sources }) => ({
+      scenario,
+      server: { rps: result.requestsPerSecond, p50Ms: result.p50Ms, p99Ms: result.p99Ms },
+      baseline: { label: "scenario 1 writes", rps: writes.requestsPerSecond, p50Ms: writes.p50Ms, p99Ms: writes.p99Ms },
+      ratio: result.requestsPerSecond / writes.requestsPerSecond,
+      ratioLabel: `x first writes (${sources})`,
+      target: ">= 2",
+      met: result.requestsPerSecond >= 2 * writes.requestsPerSecond,
+    })),
+    failures: runs.reduce((total, { result }) => total + result.errors + result.non2xx, 0),
+  };
+}

@@ -2,7 +2,7 @@ import type { MembershipPayload } from "../services/events.js";
 import type { MessageView } from "../services/messages.js";
 import { send, type Transport } from "./call.js";
 import { ProtocolError } from "./errors.js";
-import { delay, sleep, withRetry } from "./retry.js";
+import { backoff, sleep, withRetry } from "./retry.js";
 import { readSse, type SseEvent } from "./sse.js";
 import type { FromWire, Input } from "./types.js";
 import { fromWire } from "./wire.js";
@@ -62,14 +62,14 @@ export async function* subscribe(
     try {
       const events = readSse(response.body!, { signal, idleMs: transport.streamIdleMs });
       for await (const event of events) {
-        const id = Number(event.id);
+        const id = eventId(event);
         // The stream's opening id: where it began, the place to resume from until its first event arrives.
         if (event.data === undefined) {
-          if (Number.isSafeInteger(id)) cursor = id;
+          if (id !== undefined) cursor = id;
           continue;
         }
         const decoded = decode(event, id);
-        if (event.event !== "info") cursor = id;
+        if (event.event !== "info") cursor = decoded.id;
         delivered = true;
         yield decoded;
         if (signal?.aborted) return;
@@ -87,9 +87,13 @@ export async function* subscribe(
 
 const SSE_HEADERS = { Accept: "text/event-stream" };
 
-function decode(event: SseEvent, id: number): ConvoStreamEvent {
-  if (!Number.isSafeInteger(id) || event.id === "")
-    throw new ProtocolError(`an event without a numeric id: ${event.id}`);
+/** The event's id as a cursor: decimal digits within a safe integer, else undefined. */
+function eventId({ id }: SseEvent): number | undefined {
+  return id !== undefined && /^\d{1,15}$/.test(id) ? Number(id) : undefined;
+}
+
+function decode(event: SseEvent, id: number | undefined): ConvoStreamEvent {
+  if (id === undefined) throw new ProtocolError(`an event without a numeric id: ${event.id}`);
   try {
     return { id, type: event.event, data: fromWire(JSON.parse(event.data!)) } as ConvoStreamEvent;
   } catch (error) {
@@ -98,7 +102,6 @@ function decode(event: SseEvent, id: number): ConvoStreamEvent {
   }
 }
 
-function reconnectDelay(empty: number, { retry }: Transport): number {
-  const cap = Math.min(retry.maxDelayMs, retry.deadlineMs);
-  return delay(Math.min(cap, retry.baseDelayMs * 2 ** (empty - 1)) * (0.5 + Math.random() / 2));
-}
+/** The wait after `empty` connections in a row that delivered nothing: a call's backoff, never past the deadline. */
+const reconnectDelay = (empty: number, { retry }: Transport) =>
+  backoff(empty - 1, undefined, { ...retry, maxDelayMs: Math.min(retry.maxDelayMs, retry.deadlineMs) });

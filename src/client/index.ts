@@ -17,7 +17,7 @@ import type { Answer, Input, Output } from "./types.js";
 import { acceptWelcome, type WelcomeInput, type WelcomeOptions } from "./welcome.js";
 
 export { ConnectionLostError, DeadlineError, ProtocolError, WelcomeConfirmError, XrpcClientError } from "./errors.js";
-export { isRetryable } from "./retry.js";
+
 export type {
   Answer,
   CallOptions,

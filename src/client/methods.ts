@@ -48,7 +48,7 @@ export interface Methods {
   updateCursor: typeof updateCursor;
 }
 
-export type MethodName = keyof Methods;
+type MethodName = keyof Methods;
 /** The methods answering JSON (every one but the event stream). */
 export type JsonMethodName = Exclude<MethodName, "streamConvoEvents">;
 

@@ -1,5 +1,5 @@
 import { ConnectionLostError, DeadlineError, XrpcClientError } from "./errors.js";
-import { linked, MAX_TIMER_MS } from "./signals.js";
+import { delay, linked, MAX_TIMER_MS } from "./signals.js";
 
 export interface RetryOptions {
   /** How long one logical call may take, its retries included (ms): an attempt still running then is aborted. */
@@ -24,7 +24,7 @@ export const DEFAULT_RETRY: RetryOptions = {
  * or asks to slow down (429). Any other 4xx would answer the same again; anything else (a token supplier that
  * failed) is not the network's doing.
  */
-export function isRetryable(failure: unknown): boolean {
+function isRetryable(failure: unknown): boolean {
   if (failure instanceof ConnectionLostError) return true;
   if (!(failure instanceof XrpcClientError)) return false;
   const { status, error } = failure;
@@ -66,12 +66,12 @@ export async function withRetry<T>(
   }
 }
 
-/** A timer's delay, within what setTimeout takes (NaN: none). */
-export function delay(ms: number): number {
-  return Number.isNaN(ms) ? 0 : Math.min(Math.max(0, ms), MAX_TIMER_MS);
-}
-
-function backoff(tries: number, failure: unknown, { baseDelayMs, maxDelayMs }: RetryOptions): number {
+/** The wait before retry `tries` + 1: exponential with jitter, capped at `maxDelayMs`, at least `failure`'s Retry-After. */
+export function backoff(
+  tries: number,
+  failure: unknown,
+  { baseDelayMs, maxDelayMs }: Pick<RetryOptions, "baseDelayMs" | "maxDelayMs">,
+): number {
   const exponential = Math.min(maxDelayMs, baseDelayMs * 2 ** tries) * (0.5 + Math.random() / 2);
   const retryAfter = failure instanceof XrpcClientError ? (failure.retryAfter ?? 0) * 1000 : 0;
   return Math.max(exponential, retryAfter);

@@ -7,6 +7,11 @@
 /** The longest delay setTimeout takes; a longer one fires at once. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** A timer's delay, within what setTimeout takes (NaN: none). */
+export function delay(ms: number): number {
+  return Number.isNaN(ms) ? 0 : Math.min(Math.max(0, ms), MAX_TIMER_MS);
+}
+
 /** A controller aborted when `parent` aborts (with its reason) or `abort()` is called; `dispose()` unlinks it. */
 export function linked(parent?: AbortSignal): { controller: AbortController; dispose: () => void } {
   const controller = new AbortController();
@@ -55,7 +60,7 @@ export function guard(
   const touch = () => {
     if (idleMs === undefined) return;
     clearTimeout(timer);
-    timer = setTimeout(() => cancel(new Error("the stream was idle")), Math.min(idleMs, MAX_TIMER_MS));
+    timer = setTimeout(() => cancel(new Error("the stream was idle")), delay(idleMs));
   };
   touch();
   return {

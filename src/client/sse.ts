@@ -21,7 +21,7 @@ export interface SseOptions {
 }
 
 /** Generous: far above any message the server stores, yet bounded. */
-export const MAX_EVENT_LENGTH = 16 * 1024 * 1024;
+const MAX_EVENT_LENGTH = 16 * 1024 * 1024;
 
 /** Reads a text/event-stream body event by event; comments (keep-alives) are skipped. */
 export async function* readSse(body: ReadableStream<Uint8Array>, options: SseOptions = {}): AsyncGenerator<SseEvent> {

@@ -57,6 +57,19 @@ describe("event stream faults end the subscription", () => {
     });
   }
 
+  it("an id-only block that is no number leaves the cursor where it was", async () => {
+    const cursors: (string | null)[] = [];
+    const fake = await fakeServer((request, response) => {
+      cursors.push(new URL(request.url!, "http://x").searchParams.get("cursor"));
+      response.writeHead(200, { "Content-Type": "text/event-stream" });
+      response.end(cursors.length === 1 ? ": open\nid: 5\n\nevent: message\ndata: {}\nid: 6\n\nid:\n\n" : "");
+    });
+    close = fake.close;
+    await follow(fake.url, 500);
+    // Resumed after event 6, not from 0 (an empty id read as a number is 0).
+    expect(cursors.slice(0, 2)).toEqual(["0", "6"]);
+  });
+
   it("streams that end at once are reconnected with a growing backoff", async () => {
     const fake = await answering("text/event-stream", ": open\nid: 0\n\n");
     const { error } = await follow(fake.url, 1_500);

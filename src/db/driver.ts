@@ -139,7 +139,14 @@ export function withinRoundTrip<T>(work: Promise<T>, ms: number, onTimeout?: () 
   });
 }
 
-const SQLSTATE = /^[0-9A-Z]{5}$/;
+/** SQLSTATE classes 00 to 72, F0, HV, P0, XX. */
+const SQLSTATE = /^(?:[0-9][0-9A-Z]|F0|HV|P0|XX)[0-9A-Z]{3}$/;
+
+/**
+ * Whether `code` is a SQLSTATE: the server's own error for the statement, which it rolled back. Any other code
+ * (the client's or the socket's) leaves open whether a statement sent took effect.
+ */
+export const isSqlState = (code: string | undefined): boolean => code !== undefined && SQLSTATE.test(code);
 
 /** Turns whatever a driver threw into the typed errors above. */
 export function normalizeError(error: unknown): Error {
@@ -149,7 +156,7 @@ export function normalizeError(error: unknown): Error {
   const message = typeof e?.message === "string" ? e.message : String(error);
   if (code && CONNECTION_CODES.has(code)) return new DatabaseUnavailableError(message, { cause: error });
   // A server error (a SQLSTATE) may echo client text in its message: only code-less errors are read by message.
-  if (!(code && SQLSTATE.test(code)) && CONNECTION_MESSAGES.test(message)) {
+  if (!isSqlState(code) && CONNECTION_MESSAGES.test(message)) {
     return new DatabaseUnavailableError(message, { cause: error });
   }
   const constraint =

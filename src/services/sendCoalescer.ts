@@ -1,4 +1,4 @@
-import { DatabaseError, UniqueViolationError, type Queryable } from "../db/driver.js";
+import { DatabaseError, isSqlState, UniqueViolationError, type Queryable } from "../db/driver.js";
 import type { KeyClaim, OnceOutcome } from "./idempotencyKeys.js";
 import type { SendMessage } from "./messages.js";
 import { storeBatch, type BatchItem, type BatchNotice, type BatchResult, type StoredEvent } from "./sendBatch.js";
@@ -81,15 +81,9 @@ const KEY_RECORD = "idempotency_keys_pkey";
 /** 57014: the statement ran past its timeout (overload): sending each item again alone would add to it. */
 const QUERY_CANCELED = "57014";
 
-/**
- * A SQLSTATE (classes 00 to 72, F0, HV, P0, XX): the server's error for the statement, which rolled it back.
- * Other codes a DatabaseError carries are the client's or the socket's (EHOSTUNREACH): the statement may have committed.
- */
-const SQLSTATE = /^(?:[0-9][0-9A-Z]|F0|HV|P0|XX)[0-9A-Z]{3}$/;
-
-/** The database refused the statement: nothing of it was stored, and no overload says to hold back. */
+/** The database refused the statement (a SQLSTATE): nothing of it was stored, and no overload says to hold back. */
 const refusedByDatabase = (error: unknown) =>
-  error instanceof DatabaseError && SQLSTATE.test(error.code ?? "") && error.code !== QUERY_CANCELED;
+  error instanceof DatabaseError && isSqlState(error.code) && error.code !== QUERY_CANCELED;
 
 /**
  * One lane: one batch in flight at a time. Only answered sends were stored: a send's promise

@@ -15,9 +15,6 @@ export function announce(): MiddlewareHandler {
   return async function announce(c, next) {
     await next();
     if (c.res.status < 200 || c.res.status >= 300) return;
-    // A replay wrote nothing: its first request announced. (Else a client repeating a key, answered from memory,
-    // would wake every stream of the conversation, here and on every instance, at each repeat.)
-    if (c.res.headers.get("Idempotent-Replayed") === "true") return;
     const convoId =
       field(await jsonBody(c).catch(() => undefined), "convoId") ?? field(answerOf(c.get("answer")), "id");
     if (convoId !== undefined && !c.get("announced")) c.get("app").events.publish(convoId);

@@ -115,12 +115,9 @@ function replay(c: Context, { scope, requestHash }: KeyClaim, stored: StoredAnsw
     throw new XrpcError(422, "IdempotencyKeyReused", "this idempotency key was used with a different request");
   }
   c.get("app").metrics.idempotencyReplay(scope[1], from);
-  // Through the context, like every other answer: a bare Response would make Hono copy it into a new one (with the
-  // headers set so far) and the Node adapter stream its body, which cost a replay as much CPU as a send.
-  return c.body(stored.response, stored.statusCode as ContentfulStatusCode, {
-    "Content-Type": "application/json",
-    "Idempotent-Replayed": "true",
-  });
+  // Written by the first request, which announced it: nothing to wake.
+  c.set("announced", true);
+  return jsonText(c, stored.response, stored.statusCode as ContentfulStatusCode, { "Idempotent-Replayed": "true" });
 }
 
 /** The key from the header or the body (both present and different: 400), and the body's fingerprint. */

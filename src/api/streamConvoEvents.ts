@@ -33,10 +33,16 @@ export default query({
     const resume = lastEventId === undefined ? input.cursor : cursor.safeParse(lastEventId).data;
     if (lastEventId !== undefined && resume === undefined) throw invalidRequest("Last-Event-ID must be an event id");
     const device = await requireDevice(app.db, caller, input.deviceId, now);
-    const head = await eventHead(app.db, input.convoId, caller, resume);
-    // Checked again once the head is read: a revocation that committed meanwhile (its event at or before the head,
-    // which the stream would never send) is refused here; a later one's event comes after the head, and ends the stream.
-    if (device !== IMPLICIT_DEVICE) await requireDevice(app.db, caller, device, now);
+    // The head's statement checks the device again: a revocation that committed meanwhile (its event at or before the
+    // head, which the stream would never send) is refused there; a later one's event comes after the head, and ends
+    // the stream.
+    const head = await eventHead(
+      app.db,
+      input.convoId,
+      caller,
+      resume,
+      device === IMPLICIT_DEVICE ? undefined : device,
+    );
     if (resume !== undefined && resume > head) throw invalidRequest("cursor is ahead of this conversation's events");
     const { config, events, logger, metrics } = app;
     const slot = events.streams.admit(caller, {

@@ -26,7 +26,7 @@ export interface EventBusOptions {
 }
 
 /** Called when a conversation may have new events; with `written`, they are all of them, as this instance wrote them. */
-export type Waker = (written?: readonly ConvoEvent[]) => void;
+type Waker = (written?: readonly ConvoEvent[]) => void;
 
 /**
  * Wake-ups for conversation streams. The database is the source of truth: a wake-up only tells a
@@ -91,26 +91,33 @@ export class EventBus {
 
   /**
    * After a statement that sent `notice` committed: hands each conversation's events (all it wrote) to
-   * the streams here, in a task of its own: the writers' answers go out first instead of waiting behind
-   * a thousand streams' writes. Never throws.
+   * the streams here, in a task of its own: the writers' answers (and the next batch) go out first instead of
+   * waiting behind the events' encoding and a thousand streams' writes. Never throws.
    */
   publishEvents(events: readonly StoredEvent[]): void {
-    const byConvo = new Map<string, ConvoEvent[]>();
-    for (const stored of events) {
-      const { convoId } = stored;
-      // Only now is the event built (its view's base64): not for a conversation no stream here follows.
-      if (!this.subscribers.has(convoId)) continue;
-      const written = byConvo.get(convoId);
-      if (written) written.push(stored.event);
-      else byConvo.set(convoId, [stored.event]);
-    }
-    if (byConvo.size === 0) return;
+    if (!events.some((stored) => this.subscribers.has(stored.convoId))) return;
     setTimeout(() => {
-      for (const [convoId, written] of byConvo) {
-        written.sort((a, b) => a.seq - b.seq);
-        for (const wake of this.subscribers.get(convoId) ?? []) wake(written);
+      try {
+        for (const [convoId, written] of this.byConvo(events)) {
+          for (const wake of this.subscribers.get(convoId) ?? []) wake(written);
+        }
+      } catch (error) {
+        this.options.logger.warn("handing written events to streams failed", { error: describe(error) });
       }
     }, 0);
+  }
+
+  /** The events of the conversations followed here, in seq order; only now is each built (its view's base64). */
+  private byConvo(events: readonly StoredEvent[]): Map<string, ConvoEvent[]> {
+    const byConvo = new Map<string, ConvoEvent[]>();
+    for (const stored of events) {
+      if (!this.subscribers.has(stored.convoId)) continue;
+      const written = byConvo.get(stored.convoId);
+      if (written) written.push(stored.event);
+      else byConvo.set(stored.convoId, [stored.event]);
+    }
+    for (const written of byConvo.values()) written.sort((a, b) => a.seq - b.seq);
+    return byConvo;
   }
 
   /** Calls `wake` whenever the conversation may have new events; returns the unsubscribe. */

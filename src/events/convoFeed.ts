@@ -9,11 +9,13 @@ import type { Wakeup } from "./wakeup.js";
 export const PAGE_SIZE = 100;
 
 /**
- * Pages kept for streams still behind: past this many, or past this many times MAX_PAGE_BYTES of SSE text
- * (their events are kept too, about as large), the oldest go; a stream that needs one reads it again.
+ * Pages kept for streams still behind: past this many, or past this many times MAX_PAGE_BYTES of SSE text, or
+ * past MAX_KEPT_BYTES whatever MAX_PAGE_BYTES is (their events are kept too, about as large; pages are kept after
+ * every stream read them, until the next outside wake-up), the oldest go; a stream that needs one reads it again.
  */
 const MAX_PAGES = 32;
 const MAX_KEPT_PAGE_BYTES = 2;
+const MAX_KEPT_BYTES = 1 << 20;
 
 /** A page of the feed as one reader may see it, with its events' SSE bytes (the same for every reader). */
 export interface FeedPage extends EventPage {
@@ -158,12 +160,13 @@ export class ConvoFeed {
     this.trim();
   }
 
-  /** Drops the oldest pages past MAX_PAGES or MAX_KEPT_PAGE_BYTES x MAX_PAGE_BYTES; the newest stays. */
+  /** Drops the oldest pages past MAX_PAGES or the bytes kept (see MAX_KEPT_BYTES); the newest stays. */
   private trim(): void {
+    const maxKept = Math.min(MAX_KEPT_PAGE_BYTES * this.maxBytes, MAX_KEPT_BYTES);
     let bytes = 0;
     for (const shared of this.pages.values()) bytes += shared.bytes;
     for (const [oldest, shared] of this.pages) {
-      if (this.pages.size <= 1 || (this.pages.size <= MAX_PAGES && bytes <= MAX_KEPT_PAGE_BYTES * this.maxBytes)) break;
+      if (this.pages.size <= 1 || (this.pages.size <= MAX_PAGES && bytes <= maxKept)) break;
       this.pages.delete(oldest);
       bytes -= shared.bytes;
     }

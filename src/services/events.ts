@@ -1,6 +1,6 @@
 import type { Queryable } from "../db/driver.js";
 import { DEFAULT_MAX_PAGE_BYTES } from "../config.js";
-import { convoNotFound, cursorExpired, notMember } from "../errors.js";
+import { convoNotFound, cursorExpired, deviceRevoked, notMember } from "../errors.js";
 import type { MembershipEvent } from "./convoChange.js";
 import { messageView, type MessageRow, type MessageView } from "./messages.js";
 import { fitsPage, iso, messageViewBytes } from "./sql.js";
@@ -63,21 +63,31 @@ export function eventsOf(rows: readonly EventColumns[], convoId: string): ConvoE
  * does not exist, 403 when the caller is not (or no longer) a member. One statement, so the
  * membership and the starting point come from the same snapshot. With `resume` (a cursor the
  * client holds, 1 or more), 400 CursorExpired when retention removed events after it that the
- * caller could have read.
+ * caller could have read. With `device` (one of the caller's registered devices), 403 DeviceRevoked when it is
+ * revoked in the same snapshot: a revocation whose event is at or before the head, which a stream starting there
+ * would never see, is refused here.
  */
-export async function eventHead(db: Queryable, convoId: string, caller: string, resume?: number): Promise<number> {
-  const [row] = await db.query<{ head: number; active: boolean; expired: boolean }>(
+export async function eventHead(
+  db: Queryable,
+  convoId: string,
+  caller: string,
+  resume?: number,
+  device?: string,
+): Promise<number> {
+  const [row] = await db.query<{ head: number; active: boolean; expired: boolean; revoked: boolean }>(
     `SELECT c.next_event_seq - 1 AS head, m.did IS NOT NULL AS active,
             $3::bigint >= 1 AND greatest($3::bigint, m.joined_event_seq - 1) + 1
-              < coalesce((SELECT min(e.seq) FROM events e WHERE e.convo_id = c.id), c.next_event_seq) AS expired
+              < coalesce((SELECT min(e.seq) FROM events e WHERE e.convo_id = c.id), c.next_event_seq) AS expired,
+            EXISTS (SELECT 1 FROM devices d WHERE d.did = $2 AND d.device_id = $4 AND d.revoked_at IS NOT NULL) AS revoked
        FROM conversations c LEFT JOIN members m ON m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL
       WHERE c.id = $1`,
-    [convoId, caller, resume ?? null],
+    [convoId, caller, resume ?? null, device ?? null],
   );
   if (!row) throw convoNotFound();
   if (!row.active) throw notMember();
   if (row.expired)
     throw cursorExpired("events after this cursor were removed by retention; reconnect without a cursor");
+  if (row.revoked) throw deviceRevoked();
   return row.head;
 }
 

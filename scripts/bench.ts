@@ -17,7 +17,7 @@ import { measureEmbeddedStart, type EmbeddedStart } from "./bench/embedded.js";
 import { describeFanout, fanout, fanoutRow, type FanoutResult } from "./bench/fanout.js";
 import { load, type LoadResult } from "./bench/load.js";
 import { replayScenarios } from "./bench/replay.js";
-import { readRequests, sendRequests, type SendPlan } from "./bench/requests.js";
+import { CIPHERTEXT, readRequests, sendRequests, type SendPlan } from "./bench/requests.js";
 import { bestPgbench, pgbench, type PgbenchResult } from "./bench/pgbench.js";
 import { printTable, writeResults, type ScenarioRow } from "./bench/report.js";
 import { selectScenarios } from "./bench/scenarios.js";
@@ -87,7 +87,6 @@ const READ_CONNECTIONS = 16;
 const SECRET = randomUUID();
 /** The bench servers' METRICS_TOKEN: /metrics answers the bench whatever NODE_ENV says. */
 const METRICS_TOKEN = randomUUID();
-const CIPHERTEXT = Buffer.alloc(160, 7).toString("base64");
 
 const log = (message: string) => console.log(`[bench] ${message}`);
 
@@ -512,8 +511,7 @@ async function batchedRows(
 }
 
 /** The server's CPU time per request of a load run, in µs. */
-const cpuPerRequest = (cpuMs: number, run: LoadResult) =>
-  ((cpuMs * 1000) / Math.max(1, run.requestsPerSecond * plan.seconds)).toFixed(0);
+const cpuPerRequest = (cpuMs: number, run: LoadResult) => ((cpuMs * 1000) / Math.max(1, run.requests)).toFixed(0);
 
 /** A send scenario next to its one-message-per-transaction baseline; `least`: the ratio it should reach. */
 function sendRow(scenario: string, server: LoadResult, baseline: PgbenchResult, least: number): ScenarioRow {

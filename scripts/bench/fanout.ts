@@ -4,6 +4,7 @@ import { fixed } from "./chart.js";
 import type { ScenarioRow } from "./report.js";
 import type { BenchServer } from "./server.js";
 import { openSse, type SseStream } from "./sse.js";
+import { CIPHERTEXT } from "./requests.js";
 import { settledTransactions } from "./transactions.js";
 
 export interface FanoutPlan {
@@ -56,7 +57,6 @@ const OPENING = 32;
 const DELIVERY_WAIT_MS = 10_000;
 /** The first messages of a run, sent in the control run too: their transactions are not counted. */
 const WARMUP = 10;
-const CIPHERTEXT = Buffer.alloc(160, 7).toString("base64");
 
 /**
  * Scenario 8: `streams` members of one conversation each follow it on an event stream while its first

@@ -3,6 +3,9 @@ import { luaString, luaStrings, type LoadOptions } from "./load.js";
 
 const SEND_PATH = "/xrpc/blue.catbird.mls.sendMessage";
 
+/** Every bench send's ciphertext: 160 bytes, as scripts/bench/sql.ts's statements store. */
+export const CIPHERTEXT = Buffer.alloc(160, 7).toString("base64");
+
 export interface SendPlan {
   /** The conversations sent to, each with its member's token. */
   convos: readonly { id: string; token: string }[];

@@ -1,11 +1,12 @@
 import { fixed } from "./chart.js";
+import { parseMetrics, scrapeMetrics, type Sample } from "./metrics.js";
 import type { BenchServer } from "./server.js";
 
 /** The histogram the send coalescer exposes on /metrics: items stored per batch statement. */
 const METRIC = "send_batch_items";
 
 /** One scrape of the histogram, summed over its label sets; undefined when the server does not expose it. */
-export interface BatchHistogram {
+interface BatchHistogram {
   /** Cumulative counts by bucket upper bound (`le`, +Inf included). */
   buckets: Map<number, number>;
   sum: number;
@@ -41,29 +42,27 @@ export async function batchesDuring<T>(
 }
 
 /** Reads the histogram from the server's /metrics (`token`: its METRICS_TOKEN). */
-export async function scrapeBatches(serverUrl: string, token: string): Promise<BatchHistogram | undefined> {
-  const response = await fetch(`${serverUrl}/metrics`, { headers: { Authorization: `Bearer ${token}` } });
-  // A bench run is not worth losing over its batch figures: say why they are missing and go on.
-  if (!response.ok) {
-    console.error(`[bench] /metrics answered ${response.status}: no batch figures`);
+async function scrapeBatches(serverUrl: string, token: string): Promise<BatchHistogram | undefined> {
+  try {
+    return batchHistogram(await scrapeMetrics(serverUrl, token));
+  } catch (error) {
+    // A bench run is not worth losing over its batch figures: say why they are missing and go on.
+    console.error(`[bench] ${(error as Error).message}: no batch figures`);
     return undefined;
   }
-  return parseBatchHistogram(await response.text());
 }
 
 /** The histogram's series in the Prometheus text format, or undefined when none is there. */
-export function parseBatchHistogram(text: string): BatchHistogram | undefined {
+export const parseBatchHistogram = (text: string): BatchHistogram | undefined => batchHistogram(parseMetrics(text));
+
+function batchHistogram(samples: readonly Sample[]): BatchHistogram | undefined {
   const histogram: BatchHistogram = { buckets: new Map(), sum: 0, count: 0 };
   let seen = false;
-  for (const line of text.split("\n")) {
-    const match = /^(\w+)(?:\{([^}]*)\})? (\S+)/.exec(line);
-    if (!match || !match[1]!.startsWith(METRIC)) continue;
-    const [, name, labels = "", raw] = match;
-    const value = Number(raw);
+  for (const { name, labels, value } of samples) {
     if (name === `${METRIC}_sum`) histogram.sum += value;
     else if (name === `${METRIC}_count`) histogram.count += value;
     else if (name === `${METRIC}_bucket`) {
-      const le = Number(/le="([^"]+)"/.exec(labels)?.[1]?.replace("+Inf", "Infinity"));
+      const le = Number(labels.le?.replace("+Inf", "Infinity"));
       histogram.buckets.set(le, (histogram.buckets.get(le) ?? 0) + value);
     } else continue;
     seen = true;

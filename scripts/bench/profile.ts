@@ -5,6 +5,7 @@
  */
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { scrapeMetrics, total } from "./metrics.js";
 
 interface ProfileNode {
   id: number;
@@ -82,9 +83,5 @@ export function printProfile(summary: ProfileSummary, requests: number): string[
 }
 
 /** Every request the server counted (`http_requests_total` on its /metrics, `token` its METRICS_TOKEN). */
-export async function requestsServed(serverUrl: string, token: string): Promise<number> {
-  const text = await (await fetch(`${serverUrl}/metrics`, { headers: { Authorization: `Bearer ${token}` } })).text();
-  let total = 0;
-  for (const [, value] of text.matchAll(/^http_requests_total\{[^}]*\} (\S+)$/gm)) total += Number(value);
-  return total;
-}
+export const requestsServed = async (serverUrl: string, token: string): Promise<number> =>
+  total(await scrapeMetrics(serverUrl, token), "http_requests_total");

@@ -5,6 +5,7 @@
  * (from the server's idempotency_replays_total by source).
  */
 import { load, type LoadResult } from "./load.js";
+import { scrapeMetrics } from "./metrics.js";
 import type { ScenarioRow } from "./report.js";
 import { sendRequests, type SendPlan } from "./requests.js";
 
@@ -20,10 +21,9 @@ interface SendRun {
 
 /** idempotency_replays_total by `from` (memory, database), from the server's /metrics (`token`: its METRICS_TOKEN). */
 async function replaysBySource(url: string, token: string): Promise<Record<string, number>> {
-  const text = await (await fetch(`${url}/metrics`, { headers: { Authorization: `Bearer ${token}` } })).text();
   const counts: Record<string, number> = {};
-  for (const [, from, value] of text.matchAll(/^idempotency_replays_total\{[^}]*from="(\w+)"[^}]*\} (\S+)$/gm)) {
-    counts[from!] = (counts[from!] ?? 0) + Number(value);
+  for (const { name, labels, value } of await scrapeMetrics(url, token)) {
+    if (name === "idempotency_replays_total" && labels.from) counts[labels.from] = (counts[labels.from] ?? 0) + value;
   }
   return counts;
 }

@@ -1,30 +1,14 @@
 import type { Hono } from "hono";
+import { parseMetrics, type Sample } from "../../scripts/bench/metrics.js";
 
-export interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
+export type { Sample };
 
 /** Scrapes `/metrics` (no token) and parses the text exposition format into samples. */
 export async function scrape(app: Hono): Promise<{ contentType: string | null; text: string; samples: Sample[] }> {
   const response = await app.request("/metrics");
   if (response.status !== 200) throw new Error(`/metrics answered ${response.status}`);
   const text = await response.text();
-  return { contentType: response.headers.get("Content-Type"), text, samples: parse(text) };
-}
-
-function parse(text: string): Sample[] {
-  const samples: Sample[] = [];
-  for (const line of text.split("\n")) {
-    if (!line || line.startsWith("#")) continue;
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!match) throw new Error(`not a sample line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const [, key, value] of (match[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[key!] = value!;
-    samples.push({ name: match[1]!, labels, value: Number(match[3]) });
-  }
-  return samples;
+  return { contentType: response.headers.get("Content-Type"), text, samples: parseMetrics(text) };
 }
 
 /** The value of the one sample with this name whose labels include `labels`; undefined when there is none. */

@@ -5,7 +5,8 @@
  * and the assertions.
  */
 import { ConnectionLostError, type Answer, type Client } from "mls-delivery-service/client";
-import { clientFor, outcome, type Outcome } from "../helpers/client.js";
+import { clientFor, jsonOrText, outcome, type Outcome } from "../helpers/client.js";
+import { describe } from "./client.js";
 
 /** How long any call may wait for its answer before it counts as no answer. */
 export const DEADLINE_MS = 20_000;
@@ -20,7 +21,7 @@ export function battleClient(
 }
 
 /** The UTF-8 bytes of a string: test ciphertexts that say whose and which message they are. */
-export const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text);
+export { utf8 } from "../helpers/context.js";
 
 /** No HTTP answer at all: the connection was refused, reset or lost, or the call's deadline passed. */
 export interface NoAnswer {
@@ -36,17 +37,15 @@ export async function attempt<T>(call: Promise<Answer<T>>): Promise<Attempt<T>> 
   try {
     return { answer: await outcome(call) };
   } catch (failure) {
-    if (failure instanceof ConnectionLostError) return { noAnswer: { timedOut: false, reason: describe(failure) } };
+    // A lost connection carries its cause's message: its reason is that cause's code, else that message.
+    if (failure instanceof ConnectionLostError) {
+      return { noAnswer: { timedOut: false, reason: describe(failure.cause) } };
+    }
     if ((failure as Error)?.name === "TimeoutError") {
       return { noAnswer: { timedOut: true, reason: "no answer within the call's deadline" } };
     }
     throw failure;
   }
-}
-
-function describe(failure: ConnectionLostError): string {
-  const cause = (failure.cause as { cause?: { code?: string } } | undefined)?.cause;
-  return cause?.code ?? failure.message;
 }
 
 /** Worth another try: no answer, a 5xx, or 409 IdempotencyKeyInUse (the first request is still running). */
@@ -94,13 +93,7 @@ export function errorBodies(): {
           .clone()
           .text()
           .catch(() => undefined);
-        let body: unknown = text;
-        try {
-          body = text === undefined ? undefined : JSON.parse(text);
-        } catch {
-          // not JSON: keep the text
-        }
-        bodies.push({ status: response.status, body });
+        bodies.push({ status: response.status, body: text === undefined ? undefined : jsonOrText(text) });
       }
       return response;
     },

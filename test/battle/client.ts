@@ -7,7 +7,7 @@
  * through the typed client. Every request has a client-side timeout, so a server that hangs fails the test
  * instead of hanging it.
  */
-import { tokenFor } from "../helpers/context.js";
+import { cachedToken, jsonOrText } from "../helpers/client.js";
 
 export const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 const XRPC = "/xrpc/blue.catbird.mls.";
@@ -28,13 +28,6 @@ export interface CallOptions {
   timeoutMs?: number;
 }
 
-const tokens = new Map<string, Promise<string>>();
-const bearer = (did: string) => {
-  let token = tokens.get(did);
-  if (!token) tokens.set(did, (token = tokenFor(did)));
-  return token;
-};
-
 /** Any failure to get an HTTP answer at all (refused, reset, timed out), with what happened. */
 export class NoAnswerError extends Error {
   override name = "NoAnswerError";
@@ -46,7 +39,8 @@ export class NoAnswerError extends Error {
   }
 }
 
-function describe(error: unknown): string {
+/** What a failure to get an answer was: the network's error code (ECONNREFUSED, ECONNRESET...), else its message. */
+export function describe(error: unknown): string {
   const cause = (error as { cause?: { code?: string } })?.cause;
   return cause?.code ?? (error instanceof Error ? error.message : String(error));
 }
@@ -61,7 +55,7 @@ export class BattleClient {
   /** A procedure (POST, JSON body) as `did`. */
   async post(did: string, method: string, body: unknown, options: CallOptions = {}): Promise<Reply> {
     const headers: Record<string, string> = {
-      Authorization: `Bearer ${await bearer(did)}`,
+      Authorization: `Bearer ${await cachedToken(did)}`,
       "Content-Type": "application/json",
     };
     if (options.idempotencyKey) headers["Idempotency-Key"] = options.idempotencyKey;
@@ -71,7 +65,7 @@ export class BattleClient {
   /** A query (GET) as `did`. */
   async get(did: string, method: string, params: Record<string, string>, options: CallOptions = {}): Promise<Reply> {
     const search = new URLSearchParams(params);
-    const headers = { Authorization: `Bearer ${await bearer(did)}` };
+    const headers = { Authorization: `Bearer ${await cachedToken(did)}` };
     return this.send(`${XRPC}${method}?${search}`, { headers }, options);
   }
 
@@ -84,13 +78,11 @@ export class BattleClient {
     } catch (error) {
       throw new NoAnswerError((error as Error)?.name === "TimeoutError", error);
     }
-    let body: Json = text;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      // not JSON: keep the text
-    }
-    return { status: response.status, body, replayed: response.headers.get("Idempotent-Replayed") === "true" };
+    return {
+      status: response.status,
+      body: jsonOrText(text),
+      replayed: response.headers.get("Idempotent-Replayed") === "true",
+    };
   }
 }
 

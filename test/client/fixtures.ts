@@ -1,17 +1,21 @@
 /**
  * Shared set-up for the client tests: the real server as a child process (test/battle/server.ts) on this run's
- * database, and a typed client per DID with a fresh test token per request.
+ * database, and a typed client per DID.
  */
-import { createClient, type Client, type ClientOptions } from "mls-delivery-service/client";
-import { tokenFor, unique } from "../helpers/context.js";
+import type { Hono } from "hono";
+import type { Client, ClientOptions } from "mls-delivery-service/client";
+import { clientFor as testClient } from "../helpers/client.js";
 
 export { SUITE } from "../helpers/rosterGroup.js";
+export { newDid } from "../helpers/context.js";
 
-export const newDid = (name: string) => unique(`did:plc:${name}`);
-
-/** A client acting as `did` against `url`; `options` override the rest (fetch, retry). */
-export const clientFor = (url: string, did: string, options: Partial<ClientOptions> = {}): Client =>
-  createClient({ service: url, token: () => tokenFor(did), ...options });
+/**
+ * A client acting as `did` against a URL or an in-process app (test/helpers/client.ts `clientFor`), retrying as
+ * the client does by default (unlimited attempts, within its deadline): these tests are about the client's retries.
+ * `options` override the rest (fetch, retry).
+ */
+export const clientFor = (target: string | Hono, did: string, options: Partial<ClientOptions> = {}): Client =>
+  testClient(target, did, { ...options, retry: { maxAttempts: Number.POSITIVE_INFINITY, ...options.retry } });
 
 /** An expiry a day from now, as publishKeyPackage takes it. */
 export const tomorrow = () => new Date(Date.now() + 86_400_000).toISOString();

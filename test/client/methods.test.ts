@@ -173,7 +173,7 @@ describe("the typed client", () => {
     try {
       const { app } = testApp(db);
       const alice = newDid("alice");
-      const client = clientFor("http://in-process", alice, { fetch: (request) => app.fetch(request) });
+      const client = clientFor(app, alice);
       const convo = (await client.createConvo({ groupId: randomGroupId(), cipherSuite: SUITE })).data;
       const ciphertext = new TextEncoder().encode("in process");
       const options = { idempotencyKey: crypto.randomUUID() };

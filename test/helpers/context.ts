@@ -21,7 +21,12 @@ export function testDatabase(max = 20): Database {
 export function testApp(db: Database, env: Env = {}, clock: Clock = new ManualClock(), logger?: Logger) {
   const config = loadConfig({ DEV_JWT_SECRET: TEST_SECRET, LOG_LEVEL: "silent", ...env });
   logger ??= createLogger(config.LOG_LEVEL);
-  const events = new EventBus({ db, logger, pollMs: config.EVENTS_POLL_MS, safetyPollMs: config.EVENTS_SAFETY_POLL_MS });
+  const events = new EventBus({
+    db,
+    logger,
+    pollMs: config.EVENTS_POLL_MS,
+    safetyPollMs: config.EVENTS_SAFETY_POLL_MS,
+  });
   const ctx: AppContext = { config, db, clock, logger, events, metrics: createMetrics() };
   return { app: createApp(ctx), ctx };
 }
@@ -37,6 +42,12 @@ export async function tokenFor(did: string, { secret = TEST_SECRET, ttlSeconds =
 
 /** A unique suffix so tests sharing one database never touch each other's rows. */
 export const unique = (prefix: string) => `${prefix}${crypto.randomUUID().replace(/-/g, "").slice(0, 8)}`;
+
+/** A fresh DID for one test. */
+export const newDid = (name: string) => unique(`did:plc:${name}`);
+
+/** The UTF-8 bytes of a text. */
+export const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text);
 
 /** Random lowercase-hex MLS group id. */
 export const randomGroupId = () => crypto.randomUUID().replace(/-/g, "");

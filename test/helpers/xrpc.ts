@@ -8,9 +8,8 @@
  * (`clientFor` in ./client.ts, or `checkedClient` here).
  */
 import type { Hono } from "hono";
-import { expect } from "vitest";
 import type { Client, ClientOptions } from "mls-delivery-service/client";
-import { clientFor } from "./client.js";
+import { checkedFetch, clientFor, jsonOrText } from "./client.js";
 import { tokenFor } from "./context.js";
 
 export interface XrpcResult {
@@ -25,7 +24,11 @@ export async function xrpc(
   app: Hono,
   did: string | undefined,
   method: string,
-  { body, query, headers = {} }: { body?: unknown; query?: Record<string, string | string[]>; headers?: Record<string, string> } = {},
+  {
+    body,
+    query,
+    headers = {},
+  }: { body?: unknown; query?: Record<string, string | string[]>; headers?: Record<string, string> } = {},
 ): Promise<XrpcResult> {
   const auth: Record<string, string> = did ? { Authorization: `Bearer ${await tokenFor(did)}` } : {};
   const search = new URLSearchParams();
@@ -43,33 +46,14 @@ export async function xrpc(
           body: typeof body === "string" ? body : JSON.stringify(body),
         },
   );
-  const text = await response.text();
-  let parsed: unknown = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    // not JSON: keep the text
-  }
-  return { status: response.status, body: parsed, headers: response.headers };
+  return { status: response.status, body: jsonOrText(await response.text()), headers: response.headers };
 }
 
 /**
- * The typed client in process (one attempt, see `clientFor`), with every error answer checked as the raw tests
- * checked theirs: no 5xx but 503, and a JSON body of exactly `{error, message}`, both strings. A failed check
- * fails the call (the client reports it as a lost connection, with the assertion as its cause).
+ * The typed client in process (one attempt, see `clientFor`), with every answer checked as the raw tests checked
+ * theirs (`checkedFetch` with `allow503`): no 5xx but 503, and an error body of exactly `{error, message}`, both
+ * strings. A failed check fails the call (the client reports it as a lost connection, with the assertion as its cause).
  */
 export function checkedClient(app: Hono, did: string | null, options: Partial<ClientOptions> = {}): Client {
-  return clientFor(app, did, {
-    fetch: async (request) => {
-      const response = await app.fetch(request);
-      if (response.status >= 400) {
-        if (response.status >= 500) expect(response.status, `${request.method} ${request.url}`).toBe(503);
-        const body = (await response.clone().json()) as Record<string, unknown>;
-        expect(Object.keys(body).sort(), JSON.stringify(body)).toEqual(["error", "message"]);
-        expect([typeof body.error, typeof body.message]).toEqual(["string", "string"]);
-      }
-      return response;
-    },
-    ...options,
-  });
+  return clientFor(app, did, { fetch: checkedFetch(app, { allow503: true }), ...options });
 }

@@ -2,13 +2,14 @@
  * The foundation's HTTP surface on real Postgres: createConvo, getConvos, getEpoch, health and readiness, and the
  * error model of the contract (API.md). Well-formed calls go through the typed client (`api`); raw requests
  * (`send`, `post`, `get` over `app.request(...)`) are kept for malformed input, tokens and headers, routing, body
- * limits and the bytes' wire forms. Both check every answer alike (`checkAnswer`).
+ * limits and the bytes' wire forms. Both check every answer alike: a request id, no 5xx but 503, a JSON body
+ * and the error shape (`hasRequestId`, test/helpers/client.ts `checkAnswer`).
  */
 import { afterAll, describe, expect, it } from "vitest";
 import type { Hono } from "hono";
 import type { Answer, Input } from "mls-delivery-service/client";
 import { createPostgresDatabase } from "../../src/db/postgres.js";
-import { clientFor, outcome } from "../helpers/client.js";
+import { checkAnswer, checkedFetch, clientFor, outcome } from "../helpers/client.js";
 import { randomGroupId, testApp, testDatabase, tokenFor, unique } from "../helpers/context.js";
 import { makeGroupWithCommit } from "../helpers/mls.js";
 import { freePort } from "../setup/postgres.js";
@@ -40,19 +41,14 @@ interface ErrorBody {
   message: string;
 }
 
-/** Checks what every response must have: a request id, no 5xx but 503, and the error shape; gives its body. */
-async function checkAnswer(res: Response, what: string): Promise<unknown> {
-  if (res.status >= 500) expect(res.status, what).toBe(503);
-  expect(res.headers.get("X-Request-Id")).toBeTruthy();
-  const body = (await res.json()) as unknown;
-  if (res.status >= 400) expectErrorShape(body);
-  return body;
-}
+/** Every response has a request id (the rest of what every answer must have: `checkAnswer`, with `allow503`). */
+const hasRequestId = (res: Response) => expect(res.headers.get("X-Request-Id")).toBeTruthy();
 
-/** Sends a raw request and checks its answer (`checkAnswer`). */
+/** Sends a raw request and checks its answer (`hasRequestId`, `checkAnswer`); gives its body. */
 async function send(path: string, init: RequestInit = {}, target = app) {
   const res = await target.request(path, init);
-  const body = await checkAnswer(res, `${init.method ?? "GET"} ${path}`);
+  hasRequestId(res);
+  const { body } = await checkAnswer(res, `${init.method ?? "GET"} ${path}`, { allow503: true });
   return { status: res.status, headers: res.headers, body };
 }
 
@@ -61,19 +57,14 @@ async function send(path: string, init: RequestInit = {}, target = app) {
  * check fails the call (the client reports it as a lost connection, with the assertion as its cause).
  */
 function api(did: string, target: Hono = app) {
+  const checked = checkedFetch(target, { allow503: true });
   return clientFor(target, did, {
     fetch: async (request) => {
-      const res = await target.fetch(request);
-      await checkAnswer(res.clone(), `${request.method} ${request.url}`);
+      const res = await checked(request);
+      hasRequestId(res);
       return res;
     },
   });
-}
-
-function expectErrorShape(body: unknown): asserts body is ErrorBody {
-  expect(Object.keys(body as object).sort()).toEqual(["error", "message"]);
-  expect(typeof (body as ErrorBody).error).toBe("string");
-  expect(typeof (body as ErrorBody).message).toBe("string");
 }
 
 async function post(method: string, body: unknown, token?: string, target = app) {
@@ -163,7 +154,12 @@ describe("health", () => {
       const { app: down } = testApp(unreachable);
       const { did } = await newCaller();
       const answer = await outcome(api(did, down).createConvo({ groupId: randomGroupId(), cipherSuite: SUITE }));
-      expect(answer).toEqual({ status: 503, error: "NotReady", message: expect.any(String), retryAfter: expect.any(Number) });
+      expect(answer).toEqual({
+        status: 503,
+        error: "NotReady",
+        message: expect.any(String),
+        retryAfter: expect.any(Number),
+      });
     } finally {
       await unreachable.close();
     }
@@ -452,7 +448,10 @@ describe("getConvos", () => {
     const alice = await newCaller();
     const created: string[] = [];
     for (let i = 0; i < 7; i++) {
-      const { status, data } = await api(alice.did, frozen).createConvo({ groupId: randomGroupId(), cipherSuite: SUITE });
+      const { status, data } = await api(alice.did, frozen).createConvo({
+        groupId: randomGroupId(),
+        cipherSuite: SUITE,
+      });
       expect(status).toBe(200);
       created.push(data.id);
     }

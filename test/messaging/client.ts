@@ -19,8 +19,17 @@ import {
   type Output,
 } from "mls-delivery-service/client";
 import type { Database } from "../../src/db/driver.js";
-import { randomGroupId, tokenFor } from "../helpers/context.js";
-import { clientFor, outcome, type Outcome } from "../helpers/client.js";
+import { randomGroupId, utf8 } from "../helpers/context.js";
+import {
+  cachedToken,
+  checkAnswer,
+  checkedFetch,
+  clientFor,
+  expectErrorShape,
+  outcome,
+  refusal,
+  type Outcome,
+} from "../helpers/client.js";
 
 export const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 const XRPC = "/xrpc/blue.catbird.mls.";
@@ -44,19 +53,7 @@ export type Caller = string | null;
 
 export type Params = Record<string, string | number | (string | number)[] | undefined>;
 
-const tokens = new Map<string, Promise<string>>();
-function bearer(did: string): Promise<string> {
-  let token = tokens.get(did);
-  if (!token) tokens.set(did, (token = tokenFor(did)));
-  return token;
-}
-
-export function expectErrorShape(body: unknown): void {
-  expect(body).toBeTypeOf("object");
-  expect(Object.keys(body as object).sort()).toEqual(["error", "message"]);
-  expect((body as { error: unknown }).error).toBeTypeOf("string");
-  expect((body as { message: unknown }).message).toBeTypeOf("string");
-}
+export { checkedFetch, expectErrorShape };
 
 export class Xrpc {
   constructor(readonly app: Hono) {}
@@ -81,42 +78,19 @@ export class Xrpc {
   }
 
   private async auth(caller: Caller): Promise<Record<string, string>> {
-    return caller === null ? {} : { Authorization: `Bearer ${await bearer(caller)}` };
+    return caller === null ? {} : { Authorization: `Bearer ${await cachedToken(caller)}` };
   }
 
   private async send(path: string, init: RequestInit): Promise<SentReply> {
     const res = await this.app.request(path, init);
-    const text = await res.text();
-    expect(res.status, `${init.method ?? "GET"} ${path.slice(0, 200)} → ${text.slice(0, 300)}`).toBeLessThan(500);
-    const body: Json = JSON.parse(text);
-    if (res.status >= 400) expectErrorShape(body);
-    return { status: res.status, body, headers: res.headers, text };
+    const { text, body } = await checkAnswer(res, `${init.method ?? "GET"} ${path.slice(0, 200)}`);
+    return { status: res.status, body: body as Json, headers: res.headers, text };
   }
 
   /** Creates a conversation (through the typed client: it is set-up, not input under test) and returns its id. */
   createConvo(creator: string, members: string[] = [], extra: Partial<Input<"createConvo">> = {}): Promise<string> {
     return new Api(this.app).createConvo(creator, members, extra);
   }
-}
-
-/**
- * The app's fetch, checking every answer as `Xrpc` does: never a 5xx, an error body of exactly {error, message}
- * (an event stream: its status only).
- */
-export function checkedFetch(target: Hono | string): (request: Request) => Promise<Response> {
-  return async (request) => {
-    const response = await (typeof target === "string" ? fetch(request) : target.fetch(request));
-    const what = `${request.method} ${new URL(request.url).pathname.slice(0, 200)}`;
-    if (response.headers.get("Content-Type")?.startsWith("text/event-stream")) {
-      expect(response.status, what).toBeLessThan(500);
-      return response;
-    }
-    const text = await response.clone().text();
-    expect(response.status, `${what} → ${text.slice(0, 300)}`).toBeLessThan(500);
-    const body: Json = JSON.parse(text);
-    if (response.status >= 400) expectErrorShape(body);
-    return response;
-  };
 }
 
 /** The typed client over an in-process app, one per caller (a DID, or null for no Authorization header). */
@@ -128,7 +102,10 @@ export class Api {
     private readonly options: Partial<ClientOptions> = {},
   ) {}
 
-  /** The typed client acting as `caller`: one attempt per call, every answer checked (see `checkedFetch`). */
+  /**
+   * The typed client acting as `caller`: one attempt per call, every answer checked (`checkedFetch`: never a 5xx,
+   * an error body of exactly {error, message}; an event stream, its status only).
+   */
   as(caller: Caller): Client {
     let client = this.clients.get(caller);
     if (!client) {
@@ -209,11 +186,7 @@ export async function streamOutcome(
       answered.then((status) => ({ status, data: undefined, replayed: false })),
       first.then(
         () => new Promise<never>(() => {}),
-        (failure: unknown) => {
-          if (!(failure instanceof XrpcClientError)) throw failure;
-          const { status, error, message, retryAfter } = failure;
-          return { status, error, message, retryAfter };
-        },
+        (failure: unknown) => refusal(failure),
       ),
     ]);
   } finally {
@@ -288,8 +261,7 @@ export function rawOutcome(reply: Reply): Outcome<Json> {
 export const messageOf = (result: Outcome<unknown>): string | undefined =>
   result.error === undefined ? undefined : result.message;
 
-/** UTF-8 bytes of a text. */
-export const utf8 = (text: string) => new TextEncoder().encode(text);
+export { utf8 };
 /** The text of UTF-8 bytes. */
 export const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 

@@ -5,15 +5,14 @@
 import type { Answer, Input, Output } from "mls-delivery-service/client";
 import { expect } from "vitest";
 import type { Database } from "../../src/db/driver.js";
-import { unique } from "../helpers/context.js";
+import { newDid } from "../helpers/context.js";
 import { b64, identityOf, RosterGroup, SUITE, type Bundle, type Device, type Publish } from "../helpers/rosterGroup.js";
 import { Api, ok, outcome, type Outcome, type Xrpc } from "../messaging/client.js";
 
+export { newDid };
+
 /** The typed client over an app; a raw `Xrpc` given by a caller is taken for its app. */
 export const typed = (api: Api | Xrpc): Api => (api instanceof Api ? api : new Api(api.app));
-
-/** A fresh DID for one test. */
-export const newDid = (name: string) => unique(`did:plc:${name}`);
 
 /** Registers devices as the devices API would (a row in `devices`), revoked when asked. */
 export async function register(db: Database, ...devices: (Device & { revoked?: boolean })[]): Promise<void> {

@@ -1,6 +1,7 @@
 /**
- * A map bounded in entries and in bytes (each entry's size is the caller's estimate): past either bound,
- * the oldest entries go. For caches that must outlive requests without growing with them.
+ * A map bounded in bytes (each entry's size is the caller's estimate) and, if given, in entries: past either
+ * bound, the oldest entries go (oldest set, or touched). For caches that must outlive requests without growing
+ * with them.
  *
  * @example
  * const cache = new BoundedCache<string>({ maxEntries: 10_000, maxBytes: 8 << 20 });
@@ -10,10 +11,18 @@ export class BoundedCache<V> {
   private readonly entries = new Map<string, { value: V; bytes: number }>();
   private bytes = 0;
 
-  constructor(private readonly bounds: { maxEntries: number; maxBytes: number }) {}
+  constructor(private readonly bounds: { maxEntries?: number; maxBytes: number }) {}
 
   get(key: string): V | undefined {
     return this.entries.get(key)?.value;
+  }
+
+  /** Makes `key` the youngest entry, the last to go (a least-recently-used cache). */
+  touch(key: string): void {
+    const entry = this.entries.get(key);
+    if (!entry) return;
+    this.entries.delete(key);
+    this.entries.set(key, entry);
   }
 
   set(key: string, value: V, bytes: number): void {
@@ -22,7 +31,7 @@ export class BoundedCache<V> {
     this.bytes += bytes;
     // Map keeps insertion order: the oldest entries go first.
     for (const oldest of this.entries.keys()) {
-      if (this.entries.size <= this.bounds.maxEntries && this.bytes <= this.bounds.maxBytes) break;
+      if (this.entries.size <= (this.bounds.maxEntries ?? Infinity) && this.bytes <= this.bounds.maxBytes) break;
       this.delete(oldest);
     }
   }

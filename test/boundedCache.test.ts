@@ -19,4 +19,13 @@ describe("BoundedCache", () => {
     cache.set("c", 4, 40);
     expect([cache.get("a"), cache.get("b"), cache.get("c")]).toEqual([undefined, 3, 4]);
   });
+
+  it("keeps a touched entry longest, and needs no entry bound", () => {
+    const cache = new BoundedCache<number>({ maxBytes: 100 });
+    cache.set("a", 1, 40);
+    cache.set("b", 2, 40);
+    cache.touch("a");
+    cache.set("c", 3, 40);
+    expect([cache.get("a"), cache.get("b"), cache.get("c")]).toEqual([1, undefined, 3]);
+  });
 });

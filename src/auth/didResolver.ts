@@ -1,3 +1,4 @@
+import { BoundedCache } from "../boundedCache.js";
 import { atprotoSigningKey, didDocument } from "./didDocument.js";
 import { isPublicHost } from "./publicHost.js";
 
@@ -48,7 +49,6 @@ interface Entry {
   expiresAt: number;
   /** When a failed signature last forced a fetch before the TTL ran out. */
   refreshedAt: number | undefined;
-  bytes: number;
 }
 
 interface Fetch {
@@ -83,11 +83,12 @@ const ENTRY_OVERHEAD_BYTES = 160;
  * const { key } = await resolver.resolve("did:plc:ewvi7nxzyoun6zhxrhs64oiz")
  */
 export class DidResolver {
-  private readonly cache = new Map<string, Entry>();
-  private cacheBytes = 0;
+  private readonly cache: BoundedCache<Entry>;
   private readonly inFlight = new Map<string, Fetch>();
 
-  constructor(private readonly options: DidResolverOptions) {}
+  constructor(private readonly options: DidResolverOptions) {
+    this.cache = new BoundedCache({ maxBytes: options.maxCacheBytes });
+  }
 
   async resolve(did: string, { refresh = false } = {}): Promise<ResolvedKey> {
     const now = this.options.now();
@@ -95,7 +96,7 @@ export class DidResolver {
     if (entry?.failure !== undefined) throw new DidResolutionError(entry.failure);
     const mayRefresh = entry?.refreshedAt === undefined || now - entry.refreshedAt >= REFRESH_COOLDOWN_MS;
     if (entry && !(refresh && mayRefresh)) {
-      this.touch(did, entry);
+      this.cache.touch(did);
       return { key: entry.key, cached: true };
     }
 
@@ -114,7 +115,8 @@ export class DidResolver {
       // whose key the cache knew.
       if (entry) return { key: entry.key, cached: true };
       const stale = this.cache.get(did);
-      if (stale?.key !== undefined && now < stale.expiresAt + STALE_IF_ERROR_MS) return { key: stale.key, cached: true };
+      if (stale?.key !== undefined && now < stale.expiresAt + STALE_IF_ERROR_MS)
+        return { key: stale.key, cached: true };
       if (error instanceof DidResolutionError) {
         const expiresAt = now + this.options.failureTtlMs;
         this.remember(did, { key: undefined, failure: error.message, expiresAt, refreshedAt: undefined });
@@ -134,26 +136,9 @@ export class DidResolver {
     return entry && now < entry.expiresAt ? entry : undefined;
   }
 
-  /** Moves an entry to the young end of the cache (Map keeps insertion order). */
-  private touch(did: string, entry: Entry): void {
-    this.cache.delete(did);
-    this.cache.set(did, entry);
-  }
-
-  private remember(did: string, fields: Omit<Entry, "bytes">): void {
-    const old = this.cache.get(did);
-    if (old) {
-      this.cache.delete(did);
-      this.cacheBytes -= old.bytes;
-    }
-    const bytes = ENTRY_OVERHEAD_BYTES + 2 * (did.length + (fields.key?.length ?? 0) + (fields.failure?.length ?? 0));
-    this.cache.set(did, { ...fields, bytes });
-    this.cacheBytes += bytes;
-    for (const [oldest, { bytes: size }] of this.cache) {
-      if (this.cacheBytes <= this.options.maxCacheBytes) break;
-      this.cache.delete(oldest);
-      this.cacheBytes -= size;
-    }
+  private remember(did: string, entry: Entry): void {
+    const bytes = ENTRY_OVERHEAD_BYTES + 2 * (did.length + (entry.key?.length ?? 0) + (entry.failure?.length ?? 0));
+    this.cache.set(did, entry, bytes);
   }
 
   private fetchOnce(did: string, now: number): Promise<string | undefined> {

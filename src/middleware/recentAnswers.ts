@@ -19,7 +19,7 @@ export class RecentAnswers {
   private readonly cache: BoundedCache<RecentAnswer>;
 
   constructor(maxBytes: number) {
-    this.cache = new BoundedCache({ maxEntries: Math.ceil(maxBytes / ENTRY_OVERHEAD_BYTES), maxBytes });
+    this.cache = new BoundedCache({ maxBytes });
   }
 
   get(scope: Scope, now: Date): StoredAnswer | undefined {

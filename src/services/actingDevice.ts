@@ -30,6 +30,16 @@ export function parseCredentialIdentity(identity: string): { did: string; device
 /** lastSeenAt is written at most this often per device, so a busy device does not write on every request. */
 export const LAST_SEEN_GRANULARITY = "1 minute";
 
+/** SQL: whether the device (`did`, `deviceId`: SQL expressions) is revoked; no row when it is not registered. */
+export const deviceRevokedSql = (did: string, deviceId: string) =>
+  `SELECT revoked_at IS NOT NULL AS revoked FROM devices WHERE did = ${did} AND device_id = ${deviceId}`;
+
+/** SQL: moves a live device's lastSeenAt to `now` (at most once per LAST_SEEN_GRANULARITY) when `also` holds. */
+export const touchLastSeenSql = (did: string, deviceId: string, now: string, also = "true") =>
+  `UPDATE devices SET last_seen_at = ${now}
+    WHERE did = ${did} AND device_id = ${deviceId} AND revoked_at IS NULL
+      AND last_seen_at < ${now}::timestamptz - interval '${LAST_SEEN_GRANULARITY}' AND ${also}`;
+
 /**
  * The device a request acts as: the implicit one when `deviceId` is omitted (no round trip), else a device
  * registered to `did` and not revoked (403 UnknownDevice / DeviceRevoked), whose lastSeenAt moves to `now`.
@@ -42,12 +52,7 @@ export async function requireDevice(
 ): Promise<string> {
   if (deviceId === undefined || deviceId === IMPLICIT_DEVICE) return IMPLICIT_DEVICE;
   const [row] = await db.query<{ revoked: boolean }>(
-    `WITH device AS (
-       SELECT revoked_at IS NOT NULL AS revoked FROM devices WHERE did = $1 AND device_id = $2
-     ), seen AS (
-       UPDATE devices SET last_seen_at = $3
-        WHERE did = $1 AND device_id = $2 AND revoked_at IS NULL AND last_seen_at < $3::timestamptz - interval '${LAST_SEEN_GRANULARITY}'
-     )
+    `WITH device AS (${deviceRevokedSql("$1", "$2")}), seen AS (${touchLastSeenSql("$1", "$2", "$3")})
      SELECT revoked FROM device`,
     [did, deviceId, now],
   );

@@ -2,6 +2,7 @@ import type { Queryable } from "../db/driver.js";
 import { DEFAULT_MAX_PAGE_BYTES } from "../config.js";
 import { convoNotFound, cursorExpired, deviceRevoked, notMember } from "../errors.js";
 import type { MembershipEvent } from "./convoChange.js";
+import { deviceRevokedSql } from "./actingDevice.js";
 import { messageView, type MessageRow, type MessageView } from "./messages.js";
 import { fitsPage, iso, messageViewBytes } from "./sql.js";
 
@@ -78,7 +79,7 @@ export async function eventHead(
     `SELECT c.next_event_seq - 1 AS head, m.did IS NOT NULL AS active,
             $3::bigint >= 1 AND greatest($3::bigint, m.joined_event_seq - 1) + 1
               < coalesce((SELECT min(e.seq) FROM events e WHERE e.convo_id = c.id), c.next_event_seq) AS expired,
-            EXISTS (SELECT 1 FROM devices d WHERE d.did = $2 AND d.device_id = $4 AND d.revoked_at IS NOT NULL) AS revoked
+            coalesce((${deviceRevokedSql("$2", "$4")}), false) AS revoked
        FROM conversations c LEFT JOIN members m ON m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL
       WHERE c.id = $1`,
     [convoId, caller, resume ?? null, device ?? null],

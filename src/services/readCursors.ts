@@ -1,6 +1,6 @@
 import type { Queryable } from "../db/driver.js";
 import { convoNotFound, deviceRevoked, notMember, unknownDevice } from "../errors.js";
-import { IMPLICIT_DEVICE, LAST_SEEN_GRANULARITY } from "./actingDevice.js";
+import { deviceRevokedSql, IMPLICIT_DEVICE, touchLastSeenSql } from "./actingDevice.js";
 import { isActiveMember } from "./sql.js";
 
 /**
@@ -9,19 +9,12 @@ import { isActiveMember } from "./sql.js";
  * membership check and the upsert in one statement and one commit. Nothing is written unless both
  * checks pass; the returned row says which failed.
  */
-const UPDATE_CURSOR_SQL = `WITH device AS (
-  SELECT d.revoked_at IS NOT NULL AS revoked FROM devices d WHERE d.did = $2 AND d.device_id = $3
-), convo AS (
+const UPDATE_CURSOR_SQL = `WITH device AS (${deviceRevokedSql("$2", "$3")}), convo AS (
   SELECT ${isActiveMember("c.id", "$2")} AS is_member FROM conversations c WHERE c.id = $1
 ), allowed AS (
   SELECT 1 FROM convo
    WHERE convo.is_member AND ($3 = '' OR EXISTS (SELECT 1 FROM device WHERE NOT device.revoked))
-), seen AS (
-  UPDATE devices SET last_seen_at = $5
-   WHERE did = $2 AND device_id = $3 AND revoked_at IS NULL
-     AND last_seen_at < $5::timestamptz - interval '${LAST_SEEN_GRANULARITY}'
-     AND EXISTS (SELECT 1 FROM allowed)
-), written AS (
+), seen AS (${touchLastSeenSql("$2", "$3", "$5", "EXISTS (SELECT 1 FROM allowed)")}), written AS (
   INSERT INTO read_cursors (convo_id, did, device_id, cursor, updated_at)
   SELECT $1, $2, $3, $4, $5 FROM allowed
   ON CONFLICT (convo_id, did, device_id) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at

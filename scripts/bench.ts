@@ -201,8 +201,7 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
     const spreadPlan = { convos: spreadConvos, keyPrefix: `spread-${randomUUID()}-`, ciphertext: CIPHERTEXT };
     let peakRss = 0;
     let spread: LoadResult | undefined;
-    let hot: LoadResult | undefined;
-    let hotPlan: SendPlan | undefined;
+    let hot: { plan: SendPlan; result: LoadResult } | undefined;
     if (run.has("send")) {
       const sampler = setInterval(async () => {
         peakRss = Math.max(peakRss, await server!.rss().catch(() => 0));
@@ -231,31 +230,30 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
       rows.push(spreadRow);
 
       // 2: one hot conversation: every send waits for the same row lock.
-      const hotSends: SendPlan = {
+      const hotPlan: SendPlan = {
         convos: [{ id: convoId("hot"), token: tokens.get("hot")! }],
         keyPrefix: `hot-${randomUUID()}-`,
         ciphertext: CIPHERTEXT,
       };
-      hotPlan = hotSends;
       const hotRun = await batchesDuring(server, METRICS_TOKEN, plan.seconds, () =>
         load({
           title: "sendMessage hot",
           url: server!.url,
           connections: CONNECTIONS,
           durationSeconds: plan.seconds,
-          ...sendRequests(hotSends),
+          ...sendRequests(hotPlan),
         }),
       );
-      hot = hotRun.result;
+      hot = { plan: hotPlan, result: hotRun.result };
       log(`batches during scenario 2: ${describeBatches(hotRun.batches)}`);
-      log(`server CPU per request in scenario 2: ${cpuPerRequest(hotRun.cpuMs, hot)} µs`);
+      log(`server CPU per request in scenario 2: ${cpuPerRequest(hotRun.cpuMs, hotRun.result)} µs`);
       const hotBase = await bestPgbench(
         benchUrl,
         sendMessageScript({ hot: true }),
         plan.clientCounts,
         plan.pgbenchSeconds,
       );
-      const hotRow = sendRow("2 sendMessage, one hot convo", hot, hotBase.best, 2.0);
+      const hotRow = sendRow("2 sendMessage, one hot convo", hotRun.result, hotBase.best, 2.0);
       rows.push(hotRow);
       // The server's own limit: its batch statement under pgbench at the batch size it reached, as many at once
       // as it runs (a lane each; one hot conversation is one lane).
@@ -268,7 +266,7 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
             target: { convos: plan.convos },
             clients: LANES,
           },
-          { row: hotRow, server: hot, batches: hotRun.batches, target: { hot: true }, clients: 1 },
+          { row: hotRow, server: hotRun.result, batches: hotRun.batches, target: { hot: true }, clients: 1 },
         ])),
       );
       const batches: Record<string, BatchFigures | null> = {
@@ -277,7 +275,7 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
       };
       Object.assign(results, { spreadBaseline: spreadBase.all, hotBaseline: hotBase.all, batches });
       errors.spread = spread.errors + spread.non2xx;
-      errors.hot = hot.errors + hot.non2xx;
+      errors.hot = hotRun.result.errors + hotRun.result.non2xx;
     }
 
     // 4: replays of scenario 1's keys and of scenario 2's newest.
@@ -286,7 +284,7 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
       const replays = await replayScenarios(
         { url: server.url, connections: CONNECTIONS, seconds: plan.seconds, token: METRICS_TOKEN },
         { plan: spreadPlan, result: spread },
-        hot && hotPlan && { plan: hotPlan, result: hot },
+        hot,
       );
       replayRows.push(...replays.rows);
       errors.replay = replays.failures;

@@ -20,7 +20,7 @@ export interface FanoutSetup {
   /** The database the servers use: nothing else may connect to it during a run. */
   database: string;
   convoId: string;
-  /** The conversation's members, at least `plan.streams`; the first one sends. */
+  /** The conversation's members, one stream each; the first one sends. */
   members: string[];
   tokenFor(did: string): Promise<string>;
   /** Starts a server on `database` that admits at least `streams` event streams. */
@@ -67,7 +67,7 @@ const WARMUP = 10;
  * left is what the other messages cost once warm.
  */
 export async function fanout(setup: FanoutSetup, plan: FanoutPlan): Promise<FanoutResult> {
-  const tokens = await Promise.all(setup.members.slice(0, plan.streams).map((did) => setup.tokenFor(did)));
+  const tokens = await Promise.all(setup.members.map((did) => setup.tokenFor(did)));
   const counted = async (messages: number, holdMs: number) => {
     const before = await settledTransactions(setup.admin, setup.database);
     const result = await serverRun(setup, tokens, { ...plan, messages }, holdMs);

@@ -32,14 +32,14 @@ function partOf({ functionName, url }: ProfileNode["callFrame"]): string {
   if (!url) return functionName.startsWith("(") ? functionName : "(native)";
   const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
   if (pkg) return pkg[1]!;
-  const source = /\/(src|scripts)\/([^/]+)\//.exec(url);
-  if (source) return `${source[1]}/${source[2]}`;
-  if (/\/(src|scripts)\/[^/]+$/.test(url)) return "src";
+  const source = /\/src\/([^/]+)\//.exec(url);
+  if (source) return `src/${source[1]}`;
+  if (/\/src\/[^/]+$/.test(url)) return "src";
   return url.startsWith("node:") ? "node:internal" : url;
 }
 
 /** Sums the main thread's `.cpuprofile` in `dir`: the largest (tsx's loader thread writes one too). */
-export async function summarizeProfile(dir: string, top = 15): Promise<ProfileSummary> {
+export async function summarizeProfile(dir: string): Promise<ProfileSummary> {
   const files = (await readdir(dir)).filter((file) => file.endsWith(".cpuprofile"));
   const sized = await Promise.all(files.map(async (file) => ({ file, size: (await stat(join(dir, file))).size })));
   const main = sized.sort((a, b) => b.size - a.size)[0];
@@ -67,7 +67,7 @@ export async function summarizeProfile(dir: string, top = 15): Promise<ProfileSu
         ([name, us]) =>
           ({ [key]: name, ms: us / 1000, share: us / busyUs }) as Record<K, string> & { ms: number; share: number },
       );
-  return { busyMs: busyUs / 1000, parts: ranked(parts, "part", 20), functions: ranked(functions, "fn", top) };
+  return { busyMs: busyUs / 1000, parts: ranked(parts, "part", 20), functions: ranked(functions, "fn", 15) };
 }
 
 /** The summary as lines: each part's and top function's share, and the busy CPU per request served. */

@@ -29,7 +29,7 @@ import { handle, NSID_PREFIX, oncePath, type XrpcMethod } from "./xrpc.js";
  *   → rate limit per caller → announce, idempotency (procedures; the body is first read here)
  *   → handler → service → driver
  *
- * Nothing before `authenticate` reads the body: `jsonBody` is its only reader (limits in `readJsonBody`).
+ * Nothing before `authenticate` reads the body: `bodyText` is its only reader (limits in `readBodyText`).
  */
 export function createApp(context: AppContext): Hono {
   // Every statement the app runs is counted in flight for /metrics (database pool use).

@@ -11,15 +11,11 @@ export interface BodyLimits {
 }
 
 /**
- * The request's JSON body, read once, within `limits`, then checked for nesting depth in one linear
- * pass before `JSON.parse` (a body nested a million levels deep costs parse time and recursion in
- * every later walk). Only handlers and the middleware after `authenticate` call this, so a client
- * without a valid token never gets its body read.
- *
- * A body that is cut off answers with `Connection: close`: the rest of it is never read.
+ * The request body as JSON: checked for nesting depth in one linear pass before `JSON.parse` (a body
+ * nested a million levels deep costs parse time and recursion in every later walk), refused (400) when
+ * it is not JSON or nests deeper than `MAX_JSON_DEPTH`.
  */
-export async function readJsonBody(c: Context, limits: BodyLimits): Promise<unknown> {
-  const text = await readText(c, limits);
+export function parseJsonBody(text: string): unknown {
   if (nestingExceeds(text, MAX_JSON_DEPTH)) {
     throw invalidRequest(`request body is nested deeper than ${MAX_JSON_DEPTH} levels`);
   }
@@ -56,11 +52,15 @@ const bodyTimedOut = (timeoutMs: number) =>
   new XrpcError(408, "RequestTimeout", `request body did not arrive within ${timeoutMs} ms`, CLOSE);
 
 /**
+ * The request body's text, within `limits`. Only handlers and the middleware after `authenticate` read
+ * it, so a client without a valid token never gets its body read. A body that is cut off answers with
+ * `Connection: close`: the rest of it is never read.
+ *
  * A body with a declared Content-Length (already checked against the limit by `limitBody`; the HTTP
  * parser stops at it) is read whole, which on Node takes @hono/node-server's fast path. A streamed
  * body is counted chunk by chunk and cut off at the limit.
  */
-async function readText(c: Context, { maxBytes, timeoutMs }: BodyLimits): Promise<string> {
+export async function readBodyText(c: Context, { maxBytes, timeoutMs }: BodyLimits): Promise<string> {
   // Only a length `limitBody` could check (decimal digits) is trusted; anything else is counted as it arrives.
   const length = c.req.header("Content-Length");
   const declared = length !== undefined && /^\d+$/.test(length) && c.req.header("Transfer-Encoding") === undefined;

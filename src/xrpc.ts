@@ -4,7 +4,7 @@ import { z } from "zod";
 import type { AppContext } from "./context.js";
 import type { Queryable } from "./db/driver.js";
 import { invalidRequest, XrpcError } from "./errors.js";
-import { readJsonBody } from "./requestBody.js";
+import { parseJsonBody, readBodyText } from "./requestBody.js";
 import type { KeyClaim, OnceOutcome } from "./services/idempotencyKeys.js";
 import type { SendCoalescer } from "./services/sendCoalescer.js";
 
@@ -18,6 +18,8 @@ declare module "hono" {
     db: Queryable;
     /** The JSON text of the answer, as sent: what the idempotency middleware stores without re-reading the body. */
     answer: string | undefined;
+    /** The request's body text, once something read it (`bodyText`). */
+    bodyText: Promise<string> | undefined;
     /** The request's parsed JSON body, once something read it (`jsonBody`). */
     jsonBody: Promise<unknown> | undefined;
     /** The request's idempotency key, when it has one (set by the idempotency middleware). */
@@ -118,14 +120,25 @@ function unwrap(schema: z.ZodType): z.ZodType {
 }
 
 /**
- * The procedure's JSON body, read and parsed once per request (within the body limits, see
- * `readJsonBody`); every later call gets the same answer, or the same error.
+ * The procedure's body text, read once per request (within the body limits, see `readBodyText`);
+ * every later call gets the same answer, or the same error.
  */
+export function bodyText(c: Context): Promise<string> {
+  let text = c.get("bodyText");
+  if (!text) {
+    const { config } = c.get("app");
+    text = readBodyText(c, { maxBytes: config.BODY_LIMIT_BYTES, timeoutMs: config.BODY_READ_TIMEOUT_MS });
+    text.catch(() => {});
+    c.set("bodyText", text);
+  }
+  return text;
+}
+
+/** The procedure's JSON body (`parseJsonBody`), parsed once per request like `bodyText`. */
 export function jsonBody(c: Context): Promise<unknown> {
   let body = c.get("jsonBody");
   if (!body) {
-    const { config } = c.get("app");
-    body = readJsonBody(c, { maxBytes: config.BODY_LIMIT_BYTES, timeoutMs: config.BODY_READ_TIMEOUT_MS });
+    body = bodyText(c).then(parseJsonBody);
     body.catch(() => {});
     c.set("jsonBody", body);
   }

@@ -15,9 +15,12 @@ export function announce(): MiddlewareHandler {
   return async function announce(c, next) {
     await next();
     if (c.res.status < 200 || c.res.status >= 300) return;
-    const convoId =
-      field(await jsonBody(c).catch(() => undefined), "convoId") ?? field(answerOf(c.get("answer")), "id");
-    if (convoId !== undefined && !c.get("announced")) c.get("app").events.publish(convoId);
+    // A replay, or a send batch that woke its streams itself: the body is not parsed for nothing.
+    if (!c.get("announced")) {
+      const convoId =
+        field(await jsonBody(c).catch(() => undefined), "convoId") ?? field(answerOf(c.get("answer")), "id");
+      if (convoId !== undefined) c.get("app").events.publish(convoId);
+    }
     for (const changed of c.get("changedConvos") ?? []) c.get("app").events.publish(changed);
   };
 }

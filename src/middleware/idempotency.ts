@@ -13,7 +13,7 @@ import {
   type StoredAnswer,
 } from "../services/idempotencyKeys.js";
 import { idempotencyKey as keySchema } from "../schemas.js";
-import { jsonBody, jsonText } from "../xrpc.js";
+import { bodyText, jsonBody, jsonText } from "../xrpc.js";
 import { canonicalJson } from "./canonicalJson.js";
 import type { ReplaySource } from "../metrics.js";
 import type { RecentAnswers } from "./recentAnswers.js";
@@ -52,15 +52,16 @@ class DoNotStore extends Error {}
  */
 export function idempotency({ ttlSeconds, waitMs, recent, once }: IdempotencyOptions): MiddlewareHandler {
   return async function idempotency(c, next) {
+    const now = c.get("app").clock.now();
+    const retried = recent && (await sameBytesReplay(c, recent, now));
+    if (retried) return retried;
     const key = await requestKey(c);
     c.set("idempotencyKey", key?.key);
     if (!key) return next();
 
     // The request's handle (bounded by its deadline), not the pool.
     const db = c.get("db");
-    const { clock } = c.get("app");
-    const scope: Scope = [c.get("caller"), c.req.path.slice("/xrpc/".length), key.key];
-    const now = clock.now();
+    const scope = scopeOf(c, key.key);
     const claim: KeyClaim = {
       scope,
       requestHash: key.hash,
@@ -70,7 +71,8 @@ export function idempotency({ ttlSeconds, waitMs, recent, once }: IdempotencyOpt
     };
     const known = recent?.get(scope, now);
     if (known) return replay(c, claim, known, "memory");
-    const committed = (answer: StoredAnswer) => recent?.set(scope, { ...answer, expiresAt: claim.expiresAt });
+    const committed = (answer: StoredAnswer) =>
+      recent?.set(scope, { ...answer, bodyHash: sha256Hex(key.body), expiresAt: claim.expiresAt });
     if (once) {
       const outcome = await once(c, claim);
       if (outcome && "sent" in outcome) {
@@ -110,7 +112,12 @@ export function idempotency({ ttlSeconds, waitMs, recent, once }: IdempotencyOpt
 }
 
 /** Answers with the committed answer of the first request, if this request is the same one (else 422). */
-function replay(c: Context, { scope, requestHash }: KeyClaim, stored: StoredAnswer, from: ReplaySource): Response {
+function replay(
+  c: Context,
+  { scope, requestHash }: Pick<KeyClaim, "scope" | "requestHash">,
+  stored: StoredAnswer,
+  from: ReplaySource,
+): Response {
   if (stored.requestHash !== requestHash) {
     throw new XrpcError(422, "IdempotencyKeyReused", "this idempotency key was used with a different request");
   }
@@ -120,8 +127,32 @@ function replay(c: Context, { scope, requestHash }: KeyClaim, stored: StoredAnsw
   return jsonText(c, stored.response, stored.statusCode as ContentfulStatusCode, { "Idempotent-Replayed": "true" });
 }
 
+const scopeOf = (c: Context, key: string): Scope => [c.get("caller"), c.req.path.slice("/xrpc/".length), key];
+
+/**
+ * A client's retry of a request this process answered: the same key in the header and the same body,
+ * byte for byte (the typed client sends a retry's body as it sent the first). Answered from memory
+ * without parsing or canonicalizing the body: equal bytes are an equal canonical body. Anything else
+ * (no such answer here, the key in the body, other bytes) is decided by the general path.
+ */
+async function sameBytesReplay(c: Context, recent: RecentAnswers, now: Date): Promise<Response | undefined> {
+  const key = c.req.header("Idempotency-Key");
+  const known = key === undefined ? undefined : recent.get(scopeOf(c, key), now);
+  if (!known || known.bodyHash !== sha256Hex(await bodyText(c))) return undefined;
+  c.set("idempotencyKey", key);
+  return replay(c, { scope: scopeOf(c, key!), requestHash: known.requestHash }, known, "memory");
+}
+
+interface RequestKey {
+  key: string;
+  /** The fingerprint: SHA-256 of the canonical body without its key. */
+  hash: string;
+  /** The body's text (its hash is kept with a recent answer, for `sameBytesReplay`). */
+  body: string;
+}
+
 /** The key from the header or the body (both present and different: 400), and the body's fingerprint. */
-async function requestKey(c: Context): Promise<{ key: string; hash: string } | undefined> {
+async function requestKey(c: Context): Promise<RequestKey | undefined> {
   const body = await jsonBody(c);
   const { idempotencyKey: bodyKey, ...rest } =
     body !== null && typeof body === "object" && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
@@ -134,5 +165,5 @@ async function requestKey(c: Context): Promise<{ key: string; hash: string } | u
   const parsed = keySchema.safeParse(key);
   if (!parsed.success) throw invalidRequest("idempotency key must be 1 to 255 printable ASCII characters");
   const fingerprinted = Array.isArray(body) || body === null || typeof body !== "object" ? body : rest;
-  return { key: parsed.data, hash: sha256Hex(canonicalJson(fingerprinted)) };
+  return { key: parsed.data, hash: sha256Hex(canonicalJson(fingerprinted)), body: await bodyText(c) };
 }

@@ -2,6 +2,8 @@ import { BoundedCache } from "../boundedCache.js";
 import type { Scope, StoredAnswer } from "../services/idempotencyKeys.js";
 
 interface RecentAnswer extends StoredAnswer {
+  /** SHA-256 of the first request's body bytes: a repeat with the same bytes is the same request. */
+  bodyHash: string;
   /** When the key's record expires: from then on the key is a new action, and the answer is no longer its. */
   expiresAt: Date;
 }
@@ -22,7 +24,7 @@ export class RecentAnswers {
     this.cache = new BoundedCache({ maxBytes });
   }
 
-  get(scope: Scope, now: Date): StoredAnswer | undefined {
+  get(scope: Scope, now: Date): RecentAnswer | undefined {
     const key = scope.join(" ");
     const answer = this.cache.get(key);
     if (answer && now < answer.expiresAt) return answer;
@@ -33,7 +35,9 @@ export class RecentAnswers {
   /** After the answer committed. */
   set(scope: Scope, answer: RecentAnswer): void {
     const key = scope.join(" ");
-    const bytes = ENTRY_OVERHEAD_BYTES + 2 * (key.length + answer.requestHash.length + answer.response.length);
+    const bytes =
+      ENTRY_OVERHEAD_BYTES +
+      2 * (key.length + answer.requestHash.length + answer.bodyHash.length + answer.response.length);
     this.cache.set(key, answer, bytes);
   }
 }

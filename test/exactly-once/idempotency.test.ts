@@ -123,6 +123,35 @@ describe.each(drivers)("idempotency keys ($name)", ({ open }) => {
     expect(await repeat.text()).toBe(firstText);
   });
 
+  it("a repeat answered from memory keeps the connection; other bytes with the key are still compared canonically", async () => {
+    const { app } = testApp(db);
+    const { alice, convoId } = await conversation(app);
+    const token = await tokenFor(alice);
+    // Raw: the exact bytes sent are the point.
+    const post = (body: string) =>
+      app.request("/xrpc/blue.catbird.mls.sendMessage", {
+        method: "POST",
+        headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json", "Idempotency-Key": "bytes" },
+        body,
+      });
+    const first = await post(JSON.stringify({ convoId, ciphertext: "AQID", epoch: 0 }));
+    const firstText = await first.text();
+    expect(first.status).toBe(200);
+    const same = await post(JSON.stringify({ convoId, ciphertext: "AQID", epoch: 0 }));
+    expect(same.headers.get("Idempotent-Replayed")).toBe("true");
+    // A body nobody read closes the connection (limitBody); a replay's body was read.
+    expect(same.headers.get("Connection")).toBeNull();
+    expect(await same.text()).toBe(firstText);
+    const reordered = await post(JSON.stringify({ epoch: 0, ciphertext: "AQID", convoId }));
+    expect(reordered.headers.get("Idempotent-Replayed")).toBe("true");
+    expect(await reordered.text()).toBe(firstText);
+    const spaced = await post(JSON.stringify({ convoId, ciphertext: "AQID", epoch: 0 }, null, 2));
+    expect(await spaced.text()).toBe(firstText);
+    const other = await post(JSON.stringify({ convoId, ciphertext: "BAUG", epoch: 0 }));
+    expect(other.status).toBe(422);
+    expect(await countRows(convoId, alice)).toEqual({ messages: 1, entries: 1 });
+  });
+
   it("a 4xx answer is stored with the key and replayed, even after the cause went away", async () => {
     const { app } = testApp(db);
     const { alice, convoId } = await conversation(app);

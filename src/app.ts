@@ -21,6 +21,23 @@ import { requestLog } from "./middleware/requestLog.js";
 import { handle, NSID_PREFIX, oncePath, type XrpcMethod } from "./xrpc.js";
 
 /**
+ * The security headers of JSON answers: those that matter to an API read by programs (no sniffing, HTTPS only,
+ * no referrer, not to be framed or read cross-origin). The headers that only concern a browser rendering a
+ * document (opener policy, agent cluster, DNS prefetch, download and cross-domain policies, the XSS auditor)
+ * go on the HTML reference page alone: each header costs every answer ~2 µs of the server's CPU.
+ */
+const API_SECURITY_HEADERS = {
+  crossOriginOpenerPolicy: false,
+  originAgentCluster: false,
+  xDnsPrefetchControl: false,
+  xDownloadOptions: false,
+  xPermittedCrossDomainPolicies: false,
+  xXssProtection: false,
+  // Nothing here sets X-Powered-By: no header to remove.
+  removePoweredBy: false,
+} as const;
+
+/**
  * The whole HTTP surface, built from an application context. Entry points only construct the
  * context and hand requests to `app.fetch`.
  *
@@ -49,7 +66,7 @@ export function createApp(context: AppContext): Hono {
   app.use(requestIds());
   app.use(requestLog({ logger: ctx.logger }));
   app.use(ctx.metrics.requests);
-  app.use(secureHeaders());
+  app.use(secureHeaders(API_SECURITY_HEADERS));
   // One per app: on Workers, which build an app per request, each request's sends are a batch of their own.
   const sends = new SendCoalescer({
     db: ctx.db,
@@ -101,7 +118,7 @@ export function createApp(context: AppContext): Hono {
   app.get("/metrics", metricsAccess({ token: config.METRICS_TOKEN, closed: metricsClosed }), renderMetrics(ctx));
   const reference = apiReference(methods);
   app.get("/openapi.json", (c) => c.json(reference.openapi()));
-  app.get("/docs", (c) => c.html(reference.html()));
+  app.get("/docs", secureHeaders(), (c) => c.html(reference.html()));
 
   const authenticate = auth(guards);
   const perCaller = rateLimit({

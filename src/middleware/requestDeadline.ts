@@ -27,28 +27,42 @@ const timedOut = () =>
  */
 export function requestDeadline({ ms }: RequestDeadlineOptions): MiddlewareHandler {
   return async function requestDeadline(c, next) {
-    const deadline = performance.now() + ms;
-    const expired = () => performance.now() >= deadline;
-    c.set("db", bounded(c.get("db"), expired));
+    const deadline = new Deadline(performance.now() + ms);
+    c.set("db", new DeadlineBound(c.get("db"), deadline));
     // For work queued on the request's behalf outside its handle (a batch of sends): none may start once it passed.
-    c.set("deadlinePassed", expired);
+    c.set("deadlinePassed", deadline.passed);
     await next();
   };
 }
 
-/** `db`, refusing to start statements and transactions once `expired()`. */
-function bounded(db: Queryable, expired: () => boolean): Queryable {
-  return {
-    query: (text, params) => (expired() ? Promise.reject(timedOut()) : db.query(text, params)),
-    exec: (script) => (expired() ? Promise.reject(timedOut()) : db.exec(script)),
-    transaction: (fn) =>
-      expired()
-        ? Promise.reject(timedOut())
-        : db.transaction(async (tx) => {
-            const result = await fn(bounded(tx, expired));
-            // The callback is done; COMMIT would start now.
-            if (expired()) throw timedOut();
-            return result;
-          }),
-  };
+class Deadline {
+  constructor(private readonly at: number) {}
+  /** Bound: handed out as a function. */
+  readonly passed = () => performance.now() >= this.at;
+}
+
+/** `db`, refusing to start statements and transactions once the deadline passed. A class: every request makes one. */
+class DeadlineBound implements Queryable {
+  constructor(
+    private readonly db: Queryable,
+    private readonly deadline: Deadline,
+  ) {}
+
+  query<T extends object>(text: string, params?: readonly unknown[]): Promise<T[]> {
+    return this.deadline.passed() ? Promise.reject(timedOut()) : this.db.query<T>(text, params);
+  }
+
+  exec(script: string): Promise<void> {
+    return this.deadline.passed() ? Promise.reject(timedOut()) : this.db.exec(script);
+  }
+
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    if (this.deadline.passed()) return Promise.reject(timedOut());
+    return this.db.transaction(async (tx) => {
+      const result = await fn(new DeadlineBound(tx, this.deadline));
+      // The callback is done; COMMIT would start now.
+      if (this.deadline.passed()) throw timedOut();
+      return result;
+    });
+  }
 }

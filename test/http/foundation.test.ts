@@ -184,6 +184,30 @@ describe("request id", () => {
   });
 });
 
+describe("security headers", () => {
+  const API_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Strict-Transport-Security": "max-age=15552000; includeSubDomains",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "SAMEORIGIN",
+    "Cross-Origin-Resource-Policy": "same-origin",
+  };
+  const DOCUMENT_HEADERS = ["Cross-Origin-Opener-Policy", "Origin-Agent-Cluster", "X-XSS-Protection"];
+
+  it("JSON answers, errors included, carry the API's security headers; the HTML reference also a browser's", async () => {
+    const answers = [await app.request("/health"), await app.request(`${XRPC}getConvos`)];
+    for (const res of answers) {
+      for (const [name, value] of Object.entries(API_HEADERS)) expect(res.headers.get(name)).toBe(value);
+      for (const name of DOCUMENT_HEADERS) expect(res.headers.get(name)).toBeNull();
+    }
+    expect(answers[1]!.status).toBe(401);
+    const docs = await app.request("/docs");
+    expect(docs.headers.get("Content-Type")).toMatch(/^text\/html/);
+    for (const [name, value] of Object.entries(API_HEADERS)) expect(docs.headers.get(name)).toBe(value);
+    for (const name of DOCUMENT_HEADERS) expect(docs.headers.get(name)).toBeTruthy();
+  });
+});
+
 describe("authentication", () => {
   const groupBody = () => ({ groupId: randomGroupId(), cipherSuite: SUITE });
 

@@ -6,6 +6,7 @@
  * bench/results.svg.
  */
 import { randomUUID } from "node:crypto";
+import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import { SignJWT } from "jose";
 import postgres from "postgres";
@@ -153,8 +154,12 @@ function serverEnv(url: string): Record<string, string> {
     // Every request comes from this one address: the per-address /xrpc limit would throttle the load.
     RATE_LIMIT_XRPC_PER_IP: "0",
     SEND_BATCH_LANES: String(LANES),
-    // 8: where pgbench does best on a small machine (2 cores here); more connections only add lock contention
-    DATABASE_POOL_MAX: process.env.BENCH_POOL_MAX ?? "8",
+    // The usual sizing for a pool on the database's own machine, twice its cores (4 here): scenario 3 read
+    // 1,690-1,950 pages/s with 4 connections against 1,270-1,590 with 8 (two runs each, alternated): fewer
+    // connections pipeline more queries each, and postgres.js sends a connection's queries of one tick in one
+    // write, where each write to PostgreSQL cost the server ~185 µs on these machines (profiled). Sends were the
+    // same either way (two lanes of batches).
+    DATABASE_POOL_MAX: process.env.BENCH_POOL_MAX ?? String(2 * availableParallelism()),
   };
 }
 

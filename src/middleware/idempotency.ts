@@ -52,12 +52,13 @@ class DoNotStore extends Error {}
  */
 export function idempotency({ ttlSeconds, waitMs, recent, once }: IdempotencyOptions): MiddlewareHandler {
   return async function idempotency(c, next) {
-    const now = c.get("app").clock.now();
-    const retried = recent && (await sameBytesReplay(c, recent, now));
+    const retried = recent && (await sameBytesReplay(c, recent));
     if (retried) return retried;
     const key = await requestKey(c);
     c.set("idempotencyKey", key?.key);
     if (!key) return next();
+    // The request's time once its body is in (a slow body must not keep an expiring key alive).
+    const now = c.get("app").clock.now();
 
     // The request's handle (bounded by its deadline), not the pool.
     const db = c.get("db");
@@ -135,12 +136,15 @@ const scopeOf = (c: Context, key: string): Scope => [c.get("caller"), c.req.path
  * without parsing or canonicalizing the body: equal bytes are an equal canonical body. Anything else
  * (no such answer here, the key in the body, other bytes) is decided by the general path.
  */
-async function sameBytesReplay(c: Context, recent: RecentAnswers, now: Date): Promise<Response | undefined> {
+async function sameBytesReplay(c: Context, recent: RecentAnswers): Promise<Response | undefined> {
   const key = c.req.header("Idempotency-Key");
-  const known = key === undefined ? undefined : recent.get(scopeOf(c, key), now);
-  if (!known || known.bodyHash !== sha256Hex(await bodyText(c))) return undefined;
+  if (key === undefined) return undefined;
+  const body = await bodyText(c);
+  // Read once the body is in: an answer whose record expired meanwhile is no longer the key's.
+  const known = recent.get(scopeOf(c, key), c.get("app").clock.now());
+  if (!known || known.bodyHash !== sha256Hex(body)) return undefined;
   c.set("idempotencyKey", key);
-  return replay(c, { scope: scopeOf(c, key!), requestHash: known.requestHash }, known, "memory");
+  return replay(c, { scope: scopeOf(c, key), requestHash: known.requestHash }, known, "memory");
 }
 
 interface RequestKey {

@@ -5,7 +5,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/clock.js";
 import { runCleanup } from "../../src/jobs/cleanup.js";
-import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
+import { randomGroupId, testApp, testDatabase, tokenFor, unique } from "../helpers/context.js";
 import { conversationLockWaiters, holdRowLock } from "../helpers/rowLock.js";
 import { clientFor, outcome } from "../helpers/client.js";
 
@@ -96,6 +96,54 @@ describe("an expired idempotency key is a new action (real PostgreSQL)", () => {
     ]);
     expect((await log(app, alice, convoId)).map((m) => m.id)).toEqual(sent.map((r) => r.data?.messageId));
   });
+
+  it("a repeat whose body arrives after the entry expired is a new action, in memory and in the database", async () => {
+    const clock = new ManualClock();
+    const ttl = { IDEMPOTENCY_TTL_SECONDS: "60" };
+    const { app } = testApp(db, ttl, clock);
+    // Another instance (no recent answers) reads the database's record.
+    const other = testApp(db, { ...ttl, IDEMPOTENCY_RECENT_BYTES: "0" }, clock).app;
+    const alice = unique("did:plc:idemslow");
+    const convoId = await createConvo(app, alice);
+    const token = await tokenFor(alice);
+    const body = JSON.stringify({ convoId, ciphertext: "AQID", epoch: 0 });
+    const headers = { Authorization: `Bearer ${token}`, "Content-Type": "application/json", "Idempotency-Key": "slow" };
+    const url = "http://x/xrpc/blue.catbird.mls.sendMessage";
+    // Raw: the body is a stream that arrives 2 s (of the test's clock) after the headers.
+    const slowBody = () => {
+      let sent = false;
+      return new ReadableStream<Uint8Array>(
+        {
+          pull(controller) {
+            if (sent) return controller.close();
+            clock.advance(2_000);
+            sent = true;
+            controller.enqueue(new TextEncoder().encode(body));
+          },
+        },
+        { highWaterMark: 0 },
+      );
+    };
+    const post = async (target: App, slow = true) => {
+      const res = await target.fetch(
+        new Request(url, { method: "POST", headers, body: slow ? slowBody() : body, duplex: "half" } as RequestInit),
+      );
+      const { seq } = (await res.json()) as { seq: number };
+      return [res.status, seq, res.headers.get("Idempotent-Replayed")];
+    };
+
+    const sent = [await post(app, false)];
+    // Each repeat's headers come 1 s before the entry expires (60 s after its request's body), its body 1 s after.
+    for (const target of [app, other]) {
+      clock.advance(59_000);
+      sent.push(await post(target));
+    }
+    expect(sent).toEqual([
+      [200, 1, null],
+      [200, 2, null],
+      [200, 3, null],
+    ]);
+  });
 });
 
 describe("lock waits around a key (real PostgreSQL)", () => {
@@ -108,7 +156,8 @@ describe("lock waits around a key (real PostgreSQL)", () => {
     const alice = unique("did:plc:idemtakeover");
     const created = await clientFor(app, alice).createConvo({ groupId: randomGroupId(), cipherSuite: SUITE });
     const convoId = created.data.id;
-    const send = () => outcome(clientFor(app, alice).sendMessage({ convoId, ciphertext: AQID, epoch: 0 }, { idempotencyKey: "taken" }));
+    const send = () =>
+      outcome(clientFor(app, alice).sendMessage({ convoId, ciphertext: AQID, epoch: 0 }, { idempotencyKey: "taken" }));
     expect((await send()).status).toBe(200);
     clock.advance(61_000);
 

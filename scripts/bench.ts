@@ -287,10 +287,13 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
     const replayRows: ScenarioRow[] = [];
     if (run.has("replay") && spread) {
       const replays = await replayScenarios(
-        { url: server.url, connections: CONNECTIONS, seconds: plan.seconds, token: METRICS_TOKEN },
+        { url: server.url, connections: CONNECTIONS, seconds: plan.seconds, token: METRICS_TOKEN, cpuMs: server.cpuMs },
         { plan: spreadPlan, result: spread },
         hot,
       );
+      for (const [scenario, us] of Object.entries(replays.cpuUsPerRequest)) {
+        log(`server CPU per request in scenario ${scenario}: ${us.toFixed(0)} µs`);
+      }
       replayRows.push(...replays.rows);
       errors.replay = replays.failures;
     }

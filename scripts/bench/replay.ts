@@ -35,13 +35,24 @@ function sourceShare(before: Record<string, number>, after: Record<string, numbe
   return `${((100 * memory) / Math.max(1, memory + database)).toFixed(0)}% from memory`;
 }
 
+interface ReplayTarget {
+  url: string;
+  connections: number;
+  seconds: number;
+  /** The server's METRICS_TOKEN. */
+  token: string;
+  /** The server's CPU time so far (`BenchServer.cpuMs`): CPU per replay, next to scenario 1's per send. */
+  cpuMs: () => Promise<number>;
+}
+
 export async function replayScenarios(
-  { url, connections, seconds, token }: { url: string; connections: number; seconds: number; token: string },
+  { url, connections, seconds, token, cpuMs }: ReplayTarget,
   spread: SendRun,
   hot: SendRun | undefined,
-): Promise<{ rows: ScenarioRow[]; failures: number }> {
+): Promise<{ rows: ScenarioRow[]; failures: number; cpuUsPerRequest: Record<string, number> }> {
   const replayLoad = async (title: string, plan: SendPlan, first: number, count: number) => {
     const before = await replaysBySource(url, token);
+    const cpuBefore = await cpuMs();
     const result = await load({
       title,
       url,
@@ -49,7 +60,8 @@ export async function replayScenarios(
       durationSeconds: seconds,
       ...sendRequests({ ...plan, replay: { first, count } }),
     });
-    return { result, sources: sourceShare(before, await replaysBySource(url, token)) };
+    const cpuUs = ((await cpuMs()) - cpuBefore) * (1000 / Math.max(1, result.requests));
+    return { result, cpuUs, sources: sourceShare(before, await replaysBySource(url, token)) };
   };
   const stored = Math.max(1, spread.result.requests - IN_FLIGHT);
   const runs = [
@@ -75,5 +87,6 @@ export async function replayScenarios(
       met: result.requestsPerSecond >= 2 * writes.requestsPerSecond,
     })),
     failures: runs.reduce((total, { result }) => total + result.errors + result.non2xx, 0),
+    cpuUsPerRequest: Object.fromEntries(runs.map(({ scenario, cpuUs }) => [scenario, cpuUs])),
   };
 }

@@ -208,6 +208,15 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
     let spread: LoadResult | undefined;
     let hot: { plan: SendPlan; result: LoadResult } | undefined;
     if (run.has("send")) {
+      // Unmeasured, like the warm-up above: the send path's first seconds (its JIT, the batch statement's plan on
+      // each connection) are no steady state either; in a 3 s --quick run they cost scenario 1 half its throughput.
+      await load({
+        title: "send warm-up",
+        url: server.url,
+        connections: CONNECTIONS,
+        durationSeconds: 2,
+        ...sendRequests({ ...spreadPlan, keyPrefix: `warm-${randomUUID()}-` }),
+      });
       const sampler = setInterval(async () => {
         peakRss = Math.max(peakRss, await server!.rss().catch(() => 0));
       }, 200);

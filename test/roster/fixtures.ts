@@ -96,16 +96,25 @@ export async function aliceAndBob(db: Database, api: Api | Xrpc) {
   return { alice, bob, alicePhone, aliceLaptop, bobPhone, group, convoId };
 }
 
+/** A bundle's fields as processCommit, addMembers and leaveConvo take them, bytes as the typed client does. */
+export const bundleFields = (bundle: Bundle, by: Device) => ({
+  epoch: bundle.epoch,
+  commit: bundle.commit,
+  groupInfo: bundle.groupInfo,
+  ...(bundle.welcome && { welcomeMessage: bundle.welcome }),
+  ...(bundle.keyPackageHashes.length > 0 && { keyPackageHashes: bundle.keyPackageHashes }),
+  ...(by.deviceId && { deviceId: by.deviceId }),
+});
+
 /** The raw JSON body of processCommit for a bundle (bytes as base64 text), for raw requests. */
 export function bundleBody(convoId: string, bundle: Bundle, by: Device, extra: Record<string, unknown> = {}) {
+  const { commit, groupInfo, welcomeMessage, ...rest } = bundleFields(bundle, by);
   return {
     convoId,
-    epoch: bundle.epoch,
-    commit: b64(bundle.commit),
-    groupInfo: b64(bundle.groupInfo),
-    ...(bundle.welcome && { welcomeMessage: b64(bundle.welcome) }),
-    ...(bundle.keyPackageHashes.length > 0 && { keyPackageHashes: bundle.keyPackageHashes }),
-    ...(by.deviceId && { deviceId: by.deviceId }),
+    ...rest,
+    commit: b64(commit),
+    groupInfo: b64(groupInfo),
+    ...(welcomeMessage && { welcomeMessage: b64(welcomeMessage) }),
     ...extra,
   };
 }
@@ -117,16 +126,7 @@ export function bundleInput(
   by: Device,
   extra: Partial<Input<"processCommit">> = {},
 ): Input<"processCommit"> {
-  return {
-    convoId,
-    epoch: bundle.epoch,
-    commit: bundle.commit,
-    groupInfo: bundle.groupInfo,
-    ...(bundle.welcome && { welcomeMessage: bundle.welcome }),
-    ...(bundle.keyPackageHashes.length > 0 && { keyPackageHashes: bundle.keyPackageHashes }),
-    ...(by.deviceId && { deviceId: by.deviceId }),
-    ...extra,
-  };
+  return { convoId, ...bundleFields(bundle, by), ...extra };
 }
 
 /** Sends a bundle by `by` through processCommit (the typed client); on 200 the group moves on. */

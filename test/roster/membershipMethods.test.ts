@@ -4,10 +4,11 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { randomGroupId, testApp, testDatabase } from "../helpers/context.js";
-import { RosterGroup, SUITE, type Bundle, type Device } from "../helpers/rosterGroup.js";
+import { RosterGroup, SUITE } from "../helpers/rosterGroup.js";
 import { Api, expectOutcome, messageOf } from "../messaging/client.js";
 import {
   activeMembers,
+  bundleFields,
   device,
   epochOf,
   expectRosterOf,
@@ -36,16 +37,6 @@ async function threeMembers() {
   ]);
   return { alice, bob, carol, group, convoId };
 }
-
-/** The body fields of a bundle as addMembers / leaveConvo take them. */
-const bundleFields = (bundle: Bundle, by: Device) => ({
-  commit: bundle.commit,
-  epoch: bundle.epoch,
-  groupInfo: bundle.groupInfo,
-  ...(bundle.welcome && { welcomeMessage: bundle.welcome }),
-  ...(bundle.keyPackageHashes.length > 0 && { keyPackageHashes: bundle.keyPackageHashes }),
-  ...(by.deviceId && { deviceId: by.deviceId }),
-});
 
 describe("addMembers in a roster-checked conversation", () => {
   it("with a commit and its GroupInfo: the DIDs of didList gain devices; a repeat answers the same", async () => {

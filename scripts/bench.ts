@@ -16,9 +16,9 @@ import { createPostgresDatabase } from "../src/db/postgres.js";
 import { batchesDuring, describeBatches, type BatchFigures } from "./bench/batches.js";
 import { measureEmbeddedStart, type EmbeddedStart } from "./bench/embedded.js";
 import { describeFanout, fanout, fanoutRow, type FanoutResult } from "./bench/fanout.js";
-import { load, type LoadResult } from "./bench/load.js";
-import { replayScenarios } from "./bench/replay.js";
-import { CIPHERTEXT, readRequests, sendRequests, type SendPlan } from "./bench/requests.js";
+import { cpuUsPerRequest, load, type LoadResult } from "./bench/load.js";
+import { replayScenarios, type SendRun } from "./bench/replay.js";
+import { readRequests, sendPlan, sendRequests } from "./bench/requests.js";
 import { bestPgbench, pgbench, type PgbenchResult } from "./bench/pgbench.js";
 import { printTable, writeResults, type ScenarioRow } from "./bench/report.js";
 import { selectScenarios } from "./bench/scenarios.js";
@@ -203,10 +203,10 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
       id: convoId(i + 1),
       token: tokens.get(String(i + 1))!,
     }));
-    const spreadPlan = { convos: spreadConvos, keyPrefix: `spread-${randomUUID()}-`, ciphertext: CIPHERTEXT };
+    const spreadPlan = sendPlan("spread", spreadConvos);
     let peakRss = 0;
     let spread: LoadResult | undefined;
-    let hot: { plan: SendPlan; result: LoadResult } | undefined;
+    let hot: SendRun | undefined;
     if (run.has("send")) {
       // Unmeasured, like the warm-up above: the send path's first seconds (its JIT, the batch statement's plan on
       // each connection) are no steady state either; in a 3 s --quick run they cost scenario 1 half its throughput.
@@ -215,7 +215,7 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
         url: server.url,
         connections: CONNECTIONS,
         durationSeconds: 2,
-        ...sendRequests({ ...spreadPlan, keyPrefix: `warm-${randomUUID()}-` }),
+        ...sendRequests(sendPlan("warm", spreadConvos)),
       });
       const sampler = setInterval(async () => {
         peakRss = Math.max(peakRss, await server!.rss().catch(() => 0));
@@ -232,7 +232,7 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
       clearInterval(sampler);
       spread = spreadRun.result;
       log(`batches during scenario 1: ${describeBatches(spreadRun.batches)}`);
-      log(`server CPU per request in scenario 1: ${cpuPerRequest(spreadRun.cpuMs, spread)} µs`);
+      log(`server CPU per request in scenario 1: ${cpuUsPerRequest(spreadRun.cpuMs, spread).toFixed(0)} µs`);
       const spreadBase = await bestPgbench(
         benchUrl,
         sendMessageScript({ convos: plan.convos }),
@@ -244,11 +244,7 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
       rows.push(spreadRow);
 
       // 2: one hot conversation: every send waits for the same row lock.
-      const hotPlan: SendPlan = {
-        convos: [{ id: convoId("hot"), token: tokens.get("hot")! }],
-        keyPrefix: `hot-${randomUUID()}-`,
-        ciphertext: CIPHERTEXT,
-      };
+      const hotPlan = sendPlan("hot", [{ id: convoId("hot"), token: tokens.get("hot")! }]);
       const hotRun = await batchesDuring(server, METRICS_TOKEN, plan.seconds, () =>
         load({
           title: "sendMessage hot",
@@ -260,7 +256,7 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
       );
       hot = { plan: hotPlan, result: hotRun.result };
       log(`batches during scenario 2: ${describeBatches(hotRun.batches)}`);
-      log(`server CPU per request in scenario 2: ${cpuPerRequest(hotRun.cpuMs, hotRun.result)} µs`);
+      log(`server CPU per request in scenario 2: ${cpuUsPerRequest(hotRun.cpuMs, hotRun.result).toFixed(0)} µs`);
       const hotBase = await bestPgbench(
         benchUrl,
         sendMessageScript({ hot: true }),
@@ -296,7 +292,7 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
     const replayRows: ScenarioRow[] = [];
     if (run.has("replay") && spread) {
       const replays = await replayScenarios(
-        { url: server.url, connections: CONNECTIONS, seconds: plan.seconds, token: METRICS_TOKEN, cpuMs: server.cpuMs },
+        { server, connections: CONNECTIONS, seconds: plan.seconds, token: METRICS_TOKEN },
         { plan: spreadPlan, result: spread },
         hot,
       );
@@ -335,7 +331,7 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
           url: server.url,
           connections: CONNECTIONS,
           durationSeconds: 300,
-          ...sendRequests({ ...spreadPlan, keyPrefix: `soak-${randomUUID()}-` }),
+          ...sendRequests(sendPlan("soak", spreadConvos)),
         });
         clearInterval(soakSampler);
         memory.rssAfter1MinMb = (rssAt[0] ?? 0) / 2 ** 20;
@@ -526,7 +522,6 @@ async function batchedRows(
 }
 
 /** The server's CPU time per request of a load run, in µs. */
-const cpuPerRequest = (cpuMs: number, run: LoadResult) => ((cpuMs * 1000) / Math.max(1, run.requests)).toFixed(0);
 
 /** A send scenario next to its one-message-per-transaction baseline; `least`: the ratio it should reach. */
 function sendRow(scenario: string, server: LoadResult, baseline: PgbenchResult, least: number): ScenarioRow {

@@ -23,6 +23,9 @@ export interface LoadResult {
   errors: number;
 }
 
+/** The server's CPU per answered request, in µs, from the CPU time (ms) it used during `run`. */
+export const cpuUsPerRequest = (cpuMs: number, run: LoadResult) => (cpuMs * 1000) / Math.max(1, run.requests);
+
 export interface LoadOptions {
   url: string;
   connections: number;
@@ -44,7 +47,8 @@ export interface LoadOptions {
 const RESULT_MARK = "WRK_RESULT";
 
 const script = ({ setup = "", request }: LoadOptions) => `${setup}
-local n = 0
+-- -1: wrk calls request() once to check the script before the run, so the first request sent is n = 1.
+local n = -1
 ${request ? `request = function()\n  n = n + 1\n  ${request}\nend` : ""}
 done = function(summary, latency, requests)
   local e = summary.errors

@@ -4,17 +4,16 @@
  * newest keys, which the server answers from memory, as it does a client's quick retry. Each row says which it was
  * (from the server's idempotency_replays_total by source).
  */
-import { load, type LoadResult } from "./load.js";
+import { cpuUsPerRequest, load, type LoadResult } from "./load.js";
 import { scrapeMetrics } from "./metrics.js";
 import type { ScenarioRow } from "./report.js";
 import { sendRequests, type SendPlan } from "./requests.js";
+import type { BenchServer } from "./server.js";
 
 /** 4b's keys: the newest of scenario 2, well within what the recent answers hold (about 20,000 sends' worth). */
 const RECENT_KEYS = 10_000;
-/** Requests still in flight when a run ended may not have been stored: replays leave them out. */
-const IN_FLIGHT = 64;
-
-interface SendRun {
+/** A send run: its plan (to rebuild its requests) and what it did. */
+export interface SendRun {
   plan: SendPlan;
   result: LoadResult;
 }
@@ -36,40 +35,39 @@ function sourceShare(before: Record<string, number>, after: Record<string, numbe
 }
 
 interface ReplayTarget {
-  url: string;
+  server: BenchServer;
+  /** Connections, as the send runs had: as many of their last requests may have been in flight, never stored. */
   connections: number;
   seconds: number;
   /** The server's METRICS_TOKEN. */
   token: string;
-  /** The server's CPU time so far (`BenchServer.cpuMs`): CPU per replay, next to scenario 1's per send. */
-  cpuMs: () => Promise<number>;
 }
 
 export async function replayScenarios(
-  { url, connections, seconds, token, cpuMs }: ReplayTarget,
+  { server, connections, seconds, token }: ReplayTarget,
   spread: SendRun,
   hot: SendRun | undefined,
 ): Promise<{ rows: ScenarioRow[]; failures: number; cpuUsPerRequest: Record<string, number> }> {
   const replayLoad = async (title: string, plan: SendPlan, first: number, count: number) => {
-    const before = await replaysBySource(url, token);
-    const cpuBefore = await cpuMs();
+    const before = await replaysBySource(server.url, token);
+    const cpuBefore = await server.cpuMs();
     const result = await load({
       title,
-      url,
+      url: server.url,
       connections,
       durationSeconds: seconds,
       ...sendRequests({ ...plan, replay: { first, count } }),
     });
-    const cpuUs = ((await cpuMs()) - cpuBefore) * (1000 / Math.max(1, result.requests));
-    return { result, cpuUs, sources: sourceShare(before, await replaysBySource(url, token)) };
+    const cpuUs = cpuUsPerRequest((await server.cpuMs()) - cpuBefore, result);
+    return { result, cpuUs, sources: sourceShare(before, await replaysBySource(server.url, token)) };
   };
-  const stored = Math.max(1, spread.result.requests - IN_FLIGHT);
+  const stored = Math.max(1, spread.result.requests - connections);
   const runs = [
     { scenario: "4 idempotent replay", ...(await replayLoad("idempotent replay", spread.plan, 1, stored)) },
   ];
   if (hot) {
-    const newest = Math.max(1, Math.min(RECENT_KEYS, hot.result.requests - IN_FLIGHT));
-    const first = Math.max(1, hot.result.requests - IN_FLIGHT - newest + 1);
+    const newest = Math.max(1, Math.min(RECENT_KEYS, hot.result.requests - connections));
+    const first = Math.max(1, hot.result.requests - connections - newest + 1);
     runs.push({
       scenario: "4b replay of recent keys",
       ...(await replayLoad("recent replay", hot.plan, first, newest)),

@@ -11,26 +11,26 @@ export interface SendPlan {
   convos: readonly { id: string; token: string }[];
   /** Keys are `<keyPrefix><n>`: a run's own. */
   keyPrefix: string;
-  ciphertext: string;
   /** Replays: requests `first` .. `first + count - 1` of the run with the same plan, again and again, bodies and keys alike. */
   replay?: { first: number; count: number };
 }
+
+/** Sends to `convos` under keys of their own: `<label>-<uuid>-<n>`. */
+export const sendPlan = (label: string, convos: SendPlan["convos"]): SendPlan => ({
+  convos,
+  keyPrefix: `${label}-${crypto.randomUUID()}-`,
+});
 
 /**
  * Keyed sends: request n goes to conversation (n * 7919) mod count (a prime: every conversation in turn, spread
  * out), with key `<keyPrefix><n>`, so a replay run rebuilds any request of the first run exactly.
  */
-export function sendRequests({
-  convos,
-  keyPrefix,
-  ciphertext,
-  replay,
-}: SendPlan): Pick<LoadOptions, "setup" | "request"> {
+export function sendRequests({ convos, keyPrefix, replay }: SendPlan): Pick<LoadOptions, "setup" | "request"> {
   return {
     setup: `local convos = ${luaStrings(convos.map((convo) => convo.id))}
 local tokens = ${luaStrings(convos.map((convo) => `Bearer ${convo.token}`))}
 local prefix = ${luaString(keyPrefix)}
-local ciphertext = ${luaString(ciphertext)}`,
+local ciphertext = ${luaString(CIPHERTEXT)}`,
     request: `local m = ${replay ? `${replay.first} + (n - 1) % ${replay.count}` : "n"}
   local i = (m * 7919) % #convos + 1
   local body = '{"convoId":"' .. convos[i] .. '","ciphertext":"' .. ciphertext .. '","epoch":0}'

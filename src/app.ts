@@ -41,7 +41,7 @@ const API_SECURITY_HEADERS = {
  * The whole HTTP surface, built from an application context. Entry points only construct the
  * context and hand requests to `app.fetch`.
  *
- * request → known methods → request ids → request log, metrics → secure headers → body limit (declared length only) → request deadline
+ * request → request ids → known methods → request log, metrics → secure headers → body limit (declared length only) → request deadline
  *   → rate limit per address (no token; XRPC methods on a limit of their own) → auth
  *   → rate limit per caller → announce, idempotency (procedures; the body is first read here)
  *   → handler → service → driver
@@ -62,8 +62,8 @@ export function createApp(context: AppContext): Hono {
     return c.json({ error, message: `no such route: ${c.req.method} ${c.req.path}` }, 404);
   });
 
-  app.use(knownMethods());
   app.use(requestIds());
+  app.use(knownMethods());
   app.use(requestLog({ logger: ctx.logger }));
   app.use(ctx.metrics.requests);
   app.use(secureHeaders(API_SECURITY_HEADERS));

@@ -5,14 +5,14 @@ import type { Database, Queryable } from "./db/driver.js";
 import type { StreamEnd } from "./events/convoStream.js";
 import type { CleanupResult } from "./jobs/cleanup.js";
 
+/** Where a replayed answer came from: the answers this process committed (RecentAnswers), or the database. */
+export type ReplaySource = "memory" | "database";
+
 /**
  * The Prometheus metrics of one running server. Each `createMetrics()` has its own registry, so apps
  * built side by side (tests) never share counts; a process (or a Worker isolate) creates one and
  * puts it in every `AppContext` it builds.
  */
-/** Where a replayed answer came from: the answers this process committed (RecentAnswers), or the database. */
-export type ReplaySource = "memory" | "database";
-
 export interface Metrics {
   /** Counts and times every request: `http_requests_total` and `http_request_duration_seconds` by method, route, status. */
   readonly requests: MiddlewareHandler;

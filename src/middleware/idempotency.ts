@@ -123,8 +123,9 @@ function replay(
     throw new XrpcError(422, "IdempotencyKeyReused", "this idempotency key was used with a different request");
   }
   c.get("app").metrics.idempotencyReplay(scope[1], from);
-  // Written by the first request, which announced it: nothing to wake.
+  // Written by the first request, which announced it: nothing to wake (not even what a rolled-back attempt named).
   c.set("announced", true);
+  c.set("changedConvos", undefined);
   return jsonText(c, stored.response, stored.statusCode as ContentfulStatusCode, { "Idempotent-Replayed": "true" });
 }
 

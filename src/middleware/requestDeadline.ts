@@ -27,41 +27,36 @@ const timedOut = () =>
  */
 export function requestDeadline({ ms }: RequestDeadlineOptions): MiddlewareHandler {
   return async function requestDeadline(c, next) {
-    const deadline = new Deadline(performance.now() + ms);
-    c.set("db", new DeadlineBound(c.get("db"), deadline));
+    const at = performance.now() + ms;
+    const passed = () => performance.now() >= at;
+    c.set("db", new DeadlineBound(c.get("db"), passed));
     // For work queued on the request's behalf outside its handle (a batch of sends): none may start once it passed.
-    c.set("deadlinePassed", deadline.passed);
+    c.set("deadlinePassed", passed);
     await next();
   };
-}
-
-class Deadline {
-  constructor(private readonly at: number) {}
-  /** Bound: handed out as a function. */
-  readonly passed = () => performance.now() >= this.at;
 }
 
 /** `db`, refusing to start statements and transactions once the deadline passed. A class: every request makes one. */
 class DeadlineBound implements Queryable {
   constructor(
     private readonly db: Queryable,
-    private readonly deadline: Deadline,
+    private readonly passed: () => boolean,
   ) {}
 
   query<T extends object>(text: string, params?: readonly unknown[]): Promise<T[]> {
-    return this.deadline.passed() ? Promise.reject(timedOut()) : this.db.query<T>(text, params);
+    return this.passed() ? Promise.reject(timedOut()) : this.db.query<T>(text, params);
   }
 
   exec(script: string): Promise<void> {
-    return this.deadline.passed() ? Promise.reject(timedOut()) : this.db.exec(script);
+    return this.passed() ? Promise.reject(timedOut()) : this.db.exec(script);
   }
 
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
-    if (this.deadline.passed()) return Promise.reject(timedOut());
+    if (this.passed()) return Promise.reject(timedOut());
     return this.db.transaction(async (tx) => {
-      const result = await fn(new DeadlineBound(tx, this.deadline));
+      const result = await fn(new DeadlineBound(tx, this.passed));
       // The callback is done; COMMIT would start now.
-      if (this.deadline.passed()) throw timedOut();
+      if (this.passed()) throw timedOut();
       return result;
     });
   }

@@ -26,6 +26,7 @@ describe("GET /metrics", () => {
     const method = `X${unique("M").toUpperCase()}`;
     const refused = await app.request("/health", { method });
     expect(refused.status).toBe(501);
+    expect(refused.headers.get("X-Request-Id")).toBeTruthy();
     expect(await refused.json()).toEqual({ error: "NotImplemented", message: "unknown HTTP method" });
     expect((await app.request("/health", { method: "PATCH" })).status).toBe(404);
     const { text } = await scrape(app);

@@ -1,9 +1,14 @@
-import { ConnectionLostError, DeadlineError, XrpcClientError } from "./errors.js";
+import { ConnectionLostError, DeadlineError, ProtocolError, XrpcClientError } from "./errors.js";
 import { KINDS, type JsonMethodName } from "./methods.js";
 import { withRetry, type RetryOptions } from "./retry.js";
 import { abortable, readText } from "./signals.js";
 import type { Answer } from "./types.js";
 import { fromWire, queryString, toWire } from "./wire.js";
+
+/** An error answer is {error, message}: more than this is not one, and is left unread. */
+const MAX_ERROR_BYTES = 64 * 1024;
+/** Far above any answer the server gives (a page of messages is at most MAX_PAGE_BYTES, 8 MiB by default). */
+const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
 
 const NSID_PREFIX = "blue.catbird.mls.";
 
@@ -67,7 +72,7 @@ export async function send(
     throw new ConnectionLostError(error);
   }
   if (!response.ok) {
-    const text = await readText(response, signal).catch(() => undefined);
+    const text = await readText(response, MAX_ERROR_BYTES, signal).catch(() => undefined);
     signal?.throwIfAborted();
     throw XrpcClientError.of(response, text);
   }
@@ -96,8 +101,8 @@ export function call(
   return withRetry(
     async (signal) => {
       const response = await send(transport, method, payload ? { body: payload, headers } : { query: input }, signal);
-      const text = await readText(response, signal).catch((error: unknown) => {
-        if (signal.aborted) throw error;
+      const text = await readText(response, MAX_ANSWER_BYTES, signal).catch((error: unknown) => {
+        if (signal.aborted || error instanceof ProtocolError) throw error;
         throw new ConnectionLostError(error);
       });
       return {

@@ -69,8 +69,11 @@ export async function* subscribe(
           continue;
         }
         const decoded = decode(event, id);
-        if (event.event !== "info") cursor = decoded.id;
-        delivered = true;
+        // Only an event that moves the cursor counts as progress: a stream of `info` alone reconnects with backoff.
+        if (event.event !== "info") {
+          cursor = decoded.id;
+          delivered = true;
+        }
         yield decoded;
         if (signal?.aborted) return;
       }

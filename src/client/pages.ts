@@ -12,11 +12,11 @@ export async function* allMessages(
 ): AsyncGenerator<Message> {
   let page = (await client.getMessages(input, { signal })).data;
   yield* page.messages;
-  let previous: string | undefined;
+  const seen = new Set<string>();
   while (page.cursor !== undefined) {
-    // A cursor that does not move would loop forever on the same page.
-    if (page.cursor === previous) throw new ProtocolError(`getMessages answered cursor ${page.cursor} again`);
-    previous = page.cursor;
+    // A cursor that comes back (the same, or a cycle of them) would loop forever over the same pages.
+    if (seen.has(page.cursor)) throw new ProtocolError(`getMessages answered cursor ${page.cursor} again`);
+    seen.add(page.cursor);
     const next = { convoId: input.convoId, cursor: page.cursor, limit: input.limit };
     page = (await client.getMessages(next, { signal })).data;
     yield* page.messages;

@@ -3,6 +3,7 @@
  * abort may reach neither the fetch nor the body still being read: everything here is held strongly, by a listener
  * on our signal, and every listener is removed once done (a long-lived caller signal would keep it otherwise).
  */
+import { ProtocolError } from "./errors.js";
 
 /** The longest delay setTimeout takes; a longer one fires at once. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -72,18 +73,27 @@ export function guard(
   };
 }
 
-/** The body's text, read to its end unless `signal` aborts first (which cancels it). */
-export async function readText(response: Response, signal?: AbortSignal): Promise<string> {
+/**
+ * The body's text, read to its end unless `signal` aborts first (which cancels it). A body longer than `maxBytes`
+ * is cancelled and refused (`ProtocolError`): a server cannot make the client hold what it likes.
+ */
+export async function readText(response: Response, maxBytes: number, signal?: AbortSignal): Promise<string> {
   if (!response.body) return "";
   const reader = response.body.getReader();
   const watch = guard(reader, signal);
   const decoder = new TextDecoder();
   let text = "";
+  let bytes = 0;
   try {
     for (;;) {
       const { done, value } = await reader.read();
       signal?.throwIfAborted();
       if (done) return text + decoder.decode();
+      bytes += value.byteLength;
+      if (bytes > maxBytes) {
+        void reader.cancel().catch(() => {});
+        throw new ProtocolError(`the answer is longer than ${maxBytes} bytes`);
+      }
       text += decoder.decode(value, { stream: true });
     }
   } finally {

@@ -70,6 +70,14 @@ describe("event stream faults end the subscription", () => {
     expect(cursors.slice(0, 2)).toEqual(["0", "6"]);
   });
 
+  it("streams that bring only info events are reconnected with the same backoff", async () => {
+    const fake = await answering("text/event-stream", ": open\nid: 0\n\nevent: info\ndata: {}\nid: 0\n\n");
+    const { error } = await follow(fake.url, 1_500);
+    expect(error).toBeUndefined();
+    expect(fake.requests).toBeGreaterThan(2);
+    expect(fake.requests).toBeLessThan(15);
+  });
+
   it("streams that end at once are reconnected with a growing backoff", async () => {
     const fake = await answering("text/event-stream", ": open\nid: 0\n\n");
     const { error } = await follow(fake.url, 1_500);
@@ -112,7 +120,55 @@ describe("the SSE reader on long lines", () => {
   });
 });
 
+describe("answers past their caps", () => {
+  /** A server answering `status` with a body of 1 MiB chunks that never ends; counts the bytes it got out. */
+  async function endlessAnswer(status: number) {
+    let written = 0;
+    const chunk = Buffer.alloc(1024 * 1024, "a");
+    const fake = await fakeServer((_, response) => {
+      response.writeHead(status, { "Content-Type": "application/json" });
+      const more = () => {
+        while (!response.destroyed && response.write(chunk)) written += chunk.length;
+      };
+      response.on("drain", more);
+      more();
+    });
+    close = fake.close;
+    return { url: fake.url, written: () => written };
+  }
+
+  it("refuses an answer longer than 64 MiB instead of holding it", async () => {
+    const fake = await endlessAnswer(200);
+    const client = createClient({ service: fake.url, retry: { deadlineMs: 20_000 } });
+    await expect(client.getConvos({})).rejects.toMatchObject({ name: "ProtocolError" });
+    expect(fake.written()).toBeLessThan(200 * 1024 * 1024);
+  });
+
+  it("leaves an error answer unread past 64 KiB and reports its status", async () => {
+    const fake = await endlessAnswer(400);
+    const client = createClient({ service: fake.url, retry: { deadlineMs: 5_000 } });
+    await expect(client.getConvos({})).rejects.toMatchObject({ name: "XrpcClientError", status: 400 });
+    expect(fake.written()).toBeLessThan(64 * 1024 * 1024);
+  });
+});
+
 describe("allMessages", () => {
+  it("throws when cursors come back in a cycle", async () => {
+    let pages = 0;
+    const client = createClient({
+      service: "http://mls.invalid",
+      fetch: () => {
+        if (++pages > 20) throw new Error("still paging");
+        return Response.json({ messages: [], cursor: pages % 2 ? "5" : "9" });
+      },
+    });
+    const reading = (async () => {
+      for await (const _ of client.allMessages({ convoId: "c1" }));
+    })();
+    await expect(reading).rejects.toMatchObject({ name: "ProtocolError" });
+    expect(pages).toBe(3);
+  });
+
   it("throws when the cursor does not move", async () => {
     let pages = 0;
     const client = createClient({

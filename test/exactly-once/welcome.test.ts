@@ -2,9 +2,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/clock.js";
 import type { Database } from "../../src/db/driver.js";
 import { runCleanup } from "../../src/jobs/cleanup.js";
-import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
+import { randomGroupId, testApp, unique } from "../helpers/context.js";
 import { makeGroupWithCommit, makeKeyPackage } from "../helpers/mls.js";
 import { migratedPglite } from "../helpers/pglite.js";
+import { ownDatabase } from "../helpers/upgrade.js";
 import { clientFor, outcome } from "../helpers/client.js";
 import { xrpc } from "../helpers/xrpc.js";
 
@@ -16,7 +17,9 @@ beforeAll(async () => {
 const GRACE_SECONDS = 300;
 
 const drivers: { name: string; open: () => Promise<Database> }[] = [
-  { name: "postgres.js on real PostgreSQL", open: async () => testDatabase(10) },
+  // A database of its own: the cleanup test below runs with a clock past the grace period, and on the shared
+  // database it would expire the in-flight welcomes of every other file running meanwhile.
+  { name: "postgres.js on real PostgreSQL", open: ownDatabase },
   { name: "PGlite", open: migratedPglite },
 ];
 
@@ -40,7 +43,10 @@ describe.each(drivers)("welcome two-phase commit ($name)", ({ open }) => {
       expires,
     });
     expect(published.status).toBe(200);
-    const [{ hash } = { hash: "" }] = await db.query<{ hash: string }>(`SELECT hash FROM key_packages WHERE owner_did = $1`, [bob]);
+    const [{ hash } = { hash: "" }] = await db.query<{ hash: string }>(
+      `SELECT hash FROM key_packages WHERE owner_did = $1`,
+      [bob],
+    );
     const created = await clientFor(app, alice).createConvo({
       groupId: randomGroupId(),
       cipherSuite: SUITE,
@@ -58,8 +64,9 @@ describe.each(drivers)("welcome two-phase commit ($name)", ({ open }) => {
       [convoId],
     );
   const keyPackageConsumed = async (owner: string) =>
-    (await db.query<{ consumed_at: Date | null }>(`SELECT consumed_at FROM key_packages WHERE owner_did = $1`, [owner]))[0]
-      ?.consumed_at !== null;
+    (
+      await db.query<{ consumed_at: Date | null }>(`SELECT consumed_at FROM key_packages WHERE owner_did = $1`, [owner])
+    )[0]?.consumed_at !== null;
 
   it("fetch, crash, re-fetch within grace gives the same bytes; confirm consumes; then 410", async () => {
     const { app, clock, bob, convoId } = await invite();
@@ -105,7 +112,9 @@ describe.each(drivers)("welcome two-phase commit ($name)", ({ open }) => {
     expect(await welcomeRows(convoId)).toEqual([{ state: "in_flight", error_details: "bad tree" }]);
     expect((await client.getWelcome({ convoId })).status).toBe(200);
     // Raw: details longer than the schema allows (malformed input).
-    const tooLong = await xrpc(app, bob, "confirmWelcome", { body: { convoId, success: false, errorDetails: "x".repeat(1025) } });
+    const tooLong = await xrpc(app, bob, "confirmWelcome", {
+      body: { convoId, success: false, errorDetails: "x".repeat(1025) },
+    });
     expect(tooLong.status).toBe(400);
   });
 
@@ -141,7 +150,12 @@ describe.each(drivers)("welcome two-phase commit ($name)", ({ open }) => {
     await getWelcome(live); // 410, but it was fetched before: expired now
     const freshLive = await invite();
     await getWelcome(freshLive);
-    const result = await runCleanup(db, { now, welcomeGraceSeconds: GRACE_SECONDS, welcomeTtlSeconds: 604_800, retentionDays: 30 });
+    const result = await runCleanup(db, {
+      now,
+      welcomeGraceSeconds: GRACE_SECONDS,
+      welcomeTtlSeconds: 604_800,
+      retentionDays: 30,
+    });
     expect(result.ran && result.welcomesExpired).toBeGreaterThanOrEqual(1);
     expect(await welcomeRows(stale.convoId)).toEqual([{ state: "expired", error_details: null }]);
     expect(await keyPackageConsumed(stale.bob)).toBe(true);

@@ -1,7 +1,7 @@
 import postgres from "postgres";
 import { inject } from "vitest";
 import type { Database } from "../../src/db/driver.js";
-import { migrate } from "../../src/db/migrate.js";
+import { migrate, type Migration } from "../../src/db/migrate.js";
 import { readMigrations } from "../../src/db/migrations-fs.js";
 import { createPostgresDatabase } from "../../src/db/postgres.js";
 import { unique } from "./context.js";
@@ -28,14 +28,8 @@ export interface SchemaBefore {
 export async function schemaBefore(migration: string): Promise<SchemaBefore> {
   const all = await readMigrations();
   if (!all.some((m) => m.name === migration)) throw new Error(`no migration ${migration} in db/migrations`);
-  const admin = postgres(inject("adminUrl"), { max: 1, onnotice: () => {} });
-  const name = unique("mls_upgrade_");
-  await admin.unsafe(`CREATE DATABASE ${name}`);
-  const url = new URL(inject("adminUrl"));
-  url.pathname = `/${name}`;
-  const db = createPostgresDatabase(url.toString(), { max: 2 });
-  await migrate(
-    db,
+  const { db, drop } = await databaseOfItsOwn(
+    "mls_upgrade_",
     all.filter((m) => m.name < migration),
   );
   return {
@@ -45,6 +39,29 @@ export async function schemaBefore(migration: string): Promise<SchemaBefore> {
         db,
         all.filter((m) => m.name <= migration),
       ),
+    drop,
+  };
+}
+
+/**
+ * A migrated database of its own on the test server, dropped when it is closed: for a test that runs cleanup with
+ * a clock ahead, which on the shared database would expire other test files' rows (their in-flight welcomes).
+ */
+export async function ownDatabase(): Promise<Database> {
+  const { db, drop } = await databaseOfItsOwn("mls_own_", await readMigrations());
+  return { ...db, close: drop };
+}
+
+async function databaseOfItsOwn(prefix: string, migrations: Migration[]) {
+  const admin = postgres(inject("adminUrl"), { max: 1, onnotice: () => {} });
+  const name = unique(prefix);
+  await admin.unsafe(`CREATE DATABASE ${name}`);
+  const url = new URL(inject("adminUrl"));
+  url.pathname = `/${name}`;
+  const db = createPostgresDatabase(url.toString(), { max: 10 });
+  await migrate(db, migrations);
+  return {
+    db,
     drop: async () => {
       await db.close();
       await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);

@@ -1,10 +1,11 @@
 # The Node server on PostgreSQL (DATABASE_URL), as a non-root container. See compose.yaml.
 
-# Production dependencies only; none of them needs an install script.
+# Production dependencies only; none of them needs an install script. Our fixes to them (scripts/patches) go on after.
 FROM node:20-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+COPY scripts/patches ./scripts/patches
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npx patch-package --patch-dir scripts/patches
 
 # TypeScript to JavaScript (dist/), with the dev dependencies that takes.
 FROM node:20-bookworm-slim AS build

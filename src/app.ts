@@ -13,6 +13,7 @@ import { metricsAccess } from "./middleware/metricsAccess.js";
 import { onError } from "./middleware/errors.js";
 import { idempotency } from "./middleware/idempotency.js";
 import { clientAddress, rateLimit } from "./middleware/rateLimit.js";
+import { KnownRequests } from "./middleware/knownRequests.js";
 import { RecentAnswers } from "./middleware/recentAnswers.js";
 import { SendCoalescer } from "./services/sendCoalescer.js";
 import { requestDeadline } from "./middleware/requestDeadline.js";
@@ -128,11 +129,14 @@ export function createApp(context: AppContext): Hono {
   });
   const limitCaller = perCaller ? [perCaller] : [];
   const recent = config.IDEMPOTENCY_RECENT_BYTES > 0 ? new RecentAnswers(config.IDEMPOTENCY_RECENT_BYTES) : undefined;
+  const known =
+    config.IDEMPOTENCY_KNOWN_REQUESTS > 0 ? new KnownRequests(config.IDEMPOTENCY_KNOWN_REQUESTS) : undefined;
   const exactlyOnce = (method: XrpcMethod) =>
     idempotency({
       ttlSeconds: config.IDEMPOTENCY_TTL_SECONDS,
       waitMs: config.IDEMPOTENCY_WAIT_MS,
       recent,
+      known,
       once: oncePath(method),
     });
   // Procedures that write conversation events wake its streams after their transaction committed.

@@ -7,6 +7,7 @@ import {
   committedAnswer,
   isTransactionConflict,
   storeAnswer,
+  storedAnswer,
   type KeyClaim,
   type OnceOutcome,
   type Scope,
@@ -16,6 +17,7 @@ import { idempotencyKey as keySchema } from "../schemas.js";
 import { bodyText, jsonBody, jsonText } from "../xrpc.js";
 import { canonicalJson } from "./canonicalJson.js";
 import type { ReplaySource } from "../metrics.js";
+import type { KnownRequests } from "./knownRequests.js";
 import type { RecentAnswers } from "./recentAnswers.js";
 
 export interface IdempotencyOptions {
@@ -25,6 +27,8 @@ export interface IdempotencyOptions {
   waitMs: number;
   /** Answers this process committed, to answer repeats of them without the database (none: always read it). */
   recent?: RecentAnswers;
+  /** The requests this process committed, whose byte-for-byte repeats read their answer by key alone (none: not kept). */
+  known?: KnownRequests;
   /** The route's own claiming write (claim, writes and answer in one statement), tried before the general path. */
   once?: (c: Context, claim: KeyClaim) => Promise<OnceOutcome>;
 }
@@ -50,9 +54,9 @@ class DoNotStore extends Error {}
  * @example
  * app.post("/xrpc/blue.catbird.mls.sendMessage", auth(...), idempotency({ ttlSeconds: 86400, waitMs: 10000 }), handler)
  */
-export function idempotency({ ttlSeconds, waitMs, recent, once }: IdempotencyOptions): MiddlewareHandler {
+export function idempotency({ ttlSeconds, waitMs, recent, known, once }: IdempotencyOptions): MiddlewareHandler {
   return async function idempotency(c, next) {
-    const retried = recent && (await sameBytesReplay(c, recent));
+    const retried = (recent || known) && (await sameBytesReplay(c, recent, known));
     if (retried) return retried;
     const key = await requestKey(c);
     c.set("idempotencyKey", key?.key);
@@ -70,10 +74,12 @@ export function idempotency({ ttlSeconds, waitMs, recent, once }: IdempotencyOpt
       expiresAt: new Date(now.getTime() + ttlSeconds * 1000),
       waitMs,
     };
-    const known = recent?.get(scope, now);
-    if (known) return replay(c, claim, known, "memory");
-    const committed = (answer: StoredAnswer) =>
+    const kept = recent?.get(scope, now);
+    if (kept) return replay(c, claim, kept, "memory");
+    const committed = (answer: StoredAnswer) => {
       recent?.set(scope, { ...answer, bodyHash: sha256Hex(key.body), expiresAt: claim.expiresAt });
+      known?.add(scope, key.body, claim.expiresAt);
+    };
     if (once) {
       const outcome = await once(c, claim);
       if (outcome && "sent" in outcome) {
@@ -132,20 +138,33 @@ function replay(
 const scopeOf = (c: Context, key: string): Scope => [c.get("caller"), c.req.path.slice("/xrpc/".length), key];
 
 /**
- * A client's retry of a request this process answered: the same key in the header and the same body,
- * byte for byte (the typed client sends a retry's body as it sent the first). Answered from memory
- * without parsing or canonicalizing the body: equal bytes are an equal canonical body. Anything else
- * (no such answer here, the key in the body, other bytes) is decided by the general path.
+ * A client's retry of a request this process committed: the same key in the header and the same body,
+ * byte for byte (the typed client sends a retry's body as it sent the first). Equal bytes are an equal
+ * canonical body, so it is answered without parsing or canonicalizing the body: from memory while the
+ * answer is kept (`recent`), else by reading its record by key (`known`). Anything else (a request this
+ * process did not commit, the key in the body, other bytes) is decided by the general path.
  */
-async function sameBytesReplay(c: Context, recent: RecentAnswers): Promise<Response | undefined> {
+async function sameBytesReplay(
+  c: Context,
+  recent: RecentAnswers | undefined,
+  known: KnownRequests | undefined,
+): Promise<Response | undefined> {
   const key = c.req.header("Idempotency-Key");
   if (key === undefined) return undefined;
   const body = await bodyText(c);
   // Read once the body is in: an answer whose record expired meanwhile is no longer the key's.
-  const known = recent.get(scopeOf(c, key), c.get("app").clock.now());
-  if (!known || known.bodyHash !== sha256Hex(body)) return undefined;
+  const now = c.get("app").clock.now();
+  const scope = scopeOf(c, key);
+  const kept = recent?.get(scope, now);
+  if (kept && kept.bodyHash === sha256Hex(body)) {
+    c.set("idempotencyKey", key);
+    return replay(c, { scope, requestHash: kept.requestHash }, kept, "memory");
+  }
+  if (kept || !known?.has(scope, body, now)) return undefined;
+  const stored = await storedAnswer(c.get("db"), scope, now);
+  if (!stored) return undefined;
   c.set("idempotencyKey", key);
-  return replay(c, { scope: scopeOf(c, key), requestHash: known.requestHash }, known, "memory");
+  return replay(c, { scope, requestHash: stored.requestHash }, stored, "database");
 }
 
 interface RequestKey {

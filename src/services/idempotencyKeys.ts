@@ -137,6 +137,21 @@ export async function committedAnswer(db: Queryable, claim: KeyClaim): Promise<S
 }
 
 /**
+ * The committed answer of the key's record, read without a transaction or a lock: undefined when there is none
+ * (not yet committed, expired at `now`, or never written). For a request known to have committed already.
+ */
+export async function storedAnswer(db: Queryable, scope: Scope, now: Date): Promise<StoredAnswer | undefined> {
+  const [stored] = await db.query<{
+    request_hash: string;
+    status_code: number;
+    response: string | null;
+    expired: boolean;
+  }>(STORED_SQL, [...scope, now]);
+  if (!stored || stored.expired || stored.response === null) return undefined;
+  return { requestHash: stored.request_hash, statusCode: stored.status_code, response: stored.response };
+}
+
+/**
  * Stores the handler's answer. The caller need not wait: started on a transaction handle, it is
  * sent together with COMMIT, and the transaction fails if it fails.
  */

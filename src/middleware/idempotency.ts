@@ -17,7 +17,7 @@ import { idempotencyKey as keySchema } from "../schemas.js";
 import { bodyText, jsonBody, jsonText } from "../xrpc.js";
 import { canonicalJson } from "./canonicalJson.js";
 import type { ReplaySource } from "../metrics.js";
-import type { KnownRequests } from "./knownRequests.js";
+import { KnownRequests } from "./knownRequests.js";
 import type { RecentAnswers } from "./recentAnswers.js";
 
 export interface IdempotencyOptions {
@@ -56,8 +56,8 @@ class DoNotStore extends Error {}
  */
 export function idempotency({ ttlSeconds, waitMs, recent, known, once }: IdempotencyOptions): MiddlewareHandler {
   return async function idempotency(c, next) {
-    const retried = (recent || known) && (await sameBytesReplay(c, recent, known));
-    if (retried) return retried;
+    const repeat = await sameBytesReplay(c, recent, known);
+    if (repeat.answer) return repeat.answer;
     const key = await requestKey(c);
     c.set("idempotencyKey", key?.key);
     if (!key) return next();
@@ -78,7 +78,8 @@ export function idempotency({ ttlSeconds, waitMs, recent, known, once }: Idempot
     if (kept) return replay(c, claim, kept, "memory");
     const committed = (answer: StoredAnswer) => {
       recent?.set(scope, { ...answer, bodyHash: sha256Hex(key.body), expiresAt: claim.expiresAt });
-      known?.add(scope, key.body, claim.expiresAt);
+      // sameBytesReplay's fingerprint is this one's: a header key is the request's key (else 400).
+      known?.add(repeat.fingerprint ?? KnownRequests.fingerprint(scope, key.body), claim.expiresAt);
     };
     if (once) {
       const outcome = await once(c, claim);
@@ -148,9 +149,9 @@ async function sameBytesReplay(
   c: Context,
   recent: RecentAnswers | undefined,
   known: KnownRequests | undefined,
-): Promise<Response | undefined> {
+): Promise<{ answer?: Response; fingerprint?: string }> {
   const key = c.req.header("Idempotency-Key");
-  if (key === undefined) return undefined;
+  if (key === undefined || (!recent && !known)) return {};
   const body = await bodyText(c);
   // Read once the body is in: an answer whose record expired meanwhile is no longer the key's.
   const now = c.get("app").clock.now();
@@ -158,13 +159,17 @@ async function sameBytesReplay(
   const kept = recent?.get(scope, now);
   if (kept && kept.bodyHash === sha256Hex(body)) {
     c.set("idempotencyKey", key);
-    return replay(c, { scope, requestHash: kept.requestHash }, kept, "memory");
+    return { answer: replay(c, { scope, requestHash: kept.requestHash }, kept, "memory") };
   }
-  if (kept || !known?.has(scope, body, now)) return undefined;
-  const stored = await storedAnswer(c.get("db"), scope, now);
-  if (!stored) return undefined;
+  if (!known || known.empty) return {};
+  const fingerprint = KnownRequests.fingerprint(scope, body);
+  const expiresAt = kept ? undefined : known.expiryOf(fingerprint, now);
+  // The record as this process committed it: a later record of the key (taken over once this one expired,
+  // maybe while the read waited) has a later expiry, and is not this request's.
+  const stored = expiresAt && (await storedAnswer(c.get("db"), scope, expiresAt));
+  if (!stored) return { fingerprint };
   c.set("idempotencyKey", key);
-  return replay(c, { scope, requestHash: stored.requestHash }, stored, "database");
+  return { answer: replay(c, { scope, requestHash: stored.requestHash }, stored, "database") };
 }
 
 interface RequestKey {

@@ -16,12 +16,21 @@ import { holdRowLock } from "../helpers/rowLock.js";
 
 const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 const SEND = "blue.catbird.mls.sendMessage";
+const RECORD_READ = "SELECT request_hash, status_code, response";
 const db = testDatabase(4);
 afterAll(() => db.close());
 
 describe("known requests (real PostgreSQL)", () => {
   const statements: string[] = [];
-  const counted = withStatementHook(db, async (sql) => void statements.push(sql));
+  /** Runs once, before the next read of a known request's record: what happens while that read waits. */
+  let beforeRecordRead: (() => Promise<void>) | undefined;
+  const counted = withStatementHook(db, async (sql) => {
+    statements.push(sql);
+    if (!beforeRecordRead || !sql.startsWith(RECORD_READ)) return;
+    const run = beforeRecordRead;
+    beforeRecordRead = undefined;
+    await run();
+  });
   const clock = new ManualClock();
   const env = { IDEMPOTENCY_TTL_SECONDS: "60", IDEMPOTENCY_RECENT_BYTES: "0", IDEMPOTENCY_WAIT_MS: "300" };
   const { app } = testApp(counted, env, clock);
@@ -44,7 +53,7 @@ describe("known requests (real PostgreSQL)", () => {
     statements.length = 0;
     const repeat = await send(app, alice, convoId, "k1");
     expect(statements).toHaveLength(1);
-    expect(statements[0]).toMatch(/^SELECT request_hash, status_code, response/);
+    expect(statements[0]!.startsWith(RECORD_READ)).toBe(true);
     expect(repeat.status).toBe(200);
     expect(repeat.data && repeat.replayed).toBe(true);
     expect(repeat.data).toEqual(first.data);
@@ -65,7 +74,7 @@ describe("known requests (real PostgreSQL)", () => {
     expect(reordered.status).toBe(200);
     expect(reordered.headers.get("Idempotent-Replayed")).toBe("true");
     expect(await reordered.json()).toEqual(first.data);
-    expect(statements.some((sql) => sql.startsWith("SELECT request_hash, status_code, response"))).toBe(false);
+    expect(statements.some((sql) => sql.startsWith(RECORD_READ))).toBe(false);
 
     const other = await send(app, alice, convoId, "k2", new Uint8Array([4, 5, 6]));
     expect([other.status, other.error]).toEqual([422, "IdempotencyKeyReused"]);
@@ -93,6 +102,24 @@ describe("known requests (real PostgreSQL)", () => {
     }
   });
 
+  it("never answers with a later record of the key: one taken over while the read waited is not this request's", async () => {
+    const { alice, convoId } = await conversation();
+    const first = await send(app, alice, convoId, "k6");
+    expect(first.status).toBe(200);
+    clock.advance(58_000);
+    let takenOver: Awaited<ReturnType<typeof send>> | undefined;
+    beforeRecordRead = async () => {
+      // The record expires while the retry's read waits (a busy pool), and another request takes the key over.
+      clock.advance(3_000);
+      takenOver = await send(app, alice, convoId, "k6", new Uint8Array([9, 9, 9]));
+    };
+    const retry = await send(app, alice, convoId, "k6");
+    expect(takenOver?.status).toBe(200);
+    expect(takenOver?.data?.messageId).not.toBe(first.data?.messageId);
+    // The general path finds the key holding another request: 422, not the other request's answer.
+    expect([retry.status, retry.error]).toEqual([422, "IdempotencyKeyReused"]);
+  });
+
   it("keeps nothing past the key's expiry: the key is a new action then", async () => {
     const { alice, convoId } = await conversation();
     const first = await send(app, alice, convoId, "k4");
@@ -110,33 +137,40 @@ describe("known requests (real PostgreSQL)", () => {
     statements.length = 0;
     const repeat = await send(forgetful, alice, convoId, "k5");
     expect(repeat.data).toEqual(first.data);
-    expect(statements.some((sql) => sql.startsWith("SELECT request_hash, status_code, response"))).toBe(false);
+    expect(statements.some((sql) => sql.startsWith(RECORD_READ))).toBe(false);
   });
 });
 
 describe("KnownRequests", () => {
-  const scope = (key: string) => ["did:plc:a", SEND, key] as const;
+  const id = (key: string, body = "{}") => KnownRequests.fingerprint(["did:plc:a", SEND, key], body);
   const now = new Date("2026-01-01T00:00:00Z");
-  const later = new Date(now.getTime() + 60_000);
+  const later = new Date(now.getTime() + 60_500);
 
-  it("knows a request by its scope and its exact body until its record's expiry", () => {
+  it("knows a request by its scope and its exact body until its record's expiry, and gives that expiry", () => {
     const known = new KnownRequests(10);
-    known.add(scope("k"), '{"a":1}', later);
-    expect(known.has(scope("k"), '{"a":1}', now)).toBe(true);
-    expect(known.has(scope("k"), '{"a": 1}', now)).toBe(false);
-    expect(known.has(["did:plc:b", SEND, "k"], '{"a":1}', now)).toBe(false);
-    expect(known.has(scope("k"), '{"a":1}', new Date(later.getTime() - 1))).toBe(true);
-    expect(known.has(scope("k"), '{"a":1}', later)).toBe(false);
+    expect(known.empty).toBe(true);
+    known.add(id("k", '{"a":1}'), later);
+    expect(known.empty).toBe(false);
+    expect(known.expiryOf(id("k", '{"a":1}'), now)).toEqual(later);
+    expect(known.expiryOf(id("k", '{"a": 1}'), now)).toBeUndefined();
+    expect(known.expiryOf(KnownRequests.fingerprint(["did:plc:b", SEND, "k"], '{"a":1}'), now)).toBeUndefined();
+    expect(known.expiryOf(id("k", '{"a":1}'), new Date(later.getTime() - 1))).toEqual(later);
+    expect(known.expiryOf(id("k", '{"a":1}'), later)).toBeUndefined();
     // Forgotten once seen expired.
-    expect(known.has(scope("k"), '{"a":1}', now)).toBe(false);
-    // An expiry within a second counts from the second before it: gone a little early, never late.
-    known.add(scope("k"), '{"a":1}', new Date(later.getTime() + 999));
-    expect(known.has(scope("k"), '{"a":1}', later)).toBe(false);
+    expect(known.expiryOf(id("k", '{"a":1}'), now)).toBeUndefined();
   });
 
-  it("holds at most its bound, forgetting the oldest first", () => {
-    const known = new KnownRequests(2);
-    for (const key of ["k1", "k2", "k3"]) known.add(scope(key), "{}", later);
-    expect(["k1", "k2", "k3"].map((key) => known.has(scope(key), "{}", now))).toEqual([false, true, true]);
+  it("holds at most its bound, forgetting the oldest first, a request added again counting as new", () => {
+    const known = new KnownRequests(3);
+    const keys = ["k1", "k2", "k3", "k1", "k4", "k5", "k6", "k7"];
+    for (const key of keys) known.add(id(key), later);
+    const kept = ["k1", "k2", "k3", "k4", "k5", "k6", "k7"].filter((key) => known.expiryOf(id(key), now));
+    expect(kept).toEqual(["k5", "k6", "k7"]);
+    // Past many evictions, and with entries gone meanwhile, still the oldest first.
+    for (let n = 0; n < 1000; n++) known.add(id(`many${n}`), later);
+    known.expiryOf(id("many998"), later);
+    for (const key of ["x1", "x2"]) known.add(id(key), later);
+    const last = ["many997", "many998", "many999", "x1", "x2"].filter((key) => known.expiryOf(id(key), now));
+    expect(last).toEqual(["many999", "x1", "x2"]);
   });
 });

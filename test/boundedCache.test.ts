@@ -28,4 +28,28 @@ describe("BoundedCache", () => {
     cache.set("c", 3, 40);
     expect([cache.get("a"), cache.get("b"), cache.get("c")]).toEqual([1, undefined, 3]);
   });
+
+  it("still drops the oldest first after many evictions, deletions and touches", () => {
+    const cache = new BoundedCache<number>({ maxEntries: 3, maxBytes: 1_000 });
+    for (let n = 0; n < 1000; n++) cache.set(`k${n}`, n, 1);
+    cache.delete("k998");
+    cache.touch("k997");
+    cache.set("x", 0, 1);
+    cache.set("y", 0, 1);
+    expect(["k997", "k998", "k999", "x", "y"].filter((key) => cache.get(key) !== undefined)).toEqual([
+      "k997",
+      "x",
+      "y",
+    ]);
+    // An entry larger than the bound is not kept, and takes nothing else with it beyond what it must.
+    cache.set("huge", 0, 2_000);
+    expect(["k997", "x", "y", "huge"].map((key) => cache.get(key))).toEqual([
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+    ]);
+    cache.set("z", 1, 1);
+    expect(cache.get("z")).toBe(1);
+  });
 });

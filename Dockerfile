@@ -5,7 +5,7 @@ FROM node:20-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY scripts/patches ./scripts/patches
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npx patch-package --patch-dir scripts/patches
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npx patch-package --patch-dir scripts/patches --error-on-fail
 
 # TypeScript to JavaScript (dist/), with the dev dependencies that takes.
 FROM node:20-bookworm-slim AS build

@@ -1,22 +1,29 @@
+import { createRequire } from "node:module";
 import { afterEach, describe, expect, it } from "vitest";
 
 /**
- * postgres.js's internal queue, as scripts/patches/postgres+3.4.9.patch leaves it. Unpatched, a queue that never
- * ran empty (a busy pool's connections) kept a slot for every item ever shifted out, and `remove`, which the pool
- * calls on every query, scanned them all: under steady load each query cost more than the one before (a server
- * profile showed the scan at ~8 µs per request after 50,000 requests).
+ * postgres.js's internal queue, as scripts/patches/postgres+3.4.9.patch leaves it, in each of its three builds (ES
+ * modules for Node and Deno, CommonJS, and the Workers one). Unpatched, a queue that never ran empty (a busy pool's
+ * connections) kept a slot for every item ever shifted out, and `remove`, which the pool calls on every query,
+ * scanned them all: under steady load each query cost more than the one before (a server profile showed the scan
+ * at ~8 µs per request after 50,000 requests).
  */
 type Queue<T> = { readonly length: number; push(x: T): T; shift(): T; remove(x: T): T | null };
-const { default: Queue } = (await import(
-  new URL("../../node_modules/postgres/src/queue.js", import.meta.url).href
-)) as { default: <T>(initial?: T[]) => Queue<T> };
+type MakeQueue = <T>(initial?: T[]) => Queue<T>;
+
+const root = new URL("../../node_modules/postgres/", import.meta.url);
+const builds: [string, MakeQueue][] = [
+  ["src (ES modules)", ((await import(new URL("src/queue.js", root).href)) as { default: MakeQueue }).default],
+  ["cf/src (Workers)", ((await import(new URL("cf/src/queue.js", root).href)) as { default: MakeQueue }).default],
+  ["cjs/src (CommonJS)", createRequire(import.meta.url)(new URL("cjs/src/queue.js", root).pathname) as MakeQueue],
+];
 
 const indexOf = Array.prototype.indexOf;
 afterEach(() => {
   Array.prototype.indexOf = indexOf;
 });
 
-describe("postgres.js queue (patched)", () => {
+describe.each(builds)("postgres.js queue, %s (patched)", (_, Queue) => {
   it("keeps order, removes any item, and stays as long as what it holds when it never runs empty", () => {
     // How long the arrays `remove` searched were: the queue's storage.
     let longest = 0;

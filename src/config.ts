@@ -74,8 +74,8 @@ const configSchema = z.object({
   IDEMPOTENCY_WAIT_MS: int(1).default(10_000),
   // Answers this process committed, kept to answer repeats without the database (bytes; 0: none kept).
   IDEMPOTENCY_RECENT_BYTES: int(0).default(16 * 1024 * 1024),
-  // Requests this process committed, kept as fingerprints (~120 bytes each) after their answers left the above:
-  // a byte-for-byte repeat reads its answer by key, skipping the write path (entries; 0: none kept).
+  // Requests this process committed, kept as fingerprints (32 bytes each, allocated at start) after their answers
+  // left the above: a byte-for-byte repeat reads its answer by key, skipping the write path (entries; 0: none kept).
   IDEMPOTENCY_KNOWN_REQUESTS: int(0).default(131_072),
   WELCOME_GRACE_SECONDS: int(1).default(300),
   RETENTION_DAYS: int(1).default(30),

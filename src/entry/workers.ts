@@ -29,7 +29,8 @@ function workerConfig(env: Env): Config {
   );
   const url =
     vars.DATABASE_DRIVER === "neon" ? vars.DATABASE_URL : (env.HYPERDRIVE?.connectionString ?? vars.DATABASE_URL);
-  const config = loadConfig({ ...vars, DATABASE_URL: url });
+  // An app per request: known requests would be a table allocated per request and never consulted.
+  const config = loadConfig({ IDEMPOTENCY_KNOWN_REQUESTS: "0", ...vars, DATABASE_URL: url });
   if (!config.DATABASE_URL) {
     throw new ConfigError("invalid configuration: bind HYPERDRIVE, or set DATABASE_URL with DATABASE_DRIVER=neon");
   }
@@ -131,7 +132,7 @@ export default {
         welcomeGraceSeconds: config.WELCOME_GRACE_SECONDS,
         welcomeTtlSeconds: config.WELCOME_TTL_SECONDS,
         retentionDays: config.RETENTION_DAYS,
-      rejoinCooldownSeconds: config.REJOIN_COOLDOWN_SECONDS,
+        rejoinCooldownSeconds: config.REJOIN_COOLDOWN_SECONDS,
       });
       metrics.cleanupRan(result);
       logger.info("cleanup", { cron: controller.cron, ...result });

@@ -17,7 +17,7 @@ import { idempotencyKey as keySchema } from "../schemas.js";
 import { bodyText, jsonBody, jsonText } from "../xrpc.js";
 import { canonicalJson } from "./canonicalJson.js";
 import type { ReplaySource } from "../metrics.js";
-import { KnownRequests } from "./knownRequests.js";
+import { KnownRequests, type Fingerprint } from "./knownRequests.js";
 import type { RecentAnswers } from "./recentAnswers.js";
 
 export interface IdempotencyOptions {
@@ -149,7 +149,7 @@ async function sameBytesReplay(
   c: Context,
   recent: RecentAnswers | undefined,
   known: KnownRequests | undefined,
-): Promise<{ answer?: Response; fingerprint?: string }> {
+): Promise<{ answer?: Response; fingerprint?: Fingerprint }> {
   const key = c.req.header("Idempotency-Key");
   if (key === undefined || (!recent && !known)) return {};
   const body = await bodyText(c);

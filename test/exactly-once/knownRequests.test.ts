@@ -156,21 +156,41 @@ describe("KnownRequests", () => {
     expect(known.expiryOf(KnownRequests.fingerprint(["did:plc:b", SEND, "k"], '{"a":1}'), now)).toBeUndefined();
     expect(known.expiryOf(id("k", '{"a":1}'), new Date(later.getTime() - 1))).toEqual(later);
     expect(known.expiryOf(id("k", '{"a":1}'), later)).toBeUndefined();
-    // Forgotten once seen expired.
-    expect(known.expiryOf(id("k", '{"a":1}'), now)).toBeUndefined();
+    // Added again (a new record of the key): the new expiry.
+    const again = new Date(later.getTime() + 60_000);
+    known.add(id("k", '{"a":1}'), again);
+    expect(known.expiryOf(id("k", '{"a":1}'), later)).toEqual(again);
   });
 
-  it("holds at most its bound, forgetting the oldest first, a request added again counting as new", () => {
+  it("holds at most its capacity, forgetting the oldest first", () => {
     const known = new KnownRequests(3);
-    const keys = ["k1", "k2", "k3", "k1", "k4", "k5", "k6", "k7"];
-    for (const key of keys) known.add(id(key), later);
-    const kept = ["k1", "k2", "k3", "k4", "k5", "k6", "k7"].filter((key) => known.expiryOf(id(key), now));
-    expect(kept).toEqual(["k5", "k6", "k7"]);
-    // Past many evictions, and with entries gone meanwhile, still the oldest first.
-    for (let n = 0; n < 1000; n++) known.add(id(`many${n}`), later);
-    known.expiryOf(id("many998"), later);
-    for (const key of ["x1", "x2"]) known.add(id(key), later);
-    const last = ["many997", "many998", "many999", "x1", "x2"].filter((key) => known.expiryOf(id(key), now));
-    expect(last).toEqual(["many999", "x1", "x2"]);
+    for (const key of ["k1", "k2", "k3", "k1", "k4", "k5"]) known.add(id(key), later);
+    const kept = ["k1", "k2", "k3", "k4", "k5"].filter((key) => known.expiryOf(id(key), now));
+    expect(kept).toEqual(["k3", "k4", "k5"]);
+  });
+
+  it("agrees with a plain model over many adds, re-adds and lookups (its index survives every eviction)", () => {
+    const capacity = 64;
+    const known = new KnownRequests(capacity);
+    // The model: fingerprints by key in the order first added, each with its latest expiry.
+    const model = new Map<string, number>();
+    let seed = 42;
+    const random = (below: number) => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed % below;
+    };
+    for (let step = 0; step < 20_000; step++) {
+      const key = `k${random(300)}`;
+      if (random(3) === 0) {
+        const expected = model.get(key);
+        expect(known.expiryOf(id(key), now)?.getTime()).toBe(expected);
+        continue;
+      }
+      const expiry = now.getTime() + 1 + random(1_000_000);
+      if (!model.has(key) && model.size === capacity) model.delete(model.keys().next().value!);
+      model.set(key, expiry);
+      known.add(id(key), new Date(expiry));
+    }
+    for (let n = 0; n < 300; n++) expect(known.expiryOf(id(`k${n}`), now)?.getTime()).toBe(model.get(`k${n}`));
   });
 });

@@ -29,5 +29,5 @@ USER node
 EXPOSE 3000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch(`http://127.0.0.1:${process.env.PORT}/health/ready`).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-# The heap cap and one WebAssembly compile task of `npm start` (see package.json and the README on memory).
-CMD ["node", "--max-old-space-size=1024", "--wasm-num-compilation-tasks=1", "dist/entry/node.js"]
+# The heap caps and one WebAssembly compile task of `npm start` (see package.json and the README on memory).
+CMD ["node", "--max-old-space-size=1024", "--max-semi-space-size=8", "--wasm-num-compilation-tasks=1", "dist/entry/node.js"]

@@ -15,7 +15,8 @@ export interface BenchServer {
 /**
  * The node arguments of `npm start` (package.json), so the bench measures the process as deployed: its
  * `--max-old-space-size` caps the heap, which also makes V8 collect the old generation at ~1.6x the live
- * heap instead of ~4x (RSS under load about 160 MB instead of 300-450 MB); its `--wasm-num-compilation-tasks=1`
+ * heap instead of ~4x (RSS under load about 160 MB instead of 300-450 MB), and `--max-semi-space-size` the young
+ * generation's; its `--wasm-num-compilation-tasks=1`
  * gives V8 one WebAssembly compile task instead of up to 128: on PGlite each task's thread kept the
  * compiler's memory in its own malloc arena (30-50 MB of RSS at ready).
  */

@@ -76,7 +76,7 @@ const configSchema = z.object({
   IDEMPOTENCY_RECENT_BYTES: int(0).default(16 * 1024 * 1024),
   // Requests this process committed, kept as fingerprints (32 bytes each, allocated at start) after their answers
   // left the above: a byte-for-byte repeat reads its answer by key, skipping the write path (entries; 0: none kept).
-  IDEMPOTENCY_KNOWN_REQUESTS: int(0).default(131_072),
+  IDEMPOTENCY_KNOWN_REQUESTS: int(0).max(8 * 1024 * 1024).default(131_072),
   WELCOME_GRACE_SECONDS: int(1).default(300),
   RETENTION_DAYS: int(1).default(30),
   CLEANUP_INTERVAL_SECONDS: int(0).default(300),

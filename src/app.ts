@@ -16,6 +16,7 @@ import { clientAddress, rateLimit } from "./middleware/rateLimit.js";
 import { KnownRequests } from "./middleware/knownRequests.js";
 import { RecentAnswers } from "./middleware/recentAnswers.js";
 import { SendCoalescer } from "./services/sendCoalescer.js";
+import { StoredAnswerReads } from "./services/storedAnswerReads.js";
 import { requestDeadline } from "./middleware/requestDeadline.js";
 import { requestIds } from "./middleware/requestId.js";
 import { requestLog } from "./middleware/requestLog.js";
@@ -131,12 +132,14 @@ export function createApp(context: AppContext): Hono {
   const recent = config.IDEMPOTENCY_RECENT_BYTES > 0 ? new RecentAnswers(config.IDEMPOTENCY_RECENT_BYTES) : undefined;
   const known =
     config.IDEMPOTENCY_KNOWN_REQUESTS > 0 ? new KnownRequests(config.IDEMPOTENCY_KNOWN_REQUESTS) : undefined;
+  const records = known && new StoredAnswerReads(ctx.db);
   const exactlyOnce = (method: XrpcMethod) =>
     idempotency({
       ttlSeconds: config.IDEMPOTENCY_TTL_SECONDS,
       waitMs: config.IDEMPOTENCY_WAIT_MS,
       recent,
       known,
+      records,
       once: oncePath(method),
     });
   // Procedures that write conversation events wake its streams after their transaction committed.

@@ -7,7 +7,6 @@ import {
   committedAnswer,
   isTransactionConflict,
   storeAnswer,
-  storedAnswer,
   type KeyClaim,
   type OnceOutcome,
   type Scope,
@@ -19,6 +18,7 @@ import { canonicalJson } from "./canonicalJson.js";
 import type { ReplaySource } from "../metrics.js";
 import { KnownRequests, type Fingerprint } from "./knownRequests.js";
 import type { RecentAnswers } from "./recentAnswers.js";
+import type { StoredAnswerReads } from "../services/storedAnswerReads.js";
 
 export interface IdempotencyOptions {
   /** How long a stored response is replayed. */
@@ -29,6 +29,8 @@ export interface IdempotencyOptions {
   recent?: RecentAnswers;
   /** The requests this process committed, whose byte-for-byte repeats read their answer by key alone (none: not kept). */
   known?: KnownRequests;
+  /** Where those repeats read their answers (needed with `known`). */
+  records?: StoredAnswerReads;
   /** The route's own claiming write (claim, writes and answer in one statement), tried before the general path. */
   once?: (c: Context, claim: KeyClaim) => Promise<OnceOutcome>;
 }
@@ -54,9 +56,16 @@ class DoNotStore extends Error {}
  * @example
  * app.post("/xrpc/blue.catbird.mls.sendMessage", auth(...), idempotency({ ttlSeconds: 86400, waitMs: 10000 }), handler)
  */
-export function idempotency({ ttlSeconds, waitMs, recent, known, once }: IdempotencyOptions): MiddlewareHandler {
+export function idempotency({
+  ttlSeconds,
+  waitMs,
+  recent,
+  known,
+  records,
+  once,
+}: IdempotencyOptions): MiddlewareHandler {
   return async function idempotency(c, next) {
-    const repeat = await sameBytesReplay(c, recent, known);
+    const repeat = await sameBytesReplay(c, recent, known && records && { known, records });
     if (repeat.answer) return repeat.answer;
     const key = await requestKey(c);
     c.set("idempotencyKey", key?.key);
@@ -148,10 +157,10 @@ const scopeOf = (c: Context, key: string): Scope => [c.get("caller"), c.req.path
 async function sameBytesReplay(
   c: Context,
   recent: RecentAnswers | undefined,
-  known: KnownRequests | undefined,
+  committed: { known: KnownRequests; records: StoredAnswerReads } | undefined,
 ): Promise<{ answer?: Response; fingerprint?: Fingerprint }> {
   const key = c.req.header("Idempotency-Key");
-  if (key === undefined || (!recent && !known)) return {};
+  if (key === undefined || (!recent && !committed)) return {};
   const body = await bodyText(c);
   // Read once the body is in: an answer whose record expired meanwhile is no longer the key's.
   const now = c.get("app").clock.now();
@@ -161,12 +170,14 @@ async function sameBytesReplay(
     c.set("idempotencyKey", key);
     return { answer: replay(c, { scope, requestHash: kept.requestHash }, kept, "memory") };
   }
-  if (!known || known.empty) return {};
+  if (!committed || committed.known.empty) return {};
   const fingerprint = KnownRequests.fingerprint(scope, body);
-  const expiresAt = kept ? undefined : known.expiryOf(fingerprint, now);
+  const expiresAt = kept ? undefined : committed.known.expiryOf(fingerprint, now);
+  // Past its deadline a request starts no statement: the general path answers it.
+  if (!expiresAt || c.get("deadlinePassed")()) return { fingerprint };
   // The record as this process committed it: a later record of the key (taken over once this one expired,
   // maybe while the read waited) has a later expiry, and is not this request's.
-  const stored = expiresAt && (await storedAnswer(c.get("db"), scope, expiresAt));
+  const stored = await committed.records.read(scope, expiresAt);
   if (!stored) return { fingerprint };
   c.set("idempotencyKey", key);
   return { answer: replay(c, { scope, requestHash: stored.requestHash }, stored, "database") };

@@ -136,22 +136,6 @@ export async function committedAnswer(db: Queryable, claim: KeyClaim): Promise<S
   }
 }
 
-const STORED_RECORD_SQL = `SELECT request_hash, status_code, response FROM idempotency_keys
- WHERE caller_did = $1 AND method = $2 AND key = $3 AND expires_at = $4 AND response IS NOT NULL`;
-
-/**
- * The committed answer of the key's record that expires at `expiresAt` (which tells one record of a key from a
- * later one), read without a transaction or a lock: undefined when there is none (not committed, taken over,
- * removed). For a request known to have committed that record.
- */
-export async function storedAnswer(db: Queryable, scope: Scope, expiresAt: Date): Promise<StoredAnswer | undefined> {
-  const [stored] = await db.query<{ request_hash: string; status_code: number; response: string }>(STORED_RECORD_SQL, [
-    ...scope,
-    expiresAt,
-  ]);
-  return stored && { requestHash: stored.request_hash, statusCode: stored.status_code, response: stored.response };
-}
-
 /**
  * Stores the handler's answer. The caller need not wait: started on a transaction handle, it is
  * sent together with COMMIT, and the transaction fails if it fails.

@@ -9,6 +9,7 @@ import { ManualClock } from "../../src/clock.js";
 import { ADVISORY_LOCK } from "../../src/db/advisoryLocks.js";
 import { KnownRequests } from "../../src/middleware/knownRequests.js";
 import { keyLockId } from "../../src/services/idempotencyKeys.js";
+import { STORED_ANSWERS_SQL } from "../../src/services/storedAnswerReads.js";
 import { randomGroupId, testApp, testDatabase, tokenFor, unique } from "../helpers/context.js";
 import { withStatementHook } from "../helpers/faults.js";
 import { clientFor, outcome } from "../helpers/client.js";
@@ -16,7 +17,7 @@ import { holdRowLock } from "../helpers/rowLock.js";
 
 const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 const SEND = "blue.catbird.mls.sendMessage";
-const RECORD_READ = "SELECT request_hash, status_code, response";
+const RECORD_READ = STORED_ANSWERS_SQL;
 const db = testDatabase(4);
 afterAll(() => db.close());
 
@@ -57,6 +58,19 @@ describe("known requests (real PostgreSQL)", () => {
     expect(repeat.status).toBe(200);
     expect(repeat.data && repeat.replayed).toBe(true);
     expect(repeat.data).toEqual(first.data);
+  });
+
+  it("reads the records of concurrent repeats together, each its own answer", async () => {
+    const { alice, convoId } = await conversation();
+    const keys = Array.from({ length: 20 }, (_, n) => `batch${n}`);
+    const firsts = await Promise.all(keys.map((key, n) => send(app, alice, convoId, key, new Uint8Array([n + 1]))));
+    statements.length = 0;
+    const repeats = await Promise.all(keys.map((key, n) => send(app, alice, convoId, key, new Uint8Array([n + 1]))));
+    expect(repeats.map((repeat) => repeat.data && repeat.replayed)).toEqual(keys.map(() => true));
+    expect(repeats.map((repeat) => repeat.data)).toEqual(firsts.map((first) => first.data));
+    // Only record reads, and fewer statements than repeats: one starts at once, the rest wait for it together.
+    expect(statements.every((sql) => sql === RECORD_READ)).toBe(true);
+    expect(statements.length).toBeLessThan(keys.length);
   });
 
   it("takes the general path for other bytes: the same request reordered replays, another one is 422", async () => {

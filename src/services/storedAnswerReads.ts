@@ -1,0 +1,73 @@
+import type { Queryable } from "../db/driver.js";
+import type { Scope, StoredAnswer } from "./idempotencyKeys.js";
+
+/**
+ * Each item's committed record of (caller, method, key) that expires at `x` exactly (one record of a key, not a
+ * later one), found by index through a LATERAL lookup per item; `n` is the item's position. Items with no such
+ * record (not committed, taken over, removed) return no row.
+ */
+export const STORED_ANSWERS_SQL = `SELECT r.n, k.request_hash, k.status_code, k.response
+  FROM jsonb_to_recordset($1::text::jsonb) AS r(n int, s text, m text, k text, x timestamptz)
+  CROSS JOIN LATERAL (
+    SELECT k.request_hash, k.status_code, k.response FROM idempotency_keys k
+     WHERE k.caller_did = r.s AND k.method = r.m AND k.key = r.k AND k.expires_at = r.x AND k.response IS NOT NULL
+  ) k`;
+
+interface Pending {
+  scope: Scope;
+  expiresAt: Date;
+  settle(answer: StoredAnswer | undefined): void;
+  fail(error: unknown): void;
+}
+
+/**
+ * Reads of committed idempotency records (the repeats `KnownRequests` recognises), many to a statement: a read
+ * arriving while none is in flight starts one at once, and reads arriving meanwhile form the next, up to
+ * `maxItems`. One statement per batch instead of one per repeat: each statement cost the server a socket write
+ * and a read of its own. Reads only, on the pool, outside any transaction.
+ *
+ * @example
+ * const reads = new StoredAnswerReads(db);
+ * const stored = await reads.read([caller, method, key], expiresAt); // undefined: no such record
+ */
+export class StoredAnswerReads {
+  private queue: Pending[] = [];
+  private reading = false;
+
+  constructor(
+    private readonly db: Queryable,
+    private readonly maxItems = 256,
+  ) {}
+
+  /** The answer of the key's record that expires at `expiresAt`, or undefined when there is none. */
+  read(scope: Scope, expiresAt: Date): Promise<StoredAnswer | undefined> {
+    return new Promise((settle, fail) => {
+      this.queue.push({ scope, expiresAt, settle, fail });
+      if (this.reading) return;
+      this.reading = true;
+      // Not a timer: reads made in this turn of the event loop join the first statement, and none waits.
+      queueMicrotask(() => void this.drain());
+    });
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0, this.maxItems);
+      try {
+        const items = batch.map(({ scope: [s, m, k], expiresAt }, n) => ({ n, s, m, k, x: expiresAt.toISOString() }));
+        const rows = await this.db.query<{ n: number; request_hash: string; status_code: number; response: string }>(
+          STORED_ANSWERS_SQL,
+          [JSON.stringify(items)],
+        );
+        const found = new Map(rows.map((row) => [row.n, row]));
+        batch.forEach((item, n) => {
+          const row = found.get(n);
+          item.settle(row && { requestHash: row.request_hash, statusCode: row.status_code, response: row.response });
+        });
+      } catch (error) {
+        for (const item of batch) item.fail(error);
+      }
+    }
+    this.reading = false;
+  }
+}

@@ -173,11 +173,11 @@ async function sameBytesReplay(
   if (!committed || committed.known.empty) return {};
   const fingerprint = KnownRequests.fingerprint(scope, body);
   const expiresAt = kept ? undefined : committed.known.expiryOf(fingerprint, now);
-  // Past its deadline a request starts no statement: the general path answers it.
-  if (!expiresAt || c.get("deadlinePassed")()) return { fingerprint };
+  if (!expiresAt) return { fingerprint };
   // The record as this process committed it: a later record of the key (taken over once this one expired,
-  // maybe while the read waited) has a later expiry, and is not this request's.
-  const stored = await committed.records.read(scope, expiresAt);
+  // maybe while the read waited) has a later expiry, and is not this request's. A read past the request's
+  // deadline, or one whose statement failed (with others' reads in it), leaves the request to the general path.
+  const stored = await committed.records.read(scope, expiresAt, c.get("deadlinePassed")).catch(() => undefined);
   if (!stored) return { fingerprint };
   c.set("idempotencyKey", key);
   return { answer: replay(c, { scope, requestHash: stored.requestHash }, stored, "database") };

@@ -16,6 +16,7 @@ export const STORED_ANSWERS_SQL = `SELECT r.n, k.request_hash, k.status_code, k.
 interface Pending {
   scope: Scope;
   expiresAt: Date;
+  deadlinePassed(): boolean;
   settle(answer: StoredAnswer | undefined): void;
   fail(error: unknown): void;
 }
@@ -28,7 +29,7 @@ interface Pending {
  *
  * @example
  * const reads = new StoredAnswerReads(db);
- * const stored = await reads.read([caller, method, key], expiresAt); // undefined: no such record
+ * const stored = await reads.read([caller, method, key], expiresAt, deadlinePassed); // undefined: none (or too late)
  */
 export class StoredAnswerReads {
   private queue: Pending[] = [];
@@ -39,10 +40,13 @@ export class StoredAnswerReads {
     private readonly maxItems = 256,
   ) {}
 
-  /** The answer of the key's record that expires at `expiresAt`, or undefined when there is none. */
-  read(scope: Scope, expiresAt: Date): Promise<StoredAnswer | undefined> {
+  /**
+   * The answer of the key's record that expires at `expiresAt`, or undefined when there is none, or when the
+   * request's deadline passed before its read could start (nothing read then: the caller's general path answers).
+   */
+  read(scope: Scope, expiresAt: Date, deadlinePassed: () => boolean): Promise<StoredAnswer | undefined> {
     return new Promise((settle, fail) => {
-      this.queue.push({ scope, expiresAt, settle, fail });
+      this.queue.push({ scope, expiresAt, deadlinePassed, settle, fail });
       if (this.reading) return;
       this.reading = true;
       // Not a timer: reads made in this turn of the event loop join the first statement, and none waits.
@@ -51,7 +55,7 @@ export class StoredAnswerReads {
   }
 
   private async drain(): Promise<void> {
-    while (this.queue.length > 0) {
+    while (this.dropLate() > 0) {
       const batch = this.queue.splice(0, this.maxItems);
       try {
         const items = batch.map(({ scope: [s, m, k], expiresAt }, n) => ({ n, s, m, k, x: expiresAt.toISOString() }));
@@ -69,5 +73,15 @@ export class StoredAnswerReads {
       }
     }
     this.reading = false;
+  }
+
+  /** Reads whose request's deadline passed while they waited start no statement. Returns how many are left. */
+  private dropLate(): number {
+    this.queue = this.queue.filter((item) => {
+      if (!item.deadlinePassed()) return true;
+      item.settle(undefined);
+      return false;
+    });
+    return this.queue.length;
   }
 }

@@ -9,7 +9,7 @@ import { ManualClock } from "../../src/clock.js";
 import { ADVISORY_LOCK } from "../../src/db/advisoryLocks.js";
 import { KnownRequests } from "../../src/middleware/knownRequests.js";
 import { keyLockId } from "../../src/services/idempotencyKeys.js";
-import { STORED_ANSWERS_SQL } from "../../src/services/storedAnswerReads.js";
+import { STORED_ANSWERS_SQL, StoredAnswerReads } from "../../src/services/storedAnswerReads.js";
 import { randomGroupId, testApp, testDatabase, tokenFor, unique } from "../helpers/context.js";
 import { withStatementHook } from "../helpers/faults.js";
 import { clientFor, outcome } from "../helpers/client.js";
@@ -71,6 +71,25 @@ describe("known requests (real PostgreSQL)", () => {
     // Only record reads, and fewer statements than repeats: one starts at once, the rest wait for it together.
     expect(statements.every((sql) => sql === RECORD_READ)).toBe(true);
     expect(statements.length).toBeLessThan(keys.length);
+  });
+
+  it("answers by the general path when the read's statement fails, and reads nothing for a request past its deadline", async () => {
+    const { alice, convoId } = await conversation();
+    const first = await send(app, alice, convoId, "k7");
+    beforeRecordRead = async () => {
+      throw new Error("connection lost");
+    };
+    statements.length = 0;
+    const repeat = await send(app, alice, convoId, "k7");
+    expect(repeat.data && repeat.replayed).toBe(true);
+    expect(repeat.data).toEqual(first.data);
+    expect(statements.filter((sql) => sql !== RECORD_READ).length).toBeGreaterThan(0);
+
+    statements.length = 0;
+    const reads = new StoredAnswerReads(counted);
+    const [caller, expiresAt] = [alice, new Date(clock.now().getTime() + 60_000)];
+    await expect(reads.read([caller, SEND, "k7"], expiresAt, () => true)).resolves.toBeUndefined();
+    expect(statements).toEqual([]);
   });
 
   it("takes the general path for other bytes: the same request reordered replays, another one is 422", async () => {

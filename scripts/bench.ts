@@ -18,7 +18,7 @@ import { measureEmbeddedStart, type EmbeddedStart } from "./bench/embedded.js";
 import { describeFanout, fanout, fanoutRow, type FanoutResult } from "./bench/fanout.js";
 import { cpuUsPerRequest, load, type LoadResult } from "./bench/load.js";
 import { replayScenarios, type SendRun } from "./bench/replay.js";
-import { readRequests, sendPlan, sendRequests } from "./bench/requests.js";
+import { readRequests, sendPlan, sendRequests, type SendPlan } from "./bench/requests.js";
 import { bestPgbench, pgbench, type PgbenchResult } from "./bench/pgbench.js";
 import { printTable, writeResults, type ScenarioRow } from "./bench/report.js";
 import { selectScenarios } from "./bench/scenarios.js";
@@ -204,30 +204,21 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
       token: tokens.get(String(i + 1))!,
     }));
     const spreadPlan = sendPlan("spread", spreadConvos);
+    /** Scenario 1's load: keyed sends over the spread conversations for `seconds`, as `plan` builds them. */
+    const spreadLoad = (title: string, seconds: number, plan: SendPlan) =>
+      load({ title, url: server!.url, connections: CONNECTIONS, durationSeconds: seconds, ...sendRequests(plan) });
     let peakRss = 0;
     let spread: LoadResult | undefined;
     let hot: SendRun | undefined;
     if (run.has("send")) {
       // Unmeasured, like the warm-up above: the send path's first seconds (its JIT, the batch statement's plan on
       // each connection) are no steady state either; in a 3 s --quick run they cost scenario 1 half its throughput.
-      await load({
-        title: "send warm-up",
-        url: server.url,
-        connections: CONNECTIONS,
-        durationSeconds: 2,
-        ...sendRequests(sendPlan("warm", spreadConvos)),
-      });
+      await spreadLoad("send warm-up", 2, sendPlan("warm", spreadConvos));
       const sampler = setInterval(async () => {
         peakRss = Math.max(peakRss, await server!.rss().catch(() => 0));
       }, 200);
       const spreadRun = await batchesDuring(server, METRICS_TOKEN, plan.seconds, () =>
-        load({
-          title: "sendMessage spread",
-          url: server!.url,
-          connections: CONNECTIONS,
-          durationSeconds: plan.seconds,
-          ...sendRequests(spreadPlan),
-        }),
+        spreadLoad("sendMessage spread", plan.seconds, spreadPlan),
       );
       clearInterval(sampler);
       spread = spreadRun.result;
@@ -326,13 +317,7 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
         log("soak: 5 minutes of scenario 1 load");
         const rssAt: number[] = [];
         const soakSampler = setInterval(async () => rssAt.push(await server!.rss()), 60_000);
-        await load({
-          title: "soak",
-          url: server.url,
-          connections: CONNECTIONS,
-          durationSeconds: 300,
-          ...sendRequests(sendPlan("soak", spreadConvos)),
-        });
+        await spreadLoad("soak", 300, sendPlan("soak", spreadConvos));
         clearInterval(soakSampler);
         memory.rssAfter1MinMb = (rssAt[0] ?? 0) / 2 ** 20;
         memory.rssAfter5MinMb = (rssAt[rssAt.length - 1] ?? 0) / 2 ** 20;

@@ -150,35 +150,22 @@ describe("answers past their caps", () => {
 });
 
 describe("allMessages", () => {
-  it("throws when cursors come back in a cycle", async () => {
+  it.each([
+    { when: "cursors come back in a cycle", cursor: (page: number) => (page % 2 ? "5" : "9"), pages: 3 },
+    { when: "the cursor does not move", cursor: () => "5", pages: 2 },
+  ])("throws when $when", async ({ cursor, pages: expected }) => {
     let pages = 0;
     const client = createClient({
       service: "http://mls.invalid",
       fetch: () => {
         if (++pages > 20) throw new Error("still paging");
-        return Response.json({ messages: [], cursor: pages % 2 ? "5" : "9" });
+        return Response.json({ messages: [], cursor: cursor(pages) });
       },
     });
     const reading = (async () => {
       for await (const _ of client.allMessages({ convoId: "c1" }));
     })();
     await expect(reading).rejects.toMatchObject({ name: "ProtocolError" });
-    expect(pages).toBe(3);
-  });
-
-  it("throws when the cursor does not move", async () => {
-    let pages = 0;
-    const client = createClient({
-      service: "http://mls.invalid",
-      fetch: () => {
-        if (++pages > 20) throw new Error("still paging");
-        return Response.json({ messages: [], cursor: "5" });
-      },
-    });
-    const reading = (async () => {
-      for await (const _ of client.allMessages({ convoId: "c1" }));
-    })();
-    await expect(reading).rejects.toMatchObject({ name: "ProtocolError" });
-    expect(pages).toBe(2);
+    expect(pages).toBe(expected);
   });
 });

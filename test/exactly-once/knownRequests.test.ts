@@ -10,12 +10,11 @@ import { ADVISORY_LOCK } from "../../src/db/advisoryLocks.js";
 import { KnownRequests } from "../../src/middleware/knownRequests.js";
 import { keyLockId } from "../../src/services/idempotencyKeys.js";
 import { STORED_ANSWERS_SQL, StoredAnswerReads } from "../../src/services/storedAnswerReads.js";
-import { randomGroupId, testApp, testDatabase, tokenFor, unique } from "../helpers/context.js";
+import { testApp, testDatabase, tokenFor } from "../helpers/context.js";
 import { withStatementHook } from "../helpers/faults.js";
-import { clientFor, outcome } from "../helpers/client.js";
 import { holdRowLock } from "../helpers/rowLock.js";
+import { keyedSend, soloConversation } from "./fixtures.js";
 
-const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 const SEND = "blue.catbird.mls.sendMessage";
 const RECORD_READ = STORED_ANSWERS_SQL;
 const db = testDatabase(4);
@@ -35,17 +34,9 @@ describe("known requests (real PostgreSQL)", () => {
   const clock = new ManualClock();
   const env = { IDEMPOTENCY_TTL_SECONDS: "60", IDEMPOTENCY_RECENT_BYTES: "0", IDEMPOTENCY_WAIT_MS: "300" };
   const { app } = testApp(counted, env, clock);
-  type App = typeof app;
 
-  const send = (on: App, did: string, convoId: string, key: string, ciphertext = new Uint8Array([1, 2, 3])) =>
-    outcome(clientFor(on, did).sendMessage({ convoId, ciphertext, epoch: 0 }, { idempotencyKey: key }));
-
-  async function conversation() {
-    const alice = unique("did:plc:known");
-    const created = await clientFor(app, alice).createConvo({ groupId: randomGroupId(), cipherSuite: SUITE });
-    expect(created.status).toBe(200);
-    return { alice, convoId: created.data.id };
-  }
+  const send = keyedSend;
+  const conversation = () => soloConversation(app, "did:plc:known");
 
   it("answers a byte-for-byte repeat with one read of its record, the same answer", async () => {
     const { alice, convoId } = await conversation();

@@ -5,11 +5,10 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/clock.js";
-import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
+import { testApp, testDatabase } from "../helpers/context.js";
 import { withStatementHook } from "../helpers/faults.js";
-import { clientFor, outcome } from "../helpers/client.js";
+import { keyedSend, soloConversation } from "./fixtures.js";
 
-const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 const db = testDatabase(4);
 afterAll(() => db.close());
 
@@ -20,15 +19,8 @@ describe("recent answers (real PostgreSQL)", () => {
   const env = { IDEMPOTENCY_TTL_SECONDS: "60" };
   const { app } = testApp(counted, env, clock);
 
-  const send = (on: typeof app, did: string, convoId: string, key: string, ciphertext = new Uint8Array([1, 2, 3])) =>
-    outcome(clientFor(on, did).sendMessage({ convoId, ciphertext, epoch: 0 }, { idempotencyKey: key }));
-
-  async function conversation() {
-    const alice = unique("did:plc:recent");
-    const created = await clientFor(app, alice).createConvo({ groupId: randomGroupId(), cipherSuite: SUITE });
-    expect(created.status).toBe(200);
-    return { alice, convoId: created.data.id };
-  }
+  const send = keyedSend;
+  const conversation = () => soloConversation(app, "did:plc:recent");
 
   it("answers a repeat of its own committed answer without a statement, byte for byte", async () => {
     const { alice, convoId } = await conversation();

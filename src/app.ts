@@ -131,15 +131,15 @@ export function createApp(context: AppContext): Hono {
   const limitCaller = perCaller ? [perCaller] : [];
   const recent = config.IDEMPOTENCY_RECENT_BYTES > 0 ? new RecentAnswers(config.IDEMPOTENCY_RECENT_BYTES) : undefined;
   const known =
-    config.IDEMPOTENCY_KNOWN_REQUESTS > 0 ? new KnownRequests(config.IDEMPOTENCY_KNOWN_REQUESTS) : undefined;
-  const records = known && new StoredAnswerReads(ctx.db);
+    config.IDEMPOTENCY_KNOWN_REQUESTS > 0
+      ? { requests: new KnownRequests(config.IDEMPOTENCY_KNOWN_REQUESTS), records: new StoredAnswerReads(ctx.db) }
+      : undefined;
   const exactlyOnce = (method: XrpcMethod) =>
     idempotency({
       ttlSeconds: config.IDEMPOTENCY_TTL_SECONDS,
       waitMs: config.IDEMPOTENCY_WAIT_MS,
       recent,
       known,
-      records,
       once: oncePath(method),
     });
   // Procedures that write conversation events wake its streams after their transaction committed.

@@ -16,7 +16,8 @@ import { idempotencyKey as keySchema } from "../schemas.js";
 import { bodyText, jsonBody, jsonText } from "../xrpc.js";
 import { canonicalJson } from "./canonicalJson.js";
 import type { ReplaySource } from "../metrics.js";
-import { KnownRequests, type Fingerprint } from "./knownRequests.js";
+import type { KnownRequests } from "./knownRequests.js";
+import { requestFingerprint, sameFingerprint, type Fingerprint } from "./requestFingerprint.js";
 import type { RecentAnswers } from "./recentAnswers.js";
 import type { StoredAnswerReads } from "../services/storedAnswerReads.js";
 
@@ -27,12 +28,16 @@ export interface IdempotencyOptions {
   waitMs: number;
   /** Answers this process committed, to answer repeats of them without the database (none: always read it). */
   recent?: RecentAnswers;
-  /** The requests this process committed, whose byte-for-byte repeats read their answer by key alone (none: not kept). */
-  known?: KnownRequests;
-  /** Where those repeats read their answers (needed with `known`). */
-  records?: StoredAnswerReads;
+  /** The requests this process committed, whose byte-for-byte repeats read their answer by key (none: not kept). */
+  known?: CommittedRequests;
   /** The route's own claiming write (claim, writes and answer in one statement), tried before the general path. */
   once?: (c: Context, claim: KeyClaim) => Promise<OnceOutcome>;
+}
+
+/** The requests this process committed (`requests`), and the reads of their records (`records`). */
+export interface CommittedRequests {
+  requests: KnownRequests;
+  records: StoredAnswerReads;
 }
 
 /** Thrown inside the transaction to roll back a 5xx answer: it must not be stored. */
@@ -56,16 +61,9 @@ class DoNotStore extends Error {}
  * @example
  * app.post("/xrpc/blue.catbird.mls.sendMessage", auth(...), idempotency({ ttlSeconds: 86400, waitMs: 10000 }), handler)
  */
-export function idempotency({
-  ttlSeconds,
-  waitMs,
-  recent,
-  known,
-  records,
-  once,
-}: IdempotencyOptions): MiddlewareHandler {
+export function idempotency({ ttlSeconds, waitMs, recent, known, once }: IdempotencyOptions): MiddlewareHandler {
   return async function idempotency(c, next) {
-    const repeat = await sameBytesReplay(c, recent, known && records && { known, records });
+    const repeat = await sameBytesReplay(c, recent, known);
     if (repeat.answer) return repeat.answer;
     const key = await requestKey(c);
     c.set("idempotencyKey", key?.key);
@@ -86,9 +84,11 @@ export function idempotency({
     const kept = recent?.get(scope, now);
     if (kept) return replay(c, claim, kept, "memory");
     const committed = (answer: StoredAnswer) => {
-      recent?.set(scope, { ...answer, bodyHash: sha256Hex(key.body), expiresAt: claim.expiresAt });
+      if (!recent && !known) return;
       // sameBytesReplay's fingerprint is this one's: a header key is the request's key (else 400).
-      known?.add(repeat.fingerprint ?? KnownRequests.fingerprint(scope, key.body), claim.expiresAt);
+      const fingerprint = repeat.fingerprint ?? requestFingerprint(scope, key.body);
+      recent?.set(scope, { ...answer, fingerprint, expiresAt: claim.expiresAt });
+      known?.requests.add(fingerprint, claim.expiresAt);
     };
     if (once) {
       const outcome = await once(c, claim);
@@ -157,27 +157,29 @@ const scopeOf = (c: Context, key: string): Scope => [c.get("caller"), c.req.path
 async function sameBytesReplay(
   c: Context,
   recent: RecentAnswers | undefined,
-  committed: { known: KnownRequests; records: StoredAnswerReads } | undefined,
+  known: CommittedRequests | undefined,
 ): Promise<{ answer?: Response; fingerprint?: Fingerprint }> {
   const key = c.req.header("Idempotency-Key");
-  if (key === undefined || (!recent && !committed)) return {};
+  if (key === undefined || (!recent && !known)) return {};
   const body = await bodyText(c);
   // Read once the body is in: an answer whose record expired meanwhile is no longer the key's.
   const now = c.get("app").clock.now();
   const scope = scopeOf(c, key);
+  const fingerprint = requestFingerprint(scope, body);
   const kept = recent?.get(scope, now);
-  if (kept && kept.bodyHash === sha256Hex(body)) {
+  // Kept under this key for other bytes: the general path tells a reordered body (replay) from another one (422).
+  if (kept && !sameFingerprint(kept.fingerprint, fingerprint)) return {};
+  if (kept) {
     c.set("idempotencyKey", key);
     return { answer: replay(c, { scope, requestHash: kept.requestHash }, kept, "memory") };
   }
-  if (!committed || committed.known.empty) return {};
-  const fingerprint = KnownRequests.fingerprint(scope, body);
-  const expiresAt = kept ? undefined : committed.known.expiryOf(fingerprint, now);
+  if (!known || known.requests.empty) return { fingerprint };
+  const expiresAt = known.requests.expiryOf(fingerprint, now);
   if (!expiresAt) return { fingerprint };
   // The record as this process committed it: a later record of the key (taken over once this one expired,
   // maybe while the read waited) has a later expiry, and is not this request's. A read past the request's
-  // deadline, or one whose statement failed (with others' reads in it), leaves the request to the general path.
-  const stored = await committed.records.read(scope, expiresAt, c.get("deadlinePassed")).catch(() => undefined);
+  // deadline, or one whose statement failed, leaves the request to the general path.
+  const stored = await known.records.read(scope, expiresAt, c.get("deadlinePassed"));
   if (!stored) return { fingerprint };
   c.set("idempotencyKey", key);
   return { answer: replay(c, { scope, requestHash: stored.requestHash }, stored, "database") };

@@ -1,10 +1,4 @@
-import { sha256Hex } from "../bytes.js";
-import type { Scope } from "../services/idempotencyKeys.js";
-
-/** A request's fingerprint: the first 128 bits of SHA-256 over its scope and body bytes, as four 32-bit words. */
-export type Fingerprint = Uint32Array;
-
-const WORDS = 4;
+import { FINGERPRINT_WORDS as WORDS, type Fingerprint } from "./requestFingerprint.js";
 
 /**
  * The keyed requests this process committed, long after their answers left `RecentAnswers`: each one is a
@@ -37,14 +31,6 @@ export class KnownRequests {
     const slots = 2 ** Math.ceil(Math.log2(2 * capacity));
     this.index = new Int32Array(slots);
     this.mask = slots - 1;
-  }
-
-  /** The request's fingerprint: SHA-256 of its scope and its body's bytes (the first 128 bits). */
-  static fingerprint(scope: Scope, body: string): Fingerprint {
-    const hex = sha256Hex(`${scope.join(" ")}\n${body}`);
-    const words = new Uint32Array(WORDS);
-    for (let i = 0; i < WORDS; i++) words[i] = parseInt(hex.slice(8 * i, 8 * i + 8), 16);
-    return words;
   }
 
   /** Whether any request is known: when none is, a caller need not compute a fingerprint. */

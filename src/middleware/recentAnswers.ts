@@ -1,9 +1,10 @@
 import { BoundedCache } from "../boundedCache.js";
 import type { Scope, StoredAnswer } from "../services/idempotencyKeys.js";
+import type { Fingerprint } from "./requestFingerprint.js";
 
 interface RecentAnswer extends StoredAnswer {
-  /** SHA-256 of the first request's body bytes: a repeat with the same bytes is the same request. */
-  bodyHash: string;
+  /** The first request's fingerprint (scope and body bytes): a repeat with the same one is the same request. */
+  fingerprint: Fingerprint;
   /** When the key's record expires: from then on the key is a new action, and the answer is no longer its. */
   expiresAt: Date;
 }
@@ -37,7 +38,8 @@ export class RecentAnswers {
     const key = scope.join(" ");
     const bytes =
       ENTRY_OVERHEAD_BYTES +
-      2 * (key.length + answer.requestHash.length + answer.bodyHash.length + answer.response.length);
+      answer.fingerprint.byteLength +
+      2 * (key.length + answer.requestHash.length + answer.response.length);
     this.cache.set(key, answer, bytes);
   }
 }

@@ -18,13 +18,15 @@ interface Pending {
   expiresAt: Date;
   deadlinePassed(): boolean;
   settle(answer: StoredAnswer | undefined): void;
-  fail(error: unknown): void;
 }
+
+/** The most reads one statement makes. */
+const MAX_ITEMS = 256;
 
 /**
  * Reads of committed idempotency records (the repeats `KnownRequests` recognises), many to a statement: a read
  * arriving while none is in flight starts one at once, and reads arriving meanwhile form the next, up to
- * `maxItems`. One statement per batch instead of one per repeat: each statement cost the server a socket write
+ * `MAX_ITEMS`. One statement per batch instead of one per repeat: each statement cost the server a socket write
  * and a read of its own. Reads only, on the pool, outside any transaction.
  *
  * @example
@@ -35,18 +37,16 @@ export class StoredAnswerReads {
   private queue: Pending[] = [];
   private reading = false;
 
-  constructor(
-    private readonly db: Queryable,
-    private readonly maxItems = 256,
-  ) {}
+  constructor(private readonly db: Queryable) {}
 
   /**
-   * The answer of the key's record that expires at `expiresAt`, or undefined when there is none, or when the
-   * request's deadline passed before its read could start (nothing read then: the caller's general path answers).
+   * The answer of the key's record that expires at `expiresAt`; undefined when there is none, when the request's
+   * deadline passed before its read could start (nothing read then), or when the statement failed (with others'
+   * reads in it): the caller's general path answers then. Never rejects.
    */
   read(scope: Scope, expiresAt: Date, deadlinePassed: () => boolean): Promise<StoredAnswer | undefined> {
-    return new Promise((settle, fail) => {
-      this.queue.push({ scope, expiresAt, deadlinePassed, settle, fail });
+    return new Promise((settle) => {
+      this.queue.push({ scope, expiresAt, deadlinePassed, settle });
       if (this.reading) return;
       this.reading = true;
       // Not a timer: reads made in this turn of the event loop join the first statement, and none waits.
@@ -56,7 +56,7 @@ export class StoredAnswerReads {
 
   private async drain(): Promise<void> {
     while (this.dropLate() > 0) {
-      const batch = this.queue.splice(0, this.maxItems);
+      const batch = this.queue.splice(0, MAX_ITEMS);
       try {
         const items = batch.map(({ scope: [s, m, k], expiresAt }, n) => ({ n, s, m, k, x: expiresAt.toISOString() }));
         const rows = await this.db.query<{ n: number; request_hash: string; status_code: number; response: string }>(
@@ -68,8 +68,8 @@ export class StoredAnswerReads {
           const row = found.get(n);
           item.settle(row && { requestHash: row.request_hash, statusCode: row.status_code, response: row.response });
         });
-      } catch (error) {
-        for (const item of batch) item.fail(error);
+      } catch {
+        for (const item of batch) item.settle(undefined);
       }
     }
     this.reading = false;

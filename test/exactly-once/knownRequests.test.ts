@@ -8,15 +8,15 @@ import { afterAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/clock.js";
 import { ADVISORY_LOCK } from "../../src/db/advisoryLocks.js";
 import { KnownRequests } from "../../src/middleware/knownRequests.js";
+import { requestFingerprint } from "../../src/middleware/requestFingerprint.js";
 import { keyLockId } from "../../src/services/idempotencyKeys.js";
 import { STORED_ANSWERS_SQL, StoredAnswerReads } from "../../src/services/storedAnswerReads.js";
 import { testApp, testDatabase, tokenFor } from "../helpers/context.js";
 import { withStatementHook } from "../helpers/faults.js";
 import { holdRowLock } from "../helpers/rowLock.js";
-import { keyedSend, soloConversation } from "./fixtures.js";
+import { keyedSend as send, soloConversation } from "./fixtures.js";
 
 const SEND = "blue.catbird.mls.sendMessage";
-const RECORD_READ = STORED_ANSWERS_SQL;
 const db = testDatabase(4);
 afterAll(() => db.close());
 
@@ -26,7 +26,7 @@ describe("known requests (real PostgreSQL)", () => {
   let beforeRecordRead: (() => Promise<void>) | undefined;
   const counted = withStatementHook(db, async (sql) => {
     statements.push(sql);
-    if (!beforeRecordRead || !sql.startsWith(RECORD_READ)) return;
+    if (!beforeRecordRead || !sql.startsWith(STORED_ANSWERS_SQL)) return;
     const run = beforeRecordRead;
     beforeRecordRead = undefined;
     await run();
@@ -35,7 +35,6 @@ describe("known requests (real PostgreSQL)", () => {
   const env = { IDEMPOTENCY_TTL_SECONDS: "60", IDEMPOTENCY_RECENT_BYTES: "0", IDEMPOTENCY_WAIT_MS: "300" };
   const { app } = testApp(counted, env, clock);
 
-  const send = keyedSend;
   const conversation = () => soloConversation(app, "did:plc:known");
 
   it("answers a byte-for-byte repeat with one read of its record, the same answer", async () => {
@@ -45,7 +44,7 @@ describe("known requests (real PostgreSQL)", () => {
     statements.length = 0;
     const repeat = await send(app, alice, convoId, "k1");
     expect(statements).toHaveLength(1);
-    expect(statements[0]!.startsWith(RECORD_READ)).toBe(true);
+    expect(statements[0]!.startsWith(STORED_ANSWERS_SQL)).toBe(true);
     expect(repeat.status).toBe(200);
     expect(repeat.data && repeat.replayed).toBe(true);
     expect(repeat.data).toEqual(first.data);
@@ -60,7 +59,7 @@ describe("known requests (real PostgreSQL)", () => {
     expect(repeats.map((repeat) => repeat.data && repeat.replayed)).toEqual(keys.map(() => true));
     expect(repeats.map((repeat) => repeat.data)).toEqual(firsts.map((first) => first.data));
     // Only record reads, and fewer statements than repeats: one starts at once, the rest wait for it together.
-    expect(statements.every((sql) => sql === RECORD_READ)).toBe(true);
+    expect(statements.every((sql) => sql === STORED_ANSWERS_SQL)).toBe(true);
     expect(statements.length).toBeLessThan(keys.length);
   });
 
@@ -74,7 +73,7 @@ describe("known requests (real PostgreSQL)", () => {
     const repeat = await send(app, alice, convoId, "k7");
     expect(repeat.data && repeat.replayed).toBe(true);
     expect(repeat.data).toEqual(first.data);
-    expect(statements.filter((sql) => sql !== RECORD_READ).length).toBeGreaterThan(0);
+    expect(statements.filter((sql) => sql !== STORED_ANSWERS_SQL).length).toBeGreaterThan(0);
 
     statements.length = 0;
     const reads = new StoredAnswerReads(counted);
@@ -98,7 +97,7 @@ describe("known requests (real PostgreSQL)", () => {
     expect(reordered.status).toBe(200);
     expect(reordered.headers.get("Idempotent-Replayed")).toBe("true");
     expect(await reordered.json()).toEqual(first.data);
-    expect(statements.some((sql) => sql.startsWith(RECORD_READ))).toBe(false);
+    expect(statements.some((sql) => sql.startsWith(STORED_ANSWERS_SQL))).toBe(false);
 
     const other = await send(app, alice, convoId, "k2", new Uint8Array([4, 5, 6]));
     expect([other.status, other.error]).toEqual([422, "IdempotencyKeyReused"]);
@@ -161,12 +160,12 @@ describe("known requests (real PostgreSQL)", () => {
     statements.length = 0;
     const repeat = await send(forgetful, alice, convoId, "k5");
     expect(repeat.data).toEqual(first.data);
-    expect(statements.some((sql) => sql.startsWith(RECORD_READ))).toBe(false);
+    expect(statements.some((sql) => sql.startsWith(STORED_ANSWERS_SQL))).toBe(false);
   });
 });
 
 describe("KnownRequests", () => {
-  const id = (key: string, body = "{}") => KnownRequests.fingerprint(["did:plc:a", SEND, key], body);
+  const id = (key: string, body = "{}") => requestFingerprint(["did:plc:a", SEND, key], body);
   const now = new Date("2026-01-01T00:00:00Z");
   const later = new Date(now.getTime() + 60_500);
 
@@ -177,7 +176,7 @@ describe("KnownRequests", () => {
     expect(known.empty).toBe(false);
     expect(known.expiryOf(id("k", '{"a":1}'), now)).toEqual(later);
     expect(known.expiryOf(id("k", '{"a": 1}'), now)).toBeUndefined();
-    expect(known.expiryOf(KnownRequests.fingerprint(["did:plc:b", SEND, "k"], '{"a":1}'), now)).toBeUndefined();
+    expect(known.expiryOf(requestFingerprint(["did:plc:b", SEND, "k"], '{"a":1}'), now)).toBeUndefined();
     expect(known.expiryOf(id("k", '{"a":1}'), new Date(later.getTime() - 1))).toEqual(later);
     expect(known.expiryOf(id("k", '{"a":1}'), later)).toBeUndefined();
     // Added again (a new record of the key): the new expiry.

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/clock.js";
 import { testApp, testDatabase } from "../helpers/context.js";
 import { withStatementHook } from "../helpers/faults.js";
-import { keyedSend, soloConversation } from "./fixtures.js";
+import { keyedSend as send, soloConversation } from "./fixtures.js";
 
 const db = testDatabase(4);
 afterAll(() => db.close());
@@ -19,7 +19,6 @@ describe("recent answers (real PostgreSQL)", () => {
   const env = { IDEMPOTENCY_TTL_SECONDS: "60" };
   const { app } = testApp(counted, env, clock);
 
-  const send = keyedSend;
   const conversation = () => soloConversation(app, "did:plc:recent");
 
   it("answers a repeat of its own committed answer without a statement, byte for byte", async () => {

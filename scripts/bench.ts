@@ -204,8 +204,8 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
       token: tokens.get(String(i + 1))!,
     }));
     const spreadPlan = sendPlan("spread", spreadConvos);
-    /** Scenario 1's load: keyed sends over the spread conversations for `seconds`, as `plan` builds them. */
-    const spreadLoad = (title: string, seconds: number, plan: SendPlan) =>
+    /** Keyed sends for `seconds`, as `plan` builds them (its conversations, its keys). */
+    const sendLoad = (title: string, seconds: number, plan: SendPlan) =>
       load({ title, url: server!.url, connections: CONNECTIONS, durationSeconds: seconds, ...sendRequests(plan) });
     let peakRss = 0;
     let spread: LoadResult | undefined;
@@ -213,12 +213,12 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
     if (run.has("send")) {
       // Unmeasured, like the warm-up above: the send path's first seconds (its JIT, the batch statement's plan on
       // each connection) are no steady state either; in a 3 s --quick run they cost scenario 1 half its throughput.
-      await spreadLoad("send warm-up", 2, sendPlan("warm", spreadConvos));
+      await sendLoad("send warm-up", 2, sendPlan("warm", spreadConvos));
       const sampler = setInterval(async () => {
         peakRss = Math.max(peakRss, await server!.rss().catch(() => 0));
       }, 200);
       const spreadRun = await batchesDuring(server, METRICS_TOKEN, plan.seconds, () =>
-        spreadLoad("sendMessage spread", plan.seconds, spreadPlan),
+        sendLoad("sendMessage spread", plan.seconds, spreadPlan),
       );
       clearInterval(sampler);
       spread = spreadRun.result;
@@ -237,13 +237,7 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
       // 2: one hot conversation: every send waits for the same row lock.
       const hotPlan = sendPlan("hot", [{ id: convoId("hot"), token: tokens.get("hot")! }]);
       const hotRun = await batchesDuring(server, METRICS_TOKEN, plan.seconds, () =>
-        load({
-          title: "sendMessage hot",
-          url: server!.url,
-          connections: CONNECTIONS,
-          durationSeconds: plan.seconds,
-          ...sendRequests(hotPlan),
-        }),
+        sendLoad("sendMessage hot", plan.seconds, hotPlan),
       );
       hot = { plan: hotPlan, result: hotRun.result };
       log(`batches during scenario 2: ${describeBatches(hotRun.batches)}`);
@@ -317,7 +311,7 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
         log("soak: 5 minutes of scenario 1 load");
         const rssAt: number[] = [];
         const soakSampler = setInterval(async () => rssAt.push(await server!.rss()), 60_000);
-        await spreadLoad("soak", 300, sendPlan("soak", spreadConvos));
+        await sendLoad("soak", 300, sendPlan("soak", spreadConvos));
         clearInterval(soakSampler);
         memory.rssAfter1MinMb = (rssAt[0] ?? 0) / 2 ** 20;
         memory.rssAfter5MinMb = (rssAt[rssAt.length - 1] ?? 0) / 2 ** 20;
@@ -505,8 +499,6 @@ async function batchedRows(
   }
   return rows;
 }
-
-/** The server's CPU time per request of a load run, in µs. */
 
 /** A send scenario next to its one-message-per-transaction baseline; `least`: the ratio it should reach. */
 function sendRow(scenario: string, server: LoadResult, baseline: PgbenchResult, least: number): ScenarioRow {

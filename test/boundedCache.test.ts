@@ -1,10 +1,8 @@
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
 import { BoundedCache } from "../src/boundedCache.js";
+import { collector } from "./helpers/gc.js";
 
-setFlagsFromString("--expose-gc");
-const collectGarbage = runInNewContext("gc") as () => void;
+const collectGarbage = collector();
 const heapMb = () => {
   collectGarbage();
   return process.memoryUsage().heapUsed / 2 ** 20;

@@ -5,7 +5,8 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { createClient } from "mls-delivery-service/client";
-import { collector, fakeServer, within } from "./fakeServer.js";
+import { collector } from "../helpers/gc.js";
+import { fakeServer, within } from "./fakeServer.js";
 
 const gc = collector();
 let cleanups: (() => unknown)[] = [];

@@ -1,7 +1,5 @@
 /** A node:http server on port 0 answering with `handler`, counting requests; `close()` drops every connection. */
 import http from "node:http";
-import v8 from "node:v8";
-import vm from "node:vm";
 
 export async function fakeServer(handler: (request: http.IncomingMessage, response: http.ServerResponse) => void) {
   let requests = 0;
@@ -21,12 +19,6 @@ export async function fakeServer(handler: (request: http.IncomingMessage, respon
       return new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
-}
-
-/** The garbage collector, without --expose-gc: collecting often is what drops a Request whose signal fetch links weakly. */
-export function collector(): () => void {
-  v8.setFlagsFromString("--expose-gc");
-  return vm.runInNewContext("gc") as () => void;
 }
 
 /** Settles `promise`, or reports it still pending after `ms`. */

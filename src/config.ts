@@ -26,6 +26,8 @@ const did = z.string().regex(/^did:[a-z]+:[a-zA-Z0-9._:%-]+$/, "must be a DID");
 
 /** The default bound of one page of a list answer or of an event stream, in bytes of JSON. */
 export const DEFAULT_MAX_PAGE_BYTES = 8 * 1024 * 1024;
+/** The highest bound: half the typed client's cap on an answer (64 MiB, src/client/call.ts), room for the envelope. */
+const MAX_MAX_PAGE_BYTES = 32 * 1024 * 1024;
 
 /** Every environment variable the server reads, with its default. `.env.example` mirrors this. */
 const configSchema = z.object({
@@ -76,7 +78,9 @@ const configSchema = z.object({
   IDEMPOTENCY_RECENT_BYTES: int(0).default(16 * 1024 * 1024),
   // Requests this process committed, kept as fingerprints (32 bytes each, allocated at start) after their answers
   // left the above: a byte-for-byte repeat reads its answer by key, skipping the write path (entries; 0: none kept).
-  IDEMPOTENCY_KNOWN_REQUESTS: int(0).max(8 * 1024 * 1024).default(131_072),
+  IDEMPOTENCY_KNOWN_REQUESTS: int(0)
+    .max(8 * 1024 * 1024)
+    .default(131_072),
   WELCOME_GRACE_SECONDS: int(1).default(300),
   RETENTION_DAYS: int(1).default(30),
   CLEANUP_INTERVAL_SECONDS: int(0).default(300),
@@ -103,7 +107,12 @@ const configSchema = z.object({
   EVENTS_MAX_STREAMS_PER_CALLER: int(1).default(5),
   EVENTS_MAX_STREAMS: int(1).default(10_000),
   // List answers and stream pages (getMessages, getCommits, getConvos, events)
-  MAX_PAGE_BYTES: int(1024).default(DEFAULT_MAX_PAGE_BYTES),
+  MAX_PAGE_BYTES: int(1024)
+    .max(
+      MAX_MAX_PAGE_BYTES,
+      `must be at most ${MAX_MAX_PAGE_BYTES} (32 MiB): the typed client refuses answers over 64 MiB`,
+    )
+    .default(DEFAULT_MAX_PAGE_BYTES),
   // HTTP edge and operations: body reading, server timeouts and connection cap, metrics access, migrations.
   NODE_ENV: z.string().optional(),
   BODY_READ_TIMEOUT_MS: int(100).default(10_000),

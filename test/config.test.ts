@@ -111,6 +111,7 @@ describe("loadConfig", () => {
     ["ADMIN_DIDS", "did:plc:ok,not-a-did"],
     ["BODY_LIMIT_BYTES", "10"],
     ["RETENTION_DAYS", "1.5"],
+    ["MAX_PAGE_BYTES", String(32 * 1024 * 1024 + 1)],
   ])("refuses %s=%s with a one-line ConfigError naming the variable", (name, value) => {
     const error = configError({ [name]: value });
     expect(error.message).toContain(name);
@@ -140,6 +141,13 @@ describe("loadConfig", () => {
       ).toBe(DATABASE_URL);
       expect(loadConfig({ NODE_ENV: "development" }).DATABASE_URL).toBeUndefined();
     });
+  });
+
+  it("refuses a MAX_PAGE_BYTES whose pages the typed client would refuse (over 64 MiB)", () => {
+    expect(loadConfig({ MAX_PAGE_BYTES: String(32 * 1024 * 1024) }).MAX_PAGE_BYTES).toBe(32 * 1024 * 1024);
+    expect(configError({ MAX_PAGE_BYTES: String(64 * 1024 * 1024) }).message).toBe(
+      "invalid configuration: MAX_PAGE_BYTES: must be at most 33554432 (32 MiB): the typed client refuses answers over 64 MiB",
+    );
   });
 
   it("names every bad variable on one line", () => {

@@ -63,14 +63,17 @@ export async function* subscribe(
       const events = readSse(response.body!, { signal, idleMs: transport.streamIdleMs });
       for await (const event of events) {
         const id = eventId(event);
-        // The stream's opening id: where it began, the place to resume from until its first event arrives.
+        // The stream's opening id: where it began, the place to resume from until its first event arrives. It never
+        // moves the cursor back (before events already yielded, which would then come again).
         if (event.data === undefined) {
-          if (id !== undefined) cursor = id;
+          if (id !== undefined && (cursor === undefined || id > cursor)) cursor = id;
           continue;
         }
         const decoded = decode(event, id);
         // Only an event that moves the cursor counts as progress: a stream of `info` alone reconnects with backoff.
         if (event.event !== "info") {
+          // An id at or before the cursor was yielded already, or precedes the stream's start: skipped, as no progress.
+          if (cursor !== undefined && decoded.id <= cursor) continue;
           cursor = decoded.id;
           delivered = true;
         }

@@ -1,7 +1,7 @@
 /**
  * Server faults end what would otherwise loop: an event stream that is not one, an event without a numeric id or
- * with data that does not decode, a line without end, a getMessages cursor that does not move. Streams that end
- * at once are reconnected with a growing backoff, not in a tight loop.
+ * with data that does not decode, a line without end, getMessages pages that do not move forward. Streams that end
+ * at once, or that repeat an event id, are reconnected with a growing backoff, not in a tight loop.
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { createClient } from "mls-delivery-service/client";
@@ -24,13 +24,13 @@ async function answering(contentType: string, body: string) {
   return fake;
 }
 
-async function follow(url: string, ms: number) {
+async function follow(url: string, ms: number, cursor: number | undefined = 0) {
   const stop = new AbortController();
   setTimeout(() => stop.abort(), ms);
   const client = createClient({ service: url, retry: { baseDelayMs: 20, deadlineMs: 1_000 } });
   let events = 0;
   try {
-    for await (const _ of client.streamConvoEvents({ convoId: "c1", cursor: 0 }, stop.signal)) events++;
+    for await (const _ of client.streamConvoEvents({ convoId: "c1", cursor }, stop.signal)) events++;
     return { events, error: undefined };
   } catch (error) {
     return { events, error };
@@ -81,6 +81,23 @@ describe("event stream faults end the subscription", () => {
       // 20 ms apart would be ~75; doubling from 20 ms (jittered) makes about 8.
       expect(fake.requests).toBeGreaterThan(2);
       expect(fake.requests).toBeLessThan(15);
+    });
+  }
+
+  const repeated = 'event: message\ndata: {"seq":5}\nid: 5\n\n';
+  for (const [when, cursor, body] of [
+    ["from a cursor", 0, repeated],
+    ["without a cursor", undefined, repeated],
+    ["after an opening id behind it", undefined, `: open\nid: 4\n\n${repeated}`],
+  ] as const) {
+    it(`an event id that every connection repeats (${when}) is yielded once, and reconnects back off`, async () => {
+      const fake = await answering("text/event-stream", body);
+      const { events, error } = await follow(fake.url, 1_500, cursor);
+      expect(error).toBeUndefined();
+      expect(events).toBe(1);
+      // Without backoff this is hundreds; doubling from 20 ms (jittered) makes about 9.
+      expect(fake.requests).toBeGreaterThan(2);
+      expect(fake.requests).toBeLessThan(20);
     });
   }
 });
@@ -150,22 +167,51 @@ describe("answers past their caps", () => {
 });
 
 describe("allMessages", () => {
-  it.each([
-    { when: "cursors come back in a cycle", cursor: (page: number) => (page % 2 ? "5" : "9"), pages: 3 },
-    { when: "the cursor does not move", cursor: () => "5", pages: 2 },
-  ])("throws when $when", async ({ cursor, pages: expected }) => {
+  /** A client whose server answers page `n` (from 1) with `answer(n)`; it gives up past 20 pages. */
+  const paging = (answer: (page: number) => { seqs: number[]; cursor?: string }) => {
     let pages = 0;
     const client = createClient({
       service: "http://mls.invalid",
       fetch: () => {
         if (++pages > 20) throw new Error("still paging");
-        return Response.json({ messages: [], cursor: cursor(pages) });
+        const { seqs, cursor } = answer(pages);
+        return Response.json({ messages: seqs.map((seq) => ({ seq })), cursor });
       },
     });
-    const reading = (async () => {
-      for await (const _ of client.allMessages({ convoId: "c1" }));
-    })();
-    await expect(reading).rejects.toMatchObject({ name: "ProtocolError" });
-    expect(pages).toBe(expected);
+    return { client, pages: () => pages };
+  };
+  const read = async (client: ReturnType<typeof createClient>) => {
+    const seqs = [];
+    for await (const message of client.allMessages({ convoId: "c1" })) seqs.push(message.seq);
+    return seqs;
+  };
+
+  /** A page as the server's are: it ends with the message its cursor names. */
+  const upTo = (seq: number) => ({ seqs: [seq], cursor: String(seq) });
+  it.each([
+    { when: "cursors come back in a cycle", answer: (page: number) => upTo(page % 2 ? 5 : 9), pages: 3 },
+    { when: "the cursor does not move", answer: () => upTo(5), pages: 2 },
+    {
+      when: "ever-new cursors come with the same messages",
+      answer: (page: number) => ({ seqs: [4, 5], cursor: String(page) }),
+      pages: 2,
+    },
+    {
+      when: "a page with a cursor holds no message",
+      answer: (page: number) => ({ seqs: [], cursor: String(page) }),
+      pages: 1,
+    },
+  ])("throws when $when", async ({ answer, pages: expected }) => {
+    const { client, pages } = paging(answer);
+    await expect(read(client)).rejects.toMatchObject({ name: "ProtocolError" });
+    expect(pages()).toBe(expected);
+  });
+
+  it("reads every page to the end", async () => {
+    const { client, pages } = paging((page) =>
+      page < 3 ? { seqs: [2 * page - 1, 2 * page], cursor: String(2 * page) } : { seqs: [5] },
+    );
+    expect(await read(client)).toEqual([1, 2, 3, 4, 5]);
+    expect(pages()).toBe(3);
   });
 });

@@ -19,8 +19,12 @@ export async function* allMessages(
   let last = 0;
   let page = (await client.getMessages(input, { signal })).data;
   for (;;) {
+    if (!Array.isArray(page.messages)) throw new ProtocolError("getMessages answered a page without messages");
     for (const message of page.messages) {
-      if (message.seq <= last) throw new ProtocolError(`getMessages answered seq ${message.seq} after ${last}`);
+      // Not a number (missing, say) compares false with anything: it must be a seq to count as progress.
+      if (!Number.isSafeInteger(message.seq) || message.seq <= last) {
+        throw new ProtocolError(`getMessages answered seq ${message.seq} after ${last}`);
+      }
       last = message.seq;
       yield message;
     }

@@ -167,8 +167,8 @@ describe("answers past their caps", () => {
 });
 
 describe("allMessages", () => {
-  /** A client whose server answers page `n` (from 1) with `answer(n)`; it gives up past 20 pages. */
-  const paging = (answer: (page: number) => { seqs: number[]; cursor?: string }) => {
+  /** A client whose server answers page `n` (from 1) with `answer(n)` (an undefined seq: none); it gives up past 20 pages. */
+  const paging = (answer: (page: number) => { seqs: (number | undefined)[]; cursor?: string }) => {
     let pages = 0;
     const client = createClient({
       service: "http://mls.invalid",
@@ -195,6 +195,11 @@ describe("allMessages", () => {
       when: "ever-new cursors come with the same messages",
       answer: (page: number) => ({ seqs: [4, 5], cursor: String(page) }),
       pages: 2,
+    },
+    {
+      when: "ever-new cursors come with a message without a seq",
+      answer: (page: number) => ({ seqs: [undefined], cursor: String(page) }),
+      pages: 1,
     },
     {
       when: "a page with a cursor holds no message",

@@ -6,7 +6,7 @@ import type { StreamEnd } from "./events/convoStream.js";
 import type { CleanupResult } from "./jobs/cleanup.js";
 
 /** Where a replayed answer came from: the answers this process committed (RecentAnswers), or the database. */
-export type ReplaySource = "memory" | "database";
+export type ReplaySource = "memory" | "database" | "key";
 
 /**
  * The Prometheus metrics of one running server. Each `createMetrics()` has its own registry, so apps
@@ -40,7 +40,7 @@ export function createMetrics(): Metrics {
 
   const replays = new Counter({
     name: "idempotency_replays_total",
-    help: "Procedures answered from a stored idempotent response, by where it was read: this process's memory or the database",
+    help: "Procedures answered from a stored idempotent response, by where it was read: this process's memory (memory), the record of a request this process committed, read by key (key), or the database on the general path (database)",
     labelNames: ["method", "from"] as const,
     registers: [registry],
   });

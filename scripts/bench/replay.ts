@@ -10,7 +10,7 @@ import type { ScenarioRow } from "./report.js";
 import { sendRequests, type SendPlan } from "./requests.js";
 import type { BenchServer } from "./server.js";
 
-/** 4b's keys: the newest of scenario 2, within what the recent answers hold (about 11,000 sends' worth). */
+/** 4b's keys: the newest of scenario 2, within what the recent answers hold (about 10,000 sends' worth). */
 const RECENT_KEYS = 8_000;
 /** A send run: its plan (to rebuild its requests) and what it did. */
 export interface SendRun {
@@ -18,7 +18,7 @@ export interface SendRun {
   result: LoadResult;
 }
 
-/** idempotency_replays_total by `from` (memory, database), from the server's /metrics (`token`: its METRICS_TOKEN). */
+/** idempotency_replays_total by `from` (memory, key, database), from the server's /metrics (`token`: its METRICS_TOKEN). */
 async function replaysBySource(url: string, token: string): Promise<Record<string, number>> {
   const counts: Record<string, number> = {};
   for (const { name, labels, value } of await scrapeMetrics(url, token)) {
@@ -27,11 +27,12 @@ async function replaysBySource(url: string, token: string): Promise<Record<strin
   return counts;
 }
 
-/** "N% from memory": where the replays of a run were read. */
+/** "N% from memory, M% read by key": where the replays of a run were read (the rest: the general path). */
 function sourceShare(before: Record<string, number>, after: Record<string, number>): string {
-  const memory = (after.memory ?? 0) - (before.memory ?? 0);
-  const database = (after.database ?? 0) - (before.database ?? 0);
-  return `${((100 * memory) / Math.max(1, memory + database)).toFixed(0)}% from memory`;
+  const delta = (from: string) => (after[from] ?? 0) - (before[from] ?? 0);
+  const [memory, key] = [delta("memory"), delta("key")];
+  const share = (count: number) => ((100 * count) / Math.max(1, memory + key + delta("database"))).toFixed(0);
+  return `${share(memory)}% from memory, ${share(key)}% read by key`;
 }
 
 interface ReplayTarget {

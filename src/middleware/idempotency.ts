@@ -182,7 +182,7 @@ async function sameBytesReplay(
   const stored = await known.records.read(scope, expiresAt, c.get("deadlinePassed"));
   if (!stored) return { fingerprint };
   c.set("idempotencyKey", key);
-  return { answer: replay(c, { scope, requestHash: stored.requestHash }, stored, "database") };
+  return { answer: replay(c, { scope, requestHash: stored.requestHash }, stored, "key") };
 }
 
 interface RequestKey {

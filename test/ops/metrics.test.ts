@@ -104,6 +104,18 @@ describe("GET /metrics", () => {
       valueOf(samples, "idempotency_replays_total", { method: "blue.catbird.mls.sendMessage", from: "database" }),
     );
     expect(fromDatabase).toBe(1);
+    // A repeat of a request that process committed itself is read by key.
+    const sendOther = () =>
+      clientFor(other, alice).sendMessage(
+        { convoId, ciphertext: new Uint8Array([5, 6, 7]), epoch: 0 },
+        { idempotencyKey: "metrics-known" },
+      );
+    expect((await sendOther()).replayed).toBe(false);
+    expect((await sendOther()).replayed).toBe(true);
+    const byKey = await scrape(other).then(({ samples }) =>
+      valueOf(samples, "idempotency_replays_total", { method: "blue.catbird.mls.sendMessage", from: "key" }),
+    );
+    expect(byKey).toBe(1);
   });
 
   it("counts error answers by XRPC error name", async () => {

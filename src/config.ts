@@ -28,6 +28,11 @@ const did = z.string().regex(/^did:[a-z]+:[a-zA-Z0-9._:%-]+$/, "must be a DID");
 export const DEFAULT_MAX_PAGE_BYTES = 8 * 1024 * 1024;
 /** The highest bound: half the typed client's cap on an answer (64 MiB, src/client/call.ts), room for the envelope. */
 const MAX_MAX_PAGE_BYTES = 32 * 1024 * 1024;
+/**
+ * The largest ciphertext: a page always holds its first item, so one message's event (base64, 4/3 of its bytes, and
+ * its JSON around it) must fit the typed client's 16 MiB event (src/client/sse.ts), with room to spare.
+ */
+const MAX_MAX_CIPHERTEXT_BYTES = 8 * 1024 * 1024;
 
 /** Every environment variable the server reads, with its default. `.env.example` mirrors this. */
 const configSchema = z.object({
@@ -61,7 +66,12 @@ const configSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9-]+$/, "must be a header name")
     .optional(),
-  MAX_CIPHERTEXT_BYTES: int(1).default(1024 * 1024),
+  MAX_CIPHERTEXT_BYTES: int(1)
+    .max(
+      MAX_MAX_CIPHERTEXT_BYTES,
+      `must be at most ${MAX_MAX_CIPHERTEXT_BYTES} (8 MiB): the typed client refuses a stream event over 16 MiB`,
+    )
+    .default(1024 * 1024),
   // Group commit (sendMessage): the most sends, and ciphertext bytes, one statement stores.
   SEND_BATCH_MAX_ITEMS: int(1).max(1000).default(128),
   SEND_BATCH_MAX_BYTES: int(1).default(4 * 1024 * 1024),
@@ -75,10 +85,10 @@ const configSchema = z.object({
   IDEMPOTENCY_TTL_SECONDS: int(1).default(86_400),
   IDEMPOTENCY_WAIT_MS: int(1).default(10_000),
   // Answers this process committed, kept to answer repeats without the database (bytes; 0: none kept). 8 MiB, about
-  // 11,000 answers: a repeat past them is read by key (below) at nearly the same cost, and each MiB kept here cost
-  // ~3 MB of RSS under load (scenario 6: 180 MB at 8 MiB, 204-209 MB at 16 MiB, alternated runs).
+  // 10,000 sends' answers: a byte-for-byte repeat past them (key in the header) is read by key (below) at nearly the
+  // same cost, and each MiB kept here cost ~3 MB of RSS under load (scenario 6: 180 MB at 8 MiB, 204-209 MB at 16).
   IDEMPOTENCY_RECENT_BYTES: int(0).default(8 * 1024 * 1024),
-  // Requests this process committed, kept as fingerprints (32 bytes each, reserved at start, resident as they fill)
+  // Requests this process committed, kept as fingerprints (32 bytes each, reserved at start; 24 resident as they fill)
   // after their answers left the above: a byte-for-byte repeat reads its answer by key, skipping the write path
   // (entries; 0: none kept). 262,144 hold about 35 s of this machine's top send rate (7,000 keyed sends/s), 8 MB.
   IDEMPOTENCY_KNOWN_REQUESTS: int(0)
@@ -137,6 +147,21 @@ const configSchema = z.object({
   DID_RESOLVE_MAX_PER_HOST: int(1).default(4),
 });
 
+/**
+ * getKeyPackages always answers its first DID whole: one package per device (MAX_DEVICES_PER_DID and the implicit
+ * one), base64, must fit in MAX_MAX_PAGE_BYTES, so the typed client can read the answer.
+ */
+const keyPackagesFit = (config: z.infer<typeof configSchema>, issues: z.RefinementCtx) => {
+  const firstDid = ((config.MAX_DEVICES_PER_DID + 1) * config.MAX_KEY_PACKAGE_BYTES * 4) / 3;
+  if (firstDid > MAX_MAX_PAGE_BYTES) {
+    issues.addIssue({
+      code: "custom",
+      path: ["MAX_KEY_PACKAGE_BYTES"],
+      message: `times MAX_DEVICES_PER_DID + 1, in base64, must be at most ${MAX_MAX_PAGE_BYTES} (one DID's answer)`,
+    });
+  }
+};
+
 /** A statement the database may still commit must end before the request answers "retry". */
 const databaseLimitsInOrder = (config: z.infer<typeof configSchema>, issues: z.RefinementCtx) => {
   const { statementMs, roundTripMs } = databaseLimits(config);
@@ -162,7 +187,7 @@ export class ConfigError extends Error {
 /** Parses the environment; empty strings count as unset. Throws one readable line per bad value. */
 export function loadConfig(env: Env): Config {
   const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ""));
-  const parsed = configSchema.superRefine(databaseLimitsInOrder).safeParse(present);
+  const parsed = configSchema.superRefine(databaseLimitsInOrder).superRefine(keyPackagesFit).safeParse(present);
   const problems = parsed.success
     ? productionProblems(parsed.data)
     : parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`);

@@ -112,6 +112,7 @@ describe("loadConfig", () => {
     ["BODY_LIMIT_BYTES", "10"],
     ["RETENTION_DAYS", "1.5"],
     ["MAX_PAGE_BYTES", String(32 * 1024 * 1024 + 1)],
+    ["MAX_CIPHERTEXT_BYTES", String(8 * 1024 * 1024 + 1)],
   ])("refuses %s=%s with a one-line ConfigError naming the variable", (name, value) => {
     const error = configError({ [name]: value });
     expect(error.message).toContain(name);
@@ -148,6 +149,12 @@ describe("loadConfig", () => {
     expect(configError({ MAX_PAGE_BYTES: String(64 * 1024 * 1024) }).message).toBe(
       "invalid configuration: MAX_PAGE_BYTES: must be at most 33554432 (32 MiB): the typed client refuses answers over 64 MiB",
     );
+  });
+
+  it("refuses key package sizes whose one DID's answer the typed client could not read", () => {
+    const devices = { MAX_DEVICES_PER_DID: "23", MAX_KEY_PACKAGE_BYTES: String(1024 * 1024) };
+    expect(loadConfig(devices).MAX_KEY_PACKAGE_BYTES).toBe(1024 * 1024);
+    expect(configError({ ...devices, MAX_DEVICES_PER_DID: "24" }).message).toContain("MAX_KEY_PACKAGE_BYTES");
   });
 
   it("names every bad variable on one line", () => {

@@ -85,7 +85,7 @@ const configSchema = z.object({
   IDEMPOTENCY_TTL_SECONDS: int(1).default(86_400),
   IDEMPOTENCY_WAIT_MS: int(1).default(10_000),
   // Answers this process committed, kept to answer repeats without the database (bytes; 0: none kept). 8 MiB, about
-  // 10,000 sends' answers: a byte-for-byte repeat past them (key in the header) is read by key (below) at nearly the
+  // 7,000 sends' answers: a byte-for-byte repeat past them (key in the header) is read by key (below) at nearly the
   // same cost, and each MiB kept here cost ~3 MB of RSS under load (scenario 6: 180 MB at 8 MiB, 204-209 MB at 16).
   IDEMPOTENCY_RECENT_BYTES: int(0).default(8 * 1024 * 1024),
   // Requests this process committed, kept as fingerprints (32 bytes each, reserved at start; 24 resident as they fill)

@@ -10,8 +10,8 @@ import type { ScenarioRow } from "./report.js";
 import { sendRequests, type SendPlan } from "./requests.js";
 import type { BenchServer } from "./server.js";
 
-/** 4b's keys: the newest of scenario 2, within what the recent answers hold (about 10,000 sends' worth). */
-const RECENT_KEYS = 8_000;
+/** 4b's keys: the newest of scenario 2, within what the recent answers hold (about 7,000 sends' worth). */
+const RECENT_KEYS = 5_000;
 /** A send run: its plan (to rebuild its requests) and what it did. */
 export interface SendRun {
   plan: SendPlan;

@@ -9,8 +9,12 @@ interface RecentAnswer extends StoredAnswer {
   expiresAt: Date;
 }
 
-/** A fixed overhead per entry, on top of its strings (two bytes a character). */
-const ENTRY_OVERHEAD_BYTES = 200;
+/**
+ * A fixed overhead per entry, on top of its strings (two bytes a character): the entry object, its fingerprint's
+ * typed array, its expiry's Date and the map's slot. Measured with sends' answers (test/exactly-once/
+ * recentAnswersMemory.test.ts): at 200 here the full cache held 1.31 times its budget of heap; at 600, 0.85.
+ */
+const ENTRY_OVERHEAD_BYTES = 600;
 
 /**
  * The answers this process committed for idempotency keys, so a repeat is answered without the database.

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { databaseLimits } from "./db/limits.js";
+import { MAX_ANSWER_BYTES, MAX_EVENT_LENGTH } from "./client/limits.js";
 
 /** The seven cipher suites of RFC 9420, section 17.1. */
 export const RFC9420_CIPHER_SUITES = [
@@ -26,13 +27,14 @@ const did = z.string().regex(/^did:[a-z]+:[a-zA-Z0-9._:%-]+$/, "must be a DID");
 
 /** The default bound of one page of a list answer or of an event stream, in bytes of JSON. */
 export const DEFAULT_MAX_PAGE_BYTES = 8 * 1024 * 1024;
-/** The highest bound: half the typed client's cap on an answer (64 MiB, src/client/call.ts), room for the envelope. */
-const MAX_MAX_PAGE_BYTES = 32 * 1024 * 1024;
+/** The highest bound: half the typed client's cap on an answer, room for the envelope. */
+const MAX_MAX_PAGE_BYTES = MAX_ANSWER_BYTES / 2;
 /**
  * The largest ciphertext: a page always holds its first item, so one message's event (base64, 4/3 of its bytes, and
- * its JSON around it) must fit the typed client's 16 MiB event (src/client/sse.ts), with room to spare.
+ * its JSON around it) must fit the typed client's cap on an event, with room to spare.
  */
-const MAX_MAX_CIPHERTEXT_BYTES = 8 * 1024 * 1024;
+const MAX_MAX_CIPHERTEXT_BYTES = MAX_EVENT_LENGTH / 2;
+const mib = (bytes: number) => `${bytes / 2 ** 20} MiB`;
 
 /** Every environment variable the server reads, with its default. `.env.example` mirrors this. */
 const configSchema = z.object({
@@ -69,7 +71,7 @@ const configSchema = z.object({
   MAX_CIPHERTEXT_BYTES: int(1)
     .max(
       MAX_MAX_CIPHERTEXT_BYTES,
-      `must be at most ${MAX_MAX_CIPHERTEXT_BYTES} (8 MiB): the typed client refuses a stream event over 16 MiB`,
+      `must be at most ${MAX_MAX_CIPHERTEXT_BYTES} (${mib(MAX_MAX_CIPHERTEXT_BYTES)}): the typed client refuses a stream event over ${mib(MAX_EVENT_LENGTH)}`,
     )
     .default(1024 * 1024),
   // Group commit (sendMessage): the most sends, and ciphertext bytes, one statement stores.
@@ -123,7 +125,7 @@ const configSchema = z.object({
   MAX_PAGE_BYTES: int(1024)
     .max(
       MAX_MAX_PAGE_BYTES,
-      `must be at most ${MAX_MAX_PAGE_BYTES} (32 MiB): the typed client refuses answers over 64 MiB`,
+      `must be at most ${MAX_MAX_PAGE_BYTES} (${mib(MAX_MAX_PAGE_BYTES)}): the typed client refuses answers over ${mib(MAX_ANSWER_BYTES)}`,
     )
     .default(DEFAULT_MAX_PAGE_BYTES),
   // HTTP edge and operations: body reading, server timeouts and connection cap, metrics access, migrations.

@@ -1,4 +1,5 @@
 import { ConnectionLostError, DeadlineError, ProtocolError, XrpcClientError } from "./errors.js";
+import { MAX_ANSWER_BYTES } from "./limits.js";
 import { KINDS, type JsonMethodName } from "./methods.js";
 import { withRetry, type RetryOptions } from "./retry.js";
 import { abortable, readText } from "./signals.js";
@@ -7,8 +8,6 @@ import { fromWire, queryString, toWire } from "./wire.js";
 
 /** An error answer is {error, message}: more than this is not one, and is left unread. */
 const MAX_ERROR_BYTES = 64 * 1024;
-/** Far above any answer the server gives (a page is at most MAX_PAGE_BYTES: 8 MiB by default, 32 MiB at most). */
-const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
 
 const NSID_PREFIX = "blue.catbird.mls.";
 

@@ -1,4 +1,5 @@
 import { ProtocolError } from "./errors.js";
+import { MAX_EVENT_LENGTH } from "./limits.js";
 import { guard } from "./signals.js";
 
 /**
@@ -19,9 +20,6 @@ export interface SseOptions {
   /** The most characters a line, or an event's lines together, may hold: more is a ProtocolError. */
   maxEventLength?: number;
 }
-
-/** Generous: far above any message the server stores, yet bounded. */
-const MAX_EVENT_LENGTH = 16 * 1024 * 1024;
 
 /** Reads a text/event-stream body event by event; comments (keep-alives) are skipped. */
 export async function* readSse(body: ReadableStream<Uint8Array>, options: SseOptions = {}): AsyncGenerator<SseEvent> {

@@ -55,6 +55,15 @@ export class StoredAnswerReads {
   }
 
   private async drain(): Promise<void> {
+    try {
+      await this.readAll();
+    } finally {
+      // Whatever happened, the next read starts a drain of its own rather than wait for this one.
+      this.reading = false;
+    }
+  }
+
+  private async readAll(): Promise<void> {
     while (this.dropLate() > 0) {
       const batch = this.queue.splice(0, MAX_ITEMS);
       try {
@@ -72,7 +81,6 @@ export class StoredAnswerReads {
         for (const item of batch) item.settle(undefined);
       }
     }
-    this.reading = false;
   }
 
   /** Reads whose request's deadline passed while they waited start no statement. Returns how many are left. */

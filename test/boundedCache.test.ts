@@ -1,12 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { BoundedCache } from "../src/boundedCache.js";
-import { collector } from "./helpers/gc.js";
+import { heapUsedAfterGc } from "./helpers/gc.js";
 
-const collectGarbage = collector();
-const heapMb = () => {
-  collectGarbage();
-  return process.memoryUsage().heapUsed / 2 ** 20;
-};
+const heapMb = () => heapUsedAfterGc() / 2 ** 20;
 
 describe("BoundedCache", () => {
   it("drops the oldest entries past its entry bound", () => {

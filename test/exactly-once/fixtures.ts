@@ -2,8 +2,7 @@ import type { Hono } from "hono";
 import { expect } from "vitest";
 import { randomGroupId, unique } from "../helpers/context.js";
 import { clientFor, outcome } from "../helpers/client.js";
-
-const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
+import { TEST_CIPHER_SUITE as SUITE } from "../helpers/mls.js";
 
 /** `did` sends `ciphertext` to `convoId` through `app` under the idempotency key `key`: the outcome. */
 export const keyedSend = (

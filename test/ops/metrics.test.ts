@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
+import type { Hono } from "hono";
 import { ManualClock } from "../../src/clock.js";
 import { cleanupOnce } from "../../src/jobs/cleanupTimer.js";
 import type { CleanupResult } from "../../src/jobs/cleanup.js";
@@ -78,14 +79,12 @@ describe("GET /metrics", () => {
     const { app } = testApp(db);
     const alice = unique("did:plc:replay");
     const convoId = await createConvo(app, alice);
-    const send = () =>
-      clientFor(app, alice).sendMessage(
-        { convoId, ciphertext: new Uint8Array([1, 2, 3, 4]), epoch: 0 },
-        { idempotencyKey: "metrics-replay" },
-      );
+    /** A keyed send through `on`: the same bytes for the same key. */
+    const send = (on: Hono = app, key = "metrics-replay", ciphertext = new Uint8Array([1, 2, 3, 4])) =>
+      clientFor(on, alice).sendMessage({ convoId, ciphertext, epoch: 0 }, { idempotencyKey: key });
     expect((await send()).replayed).toBe(false);
-    const replays = (from: string) =>
-      scrape(app).then(({ samples }) =>
+    const replays = (from: string, on: Hono = app) =>
+      scrape(on).then(({ samples }) =>
         valueOf(samples, "idempotency_replays_total", { method: "blue.catbird.mls.sendMessage", from }),
       );
     expect(await replays("memory")).toBeUndefined();
@@ -95,27 +94,14 @@ describe("GET /metrics", () => {
     expect(await replays("memory")).toBe(2);
     // Another process (no recent answers) reads the same key's answer from the database.
     const other = testApp(db, { IDEMPOTENCY_RECENT_BYTES: "0" }).app;
-    const again = await clientFor(other, alice).sendMessage(
-      { convoId, ciphertext: new Uint8Array([1, 2, 3, 4]), epoch: 0 },
-      { idempotencyKey: "metrics-replay" },
-    );
+    const again = await send(other);
     expect(again.replayed).toBe(true);
-    const fromDatabase = await scrape(other).then(({ samples }) =>
-      valueOf(samples, "idempotency_replays_total", { method: "blue.catbird.mls.sendMessage", from: "database" }),
-    );
-    expect(fromDatabase).toBe(1);
+    expect(await replays("database", other)).toBe(1);
     // A repeat of a request that process committed itself is read by key.
-    const sendOther = () =>
-      clientFor(other, alice).sendMessage(
-        { convoId, ciphertext: new Uint8Array([5, 6, 7]), epoch: 0 },
-        { idempotencyKey: "metrics-known" },
-      );
+    const sendOther = () => send(other, "metrics-known", new Uint8Array([5, 6, 7]));
     expect((await sendOther()).replayed).toBe(false);
     expect((await sendOther()).replayed).toBe(true);
-    const byKey = await scrape(other).then(({ samples }) =>
-      valueOf(samples, "idempotency_replays_total", { method: "blue.catbird.mls.sendMessage", from: "key" }),
-    );
-    expect(byKey).toBe(1);
+    expect(await replays("key", other)).toBe(1);
   });
 
   it("counts error answers by XRPC error name", async () => {

@@ -203,15 +203,10 @@ export function messageView(convoId: string, row: MessageRow): MessageView {
   };
 }
 
-/** Where a member's reading starts, and how the conversation's message log was pruned, for one list query. */
-const READER_CTE = `reader AS (
-  SELECT m.joined_seq, m.joined_epoch, c.next_seq, c.epoch,
-         (SELECT min(x.seq) FROM messages x WHERE x.convo_id = c.id) AS first_kept
-    FROM members m JOIN conversations c ON c.id = m.convo_id
-   WHERE m.convo_id = $1 AND m.did = $2 AND m.left_at IS NULL
-)`;
+/** Why a page has no rows: the conversation does not exist (404), or the caller is no active member (403). */
+type Refusal = "ConvoNotFound" | "NotMember";
 
-type PageRow<T> = { expired: boolean; more: boolean } & { [K in keyof T]: T[K] | null };
+type PageRow<T> = { refusal: Refusal | null; expired: boolean; more: boolean } & { [K in keyof T]: T[K] | null };
 
 export interface CommitView {
   id: string;
@@ -223,28 +218,39 @@ export interface CommitView {
 }
 
 /**
- * One page of commits for an active member: epochs from `$3` to `$6` (or on), none before the epoch
- * the member (last) joined at, at most `$4` and, past the first, at most `$5` bytes. Every epoch
- * from there to the current one had its commit stored, so `first_epoch` (the oldest one kept, or
- * the current epoch when none is) tells whether retention removed commits the member asks for.
+ * One page of commits for an active member, with the membership check, in one statement: epochs
+ * from `$3` to `$6` (or on), none before the epoch the member (last) joined at, at most `$4` and,
+ * past the first, at most `$5` bytes. Every epoch from there to the current one had its commit
+ * stored, so `first_epoch` (the oldest one kept, or the current epoch when none is) tells whether
+ * retention removed commits the member asks for. `refusal` names why there is no page.
  */
-export const LIST_COMMITS_SQL = `WITH ${READER_CTE}, candidates AS (
+export const LIST_COMMITS_SQL = `WITH reader AS (
+  SELECT c.epoch, m.joined_epoch
+    FROM conversations c LEFT JOIN members m ON m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL
+   WHERE c.id = $1
+), access AS MATERIALIZED (
+  SELECT CASE WHEN r.epoch IS NULL THEN 'ConvoNotFound' WHEN r.joined_epoch IS NULL THEN 'NotMember' END AS refusal,
+         r.epoch, r.joined_epoch
+    FROM (SELECT 1) AS one LEFT JOIN reader r ON true
+), candidates AS (
   SELECT x.seq, row_number() OVER w AS n, sum(${messageViewBytes("x")}) OVER w AS bytes
     FROM messages x
-   WHERE x.convo_id = $1 AND x.message_type = 'commit' AND x.epoch >= (SELECT greatest($3, joined_epoch) FROM reader)
+   WHERE x.convo_id = $1 AND x.message_type = 'commit'
+     AND x.epoch >= (SELECT greatest($3, a.joined_epoch) FROM access a WHERE a.refusal IS NULL)
      AND ($6::bigint IS NULL OR x.epoch <= $6)
   WINDOW w AS (ORDER BY x.epoch)
    ORDER BY x.epoch LIMIT $4 + 1
 ), page AS (
   SELECT seq FROM candidates WHERE n <= $4 AND ${fitsPage("$5")}
 ), state AS MATERIALIZED (
-  SELECT greatest($3, r.joined_epoch) < coalesce(
+  SELECT a.refusal,
+         a.refusal IS NULL AND greatest($3, a.joined_epoch) < coalesce(
            (SELECT min(k.epoch) FROM messages k
-             WHERE k.convo_id = $1 AND k.message_type = 'commit' AND k.epoch >= r.joined_epoch), r.epoch) AS expired,
+             WHERE k.convo_id = $1 AND k.message_type = 'commit' AND k.epoch >= a.joined_epoch), a.epoch) AS expired,
          (SELECT count(*) FROM candidates) > (SELECT count(*) FROM page) AS more
-    FROM reader r
+    FROM access a
 )
-SELECT state.expired, state.more, x.id, x.sender_did, x.sender_device, x.ciphertext, x.epoch,
+SELECT state.refusal, state.expired, state.more, x.id, x.sender_did, x.sender_device, x.ciphertext, x.epoch,
        ${iso("x.created_at")} AS created_at
   FROM state
   LEFT JOIN (page JOIN messages x ON x.convo_id = $1 AND x.seq = page.seq) ON true
@@ -262,7 +268,8 @@ export interface ListCommits {
 /**
  * Accepted commits with epochs in [fromEpoch, toEpoch], oldest first (one per epoch), from the
  * reader's (latest) joining on, bounded in items and bytes; `cursor` is the last epoch returned.
- * 400 CursorExpired when retention removed commits the reader asked for.
+ * 404 ConvoNotFound, 403 NotMember unless the reader is an active member; 400 CursorExpired when
+ * retention removed commits the reader asked for.
  */
 export async function listCommits(
   db: Queryable,
@@ -277,7 +284,8 @@ export async function listCommits(
     request.toEpoch ?? null,
   ]);
   const [first] = rows;
-  if (!first) throw notMember();
+  if (!first) throw new Error("the commits statement answers at least one row");
+  if (first.refusal) throw first.refusal === "ConvoNotFound" ? convoNotFound() : notMember();
   if (first.expired) throw cursorExpired("commits from this epoch on were removed by retention");
   const page = rows.filter((row): row is PageRow<MessageRow> & MessageRow => row.id !== null);
   const last = page[page.length - 1];

@@ -130,20 +130,21 @@ describe("request limits on every route", () => {
       body: JSON.stringify({ groupId: crypto.randomUUID().replace(/-/g, ""), cipherSuite: SUITE }),
     });
     const convoId = ((await created.json()) as { id: string }).id;
-    // getCommits checks membership, then reads the page: the check comes back after the deadline.
+    // getWelcome checks membership, then fetches the welcome: the check comes back after the deadline.
     const statements: string[] = [];
     const slow = withStatementHook(db, async (sql) => {
       statements.push(sql);
       if (sql.includes("is_member")) await new Promise((resolve) => setTimeout(resolve, 300));
     });
     const { app } = testApp(slow, { REQUEST_TIMEOUT_MS: "100" });
-    const res = await app.request(`${XRPC}getCommits?convoId=${convoId}&fromEpoch=0`, {
+    const res = await app.request(`${XRPC}getWelcome?convoId=${convoId}`, {
       headers: { Authorization: `Bearer ${await tokenFor(alice)}` },
     });
     expect(res.status).toBe(503);
     expect(res.headers.get("Retry-After")).toBe("1");
     expect((await res.json()).error).toBe("NotReady");
-    expect(statements.filter((sql) => sql.includes("FROM messages"))).toEqual([]);
+    expect(statements.some((sql) => sql.includes("is_member"))).toBe(true);
+    expect(statements.filter((sql) => sql.includes("welcome_messages"))).toEqual([]);
   });
 
   it("answers 413 PayloadTooLarge to a declared body over BODY_LIMIT_BYTES, whatever the route", async () => {

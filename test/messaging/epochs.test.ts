@@ -5,6 +5,7 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
+import { watchingPool } from "../helpers/faults.js";
 import { makeGroupWithCommit, TestGroup } from "../helpers/mls.js";
 import type { Input } from "mls-delivery-service/client";
 import { Api, expectOutcome, expectRefusal, ok, outcome, range, storedMessages, utf8, type Outcome } from "./client.js";
@@ -267,6 +268,24 @@ describe("getCommits", () => {
       })),
     );
     await expectRefusal(api.as(bob).getCommits({ convoId, fromEpoch: 4, toEpoch: 3 }), 400, "InvalidRequest");
+  });
+
+  it("checks the caller in the page's statement: 404 for no conversation, 403 for a stranger, one statement each", async () => {
+    const alice = unique("did:plc:alice");
+    const { group, convoId } = await groupConvo(alice);
+    await addWithCommit(alice, convoId, group);
+    const statements: string[] = [];
+    const watched = new Api(testApp(watchingPool(db, (sql) => statements.push(sql))).app);
+    const pageOf = async (did: string, id: string) => {
+      statements.length = 0;
+      const answer = await outcome(watched.as(did).getCommits({ convoId: id, fromEpoch: 0 }));
+      expect(statements).toHaveLength(1);
+      return answer;
+    };
+
+    expect((await pageOf(alice, convoId)).data?.commits.map((commit) => commit.epoch)).toEqual([0]);
+    expectOutcome(await pageOf(unique("did:plc:stranger"), convoId), 403, "NotMember");
+    expectOutcome(await pageOf(alice, crypto.randomUUID()), 404, "ConvoNotFound");
   });
 });
 

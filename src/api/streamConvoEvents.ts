@@ -4,7 +4,7 @@ import { followConvo, type StreamConnection } from "../events/convoStream.js";
 import { CHUNKED, EVENT_STREAM_HEADERS, EventStreamBody } from "../events/eventStreamBody.js";
 import { invalidRequest, XrpcError } from "../errors.js";
 import * as schemas from "../schemas.js";
-import { IMPLICIT_DEVICE, requireDevice } from "../services/actingDevice.js";
+import { IMPLICIT_DEVICE } from "../services/actingDevice.js";
 import { eventHead } from "../services/events.js";
 import { query } from "../xrpc.js";
 
@@ -32,16 +32,14 @@ export default query({
     const lastEventId = header("Last-Event-ID") || undefined;
     const resume = lastEventId === undefined ? input.cursor : cursor.safeParse(lastEventId).data;
     if (lastEventId !== undefined && resume === undefined) throw invalidRequest("Last-Event-ID must be an event id");
-    const device = await requireDevice(app.db, caller, input.deviceId, now);
-    // The head's statement checks the device again: a revocation that committed meanwhile (its event at or before the
-    // head, which the stream would never send) is refused there; a later one's event comes after the head, and ends
-    // the stream.
+    const device = input.deviceId ?? IMPLICIT_DEVICE;
+    // One statement checks the device, the membership and where the stream starts, in one snapshot.
     const head = await eventHead(
       app.db,
       input.convoId,
       caller,
       resume,
-      device === IMPLICIT_DEVICE ? undefined : device,
+      device === IMPLICIT_DEVICE ? undefined : { id: device, now },
     );
     if (resume !== undefined && resume > head) throw invalidRequest("cursor is ahead of this conversation's events");
     const { config, events, logger, metrics } = app;

@@ -1,8 +1,8 @@
 import type { Queryable } from "../db/driver.js";
 import { DEFAULT_MAX_PAGE_BYTES } from "../config.js";
-import { convoNotFound, cursorExpired, deviceRevoked, notMember } from "../errors.js";
+import { convoNotFound, cursorExpired, deviceRevoked, notMember, unknownDevice } from "../errors.js";
 import type { MembershipEvent } from "./convoChange.js";
-import { deviceRevokedSql } from "./actingDevice.js";
+import { deviceRevokedSql, touchLastSeenSql } from "./actingDevice.js";
 import { messageView, type MessageRow, type MessageView } from "./messages.js";
 import { fitsPage, iso, messageViewBytes } from "./sql.js";
 
@@ -59,36 +59,55 @@ export function eventsOf(rows: readonly EventColumns[], convoId: string): ConvoE
   return events;
 }
 
+/** A stream's device: one of the caller's registered devices (not the implicit one), and the request's time. */
+export interface HeadDevice {
+  id: string;
+  now: Date;
+}
+
 /**
- * The last committed event seq of a conversation the caller is an active member of: 404 when it
- * does not exist, 403 when the caller is not (or no longer) a member. One statement, so the
- * membership and the starting point come from the same snapshot. With `resume` (a cursor the
- * client holds, 1 or more), 400 CursorExpired when retention removed events after it that the
- * caller could have read. With `device` (one of the caller's registered devices), 403 DeviceRevoked when it is
- * revoked in the same snapshot: a revocation whose event is at or before the head, which a stream starting there
- * would never see, is refused here.
+ * The last committed event seq of a conversation the caller is an active member of, in one statement, so the
+ * device, the membership and the starting point come from the same snapshot. With `device`, 403 UnknownDevice
+ * unless it is the caller's, 403 DeviceRevoked when it is revoked (a revocation whose event is at or before the
+ * head, which a stream starting there would never see, is refused here), and its lastSeenAt moves to `now`; the
+ * device is checked first, as it is the caller's identity. Then 404 when the conversation does not exist, 403
+ * when the caller is not (or no longer) a member, and with `resume` (a cursor the client holds, 1 or more) 400
+ * CursorExpired when retention removed events after it that the caller could have read.
  */
 export async function eventHead(
   db: Queryable,
   convoId: string,
   caller: string,
   resume?: number,
-  device?: string,
+  device?: HeadDevice,
 ): Promise<number> {
-  const [row] = await db.query<{ head: number; active: boolean; expired: boolean; revoked: boolean }>(
-    `SELECT c.next_event_seq - 1 AS head, m.did IS NOT NULL AS active,
-            $3::bigint >= 1 AND greatest($3::bigint, m.joined_event_seq - 1) + 1
-              < coalesce((SELECT min(e.seq) FROM events e WHERE e.convo_id = c.id), c.next_event_seq) AS expired,
-            coalesce((${deviceRevokedSql("$2", "$4")}), false) AS revoked
-       FROM conversations c LEFT JOIN members m ON m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL
-      WHERE c.id = $1`,
-    [convoId, caller, resume ?? null, device ?? null],
+  const [row] = await db.query<{
+    head: number | null;
+    active: boolean | null;
+    expired: boolean | null;
+    unknown_device: boolean;
+    revoked: boolean;
+  }>(
+    `WITH device AS (${deviceRevokedSql("$2", "$4")}), seen AS (${touchLastSeenSql("$2", "$4", "$5")}), convo AS (
+       SELECT c.next_event_seq - 1 AS head, m.did IS NOT NULL AS active,
+              $3::bigint >= 1 AND greatest($3::bigint, m.joined_event_seq - 1) + 1
+                < coalesce((SELECT min(e.seq) FROM events e WHERE e.convo_id = c.id), c.next_event_seq) AS expired
+         FROM conversations c LEFT JOIN members m ON m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL
+        WHERE c.id = $1
+     )
+     SELECT convo.head, convo.active, convo.expired,
+            $4::text IS NOT NULL AND NOT EXISTS (SELECT 1 FROM device) AS unknown_device,
+            coalesce((SELECT revoked FROM device), false) AS revoked
+       FROM (SELECT 1) AS one LEFT JOIN convo ON true`,
+    [convoId, caller, resume ?? null, device?.id ?? null, device?.now ?? null],
   );
-  if (!row) throw convoNotFound();
+  if (!row) throw new Error("the head statement answers one row");
+  if (row.unknown_device) throw unknownDevice();
+  if (row.revoked) throw deviceRevoked();
+  if (row.head === null) throw convoNotFound();
   if (!row.active) throw notMember();
   if (row.expired)
     throw cursorExpired("events after this cursor were removed by retention; reconnect without a cursor");
-  if (row.revoked) throw deviceRevoked();
   return row.head;
 }
 

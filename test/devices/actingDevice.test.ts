@@ -10,6 +10,7 @@ import { recordConvoChange } from "../../src/services/convoChange.js";
 import { lockConvo } from "../../src/services/convoLock.js";
 import { storeWelcomes } from "../../src/services/welcomes.js";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
+import { watchingPool } from "../helpers/faults.js";
 import { TestGroup } from "../helpers/mls.js";
 import type { ConvoStreamEvent, Input } from "mls-delivery-service/client";
 import {
@@ -138,6 +139,26 @@ describe("deviceId names a live device of the caller", () => {
     expectOutcome(await send("laptop"), 403, "DeviceRevoked");
     expectOutcome(await send("phone"), 200);
     expect(await seen()).toEqual({ phone: true, laptop: false });
+  });
+
+  it("opening a device's stream checks the device and moves its lastSeenAt in the statement that finds the head", async () => {
+    const { bob, convoId } = await setup();
+    const statements: string[] = [];
+    const watched = testApp(watchingPool(db, (sql) => statements.push(sql))).app;
+    const stream = await streamAs(watched, bob, convoId, { deviceId: "phone" });
+    // Taken when the response head arrived: the stream's own reads come after it.
+    const beforeHead = [...statements];
+    try {
+      expect(stream.status).toBe(200);
+      expect(beforeHead).toHaveLength(1);
+      const [phone] = await db.query<{ recent: boolean }>(
+        `SELECT last_seen_at > now() - interval '1 hour' AS recent FROM devices WHERE did = $1 AND device_id = 'phone'`,
+        [bob],
+      );
+      expect(phone?.recent).toBe(true);
+    } finally {
+      await stream.close();
+    }
   });
 });
 

@@ -6,13 +6,11 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { DatabaseError } from "../../src/db/driver.js";
 import { SEND_BATCH_SQL } from "../../src/services/sendBatch.js";
-import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
+import { testApp, testDatabase } from "../helpers/context.js";
 import { conversationLockWaiters, holdRowLock, keyLockWaiters } from "../helpers/rowLock.js";
 import { withStatementHook } from "../helpers/faults.js";
-import { clientFor, outcome } from "../helpers/client.js";
 import { xrpc } from "../helpers/xrpc.js";
-
-const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
+import { keyedSend, messageCount, soloConversation } from "./fixtures.js";
 
 describe("same-key sends from two processes while the conversation is held (real PostgreSQL)", () => {
   const db = testDatabase(10);
@@ -22,13 +20,8 @@ describe("same-key sends from two processes while the conversation is held (real
     const env = { IDEMPOTENCY_WAIT_MS: "30000" };
     const { app: first } = testApp(db, env);
     const { app: second } = testApp(db, env);
-    const alice = unique("did:plc:idemrace");
-    const created = await clientFor(first, alice).createConvo({ groupId: randomGroupId(), cipherSuite: SUITE });
-    const convoId = created.data.id;
-    const send = (app: typeof first) =>
-      outcome(
-        clientFor(app, alice).sendMessage({ convoId, ciphertext: new Uint8Array([1, 2, 3]), epoch: 0 }, { idempotencyKey: "race" }),
-      );
+    const { alice, convoId } = await soloConversation(first, "did:plc:idemrace");
+    const send = (app: typeof first) => keyedSend(app, alice, convoId, "race");
 
     const holder = holdRowLock<{ ctid: string }>(db, `SELECT ctid::text FROM conversations WHERE id = $1 FOR UPDATE`, [
       convoId,
@@ -47,11 +40,7 @@ describe("same-key sends from two processes while the conversation is held (real
     expect(answers.map((r) => r.status)).toEqual([200, 200]);
     expect(answers[0]!.data).toEqual(answers[1]!.data);
     expect(answers.map((r) => r.data && r.replayed)).toEqual([false, true]);
-    const [row] = await db.query<{ messages: number }>(
-      `SELECT count(*) AS messages FROM messages WHERE convo_id = $1`,
-      [convoId],
-    );
-    expect(row!.messages).toBe(1);
+    expect(await messageCount(db, convoId)).toBe(1);
   });
 
   it("a batch rolled back by a deadlock takes the general path instead of answering 503", async () => {
@@ -60,16 +49,11 @@ describe("same-key sends from two processes while the conversation is held (real
       if (sql === SEND_BATCH_SQL && ++refused) throw new DatabaseError("injected deadlock", "40P01", undefined);
     });
     const { app } = testApp(deadlocked);
-    const alice = unique("did:plc:idemdeadlock");
-    const client = clientFor(app, alice);
-    const created = await client.createConvo({ groupId: randomGroupId(), cipherSuite: SUITE });
-    expect(created.status).toBe(200);
-    const convoId = created.data.id;
-    const input = { convoId, ciphertext: new Uint8Array([1, 2, 3]), epoch: 0 };
-    const sent = await client.sendMessage(input, { idempotencyKey: "victim" });
+    const { alice, convoId } = await soloConversation(app, "did:plc:idemdeadlock");
+    const sent = await keyedSend(app, alice, convoId, "victim");
     expect(sent.status).toBe(200);
-    const replay = await client.sendMessage(input, { idempotencyKey: "victim" });
-    expect(replay.replayed).toBe(true);
+    const replay = await keyedSend(app, alice, convoId, "victim");
+    expect(replay.data && replay.replayed).toBe(true);
     expect(replay.data).toEqual(sent.data);
     // Raw: a send without an Idempotency-Key (the client gives every send one).
     const unkeyed = await xrpc(app, alice, "sendMessage", { body: { convoId, ciphertext: "AQID", epoch: 0 } });

@@ -6,12 +6,11 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { SEND_BATCH_SQL } from "../../src/services/sendBatch.js";
-import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
+import { testApp, testDatabase } from "../helpers/context.js";
 import { withStatementHook } from "../helpers/faults.js";
-import { clientFor, outcome } from "../helpers/client.js";
 import { xrpc } from "../helpers/xrpc.js";
+import { keyedSend, soloConversation } from "./fixtures.js";
 
-const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 const REQUEST_TIMEOUT_MS = 500;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -33,16 +32,12 @@ describe("a send queued behind a slow batch (real PostgreSQL)", () => {
         await waiting;
       });
       const { app } = testApp(slow, { REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS) });
-      const alice = unique("did:plc:queuedeadline");
-      const created = await clientFor(app, alice).createConvo({ groupId: randomGroupId(), cipherSuite: SUITE });
-      expect(created.status).toBe(200);
-      const convoId = created.data.id;
+      const { alice, convoId } = await soloConversation(app, "did:plc:queuedeadline");
       // Keyed sends through the client; unkeyed ones raw (the client gives every send a key, createConvo's too: the
       // keys counted below are the sends').
       const send = async (key: string) => {
         if (keyed) {
-          const ciphertext = new Uint8Array([1, 2, 3]);
-          const answer = await outcome(clientFor(app, alice).sendMessage({ convoId, ciphertext, epoch: 0 }, { idempotencyKey: key }));
+          const answer = await keyedSend(app, alice, convoId, key);
           return { status: answer.status, error: answer.error };
         }
         const answer = await xrpc(app, alice, "sendMessage", { body: { convoId, ciphertext: "AQID", epoch: 0 } });

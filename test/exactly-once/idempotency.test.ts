@@ -1,21 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/clock.js";
 import { DatabaseUnavailableError, type Database } from "../../src/db/driver.js";
-import { runCleanup } from "../../src/jobs/cleanup.js";
 import { claimKey } from "../../src/services/idempotencyKeys.js";
-import { randomGroupId, testApp, testDatabase, tokenFor, unique } from "../helpers/context.js";
+import { testApp, testDatabase, tokenFor, unique } from "../helpers/context.js";
 import { withStatementHook } from "../helpers/faults.js";
 import { migratedPglite } from "../helpers/pglite.js";
 import { clientFor, outcome } from "../helpers/client.js";
 import { xrpc } from "../helpers/xrpc.js";
+import { AQID, BAUG, cleanupAt, keyedSend as send, messageCount, soloConversation } from "./fixtures.js";
 
-const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
-const bytes = { AQID: new Uint8Array([1, 2, 3]), BAUG: new Uint8Array([4, 5, 6]) };
 type App = ReturnType<typeof testApp>["app"];
-
-/** A keyed sendMessage through the typed client (one attempt); its answer or the XRPC error it was. */
-const send = (app: App, did: string, convoId: string, key: string, text: keyof typeof bytes = "AQID") =>
-  outcome(clientFor(app, did).sendMessage({ convoId, ciphertext: bytes[text], epoch: 0 }, { idempotencyKey: key }));
 
 const drivers: { name: string; open: () => Promise<Database> }[] = [
   { name: "postgres.js on real PostgreSQL", open: async () => testDatabase(10) },
@@ -29,12 +23,7 @@ describe.each(drivers)("idempotency keys ($name)", ({ open }) => {
   });
   afterAll(() => db.close());
 
-  async function conversation(app: App) {
-    const alice = unique("did:plc:idem");
-    const created = await clientFor(app, alice).createConvo({ groupId: randomGroupId(), cipherSuite: SUITE });
-    expect(created.status).toBe(200);
-    return { alice, convoId: created.data.id };
-  }
+  const conversation = (app: App) => soloConversation(app, "did:plc:idem");
 
   async function countRows(convoId: string, caller: string) {
     const [row] = await db.query<{ messages: number; entries: number }>(
@@ -73,7 +62,7 @@ describe.each(drivers)("idempotency keys ($name)", ({ open }) => {
   it("the same key with a different body is 422 and stores nothing more", async () => {
     const { app } = testApp(db);
     const { alice, convoId } = await conversation(app);
-    expect((await send(app, alice, convoId, "k", "AQID")).status).toBe(200);
+    expect((await send(app, alice, convoId, "k", AQID)).status).toBe(200);
     // Raw: the test asserts the error body is exactly {error, message}, which the client does not show. The bytes
     // in the client's form ({"$bytes"}): only their value differs from the first send.
     const reused = await xrpc(app, alice, "sendMessage", {
@@ -200,7 +189,10 @@ describe.each(drivers)("idempotency keys ($name)", ({ open }) => {
     expect(fromBob.status).toBe(200);
     expect(fromBob.data && fromBob.replayed).toBe(false);
     expect(fromBob.data?.messageId).not.toBe(fromAlice.data?.messageId);
-    const otherMethod = await clientFor(app, alice).updateCursor({ convoId, cursor: "1" }, { idempotencyKey: "shared" });
+    const otherMethod = await clientFor(app, alice).updateCursor(
+      { convoId, cursor: "1" },
+      { idempotencyKey: "shared" },
+    );
     expect(otherMethod.status).toBe(200);
     expect(otherMethod.data && otherMethod.replayed).toBe(false);
   });
@@ -210,7 +202,9 @@ describe.each(drivers)("idempotency keys ($name)", ({ open }) => {
     const { alice, convoId } = await conversation(app);
     // Raw: malformed keys, and a header that disagrees with the body (the client never sends either).
     for (const key of ["", "x".repeat(256), "tab\there", "é"]) {
-      const response = await xrpc(app, alice, "sendMessage", { body: { convoId, ciphertext: "AQID", epoch: 0, idempotencyKey: key } });
+      const response = await xrpc(app, alice, "sendMessage", {
+        body: { convoId, ciphertext: "AQID", epoch: 0, idempotencyKey: key },
+      });
       expect(response.status).toBe(400);
     }
     const mismatch = await xrpc(app, alice, "sendMessage", {
@@ -245,18 +239,21 @@ describe.each(drivers)("idempotency keys ($name)", ({ open }) => {
     const clock = new ManualClock();
     const { app } = testApp(db, { IDEMPOTENCY_TTL_SECONDS: "60" }, clock);
     const { alice, convoId } = await conversation(app);
-    expect((await send(app, alice, convoId, "old", "AQID")).status).toBe(200);
+    expect((await send(app, alice, convoId, "old", AQID)).status).toBe(200);
     clock.advance(61_000);
-    const after = await send(app, alice, convoId, "old", "BAUG");
+    const after = await send(app, alice, convoId, "old", BAUG);
     expect(after.status).toBe(200);
     expect(after.data && after.replayed).toBe(false);
-    expect((await send(app, alice, convoId, "expiring", "AQID")).status).toBe(200);
+    expect((await send(app, alice, convoId, "expiring", AQID)).status).toBe(200);
     clock.advance(61_000);
-    expect((await send(app, alice, convoId, "live", "AQID")).status).toBe(200);
+    expect((await send(app, alice, convoId, "live", AQID)).status).toBe(200);
 
-    const result = await runCleanup(db, { now: clock.now(), welcomeGraceSeconds: 300, welcomeTtlSeconds: 604_800, retentionDays: 30 });
+    const result = await cleanupAt(db, clock.now());
     expect(result.ran && result.idempotencyKeys).toBeGreaterThanOrEqual(2);
-    const left = await db.query<{ key: string }>(`SELECT key FROM idempotency_keys WHERE caller_did = $1 ORDER BY key`, [alice]);
+    const left = await db.query<{ key: string }>(
+      `SELECT key FROM idempotency_keys WHERE caller_did = $1 ORDER BY key`,
+      [alice],
+    );
     expect(left.map((row) => row.key)).toEqual(["live"]);
   });
 });
@@ -264,12 +261,6 @@ describe.each(drivers)("idempotency keys ($name)", ({ open }) => {
 describe("idempotency wait limit (real PostgreSQL)", () => {
   const db = testDatabase(10);
   afterAll(() => db.close());
-
-  async function conversation(app: App, prefix: string) {
-    const alice = unique(prefix);
-    const created = await clientFor(app, alice).createConvo({ groupId: randomGroupId(), cipherSuite: SUITE });
-    return { alice, convoId: created.data.id };
-  }
 
   it("a repeat that waits longer than IDEMPOTENCY_WAIT_MS gets 409 IdempotencyKeyInUse with Retry-After", async () => {
     // addMembers has no one-statement path: its handler runs inside the transaction holding the key
@@ -282,7 +273,7 @@ describe("idempotency wait limit (real PostgreSQL)", () => {
     });
     const { app } = testApp(stalled, { IDEMPOTENCY_WAIT_MS: "200" });
     const { app: plain } = testApp(db);
-    const { alice, convoId } = await conversation(plain, "did:plc:idemwait");
+    const { alice, convoId } = await soloConversation(plain, "did:plc:idemwait");
     const input = { convoId, didList: [unique("did:plc:idemwaitbob")] };
     const addMembers = () => outcome(clientFor(app, alice).addMembers(input, { idempotencyKey: "slow" }));
     const first = addMembers();
@@ -298,14 +289,20 @@ describe("idempotency wait limit (real PostgreSQL)", () => {
 
   it("a keyed send whose key another transaction holds waits IDEMPOTENCY_WAIT_MS, then gets 409 and writes nothing", async () => {
     const { app } = testApp(db, { IDEMPOTENCY_WAIT_MS: "200" });
-    const { alice, convoId } = await conversation(app, "did:plc:idemheld");
+    const { alice, convoId } = await soloConversation(app, "did:plc:idemheld");
     const scope = [alice, "blue.catbird.mls.sendMessage", "held"] as const;
     let release!: () => void;
     let claimed!: () => void;
     const isClaimed = new Promise<void>((resolve) => (claimed = resolve));
     const holder = db
       .transaction(async (tx) => {
-        await claimKey(tx, { scope, requestHash: "ab".repeat(32), now: new Date(), expiresAt: new Date(Date.now() + 60_000), waitMs: 1000 });
+        await claimKey(tx, {
+          scope,
+          requestHash: "ab".repeat(32),
+          now: new Date(),
+          expiresAt: new Date(Date.now() + 60_000),
+          waitMs: 1000,
+        });
         claimed();
         await new Promise<void>((resolve) => (release = resolve));
         throw new Error("roll the claim back");
@@ -321,13 +318,12 @@ describe("idempotency wait limit (real PostgreSQL)", () => {
     const sent = await send(app, alice, convoId, "held");
     expect(sent.status).toBe(200);
     expect(sent.data && sent.replayed).toBe(false);
-    const [row] = await db.query<{ messages: number }>(`SELECT count(*) AS messages FROM messages WHERE convo_id = $1`, [convoId]);
-    expect(row!.messages).toBe(1);
+    expect(await messageCount(db, convoId)).toBe(1);
   });
 
   it("a keyed send that waits on the conversation longer than IDEMPOTENCY_WAIT_MS still sends once", async () => {
     const { app } = testApp(db, { IDEMPOTENCY_WAIT_MS: "200" });
-    const { alice, convoId } = await conversation(app, "did:plc:idemlocked");
+    const { alice, convoId } = await soloConversation(app, "did:plc:idemlocked");
     let release!: () => void;
     let locked!: () => void;
     const isLocked = new Promise<void>((resolve) => (locked = resolve));
@@ -346,7 +342,6 @@ describe("idempotency wait limit (real PostgreSQL)", () => {
     const replay = await send(app, alice, convoId, "waits");
     expect(replay.data && replay.replayed).toBe(true);
     expect(replay.data).toEqual(sent.data);
-    const [row] = await db.query<{ messages: number }>(`SELECT count(*) AS messages FROM messages WHERE convo_id = $1`, [convoId]);
-    expect(row!.messages).toBe(1);
+    expect(await messageCount(db, convoId)).toBe(1);
   });
 });

@@ -4,28 +4,26 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/clock.js";
-import { runCleanup } from "../../src/jobs/cleanup.js";
-import { randomGroupId, testApp, testDatabase, tokenFor, unique } from "../helpers/context.js";
+import { testApp, testDatabase, tokenFor, unique } from "../helpers/context.js";
 import { conversationLockWaiters, holdRowLock } from "../helpers/rowLock.js";
-import { clientFor, outcome } from "../helpers/client.js";
+import { clientFor } from "../helpers/client.js";
+import {
+  AQID,
+  BAUG,
+  cleanupAt,
+  keyedSend as send,
+  messageCount,
+  newConversation,
+  soloConversation,
+} from "./fixtures.js";
 
-const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 const TTL_MS = 86_400_000;
-const AQID = new Uint8Array([1, 2, 3]);
-const BAUG = new Uint8Array([4, 5, 6]);
 
 describe("an expired idempotency key is a new action (real PostgreSQL)", () => {
   const db = testDatabase(10);
   afterAll(() => db.close());
 
   type App = ReturnType<typeof testApp>["app"];
-  const createConvo = async (app: App, did: string) => {
-    const created = await clientFor(app, did).createConvo({ groupId: randomGroupId(), cipherSuite: SUITE });
-    expect(created.status).toBe(200);
-    return created.data.id;
-  };
-  const send = (app: App, did: string, convoId: string, key: string, ciphertext: Uint8Array) =>
-    outcome(clientFor(app, did).sendMessage({ convoId, ciphertext, epoch: 0 }, { idempotencyKey: key }));
   const log = async (app: App, did: string, convoId: string) => {
     const page = await clientFor(app, did).getMessages({ convoId });
     expect(page.status).toBe(200);
@@ -36,8 +34,8 @@ describe("an expired idempotency key is a new action (real PostgreSQL)", () => {
     const clock = new ManualClock();
     const { app } = testApp(db, {}, clock);
     const alice = unique("did:plc:idemreuse");
-    const first = await createConvo(app, alice);
-    const second = await createConvo(app, alice);
+    const first = await newConversation(app, alice);
+    const second = await newConversation(app, alice);
 
     const original = await send(app, alice, first, "reused", AQID);
     expect(original.status).toBe(200);
@@ -72,20 +70,14 @@ describe("an expired idempotency key is a new action (real PostgreSQL)", () => {
     // remove other files' live rows (their key packages expire in a day).
     const clock = new ManualClock();
     const { app } = testApp(db, { IDEMPOTENCY_TTL_SECONDS: "60" }, clock);
-    const alice = unique("did:plc:idemagain");
-    const convoId = await createConvo(app, alice);
+    const { alice, convoId } = await soloConversation(app, "did:plc:idemagain");
     const sent = [await send(app, alice, convoId, "again", AQID)];
 
     clock.advance(61_000);
     sent.push(await send(app, alice, convoId, "again", AQID));
 
     clock.advance(61_000);
-    const cleaned = await runCleanup(db, {
-      now: clock.now(),
-      welcomeGraceSeconds: 300,
-      welcomeTtlSeconds: 604_800,
-      retentionDays: 30,
-    });
+    const cleaned = await cleanupAt(db, clock.now());
     expect(cleaned.ran && cleaned.idempotencyKeys).toBeGreaterThanOrEqual(1);
     sent.push(await send(app, alice, convoId, "again", AQID));
 
@@ -103,8 +95,7 @@ describe("an expired idempotency key is a new action (real PostgreSQL)", () => {
     const { app } = testApp(db, ttl, clock);
     // Another instance (no recent answers) reads the database's record.
     const other = testApp(db, { ...ttl, IDEMPOTENCY_RECENT_BYTES: "0" }, clock).app;
-    const alice = unique("did:plc:idemslow");
-    const convoId = await createConvo(app, alice);
+    const { alice, convoId } = await soloConversation(app, "did:plc:idemslow");
     const token = await tokenFor(alice);
     const body = JSON.stringify({ convoId, ciphertext: "AQID", epoch: 0 });
     const headers = { Authorization: `Bearer ${token}`, "Content-Type": "application/json", "Idempotency-Key": "slow" };
@@ -153,19 +144,16 @@ describe("lock waits around a key (real PostgreSQL)", () => {
   it("a send that took over an expired key and then waits on the conversation longer than the wait limit still sends once", async () => {
     const clock = new ManualClock();
     const { app } = testApp(db, { IDEMPOTENCY_WAIT_MS: "200", IDEMPOTENCY_TTL_SECONDS: "60" }, clock);
-    const alice = unique("did:plc:idemtakeover");
-    const created = await clientFor(app, alice).createConvo({ groupId: randomGroupId(), cipherSuite: SUITE });
-    const convoId = created.data.id;
-    const send = () =>
-      outcome(clientFor(app, alice).sendMessage({ convoId, ciphertext: AQID, epoch: 0 }, { idempotencyKey: "taken" }));
-    expect((await send()).status).toBe(200);
+    const { alice, convoId } = await soloConversation(app, "did:plc:idemtakeover");
+    const sendTaken = () => send(app, alice, convoId, "taken");
+    expect((await sendTaken()).status).toBe(200);
     clock.advance(61_000);
 
     const holder = holdRowLock<{ ctid: string }>(db, `SELECT ctid::text FROM conversations WHERE id = $1 FOR UPDATE`, [
       convoId,
     ]);
     const ctid = (await holder.held)[0]!.ctid;
-    const sending = send();
+    const sending = sendTaken();
     await conversationLockWaiters(db, ctid);
     await new Promise((resolve) => setTimeout(resolve, 600)); // past the 200 ms wait limit
     holder.release();
@@ -173,13 +161,9 @@ describe("lock waits around a key (real PostgreSQL)", () => {
     const sent = await sending;
     expect(sent.status).toBe(200);
     expect(sent.data?.seq).toBe(2);
-    const replay = await send();
+    const replay = await sendTaken();
     expect(replay.data && replay.replayed).toBe(true);
     expect(replay.data).toEqual(sent.data);
-    const [row] = await db.query<{ messages: number }>(
-      `SELECT count(*) AS messages FROM messages WHERE convo_id = $1`,
-      [convoId],
-    );
-    expect(row!.messages).toBe(2);
+    expect(await messageCount(db, convoId)).toBe(2);
   });
 });

@@ -132,7 +132,14 @@ export function createApp(context: AppContext): Hono {
   const recent = config.IDEMPOTENCY_RECENT_BYTES > 0 ? new RecentAnswers(config.IDEMPOTENCY_RECENT_BYTES) : undefined;
   const known =
     config.IDEMPOTENCY_KNOWN_REQUESTS > 0
-      ? { requests: new KnownRequests(config.IDEMPOTENCY_KNOWN_REQUESTS), records: new StoredAnswerReads(ctx.db) }
+      ? {
+          requests: new KnownRequests(config.IDEMPOTENCY_KNOWN_REQUESTS),
+          records: new StoredAnswerReads({
+            db: ctx.db,
+            logger: ctx.logger,
+            observeFailure: () => ctx.metrics.storedAnswerReadFailed(),
+          }),
+        }
       : undefined;
   const exactlyOnce = (method: XrpcMethod) =>
     idempotency({

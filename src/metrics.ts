@@ -18,6 +18,8 @@ export interface Metrics {
   readonly requests: MiddlewareHandler;
   /** An idempotent procedure answered from its stored response; `method` is the NSID. */
   idempotencyReplay(method: string, from: ReplaySource): void;
+  /** A statement reading known requests' records by key failed (`idempotency_key_read_failures_total`). */
+  storedAnswerReadFailed(): void;
   /** An XRPC error answered (`xrpc_errors_total` by name): tells NotReady and IdempotencyKeyInUse from other 503s and 409s. */
   xrpcError(error: string): void;
   /** What one cleanup run did (the counts per kind), or that it failed. */
@@ -42,6 +44,11 @@ export function createMetrics(): Metrics {
     name: "idempotency_replays_total",
     help: "Procedures answered from a stored idempotent response, by where it was read: this process's memory (memory), the record of a request this process committed, read by key (key), or the database on the general path (database)",
     labelNames: ["method", "from"] as const,
+    registers: [registry],
+  });
+  const keyReadFailures = new Counter({
+    name: "idempotency_key_read_failures_total",
+    help: "Failed statements reading the records of requests this process committed, by key (replays from=key); each statement's reads took the general path instead",
     registers: [registry],
   });
   const errors = new Counter({
@@ -116,6 +123,7 @@ export function createMetrics(): Metrics {
     requests: registerMetrics,
     xrpcError: (error) => errors.inc({ error }),
     idempotencyReplay: (method, from) => replays.inc({ method, from }),
+    storedAnswerReadFailed: () => keyReadFailures.inc(),
     cleanupRan(outcome) {
       if (outcome === "failed" || !outcome.ran) {
         cleanupRuns.inc({ outcome: outcome === "failed" ? "failed" : "skipped" });

@@ -1,4 +1,5 @@
 import type { Queryable } from "../db/driver.js";
+import type { Logger } from "../logger.js";
 import type { Scope, StoredAnswer } from "./idempotencyKeys.js";
 
 /**
@@ -12,6 +13,15 @@ export const STORED_ANSWERS_SQL = `SELECT r.n, k.request_hash, k.status_code, k.
     SELECT k.request_hash, k.status_code, k.response FROM idempotency_keys k
      WHERE k.caller_did = r.s AND k.method = r.m AND k.key = r.k AND k.expires_at = r.x AND k.response IS NOT NULL
   ) k`;
+
+export interface StoredAnswerReadsOptions {
+  /** The pool the reads run on (not a request's transaction). */
+  db: Queryable;
+  /** Warned of each failed statement: its reads took the general path, which answers them all the same. */
+  logger: Logger;
+  /** Told of each failed statement (a metric). */
+  observeFailure(): void;
+}
 
 interface Pending {
   scope: Scope;
@@ -30,14 +40,14 @@ const MAX_ITEMS = 256;
  * and a read of its own. Reads only, on the pool, outside any transaction.
  *
  * @example
- * const reads = new StoredAnswerReads(db);
+ * const reads = new StoredAnswerReads({ db, logger, observeFailure: () => metrics.storedAnswerReadFailed() });
  * const stored = await reads.read([caller, method, key], expiresAt, deadlinePassed); // undefined: none (or too late)
  */
 export class StoredAnswerReads {
   private queue: Pending[] = [];
   private reading = false;
 
-  constructor(private readonly db: Queryable) {}
+  constructor(private readonly options: StoredAnswerReadsOptions) {}
 
   /**
    * The answer of the key's record that expires at `expiresAt`; undefined when there is none, when the request's
@@ -64,11 +74,12 @@ export class StoredAnswerReads {
   }
 
   private async readAll(): Promise<void> {
+    const { db, logger, observeFailure } = this.options;
     while (this.dropLate() > 0) {
       const batch = this.queue.splice(0, MAX_ITEMS);
       try {
         const items = batch.map(({ scope: [s, m, k], expiresAt }, n) => ({ n, s, m, k, x: expiresAt.toISOString() }));
-        const rows = await this.db.query<{ n: number; request_hash: string; status_code: number; response: string }>(
+        const rows = await db.query<{ n: number; request_hash: string; status_code: number; response: string }>(
           STORED_ANSWERS_SQL,
           [JSON.stringify(items)],
         );
@@ -77,8 +88,10 @@ export class StoredAnswerReads {
           const row = found.get(n);
           item.settle(row && { requestHash: row.request_hash, statusCode: row.status_code, response: row.response });
         });
-      } catch {
+      } catch (error) {
         for (const item of batch) item.settle(undefined);
+        logger.warn("reading known requests' records failed", { error: String(error), reads: batch.length });
+        observeFailure();
       }
     }
   }

@@ -7,6 +7,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/clock.js";
 import { ADVISORY_LOCK } from "../../src/db/advisoryLocks.js";
+import { createLogger, type LogFields } from "../../src/logger.js";
 import { KnownRequests } from "../../src/middleware/knownRequests.js";
 import { requestFingerprint } from "../../src/middleware/requestFingerprint.js";
 import { keyLockId } from "../../src/services/idempotencyKeys.js";
@@ -14,6 +15,7 @@ import { STORED_ANSWERS_SQL, StoredAnswerReads } from "../../src/services/stored
 import { testApp, testDatabase, tokenFor } from "../helpers/context.js";
 import { withStatementHook } from "../helpers/faults.js";
 import { holdRowLock } from "../helpers/rowLock.js";
+import { scrape, valueOf } from "../ops/prometheus.js";
 import { keyedSend as send, soloConversation } from "./fixtures.js";
 
 const SEND = "blue.catbird.mls.sendMessage";
@@ -33,7 +35,10 @@ describe("known requests (real PostgreSQL)", () => {
   });
   const clock = new ManualClock();
   const env = { IDEMPOTENCY_TTL_SECONDS: "60", IDEMPOTENCY_RECENT_BYTES: "0", IDEMPOTENCY_WAIT_MS: "300" };
-  const { app } = testApp(counted, env, clock);
+  const warnings: LogFields[] = [];
+  const logger = createLogger("warn", (line) => warnings.push(JSON.parse(line) as LogFields));
+  const { app } = testApp(counted, env, clock, logger);
+  const readFailures = async () => valueOf((await scrape(app)).samples, "idempotency_key_read_failures_total");
 
   const conversation = () => soloConversation(app, "did:plc:known");
 
@@ -69,14 +74,23 @@ describe("known requests (real PostgreSQL)", () => {
     beforeRecordRead = async () => {
       throw new Error("connection lost");
     };
+    const failuresBefore = await readFailures();
     statements.length = 0;
+    warnings.length = 0;
     const repeat = await send(app, alice, convoId, "k7");
     expect(repeat.data && repeat.replayed).toBe(true);
     expect(repeat.data).toEqual(first.data);
+    // The read was attempted (and failed), then the general path answered; the failure is counted and logged.
+    const failedReads = statements.filter((sql) => sql === STORED_ANSWERS_SQL).length;
+    expect(failedReads).toBe(1);
     expect(statements.filter((sql) => sql !== STORED_ANSWERS_SQL).length).toBeGreaterThan(0);
+    expect(await readFailures()).toBe((failuresBefore ?? 0) + failedReads);
+    expect(warnings.map(({ message, error, reads }) => ({ message, error, reads }))).toEqual([
+      { message: "reading known requests' records failed", error: "Error: connection lost", reads: 1 },
+    ]);
 
     statements.length = 0;
-    const reads = new StoredAnswerReads(counted);
+    const reads = new StoredAnswerReads({ db: counted, logger, observeFailure: () => {} });
     const [caller, expiresAt] = [alice, new Date(clock.now().getTime() + 60_000)];
     await expect(reads.read([caller, SEND, "k7"], expiresAt, () => true)).resolves.toBeUndefined();
     expect(statements).toEqual([]);

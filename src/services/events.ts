@@ -59,6 +59,26 @@ export function eventsOf(rows: readonly EventColumns[], convoId: string): ConvoE
   return events;
 }
 
+/** $1 conversation, $2 caller, $3 the cursor resumed from (null: none): the head, membership and retention. */
+const CONVO_HEAD_CTE = `convo AS (
+  SELECT c.next_event_seq - 1 AS head, m.did IS NOT NULL AS active,
+         $3::bigint >= 1 AND greatest($3::bigint, m.joined_event_seq - 1) + 1
+           < coalesce((SELECT min(e.seq) FROM events e WHERE e.convo_id = c.id), c.next_event_seq) AS expired
+    FROM conversations c LEFT JOIN members m ON m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL
+   WHERE c.id = $1
+)`;
+
+const HEAD_SQL = `WITH ${CONVO_HEAD_CTE}
+SELECT convo.head, convo.active, convo.expired, false AS unknown_device, false AS revoked
+  FROM (SELECT 1) AS one LEFT JOIN convo ON true`;
+
+/** HEAD_SQL for device $4 of the caller at time $5: checked, and its lastSeenAt moved. */
+const DEVICE_HEAD_SQL = `WITH device AS (${deviceRevokedSql("$2", "$4")}), seen AS (${touchLastSeenSql("$2", "$4", "$5")}),
+${CONVO_HEAD_CTE}
+SELECT convo.head, convo.active, convo.expired, NOT EXISTS (SELECT 1 FROM device) AS unknown_device,
+       coalesce((SELECT revoked FROM device), false) AS revoked
+  FROM (SELECT 1) AS one LEFT JOIN convo ON true`;
+
 /** A stream's device: one of the caller's registered devices (not the implicit one), and the request's time. */
 export interface HeadDevice {
   id: string;
@@ -87,20 +107,12 @@ export async function eventHead(
     expired: boolean | null;
     unknown_device: boolean;
     revoked: boolean;
-  }>(
-    `WITH device AS (${deviceRevokedSql("$2", "$4")}), seen AS (${touchLastSeenSql("$2", "$4", "$5")}), convo AS (
-       SELECT c.next_event_seq - 1 AS head, m.did IS NOT NULL AS active,
-              $3::bigint >= 1 AND greatest($3::bigint, m.joined_event_seq - 1) + 1
-                < coalesce((SELECT min(e.seq) FROM events e WHERE e.convo_id = c.id), c.next_event_seq) AS expired
-         FROM conversations c LEFT JOIN members m ON m.convo_id = c.id AND m.did = $2 AND m.left_at IS NULL
-        WHERE c.id = $1
-     )
-     SELECT convo.head, convo.active, convo.expired,
-            $4::text IS NOT NULL AND NOT EXISTS (SELECT 1 FROM device) AS unknown_device,
-            coalesce((SELECT revoked FROM device), false) AS revoked
-       FROM (SELECT 1) AS one LEFT JOIN convo ON true`,
-    [convoId, caller, resume ?? null, device?.id ?? null, device?.now ?? null],
-  );
+  }>(device ? DEVICE_HEAD_SQL : HEAD_SQL, [
+    convoId,
+    caller,
+    resume ?? null,
+    ...(device ? [device.id, device.now] : []),
+  ]);
   if (!row) throw new Error("the head statement answers one row");
   if (row.unknown_device) throw unknownDevice();
   if (row.revoked) throw deviceRevoked();

@@ -222,7 +222,9 @@ export interface CommitView {
  * from `$3` to `$6` (or on), none before the epoch the member (last) joined at, at most `$4` and,
  * past the first, at most `$5` bytes. Every epoch from there to the current one had its commit
  * stored, so `first_epoch` (the oldest one kept, or the current epoch when none is) tells whether
- * retention removed commits the member asks for. `refusal` names why there is no page.
+ * retention removed commits the member asks for. `refusal` names why there is no page. The upper bound is a
+ * coalesce, not "$6 IS NULL OR ...", which a generic plan checks on every later commit instead of ending the
+ * index scan there.
  */
 export const LIST_COMMITS_SQL = `WITH reader AS (
   SELECT c.epoch, m.joined_epoch
@@ -237,7 +239,7 @@ export const LIST_COMMITS_SQL = `WITH reader AS (
     FROM messages x
    WHERE x.convo_id = $1 AND x.message_type = 'commit'
      AND x.epoch >= (SELECT greatest($3, a.joined_epoch) FROM access a WHERE a.refusal IS NULL)
-     AND ($6::bigint IS NULL OR x.epoch <= $6)
+     AND x.epoch <= coalesce($6::bigint, ${Number.MAX_SAFE_INTEGER})
   WINDOW w AS (ORDER BY x.epoch)
    ORDER BY x.epoch LIMIT $4 + 1
 ), page AS (

@@ -13,6 +13,7 @@ import postgres from "postgres";
 import { migrate } from "../src/db/migrate.js";
 import { readMigrations } from "../src/db/migrations-fs.js";
 import { createPostgresDatabase } from "../src/db/postgres.js";
+import { alternated, describeAlternated } from "./bench/alternated.js";
 import { batchesDuring, describeBatches, type BatchFigures } from "./bench/batches.js";
 import { measureEmbeddedStart, type EmbeddedStart } from "./bench/embedded.js";
 import { describeFanout, fanout, fanoutRow, type FanoutResult } from "./bench/fanout.js";
@@ -69,6 +70,7 @@ const plan = quick
       seconds: 3,
       pgbenchSeconds: 2,
       clientCounts: [16, 64],
+      turns: 0,
       readSizes: [1_000, 100_000],
       convos: 1000,
       fanoutStreams: [200],
@@ -77,6 +79,8 @@ const plan = quick
       seconds: 15,
       pgbenchSeconds: 8,
       clientCounts: [4, 8, 16, 32, 64],
+      // Scenarios 1 and 2 and their baselines run twice more by turns (scripts/bench/alternated.ts).
+      turns: 2,
       readSizes: [1_000, 100_000, 1_000_000],
       convos: 1000,
       fanoutStreams: [200, 1000],
@@ -230,8 +234,14 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
         plan.clientCounts,
         plan.pgbenchSeconds,
       );
+      const spreadTurns = await alternated({ server: spread, baseline: spreadBase.best }, plan.turns, {
+        server: () => sendLoad("sendMessage spread, again", plan.seconds, sendPlan("spread-again", spreadConvos)),
+        baseline: () =>
+          pgbench(benchUrl, sendMessageScript({ convos: plan.convos }), spreadBase.best.clients, plan.pgbenchSeconds),
+      });
+      if (plan.turns > 0) log(`scenario 1 by turns: ${describeAlternated(spreadTurns)}`);
       // The issue's targets: group commit beats one message per commit, most of all on one hot conversation.
-      const spreadRow = sendRow("1 sendMessage, 1000 convos, keys", spread, spreadBase.best, 1.0);
+      const spreadRow = sendRow("1 sendMessage, 1000 convos, keys", spreadTurns.server, spreadTurns.baseline, 1.0);
       rows.push(spreadRow);
 
       // 2: one hot conversation: every send waits for the same row lock.
@@ -248,7 +258,12 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
         plan.clientCounts,
         plan.pgbenchSeconds,
       );
-      const hotRow = sendRow("2 sendMessage, one hot convo", hotRun.result, hotBase.best, 2.0);
+      const hotTurns = await alternated({ server: hotRun.result, baseline: hotBase.best }, plan.turns, {
+        server: () => sendLoad("sendMessage hot, again", plan.seconds, sendPlan("hot-again", hotPlan.convos)),
+        baseline: () => pgbench(benchUrl, sendMessageScript({ hot: true }), hotBase.best.clients, plan.pgbenchSeconds),
+      });
+      if (plan.turns > 0) log(`scenario 2 by turns: ${describeAlternated(hotTurns)}`);
+      const hotRow = sendRow("2 sendMessage, one hot convo", hotTurns.server, hotTurns.baseline, 2.0);
       rows.push(hotRow);
       // The server's own limit: its batch statement under pgbench at the batch size it reached, as many at once
       // as it runs (a lane each; one hot conversation is one lane).
@@ -256,21 +271,22 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
         ...(await batchedRows(benchUrl, [
           {
             row: spreadRow,
-            server: spread,
+            server: spreadTurns.server,
             batches: spreadRun.batches,
             target: { convos: plan.convos },
             clients: LANES,
           },
-          { row: hotRow, server: hotRun.result, batches: hotRun.batches, target: { hot: true }, clients: 1 },
+          { row: hotRow, server: hotTurns.server, batches: hotRun.batches, target: { hot: true }, clients: 1 },
         ])),
       );
       const batches: Record<string, BatchFigures | null> = {
         [spreadRow.scenario]: spreadRun.batches,
         [hotRow.scenario]: hotRun.batches,
       };
-      Object.assign(results, { spreadBaseline: spreadBase.all, hotBaseline: hotBase.all, batches });
-      errors.spread = spread.errors + spread.non2xx;
-      errors.hot = hotRun.result.errors + hotRun.result.non2xx;
+      const turns = { [spreadRow.scenario]: spreadTurns, [hotRow.scenario]: hotTurns };
+      Object.assign(results, { spreadBaseline: spreadBase.all, hotBaseline: hotBase.all, batches, turns });
+      errors.spread = spreadTurns.failures;
+      errors.hot = hotTurns.failures;
     }
 
     // 4: replays of scenario 1's keys and of scenario 2's newest.

@@ -9,6 +9,12 @@ export interface VerifiedTokensOptions {
   keyIsCurrent?: (iss: string, key: string) => boolean;
 }
 
+/**
+ * A fixed overhead per entry, on top of its strings (two bytes a character): the entry object, its expiry's Date, the
+ * cache's record and the map's slot. Tokens, DIDs and keys are ASCII, one byte a character, which leaves room for the
+ * rest (the `jti`, the pieces a `did:key` is built from). Measured (test/auth/verifiedTokensMemory.test.ts): the full
+ * cache holds 0.84 of its budget of heap with ES256K service tokens, 0.87 with HS256 development tokens.
+ */
 const ENTRY_OVERHEAD_BYTES = 200;
 
 /**

@@ -214,6 +214,7 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
     let peakRss = 0;
     let spread: LoadResult | undefined;
     let hot: SendRun | undefined;
+    const replayRows: ScenarioRow[] = [];
     if (run.has("send")) {
       // Unmeasured, like the warm-up above: the send path's first seconds (its JIT, the batch statement's plan on
       // each connection) are no steady state either; in a 3 s --quick run they cost scenario 1 half its throughput.
@@ -234,15 +235,6 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
         plan.clientCounts,
         plan.pgbenchSeconds,
       );
-      const spreadTurns = await alternated({ server: spread, baseline: spreadBase.best }, plan.turns, {
-        server: () => sendLoad("sendMessage spread, again", plan.seconds, sendPlan("spread-again", spreadConvos)),
-        baseline: () =>
-          pgbench(benchUrl, sendMessageScript({ convos: plan.convos }), spreadBase.best.clients, plan.pgbenchSeconds),
-      });
-      if (plan.turns > 0) log(`scenario 1 by turns: ${describeAlternated(spreadTurns)}`);
-      // The issue's targets: group commit beats one message per commit, most of all on one hot conversation.
-      const spreadRow = sendRow("1 sendMessage, 1000 convos, keys", spreadTurns.server, spreadTurns.baseline, 1.0);
-      rows.push(spreadRow);
 
       // 2: one hot conversation: every send waits for the same row lock.
       const hotPlan = sendPlan("hot", [{ id: convoId("hot"), token: tokens.get("hot")! }]);
@@ -258,6 +250,32 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
         plan.clientCounts,
         plan.pgbenchSeconds,
       );
+
+      // 4: replays of scenario 1's keys and of scenario 2's newest, before the turns below: their sends would push
+      // scenario 1's keys out of the requests this process knows and 2's out of its recent answers.
+      if (run.has("replay")) {
+        const replays = await replayScenarios(
+          { server, connections: CONNECTIONS, seconds: plan.seconds, token: METRICS_TOKEN },
+          { plan: spreadPlan, result: spread },
+          hot,
+        );
+        for (const [scenario, us] of Object.entries(replays.cpuUsPerRequest)) {
+          log(`server CPU per request in scenario ${scenario}: ${us.toFixed(0)} µs`);
+        }
+        replayRows.push(...replays.rows);
+        errors.replay = replays.failures;
+      }
+
+      const spreadTurns = await alternated({ server: spread, baseline: spreadBase.best }, plan.turns, {
+        server: () => sendLoad("sendMessage spread, again", plan.seconds, sendPlan("spread-again", spreadConvos)),
+        baseline: () =>
+          pgbench(benchUrl, sendMessageScript({ convos: plan.convos }), spreadBase.best.clients, plan.pgbenchSeconds),
+      });
+      if (plan.turns > 0) log(`scenario 1 by turns: ${describeAlternated(spreadTurns)}`);
+      // The issue's targets: group commit beats one message per commit, most of all on one hot conversation.
+      const spreadRow = sendRow("1 sendMessage, 1000 convos, keys", spreadTurns.server, spreadTurns.baseline, 1.0);
+      rows.push(spreadRow);
+
       const hotTurns = await alternated({ server: hotRun.result, baseline: hotBase.best }, plan.turns, {
         server: () => sendLoad("sendMessage hot, again", plan.seconds, sendPlan("hot-again", hotPlan.convos)),
         baseline: () => pgbench(benchUrl, sendMessageScript({ hot: true }), hotBase.best.clients, plan.pgbenchSeconds),
@@ -287,21 +305,6 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
       Object.assign(results, { spreadBaseline: spreadBase.all, hotBaseline: hotBase.all, batches, turns });
       errors.spread = spreadTurns.failures;
       errors.hot = hotTurns.failures;
-    }
-
-    // 4: replays of scenario 1's keys and of scenario 2's newest.
-    const replayRows: ScenarioRow[] = [];
-    if (run.has("replay") && spread) {
-      const replays = await replayScenarios(
-        { server, connections: CONNECTIONS, seconds: plan.seconds, token: METRICS_TOKEN },
-        { plan: spreadPlan, result: spread },
-        hot,
-      );
-      for (const [scenario, us] of Object.entries(replays.cpuUsPerRequest)) {
-        log(`server CPU per request in scenario ${scenario}: ${us.toFixed(0)} µs`);
-      }
-      replayRows.push(...replays.rows);
-      errors.replay = replays.failures;
     }
 
     // 3: getMessages on conversations of growing size.

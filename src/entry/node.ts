@@ -4,6 +4,7 @@ import { createMetricsApp } from "../app.js";
 import { loadConfig } from "../config.js";
 import { installPostgresCrashGuard } from "../db/postgresCrashGuard.js";
 import { batchedStdout, createLogger } from "../logger.js";
+import { answerAfterReads } from "./answerAfterReads.js";
 import { devSecret } from "./dev-secret.js";
 import { startServerContext, startupFacts, startupFailure } from "./serverContext.js";
 
@@ -18,7 +19,7 @@ async function main(): Promise<void> {
   // checked every second (Node's default: every 30 s), so a slow client is cut off close to on time.
   const server = serve(
     {
-      fetch: app.fetch,
+      fetch: answerAfterReads(app.fetch),
       port: config.PORT,
       hostname: config.HOST,
       serverOptions: {

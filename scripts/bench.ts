@@ -266,21 +266,23 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
         errors.replay = replays.failures;
       }
 
-      const spreadTurns = await alternated({ server: spread, baseline: spreadBase.best }, plan.turns, {
-        server: () => sendLoad("sendMessage spread, again", plan.seconds, sendPlan("spread-again", spreadConvos)),
-        baseline: () =>
-          pgbench(benchUrl, sendMessageScript({ convos: plan.convos }), spreadBase.best.clients, plan.pgbenchSeconds),
-      });
-      if (plan.turns > 0) log(`scenario 1 by turns: ${describeAlternated(spreadTurns)}`);
+      /** Scenario `n` and its baseline by turns (fresh keys each run): its row holds the medians. */
+      const byTurns = async (n: number, first: LoadResult, base: PgbenchResult, target: SendTarget) => {
+        const turns = await alternated({ server: first, baseline: base }, plan.turns, {
+          server: () => sendLoad(`scenario ${n}, again`, plan.seconds, sendPlan(`again-${n}`, target.plan.convos)),
+          baseline: () => pgbench(benchUrl, sendMessageScript(target.script), base.clients, plan.pgbenchSeconds),
+        });
+        if (plan.turns > 0) log(`scenario ${n} by turns: ${describeAlternated(turns)}`);
+        return turns;
+      };
       // The issue's targets: group commit beats one message per commit, most of all on one hot conversation.
+      const spreadTurns = await byTurns(1, spread, spreadBase.best, {
+        plan: spreadPlan,
+        script: { convos: plan.convos },
+      });
       const spreadRow = sendRow("1 sendMessage, 1000 convos, keys", spreadTurns.server, spreadTurns.baseline, 1.0);
       rows.push(spreadRow);
-
-      const hotTurns = await alternated({ server: hotRun.result, baseline: hotBase.best }, plan.turns, {
-        server: () => sendLoad("sendMessage hot, again", plan.seconds, sendPlan("hot-again", hotPlan.convos)),
-        baseline: () => pgbench(benchUrl, sendMessageScript({ hot: true }), hotBase.best.clients, plan.pgbenchSeconds),
-      });
-      if (plan.turns > 0) log(`scenario 2 by turns: ${describeAlternated(hotTurns)}`);
+      const hotTurns = await byTurns(2, hotRun.result, hotBase.best, { plan: hotPlan, script: { hot: true } });
       const hotRow = sendRow("2 sendMessage, one hot convo", hotTurns.server, hotTurns.baseline, 2.0);
       rows.push(hotRow);
       // The server's own limit: its batch statement under pgbench at the batch size it reached, as many at once
@@ -520,6 +522,12 @@ async function batchedRows(
 }
 
 /** A send scenario next to its one-message-per-transaction baseline; `least`: the ratio it should reach. */
+/** A send scenario's requests (its conversations) and its baseline's pgbench script target. */
+interface SendTarget {
+  plan: SendPlan;
+  script: Parameters<typeof sendMessageScript>[0];
+}
+
 function sendRow(scenario: string, server: LoadResult, baseline: PgbenchResult, least: number): ScenarioRow {
   const ratio = server.requestsPerSecond / baseline.tps;
   return {

@@ -5,7 +5,10 @@ import type { Database, Queryable } from "./db/driver.js";
 import type { StreamEnd } from "./events/convoStream.js";
 import type { CleanupResult } from "./jobs/cleanup.js";
 
-/** Where a replayed answer came from: the answers this process committed (RecentAnswers), or the database. */
+/**
+ * Where a replayed answer came from: the answers this process committed (RecentAnswers), the record of a request it
+ * committed read by key (KnownRequests), or the database on the general path.
+ */
 export type ReplaySource = "memory" | "database" | "key";
 
 /**

@@ -1,6 +1,15 @@
 import type { Queryable } from "../db/driver.js";
-import { convoNotFound, notMember } from "../errors.js";
+import { convoNotFound, notMember, type XrpcError } from "../errors.js";
 import { isActiveMember } from "./sql.js";
+
+/** Why a statement that checks its caller found nothing for them: no such conversation, or not an active member. */
+export type AccessRefusal = "ConvoNotFound" | "NotMember";
+
+/** The answers to those refusals: 404 and 403. */
+export const ACCESS_REFUSALS: Record<AccessRefusal, () => XrpcError> = {
+  ConvoNotFound: convoNotFound,
+  NotMember: notMember,
+};
 
 export interface ConvoAccess {
   epoch: number;

@@ -1,6 +1,7 @@
 import type { Queryable } from "../db/driver.js";
-import { convoNotFound, cursorExpired, invalidRequest, notMember, type XrpcError } from "../errors.js";
+import { cursorExpired, invalidRequest, type XrpcError } from "../errors.js";
 import { MAX_LIMIT } from "../schemas.js";
+import { ACCESS_REFUSALS, type AccessRefusal } from "./membership.js";
 import { fitsPage, iso, messageViewBytes } from "./sql.js";
 
 /**
@@ -64,11 +65,10 @@ SELECT state.refusal,
          || '}' AS body
   FROM state, views`;
 
-type Refusal = "ConvoNotFound" | "NotMember" | "SinceMessagePruned" | "SinceMessageUnknown" | "CursorExpired";
+type Refusal = AccessRefusal | "SinceMessagePruned" | "SinceMessageUnknown" | "CursorExpired";
 
 const REFUSALS: Record<Refusal, () => XrpcError> = {
-  ConvoNotFound: convoNotFound,
-  NotMember: notMember,
+  ...ACCESS_REFUSALS,
   // A message that is not there may have been removed by retention once any message of the conversation was.
   SinceMessagePruned: () => cursorExpired("sinceMessage names no message kept in this conversation"),
   SinceMessageUnknown: () => invalidRequest("sinceMessage names no message of this conversation"),

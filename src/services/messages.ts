@@ -12,6 +12,7 @@ import {
 } from "../errors.js";
 import { bytesOut } from "../bytes.js";
 import { IMPLICIT_DEVICE, LAST_SEEN_GRANULARITY } from "./actingDevice.js";
+import { ACCESS_REFUSALS, type AccessRefusal } from "./membership.js";
 import { fitsPage, isActiveMember, isInRoster, iso, messageViewBytes } from "./sql.js";
 
 export interface SendMessage {
@@ -203,10 +204,7 @@ export function messageView(convoId: string, row: MessageRow): MessageView {
   };
 }
 
-/** Why a page has no rows: the conversation does not exist (404), or the caller is no active member (403). */
-type Refusal = "ConvoNotFound" | "NotMember";
-
-type PageRow<T> = { refusal: Refusal | null; expired: boolean; more: boolean } & { [K in keyof T]: T[K] | null };
+type PageRow<T> = { refusal: AccessRefusal | null; expired: boolean; more: boolean } & { [K in keyof T]: T[K] | null };
 
 export interface CommitView {
   id: string;
@@ -221,8 +219,8 @@ export interface CommitView {
  * One page of commits for an active member, with the membership check, in one statement: epochs
  * from `$3` to `$6` (or on), none before the epoch the member (last) joined at, at most `$4` and,
  * past the first, at most `$5` bytes. Every epoch from there to the current one had its commit
- * stored, so `first_epoch` (the oldest one kept, or the current epoch when none is) tells whether
- * retention removed commits the member asks for. `refusal` names why there is no page. The upper bound is a
+ * stored, so the oldest commit kept (or the current epoch when none is) tells whether retention
+ * removed commits the member asks for. `refusal` names why there is no page. The upper bound is a
  * coalesce, not "$6 IS NULL OR ...", which a generic plan checks on every later commit instead of ending the
  * index scan there.
  */
@@ -287,7 +285,7 @@ export async function listCommits(
   ]);
   const [first] = rows;
   if (!first) throw new Error("the commits statement answers at least one row");
-  if (first.refusal) throw first.refusal === "ConvoNotFound" ? convoNotFound() : notMember();
+  if (first.refusal) throw ACCESS_REFUSALS[first.refusal]();
   if (first.expired) throw cursorExpired("commits from this epoch on were removed by retention");
   const page = rows.filter((row): row is PageRow<MessageRow> & MessageRow => row.id !== null);
   const last = page[page.length - 1];

@@ -6,8 +6,9 @@ type Message = Output<"getMessages">["messages"][number];
 
 /**
  * Every message of a conversation from `sinceSeq` (or `sinceMessage`) on, in seq order, page after page to the end.
- * A server that does not move forward (a message at or before one already yielded, or a page with a cursor but no
- * message) is a ProtocolError: it would otherwise loop for ever over the same pages.
+ * A server that does not move forward (a message at or before one already yielded or `sinceSeq`, or a page with a
+ * cursor but no message) is a ProtocolError: it would otherwise loop for ever over the same pages, or hand back
+ * messages the caller said it holds.
  */
 export async function* allMessages(
   client: Client,
@@ -16,14 +17,15 @@ export async function* allMessages(
 ): AsyncGenerator<Message> {
   // Cursors are the server's to read; progress is judged by seq (pages come in ascending seq, from 1), so only the
   // last one is kept.
-  let last = 0;
+  let last = input.sinceSeq ?? 0;
   let page = (await client.getMessages(input, { signal })).data;
   for (;;) {
-    if (!Array.isArray(page.messages)) throw new ProtocolError("getMessages answered a page without messages");
+    // The server's JSON, whatever it is: null is no page either.
+    if (!Array.isArray(page?.messages)) throw new ProtocolError("getMessages answered a page without messages");
     for (const message of page.messages) {
       // Not a number (missing, say) compares false with anything: it must be a seq to count as progress.
-      if (!Number.isSafeInteger(message.seq) || message.seq <= last) {
-        throw new ProtocolError(`getMessages answered seq ${message.seq} after ${last}`);
+      if (!Number.isSafeInteger(message?.seq) || message.seq <= last) {
+        throw new ProtocolError(`getMessages answered seq ${message?.seq} after ${last}`);
       }
       last = message.seq;
       yield message;

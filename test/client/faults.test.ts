@@ -168,21 +168,25 @@ describe("answers past their caps", () => {
 
 describe("allMessages", () => {
   /** A client whose server answers page `n` (from 1) with `answer(n)` (an undefined seq: none); it gives up past 20 pages. */
-  const paging = (answer: (page: number) => { seqs: (number | undefined)[]; cursor?: string }) => {
+  const paging = (answer: (page: number) => { seqs: (number | undefined)[]; cursor?: string } | null) => {
     let pages = 0;
     const client = createClient({
       service: "http://mls.invalid",
       fetch: () => {
         if (++pages > 20) throw new Error("still paging");
-        const { seqs, cursor } = answer(pages);
-        return Response.json({ messages: seqs.map((seq) => ({ seq })), cursor });
+        const page = answer(pages);
+        if (!page) return Response.json(null);
+        return Response.json({
+          messages: page.seqs.map((seq) => ({ seq })),
+          cursor: page.cursor,
+        });
       },
     });
     return { client, pages: () => pages };
   };
-  const read = async (client: ReturnType<typeof createClient>) => {
+  const read = async (client: ReturnType<typeof createClient>, sinceSeq?: number) => {
     const seqs = [];
-    for await (const message of client.allMessages({ convoId: "c1" })) seqs.push(message.seq);
+    for await (const message of client.allMessages({ convoId: "c1", sinceSeq })) seqs.push(message.seq);
     return seqs;
   };
 
@@ -210,6 +214,15 @@ describe("allMessages", () => {
     const { client, pages } = paging(answer);
     await expect(read(client)).rejects.toMatchObject({ name: "ProtocolError" });
     expect(pages()).toBe(expected);
+  });
+
+  it("throws on messages at or before sinceSeq, the caller's own, and on an answer that is no page", async () => {
+    const stale = paging(() => ({ seqs: [1, 2] }));
+    await expect(read(stale.client, 100)).rejects.toMatchObject({ name: "ProtocolError" });
+    const none = paging(() => null);
+    await expect(read(none.client)).rejects.toMatchObject({ name: "ProtocolError" });
+    const after = paging(() => ({ seqs: [101, 102] }));
+    expect(await read(after.client, 100)).toEqual([101, 102]);
   });
 
   it("reads every page to the end", async () => {

@@ -59,7 +59,13 @@ const configSchema = z.object({
   DID_WEB_ALLOW_PRIVATE: bool.default(false),
   ADMIN_DIDS: list.pipe(z.array(did)).default([]),
 
-  BODY_LIMIT_BYTES: int(1024).default(2 * 1024 * 1024),
+  // A Welcome arrives in a body and leaves whole in getWelcome's answer, which the typed client must be able to read.
+  BODY_LIMIT_BYTES: int(1024)
+    .max(
+      MAX_MAX_PAGE_BYTES,
+      `must be at most ${MAX_MAX_PAGE_BYTES} (${mib(MAX_MAX_PAGE_BYTES)}): a Welcome comes back whole in getWelcome, and the typed client refuses answers over ${mib(MAX_ANSWER_BYTES)}`,
+    )
+    .default(2 * 1024 * 1024),
   REQUEST_TIMEOUT_MS: int(100).default(30_000),
   RATE_LIMIT_WINDOW_SECONDS: int(1).default(60),
   RATE_LIMIT_PER_DID: int(0).default(1200),

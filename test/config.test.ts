@@ -110,6 +110,7 @@ describe("loadConfig", () => {
     ["SERVICE_DID", "example.com"],
     ["ADMIN_DIDS", "did:plc:ok,not-a-did"],
     ["BODY_LIMIT_BYTES", "10"],
+    ["BODY_LIMIT_BYTES", String(32 * 1024 * 1024 + 1)],
     ["RETENTION_DAYS", "1.5"],
     ["MAX_PAGE_BYTES", String(32 * 1024 * 1024 + 1)],
     ["MAX_CIPHERTEXT_BYTES", String(8 * 1024 * 1024 + 1)],

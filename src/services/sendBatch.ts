@@ -33,7 +33,10 @@ export interface StoredEvent {
 
 /** What a batch's statement did: each item's outcome in order, and the events it wrote. */
 export interface BatchResult {
+  /** Undefined for an item the general path must take, and for a held one. */
   outcomes: OnceOutcome[];
+  /** The positions of the items whose conversation another transaction held (only when the statement skips those). */
+  held: number[];
   /** In no particular order; per conversation, every event seq the batch took (consecutive ones). */
   events: StoredEvent[];
 }
@@ -47,14 +50,15 @@ export interface BatchResult {
  * $3 the batch's time, $4 the method (the keys' scope), $5 the key lock class, $6/$7 the NOTIFY's
  * channel and origin (null: none).
  *
- * Nothing here waits for another transaction: a key another transaction holds (its advisory lock,
- * which every claim takes) and a conversation row another transaction holds are skipped, and their
- * items come back with no row, for the general path. Per conversation, the accepted items take
- * consecutive seqs from the locked row in the order of `n`. The checks read the statement's snapshot;
- * the locked row is the latest version, so a membership change that committed after the snapshot
- * shows as a different `membership_version`, and that conversation's items take the general path.
- * A key whose committed record is found comes back `stored` (a repeat); an expired one takes the
- * general path (it is taken over there).
+ * `convoLocks` is how the statement takes its conversations' rows (see SEND_BATCH_SQL and
+ * SEND_HELD_BATCH_SQL). A key another transaction holds (its advisory lock, which every claim takes) is
+ * skipped: its item comes back with no row, for the general path. Per conversation, the accepted items
+ * take consecutive seqs from the locked row in the order of `n`. The checks read the statement's
+ * snapshot; the locked row is the latest version, so a membership change that committed after the
+ * snapshot shows as a different `membership_version`, and that conversation's items take the general
+ * path. A key whose committed record is found comes back `stored` (a repeat); an expired one takes the
+ * general path (it is taken over there). An item whose conversation exists but was not locked (another
+ * transaction held it) comes back `held`.
  *
  * Each conversation written is notified (`<origin> <convoId>`) with the commit: other instances' streams
  * wake without a NOTIFY transaction of the writer's own, and the notify lock taken at commit serialises
@@ -64,7 +68,7 @@ export interface BatchResult {
  * per-item subqueries), never by a join the planner may turn into a scan: the statement's generic
  * plan is made once per connection, maybe while a table was still small, and then kept.
  */
-export const SEND_BATCH_SQL = `WITH item AS MATERIALIZED (
+const batchSql = (convoLocks: string) => `WITH item AS MATERIALIZED (
   SELECT * FROM jsonb_to_recordset($1::text::jsonb)
     AS i(n int, c text, s text, d text, e bigint, id text, t text, g text, o boolean, k text, h text, x timestamptz, off int, len int)
 ), free AS MATERIALIZED (
@@ -72,7 +76,7 @@ export const SEND_BATCH_SQL = `WITH item AS MATERIALIZED (
 ), convo AS MATERIALIZED (
   SELECT c.id, c.epoch, c.group_id, c.roster_checked, c.membership_version
     FROM conversations c WHERE c.id = ANY (ARRAY(SELECT item.c FROM item))
-     FOR NO KEY UPDATE SKIP LOCKED
+    ${convoLocks}
 ), existing AS (
   SELECT i.n, k.request_hash, k.status_code, k.response, k.expires_at <= $3 AS expired
     FROM item i CROSS JOIN LATERAL (
@@ -125,14 +129,36 @@ export const SEND_BATCH_SQL = `WITH item AS MATERIALIZED (
           FOR NO KEY UPDATE SKIP LOCKED) d
       WHERE p.d <> '')
 )
-SELECT answer.n, true AS sent, answer.response, NULL AS request_hash, NULL AS status_code, answer.event_seq FROM answer
+SELECT answer.n, true AS sent, false AS held, answer.response, NULL AS request_hash, NULL AS status_code, answer.event_seq
+  FROM answer
 UNION ALL
-SELECT existing.n, false, existing.response, existing.request_hash, existing.status_code, NULL FROM existing
- WHERE NOT existing.expired AND existing.response IS NOT NULL`;
+SELECT existing.n, false, false, existing.response, existing.request_hash, existing.status_code, NULL FROM existing
+ WHERE NOT existing.expired AND existing.response IS NOT NULL
+UNION ALL
+SELECT i.n, false, true, NULL, NULL, NULL, NULL FROM item i
+ WHERE i.n IN (SELECT free.n FROM free) AND i.n NOT IN (SELECT existing.n FROM existing)
+   AND i.c NOT IN (SELECT convo.id FROM convo)
+   AND ${perItem(`SELECT 1 FROM conversations v WHERE v.id = i.c`)}`;
+
+/**
+ * The batch statement (see batchSql): it waits for nothing. A conversation row another transaction holds
+ * is skipped (SKIP LOCKED), and its items come back `held`.
+ */
+export const SEND_BATCH_SQL = batchSql("FOR NO KEY UPDATE SKIP LOCKED");
+
+/**
+ * The batch statement for items that came back `held`: it waits for their conversations' rows, in id
+ * order (no two batches wait on each other), but at most `$8` (its lock_timeout, set before the first lock
+ * and local to the statement's transaction); past that the statement fails with 55P03.
+ */
+export const SEND_HELD_BATCH_SQL = batchSql(
+  "AND set_config('lock_timeout', $8::text, true) IS NOT NULL ORDER BY c.id FOR NO KEY UPDATE",
+);
 
 interface BatchRow {
   n: number;
   sent: boolean;
+  held: boolean;
   response: string;
   request_hash: string | null;
   status_code: number | null;
@@ -150,15 +176,18 @@ interface Answer {
 /**
  * Stores a batch of sends in one statement (its own implicit transaction, one commit) and returns
  * each item's outcome in order: its answer, a repeat's committed answer, or undefined for an item
- * the general path must take (an error to explain, a held key or conversation, a raced membership
- * change, an expired key), and the events it wrote. Throws when the statement failed: then nothing of
- * the batch was stored. With `notice`, the commit notifies each conversation written.
+ * the general path must take (an error to explain, a held key, a raced membership change, an expired
+ * key), the items whose conversation was held, and the events it wrote. Throws when the statement
+ * failed: then nothing of the batch was stored. With `notice`, the commit notifies each conversation
+ * written. With `heldWaitMs`, the statement waits that long at most for the conversations' rows
+ * (SEND_HELD_BATCH_SQL) and no item is held; without, it waits for none (SEND_BATCH_SQL).
  */
 export async function storeBatch(
   db: Queryable,
   items: readonly BatchItem[],
   method: string,
   notice?: BatchNotice,
+  heldWaitMs?: number,
 ): Promise<BatchResult> {
   const ciphertexts = new Uint8Array(items.reduce((total, { message }) => total + message.ciphertext.byteLength, 0));
   let offset = 0;
@@ -187,7 +216,7 @@ export async function storeBatch(
   });
   // The batch's time: its latest request's, so no message is stamped before its request arrived.
   const now = new Date(Math.max(...items.map(({ message }) => message.now.getTime())));
-  const result = await db.query<BatchRow>(SEND_BATCH_SQL, [
+  const params = [
     JSON.stringify(rows),
     ciphertexts,
     now,
@@ -195,10 +224,19 @@ export async function storeBatch(
     ADVISORY_LOCK.idempotencyKey,
     notice?.channel ?? null,
     notice?.origin ?? null,
-  ]);
+  ];
+  const result =
+    heldWaitMs === undefined
+      ? await db.query<BatchRow>(SEND_BATCH_SQL, params)
+      : await db.query<BatchRow>(SEND_HELD_BATCH_SQL, [...params, String(heldWaitMs)]);
   const outcomes: OnceOutcome[] = items.map(() => undefined);
+  const held: number[] = [];
   const events: StoredEvent[] = [];
   for (const row of result) {
+    if (row.held) {
+      held.push(row.n);
+      continue;
+    }
     outcomes[row.n] = row.sent
       ? { sent: row.response }
       : { stored: { requestHash: row.request_hash!, statusCode: row.status_code!, response: row.response } };
@@ -214,7 +252,7 @@ export async function storeBatch(
       },
     });
   }
-  return { outcomes, events };
+  return { outcomes, held, events };
 }
 
 /** The message event a stored send wrote, as a read of the events table would return it. */

@@ -35,7 +35,9 @@ export interface SendCoalescerOptions {
  * one statement and one commit (`storeBatch`); lanes never hold the same conversation, so their
  * batches, in flight together, do not skip each other's rows, and their commits share WAL flushes.
  * Every send gets its own outcome: stored with its answer, a repeat's committed answer, or
- * undefined, for the caller's general path (errors to explain, held keys or conversations). What a
+ * undefined, for the caller's general path (errors to explain, held keys). A conversation another
+ * transaction holds (another instance's batch, say) does not send its items down the general path one by one:
+ * the lane stores them together in a statement that waits for it (bounded). What a
  * batch stored is announced by the batch: its statement notifies other instances, and its events go to
  * this instance's streams as soon as it committed.
  *
@@ -75,6 +77,12 @@ interface Waiting extends BatchItem {
   fail(error: unknown): void;
 }
 
+/**
+ * The longest a statement of held items waits for their conversations' rows: another instance's batch holding
+ * one commits within milliseconds; past this, the row is held by something longer and the lane goes on.
+ */
+const HELD_WAIT_MS = 250;
+
 /** The primary key of idempotency_keys: a batch's record insert that meets one committed after its snapshot. */
 const KEY_RECORD = "idempotency_keys_pkey";
 
@@ -92,6 +100,9 @@ const refusedByDatabase = (error: unknown) =>
  * send takes the general path alone, so a poisoned item fails alone; when the connection was lost
  * or the socket failed (the commit may or may not have happened) or the statement timed out, every
  * send fails as a lone one would.
+ *
+ * Sends whose conversation's row another transaction held are stored next, together, by a statement that waits
+ * for those rows (see `run`); then the lane goes on.
  *
  * One key is in one batch at a time: a send whose key is queued or in flight takes the general
  * path, which waits for that batch's commit and replays its answer. (A key sent to two
@@ -122,20 +133,35 @@ class SendLane {
 
   private async flush(): Promise<void> {
     while (this.dropLate() > 0) {
-      const batch = this.take();
-      try {
-        const { outcomes, events } = await this.store(batch);
-        this.options.observe(batch.length);
-        batch.forEach((item, n) => item.settle(outcomes[n]));
-        this.options.announcer.publishEvents(events);
-      } catch (error) {
-        const refused = refusedByDatabase(error);
-        for (const item of batch) refused ? item.settle(undefined) : item.fail(error);
-      } finally {
-        for (const item of batch) this.forget(item);
-      }
+      const held = (await this.run(this.take())).filter((item) => !this.late(item));
+      if (held.length > 0) await this.run(held, HELD_WAIT_MS);
     }
     this.flushing = false;
+  }
+
+  /**
+   * Stores `batch` and settles each item, except those whose conversation another transaction held: those
+   * are returned, for a statement that waits for their rows (`heldWaitMs`). Waiting in the lane keeps their
+   * order before later sends to the same conversations; the wait is bounded, so a conversation held long
+   * holds the lane up at most that long, and its items then take the general path.
+   */
+  private async run(batch: Waiting[], heldWaitMs?: number): Promise<Waiting[]> {
+    try {
+      const { outcomes, held, events } = await this.store(batch, heldWaitMs);
+      const heldItems = new Set(held.map((n) => batch[n]!));
+      this.options.observe(batch.length - heldItems.size);
+      batch.forEach((item, n) => heldItems.has(item) || this.settle(item, outcomes[n]));
+      this.options.announcer.publishEvents(events);
+      return [...heldItems];
+    } catch (error) {
+      const refused = refusedByDatabase(error);
+      for (const item of batch) {
+        this.forget(item);
+        if (refused) item.settle(undefined);
+        else item.fail(error);
+      }
+      return [];
+    }
   }
 
   /**
@@ -145,14 +171,27 @@ class SendLane {
    * key in two lanes or processes, in flight together, do that; each would send the whole batch down the
    * general path.) Nothing of the failed statement was stored.
    */
-  private async store(batch: Waiting[]): Promise<BatchResult> {
+  private async store(batch: Waiting[], heldWaitMs: number | undefined): Promise<BatchResult> {
     const { db, method, announcer } = this.options;
     try {
-      return await storeBatch(db, batch, method, announcer.notice);
+      return await storeBatch(db, batch, method, announcer.notice, heldWaitMs);
     } catch (error) {
       if (!(error instanceof UniqueViolationError && error.constraint === KEY_RECORD)) throw error;
-      return storeBatch(db, batch, method, announcer.notice);
+      return storeBatch(db, batch, method, announcer.notice, heldWaitMs);
     }
+  }
+
+  /** A send whose request's deadline passed starts no statement: the general path answers it 503 at once. */
+  private late(item: Waiting): boolean {
+    if (!item.deadlinePassed()) return false;
+    this.settle(item, undefined);
+    return true;
+  }
+
+  /** Its key leaves the lane first: the caller may send it again as soon as it has its outcome. */
+  private settle(item: Waiting, outcome: OnceOutcome): void {
+    this.forget(item);
+    item.settle(outcome);
   }
 
   /**
@@ -162,14 +201,7 @@ class SendLane {
    */
   private dropLate(): number {
     const waiting: Waiting[] = [];
-    for (const item of this.queue) {
-      if (!item.deadlinePassed()) {
-        waiting.push(item);
-        continue;
-      }
-      this.forget(item);
-      item.settle(undefined);
-    }
+    for (const item of this.queue) if (!this.late(item)) waiting.push(item);
     this.queue = waiting;
     return waiting.length;
   }

@@ -1,7 +1,8 @@
 /**
  * One batch of sends, item by item, on real PostgreSQL: sends submitted in one turn of the event loop
  * are one statement; each item gets its own outcome (stored, a repeat's answer, or the general path)
- * and nothing in it waits for a conversation or a key another transaction holds.
+ * and nothing in it waits for a conversation or a key another transaction holds (a held conversation's
+ * items are stored next, by a statement that waits for it, bounded).
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { DatabaseError, DatabaseUnavailableError, type Database } from "../../src/db/driver.js";
@@ -13,7 +14,7 @@ import { SendCoalescer } from "../../src/services/sendCoalescer.js";
 import { registerDevices, revokeDeviceRow } from "../devices/acting.js";
 import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
 import { withStatementHook } from "../helpers/faults.js";
-import { holdRowLock } from "../helpers/rowLock.js";
+import { conversationLockWaiters, holdRowLock } from "../helpers/rowLock.js";
 import { clientFor } from "../helpers/client.js";
 
 const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
@@ -186,19 +187,49 @@ describe("a batch of sends (real PostgreSQL)", () => {
     expect(await sends.send(message(convo.id, alice), claimOf(alice, "old"))).toBeUndefined();
   });
 
-  it("does not wait for a conversation another transaction holds: its items take the general path", async () => {
+  it("answers the others without waiting for a conversation another transaction holds, then stores its items together once it is free", async () => {
     const alice = unique("did:plc:batchh");
     const held = await convoOf(alice);
     const free = await convoOf(alice);
-    const holder = holdRowLock(db, `SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE`, [held.id]);
-    await holder.held;
+    const holder = holdRowLock<{ ctid: string }>(db, `SELECT ctid::text FROM conversations WHERE id = $1 FOR UPDATE`, [
+      held.id,
+    ]);
+    const [{ ctid }] = (await holder.held) as [{ ctid: string }];
     try {
-      const { sends } = coalescer();
-      const outcomes = await Promise.all([sends.send(message(held.id, alice)), sends.send(message(free.id, alice))]);
-      expect(outcomes.map(seqOf)).toEqual([undefined, 1]);
+      const { sends, sizes } = coalescer();
+      const waiting = [1, 2, 3].map(() => sends.send(message(held.id, alice)));
+      expect(seqOf(await sends.send(message(free.id, alice)))).toBe(1);
+      // The held items' statement now waits for the row: it is neither answered nor sent down the general path.
+      await conversationLockWaiters(db, ctid);
+      holder.release();
+      expect((await Promise.all(waiting)).map(seqOf)).toEqual([1, 2, 3]);
+      expect(sizes).toEqual([1, 3]);
     } finally {
       holder.release();
       await holder.done;
+    }
+  });
+
+  it("sends a held conversation's items down the general path once the wait for it runs out, and leaves lock_timeout as it was", async () => {
+    const alice = unique("did:plc:batchw");
+    const held = await convoOf(alice);
+    const holder = holdRowLock(db, `SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE`, [held.id]);
+    await holder.held;
+    const one = testDatabase(1);
+    try {
+      const { sends, sizes } = coalescer(one);
+      expect(await Promise.all([sends.send(message(held.id, alice)), sends.send(message(held.id, alice))])).toEqual([
+        undefined,
+        undefined,
+      ]);
+      expect(sizes).toEqual([0]);
+      // The wait was the statement's own: the connection's next statement may wait as long as ever.
+      const [row] = await one.query<{ lock_timeout: string }>(`SHOW lock_timeout`);
+      expect(row!.lock_timeout).toBe("0");
+    } finally {
+      holder.release();
+      await holder.done;
+      await one.close();
     }
   });
 

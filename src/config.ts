@@ -35,6 +35,11 @@ const MAX_MAX_PAGE_BYTES = MAX_ANSWER_BYTES / 2;
  */
 const MAX_MAX_CIPHERTEXT_BYTES = MAX_EVENT_LENGTH / 2;
 const mib = (bytes: number) => `${bytes / 2 ** 20} MiB`;
+/**
+ * The most members a conversation may be configured for: getConvos answers a conversation with all its members, each
+ * at most ~2,110 bytes of JSON (a DID of up to 2,048 characters, its joinedAt), and that must fit MAX_MAX_PAGE_BYTES.
+ */
+const MAX_MEMBERS = Math.floor(MAX_MAX_PAGE_BYTES / 2112);
 
 /** Every environment variable the server reads, with its default. `.env.example` mirrors this. */
 const configSchema = z.object({
@@ -86,7 +91,12 @@ const configSchema = z.object({
   // Batches in flight at once, each for its share of the conversations (their commits share WAL flushes).
   SEND_BATCH_LANES: int(1).max(64).default(2),
   MAX_KEY_PACKAGE_BYTES: int(1).default(64 * 1024),
-  MAX_MEMBERS_PER_CONVO: int(2).default(1000),
+  MAX_MEMBERS_PER_CONVO: int(2)
+    .max(
+      MAX_MEMBERS,
+      `must be at most ${MAX_MEMBERS}: getConvos answers a conversation's members whole, and the typed client reads at most ${mib(MAX_MAX_PAGE_BYTES)} of them`,
+    )
+    .default(1000),
   CIPHER_SUITES: list.default([...RFC9420_CIPHER_SUITES]),
   KEY_PACKAGE_THRESHOLD: int(0).default(10),
 
@@ -156,16 +166,22 @@ const configSchema = z.object({
 });
 
 /**
+ * The most JSON one handed-out key package adds around its base64 bytes: its DID (at most 2,048 characters), device
+ * id (64), hash (64 hex digits), cipher suite name, lastResort and field names.
+ */
+const KEY_PACKAGE_ENVELOPE_BYTES = 2400;
+
+/**
  * getKeyPackages always answers its first DID whole: one package per device (MAX_DEVICES_PER_DID and the implicit
- * one), base64, must fit in MAX_MAX_PAGE_BYTES, so the typed client can read the answer.
+ * one), base64 and its envelope each, must fit in MAX_MAX_PAGE_BYTES, so the typed client can read the answer.
  */
 const keyPackagesFit = (config: z.infer<typeof configSchema>, issues: z.RefinementCtx) => {
-  const firstDid = ((config.MAX_DEVICES_PER_DID + 1) * config.MAX_KEY_PACKAGE_BYTES * 4) / 3;
-  if (firstDid > MAX_MAX_PAGE_BYTES) {
+  const onePackage = 4 * Math.ceil(config.MAX_KEY_PACKAGE_BYTES / 3) + KEY_PACKAGE_ENVELOPE_BYTES;
+  if ((config.MAX_DEVICES_PER_DID + 1) * onePackage > MAX_MAX_PAGE_BYTES) {
     issues.addIssue({
       code: "custom",
       path: ["MAX_KEY_PACKAGE_BYTES"],
-      message: `times MAX_DEVICES_PER_DID + 1, in base64, must be at most ${MAX_MAX_PAGE_BYTES} (one DID's answer)`,
+      message: `in base64 with its envelope (${KEY_PACKAGE_ENVELOPE_BYTES} bytes), times MAX_DEVICES_PER_DID + 1, must be at most ${MAX_MAX_PAGE_BYTES} (one DID's answer)`,
     });
   }
 };

@@ -114,6 +114,7 @@ describe("loadConfig", () => {
     ["RETENTION_DAYS", "1.5"],
     ["MAX_PAGE_BYTES", String(32 * 1024 * 1024 + 1)],
     ["MAX_CIPHERTEXT_BYTES", String(8 * 1024 * 1024 + 1)],
+    ["MAX_MEMBERS_PER_CONVO", "15888"],
   ])("refuses %s=%s with a one-line ConfigError naming the variable", (name, value) => {
     const error = configError({ [name]: value });
     expect(error.message).toContain(name);
@@ -152,10 +153,20 @@ describe("loadConfig", () => {
     );
   });
 
-  it("refuses key package sizes whose one DID's answer the typed client could not read", () => {
-    const devices = { MAX_DEVICES_PER_DID: "23", MAX_KEY_PACKAGE_BYTES: String(1024 * 1024) };
-    expect(loadConfig(devices).MAX_KEY_PACKAGE_BYTES).toBe(1024 * 1024);
+  it("refuses key package sizes whose one DID's answer the typed client could not read, envelopes counted", () => {
+    // 24 packages of 1,046,775 bytes: 24 x (1,395,700 base64 + 2,400 envelope) = 33,554,400, under 32 MiB.
+    const devices = { MAX_DEVICES_PER_DID: "23", MAX_KEY_PACKAGE_BYTES: "1046775" };
+    expect(loadConfig(devices).MAX_KEY_PACKAGE_BYTES).toBe(1_046_775);
+    expect(configError({ ...devices, MAX_KEY_PACKAGE_BYTES: "1046776" }).message).toContain("MAX_KEY_PACKAGE_BYTES");
     expect(configError({ ...devices, MAX_DEVICES_PER_DID: "24" }).message).toContain("MAX_KEY_PACKAGE_BYTES");
+    // Small packages for very many devices: the envelopes alone overflow the answer.
+    expect(configError({ MAX_DEVICES_PER_DID: "125000", MAX_KEY_PACKAGE_BYTES: "200" }).message).toContain(
+      "MAX_KEY_PACKAGE_BYTES",
+    );
+  });
+
+  it("takes up to 15,887 members per conversation: getConvos answers their views (2,112 bytes each at most) whole", () => {
+    expect(loadConfig({ MAX_MEMBERS_PER_CONVO: "15887" }).MAX_MEMBERS_PER_CONVO).toBe(15_887);
   });
 
   it("names every bad variable on one line", () => {

@@ -4,6 +4,7 @@ import { methods } from "./api/index.js";
 import { createGuards } from "./auth/guards.js";
 import type { AppContext } from "./context.js";
 import { apiReference } from "./docs/reference.js";
+import { heldSendWaitMs } from "./db/limits.js";
 import { notReady } from "./errors.js";
 import { announce } from "./middleware/announce.js";
 import { auth } from "./middleware/auth.js";
@@ -75,6 +76,7 @@ export function createApp(context: AppContext): Hono {
     maxItems: config.SEND_BATCH_MAX_ITEMS,
     maxBytes: config.SEND_BATCH_MAX_BYTES,
     lanes: config.SEND_BATCH_LANES,
+    heldWaitMs: heldSendWaitMs(config),
     method: `${NSID_PREFIX}sendMessage`,
     observe: (items) => ctx.metrics.sendBatch(items),
     announcer: ctx.events,

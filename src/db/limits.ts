@@ -13,3 +13,11 @@ export function databaseLimits(config: Config): DatabaseLimits {
     config.DB_ROUND_TRIP_TIMEOUT_MS ?? statementMs + Math.max(1, Math.floor((request - statementMs) / 2));
   return { statementMs, roundTripMs, maintenanceMs: config.DB_MAINTENANCE_TIMEOUT_MS };
 }
+
+/**
+ * The longest a batch of held sends waits for each of their conversations' rows (SendLane): another instance's
+ * batch holding one commits within milliseconds, so 250 ms, and at most half a statement's time, so the wait
+ * ends (55P03: the sends take the general path) before the statement times out (57014: they would fail).
+ */
+export const heldSendWaitMs = (config: Config): number =>
+  Math.max(1, Math.min(250, Math.floor(databaseLimits(config).statementMs / 2)));

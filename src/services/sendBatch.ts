@@ -35,7 +35,10 @@ export interface StoredEvent {
 export interface BatchResult {
   /** Undefined for an item the general path must take, and for a held one. */
   outcomes: OnceOutcome[];
-  /** The positions of the items whose conversation another transaction held (only when the statement skips those). */
+  /**
+   * The positions of the items whose conversation another transaction held (the statement skipped it), or, for a
+   * statement that waits for the rows, that went away while it waited.
+   */
   held: number[];
   /** In no particular order; per conversation, every event seq the batch took (consecutive ones). */
   events: StoredEvent[];
@@ -50,15 +53,15 @@ export interface BatchResult {
  * $3 the batch's time, $4 the method (the keys' scope), $5 the key lock class, $6/$7 the NOTIFY's
  * channel and origin (null: none).
  *
- * `convoLocks` is how the statement takes its conversations' rows (see SEND_BATCH_SQL and
- * SEND_HELD_BATCH_SQL). A key another transaction holds (its advisory lock, which every claim takes) is
+ * `convoLocks` is how the statement takes its conversations' rows (`locks`, with `before` and `after` them; see
+ * SEND_BATCH_SQL and SEND_HELD_BATCH_SQL). A key another transaction holds (its advisory lock, which every claim takes) is
  * skipped: its item comes back with no row, for the general path. Per conversation, the accepted items
  * take consecutive seqs from the locked row in the order of `n`. The checks read the statement's
  * snapshot; the locked row is the latest version, so a membership change that committed after the
  * snapshot shows as a different `membership_version`, and that conversation's items take the general
  * path. A key whose committed record is found comes back `stored` (a repeat); an expired one takes the
- * general path (it is taken over there). An item whose conversation exists but was not locked (another
- * transaction held it) comes back `held`.
+ * general path (it is taken over there). An item whose conversation is in the statement's snapshot but
+ * was not locked (another transaction held it, or it went away while the statement waited) comes back `held`.
  *
  * Each conversation written is notified (`<origin> <convoId>`) with the commit: other instances' streams
  * wake without a NOTIFY transaction of the writer's own, and the notify lock taken at commit serialises
@@ -68,15 +71,15 @@ export interface BatchResult {
  * per-item subqueries), never by a join the planner may turn into a scan: the statement's generic
  * plan is made once per connection, maybe while a table was still small, and then kept.
  */
-const batchSql = (convoLocks: string) => `WITH item AS MATERIALIZED (
+const batchSql = (convoLocks: { before?: string; locks: string; after?: string }) => `WITH item AS MATERIALIZED (
   SELECT * FROM jsonb_to_recordset($1::text::jsonb)
     AS i(n int, c text, s text, d text, e bigint, id text, t text, g text, o boolean, k text, h text, x timestamptz, off int, len int)
-), free AS MATERIALIZED (
+),${convoLocks.before ?? ""} free AS MATERIALIZED (
   SELECT item.n FROM item WHERE item.k IS NULL OR pg_try_advisory_xact_lock($5, ${keyLockId("item.s", "$4", "item.k")})
 ), convo AS MATERIALIZED (
   SELECT c.id, c.epoch, c.group_id, c.roster_checked, c.membership_version
     FROM conversations c WHERE c.id = ANY (ARRAY(SELECT item.c FROM item))
-    ${convoLocks}
+    ${convoLocks.locks}
 ), existing AS (
   SELECT i.n, k.request_hash, k.status_code, k.response, k.expires_at <= $3 AS expired
     FROM item i CROSS JOIN LATERAL (
@@ -92,6 +95,7 @@ const batchSql = (convoLocks: string) => `WITH item AS MATERIALIZED (
      AND (i.d = '' OR ${perItem(`SELECT 1 FROM devices d WHERE d.did = i.s AND d.device_id = i.d AND d.revoked_at IS NULL`)})
      AND (NOT l.roster_checked
           OR (NOT i.o AND ${perItem(`SELECT 1 FROM roster r WHERE r.convo_id = i.c AND r.did = i.s AND r.device_id = i.d`)}))
+     ${convoLocks.after ?? ""}
 ), bump AS (
   UPDATE conversations c
      SET next_seq = c.next_seq + a.count,
@@ -144,16 +148,20 @@ SELECT i.n, false, true, NULL, NULL, NULL, NULL FROM item i
  * The batch statement (see batchSql): it waits for nothing. A conversation row another transaction holds
  * is skipped (SKIP LOCKED), and its items come back `held`.
  */
-export const SEND_BATCH_SQL = batchSql("FOR NO KEY UPDATE SKIP LOCKED");
+export const SEND_BATCH_SQL = batchSql({ locks: "FOR NO KEY UPDATE SKIP LOCKED" });
 
 /**
- * The batch statement for items that came back `held`: it waits for their conversations' rows, in id
- * order (no two batches wait on each other), but at most `$8` (its lock_timeout, set before the first lock
- * and local to the statement's transaction); past that the statement fails with 55P03.
+ * The batch statement for items that came back `held`: it waits for their conversations' rows, in id order
+ * (two such statements wait on each other, never in a cycle), each wait at most `$8`. That lock_timeout is
+ * set before the first row is locked and set back to the connection's own once every row is (`count(*)` reads
+ * all of them first), so no later wait of the statement, nor its commit's, is cut short by it.
+ * A wait past it fails the statement with 55P03.
  */
-export const SEND_HELD_BATCH_SQL = batchSql(
-  "AND set_config('lock_timeout', $8::text, true) IS NOT NULL ORDER BY c.id FOR NO KEY UPDATE",
-);
+export const SEND_HELD_BATCH_SQL = batchSql({
+  before: ` setting AS MATERIALIZED (SELECT current_setting('lock_timeout') AS before),`,
+  locks: `AND (SELECT set_config('lock_timeout', $8::text, true) FROM setting) IS NOT NULL ORDER BY c.id FOR NO KEY UPDATE`,
+  after: `AND (SELECT set_config('lock_timeout', setting.before, true) FROM setting WHERE (SELECT count(*) FROM convo) >= 0) IS NOT NULL`,
+});
 
 interface BatchRow {
   n: number;
@@ -179,8 +187,8 @@ interface Answer {
  * the general path must take (an error to explain, a held key, a raced membership change, an expired
  * key), the items whose conversation was held, and the events it wrote. Throws when the statement
  * failed: then nothing of the batch was stored. With `notice`, the commit notifies each conversation
- * written. With `heldWaitMs`, the statement waits that long at most for the conversations' rows
- * (SEND_HELD_BATCH_SQL) and no item is held; without, it waits for none (SEND_BATCH_SQL).
+ * written. With `heldWaitMs`, the statement waits that long at most for each conversation's row
+ * (SEND_HELD_BATCH_SQL); without, it waits for none (SEND_BATCH_SQL).
  */
 export async function storeBatch(
   db: Queryable,

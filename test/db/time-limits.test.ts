@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { WebSocket } from "ws";
 import { DatabaseError, DatabaseUnavailableError, type Database, type DatabaseLimits } from "../../src/db/driver.js";
 import { loadConfig } from "../../src/config.js";
-import { databaseLimits } from "../../src/db/limits.js";
+import { databaseLimits, heldSendWaitMs } from "../../src/db/limits.js";
 import { createNeonDatabase } from "../../src/db/neon.js";
 import { createPostgresDatabase } from "../../src/db/postgres.js";
 import { startNeonProxy, type NeonProxy } from "../helpers/neon-proxy.js";
@@ -43,6 +43,12 @@ describe("database limits from the configuration", () => {
     expect(() => loadConfig({ DB_STATEMENT_TIMEOUT_MS: "1000", DB_ROUND_TRIP_TIMEOUT_MS: "1000" })).toThrow(
       /DB_ROUND_TRIP_TIMEOUT_MS/,
     );
+  });
+
+  it("lets held sends wait 250 ms for a row, or half a short statement's time, never 0 (no limit at all)", () => {
+    expect(heldSendWaitMs(loadConfig({}))).toBe(250);
+    expect(heldSendWaitMs(loadConfig({ DB_STATEMENT_TIMEOUT_MS: "300" }))).toBe(150);
+    expect(heldSendWaitMs(loadConfig({ DB_STATEMENT_TIMEOUT_MS: "1" }))).toBe(1);
   });
 });
 

@@ -1,24 +1,20 @@
 /**
  * One batch of sends, item by item, on real PostgreSQL: sends submitted in one turn of the event loop
  * are one statement; each item gets its own outcome (stored, a repeat's answer, or the general path)
- * and nothing in it waits for a conversation or a key another transaction holds (a held conversation's
- * items are stored next, by a statement that waits for it, bounded).
+ * and nothing in it waits for a conversation or a key another transaction holds (heldConversations.test.ts
+ * follows a held conversation's items).
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { DatabaseError, DatabaseUnavailableError, type Database } from "../../src/db/driver.js";
-import { IMPLICIT_DEVICE } from "../../src/services/actingDevice.js";
-import type { KeyClaim, OnceOutcome } from "../../src/services/idempotencyKeys.js";
-import type { SendMessage } from "../../src/services/messages.js";
 import { SEND_BATCH_SQL } from "../../src/services/sendBatch.js";
-import { SendCoalescer } from "../../src/services/sendCoalescer.js";
 import { registerDevices, revokeDeviceRow } from "../devices/acting.js";
 import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context.js";
 import { withStatementHook } from "../helpers/faults.js";
-import { conversationLockWaiters, holdRowLock } from "../helpers/rowLock.js";
+import { holdRowLock } from "../helpers/rowLock.js";
 import { clientFor } from "../helpers/client.js";
+import { claimOf, coalescer, message, METHOD, seqOf } from "./batchFixtures.js";
 
 const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
-const METHOD = "blue.catbird.mls.sendMessage";
 const db = testDatabase(6);
 afterAll(() => db.close());
 const { app } = testApp(db);
@@ -30,45 +26,6 @@ async function convoOf(creator: string, members: string[] = []): Promise<{ id: s
   return { id: created.data.id, groupId };
 }
 
-const message = (convoId: string, sender: string, extra: Partial<SendMessage> = {}): SendMessage => ({
-  convoId,
-  sender,
-  senderDevice: IMPLICIT_DEVICE,
-  epoch: 0,
-  ciphertext: new TextEncoder().encode(`${sender} ${crypto.randomUUID()}`),
-  messageType: "app",
-  opaque: true,
-  now: new Date(),
-  ...extra,
-});
-
-const claimOf = (caller: string, key: string, requestHash = "a".repeat(64)): KeyClaim => ({
-  scope: [caller, METHOD, key],
-  requestHash,
-  now: new Date(),
-  expiresAt: new Date(Date.now() + 86_400_000),
-  waitMs: 10_000,
-});
-
-/** A coalescer over `on`, recording the size of every batch it stores. */
-function coalescer(on = db, maxItems = 128, maxBytes = 4 << 20) {
-  const sizes: number[] = [];
-  const sends = new SendCoalescer({
-    db: on,
-    maxItems,
-    maxBytes,
-    lanes: 1,
-    method: METHOD,
-    observe: (n) => sizes.push(n),
-    // No streams here: nothing to notify or wake.
-    announcer: { notice: undefined, publishEvents: () => {} },
-  });
-  return { sends, sizes };
-}
-
-const seqOf = (outcome: OnceOutcome) =>
-  outcome && "sent" in outcome ? (JSON.parse(outcome.sent) as { seq: number }).seq : undefined;
-
 describe("a batch of sends (real PostgreSQL)", () => {
   it("stores good items with gapless seqs in arrival order and sends each poisoned one to the general path", async () => {
     const alice = unique("did:plc:batcha");
@@ -78,7 +35,7 @@ describe("a batch of sends (real PostgreSQL)", () => {
     await revokeDeviceRow(db, bob, "old");
     const one = await convoOf(alice, [bob]);
     const two = await convoOf(alice);
-    const { sends, sizes } = coalescer();
+    const { sends, sizes } = coalescer(db);
 
     const outcomes = await Promise.all([
       sends.send(message(one.id, alice)),
@@ -131,7 +88,7 @@ describe("a batch of sends (real PostgreSQL)", () => {
   it("keeps a conversation id with a lone surrogate from failing the batch (jsonb refuses one)", async () => {
     const alice = unique("did:plc:batchu");
     const convo = await convoOf(alice);
-    const { sends, sizes } = coalescer();
+    const { sends, sizes } = coalescer(db);
     const outcomes = await Promise.all([sends.send(message("\ud800x", alice)), sends.send(message(convo.id, alice))]);
     expect(sizes).toEqual([2]);
     expect(outcomes.map(seqOf)).toEqual([undefined, 1]);
@@ -140,7 +97,7 @@ describe("a batch of sends (real PostgreSQL)", () => {
   it("keeps a conversation id with a NUL character from failing the batch (jsonb refuses \\u0000)", async () => {
     const alice = unique("did:plc:batchn");
     const convo = await convoOf(alice);
-    const { sends, sizes } = coalescer();
+    const { sends, sizes } = coalescer(db);
     const outcomes = await Promise.all([sends.send(message("a\u0000b", alice)), sends.send(message(convo.id, alice))]);
     expect(sizes).toEqual([2]);
     expect(outcomes.map(seqOf)).toEqual([undefined, 1]);
@@ -149,7 +106,7 @@ describe("a batch of sends (real PostgreSQL)", () => {
   it("answers keyed items with their own record, repeats with the committed answer, and stores each key once", async () => {
     const alice = unique("did:plc:batchk");
     const convo = await convoOf(alice);
-    const { sends } = coalescer();
+    const { sends } = coalescer(db);
     const first = await sends.send(message(convo.id, alice), claimOf(alice, "k1"));
     expect(first && "sent" in first).toBe(true);
 
@@ -183,54 +140,8 @@ describe("a batch of sends (real PostgreSQL)", () => {
        VALUES ($1, $2, 'old', $3, 200, '{}', now() - interval '2 days', now() - interval '1 day')`,
       [alice, METHOD, "b".repeat(64)],
     );
-    const { sends } = coalescer();
+    const { sends } = coalescer(db);
     expect(await sends.send(message(convo.id, alice), claimOf(alice, "old"))).toBeUndefined();
-  });
-
-  it("answers the others without waiting for a conversation another transaction holds, then stores its items together once it is free", async () => {
-    const alice = unique("did:plc:batchh");
-    const held = await convoOf(alice);
-    const free = await convoOf(alice);
-    const holder = holdRowLock<{ ctid: string }>(db, `SELECT ctid::text FROM conversations WHERE id = $1 FOR UPDATE`, [
-      held.id,
-    ]);
-    const [{ ctid }] = (await holder.held) as [{ ctid: string }];
-    try {
-      const { sends, sizes } = coalescer();
-      const waiting = [1, 2, 3].map(() => sends.send(message(held.id, alice)));
-      expect(seqOf(await sends.send(message(free.id, alice)))).toBe(1);
-      // The held items' statement now waits for the row: it is neither answered nor sent down the general path.
-      await conversationLockWaiters(db, ctid);
-      holder.release();
-      expect((await Promise.all(waiting)).map(seqOf)).toEqual([1, 2, 3]);
-      expect(sizes).toEqual([1, 3]);
-    } finally {
-      holder.release();
-      await holder.done;
-    }
-  });
-
-  it("sends a held conversation's items down the general path once the wait for it runs out, and leaves lock_timeout as it was", async () => {
-    const alice = unique("did:plc:batchw");
-    const held = await convoOf(alice);
-    const holder = holdRowLock(db, `SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE`, [held.id]);
-    await holder.held;
-    const one = testDatabase(1);
-    try {
-      const { sends, sizes } = coalescer(one);
-      expect(await Promise.all([sends.send(message(held.id, alice)), sends.send(message(held.id, alice))])).toEqual([
-        undefined,
-        undefined,
-      ]);
-      expect(sizes).toEqual([0]);
-      // The wait was the statement's own: the connection's next statement may wait as long as ever.
-      const [row] = await one.query<{ lock_timeout: string }>(`SHOW lock_timeout`);
-      expect(row!.lock_timeout).toBe("0");
-    } finally {
-      holder.release();
-      await holder.done;
-      await one.close();
-    }
   });
 
   it("caps a batch by items and by bytes, and a send larger than the byte cap still goes, alone", async () => {
@@ -299,7 +210,7 @@ describe("a batch of sends (real PostgreSQL)", () => {
       [alice, METHOD, "a".repeat(64)],
     );
     await holder.held;
-    const { sends, sizes } = coalescer();
+    const { sends, sizes } = coalescer(db);
     const outcomes = Promise.all([
       sends.send(message(convo.id, alice)),
       sends.send(message(convo.id, alice), claimOf(alice, "late")),

@@ -1,0 +1,208 @@
+import { DatabaseError, isSqlState, UniqueViolationError, type Queryable } from "../db/driver.js";
+import type { KeyClaim, OnceOutcome } from "./idempotencyKeys.js";
+import type { SendMessage } from "./messages.js";
+import { storeBatch, type BatchItem, type BatchNotice, type BatchResult, type StoredEvent } from "./sendBatch.js";
+
+/** Where batches announce what they stored (the app's EventBus). */
+export interface BatchAnnouncer {
+  /** The NOTIFY each batch statement sends with its commit, for other instances' streams; undefined: none. */
+  readonly notice: BatchNotice | undefined;
+  /** After a batch committed: the events it wrote, for this instance's streams. Never throws. */
+  publishEvents(events: readonly StoredEvent[]): void;
+}
+
+export interface SendLaneOptions {
+  /** The pool the batches run on (not a request's transaction). */
+  db: Queryable;
+  /** The most sends one statement stores. */
+  maxItems: number;
+  /** The most ciphertext bytes one statement carries (a larger single send still goes alone). */
+  maxBytes: number;
+  /** The longest a statement of held sends waits for each of their conversations' rows. */
+  heldWaitMs: number;
+  /** The method the keys belong to (their scope), the XRPC NSID. */
+  method: string;
+  /** Told how many sends each statement answered (held ones are answered by a later one). */
+  observe(items: number): void;
+  /** Wakes the streams of what each batch stored: a stored send needs no announcing of its own. */
+  announcer: BatchAnnouncer;
+}
+
+interface Waiting extends BatchItem {
+  deadlinePassed(): boolean;
+  settle(outcome: OnceOutcome): void;
+  fail(error: unknown): void;
+}
+
+/** The primary key of idempotency_keys: a batch's record insert that meets one committed after its snapshot. */
+const KEY_RECORD = "idempotency_keys_pkey";
+
+/** 57014: the statement ran past its timeout (overload): sending each item again alone would add to it. */
+const QUERY_CANCELED = "57014";
+
+/** The database refused the statement (a SQLSTATE): nothing of it was stored, and no overload says to hold back. */
+const refusedByDatabase = (error: unknown) =>
+  error instanceof DatabaseError && isSqlState(error.code) && error.code !== QUERY_CANCELED;
+
+/**
+ * One lane of group commit: one batch in flight at a time. Only answered sends were stored: a send's
+ * promise settles after the statement that stored it returned. If the statement failed, nothing of it
+ * was stored: when the database refused it (a key conflict or any other error with a SQLSTATE), each
+ * send takes the general path alone, so a poisoned item fails alone; when the connection was lost or
+ * the socket failed (the commit may or may not have happened) or the statement timed out, every send
+ * fails as a lone one would.
+ *
+ * Sends whose conversation's row another transaction held (another instance's batch, say) come back
+ * held. They are stored together by one statement that waits for those rows (at most `heldWaitMs`
+ * each), beside the lane, not in it: the lane goes on with other conversations, and later sends to the
+ * held ones stay queued, in order, until that statement is done. One such statement per lane at a time
+ * (each takes a pool connection while it waits); held sends meanwhile take the general path, as do those
+ * of a statement that waited too long.
+ *
+ * One key is in one batch at a time: a send whose key is queued or in flight takes the general
+ * path, which waits for that batch's commit and replays its answer. (A key sent to two
+ * conversations lands in two lanes; the second batch finds its advisory lock taken.)
+ */
+export class SendLane {
+  private queue: Waiting[] = [];
+  private flushing = false;
+  /** The keys (caller, key) queued or in flight. */
+  private readonly keys = new Set<string>();
+  /** The conversations of the held sends being stored: their later sends wait in the queue. */
+  private readonly blocked = new Set<string>();
+
+  constructor(private readonly options: SendLaneOptions) {}
+
+  send(message: SendMessage, claim: KeyClaim | undefined, deadlinePassed: () => boolean): Promise<OnceOutcome> {
+    const key = claim && keyOf(claim);
+    if (key !== undefined) {
+      if (this.keys.has(key)) return Promise.resolve(undefined);
+      this.keys.add(key);
+    }
+    return new Promise<OnceOutcome>((settle, fail) => {
+      this.queue.push({ message, claim, deadlinePassed, settle, fail });
+      this.startFlush();
+    });
+  }
+
+  private startFlush(): void {
+    if (this.flushing) return;
+    this.flushing = true;
+    // Not a timer: sends read in this turn of the event loop join the first batch, and none waits.
+    queueMicrotask(() => void this.flush());
+  }
+
+  /** Batches until the queue is empty, or holds only sends whose conversation is blocked (its unblocking flushes). */
+  private async flush(): Promise<void> {
+    for (let batch = this.take(); batch.length > 0; batch = this.take()) {
+      const held = (await this.run(batch)).filter((item) => !this.late(item));
+      if (held.length === 0) continue;
+      if (this.blocked.size > 0) {
+        for (const item of held) this.settle(item, undefined);
+      } else {
+        void this.storeHeld(held);
+      }
+    }
+    this.flushing = false;
+  }
+
+  /** Stores `held` with a statement that waits for their conversations, which stay blocked meanwhile. */
+  private async storeHeld(held: Waiting[]): Promise<void> {
+    const convos = new Set(held.map((item) => item.message.convoId));
+    for (const convo of convos) this.blocked.add(convo);
+    try {
+      // Held again only if its conversation went away while the statement waited: the general path says so.
+      for (const item of await this.run(held, this.options.heldWaitMs)) this.settle(item, undefined);
+    } finally {
+      for (const convo of convos) this.blocked.delete(convo);
+      if (this.queue.length > 0) this.startFlush();
+    }
+  }
+
+  /**
+   * Stores `batch` and settles each item, except those whose conversation another transaction held: those
+   * are returned. With `heldWaitMs`, the statement waits for the conversations' rows instead of skipping them.
+   */
+  private async run(batch: Waiting[], heldWaitMs?: number): Promise<Waiting[]> {
+    try {
+      const { outcomes, held, events } = await this.store(batch, heldWaitMs);
+      const heldItems = new Set(held.map((n) => batch[n]!));
+      if (heldItems.size < batch.length) this.options.observe(batch.length - heldItems.size);
+      batch.forEach((item, n) => heldItems.has(item) || this.settle(item, outcomes[n]));
+      this.options.announcer.publishEvents(events);
+      return [...heldItems];
+    } catch (error) {
+      const refused = refusedByDatabase(error);
+      for (const item of batch) {
+        this.forget(item);
+        if (refused) item.settle(undefined);
+        else item.fail(error);
+      }
+      return [];
+    }
+  }
+
+  /**
+   * The batch's outcomes. A key whose record another request committed after the statement's snapshot and
+   * before the statement took the key's lock is not seen, and its insert fails the whole statement (23505):
+   * run once more, the statement sees that record and answers its item as a repeat. (Two requests with one
+   * key in two lanes or processes, in flight together, do that; each would send the whole batch down the
+   * general path.) Nothing of the failed statement was stored.
+   */
+  private async store(batch: Waiting[], heldWaitMs: number | undefined): Promise<BatchResult> {
+    const { db, method, announcer } = this.options;
+    try {
+      return await storeBatch(db, batch, method, announcer.notice, heldWaitMs);
+    } catch (error) {
+      if (!(error instanceof UniqueViolationError && error.constraint === KEY_RECORD)) throw error;
+      return storeBatch(db, batch, method, announcer.notice, heldWaitMs);
+    }
+  }
+
+  /**
+   * The next batch: the queue's sends in order, past those whose deadline passed (they start no statement: the
+   * general path answers them 503 at once, nothing stored, so a queue behind a slow database holds no send past
+   * its deadline) and those of blocked conversations (they stay queued), up to `maxItems` and `maxBytes` (its
+   * first send whatever its size). It stops at the first send that does not fit, so no send of a conversation
+   * goes before an earlier one.
+   */
+  private take(): Waiting[] {
+    const { maxItems, maxBytes } = this.options;
+    const batch: Waiting[] = [];
+    const rest: Waiting[] = [];
+    let bytes = 0;
+    let full = false;
+    for (const item of this.queue) {
+      if (this.late(item)) continue;
+      const size = item.message.ciphertext.byteLength;
+      full ||= batch.length === maxItems || (batch.length > 0 && bytes + size > maxBytes);
+      if (full || this.blocked.has(item.message.convoId)) {
+        rest.push(item);
+        continue;
+      }
+      batch.push(item);
+      bytes += size;
+    }
+    this.queue = rest;
+    return batch;
+  }
+
+  /** A send whose request's deadline passed starts no statement: the general path answers it 503 at once. */
+  private late(item: Waiting): boolean {
+    if (!item.deadlinePassed()) return false;
+    this.settle(item, undefined);
+    return true;
+  }
+
+  /** Its key leaves the lane first: the caller may send it again as soon as it has its outcome. */
+  private settle(item: Waiting, outcome: OnceOutcome): void {
+    this.forget(item);
+    item.settle(outcome);
+  }
+
+  private forget(item: Waiting): void {
+    if (item.claim) this.keys.delete(keyOf(item.claim));
+  }
+}
+
+const keyOf = ({ scope }: KeyClaim) => `${scope[0]} ${scope[2]}`;

@@ -1,6 +1,6 @@
 /** The scenarios `--only` can pick, by name; each keeps its number in the table. */
 export const SCENARIOS = {
-  send: "1 sendMessage over 1000 conversations, 2 one hot conversation",
+  send: "1 sendMessage over 1000 conversations, 2 one hot conversation (2c: on two server instances)",
   read: "3 getMessages on conversations of growing size",
   replay: "4 idempotent replay of scenario 1's keys (runs send)",
   health: "5 HTTP ceiling (bare /health)",

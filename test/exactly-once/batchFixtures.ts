@@ -1,9 +1,10 @@
 /** Sends, claims and a coalescer for tests that drive group commit directly (SendCoalescer, no HTTP). */
-import type { Queryable } from "../../src/db/driver.js";
+import type { Database, Queryable } from "../../src/db/driver.js";
 import { IMPLICIT_DEVICE } from "../../src/services/actingDevice.js";
 import type { KeyClaim, OnceOutcome } from "../../src/services/idempotencyKeys.js";
 import type { SendMessage } from "../../src/services/messages.js";
 import { SendCoalescer } from "../../src/services/sendCoalescer.js";
+import { holdRowLock } from "../helpers/rowLock.js";
 
 export const METHOD = "blue.catbird.mls.sendMessage";
 
@@ -49,3 +50,28 @@ export function coalescer(db: Queryable, maxItems = 128, maxBytes = 4 << 20, hel
 /** The seq a stored send's answer gives; undefined for any other outcome. */
 export const seqOf = (outcome: OnceOutcome) =>
   outcome && "sent" in outcome ? (JSON.parse(outcome.sent) as { seq: number }).seq : undefined;
+
+/**
+ * `caller`'s committed-looking record of `key` (answer `{"seq":0}`), inserted by a transaction left open until
+ * released, without the key's advisory lock: a batch's snapshot misses it, and its insert of the key waits for it.
+ */
+export const uncommittedKeyRecord = (db: Database, caller: string, key: string) =>
+  holdRowLock(
+    db,
+    `INSERT INTO idempotency_keys (caller_did, method, key, request_hash, status_code, response, created_at, expires_at)
+     VALUES ($1, $2, $3, $4, 200, '{"seq":0}', now(), now() + interval '1 day') RETURNING 1`,
+    [caller, METHOD, key, "a".repeat(64)],
+  );
+
+/** Resolves once a statement starting with `sql` waits for a lock (pg_stat_activity); throws after about 10 s. */
+export async function statementWaits(db: Queryable, sql: string): Promise<void> {
+  for (let tries = 0; tries < 500; tries++) {
+    const [row] = await db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND starts_with($1, query)`,
+      [sql],
+    );
+    if (row!.n > 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error("the statement never waited for a lock");
+}

@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { SEND_HELD_BATCH_SQL } from "../../src/services/sendBatch.js";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
 import { conversationLockWaiters, holdRowLock } from "../helpers/rowLock.js";
-import { claimOf, coalescer, message, METHOD, seqOf } from "./batchFixtures.js";
+import { claimOf, coalescer, message, seqOf, statementWaits, uncommittedKeyRecord } from "./batchFixtures.js";
 import { newConversation } from "./fixtures.js";
 
 const db = testDatabase(8);
@@ -22,19 +22,6 @@ async function holdConversation(convoId: string) {
   ]);
   const [row] = await holder.held;
   return { ...holder, ctid: row!.ctid };
-}
-
-/** Resolves once a held-sends statement waits for a lock (pg_stat_activity); throws after about 10 s. */
-async function heldStatementWaits(): Promise<void> {
-  for (let tries = 0; tries < 500; tries++) {
-    const [row] = await db.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND starts_with($1, query)`,
-      [SEND_HELD_BATCH_SQL],
-    );
-    if (row!.n > 0) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  throw new Error("no held-sends statement waited for a lock");
 }
 
 /** Whether `promise` is still pending after everything already queued has run. */
@@ -121,12 +108,7 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
     // A record of the send's key committed only after the statement's snapshot, its advisory lock free: the
     // statement's insert of the key waits for it (longer than the 250 ms wait for the row), then meets it (23505),
     // and the statement, run again, answers the send as that record's repeat.
-    const record = holdRowLock(
-      db,
-      `INSERT INTO idempotency_keys (caller_did, method, key, request_hash, status_code, response, created_at, expires_at)
-       VALUES ($1, $2, 'r1', $3, 200, '{"seq":0}', now(), now() + interval '1 day') RETURNING 1`,
-      [alice, METHOD, "a".repeat(64)],
-    );
+    const record = uncommittedKeyRecord(db, alice, "r1");
     await record.held;
     try {
       const { sends } = coalescer(db);
@@ -134,7 +116,7 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
       await conversationLockWaiters(db, holder.ctid);
       holder.release();
       await holder.done;
-      await heldStatementWaits();
+      await statementWaits(db, SEND_HELD_BATCH_SQL);
       await new Promise((resolve) => setTimeout(resolve, 400));
       record.release();
       expect(await outcome).toEqual({
@@ -163,7 +145,7 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
     await isLocked;
     const { sends } = coalescer(db);
     const outcome = sends.send(message(doomed, alice), claimOf(alice, "d1"));
-    await heldStatementWaits();
+    await statementWaits(db, SEND_HELD_BATCH_SQL);
     release();
     await removal;
     expect(await outcome).toBeUndefined();

@@ -12,7 +12,7 @@ import { randomGroupId, testApp, testDatabase, unique } from "../helpers/context
 import { withStatementHook } from "../helpers/faults.js";
 import { holdRowLock } from "../helpers/rowLock.js";
 import { clientFor } from "../helpers/client.js";
-import { claimOf, coalescer, message, METHOD, seqOf } from "./batchFixtures.js";
+import { claimOf, coalescer, message, METHOD, seqOf, statementWaits, uncommittedKeyRecord } from "./batchFixtures.js";
 
 const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 const db = testDatabase(6);
@@ -203,12 +203,7 @@ describe("a batch of sends (real PostgreSQL)", () => {
     const alice = unique("did:plc:batchr");
     const convo = await convoOf(alice);
     // A record the batch's snapshot misses and whose advisory lock is free: a claim that commits while the batch runs.
-    const holder = holdRowLock(
-      db,
-      `INSERT INTO idempotency_keys (caller_did, method, key, request_hash, status_code, response, created_at, expires_at)
-       VALUES ($1, $2, 'late', $3, 200, '{"seq":0}', now(), now() + interval '1 day') RETURNING 1`,
-      [alice, METHOD, "a".repeat(64)],
-    );
+    const holder = uncommittedKeyRecord(db, alice, "late");
     await holder.held;
     const { sends, sizes } = coalescer(db);
     const outcomes = Promise.all([
@@ -216,15 +211,7 @@ describe("a batch of sends (real PostgreSQL)", () => {
       sends.send(message(convo.id, alice), claimOf(alice, "late")),
     ]);
     // The batch's insert of the key waits for the open transaction, which then commits: 23505.
-    for (let tries = 0; ; tries++) {
-      const [row] = await db.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND starts_with($1, query)`,
-        [SEND_BATCH_SQL],
-      );
-      if (row!.n > 0) break;
-      if (tries > 500) throw new Error("the batch never waited for the key's record");
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await statementWaits(db, SEND_BATCH_SQL);
     holder.release();
     await holder.done;
     const [plain, keyed] = await outcomes;

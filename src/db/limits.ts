@@ -15,9 +15,9 @@ export function databaseLimits(config: Config): DatabaseLimits {
 }
 
 /**
- * The longest a batch of held sends waits for each of their conversations' rows (SendLane): another instance's
- * batch holding one commits within milliseconds, so 250 ms, and at most half a statement's time, so the wait
- * ends (55P03: the sends take the general path) before the statement times out (57014: they would fail).
+ * The longest one wait of a statement of held sends for their conversation's row lasts (SendLane): another
+ * instance's batch holding it commits within milliseconds, so 250 ms, and at most half a statement's time, so the
+ * wait ends (55P03: the lane waits again) before the statement times out (57014: its sends would fail).
  */
 export const heldSendWaitMs = (config: Config): number =>
   Math.max(1, Math.min(250, Math.floor(databaseLimits(config).statementMs / 2)));

@@ -18,7 +18,7 @@ export interface SendLaneOptions {
   maxItems: number;
   /** The most ciphertext bytes one statement carries (a larger single send still goes alone). */
   maxBytes: number;
-  /** The longest a statement of held sends waits for each of their conversations' rows. */
+  /** The longest one wait of a statement of held sends for their conversation's row lasts (it may wait again). */
   heldWaitMs: number;
   /** The method the keys belong to (their scope), the XRPC NSID. */
   method: string;
@@ -44,6 +44,9 @@ const QUERY_CANCELED = "57014";
 const refusedByDatabase = (error: unknown) =>
   error instanceof DatabaseError && isSqlState(error.code) && error.code !== QUERY_CANCELED;
 
+/** 55P03: a held statement's wait for its conversation's row ran out (its lock_timeout). */
+const LOCK_NOT_AVAILABLE = "55P03";
+
 /**
  * One lane of group commit: one batch in flight at a time. Only answered sends were stored: a send's
  * promise settles after the statement that stored it returned. If the statement failed, nothing of it
@@ -53,11 +56,11 @@ const refusedByDatabase = (error: unknown) =>
  * fails as a lone one would.
  *
  * Sends whose conversation's row another transaction held (another instance's batch, say) come back
- * held. They are stored together by one statement that waits for those rows (at most `heldWaitMs`
- * each), beside the lane, not in it: the lane goes on with other conversations, and later sends to the
- * held ones stay queued, in order, until that statement is done. One such statement per lane at a time
- * (each takes a pool connection while it waits); held sends meanwhile take the general path, as do those
- * of a statement that waited too long.
+ * held. Their conversation is blocked: its later sends wait aside, in arrival order, while the lane goes
+ * on with the others. The held sends are stored beside the lane, one conversation at a time, by a statement
+ * that waits for the row (at most `heldWaitMs`, then again, until their requests' deadlines); then the
+ * conversation's waiting sends go back to the head of the queue. So no send of a conversation is stored
+ * before an earlier one of this lane, and a row held long costs only its own conversation's sends.
  *
  * One key is in one batch at a time: a send whose key is queued or in flight takes the general
  * path, which waits for that batch's commit and replays its answer. (A key sent to two
@@ -68,8 +71,11 @@ export class SendLane {
   private flushing = false;
   /** The keys (caller, key) queued or in flight. */
   private readonly keys = new Set<string>();
-  /** The conversations of the held sends being stored: their later sends wait in the queue. */
-  private readonly blocked = new Set<string>();
+  /** The blocked conversations (their held sends are not stored yet), each with its later sends, in order. */
+  private readonly blocked = new Map<string, Waiting[]>();
+  /** Held sends not stored yet, a group per conversation, in the order they came back. */
+  private readonly heldGroups: Waiting[][] = [];
+  private storingHeld = false;
 
   constructor(private readonly options: SendLaneOptions) {}
 
@@ -92,53 +98,93 @@ export class SendLane {
     queueMicrotask(() => void this.flush());
   }
 
-  /** Batches until the queue is empty, or holds only sends whose conversation is blocked (its unblocking flushes). */
+  /** Batches until the queue is empty (sends of blocked conversations wait aside: their unblocking flushes). */
   private async flush(): Promise<void> {
-    for (let batch = this.take(); batch.length > 0; batch = this.take()) {
-      const held = (await this.run(batch)).filter((item) => !this.late(item));
-      if (held.length === 0) continue;
-      if (this.blocked.size > 0) {
-        for (const item of held) this.settle(item, undefined);
-      } else {
-        void this.storeHeld(held);
+    try {
+      for (let batch = this.take(); batch.length > 0; batch = this.take()) {
+        const held = (await this.run(batch)).filter((item) => !this.late(item));
+        for (const group of byConversation(held)) this.hold(group);
       }
+    } finally {
+      this.flushing = false;
     }
-    this.flushing = false;
   }
 
-  /** Stores `held` with a statement that waits for their conversations, which stay blocked meanwhile. */
-  private async storeHeld(held: Waiting[]): Promise<void> {
-    const convos = new Set(held.map((item) => item.message.convoId));
-    for (const convo of convos) this.blocked.add(convo);
+  /** Blocks `group`'s conversation and queues the group to be stored by a statement that waits for its row. */
+  private hold(group: Waiting[]): void {
+    this.blocked.set(group[0]!.message.convoId, []);
+    this.heldGroups.push(group);
+    if (!this.storingHeld) void this.storeHeld();
+  }
+
+  /** Stores the held groups one after another; each conversation is unblocked once its group is answered. */
+  private async storeHeld(): Promise<void> {
+    this.storingHeld = true;
     try {
-      // Held again only if its conversation went away while the statement waited: the general path says so.
-      for (const item of await this.run(held, this.options.heldWaitMs)) this.settle(item, undefined);
+      for (let group = this.heldGroups.shift(); group; group = this.heldGroups.shift()) {
+        try {
+          await this.storeHeldGroup(group);
+        } finally {
+          this.unblock(group[0]!.message.convoId);
+        }
+      }
     } finally {
-      for (const convo of convos) this.blocked.delete(convo);
-      if (this.queue.length > 0) this.startFlush();
+      this.storingHeld = false;
     }
   }
 
   /**
-   * Stores `batch` and settles each item, except those whose conversation another transaction held: those
-   * are returned. With `heldWaitMs`, the statement waits for the conversations' rows instead of skipping them.
+   * Stores one conversation's held sends, waiting for its row; after a wait that ran out, waits again, for the
+   * sends whose deadline has not passed. A send held again (its conversation went away while the statement
+   * waited) is answered on the general path, which says so.
    */
-  private async run(batch: Waiting[], heldWaitMs?: number): Promise<Waiting[]> {
-    try {
-      const { outcomes, held, events } = await this.store(batch, heldWaitMs);
-      const heldItems = new Set(held.map((n) => batch[n]!));
-      if (heldItems.size < batch.length) this.options.observe(batch.length - heldItems.size);
-      batch.forEach((item, n) => heldItems.has(item) || this.settle(item, outcomes[n]));
-      this.options.announcer.publishEvents(events);
-      return [...heldItems];
-    } catch (error) {
-      const refused = refusedByDatabase(error);
-      for (const item of batch) {
-        this.forget(item);
-        if (refused) item.settle(undefined);
-        else item.fail(error);
+  private async storeHeldGroup(group: Waiting[]): Promise<void> {
+    for (let items = group; (items = items.filter((item) => !this.late(item))).length > 0;) {
+      try {
+        this.answer(items, await this.store(items, this.options.heldWaitMs), false);
+        return;
+      } catch (error) {
+        if (error instanceof DatabaseError && error.code === LOCK_NOT_AVAILABLE) continue;
+        this.failAll(items, error);
+        return;
       }
+    }
+  }
+
+  /** `convo`'s held sends are answered: its waiting sends go to the head of the queue, before any later ones. */
+  private unblock(convo: string): void {
+    const waiting = this.blocked.get(convo) ?? [];
+    this.blocked.delete(convo);
+    if (waiting.length > 0) this.queue = [...waiting, ...this.queue];
+    if (this.queue.length > 0) this.startFlush();
+  }
+
+  /** Stores `batch` (skipping held rows) and settles each send but the held ones, which it returns. */
+  private async run(batch: Waiting[]): Promise<Waiting[]> {
+    try {
+      return this.answer(batch, await this.store(batch), true);
+    } catch (error) {
+      this.failAll(batch, error);
       return [];
+    }
+  }
+
+  /** Settles each send of `batch` by its outcome; held ones are returned when `keepHeld`, else answered undefined. */
+  private answer(batch: Waiting[], { outcomes, held, events }: BatchResult, keepHeld: boolean): Waiting[] {
+    const heldItems = new Set(held.map((n) => batch[n]!));
+    if (heldItems.size < batch.length) this.options.observe(batch.length - heldItems.size);
+    batch.forEach((item, n) => (keepHeld && heldItems.has(item)) || this.settle(item, outcomes[n]));
+    this.options.announcer.publishEvents(events);
+    return keepHeld ? [...heldItems] : [];
+  }
+
+  /** The statement failed: nothing of it was stored (see the class comment). */
+  private failAll(batch: Waiting[], error: unknown): void {
+    const refused = refusedByDatabase(error);
+    for (const item of batch) {
+      this.forget(item);
+      if (refused) item.settle(undefined);
+      else item.fail(error);
     }
   }
 
@@ -149,7 +195,7 @@ export class SendLane {
    * key in two lanes or processes, in flight together, do that; each would send the whole batch down the
    * general path.) Nothing of the failed statement was stored.
    */
-  private async store(batch: Waiting[], heldWaitMs: number | undefined): Promise<BatchResult> {
+  private async store(batch: Waiting[], heldWaitMs?: number): Promise<BatchResult> {
     const { db, method, announcer } = this.options;
     try {
       return await storeBatch(db, batch, method, announcer.notice, heldWaitMs);
@@ -162,7 +208,7 @@ export class SendLane {
   /**
    * The next batch: the queue's sends in order, past those whose deadline passed (they start no statement: the
    * general path answers them 503 at once, nothing stored, so a queue behind a slow database holds no send past
-   * its deadline) and those of blocked conversations (they stay queued), up to `maxItems` and `maxBytes` (its
+   * its deadline) and those of blocked conversations (they wait aside), up to `maxItems` and `maxBytes` (its
    * first send whatever its size). It stops at the first send that does not fit, so no send of a conversation
    * goes before an earlier one.
    */
@@ -174,9 +220,14 @@ export class SendLane {
     let full = false;
     for (const item of this.queue) {
       if (this.late(item)) continue;
+      const blocked = this.blocked.get(item.message.convoId);
+      if (blocked) {
+        blocked.push(item);
+        continue;
+      }
       const size = item.message.ciphertext.byteLength;
       full ||= batch.length === maxItems || (batch.length > 0 && bytes + size > maxBytes);
-      if (full || this.blocked.has(item.message.convoId)) {
+      if (full) {
         rest.push(item);
         continue;
       }
@@ -206,3 +257,14 @@ export class SendLane {
 }
 
 const keyOf = ({ scope }: KeyClaim) => `${scope[0]} ${scope[2]}`;
+
+/** `items` in groups by conversation, each in its items' order. */
+function byConversation(items: readonly Waiting[]): Waiting[][] {
+  const groups = new Map<string, Waiting[]>();
+  for (const item of items) {
+    const group = groups.get(item.message.convoId);
+    if (group) group.push(item);
+    else groups.set(item.message.convoId, [item]);
+  }
+  return [...groups.values()];
+}

@@ -1,12 +1,14 @@
 /**
  * Group commit when another transaction holds a conversation's row (another instance's batch, a commit
  * being processed), on real PostgreSQL: the batch answers everything else at once; the held conversation's
- * sends are stored together by a statement that waits for the row, beside the lane, bounded; later sends
- * to it wait behind them, in order; other conversations are not held up meanwhile.
+ * sends are stored together by a statement that waits for the row, beside the lane, again after each wait
+ * that ran out, until their deadline; later sends to it wait behind them, in order; other conversations are
+ * not held up meanwhile.
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { SEND_HELD_BATCH_SQL } from "../../src/services/sendBatch.js";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
+import { withStatementHook } from "../helpers/faults.js";
 import { conversationLockWaiters, holdRowLock } from "../helpers/rowLock.js";
 import { claimOf, coalescer, message, seqOf, statementWaits, uncommittedKeyRecord } from "./batchFixtures.js";
 import { newConversation } from "./fixtures.js";
@@ -42,7 +44,7 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
     const free = await newConversation(app, alice);
     const holder = await holdConversation(held);
     try {
-      const { sends, sizes } = coalescer(db);
+      const { sends, sizes } = coalescer(db, 128, 4 << 20, 10_000);
       const first = [1, 2, 3].map(() => sends.send(message(held, alice)));
       expect(seqOf(await sends.send(message(free, alice)))).toBe(1);
       await conversationLockWaiters(db, holder.ctid);
@@ -79,25 +81,58 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
     }
   });
 
-  it("sends the held sends down the general path once a wait runs out, and frees their keys", async () => {
+  it("waits again each time a wait for the row runs out, keeping later sends behind, until the sends' deadline", async () => {
     const alice = unique("did:plc:heldw");
     const held = await newConversation(app, alice);
     const holder = await holdConversation(held);
     try {
-      const { sends, sizes } = coalescer(db);
-      const outcomes = await Promise.all([
-        sends.send(message(held, alice), claimOf(alice, "w1")),
-        sends.send(message(held, alice)),
-      ]);
-      expect(outcomes).toEqual([undefined, undefined]);
-      expect(sizes).toEqual([]);
+      let statements = 0;
+      const counted = withStatementHook(db, async (sql) => void (sql === SEND_HELD_BATCH_SQL && statements++));
+      const { sends, sizes } = coalescer(counted, 128, 4 << 20, 100);
+      const first = sends.send(message(held, alice), claimOf(alice, "w1"));
+      await conversationLockWaiters(db, holder.ctid);
+      const second = sends.send(message(held, alice));
+      // Several waits of 100 ms run out meanwhile; neither send is answered, nor the second stored first.
+      await new Promise((resolve) => setTimeout(resolve, 450));
+      expect(await pending(first)).toBe(true);
+      expect(await pending(second)).toBe(true);
       holder.release();
-      await holder.done;
-      // The key left the lane: sent again, it is stored by a batch (a key still in the lane would come back at once).
-      expect(seqOf(await sends.send(message(held, alice), claimOf(alice, "w1")))).toBe(1);
+      expect([seqOf(await first), seqOf(await second)]).toEqual([1, 2]);
+      expect(statements).toBeGreaterThan(2);
+      expect(sizes).toEqual([1, 1]);
+
+      // Held past its request's deadline: answered on the general path (503 there), its key out of the lane.
+      const again = await holdConversation(held);
+      const deadline = Date.now() + 300;
+      expect(await sends.send(message(held, alice), claimOf(alice, "w2"), () => Date.now() > deadline)).toBe(undefined);
+      again.release();
+      await again.done;
+      expect(seqOf(await sends.send(message(held, alice), claimOf(alice, "w2")))).toBe(3);
     } finally {
       holder.release();
       await holder.done;
+    }
+  });
+
+  it("stores held sends of two conversations one conversation after the other, each before its later sends", async () => {
+    const alice = unique("did:plc:held2");
+    const [x, y] = [await newConversation(app, alice), await newConversation(app, alice)];
+    const [holdX, holdY] = [await holdConversation(x), await holdConversation(y)];
+    try {
+      const { sends } = coalescer(db, 128, 4 << 20, 10_000);
+      const [x1, y1] = [sends.send(message(x, alice)), sends.send(message(y, alice))];
+      await conversationLockWaiters(db, holdX.ctid);
+      const y2 = sends.send(message(y, alice));
+      holdY.release();
+      await holdY.done;
+      // Y's held send waits its turn behind X's; Y's later send waits behind it.
+      expect(await pending(y2)).toBe(true);
+      holdX.release();
+      expect([seqOf(await x1), seqOf(await y1), seqOf(await y2)]).toEqual([1, 1, 2]);
+    } finally {
+      holdX.release();
+      holdY.release();
+      await Promise.all([holdX.done, holdY.done]);
     }
   });
 
@@ -106,22 +141,26 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
     const held = await newConversation(app, alice);
     const holder = await holdConversation(held);
     // A record of the send's key committed only after the statement's snapshot, its advisory lock free: the
-    // statement's insert of the key waits for it (longer than the 250 ms wait for the row), then meets it (23505),
-    // and the statement, run again, answers the send as that record's repeat.
+    // statement's insert of the key waits for it (longer than the wait for the row), then meets it (23505), and
+    // the statement, run once more, answers the send as that record's repeat: two runs. A wait cut short would
+    // fail the first (55P03) and need a third.
     const record = uncommittedKeyRecord(db, alice, "r1");
     await record.held;
     try {
-      const { sends } = coalescer(db);
+      let statements = 0;
+      const counted = withStatementHook(db, async (sql) => void (sql === SEND_HELD_BATCH_SQL && statements++));
+      const { sends } = coalescer(counted, 128, 4 << 20, 500);
       const outcome = sends.send(message(held, alice), claimOf(alice, "r1"));
       await conversationLockWaiters(db, holder.ctid);
       holder.release();
       await holder.done;
       await statementWaits(db, SEND_HELD_BATCH_SQL);
-      await new Promise((resolve) => setTimeout(resolve, 400));
+      await new Promise((resolve) => setTimeout(resolve, 800));
       record.release();
       expect(await outcome).toEqual({
         stored: { requestHash: "a".repeat(64), statusCode: 200, response: '{"seq":0}' },
       });
+      expect(statements).toBe(2);
     } finally {
       holder.release();
       record.release();
@@ -143,7 +182,7 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
       await tx.query(`DELETE FROM conversations WHERE id = $1`, [doomed]);
     });
     await isLocked;
-    const { sends } = coalescer(db);
+    const { sends } = coalescer(db, 128, 4 << 20, 10_000);
     const outcome = sends.send(message(doomed, alice), claimOf(alice, "d1"));
     await statementWaits(db, SEND_HELD_BATCH_SQL);
     release();

@@ -1,4 +1,3 @@
-import { ADVISORY_LOCK } from "../../src/db/advisoryLocks.js";
 import type { Queryable } from "../../src/db/driver.js";
 
 export interface HeldLock<Row> {
@@ -60,19 +59,4 @@ async function rowLockWaiters(db: Queryable, table: string, ctid: string, count:
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   throw new Error(`never saw ${count} waiters on ${what}`);
-}
-
-/** Resolves once `count` transactions wait for an idempotency key's advisory lock (pg_locks); throws after about 20 s. */
-export async function keyLockWaiters(db: Queryable, count = 1): Promise<void> {
-  for (let tries = 0; tries < 1000; tries++) {
-    const [row] = await db.query<{ n: number }>(
-      `SELECT count(*) AS n FROM pg_locks
-        WHERE locktype = 'advisory' AND classid = $1 AND NOT granted
-          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
-      [ADVISORY_LOCK.idempotencyKey],
-    );
-    if (Number(row!.n) >= count) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  throw new Error(`fewer than ${count} transactions waited for an idempotency key`);
 }

@@ -58,9 +58,10 @@ const LOCK_NOT_AVAILABLE = "55P03";
  * Sends whose conversation's row another transaction held (another instance's batch, say) come back
  * held. Their conversation is blocked: its later sends wait aside, in arrival order, while the lane goes
  * on with the others. The held sends are stored beside the lane, one conversation at a time, by a statement
- * that waits for the row (at most `heldWaitMs`, then again, until their requests' deadlines); then the
- * conversation's waiting sends go back to the head of the queue. So no send of a conversation is stored
- * before an earlier one of this lane, and a row held long costs only its own conversation's sends.
+ * that waits for the row (at most `heldWaitMs`; then the other held conversations take their turn, and it
+ * waits again, until its sends' deadlines); then the conversation's waiting sends go back to the head of
+ * the queue. So no send of a conversation is stored before an earlier one of this lane, and a row held long
+ * costs other conversations at most a wait per turn, and only those whose sends are held too.
  *
  * One key is in one batch at a time: a send whose key is queued or in flight takes the general
  * path, which waits for that batch's commit and replays its answer. (A key sent to two
@@ -117,15 +118,21 @@ export class SendLane {
     if (!this.storingHeld) void this.storeHeld();
   }
 
-  /** Stores the held groups one after another; each conversation is unblocked once its group is answered. */
+  /**
+   * Stores the held groups in turn, one statement at a time. A group whose wait for its row ran out goes to the
+   * back of the line, its conversation still blocked: a row held long delays the other held conversations by one
+   * wait per turn, not by all of its own. A conversation is unblocked once its group is answered.
+   */
   private async storeHeld(): Promise<void> {
     this.storingHeld = true;
     try {
       for (let group = this.heldGroups.shift(); group; group = this.heldGroups.shift()) {
+        let left: Waiting[] | undefined;
         try {
-          await this.storeHeldGroup(group);
+          left = await this.storeHeldGroup(group);
         } finally {
-          this.unblock(group[0]!.message.convoId);
+          if (left) this.heldGroups.push(left);
+          else this.unblock(group[0]!.message.convoId);
         }
       }
     } finally {
@@ -134,20 +141,20 @@ export class SendLane {
   }
 
   /**
-   * Stores one conversation's held sends, waiting for its row; after a wait that ran out, waits again, for the
-   * sends whose deadline has not passed. A send held again (its conversation went away while the statement
-   * waited) is answered on the general path, which says so.
+   * One try at a conversation's held sends, waiting for its row: the sends left to try again when the wait ran out
+   * (those whose deadline has not passed), else undefined. A send held again (its conversation went away while
+   * the statement waited) is answered on the general path, which says so.
    */
-  private async storeHeldGroup(group: Waiting[]): Promise<void> {
-    for (let items = group; (items = items.filter((item) => !this.late(item))).length > 0;) {
-      try {
-        this.answer(items, await this.store(items, this.options.heldWaitMs), false);
-        return;
-      } catch (error) {
-        if (error instanceof DatabaseError && error.code === LOCK_NOT_AVAILABLE) continue;
-        this.failAll(items, error);
-        return;
-      }
+  private async storeHeldGroup(group: Waiting[]): Promise<Waiting[] | undefined> {
+    const items = group.filter((item) => !this.late(item));
+    if (items.length === 0) return undefined;
+    try {
+      this.answer(items, await this.store(items, this.options.heldWaitMs), false);
+      return undefined;
+    } catch (error) {
+      if (error instanceof DatabaseError && error.code === LOCK_NOT_AVAILABLE) return items;
+      this.failAll(items, error);
+      return undefined;
     }
   }
 

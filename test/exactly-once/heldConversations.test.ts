@@ -136,6 +136,28 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
     }
   });
 
+  it("gives the other held conversations their turn while a row stays held past its wait", async () => {
+    const alice = unique("did:plc:heldt");
+    const [x, y] = [await newConversation(app, alice), await newConversation(app, alice)];
+    const [holdX, holdY] = [await holdConversation(x), await holdConversation(y)];
+    try {
+      const { sends } = coalescer(db, 128, 4 << 20, 100);
+      const [x1, y1] = [sends.send(message(x, alice)), sends.send(message(y, alice))];
+      await conversationLockWaiters(db, holdX.ctid);
+      holdY.release();
+      await holdY.done;
+      // X's statement waits first (its sends came first); once its wait runs out, Y's takes its turn.
+      expect(seqOf(await y1)).toBe(1);
+      expect(await pending(x1)).toBe(true);
+      holdX.release();
+      expect(seqOf(await x1)).toBe(1);
+    } finally {
+      holdX.release();
+      holdY.release();
+      await Promise.all([holdX.done, holdY.done]);
+    }
+  });
+
   it("sets the wait back once it holds the rows: a later wait of the same statement is not cut short", async () => {
     const alice = unique("did:plc:heldr");
     const held = await newConversation(app, alice);

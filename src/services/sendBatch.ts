@@ -151,8 +151,9 @@ SELECT i.n, false, true, NULL, NULL, NULL, NULL FROM item i
 export const SEND_BATCH_SQL = batchSql({ locks: "FOR NO KEY UPDATE SKIP LOCKED" });
 
 /**
- * The batch statement for items that came back `held`: it waits for their conversations' rows, in id order
- * (two such statements wait on each other, never in a cycle), each wait at most `$8`. That lock_timeout is
+ * The batch statement for items that came back `held` (SendLane gives it one conversation's): it waits for
+ * their conversations' rows, in id order (two such statements wait on each other, never in a cycle), each wait
+ * at most `$8`. That lock_timeout is
  * set before the first row is locked and set back to the connection's own once every row is (`count(*)` reads
  * all of them first), so no later wait of the statement, nor its commit's, is cut short by it.
  * A wait past it fails the statement with 55P03.

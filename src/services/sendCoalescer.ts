@@ -18,7 +18,7 @@ export interface SendCoalescerOptions extends SendLaneOptions {
  * Every send gets its own outcome: stored with its answer, a repeat's committed answer, or
  * undefined, for the caller's general path (errors to explain, held keys). A conversation another
  * transaction holds (another instance's batch, say) does not send its items down the general path one by one:
- * they are stored together by a statement that waits for it, bounded (see SendLane). What a
+ * they are stored together, in order, by a statement that waits for it, until their deadlines (see SendLane). What a
  * batch stored is announced by the batch: its statement notifies other instances, and its events go to
  * this instance's streams as soon as it committed.
  *

@@ -63,15 +63,16 @@ const LOCK_NOT_AVAILABLE = "55P03";
  * the queue. So no send of a conversation is stored before an earlier one of this lane, and a row held long
  * costs other conversations at most a wait per turn, and only those whose sends are held too.
  *
- * One key is in one batch at a time: a send whose key is queued or in flight takes the general
- * path, which waits for that batch's commit and replays its answer. (A key sent to two
- * conversations lands in two lanes; the second batch finds its advisory lock taken.)
+ * One key is in the lane once: a send whose key is already in it takes the general path once that
+ * send was answered, and replays its answer (or, if it was not stored, claims the key). Not sooner: a key
+ * waiting aside holds no lock, and its repeat, claiming it, could be stored before earlier sends. (A key
+ * sent to two conversations lands in two lanes; the second batch finds its advisory lock taken.)
  */
 export class SendLane {
   private queue: Waiting[] = [];
   private flushing = false;
-  /** The keys (caller, key) queued or in flight. */
-  private readonly keys = new Set<string>();
+  /** The keys (caller, key) in the lane (queued, waiting aside, held or in flight), each with its send's outcome. */
+  private readonly keys = new Map<string, Promise<OnceOutcome>>();
   /** The blocked conversations (their held sends are not stored yet), each with its later sends, in order. */
   private readonly blocked = new Map<string, Waiting[]>();
   /** Held sends not stored yet, a group per conversation, in the order they came back. */
@@ -82,14 +83,14 @@ export class SendLane {
 
   send(message: SendMessage, claim: KeyClaim | undefined, deadlinePassed: () => boolean): Promise<OnceOutcome> {
     const key = claim && keyOf(claim);
-    if (key !== undefined) {
-      if (this.keys.has(key)) return Promise.resolve(undefined);
-      this.keys.add(key);
-    }
-    return new Promise<OnceOutcome>((settle, fail) => {
+    const earlier = key === undefined ? undefined : this.keys.get(key);
+    if (earlier) return earlier.then(generalPath, generalPath);
+    const outcome = new Promise<OnceOutcome>((settle, fail) => {
       this.queue.push({ message, claim, deadlinePassed, settle, fail });
       this.startFlush();
     });
+    if (key !== undefined) this.keys.set(key, outcome);
+    return outcome;
   }
 
   private startFlush(): void {
@@ -179,8 +180,9 @@ export class SendLane {
   /** Settles each send of `batch` by its outcome; held ones are returned when `keepHeld`, else answered undefined. */
   private answer(batch: Waiting[], { outcomes, held, events }: BatchResult, keepHeld: boolean): Waiting[] {
     const heldItems = new Set(held.map((n) => batch[n]!));
-    if (heldItems.size < batch.length) this.options.observe(batch.length - heldItems.size);
     batch.forEach((item, n) => (keepHeld && heldItems.has(item)) || this.settle(item, outcomes[n]));
+    // After the answers: a callback that threw could not fail a send that was stored.
+    if (heldItems.size < batch.length) this.options.observe(batch.length - heldItems.size);
     this.options.announcer.publishEvents(events);
     return keepHeld ? [...heldItems] : [];
   }
@@ -264,6 +266,9 @@ export class SendLane {
 }
 
 const keyOf = ({ scope }: KeyClaim) => `${scope[0]} ${scope[2]}`;
+
+/** The outcome that sends a request down the general path. */
+const generalPath = (): OnceOutcome => undefined;
 
 /** `items` in groups by conversation, each in its items' order. */
 function byConversation(items: readonly Waiting[]): Waiting[][] {

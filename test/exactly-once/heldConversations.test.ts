@@ -158,6 +158,34 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
     }
   });
 
+  it("sends a repeat of a waiting send's key down the general path only once that send is answered", async () => {
+    const alice = unique("did:plc:heldk");
+    const held = await newConversation(app, alice);
+    const holder = await holdConversation(held);
+    try {
+      const { sends } = coalescer(db, 128, 4 << 20, 100);
+      const first = sends.send(message(held, alice));
+      await conversationLockWaiters(db, holder.ctid);
+      const answered: string[] = [];
+      const keyed = sends.send(message(held, alice), claimOf(alice, "k1")).then((outcome) => {
+        answered.push("keyed");
+        return outcome;
+      });
+      // A client's retry of the waiting send: on the general path now, it could claim the key and be stored first.
+      const repeat = sends.send(message(held, alice), claimOf(alice, "k1")).then((outcome) => {
+        answered.push("repeat");
+        return outcome;
+      });
+      expect(await pending(repeat)).toBe(true);
+      holder.release();
+      expect([seqOf(await first), seqOf(await keyed), await repeat]).toEqual([1, 2, undefined]);
+      expect(answered).toEqual(["keyed", "repeat"]);
+    } finally {
+      holder.release();
+      await holder.done;
+    }
+  });
+
   it("sets the wait back once it holds the rows: a later wait of the same statement is not cut short", async () => {
     const alice = unique("did:plc:heldr");
     const held = await newConversation(app, alice);

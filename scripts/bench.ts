@@ -270,7 +270,7 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
       /** Scenario `n` and its baseline by turns (fresh keys each run): its row holds the medians. */
       const byTurns = async (n: number, first: LoadResult, base: PgbenchResult, target: SendTarget) => {
         const turns = await alternated({ server: first, baseline: base }, plan.turns, {
-          server: () => sendLoad(`scenario ${n}, again`, plan.seconds, sendPlan(`again-${n}`, target.plan.convos)),
+          server: () => sendLoad(`scenario ${n}, again`, plan.seconds, sendPlan(`again-${n}`, target.convos)),
           baseline: () => pgbench(benchUrl, sendMessageScript(target.script), base.clients, plan.pgbenchSeconds),
         });
         if (plan.turns > 0) log(`scenario ${n} by turns: ${describeAlternated(turns)}`);
@@ -278,12 +278,12 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
       };
       // The issue's targets: group commit beats one message per commit, most of all on one hot conversation.
       const spreadTurns = await byTurns(1, spread, spreadBase.best, {
-        plan: spreadPlan,
+        convos: spreadConvos,
         script: { convos: plan.convos },
       });
       const spreadRow = sendRow("1 sendMessage, 1000 convos, keys", spreadTurns.server, spreadTurns.baseline, 1.0);
       rows.push(spreadRow);
-      const hotTurns = await byTurns(2, hotRun.result, hotBase.best, { plan: hotPlan, script: { hot: true } });
+      const hotTurns = await byTurns(2, hotRun.result, hotBase.best, { convos: hotPlan.convos, script: { hot: true } });
       const hotRow = sendRow("2 sendMessage, one hot convo", hotTurns.server, hotTurns.baseline, 2.0);
       rows.push(hotRow);
       // The server's own limit: its batch statement under pgbench at the batch size it reached, as many at once
@@ -310,12 +310,12 @@ async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], resul
       // out of what the first instance remembers.
       const second = await startServer(serverEnv(benchUrl));
       try {
-        const hotPair = await loadAcross([server.url, second.url], {
-          title: "sendMessage hot, two instances",
-          connections: CONNECTIONS,
-          durationSeconds: plan.seconds,
-          ...sendRequests(sendPlan("pair", hotPlan.convos)),
-        });
+        // Each instance its own keys: the same key sent to both would be a repeat, not a send.
+        const hotPair = await loadAcross(
+          [server.url, second.url],
+          { title: "sendMessage hot, two instances", connections: CONNECTIONS, durationSeconds: plan.seconds },
+          (instance) => sendRequests(sendPlan(`pair-${instance}`, hotPlan.convos)),
+        );
         rows.push(sendRow("2c same, two server instances", hotPair, hotTurns.baseline));
         errors.hotPair = hotPair.non2xx + hotPair.errors;
       } finally {
@@ -538,10 +538,9 @@ async function batchedRows(
   return rows;
 }
 
-/** A send scenario next to its one-message-per-transaction baseline; `least`: the ratio it should reach. */
-/** A send scenario's requests (its conversations) and its baseline's pgbench script target. */
+/** A send scenario's conversations and its baseline's pgbench script target. */
 interface SendTarget {
-  plan: SendPlan;
+  convos: SendPlan["convos"];
   script: Parameters<typeof sendMessageScript>[0];
 }
 

@@ -1,15 +1,23 @@
 import { load, type LoadOptions, type LoadResult } from "./load.js";
 
+/** What one instance's wrk sends: its own requests (keyed sends must not repeat another instance's keys). */
+type Requests = Pick<LoadOptions, "setup" | "request">;
+
 /**
  * One load split over several server instances at once (the same database), as a balancer would spread it:
- * `connections` shared out evenly, one wrk per instance. Throughput and counts add up; the latencies are the
- * worst instance's (a percentile of the whole is not kept by wrk).
+ * `connections` shared out evenly, one wrk per instance, instance `i` sending `requests(i)`. Throughput and
+ * counts add up; the latencies are the worst instance's (a percentile of the whole is not kept by wrk).
  */
-export async function loadAcross(urls: readonly string[], options: Omit<LoadOptions, "url">): Promise<LoadResult> {
+export async function loadAcross(
+  urls: readonly string[],
+  options: Omit<LoadOptions, "url" | "setup" | "request">,
+  requests: (instance: number) => Requests,
+): Promise<LoadResult> {
   const results = await Promise.all(
     urls.map((url, i) =>
       load({
         ...options,
+        ...requests(i),
         url,
         title: `${options.title} (instance ${i + 1})`,
         connections: Math.ceil(options.connections / urls.length),

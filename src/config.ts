@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { databaseLimits } from "./db/limits.js";
 import { MAX_ANSWER_BYTES, MAX_EVENT_LENGTH } from "./client/limits.js";
+import { MAX_DID_LENGTH } from "./schemas.js";
 
 /** The seven cipher suites of RFC 9420, section 17.1. */
 export const RFC9420_CIPHER_SUITES = [
@@ -37,9 +38,9 @@ const MAX_MAX_CIPHERTEXT_BYTES = MAX_EVENT_LENGTH / 2;
 const mib = (bytes: number) => `${bytes / 2 ** 20} MiB`;
 /**
  * The most members a conversation may be configured for: getConvos answers a conversation with all its members, each
- * at most ~2,110 bytes of JSON (a DID of up to 2,048 characters, its joinedAt), and that must fit MAX_MAX_PAGE_BYTES.
+ * at most 2,112 bytes of JSON (its DID, its joinedAt and the JSON around them), and that must fit MAX_MAX_PAGE_BYTES.
  */
-const MAX_MEMBERS = Math.floor(MAX_MAX_PAGE_BYTES / 2112);
+const MAX_MEMBERS = Math.floor(MAX_MAX_PAGE_BYTES / (MAX_DID_LENGTH + 64));
 
 /** Every environment variable the server reads, with its default. `.env.example` mirrors this. */
 const configSchema = z.object({

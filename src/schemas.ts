@@ -3,10 +3,13 @@ import { decodeBase64 } from "./bytes.js";
 
 /** Field schemas shared by the methods; each method's own input schema lives in its `src/api/` file. */
 
+/** The longest DID taken (the AT Protocol's limit). */
+export const MAX_DID_LENGTH = 2048;
+
 /** AT Protocol DID syntax: `did:<method>:<id>`. */
 export const did = z
   .string()
-  .max(2048)
+  .max(MAX_DID_LENGTH)
   .regex(/^did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]$/, "must be a DID (did:<method>:<id>)");
 
 /** Bytes as a standard base64 string or the AT Protocol `{"$bytes": "..."}` form. */

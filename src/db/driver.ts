@@ -148,6 +148,9 @@ const SQLSTATE = /^(?:[0-9][0-9A-Z]|F0|HV|P0|XX)[0-9A-Z]{3}$/;
  */
 export const isSqlState = (code: string | undefined): boolean => code !== undefined && SQLSTATE.test(code);
 
+/** The database refused to wait for a lock any longer (the statement's lock_timeout ran out): SQLSTATE 55P03. */
+export const isLockTimeout = (error: unknown): boolean => error instanceof DatabaseError && error.code === "55P03";
+
 /** Turns whatever a driver threw into the typed errors above. */
 export function normalizeError(error: unknown): Error {
   if (error instanceof DatabaseError || error instanceof DatabaseUnavailableError) return error;

@@ -1,5 +1,5 @@
 import { sha256Hex } from "../bytes.js";
-import { DatabaseError, type Database } from "./driver.js";
+import { isLockTimeout, type Database } from "./driver.js";
 
 export interface Migration {
   /** File name, e.g. `0001_schema.sql`; applied in name order. */
@@ -13,8 +13,6 @@ export class MigrationChecksumError extends Error {
 
 /** Any constant works; it only has to be the same for every runner. */
 const MIGRATION_LOCK_KEY = 7_146_021_901;
-/** SQLSTATE 55P03: lock_timeout expired. */
-const LOCK_NOT_AVAILABLE = "55P03";
 
 export interface MigrateOptions {
   /**
@@ -45,7 +43,7 @@ export async function migrate(
     try {
       return await migrateOnce(db, migrations, lockTimeoutMs);
     } catch (error) {
-      if (!(error instanceof DatabaseError && error.code === LOCK_NOT_AVAILABLE) || attempt >= attempts) throw error;
+      if (!isLockTimeout(error) || attempt >= attempts) throw error;
       onRetry?.(attempt, error);
       await new Promise((resolve) => setTimeout(resolve, Math.min(250 * attempt, 5000)));
     }

@@ -2,8 +2,6 @@ import type { KeyClaim, OnceOutcome } from "./idempotencyKeys.js";
 import type { SendMessage } from "./messages.js";
 import { SendLane, type SendLaneOptions } from "./sendLane.js";
 
-export type { BatchAnnouncer } from "./sendLane.js";
-
 export interface SendCoalescerOptions extends SendLaneOptions {
   /** How many batches may be in flight at once, each for its own share of the conversations. */
   lanes: number;

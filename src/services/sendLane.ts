@@ -1,4 +1,4 @@
-import { DatabaseError, isSqlState, UniqueViolationError, type Queryable } from "../db/driver.js";
+import { DatabaseError, isLockTimeout, isSqlState, UniqueViolationError, type Queryable } from "../db/driver.js";
 import type { KeyClaim, OnceOutcome } from "./idempotencyKeys.js";
 import type { SendMessage } from "./messages.js";
 import { storeBatch, type BatchItem, type BatchNotice, type BatchResult, type StoredEvent } from "./sendBatch.js";
@@ -22,7 +22,7 @@ export interface SendLaneOptions {
   heldWaitMs: number;
   /** The method the keys belong to (their scope), the XRPC NSID. */
   method: string;
-  /** Told how many sends each statement answered (held ones are answered by a later one). */
+  /** Told how many sends each statement answered, held ones not counted (a later statement answers them). */
   observe(items: number): void;
   /** Wakes the streams of what each batch stored: a stored send needs no announcing of its own. */
   announcer: BatchAnnouncer;
@@ -43,9 +43,6 @@ const QUERY_CANCELED = "57014";
 /** The database refused the statement (a SQLSTATE): nothing of it was stored, and no overload says to hold back. */
 const refusedByDatabase = (error: unknown) =>
   error instanceof DatabaseError && isSqlState(error.code) && error.code !== QUERY_CANCELED;
-
-/** 55P03: a held statement's wait for its conversation's row ran out (its lock_timeout). */
-const LOCK_NOT_AVAILABLE = "55P03";
 
 /**
  * One lane of group commit: one batch in flight at a time. Only answered sends were stored: a send's
@@ -104,8 +101,9 @@ export class SendLane {
   private async flush(): Promise<void> {
     try {
       for (let batch = this.take(); batch.length > 0; batch = this.take()) {
-        const held = (await this.run(batch)).filter((item) => !this.late(item));
-        for (const group of byConversation(held)) this.hold(group);
+        const held = await this.run(batch);
+        if (held.length === 0) continue;
+        for (const group of byConversation(held.filter((item) => !this.late(item)))) this.hold(group);
       }
     } finally {
       this.flushing = false;
@@ -150,10 +148,13 @@ export class SendLane {
     const items = group.filter((item) => !this.late(item));
     if (items.length === 0) return undefined;
     try {
-      this.answer(items, await this.store(items, this.options.heldWaitMs), false);
+      // Held again: its conversation went away while the statement waited.
+      for (const item of this.answer(items, await this.store(items, this.options.heldWaitMs))) {
+        this.settle(item, undefined);
+      }
       return undefined;
     } catch (error) {
-      if (error instanceof DatabaseError && error.code === LOCK_NOT_AVAILABLE) return items;
+      if (isLockTimeout(error)) return items;
       this.failAll(items, error);
       return undefined;
     }
@@ -170,21 +171,22 @@ export class SendLane {
   /** Stores `batch` (skipping held rows) and settles each send but the held ones, which it returns. */
   private async run(batch: Waiting[]): Promise<Waiting[]> {
     try {
-      return this.answer(batch, await this.store(batch), true);
+      return this.answer(batch, await this.store(batch));
     } catch (error) {
       this.failAll(batch, error);
       return [];
     }
   }
 
-  /** Settles each send of `batch` by its outcome; held ones are returned when `keepHeld`, else answered undefined. */
-  private answer(batch: Waiting[], { outcomes, held, events }: BatchResult, keepHeld: boolean): Waiting[] {
-    const heldItems = new Set(held.map((n) => batch[n]!));
-    batch.forEach((item, n) => (keepHeld && heldItems.has(item)) || this.settle(item, outcomes[n]));
+  /** Settles each send of `batch` by its outcome, except the held ones, which it returns. */
+  private answer(batch: Waiting[], { outcomes, held, events }: BatchResult): Waiting[] {
+    const heldItems = held.map((n) => batch[n]!);
+    const skip = heldItems.length > 0 ? new Set(heldItems) : undefined;
+    batch.forEach((item, n) => skip?.has(item) || this.settle(item, outcomes[n]));
     // After the answers: a callback that threw could not fail a send that was stored.
-    if (heldItems.size < batch.length) this.options.observe(batch.length - heldItems.size);
+    if (heldItems.length < batch.length) this.options.observe(batch.length - heldItems.length);
     this.options.announcer.publishEvents(events);
-    return keepHeld ? [...heldItems] : [];
+    return heldItems;
   }
 
   /** The statement failed: nothing of it was stored (see the class comment). */
@@ -216,10 +218,10 @@ export class SendLane {
 
   /**
    * The next batch: the queue's sends in order, past those whose deadline passed (they start no statement: the
-   * general path answers them 503 at once, nothing stored, so a queue behind a slow database holds no send past
-   * its deadline) and those of blocked conversations (they wait aside), up to `maxItems` and `maxBytes` (its
-   * first send whatever its size). It stops at the first send that does not fit, so no send of a conversation
-   * goes before an earlier one.
+   * general path answers them 503 at once, nothing stored, so a queue behind a slow database holds no send long
+   * past its deadline; one waiting aside is checked when its conversation is unblocked) and those of blocked
+   * conversations (they wait aside), up to `maxItems` and `maxBytes` (its first send whatever its size). It
+   * stops at the first send that does not fit, so no send of a conversation goes before an earlier one.
    */
   private take(): Waiting[] {
     const { maxItems, maxBytes } = this.options;

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { DatabaseError } from "../../src/db/driver.js";
 import { SEND_BATCH_SQL } from "../../src/services/sendBatch.js";
 import { testApp, testDatabase } from "../helpers/context.js";
-import { conversationLockWaiters, holdRowLock } from "../helpers/rowLock.js";
+import { conversationLockWaiters, holdConversationRow } from "../helpers/rowLock.js";
 import { withStatementHook } from "../helpers/faults.js";
 import { xrpc } from "../helpers/xrpc.js";
 import { keyedSend, messageCount, soloConversation } from "./fixtures.js";
@@ -23,10 +23,8 @@ describe("same-key sends from two processes while the conversation is held (real
     const { alice, convoId } = await soloConversation(first, "did:plc:idemrace");
     const send = (app: typeof first) => keyedSend(app, alice, convoId, "race");
 
-    const holder = holdRowLock<{ ctid: string }>(db, `SELECT ctid::text FROM conversations WHERE id = $1 FOR UPDATE`, [
-      convoId,
-    ]);
-    const ctid = (await holder.held)[0]!.ctid;
+    const holder = await holdConversationRow(db, convoId);
+    const { ctid } = holder;
     // Each process's batch skips the held conversation; each stores the send by a statement that waits for the row.
     const sends = [send(first), send(second)];
     await conversationLockWaiters(db, ctid, 2);

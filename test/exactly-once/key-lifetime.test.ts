@@ -5,7 +5,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/clock.js";
 import { testApp, testDatabase, tokenFor, unique } from "../helpers/context.js";
-import { conversationLockWaiters, holdRowLock } from "../helpers/rowLock.js";
+import { conversationLockWaiters, holdConversationRow } from "../helpers/rowLock.js";
 import { clientFor } from "../helpers/client.js";
 import {
   AQID,
@@ -149,10 +149,8 @@ describe("lock waits around a key (real PostgreSQL)", () => {
     expect((await sendTaken()).status).toBe(200);
     clock.advance(61_000);
 
-    const holder = holdRowLock<{ ctid: string }>(db, `SELECT ctid::text FROM conversations WHERE id = $1 FOR UPDATE`, [
-      convoId,
-    ]);
-    const ctid = (await holder.held)[0]!.ctid;
+    const holder = await holdConversationRow(db, convoId);
+    const { ctid } = holder;
     const sending = sendTaken();
     await conversationLockWaiters(db, ctid);
     await new Promise((resolve) => setTimeout(resolve, 600)); // past the 200 ms wait limit

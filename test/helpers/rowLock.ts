@@ -35,6 +35,18 @@ export function holdRowLock<Row extends object = Record<string, unknown>>(
   return { held, release, done };
 }
 
+/** Holds `convoId`'s conversation row (FOR UPDATE) until released, once it is held: with the row's ctid. */
+export async function holdConversationRow(
+  db: Queryable,
+  convoId: string,
+): Promise<HeldLock<{ ctid: string }> & { ctid: string }> {
+  const holder = holdRowLock<{ ctid: string }>(db, `SELECT ctid::text FROM conversations WHERE id = $1 FOR UPDATE`, [
+    convoId,
+  ]);
+  const [row] = await holder.held;
+  return { ...holder, ctid: row!.ctid };
+}
+
 /**
  * Resolves once `count` transactions wait for the lock on the conversation row at `ctid` (as
  * `SELECT ctid::text` gives it), seen in pg_locks; throws after about 20 s.

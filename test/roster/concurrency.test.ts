@@ -5,7 +5,7 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { testApp, testDatabase } from "../helpers/context.js";
-import { conversationLockWaiters, deviceLockWaiters, holdRowLock } from "../helpers/rowLock.js";
+import { conversationLockWaiters, deviceLockWaiters, holdConversationRow } from "../helpers/rowLock.js";
 import type { Bundle, Device } from "../helpers/rosterGroup.js";
 import { Api } from "../messaging/client.js";
 import {
@@ -129,10 +129,8 @@ describe("the lock order, step by step", () => {
     await register(db, added);
     const bundle = await group.commit(device(alice, "phone"), { add: [added] });
 
-    const convo = holdRowLock<{ ctid: string }>(db, `SELECT ctid::text FROM conversations WHERE id = $1 FOR UPDATE`, [
-      convoId,
-    ]);
-    const convoCtid = (await convo.held)[0]!.ctid;
+    const convo = await holdConversationRow(db, convoId);
+    const convoCtid = convo.ctid;
     // The commit locks the devices of its tree (Bob's laptop among them), then waits for the conversation.
     const commit = api.call(alice, "processCommit", bundleInput(convoId, bundle, device(alice, "phone")));
     await conversationLockWaiters(db, convoCtid, 1);

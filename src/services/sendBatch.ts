@@ -54,14 +54,16 @@ export interface BatchResult {
  * channel and origin (null: none).
  *
  * `convoLocks` is how the statement takes its conversations' rows (`locks`, with `before` and `after` them; see
- * SEND_BATCH_SQL and SEND_HELD_BATCH_SQL). A key another transaction holds (its advisory lock, which every claim takes) is
- * skipped: its item comes back with no row, for the general path. Per conversation, the accepted items
+ * SEND_BATCH_SQL and SEND_HELD_BATCH_SQL). A key another transaction holds (its advisory lock, which every
+ * claim takes) is skipped: its item comes back with no row, for the general path. Per conversation, the accepted items
  * take consecutive seqs from the locked row in the order of `n`. The checks read the statement's
  * snapshot; the locked row is the latest version, so a membership change that committed after the
  * snapshot shows as a different `membership_version`, and that conversation's items take the general
  * path. A key whose committed record is found comes back `stored` (a repeat); an expired one takes the
- * general path (it is taken over there). An item whose conversation is in the statement's snapshot but
- * was not locked (another transaction held it, or it went away while the statement waited) comes back `held`.
+ * general path (it is taken over there). An item whose sender is an active member of its conversation in the
+ * statement's snapshot, but whose conversation was not locked (another transaction held it, or it went away
+ * while the statement waited), comes back `held`: anyone else's item takes the general path, which refuses it
+ * at once, so no outsider waits for, or learns of, a conversation's lock.
  *
  * Each conversation written is notified (`<origin> <convoId>`) with the commit: other instances' streams
  * wake without a NOTIFY transaction of the writer's own, and the notify lock taken at commit serialises
@@ -142,7 +144,7 @@ UNION ALL
 SELECT i.n, false, true, NULL, NULL, NULL, NULL FROM item i
  WHERE i.n IN (SELECT free.n FROM free) AND i.n NOT IN (SELECT existing.n FROM existing)
    AND i.c NOT IN (SELECT convo.id FROM convo)
-   AND ${perItem(`SELECT 1 FROM conversations v WHERE v.id = i.c`)}`;
+   AND ${perItem(`SELECT 1 FROM members m WHERE m.convo_id = i.c AND m.did = i.s AND m.left_at IS NULL`)}`;
 
 /**
  * The batch statement (see batchSql): it waits for nothing. A conversation row another transaction holds
@@ -153,10 +155,9 @@ export const SEND_BATCH_SQL = batchSql({ locks: "FOR NO KEY UPDATE SKIP LOCKED" 
 /**
  * The batch statement for items that came back `held` (SendLane gives it one conversation's): it waits for
  * their conversations' rows, in id order (two such statements wait on each other, never in a cycle), each wait
- * at most `$8`. That lock_timeout is
- * set before the first row is locked and set back to the connection's own once every row is (`count(*)` reads
- * all of them first), so no later wait of the statement, nor its commit's, is cut short by it.
- * A wait past it fails the statement with 55P03.
+ * at most `$8`. That lock_timeout is set before the first row is locked and set back to the connection's own
+ * once every row is (`count(*)` reads all of them first), so no later wait of the statement, nor its commit's,
+ * is cut short by it. A wait past it fails the statement with 55P03.
  */
 export const SEND_HELD_BATCH_SQL = batchSql({
   before: ` setting AS MATERIALIZED (SELECT current_setting('lock_timeout') AS before),`,

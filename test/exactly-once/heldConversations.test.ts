@@ -9,22 +9,13 @@ import { afterAll, describe, expect, it } from "vitest";
 import { SEND_HELD_BATCH_SQL } from "../../src/services/sendBatch.js";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
 import { withStatementHook } from "../helpers/faults.js";
-import { conversationLockWaiters, holdRowLock } from "../helpers/rowLock.js";
+import { conversationLockWaiters, holdConversationRow } from "../helpers/rowLock.js";
 import { claimOf, coalescer, message, seqOf, statementWaits, uncommittedKeyRecord } from "./batchFixtures.js";
 import { newConversation } from "./fixtures.js";
 
 const db = testDatabase(8);
 afterAll(() => db.close());
 const { app } = testApp(db);
-
-/** Holds `convoId`'s row until released; resolves with its ctid once held. */
-async function holdConversation(convoId: string) {
-  const holder = holdRowLock<{ ctid: string }>(db, `SELECT ctid::text FROM conversations WHERE id = $1 FOR UPDATE`, [
-    convoId,
-  ]);
-  const [row] = await holder.held;
-  return { ...holder, ctid: row!.ctid };
-}
 
 /** Whether `promise` is still pending after everything already queued has run. */
 async function pending(promise: Promise<unknown>): Promise<boolean> {
@@ -42,7 +33,7 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
     const alice = unique("did:plc:heldo");
     const held = await newConversation(app, alice);
     const free = await newConversation(app, alice);
-    const holder = await holdConversation(held);
+    const holder = await holdConversationRow(db, held);
     try {
       const { sends, sizes } = coalescer(db, 128, 4 << 20, 10_000);
       const first = [1, 2, 3].map(() => sends.send(message(held, alice)));
@@ -61,11 +52,30 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
     }
   });
 
+  it("does not hold an outsider's send to a held conversation: the general path refuses it at once", async () => {
+    const alice = unique("did:plc:heldm");
+    const mallory = unique("did:plc:heldx");
+    const held = await newConversation(app, alice);
+    const holder = await holdConversationRow(db, held);
+    try {
+      const { sends } = coalescer(db, 128, 4 << 20, 10_000);
+      // Held, it would wait for the row (10 s a wait) and block alice's conversation in the lane meanwhile.
+      expect(await sends.send(message(held, mallory))).toBeUndefined();
+      const alices = sends.send(message(held, alice));
+      await conversationLockWaiters(db, holder.ctid);
+      holder.release();
+      expect(seqOf(await alices)).toBe(1);
+    } finally {
+      holder.release();
+      await holder.done;
+    }
+  });
+
   it("keeps storing other conversations' sends while a held conversation's statement waits", async () => {
     const alice = unique("did:plc:heldl");
     const held = await newConversation(app, alice);
     const other = await newConversation(app, alice);
-    const holder = await holdConversation(held);
+    const holder = await holdConversationRow(db, held);
     try {
       const { sends } = coalescer(db, 128, 4 << 20, 10_000);
       const waiting = sends.send(message(held, alice));
@@ -84,7 +94,7 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
   it("waits again each time a wait for the row runs out, keeping later sends behind, until the sends' deadline", async () => {
     const alice = unique("did:plc:heldw");
     const held = await newConversation(app, alice);
-    const holder = await holdConversation(held);
+    const holder = await holdConversationRow(db, held);
     try {
       let statements = 0;
       const counted = withStatementHook(db, async (sql) => void (sql === SEND_HELD_BATCH_SQL && statements++));
@@ -102,7 +112,7 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
       expect(sizes).toEqual([1, 1]);
 
       // Held past its request's deadline: answered on the general path (503 there), its key out of the lane.
-      const again = await holdConversation(held);
+      const again = await holdConversationRow(db, held);
       const deadline = Date.now() + 300;
       expect(await sends.send(message(held, alice), claimOf(alice, "w2"), () => Date.now() > deadline)).toBe(undefined);
       again.release();
@@ -117,7 +127,7 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
   it("stores held sends of two conversations one conversation after the other, each before its later sends", async () => {
     const alice = unique("did:plc:held2");
     const [x, y] = [await newConversation(app, alice), await newConversation(app, alice)];
-    const [holdX, holdY] = [await holdConversation(x), await holdConversation(y)];
+    const [holdX, holdY] = [await holdConversationRow(db, x), await holdConversationRow(db, y)];
     try {
       const { sends } = coalescer(db, 128, 4 << 20, 10_000);
       const [x1, y1] = [sends.send(message(x, alice)), sends.send(message(y, alice))];
@@ -139,7 +149,7 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
   it("gives the other held conversations their turn while a row stays held past its wait", async () => {
     const alice = unique("did:plc:heldt");
     const [x, y] = [await newConversation(app, alice), await newConversation(app, alice)];
-    const [holdX, holdY] = [await holdConversation(x), await holdConversation(y)];
+    const [holdX, holdY] = [await holdConversationRow(db, x), await holdConversationRow(db, y)];
     try {
       const { sends } = coalescer(db, 128, 4 << 20, 100);
       const [x1, y1] = [sends.send(message(x, alice)), sends.send(message(y, alice))];
@@ -161,7 +171,7 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
   it("sends a repeat of a waiting send's key down the general path only once that send is answered", async () => {
     const alice = unique("did:plc:heldk");
     const held = await newConversation(app, alice);
-    const holder = await holdConversation(held);
+    const holder = await holdConversationRow(db, held);
     try {
       const { sends } = coalescer(db, 128, 4 << 20, 100);
       const first = sends.send(message(held, alice));
@@ -189,7 +199,7 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
   it("sets the wait back once it holds the rows: a later wait of the same statement is not cut short", async () => {
     const alice = unique("did:plc:heldr");
     const held = await newConversation(app, alice);
-    const holder = await holdConversation(held);
+    const holder = await holdConversationRow(db, held);
     // A record of the send's key committed only after the statement's snapshot, its advisory lock free: the
     // statement's insert of the key waits for it (longer than the wait for the row), then meets it (23505), and
     // the statement, run once more, answers the send as that record's repeat: two runs. A wait cut short would

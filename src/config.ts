@@ -89,7 +89,8 @@ const configSchema = z.object({
   // Group commit (sendMessage): the most sends, and ciphertext bytes, one statement stores.
   SEND_BATCH_MAX_ITEMS: int(1).max(1000).default(128),
   SEND_BATCH_MAX_BYTES: int(1).default(4 * 1024 * 1024),
-  // Batches in flight at once, each for its share of the conversations (their commits share WAL flushes).
+  // Batches in flight at once, each for its share of the conversations (their commits share WAL flushes); each
+  // takes a pool connection, so below DATABASE_POOL_MAX (see poolOutlastsLanes).
   SEND_BATCH_LANES: int(1).max(64).default(2),
   MAX_KEY_PACKAGE_BYTES: int(1).default(64 * 1024),
   MAX_MEMBERS_PER_CONVO: int(2)
@@ -132,7 +133,9 @@ const configSchema = z.object({
   EVENTS_WRITE_TIMEOUT_MS: int(10).default(10_000),
 
   // --- Database time limits (bounded waits); unset: derived from REQUEST_TIMEOUT_MS (src/db/limits.ts)
-  DB_STATEMENT_TIMEOUT_MS: int(1).optional(),
+  // At least 50 ms: a held send's wait for its conversation's row is half of it (heldSendWaitMs), and a wait of a
+  // millisecond or two would re-issue the held statement hundreds of times a second.
+  DB_STATEMENT_TIMEOUT_MS: int(50).optional(),
   DB_ROUND_TRIP_TIMEOUT_MS: int(1).optional(),
   DB_MAINTENANCE_TIMEOUT_MS: int(0).default(600_000),
   // Event stream caps (per instance): more streams answer 429 RateLimitExceeded.
@@ -187,6 +190,21 @@ const keyPackagesFit = (config: z.infer<typeof configSchema>, issues: z.Refineme
   }
 };
 
+/**
+ * Each send lane's batch takes a connection of the pool while it is stored (and a held conversation's statement a
+ * second one): as many lanes as connections would leave every other request waiting for a lane to commit. PGlite
+ * (no DATABASE_URL) has one connection that everything shares, and no pool to size.
+ */
+const poolOutlastsLanes = (config: z.infer<typeof configSchema>, issues: z.RefinementCtx) => {
+  if (config.DATABASE_URL !== undefined && config.SEND_BATCH_LANES >= config.DATABASE_POOL_MAX) {
+    issues.addIssue({
+      code: "custom",
+      path: ["SEND_BATCH_LANES"],
+      message: `must be below DATABASE_POOL_MAX (${config.DATABASE_POOL_MAX}): each lane's batch takes a connection`,
+    });
+  }
+};
+
 /** A statement the database may still commit must end before the request answers "retry". */
 const databaseLimitsInOrder = (config: z.infer<typeof configSchema>, issues: z.RefinementCtx) => {
   const { statementMs, roundTripMs } = databaseLimits(config);
@@ -212,7 +230,11 @@ export class ConfigError extends Error {
 /** Parses the environment; empty strings count as unset. Throws one readable line per bad value. */
 export function loadConfig(env: Env): Config {
   const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ""));
-  const parsed = configSchema.superRefine(databaseLimitsInOrder).superRefine(keyPackagesFit).safeParse(present);
+  const parsed = configSchema
+    .superRefine(databaseLimitsInOrder)
+    .superRefine(keyPackagesFit)
+    .superRefine(poolOutlastsLanes)
+    .safeParse(present);
   const problems = parsed.success
     ? productionProblems(parsed.data)
     : parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`);

@@ -169,6 +169,15 @@ describe("loadConfig", () => {
     expect(loadConfig({ MAX_MEMBERS_PER_CONVO: "15887" }).MAX_MEMBERS_PER_CONVO).toBe(15_887);
   });
 
+  it("keeps a pool connection beside the send lanes' batches, on a database server only (PGlite has no pool)", () => {
+    const url = { DATABASE_URL: "postgres://db.example/mls" };
+    expect(loadConfig({ ...url, DATABASE_POOL_MAX: "3", SEND_BATCH_LANES: "2" }).SEND_BATCH_LANES).toBe(2);
+    expect(configError({ ...url, DATABASE_POOL_MAX: "2", SEND_BATCH_LANES: "2" }).message).toBe(
+      "invalid configuration: SEND_BATCH_LANES: must be below DATABASE_POOL_MAX (2): each lane's batch takes a connection",
+    );
+    expect(loadConfig({ DATABASE_POOL_MAX: "2", SEND_BATCH_LANES: "2" }).SEND_BATCH_LANES).toBe(2);
+  });
+
   it("names every bad variable on one line", () => {
     const error = configError({ PORT: "x", LOG_LEVEL: "y" });
     expect(error.message).toMatch(/PORT.*LOG_LEVEL|LOG_LEVEL.*PORT/);

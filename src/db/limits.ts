@@ -20,4 +20,4 @@ export function databaseLimits(config: Config): DatabaseLimits {
  * wait ends (55P03: the lane waits again) before the statement times out (57014: its sends would fail).
  */
 export const heldSendWaitMs = (config: Config): number =>
-  Math.max(1, Math.min(250, Math.floor(databaseLimits(config).statementMs / 2)));
+  Math.min(250, Math.floor(databaseLimits(config).statementMs / 2));

@@ -45,10 +45,13 @@ describe("database limits from the configuration", () => {
     );
   });
 
-  it("lets held sends wait 250 ms for a row, or half a short statement's time, never 0 (no limit at all)", () => {
+  it("lets held sends wait 250 ms for a row, or half a short statement's time, at least 25 ms (never 0: no limit)", () => {
     expect(heldSendWaitMs(loadConfig({}))).toBe(250);
     expect(heldSendWaitMs(loadConfig({ DB_STATEMENT_TIMEOUT_MS: "300" }))).toBe(150);
-    expect(heldSendWaitMs(loadConfig({ DB_STATEMENT_TIMEOUT_MS: "1" }))).toBe(1);
+    expect(heldSendWaitMs(loadConfig({ DB_STATEMENT_TIMEOUT_MS: "50" }))).toBe(25);
+    expect(heldSendWaitMs(loadConfig({ REQUEST_TIMEOUT_MS: "100" }))).toBe(37);
+    // A wait of a millisecond would re-issue a held conversation's statement hundreds of times a second.
+    expect(() => loadConfig({ DB_STATEMENT_TIMEOUT_MS: "49" })).toThrow(/DB_STATEMENT_TIMEOUT_MS/);
   });
 });
 

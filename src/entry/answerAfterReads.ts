@@ -1,5 +1,5 @@
 /** A fetch handler as @hono/node-server calls it: the request, and its Node bindings (`incoming`, `outgoing`). */
-type Fetch = (request: Request, env: unknown) => Response | Promise<Response>;
+export type Fetch = (request: Request, env: unknown) => Response | Promise<Response>;
 
 /**
  * `fetch`, handing its answer back in the event loop's check phase, after the poll phase has read every request

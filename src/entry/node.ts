@@ -6,6 +6,7 @@ import { installPostgresCrashGuard } from "../db/postgresCrashGuard.js";
 import { batchedStdout, createLogger } from "../logger.js";
 import { answerAfterReads } from "./answerAfterReads.js";
 import { devSecret } from "./dev-secret.js";
+import { RequestsInFlight } from "./requestsInFlight.js";
 import { startServerContext, startupFacts, startupFailure } from "./serverContext.js";
 
 /** Node entry: configuration from the environment, migrations, then serve. */
@@ -15,11 +16,12 @@ async function main(): Promise<void> {
   installPostgresCrashGuard(logger);
   const { ctx, app, stopCleanup } = await startServerContext(config, logger);
   const { db, events } = ctx;
+  const inFlight = new RequestsInFlight();
   // Plain HTTP/1.1: `serve` makes an http.Server unless given another createServer. Its timeouts are
   // checked every second (Node's default: every 30 s), so a slow client is cut off close to on time.
   const server = serve(
     {
-      fetch: answerAfterReads(app.fetch),
+      fetch: answerAfterReads(inFlight.track(app.fetch)),
       port: config.PORT,
       hostname: config.HOST,
       serverOptions: {
@@ -57,6 +59,8 @@ async function main(): Promise<void> {
     const force = setTimeout(() => process.exit(1), 10_000);
     force.unref();
     server.close(async () => {
+      // Requests whose clients left are not connections any more, but still use the pool.
+      await inFlight.settled();
       await db.close();
       logger.info("stopped");
       process.exit(0);

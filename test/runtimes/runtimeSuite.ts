@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, inject, it } from "vitest";
 import { testDatabase } from "../helpers/context.js";
 import type { RunningServer } from "./server.js";
-import { expectGracefulShutdown } from "./shutdown.js";
+import { expectAbandonedRequestFinished, expectGracefulShutdown } from "./shutdown.js";
 import { smokeScenario } from "./smoke.js";
 
 /** The environment every runtime's server starts with: the test database, its port, the dev-token secret. */
@@ -44,6 +44,15 @@ export function describeRuntime(
       const server = await start();
       try {
         await expectGracefulShutdown(server, { baseUrl: server.baseUrl, secret }, db, signal);
+      } finally {
+        await server.stop();
+      }
+    });
+
+    it("finishes a request whose client went away before it closes its pool", async () => {
+      const server = await start();
+      try {
+        await expectAbandonedRequestFinished(server, { baseUrl: server.baseUrl, secret }, db, signals[0]!);
       } finally {
         await server.stop();
       }

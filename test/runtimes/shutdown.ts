@@ -8,7 +8,7 @@
 import { connect } from "node:net";
 import { expect } from "vitest";
 import type { Database } from "../../src/db/driver.js";
-import { unique } from "../helpers/context.js";
+import { tokenFor, unique } from "../helpers/context.js";
 import type { RunningServer } from "./server.js";
 import { client, createConvo, type SmokeTarget } from "./smoke.js";
 
@@ -75,6 +75,72 @@ export async function expectGracefulShutdown(
     expect(reply.body.seq).toBe(1);
     expect(await server.exited).toBe(0);
     expect(server.output()).toContain(`"signal":"${signal}"`);
+  } finally {
+    release();
+    await holder;
+  }
+}
+
+/**
+ * A request whose client went away before the signal still runs (here a send waiting for its conversation's row):
+ * the server finishes it before it closes its pool, so it is stored and nothing fails halfway.
+ */
+export async function expectAbandonedRequestFinished(
+  server: RunningServer,
+  target: SmokeTarget,
+  db: Database,
+  signal: NodeJS.Signals,
+): Promise<void> {
+  const api = client(target);
+  const alice = unique("did:plc:abandoned");
+  const convoId = await createConvo(api, alice);
+
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let locked!: () => void;
+  const lockHeld = new Promise<void>((resolve) => (locked = resolve));
+  const holder = db.transaction(async (tx) => {
+    await tx.query("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", [convoId]);
+    locked();
+    await released;
+  });
+  try {
+    await lockHeld;
+    const gone = new AbortController();
+    const abandoned = fetch(`${target.baseUrl}/xrpc/blue.catbird.mls.sendMessage`, {
+      method: "POST",
+      headers: {
+        Authorization: `Bearer ${await tokenFor(alice, { secret: target.secret })}`,
+        "Content-Type": "application/json",
+        "Idempotency-Key": unique("abandoned"),
+      },
+      body: JSON.stringify({ convoId, ciphertext: "AQID", epoch: 0 }),
+      signal: gone.signal,
+    }).catch(() => "aborted");
+    await until("the server's sendMessage waits for the row lock", async () => {
+      const [row] = await db.query<{ waiting: number }>(
+        `SELECT count(*) AS waiting FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FROM conversations%'`,
+      );
+      return (row?.waiting ?? 0) > 0;
+    });
+    gone.abort();
+    expect(await abandoned).toBe("aborted");
+
+    server.signal(signal);
+    const port = Number(new URL(target.baseUrl).port);
+    await until("the server refuses new connections", () => refusesConnections(port));
+    // Longer than a held send's wait for its row (250 ms): the server tries again meanwhile, on its pool.
+    await sleep(600);
+    release();
+
+    expect(await server.exited).toBe(0);
+    expect(server.output()).not.toContain('"request failed"');
+    const [stored] = await db.query<{ count: number }>(
+      "SELECT count(*)::int AS count FROM messages WHERE convo_id = $1",
+      [convoId],
+    );
+    expect(stored?.count).toBe(1);
   } finally {
     release();
     await holder;

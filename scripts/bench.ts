@@ -5,15 +5,13 @@
  * server's own reads, a bare Hono route), because these machines are noisy. Writes bench/results.json and
  * bench/results.svg.
  */
-import { randomUUID } from "node:crypto";
-import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
-import { SignJWT } from "jose";
 import postgres from "postgres";
 import { migrate } from "../src/db/migrate.js";
 import { readMigrations } from "../src/db/migrations-fs.js";
 import { createPostgresDatabase } from "../src/db/postgres.js";
 import { alternated, describeAlternated } from "./bench/alternated.js";
+import { createDatabase, LANES, METRICS_TOKEN, serverEnv, tokenFor } from "./bench/benchServers.js";
 import { batchesDuring, describeBatches, type BatchFigures } from "./bench/batches.js";
 import { measureEmbeddedStart, type EmbeddedStart } from "./bench/embedded.js";
 import { describeFanout, fanout, fanoutRow, type FanoutResult } from "./bench/fanout.js";
@@ -90,19 +88,7 @@ const plan = quick
 const FANOUT = { messages: 50, perSecond: 10 };
 const CONNECTIONS = 64;
 const READ_CONNECTIONS = 16;
-const SECRET = randomUUID();
-/** The bench servers' METRICS_TOKEN: /metrics answers the bench whatever NODE_ENV says. */
-const METRICS_TOKEN = randomUUID();
-
 const log = (message: string) => console.log(`[bench] ${message}`);
-
-async function tokenFor(did: string) {
-  return new SignJWT({})
-    .setProtectedHeader({ alg: "HS256" })
-    .setIssuer(did)
-    .setExpirationTime("2h")
-    .sign(new TextEncoder().encode(SECRET));
-}
 
 async function main() {
   log(`scenarios: ${[...run].join(", ")}`);
@@ -132,41 +118,6 @@ async function main() {
 
 /** The scenarios that share one server and one database (postgresScenarios). */
 const SERVER_SCENARIOS = new Set(["send", "read", "replay", "health", "memory"]);
-
-/** A new database `<prefix>_<time>` on the server at `databaseUrl`: its name and URL. */
-async function createDatabase(admin: postgres.Sql, databaseUrl: string, prefix: string) {
-  const name = `${prefix}_${Date.now().toString(36)}`;
-  await admin.unsafe(`CREATE DATABASE ${name}`);
-  const url = new URL(databaseUrl);
-  url.pathname = `/${name}`;
-  return { name, url: url.toString() };
-}
-
-/** The bench server's group-commit lanes (SEND_BATCH_LANES): batches in flight at once. */
-const LANES = 2;
-
-/** The bench server's environment on database `url`. */
-function serverEnv(url: string): Record<string, string> {
-  return {
-    DATABASE_URL: url,
-    DEV_JWT_SECRET: SECRET,
-    METRICS_TOKEN,
-    LOG_LEVEL: "error",
-    CLEANUP_INTERVAL_SECONDS: "0",
-    MIGRATE_ON_START: "false",
-    // One "hot" caller sends as fast as it can: the bench measures the server, not the per-caller limiter.
-    RATE_LIMIT_PER_DID: "0",
-    // Every request comes from this one address: the per-address /xrpc limit would throttle the load.
-    RATE_LIMIT_XRPC_PER_IP: "0",
-    SEND_BATCH_LANES: String(LANES),
-    // The usual sizing for a pool on the database's own machine, twice its cores (4 here): scenario 3 read
-    // 1,690-1,950 pages/s with 4 connections against 1,270-1,590 with 8 (two runs each, alternated): fewer
-    // connections pipeline more queries each, and postgres.js sends a connection's queries of one tick in one
-    // write, where each write to PostgreSQL cost the server ~185 µs on these machines (profiled). Sends were the
-    // same either way (two lanes of batches).
-    DATABASE_POOL_MAX: process.env.BENCH_POOL_MAX ?? String(2 * availableParallelism()),
-  };
-}
 
 /** Scenarios 1-6: the Node entry on postgres.js, on a throwaway database of the server at `databaseUrl`. */
 async function postgresScenarios(databaseUrl: string, rows: ScenarioRow[], results: Record<string, unknown>) {

@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { freePort } from "../freePort.js";
 
 export interface BenchServer {
@@ -20,27 +22,33 @@ export interface BenchServer {
  * gives V8 one WebAssembly compile task instead of up to 128: on PGlite each task's thread kept the
  * compiler's memory in its own malloc arena (30-50 MB of RSS at ready).
  */
-async function startArgs(): Promise<string[]> {
-  const { scripts } = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8"));
+async function startArgs(tree: string): Promise<string[]> {
+  const { scripts } = JSON.parse(await readFile(join(tree, "package.json"), "utf8"));
   const [node, ...args] = (scripts.start as string).split(/\s+/);
   if (node !== "node") throw new Error(`package.json start must run node, not ${node}`);
   return args;
 }
 
+/** This checkout: the tree whose server the bench starts unless told another. */
+const THIS_TREE = fileURLToPath(new URL("../..", import.meta.url));
+
 /**
  * Starts the Node entry as `npm start` runs it, as a child process, and waits until it is ready.
  * `env` adds to this process's environment; a variable set to undefined is left out. With
- * `cpuProfileDir`, V8 profiles the server's CPU and writes a `.cpuprofile` there when it stops.
+ * `cpuProfileDir`, V8 profiles the server's CPU and writes a `.cpuprofile` there when it stops. `tree` is the
+ * checkout whose server it is (another version's, for `bench:compare`).
  */
 export async function startServer(
   env: Record<string, string | undefined>,
   cpuProfileDir?: string,
+  tree = THIS_TREE,
 ): Promise<BenchServer> {
   const port = await freePort();
   const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env, PORT: String(port), HOST: "127.0.0.1" };
   for (const [name, value] of Object.entries(childEnv)) if (value === undefined) delete childEnv[name];
   const profile = cpuProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${cpuProfileDir}`] : [];
-  const child: ChildProcess = spawn(process.execPath, [...profile, ...(await startArgs())], {
+  const child: ChildProcess = spawn(process.execPath, [...profile, ...(await startArgs(tree))], {
+    cwd: tree,
     env: childEnv,
     stdio: ["ignore", "ignore", "inherit"],
     detached: true,

@@ -9,6 +9,7 @@ import { connect } from "node:net";
 import { expect } from "vitest";
 import type { Database } from "../../src/db/driver.js";
 import { tokenFor, unique } from "../helpers/context.js";
+import { conversationLockWaiters, holdConversationRow } from "../helpers/rowLock.js";
 import type { RunningServer } from "./server.js";
 import { client, createConvo, type SmokeTarget } from "./smoke.js";
 
@@ -41,34 +42,15 @@ export async function expectGracefulShutdown(
   db: Database,
   signal: NodeJS.Signals,
 ): Promise<void> {
-  const api = client(target);
-  const alice = unique("did:plc:shutdown");
-  const convoId = await createConvo(api, alice);
-
-  let release!: () => void;
-  const released = new Promise<void>((resolve) => (release = resolve));
-  let locked!: () => void;
-  const lockHeld = new Promise<void>((resolve) => (locked = resolve));
-  const holder = db.transaction(async (tx) => {
-    await tx.query("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", [convoId]);
-    locked();
-    await released;
-  });
+  const { api, alice, convoId, lock } = await heldConversation(target, db, "did:plc:shutdown");
   try {
-    await lockHeld;
     const inFlight = api.post(alice, "sendMessage", { convoId, ciphertext: "AQID", epoch: 0 });
-    await until("the server's sendMessage waits for the row lock", async () => {
-      const [row] = await db.query<{ waiting: number }>(
-        `SELECT count(*) AS waiting FROM pg_stat_activity
-          WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FROM conversations%'`,
-      );
-      return (row?.waiting ?? 0) > 0;
-    });
+    await conversationLockWaiters(db, lock.ctid);
 
     server.signal(signal);
     const port = Number(new URL(target.baseUrl).port);
     await until("the server refuses new connections", () => refusesConnections(port));
-    release();
+    lock.release();
 
     const reply = await inFlight;
     expect(reply.status, JSON.stringify(reply.body)).toBe(200);
@@ -76,8 +58,8 @@ export async function expectGracefulShutdown(
     expect(await server.exited).toBe(0);
     expect(server.output()).toContain(`"signal":"${signal}"`);
   } finally {
-    release();
-    await holder;
+    lock.release();
+    await lock.done;
   }
 }
 
@@ -91,21 +73,8 @@ export async function expectAbandonedRequestFinished(
   db: Database,
   signal: NodeJS.Signals,
 ): Promise<void> {
-  const api = client(target);
-  const alice = unique("did:plc:abandoned");
-  const convoId = await createConvo(api, alice);
-
-  let release!: () => void;
-  const released = new Promise<void>((resolve) => (release = resolve));
-  let locked!: () => void;
-  const lockHeld = new Promise<void>((resolve) => (locked = resolve));
-  const holder = db.transaction(async (tx) => {
-    await tx.query("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE", [convoId]);
-    locked();
-    await released;
-  });
+  const { alice, convoId, lock } = await heldConversation(target, db, "did:plc:abandoned");
   try {
-    await lockHeld;
     const gone = new AbortController();
     const abandoned = fetch(`${target.baseUrl}/xrpc/blue.catbird.mls.sendMessage`, {
       method: "POST",
@@ -117,13 +86,7 @@ export async function expectAbandonedRequestFinished(
       body: JSON.stringify({ convoId, ciphertext: "AQID", epoch: 0 }),
       signal: gone.signal,
     }).catch(() => "aborted");
-    await until("the server's sendMessage waits for the row lock", async () => {
-      const [row] = await db.query<{ waiting: number }>(
-        `SELECT count(*) AS waiting FROM pg_stat_activity
-          WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FROM conversations%'`,
-      );
-      return (row?.waiting ?? 0) > 0;
-    });
+    await conversationLockWaiters(db, lock.ctid);
     gone.abort();
     expect(await abandoned).toBe("aborted");
 
@@ -132,7 +95,7 @@ export async function expectAbandonedRequestFinished(
     await until("the server refuses new connections", () => refusesConnections(port));
     // Longer than a held send's wait for its row (250 ms): the server tries again meanwhile, on its pool.
     await sleep(600);
-    release();
+    lock.release();
 
     expect(await server.exited).toBe(0);
     expect(server.output()).not.toContain('"request failed"');
@@ -142,7 +105,15 @@ export async function expectAbandonedRequestFinished(
     );
     expect(stored?.count).toBe(1);
   } finally {
-    release();
-    await holder;
+    lock.release();
+    await lock.done;
   }
+}
+
+/** A new member's conversation, whose row the test holds (FOR UPDATE) until `lock.release()`. */
+async function heldConversation(target: SmokeTarget, db: Database, did: string) {
+  const api = client(target);
+  const alice = unique(did);
+  const convoId = await createConvo(api, alice);
+  return { api, alice, convoId, lock: await holdConversationRow(db, convoId) };
 }

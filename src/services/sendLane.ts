@@ -34,6 +34,13 @@ interface Waiting extends BatchItem {
   fail(error: unknown): void;
 }
 
+/**
+ * How often sends waiting aside behind a held conversation are checked for their deadline: otherwise only their
+ * conversation's unblocking would see it, and a row held long (or many held conversations taking turns) would keep
+ * a send seconds past its deadline.
+ */
+const PARKED_SWEEP_MS = 50;
+
 /** The primary key of idempotency_keys: a batch's record insert that meets one committed after its snapshot. */
 const KEY_RECORD = "idempotency_keys_pkey";
 
@@ -75,6 +82,8 @@ export class SendLane {
   /** Held sends not stored yet, a group per conversation, in the order they came back. */
   private readonly heldGroups: Waiting[][] = [];
   private storingHeld = false;
+  /** Set while sends wait aside: the next check of their deadlines. */
+  private sweep: ReturnType<typeof setTimeout> | undefined;
 
   constructor(private readonly options: SendLaneOptions) {}
 
@@ -219,8 +228,8 @@ export class SendLane {
   /**
    * The next batch: the queue's sends in order, past those whose deadline passed (they start no statement: the
    * general path answers them 503 at once, nothing stored, so a queue behind a slow database holds no send long
-   * past its deadline; one waiting aside is checked when its conversation is unblocked) and those of blocked
-   * conversations (they wait aside), up to `maxItems` and `maxBytes` (its first send whatever its size). It
+   * past its deadline; those waiting aside are checked every PARKED_SWEEP_MS) and those of blocked conversations
+   * (they wait aside), up to `maxItems` and `maxBytes` (its first send whatever its size). It
    * stops at the first send that does not fit, so no send of a conversation goes before an earlier one.
    */
   private take(): Waiting[] {
@@ -234,6 +243,7 @@ export class SendLane {
       const blocked = this.blocked.get(item.message.convoId);
       if (blocked) {
         blocked.push(item);
+        this.sweep ??= setTimeout(this.sweepParked, PARKED_SWEEP_MS);
         continue;
       }
       const size = item.message.ciphertext.byteLength;
@@ -248,6 +258,18 @@ export class SendLane {
     this.queue = rest;
     return batch;
   }
+
+  /** Answers the sends waiting aside whose deadline passed (their order is kept), and checks again while any wait. */
+  private readonly sweepParked = (): void => {
+    this.sweep = undefined;
+    let waiting = 0;
+    for (const [convo, parked] of this.blocked) {
+      const kept = parked.filter((item) => !this.late(item));
+      this.blocked.set(convo, kept);
+      waiting += kept.length;
+    }
+    if (waiting > 0) this.sweep = setTimeout(this.sweepParked, PARKED_SWEEP_MS);
+  };
 
   /** A send whose request's deadline passed starts no statement: the general path answers it 503 at once. */
   private late(item: Waiting): boolean {

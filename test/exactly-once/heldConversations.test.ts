@@ -124,6 +124,28 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
     }
   });
 
+  it("answers a send waiting behind a held conversation once its own deadline passed, while the row stays held", async () => {
+    const alice = unique("did:plc:heldp");
+    const held = await newConversation(app, alice);
+    const holder = await holdConversationRow(db, held);
+    try {
+      const { sends } = coalescer(db);
+      const first = sends.send(message(held, alice), claimOf(alice, "p1"));
+      await conversationLockWaiters(db, holder.ctid);
+      const deadline = Date.now() + 200;
+      const parked = sends.send(message(held, alice), claimOf(alice, "p2"), () => Date.now() > deadline);
+      // The general path's outcome (503 there, nothing stored), while the held send still waits for the row.
+      expect(await parked).toBe(undefined);
+      expect(await pending(first)).toBe(true);
+      holder.release();
+      expect(seqOf(await first)).toBe(1);
+      expect(seqOf(await sends.send(message(held, alice), claimOf(alice, "p2")))).toBe(2);
+    } finally {
+      holder.release();
+      await holder.done;
+    }
+  });
+
   it("stores held sends of two conversations one conversation after the other, each before its later sends", async () => {
     const alice = unique("did:plc:held2");
     const [x, y] = [await newConversation(app, alice), await newConversation(app, alice)];

@@ -200,7 +200,7 @@ const poolOutlastsLanes = (config: z.infer<typeof configSchema>, issues: z.Refin
     issues.addIssue({
       code: "custom",
       path: ["SEND_BATCH_LANES"],
-      message: `must be below DATABASE_POOL_MAX (${config.DATABASE_POOL_MAX}): each lane's batch takes a connection`,
+      message: `${config.SEND_BATCH_LANES} must be below DATABASE_POOL_MAX (${config.DATABASE_POOL_MAX}): each lane's batch takes a connection`,
     });
   }
 };

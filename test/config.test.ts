@@ -173,7 +173,7 @@ describe("loadConfig", () => {
     const url = { DATABASE_URL: "postgres://db.example/mls" };
     expect(loadConfig({ ...url, DATABASE_POOL_MAX: "3", SEND_BATCH_LANES: "2" }).SEND_BATCH_LANES).toBe(2);
     expect(configError({ ...url, DATABASE_POOL_MAX: "2", SEND_BATCH_LANES: "2" }).message).toBe(
-      "invalid configuration: SEND_BATCH_LANES: must be below DATABASE_POOL_MAX (2): each lane's batch takes a connection",
+      "invalid configuration: SEND_BATCH_LANES: 2 must be below DATABASE_POOL_MAX (2): each lane's batch takes a connection",
     );
     expect(loadConfig({ DATABASE_POOL_MAX: "2", SEND_BATCH_LANES: "2" }).SEND_BATCH_LANES).toBe(2);
   });

@@ -49,6 +49,7 @@ export function serverEnv(url: string): Record<string, string> {
     // connections pipeline more queries each, and postgres.js sends a connection's queries of one tick in one
     // write, where each write to PostgreSQL cost the server ~185 µs on these machines (profiled). Sends were the
     // same either way (two lanes of batches).
-    DATABASE_POOL_MAX: process.env.BENCH_POOL_MAX ?? String(2 * availableParallelism()),
+    // At least one connection more than the lanes (the server refuses fewer).
+    DATABASE_POOL_MAX: process.env.BENCH_POOL_MAX ?? String(Math.max(LANES + 1, 2 * availableParallelism())),
   };
 }

@@ -20,4 +20,5 @@ export function databaseLimits(config: Config): DatabaseLimits {
  * wait ends (55P03: the lane waits again) before the statement times out (57014: its sends would fail).
  */
 export const heldSendWaitMs = (config: Config): number =>
-  Math.min(250, Math.floor(databaseLimits(config).statementMs / 2));
+  // At least 25 ms from a valid configuration (DB_STATEMENT_TIMEOUT_MS >= 50); never 0, which is no limit at all.
+  Math.max(1, Math.min(250, Math.floor(databaseLimits(config).statementMs / 2)));

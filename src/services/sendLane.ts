@@ -28,16 +28,24 @@ export interface SendLaneOptions {
   announcer: BatchAnnouncer;
 }
 
+/** A blocked conversation's held sends, not stored yet (the sweep may leave none: then it just unblocks). */
+interface HeldGroup {
+  convo: string;
+  items: Waiting[];
+}
+
 interface Waiting extends BatchItem {
   deadlinePassed(): boolean;
   settle(outcome: OnceOutcome): void;
   fail(error: unknown): void;
+  /** Its key leaves the lane: a repeat of it may take the general path. */
+  leave(): void;
 }
 
 /**
- * How often sends waiting aside behind a held conversation are checked for their deadline: otherwise only their
- * conversation's unblocking would see it, and a row held long (or many held conversations taking turns) would keep
- * a send seconds past its deadline.
+ * How often the sends of blocked conversations (held sends waiting their turn, later sends waiting aside) are
+ * checked for their deadline: otherwise only their turn or their conversation's unblocking would see it, and a row
+ * held long (or many held conversations taking turns) would keep a send seconds past its deadline.
  */
 const PARKED_SWEEP_MS = 50;
 
@@ -65,24 +73,30 @@ const refusedByDatabase = (error: unknown) =>
  * that waits for the row (at most `heldWaitMs`; then the other held conversations take their turn, and it
  * waits again, until its sends' deadlines); then the conversation's waiting sends go back to the head of
  * the queue. So no send of a conversation is stored before an earlier one of this lane, and a row held long
- * costs other conversations at most a wait per turn, and only those whose sends are held too.
+ * costs other conversations at most a wait per turn, and only those whose sends are held too. A send of a
+ * blocked conversation whose deadline passes is answered within PARKED_SWEEP_MS (the general path answers
+ * 503, nothing stored).
  *
  * One key is in the lane once: a send whose key is already in it takes the general path once that
  * send was answered, and replays its answer (or, if it was not stored, claims the key). Not sooner: a key
- * waiting aside holds no lock, and its repeat, claiming it, could be stored before earlier sends. (A key
- * sent to two conversations lands in two lanes; the second batch finds its advisory lock taken.)
+ * waiting aside holds no lock, and its repeat, claiming it, could be stored before earlier sends. For the same
+ * reason the key of a send of a blocked conversation answered at its deadline stays in the lane until the
+ * conversation unblocks. (A key sent to two conversations lands in two lanes; the second batch finds its
+ * advisory lock taken.)
  */
 export class SendLane {
   private queue: Waiting[] = [];
   private flushing = false;
-  /** The keys (caller, key) in the lane (queued, waiting aside, held or in flight), each with its send's outcome. */
-  private readonly keys = new Map<string, Promise<OnceOutcome>>();
+  /** The keys (caller, key) in the lane (queued, waiting aside, held or in flight), each settling when it leaves. */
+  private readonly keys = new Map<string, Promise<void>>();
   /** The blocked conversations (their held sends are not stored yet), each with its later sends, in order. */
   private readonly blocked = new Map<string, Waiting[]>();
   /** Held sends not stored yet, a group per conversation, in the order they came back. */
-  private readonly heldGroups: Waiting[][] = [];
+  private readonly heldGroups: HeldGroup[] = [];
   private storingHeld = false;
-  /** Set while sends wait aside: the next check of their deadlines. */
+  /** Per blocked conversation, how the keys of its sends answered at their deadline leave the lane when it unblocks. */
+  private readonly answeredAside = new Map<string, (() => void)[]>();
+  /** Set while a blocked conversation has sends: the next check of their deadlines. */
   private sweep: ReturnType<typeof setTimeout> | undefined;
 
   constructor(private readonly options: SendLaneOptions) {}
@@ -90,13 +104,21 @@ export class SendLane {
   send(message: SendMessage, claim: KeyClaim | undefined, deadlinePassed: () => boolean): Promise<OnceOutcome> {
     const key = claim && keyOf(claim);
     const earlier = key === undefined ? undefined : this.keys.get(key);
-    if (earlier) return earlier.then(generalPath, generalPath);
-    const outcome = new Promise<OnceOutcome>((settle, fail) => {
-      this.queue.push({ message, claim, deadlinePassed, settle, fail });
+    if (earlier) return earlier.then(generalPath);
+    let leave = nothing;
+    if (key !== undefined) {
+      let release = nothing;
+      const left = new Promise<void>((resolve) => (release = resolve));
+      this.keys.set(key, left);
+      leave = () => {
+        if (this.keys.get(key) === left) this.keys.delete(key);
+        release();
+      };
+    }
+    return new Promise<OnceOutcome>((settle, fail) => {
+      this.queue.push({ message, claim, deadlinePassed, settle, fail, leave });
       this.startFlush();
     });
-    if (key !== undefined) this.keys.set(key, outcome);
-    return outcome;
   }
 
   private startFlush(): void {
@@ -112,7 +134,8 @@ export class SendLane {
       for (let batch = this.take(); batch.length > 0; batch = this.take()) {
         const held = await this.run(batch);
         if (held.length === 0) continue;
-        for (const group of byConversation(held.filter((item) => !this.late(item)))) this.hold(group);
+        // Late ones too: their conversation must be blocked before they are answered (see lateAside).
+        for (const items of byConversation(held)) this.hold({ convo: items[0]!.message.convoId, items });
       }
     } finally {
       this.flushing = false;
@@ -120,9 +143,10 @@ export class SendLane {
   }
 
   /** Blocks `group`'s conversation and queues the group to be stored by a statement that waits for its row. */
-  private hold(group: Waiting[]): void {
-    this.blocked.set(group[0]!.message.convoId, []);
+  private hold(group: HeldGroup): void {
+    this.blocked.set(group.convo, []);
     this.heldGroups.push(group);
+    this.sweep ??= setTimeout(this.sweepBlocked, PARKED_SWEEP_MS);
     if (!this.storingHeld) void this.storeHeld();
   }
 
@@ -137,10 +161,10 @@ export class SendLane {
       for (let group = this.heldGroups.shift(); group; group = this.heldGroups.shift()) {
         let left: Waiting[] | undefined;
         try {
-          left = await this.storeHeldGroup(group);
+          left = await this.storeHeldGroup(group.items);
         } finally {
-          if (left) this.heldGroups.push(left);
-          else this.unblock(group[0]!.message.convoId);
+          if (left) this.heldGroups.push({ convo: group.convo, items: left });
+          else this.unblock(group.convo);
         }
       }
     } finally {
@@ -154,7 +178,7 @@ export class SendLane {
    * the statement waited) is answered on the general path, which says so.
    */
   private async storeHeldGroup(group: Waiting[]): Promise<Waiting[] | undefined> {
-    const items = group.filter((item) => !this.late(item));
+    const items = group.filter((item) => !this.lateAside(item));
     if (items.length === 0) return undefined;
     try {
       // Held again: its conversation went away while the statement waited.
@@ -173,6 +197,8 @@ export class SendLane {
   private unblock(convo: string): void {
     const waiting = this.blocked.get(convo) ?? [];
     this.blocked.delete(convo);
+    for (const leave of this.answeredAside.get(convo) ?? []) leave();
+    this.answeredAside.delete(convo);
     if (waiting.length > 0) this.queue = [...waiting, ...this.queue];
     if (this.queue.length > 0) this.startFlush();
   }
@@ -202,7 +228,7 @@ export class SendLane {
   private failAll(batch: Waiting[], error: unknown): void {
     const refused = refusedByDatabase(error);
     for (const item of batch) {
-      this.forget(item);
+      item.leave();
       if (refused) item.settle(undefined);
       else item.fail(error);
     }
@@ -226,11 +252,11 @@ export class SendLane {
   }
 
   /**
-   * The next batch: the queue's sends in order, past those whose deadline passed (they start no statement: the
-   * general path answers them 503 at once, nothing stored, so a queue behind a slow database holds no send long
-   * past its deadline; those waiting aside are checked every PARKED_SWEEP_MS) and those of blocked conversations
-   * (they wait aside), up to `maxItems` and `maxBytes` (its first send whatever its size). It
-   * stops at the first send that does not fit, so no send of a conversation goes before an earlier one.
+   * The next batch: the queue's sends in order, past those of blocked conversations (they wait aside, late or not:
+   * see sweepBlocked) and those whose deadline passed (they start no statement: the general path answers them 503
+   * at once, nothing stored, so a queue behind a slow database holds no send long past its deadline), up to
+   * `maxItems` and `maxBytes` (its first send whatever its size). It stops at the first send that does not fit, so
+   * no send of a conversation goes before an earlier one.
    */
   private take(): Waiting[] {
     const { maxItems, maxBytes } = this.options;
@@ -239,13 +265,12 @@ export class SendLane {
     let bytes = 0;
     let full = false;
     for (const item of this.queue) {
-      if (this.late(item)) continue;
       const blocked = this.blocked.get(item.message.convoId);
       if (blocked) {
         blocked.push(item);
-        this.sweep ??= setTimeout(this.sweepParked, PARKED_SWEEP_MS);
         continue;
       }
+      if (this.late(item)) continue;
       const size = item.message.ciphertext.byteLength;
       full ||= batch.length === maxItems || (batch.length > 0 && bytes + size > maxBytes);
       if (full) {
@@ -259,17 +284,35 @@ export class SendLane {
     return batch;
   }
 
-  /** Answers the sends waiting aside whose deadline passed (their order is kept), and checks again while any wait. */
-  private readonly sweepParked = (): void => {
+  /**
+   * Answers the sends of blocked conversations whose deadline passed: those waiting aside and those of held groups
+   * waiting their turn (not the group in a statement), keeping the others' order. Checks again while any is blocked.
+   */
+  private readonly sweepBlocked = (): void => {
     this.sweep = undefined;
-    let waiting = 0;
-    for (const [convo, parked] of this.blocked) {
-      const kept = parked.filter((item) => !this.late(item));
-      this.blocked.set(convo, kept);
-      waiting += kept.length;
-    }
-    if (waiting > 0) this.sweep = setTimeout(this.sweepParked, PARKED_SWEEP_MS);
+    for (const [convo, waiting] of this.blocked)
+      this.blocked.set(
+        convo,
+        waiting.filter((item) => !this.lateAside(item)),
+      );
+    for (const group of this.heldGroups) group.items = group.items.filter((item) => !this.lateAside(item));
+    if (this.blocked.size > 0) this.sweep = setTimeout(this.sweepBlocked, PARKED_SWEEP_MS);
   };
+
+  /**
+   * A send of a blocked conversation whose request's deadline passed: answered for the general path (503 there,
+   * nothing stored), its key kept in the lane until the conversation unblocks, so that a repeat of it is not
+   * stored before the conversation's held sends.
+   */
+  private lateAside(item: Waiting): boolean {
+    if (!item.deadlinePassed()) return false;
+    item.settle(undefined);
+    const convo = item.message.convoId;
+    const leaving = this.answeredAside.get(convo);
+    if (leaving) leaving.push(item.leave);
+    else this.answeredAside.set(convo, [item.leave]);
+    return true;
+  }
 
   /** A send whose request's deadline passed starts no statement: the general path answers it 503 at once. */
   private late(item: Waiting): boolean {
@@ -280,16 +323,14 @@ export class SendLane {
 
   /** Its key leaves the lane first: the caller may send it again as soon as it has its outcome. */
   private settle(item: Waiting, outcome: OnceOutcome): void {
-    this.forget(item);
+    item.leave();
     item.settle(outcome);
-  }
-
-  private forget(item: Waiting): void {
-    if (item.claim) this.keys.delete(keyOf(item.claim));
   }
 }
 
 const keyOf = ({ scope }: KeyClaim) => `${scope[0]} ${scope[2]}`;
+
+const nothing = () => {};
 
 /** The outcome that sends a request down the general path. */
 const generalPath = (): OnceOutcome => undefined;

@@ -54,13 +54,23 @@ export async function startServer(
     detached: true,
   });
   const url = `http://127.0.0.1:${port}`;
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    signalGroup(child, "SIGTERM");
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000))]);
+    if (child.exitCode === null && child.signalCode === null) signalGroup(child, "SIGKILL");
+  };
   for (let attempt = 0; ; attempt++) {
     try {
       if ((await fetch(`${url}/health/ready`)).ok) break;
     } catch {
       // not listening yet
     }
-    if (attempt > 200 || child.exitCode !== null) throw new Error("server did not start");
+    if (attempt > 200 || child.exitCode !== null) {
+      await stop();
+      throw new Error("server did not start");
+    }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   const serverPid = child.pid!;
@@ -76,11 +86,15 @@ export async function startServer(
       const fields = (await readFile(`/proc/${serverPid}/stat`, "utf8")).split(") ")[1]!.split(" ");
       return (Number(fields[11]) + Number(fields[12])) * 10;
     },
-    stop: async () => {
-      const exited = new Promise((resolve) => child.once("exit", resolve));
-      process.kill(-child.pid!, "SIGTERM");
-      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000))]);
-      if (child.exitCode === null) process.kill(-child.pid!, "SIGKILL");
-    },
+    stop,
   };
+}
+
+/** Signals the server's process group; one already gone (ESRCH) is not an error. */
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-child.pid!, signal);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
+  }
 }

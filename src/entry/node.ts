@@ -54,13 +54,14 @@ async function main(): Promise<void> {
     logger.info("shutting down", { signal });
     stopCleanup();
     // Open event streams end, so the server can close; clients resume from their cursor elsewhere.
-    void events.close();
+    const streamsEnded = events.close();
     metricsServer?.close();
     const force = setTimeout(() => process.exit(1), 10_000);
     force.unref();
     server.close(async () => {
-      // Requests whose clients left are not connections any more, but still use the pool.
-      await inFlight.settled();
+      // Requests whose clients left are not connections any more, but still use the pool; so do event streams
+      // (their bodies read after their request's fetch returned) until they end.
+      await Promise.all([inFlight.settled(), streamsEnded]);
       await db.close();
       logger.info("stopped");
       process.exit(0);

@@ -75,14 +75,14 @@ const refusedByDatabase = (error: unknown) =>
  * the queue. So no send of a conversation is stored before an earlier one of this lane, and a row held long
  * costs other conversations at most a wait per turn, and only those whose sends are held too. A send of a
  * blocked conversation whose deadline passes is answered within PARKED_SWEEP_MS (the general path answers
- * 503, nothing stored).
+ * 503, nothing stored). (Sends the lane leaves to the general path, a refused statement's say, keep no
+ * place in this order.)
  *
- * One key is in the lane once: a send whose key is already in it takes the general path once that
- * send was answered, and replays its answer (or, if it was not stored, claims the key). Not sooner: a key
- * waiting aside holds no lock, and its repeat, claiming it, could be stored before earlier sends. For the same
- * reason the key of a send of a blocked conversation answered at its deadline stays in the lane until the
- * conversation unblocks. (A key sent to two conversations lands in two lanes; the second batch finds its
- * advisory lock taken.)
+ * One key is in the lane once: a send whose key is already in it joins the lane once that send was
+ * answered, behind every send already in it, and a batch then replays its answer (or, if it was not
+ * stored, claims the key). Not sooner, and not on the general path: a key waiting in the lane holds no lock,
+ * and its repeat, claiming it there, could be stored before earlier sends of its conversation still waiting.
+ * (A key sent to two conversations lands in two lanes; the second batch finds its advisory lock taken.)
  */
 export class SendLane {
   private queue: Waiting[] = [];
@@ -94,8 +94,6 @@ export class SendLane {
   /** Held sends not stored yet, a group per conversation, in the order they came back. */
   private readonly heldGroups: HeldGroup[] = [];
   private storingHeld = false;
-  /** Per blocked conversation, how the keys of its sends answered at their deadline leave the lane when it unblocks. */
-  private readonly answeredAside = new Map<string, (() => void)[]>();
   /** Set while a blocked conversation has sends: the next check of their deadlines. */
   private sweep: ReturnType<typeof setTimeout> | undefined;
 
@@ -104,7 +102,7 @@ export class SendLane {
   send(message: SendMessage, claim: KeyClaim | undefined, deadlinePassed: () => boolean): Promise<OnceOutcome> {
     const key = claim && keyOf(claim);
     const earlier = key === undefined ? undefined : this.keys.get(key);
-    if (earlier) return earlier.then(generalPath);
+    if (earlier) return earlier.then(() => this.send(message, claim, deadlinePassed));
     let leave = nothing;
     if (key !== undefined) {
       let release = nothing;
@@ -134,8 +132,8 @@ export class SendLane {
       for (let batch = this.take(); batch.length > 0; batch = this.take()) {
         const held = await this.run(batch);
         if (held.length === 0) continue;
-        // Late ones too: their conversation must be blocked before they are answered (see lateAside).
-        for (const items of byConversation(held)) this.hold({ convo: items[0]!.message.convoId, items });
+        const live = held.filter((item) => !this.late(item));
+        for (const items of byConversation(live)) this.hold({ convo: items[0]!.message.convoId, items });
       }
     } finally {
       this.flushing = false;
@@ -178,7 +176,7 @@ export class SendLane {
    * the statement waited) is answered on the general path, which says so.
    */
   private async storeHeldGroup(group: Waiting[]): Promise<Waiting[] | undefined> {
-    const items = group.filter((item) => !this.lateAside(item));
+    const items = group.filter((item) => !this.late(item));
     if (items.length === 0) return undefined;
     try {
       // Held again: its conversation went away while the statement waited.
@@ -197,8 +195,6 @@ export class SendLane {
   private unblock(convo: string): void {
     const waiting = this.blocked.get(convo) ?? [];
     this.blocked.delete(convo);
-    for (const leave of this.answeredAside.get(convo) ?? []) leave();
-    this.answeredAside.delete(convo);
     if (waiting.length > 0) this.queue = [...waiting, ...this.queue];
     if (this.queue.length > 0) this.startFlush();
   }
@@ -252,11 +248,11 @@ export class SendLane {
   }
 
   /**
-   * The next batch: the queue's sends in order, past those of blocked conversations (they wait aside, late or not:
-   * see sweepBlocked) and those whose deadline passed (they start no statement: the general path answers them 503
-   * at once, nothing stored, so a queue behind a slow database holds no send long past its deadline), up to
-   * `maxItems` and `maxBytes` (its first send whatever its size). It stops at the first send that does not fit, so
-   * no send of a conversation goes before an earlier one.
+   * The next batch: the queue's sends in order, past those whose deadline passed (they start no statement: the
+   * general path answers them 503 at once, nothing stored, so a queue behind a slow database holds no send long
+   * past its deadline) and those of blocked conversations (they wait aside: see sweepBlocked), up to `maxItems`
+   * and `maxBytes` (its first send whatever its size). It stops at the first send that does not fit, so no send
+   * of a conversation goes before an earlier one.
    */
   private take(): Waiting[] {
     const { maxItems, maxBytes } = this.options;
@@ -265,12 +261,12 @@ export class SendLane {
     let bytes = 0;
     let full = false;
     for (const item of this.queue) {
+      if (this.late(item)) continue;
       const blocked = this.blocked.get(item.message.convoId);
       if (blocked) {
         blocked.push(item);
         continue;
       }
-      if (this.late(item)) continue;
       const size = item.message.ciphertext.byteLength;
       full ||= batch.length === maxItems || (batch.length > 0 && bytes + size > maxBytes);
       if (full) {
@@ -286,33 +282,24 @@ export class SendLane {
 
   /**
    * Answers the sends of blocked conversations whose deadline passed: those waiting aside and those of held groups
-   * waiting their turn (not the group in a statement), keeping the others' order. Checks again while any is blocked.
+   * waiting their turn (not the group in a statement), keeping the others' order. A group left empty unblocks its
+   * conversation at once. Checks again while any conversation is blocked.
    */
   private readonly sweepBlocked = (): void => {
     this.sweep = undefined;
     for (const [convo, waiting] of this.blocked)
       this.blocked.set(
         convo,
-        waiting.filter((item) => !this.lateAside(item)),
+        waiting.filter((item) => !this.late(item)),
       );
-    for (const group of this.heldGroups) group.items = group.items.filter((item) => !this.lateAside(item));
+    for (const group of [...this.heldGroups]) {
+      group.items = group.items.filter((item) => !this.late(item));
+      if (group.items.length > 0) continue;
+      this.heldGroups.splice(this.heldGroups.indexOf(group), 1);
+      this.unblock(group.convo);
+    }
     if (this.blocked.size > 0) this.sweep = setTimeout(this.sweepBlocked, PARKED_SWEEP_MS);
   };
-
-  /**
-   * A send of a blocked conversation whose request's deadline passed: answered for the general path (503 there,
-   * nothing stored), its key kept in the lane until the conversation unblocks, so that a repeat of it is not
-   * stored before the conversation's held sends.
-   */
-  private lateAside(item: Waiting): boolean {
-    if (!item.deadlinePassed()) return false;
-    item.settle(undefined);
-    const convo = item.message.convoId;
-    const leaving = this.answeredAside.get(convo);
-    if (leaving) leaving.push(item.leave);
-    else this.answeredAside.set(convo, [item.leave]);
-    return true;
-  }
 
   /** A send whose request's deadline passed starts no statement: the general path answers it 503 at once. */
   private late(item: Waiting): boolean {
@@ -331,9 +318,6 @@ export class SendLane {
 const keyOf = ({ scope }: KeyClaim) => `${scope[0]} ${scope[2]}`;
 
 const nothing = () => {};
-
-/** The outcome that sends a request down the general path. */
-const generalPath = (): OnceOutcome => undefined;
 
 /** `items` in groups by conversation, each in its items' order. */
 function byConversation(items: readonly Waiting[]): Waiting[][] {

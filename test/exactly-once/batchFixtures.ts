@@ -75,3 +75,18 @@ export async function statementWaits(db: Queryable, sql: string): Promise<void> 
   }
   throw new Error("the statement never waited for a lock");
 }
+
+/** `promise`'s value, or "not answered" after `ms` (a regression fails there, not at the test's timeout). */
+export const soon = <T>(promise: Promise<T>, ms = 5_000) =>
+  Promise.race([promise, new Promise<string>((resolve) => setTimeout(() => resolve("not answered"), ms))]);
+
+/** Whether `promise` is still pending after everything already queued has run. */
+export async function pending(promise: Promise<unknown>): Promise<boolean> {
+  let settled = false;
+  void promise.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  await new Promise((resolve) => setImmediate(resolve));
+  return !settled;
+}

@@ -10,27 +10,21 @@ import { SEND_HELD_BATCH_SQL } from "../../src/services/sendBatch.js";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
 import { withStatementHook } from "../helpers/faults.js";
 import { conversationLockWaiters, holdConversationRow } from "../helpers/rowLock.js";
-import { claimOf, coalescer, message, seqOf, statementWaits, uncommittedKeyRecord } from "./batchFixtures.js";
+import {
+  claimOf,
+  coalescer,
+  message,
+  pending,
+  seqOf,
+  soon,
+  statementWaits,
+  uncommittedKeyRecord,
+} from "./batchFixtures.js";
 import { newConversation } from "./fixtures.js";
 
 const db = testDatabase(8);
 afterAll(() => db.close());
 const { app } = testApp(db);
-
-/** `promise`'s value, or "not answered" if it takes over 5 s (a regression fails here, not at the test's timeout). */
-const soon = <T>(promise: Promise<T>) =>
-  Promise.race([promise, new Promise<string>((resolve) => setTimeout(() => resolve("not answered"), 5_000))]);
-
-/** Whether `promise` is still pending after everything already queued has run. */
-async function pending(promise: Promise<unknown>): Promise<boolean> {
-  let settled = false;
-  void promise.then(
-    () => (settled = true),
-    () => (settled = true),
-  );
-  await new Promise((resolve) => setImmediate(resolve));
-  return !settled;
-}
 
 describe("sends to a conversation another transaction holds (real PostgreSQL)", () => {
   it("answers the others at once, then stores the held sends together, and later sends to it after them, in order", async () => {
@@ -128,7 +122,7 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
     }
   });
 
-  it("answers a send waiting behind a held conversation at its deadline, keeping its key until the row is stored", async () => {
+  it("answers a send waiting behind a held conversation at its deadline; a retry of it waits behind the held send", async () => {
     const alice = unique("did:plc:heldp");
     const held = await newConversation(app, alice);
     const holder = await holdConversationRow(db, held);
@@ -144,11 +138,11 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
       // The general path's outcome (503 there, nothing stored), while the held send still waits for the row.
       expect(await soon(parked)).toBe(undefined);
       expect(await pending(first)).toBe(true);
-      // Its repeat still waits: on the general path now, it could take the row before the held send.
+      // Its retry waits aside in the lane, behind the held send.
       expect(await pending(repeat)).toBe(true);
       holder.release();
       expect(seqOf(await first)).toBe(1);
-      expect(await soon(repeat)).toBe(undefined);
+      expect(seqOf(await repeat)).toBe(2);
     } finally {
       holder.release();
       await holder.done;
@@ -221,7 +215,7 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
     }
   });
 
-  it("sends a repeat of a waiting send's key down the general path only once that send is answered", async () => {
+  it("lets a repeat of a waiting send's key into the lane only once that send is answered: a batch replays it", async () => {
     const alice = unique("did:plc:heldk");
     const held = await newConversation(app, alice);
     const holder = await holdConversationRow(db, held);
@@ -234,14 +228,18 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
         answered.push("keyed");
         return outcome;
       });
-      // A client's retry of the waiting send: on the general path now, it could claim the key and be stored first.
+      // A client's retry of the waiting send: claiming the key now, it could be stored first.
       const repeat = sends.send(message(held, alice), claimOf(alice, "k1")).then((outcome) => {
         answered.push("repeat");
         return outcome;
       });
       expect(await pending(repeat)).toBe(true);
       holder.release();
-      expect([seqOf(await first), seqOf(await keyed), await repeat]).toEqual([1, 2, undefined]);
+      const stored = await keyed;
+      expect([seqOf(await first), seqOf(stored)]).toEqual([1, 2]);
+      expect(await repeat).toEqual({
+        stored: { requestHash: "a".repeat(64), statusCode: 200, response: (stored as { sent: string }).sent },
+      });
       expect(answered).toEqual(["keyed", "repeat"]);
     } finally {
       holder.release();

@@ -38,8 +38,8 @@ interface Waiting extends BatchItem {
   deadlinePassed(): boolean;
   settle(outcome: OnceOutcome): void;
   fail(error: unknown): void;
-  /** Its key leaves the lane: a repeat of it may take the general path. */
-  leave(): void;
+  /** Its key leaves the lane, `recorded` or not (a committed record of it exists): a repeat of it may go on. */
+  leave(recorded: boolean): void;
 }
 
 /**
@@ -78,17 +78,21 @@ const refusedByDatabase = (error: unknown) =>
  * 503, nothing stored). (Sends the lane leaves to the general path, a refused statement's say, keep no
  * place in this order.)
  *
- * One key is in the lane once: a send whose key is already in it joins the lane once that send was
- * answered, behind every send already in it, and a batch then replays its answer (or, if it was not
- * stored, claims the key). Not sooner, and not on the general path: a key waiting in the lane holds no lock,
- * and its repeat, claiming it there, could be stored before earlier sends of its conversation still waiting.
- * (A key sent to two conversations lands in two lanes; the second batch finds its advisory lock taken.)
+ * One key is in the lane once: a send whose key is already in it waits until that send was answered. Then,
+ * if the key's record was committed, it takes the general path, which replays it; if not, it joins the lane,
+ * behind every send already in it, and claims the key there. Not sooner, and never on the general path while
+ * the key may still be claimed: a key waiting in the lane holds no lock, and its repeat, claiming it on the
+ * general path, could be stored before earlier sends of its conversation still waiting. (A key sent to two
+ * conversations lands in two lanes; the second batch finds its advisory lock taken.)
  */
 export class SendLane {
   private queue: Waiting[] = [];
   private flushing = false;
-  /** The keys (caller, key) in the lane (queued, waiting aside, held or in flight), each settling when it leaves. */
-  private readonly keys = new Map<string, Promise<void>>();
+  /**
+   * The keys (caller, key) in the lane (queued, waiting aside, held or in flight), each settling when it leaves:
+   * true if its record was committed then.
+   */
+  private readonly keys = new Map<string, Promise<boolean>>();
   /** The blocked conversations (their held sends are not stored yet), each with its later sends, in order. */
   private readonly blocked = new Map<string, Waiting[]>();
   /** Held sends not stored yet, a group per conversation, in the order they came back. */
@@ -102,15 +106,16 @@ export class SendLane {
   send(message: SendMessage, claim: KeyClaim | undefined, deadlinePassed: () => boolean): Promise<OnceOutcome> {
     const key = claim && keyOf(claim);
     const earlier = key === undefined ? undefined : this.keys.get(key);
-    if (earlier) return earlier.then(() => this.send(message, claim, deadlinePassed));
-    let leave = nothing;
+    // Recorded: the general path replays it, all repeats at once. Else one joins the lane (and the others wait for it).
+    if (earlier) return earlier.then((recorded) => (recorded ? undefined : this.send(message, claim, deadlinePassed)));
+    let leave: Waiting["leave"] = nothing;
     if (key !== undefined) {
-      let release = nothing;
-      const left = new Promise<void>((resolve) => (release = resolve));
+      let release: (recorded: boolean) => void = nothing;
+      const left = new Promise<boolean>((resolve) => (release = resolve));
       this.keys.set(key, left);
-      leave = () => {
+      leave = (recorded) => {
         if (this.keys.get(key) === left) this.keys.delete(key);
-        release();
+        release(recorded);
       };
     }
     return new Promise<OnceOutcome>((settle, fail) => {
@@ -224,7 +229,7 @@ export class SendLane {
   private failAll(batch: Waiting[], error: unknown): void {
     const refused = refusedByDatabase(error);
     for (const item of batch) {
-      item.leave();
+      item.leave(false);
       if (refused) item.settle(undefined);
       else item.fail(error);
     }
@@ -310,7 +315,8 @@ export class SendLane {
 
   /** Its key leaves the lane first: the caller may send it again as soon as it has its outcome. */
   private settle(item: Waiting, outcome: OnceOutcome): void {
-    item.leave();
+    // Stored now, or a repeat of a committed record: either way the key's record is committed.
+    item.leave(outcome !== undefined);
     item.settle(outcome);
   }
 }

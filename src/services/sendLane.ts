@@ -38,9 +38,10 @@ interface Waiting extends BatchItem {
   deadlinePassed(): boolean;
   settle(outcome: OnceOutcome): void;
   fail(error: unknown): void;
-  /** Its key leaves the lane, `recorded` or not (a committed record of it exists): a repeat of it may go on. */
-  leave(recorded: boolean): void;
 }
+
+/** The repeats of a key in the lane waiting for it to leave, each told whether its record was committed then. */
+type Repeats = ((recorded: boolean) => void)[];
 
 /**
  * How often the sends of blocked conversations (held sends waiting their turn, later sends waiting aside) are
@@ -88,11 +89,8 @@ const refusedByDatabase = (error: unknown) =>
 export class SendLane {
   private queue: Waiting[] = [];
   private flushing = false;
-  /**
-   * The keys (caller, key) in the lane (queued, waiting aside, held or in flight), each settling when it leaves:
-   * true if its record was committed then.
-   */
-  private readonly keys = new Map<string, Promise<boolean>>();
+  /** The keys (caller, key) in the lane (queued, waiting aside, held or in flight), each with its waiting repeats. */
+  private readonly keys = new Map<string, Repeats>();
   /** The blocked conversations (their held sends are not stored yet), each with its later sends, in order. */
   private readonly blocked = new Map<string, Waiting[]>();
   /** Held sends not stored yet, a group per conversation, in the order they came back. */
@@ -105,21 +103,15 @@ export class SendLane {
 
   send(message: SendMessage, claim: KeyClaim | undefined, deadlinePassed: () => boolean): Promise<OnceOutcome> {
     const key = claim && keyOf(claim);
-    const earlier = key === undefined ? undefined : this.keys.get(key);
-    // Recorded: the general path replays it, all repeats at once. Else one joins the lane (and the others wait for it).
-    if (earlier) return earlier.then((recorded) => (recorded ? undefined : this.send(message, claim, deadlinePassed)));
-    let leave: Waiting["leave"] = nothing;
-    if (key !== undefined) {
-      let release: (recorded: boolean) => void = nothing;
-      const left = new Promise<boolean>((resolve) => (release = resolve));
-      this.keys.set(key, left);
-      leave = (recorded) => {
-        if (this.keys.get(key) === left) this.keys.delete(key);
-        release(recorded);
-      };
+    const repeats = key === undefined ? undefined : this.keys.get(key);
+    if (repeats) {
+      // Recorded: the general path replays it, all repeats at once. Else one joins the lane (the others wait for it).
+      const left = new Promise<boolean>((resolve) => repeats.push(resolve));
+      return left.then((recorded) => (recorded ? undefined : this.send(message, claim, deadlinePassed)));
     }
+    if (key !== undefined) this.keys.set(key, []);
     return new Promise<OnceOutcome>((settle, fail) => {
-      this.queue.push({ message, claim, deadlinePassed, settle, fail, leave });
+      this.queue.push({ message, claim, deadlinePassed, settle, fail });
       this.startFlush();
     });
   }
@@ -229,7 +221,7 @@ export class SendLane {
   private failAll(batch: Waiting[], error: unknown): void {
     const refused = refusedByDatabase(error);
     for (const item of batch) {
-      item.leave(false);
+      this.leave(item, false);
       if (refused) item.settle(undefined);
       else item.fail(error);
     }
@@ -316,14 +308,21 @@ export class SendLane {
   /** Its key leaves the lane first: the caller may send it again as soon as it has its outcome. */
   private settle(item: Waiting, outcome: OnceOutcome): void {
     // Stored now, or a repeat of a committed record: either way the key's record is committed.
-    item.leave(outcome !== undefined);
+    this.leave(item, outcome !== undefined);
     item.settle(outcome);
+  }
+
+  /** `item`'s key leaves the lane, `recorded` or not (a committed record of it exists): its repeats go on. */
+  private leave(item: Waiting, recorded: boolean): void {
+    if (!item.claim) return;
+    const key = keyOf(item.claim);
+    const repeats = this.keys.get(key);
+    this.keys.delete(key);
+    for (const repeat of repeats ?? []) repeat(recorded);
   }
 }
 
 const keyOf = ({ scope }: KeyClaim) => `${scope[0]} ${scope[2]}`;
-
-const nothing = () => {};
 
 /** `items` in groups by conversation, each in its items' order. */
 function byConversation(items: readonly Waiting[]): Waiting[][] {

@@ -149,28 +149,6 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
     }
   });
 
-  it("answers a held send waiting its turn at its deadline, while another conversation's statement waits", async () => {
-    const alice = unique("did:plc:heldt");
-    const [first, second] = [await newConversation(app, alice), await newConversation(app, alice)];
-    const holders = [await holdConversationRow(db, first), await holdConversationRow(db, second)];
-    try {
-      // Each wait for a row lasts longer than the test: only a check of the deadline answers the second in time.
-      const { sends } = coalescer(db, 128, 4 << 20, 60_000);
-      const deadline = Date.now() + 200;
-      const waiting = sends.send(message(first, alice), claimOf(alice, "t1"));
-      const turn = sends.send(message(second, alice), claimOf(alice, "t2"), () => Date.now() > deadline);
-      expect(await soon(turn)).toBe(undefined);
-      expect(await pending(waiting)).toBe(true);
-      for (const holder of holders) holder.release();
-      expect(seqOf(await waiting)).toBe(1);
-    } finally {
-      for (const holder of holders) {
-        holder.release();
-        await holder.done;
-      }
-    }
-  });
-
   it("stores held sends of two conversations one conversation after the other, each before its later sends", async () => {
     const alice = unique("did:plc:held2");
     const [x, y] = [await newConversation(app, alice), await newConversation(app, alice)];

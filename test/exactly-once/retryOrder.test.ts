@@ -26,6 +26,22 @@ async function storedSeq(outcome: OnceOutcome, sent: SendMessage, claim: KeyClai
   return "seq" in stored ? stored.seq : undefined;
 }
 
+type Held = Awaited<ReturnType<typeof holdConversationRow>>;
+
+/** Runs `test` while `convos`' rows are held (FOR UPDATE), each released after it whatever happened. */
+async function whileHeld(convos: string[], test: (holders: Held[]) => Promise<void>): Promise<void> {
+  const holders: Held[] = [];
+  try {
+    for (const convo of convos) holders.push(await holdConversationRow(db, convo));
+    await test(holders);
+  } finally {
+    for (const holder of holders) {
+      holder.release();
+      await holder.done;
+    }
+  }
+}
+
 /** Batch statements wait while `hold` is set, until `release()`. */
 function stalledBatches() {
   let release = () => {};
@@ -106,11 +122,10 @@ describe("a retry of a send still in the lane (real PostgreSQL)", () => {
     }
   });
 
-  it("is answered by its own deadline while another held conversation's statement waits", async () => {
+  it("is answered by its own deadline while another held conversation's statement waits, as is the send", async () => {
     const alice = unique("did:plc:retry3");
     const [first, second] = [await newConversation(app, alice), await newConversation(app, alice)];
-    const holders = [await holdConversationRow(db, first), await holdConversationRow(db, second)];
-    try {
+    await whileHeld([first, second], async (holders) => {
       // Each wait for a row outlasts the test: only the deadline checks answer in time.
       const { sends } = coalescer(db, 128, 4 << 20, 60_000);
       const waiting = sends.send(message(first, alice), claimOf(alice, "t1"));
@@ -124,12 +139,7 @@ describe("a retry of a send still in the lane (real PostgreSQL)", () => {
       expect(await pending(waiting)).toBe(true);
       for (const holder of holders) holder.release();
       expect(seqOf(await waiting)).toBe(1);
-    } finally {
-      for (const holder of holders) {
-        holder.release();
-        await holder.done;
-      }
-    }
+    });
   });
 });
 
@@ -137,8 +147,7 @@ describe("a held conversation whose sends were all answered at their deadline", 
   it("is unblocked at once: a new send to it is stored while another conversation's statement still waits", async () => {
     const alice = unique("did:plc:retry4");
     const [first, second] = [await newConversation(app, alice), await newConversation(app, alice)];
-    const holders = [await holdConversationRow(db, first), await holdConversationRow(db, second)];
-    try {
+    await whileHeld([first, second], async (holders) => {
       const { sends } = coalescer(db, 128, 4 << 20, 60_000);
       const waiting = sends.send(message(first, alice));
       const deadline = Date.now() + 200;
@@ -151,11 +160,6 @@ describe("a held conversation whose sends were all answered at their deadline", 
       expect(await pending(waiting)).toBe(true);
       holders[0]!.release();
       expect(seqOf(await waiting)).toBe(1);
-    } finally {
-      for (const holder of holders) {
-        holder.release();
-        await holder.done;
-      }
-    }
+    });
   });
 });

@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { SEND_HELD_BATCH_SQL } from "../../src/services/sendBatch.js";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
 import { withStatementHook } from "../helpers/faults.js";
-import { conversationLockWaiters, holdConversationRow } from "../helpers/rowLock.js";
+import { conversationLockWaiters, holdConversationRow, whileRowsHeld } from "../helpers/rowLock.js";
 import {
   claimOf,
   coalescer,
@@ -31,8 +31,7 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
     const alice = unique("did:plc:heldo");
     const held = await newConversation(app, alice);
     const free = await newConversation(app, alice);
-    const holder = await holdConversationRow(db, held);
-    try {
+    await whileRowsHeld(db, [held], async ([holder]) => {
       const { sends, sizes } = coalescer(db, 128, 4 << 20, 10_000);
       const first = [1, 2, 3].map(() => sends.send(message(held, alice)));
       expect(seqOf(await sends.send(message(free, alice)))).toBe(1);
@@ -44,18 +43,14 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
       expect((await Promise.all(first)).map(seqOf)).toEqual([1, 2, 3]);
       expect(seqOf(await later)).toBe(4);
       expect(sizes).toEqual([1, 3, 1]);
-    } finally {
-      holder.release();
-      await holder.done;
-    }
+    });
   });
 
   it("does not hold an outsider's send to a held conversation: the general path refuses it at once", async () => {
     const alice = unique("did:plc:heldm");
     const mallory = unique("did:plc:heldx");
     const held = await newConversation(app, alice);
-    const holder = await holdConversationRow(db, held);
-    try {
+    await whileRowsHeld(db, [held], async ([holder]) => {
       const { sends } = coalescer(db, 128, 4 << 20, 10_000);
       // Held, it would wait for the row (10 s a wait) and block alice's conversation in the lane meanwhile.
       expect(await sends.send(message(held, mallory))).toBeUndefined();
@@ -63,18 +58,14 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
       await conversationLockWaiters(db, holder.ctid);
       holder.release();
       expect(seqOf(await alices)).toBe(1);
-    } finally {
-      holder.release();
-      await holder.done;
-    }
+    });
   });
 
   it("keeps storing other conversations' sends while a held conversation's statement waits", async () => {
     const alice = unique("did:plc:heldl");
     const held = await newConversation(app, alice);
     const other = await newConversation(app, alice);
-    const holder = await holdConversationRow(db, held);
-    try {
+    await whileRowsHeld(db, [held], async ([holder]) => {
       const { sends } = coalescer(db, 128, 4 << 20, 10_000);
       const waiting = sends.send(message(held, alice));
       await conversationLockWaiters(db, holder.ctid);
@@ -83,17 +74,13 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
       expect(await pending(waiting)).toBe(true);
       holder.release();
       expect(seqOf(await waiting)).toBe(1);
-    } finally {
-      holder.release();
-      await holder.done;
-    }
+    });
   });
 
   it("waits again each time a wait for the row runs out, keeping later sends behind, until the sends' deadline", async () => {
     const alice = unique("did:plc:heldw");
     const held = await newConversation(app, alice);
-    const holder = await holdConversationRow(db, held);
-    try {
+    await whileRowsHeld(db, [held], async ([holder]) => {
       let statements = 0;
       const counted = withStatementHook(db, async (sql) => void (sql === SEND_HELD_BATCH_SQL && statements++));
       const { sends, sizes } = coalescer(counted, 128, 4 << 20, 100);
@@ -116,17 +103,13 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
       again.release();
       await again.done;
       expect(seqOf(await sends.send(message(held, alice), claimOf(alice, "w2")))).toBe(3);
-    } finally {
-      holder.release();
-      await holder.done;
-    }
+    });
   });
 
   it("answers a send waiting behind a held conversation at its deadline; a retry of it waits behind the held send", async () => {
     const alice = unique("did:plc:heldp");
     const held = await newConversation(app, alice);
-    const holder = await holdConversationRow(db, held);
-    try {
+    await whileRowsHeld(db, [held], async ([holder]) => {
       const { sends } = coalescer(db);
       const first = sends.send(message(held, alice), claimOf(alice, "p1"));
       await conversationLockWaiters(db, holder.ctid);
@@ -143,17 +126,13 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
       holder.release();
       expect(seqOf(await first)).toBe(1);
       expect(seqOf(await repeat)).toBe(2);
-    } finally {
-      holder.release();
-      await holder.done;
-    }
+    });
   });
 
   it("stores held sends of two conversations one conversation after the other, each before its later sends", async () => {
     const alice = unique("did:plc:held2");
     const [x, y] = [await newConversation(app, alice), await newConversation(app, alice)];
-    const [holdX, holdY] = [await holdConversationRow(db, x), await holdConversationRow(db, y)];
-    try {
+    await whileRowsHeld(db, [x, y], async ([holdX, holdY]) => {
       const { sends } = coalescer(db, 128, 4 << 20, 10_000);
       const [x1, y1] = [sends.send(message(x, alice)), sends.send(message(y, alice))];
       await conversationLockWaiters(db, holdX.ctid);
@@ -164,18 +143,13 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
       expect(await pending(y2)).toBe(true);
       holdX.release();
       expect([seqOf(await x1), seqOf(await y1), seqOf(await y2)]).toEqual([1, 1, 2]);
-    } finally {
-      holdX.release();
-      holdY.release();
-      await Promise.all([holdX.done, holdY.done]);
-    }
+    });
   });
 
   it("gives the other held conversations their turn while a row stays held past its wait", async () => {
     const alice = unique("did:plc:heldt");
     const [x, y] = [await newConversation(app, alice), await newConversation(app, alice)];
-    const [holdX, holdY] = [await holdConversationRow(db, x), await holdConversationRow(db, y)];
-    try {
+    await whileRowsHeld(db, [x, y], async ([holdX, holdY]) => {
       const { sends } = coalescer(db, 128, 4 << 20, 100);
       const [x1, y1] = [sends.send(message(x, alice)), sends.send(message(y, alice))];
       await conversationLockWaiters(db, holdX.ctid);
@@ -186,18 +160,13 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
       expect(await pending(x1)).toBe(true);
       holdX.release();
       expect(seqOf(await x1)).toBe(1);
-    } finally {
-      holdX.release();
-      holdY.release();
-      await Promise.all([holdX.done, holdY.done]);
-    }
+    });
   });
 
   it("sends a repeat of a waiting send's key down the general path only once that send is stored", async () => {
     const alice = unique("did:plc:heldk");
     const held = await newConversation(app, alice);
-    const holder = await holdConversationRow(db, held);
-    try {
+    await whileRowsHeld(db, [held], async ([holder]) => {
       const { sends } = coalescer(db, 128, 4 << 20, 100);
       const first = sends.send(message(held, alice));
       await conversationLockWaiters(db, holder.ctid);
@@ -215,10 +184,7 @@ describe("sends to a conversation another transaction holds (real PostgreSQL)", 
       holder.release();
       expect([seqOf(await first), seqOf(await keyed), await repeat]).toEqual([1, 2, undefined]);
       expect(answered).toEqual(["keyed", "repeat"]);
-    } finally {
-      holder.release();
-      await holder.done;
-    }
+    });
   });
 
   it("sets the wait back once it holds the rows: a later wait of the same statement is not cut short", async () => {

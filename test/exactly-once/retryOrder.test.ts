@@ -11,7 +11,7 @@ import { sendMessage, type SendMessage } from "../../src/services/messages.js";
 import { SEND_BATCH_SQL } from "../../src/services/sendBatch.js";
 import { testApp, testDatabase, unique } from "../helpers/context.js";
 import { withStatementHook } from "../helpers/faults.js";
-import { conversationLockWaiters, holdConversationRow } from "../helpers/rowLock.js";
+import { conversationLockWaiters, holdConversationRow, whileRowsHeld } from "../helpers/rowLock.js";
 import { claimOf, coalescer, message, pending, seqOf, soon } from "./batchFixtures.js";
 import { newConversation } from "./fixtures.js";
 
@@ -24,22 +24,6 @@ async function storedSeq(outcome: OnceOutcome, sent: SendMessage, claim: KeyClai
   if (outcome !== undefined) return seqOf(outcome);
   const stored = await db.transaction(async (tx: Queryable) => (await claimKey(tx, claim)) ?? sendMessage(tx, sent));
   return "seq" in stored ? stored.seq : undefined;
-}
-
-type Held = Awaited<ReturnType<typeof holdConversationRow>>;
-
-/** Runs `test` while `convos`' rows are held (FOR UPDATE), each released after it whatever happened. */
-async function whileHeld(convos: string[], test: (holders: Held[]) => Promise<void>): Promise<void> {
-  const holders: Held[] = [];
-  try {
-    for (const convo of convos) holders.push(await holdConversationRow(db, convo));
-    await test(holders);
-  } finally {
-    for (const holder of holders) {
-      holder.release();
-      await holder.done;
-    }
-  }
 }
 
 /** Batch statements wait while `hold` is set, until `release()`. */
@@ -125,7 +109,7 @@ describe("a retry of a send still in the lane (real PostgreSQL)", () => {
   it("is answered by its own deadline while another held conversation's statement waits, as is the send", async () => {
     const alice = unique("did:plc:retry3");
     const [first, second] = [await newConversation(app, alice), await newConversation(app, alice)];
-    await whileHeld([first, second], async (holders) => {
+    await whileRowsHeld(db, [first, second], async (holders) => {
       // Each wait for a row outlasts the test: only the deadline checks answer in time.
       const { sends } = coalescer(db, 128, 4 << 20, 60_000);
       const waiting = sends.send(message(first, alice), claimOf(alice, "t1"));
@@ -147,7 +131,7 @@ describe("a held conversation whose sends were all answered at their deadline", 
   it("is unblocked at once: a new send to it is stored while another conversation's statement still waits", async () => {
     const alice = unique("did:plc:retry4");
     const [first, second] = [await newConversation(app, alice), await newConversation(app, alice)];
-    await whileHeld([first, second], async (holders) => {
+    await whileRowsHeld(db, [first, second], async (holders) => {
       const { sends } = coalescer(db, 128, 4 << 20, 60_000);
       const waiting = sends.send(message(first, alice));
       const deadline = Date.now() + 200;

@@ -35,11 +35,11 @@ export function holdRowLock<Row extends object = Record<string, unknown>>(
   return { held, release, done };
 }
 
+/** A conversation row held by `holdConversationRow`, with its ctid. */
+export type HeldConversation = HeldLock<{ ctid: string }> & { ctid: string };
+
 /** Holds `convoId`'s conversation row (FOR UPDATE) until released, once it is held: with the row's ctid. */
-export async function holdConversationRow(
-  db: Queryable,
-  convoId: string,
-): Promise<HeldLock<{ ctid: string }> & { ctid: string }> {
+export async function holdConversationRow(db: Queryable, convoId: string): Promise<HeldConversation> {
   const holder = holdRowLock<{ ctid: string }>(db, `SELECT ctid::text FROM conversations WHERE id = $1 FOR UPDATE`, [
     convoId,
   ]);
@@ -71,4 +71,26 @@ async function rowLockWaiters(db: Queryable, table: string, ctid: string, count:
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   throw new Error(`never saw ${count} waiters on ${what}`);
+}
+
+/**
+ * Runs `test` while `convos`' conversation rows are held (FOR UPDATE), in that order; each is released after it,
+ * whatever happened (a test may release one earlier itself).
+ *
+ * @example
+ * await whileRowsHeld(db, [convoId], async ([holder]) => { ...; holder.release(); ... });
+ */
+export async function whileRowsHeld<T extends string[]>(
+  db: Queryable,
+  convos: [...T],
+  test: (holders: { [K in keyof T]: HeldConversation }) => Promise<void>,
+): Promise<void> {
+  const holders: HeldConversation[] = [];
+  try {
+    for (const convo of convos) holders.push(await holdConversationRow(db, convo));
+    await test(holders as { [K in keyof T]: HeldConversation });
+  } finally {
+    for (const holder of holders) holder.release();
+    await Promise.all(holders.map((holder) => holder.done));
+  }
 }

@@ -76,8 +76,8 @@ const refusedByDatabase = (error: unknown) =>
  * the queue. So no send of a conversation is stored before an earlier one of this lane, and a row held long
  * costs other conversations at most a wait per turn, and only those whose sends are held too. A send of a
  * blocked conversation whose deadline passes is answered within PARKED_SWEEP_MS (the general path answers
- * 503, nothing stored). (Sends the lane leaves to the general path, a refused statement's say, keep no
- * place in this order.)
+ * 503, nothing stored). (Sends the lane leaves to the general path, a refused statement's for one, keep
+ * no place in this order.)
  *
  * One key is in the lane once: a send whose key is already in it waits until that send was answered. Then,
  * if the key's record was committed, it takes the general path, which replays it; if not, it joins the lane,
@@ -96,7 +96,7 @@ export class SendLane {
   /** Held sends not stored yet, a group per conversation, in the order they came back. */
   private readonly heldGroups: HeldGroup[] = [];
   private storingHeld = false;
-  /** Set while a blocked conversation has sends: the next check of their deadlines. */
+  /** Set while any conversation is blocked: the next check of its sends' deadlines. */
   private sweep: ReturnType<typeof setTimeout> | undefined;
 
   constructor(private readonly options: SendLaneOptions) {}
@@ -105,11 +105,16 @@ export class SendLane {
     const key = claim && keyOf(claim);
     const repeats = key === undefined ? undefined : this.keys.get(key);
     if (repeats) {
-      // Recorded: the general path replays it, all repeats at once. Else one joins the lane (the others wait for it).
+      // Recorded: the general path replays it. Not: this repeat takes the key's place in the lane (see `leave`).
       const left = new Promise<boolean>((resolve) => repeats.push(resolve));
-      return left.then((recorded) => (recorded ? undefined : this.send(message, claim, deadlinePassed)));
+      return left.then((recorded) => (recorded ? undefined : this.enqueue(message, claim, deadlinePassed)));
     }
     if (key !== undefined) this.keys.set(key, []);
+    return this.enqueue(message, claim, deadlinePassed);
+  }
+
+  /** Queues a send whose key (if any) is the lane's already. */
+  private enqueue(message: SendMessage, claim: KeyClaim | undefined, deadlinePassed: () => boolean) {
     return new Promise<OnceOutcome>((settle, fail) => {
       this.queue.push({ message, claim, deadlinePassed, settle, fail });
       this.startFlush();
@@ -129,8 +134,7 @@ export class SendLane {
       for (let batch = this.take(); batch.length > 0; batch = this.take()) {
         const held = await this.run(batch);
         if (held.length === 0) continue;
-        const live = held.filter((item) => !this.late(item));
-        for (const items of byConversation(live)) this.hold({ convo: items[0]!.message.convoId, items });
+        for (const items of byConversation(this.live(held))) this.hold({ convo: items[0]!.message.convoId, items });
       }
     } finally {
       this.flushing = false;
@@ -173,7 +177,7 @@ export class SendLane {
    * the statement waited) is answered on the general path, which says so.
    */
   private async storeHeldGroup(group: Waiting[]): Promise<Waiting[] | undefined> {
-    const items = group.filter((item) => !this.late(item));
+    const items = this.live(group);
     if (items.length === 0) return undefined;
     try {
       // Held again: its conversation went away while the statement waited.
@@ -284,19 +288,20 @@ export class SendLane {
    */
   private readonly sweepBlocked = (): void => {
     this.sweep = undefined;
-    for (const [convo, waiting] of this.blocked)
-      this.blocked.set(
-        convo,
-        waiting.filter((item) => !this.late(item)),
-      );
+    for (const [convo, waiting] of this.blocked) this.blocked.set(convo, this.live(waiting));
     for (const group of [...this.heldGroups]) {
-      group.items = group.items.filter((item) => !this.late(item));
+      group.items = this.live(group.items);
       if (group.items.length > 0) continue;
       this.heldGroups.splice(this.heldGroups.indexOf(group), 1);
       this.unblock(group.convo);
     }
     if (this.blocked.size > 0) this.sweep = setTimeout(this.sweepBlocked, PARKED_SWEEP_MS);
   };
+
+  /** `items` but those whose deadline passed (each answered: see `late`), in order. */
+  private live(items: readonly Waiting[]): Waiting[] {
+    return items.filter((item) => !this.late(item));
+  }
 
   /** A send whose request's deadline passed starts no statement: the general path answers it 503 at once. */
   private late(item: Waiting): boolean {
@@ -312,13 +317,22 @@ export class SendLane {
     item.settle(outcome);
   }
 
-  /** `item`'s key leaves the lane, `recorded` or not (a committed record of it exists): its repeats go on. */
+  /**
+   * `item`'s key leaves the lane, `recorded` or not (a committed record of it exists). Recorded, its repeats all go
+   * on to replay it. Not, the first repeat takes its place in the lane and the others wait for that one: one
+   * statement per round, not one each.
+   */
   private leave(item: Waiting, recorded: boolean): void {
     if (!item.claim) return;
     const key = keyOf(item.claim);
-    const repeats = this.keys.get(key);
+    const repeats = this.keys.get(key) ?? [];
+    if (!recorded && repeats.length > 0) {
+      this.keys.set(key, repeats.slice(1));
+      repeats[0]!(false);
+      return;
+    }
     this.keys.delete(key);
-    for (const repeat of repeats ?? []) repeat(recorded);
+    for (const repeat of repeats) repeat(true);
   }
 }
 

@@ -44,6 +44,9 @@ export interface BatchResult {
   events: StoredEvent[];
 }
 
+/** Item `i`'s sender is an active member of its conversation (in the statement's snapshot). */
+const ACTIVE_SENDER = perItem(`SELECT 1 FROM members m WHERE m.convo_id = i.c AND m.did = i.s AND m.left_at IS NULL`);
+
 /**
  * Many sends in one statement and one commit (group commit), across conversations; each item keeps
  * every check of the one-message send and gets its own outcome.
@@ -55,8 +58,8 @@ export interface BatchResult {
  *
  * `convoLocks` is how the statement takes its conversations' rows (`locks`, with `before` and `after` them; see
  * SEND_BATCH_SQL and SEND_HELD_BATCH_SQL). A key another transaction holds (its advisory lock, which every
- * claim takes) is skipped: its item comes back with no row, for the general path. Per conversation, the accepted items
- * take consecutive seqs from the locked row in the order of `n`. The checks read the statement's
+ * claim takes) is skipped: its item comes back with no row, for the general path. Per conversation, the accepted
+ * items take consecutive seqs from the locked row in the order of `n`. The checks read the statement's
  * snapshot; the locked row is the latest version, so a membership change that committed after the
  * snapshot shows as a different `membership_version`, and that conversation's items take the general
  * path. A key whose committed record is found comes back `stored` (a repeat); an expired one takes the
@@ -93,7 +96,7 @@ const batchSql = (convoLocks: { before?: string; locks: string; after?: string }
    WHERE i.n IN (SELECT free.n FROM free) AND i.n NOT IN (SELECT existing.n FROM existing)
      AND l.membership_version = (SELECT v.membership_version FROM conversations v WHERE v.id = i.c)
      AND l.epoch >= i.e AND (i.g IS NULL OR l.group_id = i.g)
-     AND ${perItem(`SELECT 1 FROM members m WHERE m.convo_id = i.c AND m.did = i.s AND m.left_at IS NULL`)}
+     AND ${ACTIVE_SENDER}
      AND (i.d = '' OR ${perItem(`SELECT 1 FROM devices d WHERE d.did = i.s AND d.device_id = i.d AND d.revoked_at IS NULL`)})
      AND (NOT l.roster_checked
           OR (NOT i.o AND ${perItem(`SELECT 1 FROM roster r WHERE r.convo_id = i.c AND r.did = i.s AND r.device_id = i.d`)}))
@@ -144,7 +147,7 @@ UNION ALL
 SELECT i.n, false, true, NULL, NULL, NULL, NULL FROM item i
  WHERE i.n IN (SELECT free.n FROM free) AND i.n NOT IN (SELECT existing.n FROM existing)
    AND i.c NOT IN (SELECT convo.id FROM convo)
-   AND ${perItem(`SELECT 1 FROM members m WHERE m.convo_id = i.c AND m.did = i.s AND m.left_at IS NULL`)}`;
+   AND ${ACTIVE_SENDER}`;
 
 /**
  * The batch statement (see batchSql): it waits for nothing. A conversation row another transaction holds

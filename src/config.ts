@@ -90,7 +90,7 @@ const configSchema = z.object({
   SEND_BATCH_MAX_ITEMS: int(1).max(1000).default(128),
   SEND_BATCH_MAX_BYTES: int(1).default(4 * 1024 * 1024),
   // Batches in flight at once, each for its share of the conversations (their commits share WAL flushes); each
-  // takes a pool connection, so below DATABASE_POOL_MAX (see poolOutlastsLanes).
+  // takes a pool connection while it is stored, so below DATABASE_POOL_MAX (see poolOutlastsLanes).
   SEND_BATCH_LANES: int(1).max(64).default(2),
   MAX_KEY_PACKAGE_BYTES: int(1).default(64 * 1024),
   MAX_MEMBERS_PER_CONVO: int(2)
@@ -191,8 +191,9 @@ const keyPackagesFit = (config: z.infer<typeof configSchema>, issues: z.Refineme
 };
 
 /**
- * Each send lane's batch takes a connection of the pool while it is stored (and a held conversation's statement a
- * second one): as many lanes as connections would leave every other request waiting for a lane to commit. PGlite
+ * Each send lane's batch takes a connection of the pool while it is stored: as many lanes as connections would leave
+ * every other request waiting for a lane to commit. (A lane whose conversation another instance holds takes a
+ * second one for its held statement; that is contention between instances, not the steady state this sizes.) PGlite
  * (no DATABASE_URL) has one connection that everything shares, and no pool to size.
  */
 const poolOutlastsLanes = (config: z.infer<typeof configSchema>, issues: z.RefinementCtx) => {

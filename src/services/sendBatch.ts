@@ -74,7 +74,9 @@ const ACTIVE_SENDER = perItem(`SELECT 1 FROM members m WHERE m.convo_id = i.c AN
  *
  * Every table is reached by index from the items' values (`= ANY (ARRAY(...))`, LATERAL lookups,
  * per-item subqueries), never by a join the planner may turn into a scan: the statement's generic
- * plan is made once per connection, maybe while a table was still small, and then kept.
+ * plan is made once per connection, maybe while a table was still small, and then kept. The conversations
+ * are locked one LATERAL lookup each, in id order (`wanted`): as `id = ANY (...)`, a plan made while the
+ * table held a few pages scanned them all, comparing each row with every item.
  */
 const batchSql = (convoLocks: { before?: string; locks: string; after?: string }) => `WITH item AS MATERIALIZED (
   SELECT * FROM jsonb_to_recordset($1::text::jsonb)
@@ -82,9 +84,11 @@ const batchSql = (convoLocks: { before?: string; locks: string; after?: string }
 ),${convoLocks.before ?? ""} free AS MATERIALIZED (
   SELECT item.n FROM item WHERE item.k IS NULL OR pg_try_advisory_xact_lock($5, ${keyLockId("item.s", "$4", "item.k")})
 ), convo AS MATERIALIZED (
-  SELECT c.id, c.epoch, c.group_id, c.roster_checked, c.membership_version
-    FROM conversations c WHERE c.id = ANY (ARRAY(SELECT item.c FROM item))
-    ${convoLocks.locks}
+  SELECT c.* FROM (SELECT DISTINCT item.c FROM item ORDER BY item.c) wanted CROSS JOIN LATERAL (
+    SELECT c.id, c.epoch, c.group_id, c.roster_checked, c.membership_version
+      FROM conversations c WHERE c.id = wanted.c
+      ${convoLocks.locks}
+  ) c
 ), existing AS (
   SELECT i.n, k.request_hash, k.status_code, k.response, k.expires_at <= $3 AS expired
     FROM item i CROSS JOIN LATERAL (
@@ -164,7 +168,7 @@ export const SEND_BATCH_SQL = batchSql({ locks: "FOR NO KEY UPDATE SKIP LOCKED" 
  */
 export const SEND_HELD_BATCH_SQL = batchSql({
   before: ` setting AS MATERIALIZED (SELECT current_setting('lock_timeout') AS before),`,
-  locks: `AND (SELECT set_config('lock_timeout', $8::text, true) FROM setting) IS NOT NULL ORDER BY c.id FOR NO KEY UPDATE`,
+  locks: `AND (SELECT set_config('lock_timeout', $8::text, true) FROM setting) IS NOT NULL FOR NO KEY UPDATE`,
   after: `AND (SELECT set_config('lock_timeout', setting.before, true) FROM setting WHERE (SELECT count(*) FROM convo) >= 0) IS NOT NULL`,
 });
 

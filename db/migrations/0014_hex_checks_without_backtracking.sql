@@ -1,6 +1,6 @@
 -- The hex CHECKs of 0001 and 0007 as regular expressions cost PostgreSQL's regex engine dearly: measured on these
--- machines, `^([0-9a-f]{2}){1,64}$` took ~42 µs a row (its capture group needs the backtracking matcher) and
--- `^[0-9a-f]{64}$` ~11 µs, against ~0.5 µs for the length tests plus `!~ '[^0-9a-f]'` below. Every UPDATE of a
+-- machines, `^([0-9a-f]{2}){1,64}$` took 30-42 µs a row (its capture group needs the backtracking matcher) and
+-- `^[0-9a-f]{64}$` ~11 µs, against 0.5-3.5 µs for the length tests plus `!~ '[^0-9a-f]'` below. Every UPDATE of a
 -- conversation re-checks group_id (each sendMessage bumps its conversation's next_seq) and every keyed write
 -- checks its request_hash: together ~15% of the database's CPU per message in the send benchmark.
 -- Each replacement accepts exactly what it replaces. NOT VALID skips a scan of the whole table under its exclusive

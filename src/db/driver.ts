@@ -151,6 +151,10 @@ export const isSqlState = (code: string | undefined): boolean => code !== undefi
 /** The database refused to wait for a lock any longer (the statement's lock_timeout ran out): SQLSTATE 55P03. */
 export const isLockTimeout = (error: unknown): boolean => error instanceof DatabaseError && error.code === "55P03";
 
+/** Deadlock (40P01) or serialization failure (40001): this transaction was rolled back so that another could go on. */
+export const isTransactionConflict = (error: unknown): boolean =>
+  error instanceof DatabaseError && (error.code === "40P01" || error.code === "40001");
+
 /** Turns whatever a driver threw into the typed errors above. */
 export function normalizeError(error: unknown): Error {
   if (error instanceof DatabaseError || error instanceof DatabaseUnavailableError) return error;

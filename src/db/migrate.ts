@@ -1,5 +1,5 @@
 import { sha256Hex } from "../bytes.js";
-import { isLockTimeout, type Database } from "./driver.js";
+import { isLockTimeout, isTransactionConflict, type Database } from "./driver.js";
 
 export interface Migration {
   /** File name, e.g. `0001_schema.sql`; applied in name order. */
@@ -16,8 +16,9 @@ const MIGRATION_LOCK_KEY = 7_146_021_901;
 
 export interface MigrateOptions {
   /**
-   * How long one attempt may wait for a table lock. A migration waiting for a lock queues every later
-   * statement on that table behind it, so live traffic stalls at most this long per attempt.
+   * How long one attempt may wait for each table lock. A migration waiting for a lock queues every later
+   * statement on that table (and on the tables it already locked) behind it, so live traffic stalls at most this
+   * long per lock the attempt waits for.
    */
   lockTimeoutMs?: number;
   /** Attempts before giving up; between them the lock holders finish and traffic flows. */
@@ -31,8 +32,8 @@ export interface MigrateOptions {
  * so two processes starting at once apply each file exactly once. Refuses to run when a file
  * that was already applied has changed since. Returns the names it applied.
  *
- * Statements run under `lock_timeout`: an attempt that cannot get a table lock in time rolls back
- * and is retried after a pause, instead of holding up every query behind its queued lock.
+ * Statements run under `lock_timeout`: an attempt that cannot get a table lock in time, or that a deadlock
+ * rolls back, is retried after a pause, instead of holding up every query behind its queued lock.
  */
 export async function migrate(
   db: Database,
@@ -43,7 +44,9 @@ export async function migrate(
     try {
       return await migrateOnce(db, migrations, lockTimeoutMs);
     } catch (error) {
-      if (!isLockTimeout(error) || attempt >= attempts) throw error;
+      // A deadlock's victim rolled back like a timed-out attempt: a migration that locks several tables can meet a
+      // live transaction taking two of them in the other order.
+      if (!(isLockTimeout(error) || isTransactionConflict(error)) || attempt >= attempts) throw error;
       onRetry?.(attempt, error);
       await new Promise((resolve) => setTimeout(resolve, Math.min(250 * attempt, 5000)));
     }

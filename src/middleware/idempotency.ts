@@ -1,11 +1,11 @@
 import type { Context, MiddlewareHandler } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { sha256Hex } from "../bytes.js";
+import { isTransactionConflict } from "../db/driver.js";
 import { invalidRequest, XrpcError } from "../errors.js";
 import {
   claimKey,
   committedAnswer,
-  isTransactionConflict,
   storeAnswer,
   type KeyClaim,
   type OnceOutcome,

@@ -1,5 +1,5 @@
 import { ADVISORY_LOCK } from "../db/advisoryLocks.js";
-import { DatabaseError, isLockTimeout, type Queryable } from "../db/driver.js";
+import { isLockTimeout, type Queryable } from "../db/driver.js";
 import { XrpcError } from "../errors.js";
 
 /** The idempotency record of one (caller, method, key). */
@@ -53,10 +53,6 @@ const TAKE_OVER_SQL = `UPDATE idempotency_keys
    SET request_hash = $4, status_code = NULL, response = NULL, created_at = $5, expires_at = $6
  WHERE caller_did = $1 AND method = $2 AND key = $3 AND expires_at <= $5
 RETURNING set_config('lock_timeout', $7, true)`;
-
-/** Deadlock (40P01) or serialization failure (40001): this transaction was rolled back so that another could go on. */
-export const isTransactionConflict = (error: unknown) =>
-  error instanceof DatabaseError && (error.code === "40P01" || error.code === "40001");
 
 /** One request's claim on (caller, method, key): what both the general path and a batch of sends need. */
 export interface KeyClaim {

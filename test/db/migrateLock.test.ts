@@ -1,6 +1,7 @@
 /**
  * A migration that needs a lock a long reader holds: it gives up each attempt after its lock timeout
- * (so traffic queued behind it moves on), retries, and applies once the reader is gone.
+ * (so traffic queued behind it moves on), retries, and applies once the reader is gone. An attempt a deadlock
+ * rolled back is retried the same way.
  */
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -24,7 +25,9 @@ beforeAll(async () => {
   db = createPostgresDatabase(url, { max: 2 });
   reader = postgres(url, { max: 1, onnotice: () => {} });
   other = postgres(url, { max: 1, onnotice: () => {} });
-  await db.exec("CREATE TABLE busy (id int PRIMARY KEY); INSERT INTO busy VALUES (1), (2);");
+  await db.exec(
+    "CREATE TABLE busy (id int PRIMARY KEY); INSERT INTO busy VALUES (1), (2); CREATE TABLE busy2 (id int PRIMARY KEY);",
+  );
 });
 
 afterAll(async () => {
@@ -95,5 +98,43 @@ describe("migrate behind a long reader", () => {
     }
     const recorded = await other`SELECT name FROM schema_migrations WHERE name = '0101_busy_b.sql'`;
     expect(recorded).toHaveLength(0);
+  });
+
+  it("retries an attempt a deadlock rolled back: a live transaction took two of its tables in the other order", async () => {
+    let inserted!: () => void;
+    const holdsBusy2 = new Promise<void>((resolve) => (inserted = resolve));
+    let proceed!: () => void;
+    const migrationWaits = new Promise<void>((resolve) => (proceed = resolve));
+    const live = reader.begin(async (tx) => {
+      // The migration, which waits first, finds the deadlock (and rolls back) before this transaction looks.
+      await tx`SET LOCAL deadlock_timeout = '10s'`;
+      await tx`INSERT INTO busy2 VALUES (1)`;
+      inserted();
+      await migrationWaits;
+      await tx`INSERT INTO busy VALUES (10)`;
+    });
+    await holdsBusy2;
+    const retried: unknown[] = [];
+    const migrating = migrate(
+      db,
+      [
+        {
+          name: "0102_busy_both.sql",
+          sql: "ALTER TABLE busy ADD COLUMN c int; ALTER TABLE busy2 ADD COLUMN c int;",
+        },
+      ],
+      { lockTimeoutMs: 5000, attempts: 3, onRetry: (_, error) => retried.push((error as { code?: string }).code) },
+    );
+    // Once the migration holds busy and waits for busy2, the live transaction writes busy: a cycle.
+    for (;;) {
+      const waiting = await other`SELECT 1 FROM pg_locks WHERE relation = 'busy2'::regclass AND NOT granted`;
+      if (waiting.length > 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    proceed();
+    await live;
+    expect(await migrating).toEqual(["0102_busy_both.sql"]);
+    expect(retried).toEqual(["40P01"]);
+    expect((await other`SELECT count(*)::int AS n FROM busy WHERE id = 10`)[0]!.n).toBe(1);
   });
 });

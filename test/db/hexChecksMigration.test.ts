@@ -63,7 +63,21 @@ it("keeps a populated database's rows, and its hex checks refuse what they refus
   await insertKey(HASH.split("").reverse().join(""));
   // An UPDATE re-checks the row: a stored conversation still takes its next seq.
   await db.query(`UPDATE conversations SET next_seq = next_seq + 1 WHERE id = 'ab'`);
-  // The other 64-hex checks are the same expression on another column; one of them here.
+  // The other 64-hex checks are the same expression on other columns.
+  await expect(
+    db.query(
+      `INSERT INTO key_packages (owner_did, cipher_suite, key_package, hash, expires_at, created_at)
+       VALUES ('did:plc:alice', 'MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519', '\\x01', $1, now(), now())`,
+      [HASH.slice(1) + "g"],
+    ),
+  ).rejects.toThrow(/key_packages_hash_check/);
+  await expect(
+    db.query(
+      `INSERT INTO welcome_messages (id, convo_id, recipient_did, welcome, key_package_hash, created_at)
+       VALUES ('w1', 'ab', 'did:plc:bob', '\\x01', $1, now())`,
+      [HASH + "0"],
+    ),
+  ).rejects.toThrow(/welcome_messages_key_package_hash_check/);
   await expect(
     db.query(`INSERT INTO welcome_payloads (hash, welcome, used_at) VALUES ($1, '\\x01', now())`, [HASH.toUpperCase()]),
   ).rejects.toThrow(/welcome_payloads_hash_check/);

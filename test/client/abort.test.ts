@@ -6,7 +6,8 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { createClient } from "mls-delivery-service/client";
 import { collector } from "../helpers/gc.js";
-import { fakeServer, within } from "./fakeServer.js";
+import { within } from "../helpers/within.js";
+import { fakeServer } from "./fakeServer.js";
 
 const gc = collector();
 let cleanups: (() => unknown)[] = [];

@@ -20,7 +20,3 @@ export async function fakeServer(handler: (request: http.IncomingMessage, respon
     },
   };
 }
-
-/** Settles `promise`, or reports it still pending after `ms`. */
-export const within = <T>(promise: Promise<T>, ms: number): Promise<T | "pending"> =>
-  Promise.race([promise, new Promise<"pending">((resolve) => setTimeout(() => resolve("pending"), ms))]);

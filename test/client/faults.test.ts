@@ -6,7 +6,8 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { createClient } from "mls-delivery-service/client";
 import { readSse } from "../../src/client/sse.js";
-import { fakeServer, within } from "./fakeServer.js";
+import { within } from "../helpers/within.js";
+import { fakeServer } from "./fakeServer.js";
 
 let close: (() => Promise<void>) | undefined;
 afterEach(async () => {

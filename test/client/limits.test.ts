@@ -7,7 +7,7 @@ import { describe, expect, it, vi } from "vitest";
 import { createClient } from "mls-delivery-service/client";
 import { sleep } from "../../src/client/retry.js";
 import { fromWire } from "../../src/client/wire.js";
-import { within } from "./fakeServer.js";
+import { within } from "../helpers/within.js";
 
 const ok = () => Response.json({ conversations: [] });
 

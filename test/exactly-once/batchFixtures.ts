@@ -5,6 +5,7 @@ import type { KeyClaim, OnceOutcome } from "../../src/services/idempotencyKeys.j
 import type { SendMessage } from "../../src/services/messages.js";
 import { SendCoalescer } from "../../src/services/sendCoalescer.js";
 import { holdRowLock } from "../helpers/rowLock.js";
+import { within } from "../helpers/within.js";
 
 export const METHOD = "blue.catbird.mls.sendMessage";
 
@@ -76,9 +77,8 @@ export async function statementWaits(db: Queryable, sql: string): Promise<void> 
   throw new Error("the statement never waited for a lock");
 }
 
-/** `promise`'s value, or "not answered" after `ms` (a regression fails there, not at the test's timeout). */
-export const soon = <T>(promise: Promise<T>, ms = 5_000) =>
-  Promise.race([promise, new Promise<string>((resolve) => setTimeout(() => resolve("not answered"), ms))]);
+/** `promise`'s value, or "pending" after 5 s. */
+export const soon = <T>(promise: Promise<T>) => within(promise, 5_000);
 
 /** Whether `promise` is still pending after everything already queued has run. */
 export async function pending(promise: Promise<unknown>): Promise<boolean> {
